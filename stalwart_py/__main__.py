@@ -1,0 +1,3 @@
+from stalwart_py.cli import main
+
+raise SystemExit(main())

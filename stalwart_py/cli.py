@@ -1,0 +1,167 @@
+"""The ``stalwart-py`` command: serve, check-config, reload.
+
+Every subcommand takes ``--config PATH``; the default is ``$STALWART_PY_CONFIG``, else
+``/etc/stalwart-py/config.toml``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+import anyio
+
+from stalwart_py import __version__
+from stalwart_py.config import ConfigError, explain
+from stalwart_py.logs import configure_logging
+from stalwart_py.server import Server, StartupError, load, read_pid, read_status
+from stalwart_py.tls import TLSSetupError, build_context
+
+DEFAULT_CONFIG = "/etc/stalwart-py/config.toml"
+RELOAD_WAIT = 30.0
+
+
+def default_config() -> str:
+    return os.environ.get("STALWART_PY_CONFIG") or DEFAULT_CONFIG
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="stalwart-py", description="A personal multi-protocol mail server."
+    )
+    parser.add_argument("--version", action="version", version=f"stalwart-py {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, help_text: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help_text, description=help_text)
+        sub.add_argument(
+            "--config",
+            type=Path,
+            default=None,
+            help=f"configuration file (default: $STALWART_PY_CONFIG, else {DEFAULT_CONFIG})",
+        )
+        return sub
+
+    serve = command("serve", "Run the server in the foreground.")
+    serve.add_argument("--log-format", choices=["text", "json"], default=None)
+    serve.add_argument("--log-level", choices=["debug", "info", "warning", "error"], default=None)
+    serve.add_argument(
+        "--notify-fd",
+        type=int,
+        default=None,
+        metavar="FD",
+        help="write JSON lines (ready, reloaded, reload-failed, stopping) to this descriptor",
+    )
+    serve.set_defaults(run=cmd_serve)
+
+    check = command("check-config", "Validate the configuration; exit 1 on any error.")
+    check.add_argument(
+        "--explain",
+        action="store_true",
+        help="print every listener's effective settings and where each value came from",
+    )
+    check.set_defaults(run=cmd_check_config)
+
+    reload = command("reload", "Make the running server re-read its configuration.")
+    reload.set_defaults(run=cmd_reload)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.config is None:
+        args.config = Path(default_config())
+    return args.run(args)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    configure_logging(args.log_level or "info", args.log_format or "text")
+    try:
+        server = Server(args.config, notify_fd=args.notify_fd)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    configure_logging(
+        args.log_level or server.config.logging.level,
+        args.log_format or server.config.logging.format,
+    )
+    try:
+        anyio.run(lambda: server.run(handle_signals=True))
+    except StartupError as exc:
+        print(f"stalwart-py: cannot start: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    try:
+        config = load(args.config)
+    except ConfigError as exc:
+        for issue in exc.issues:
+            print(issue, file=sys.stderr)
+        count = len(exc.issues)
+        print(f"{args.config}: {count} error{'s' if count != 1 else ''}", file=sys.stderr)
+        return 1
+    problems = []
+    for listener in config.listeners.values():
+        for settings in listener.effective.values():
+            tls = settings.tls
+            if tls.certificate is not None and tls.private_key is not None:
+                try:
+                    build_context(tls.certificate, tls.private_key, tls.min_version)
+                except TLSSetupError as exc:
+                    problems.append(f"{args.config}: server.listener.{listener.id}.tls: {exc}")
+    if problems:
+        print("\n".join(sorted(set(problems))), file=sys.stderr)
+        return 1
+    if args.explain:
+        print(explain(config), end="")
+        return 0
+    enabled = [lsn for lsn in config.listeners.values() if lsn.enable]
+    print(
+        f"{args.config}: valid; {len(enabled)} listener(s) enabled, "
+        f"{len(config.listeners) - len(enabled)} disabled"
+    )
+    for listener in config.listeners.values():
+        binds = ", ".join(str(b) for b in listener.bind)
+        state = "" if listener.enable else " (disabled)"
+        print(f"  {listener.id}: {listener.protocol} on {binds}{state}")
+    return 0
+
+
+def cmd_reload(args: argparse.Namespace) -> int:
+    try:
+        config = load(args.config)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        print("not reloading: the running server keeps its configuration", file=sys.stderr)
+        return 1
+    data_dir = config.storage.data_dir
+    pid = read_pid(data_dir)
+    if pid is None:
+        print(f"no server is running on {data_dir}", file=sys.stderr)
+        return 1
+    before = (read_status(data_dir) or {}).get("generation", -1)
+    os.kill(pid, signal.SIGHUP)
+    deadline = time.monotonic() + RELOAD_WAIT
+    while time.monotonic() < deadline:
+        status = read_status(data_dir) or {}
+        if status.get("pid") == pid and status.get("generation", -1) > before:
+            if status["event"] == "reload-failed":
+                print("reload failed, nothing changed:", file=sys.stderr)
+                for problem in status.get("errors", []):
+                    print(f"  {problem}", file=sys.stderr)
+                return 1
+            changes = {k: v for k, v in status.get("changes", {}).items() if v}
+            summary = "; ".join(f"{k}: {', '.join(v)}" for k, v in changes.items())
+            print(f"reloaded (pid {pid}): {summary or 'no listener changed'}")
+            return 0
+        time.sleep(0.05)
+    print(
+        f"sent SIGHUP to pid {pid}, but it did not report back in {RELOAD_WAIT:g}s", file=sys.stderr
+    )
+    return 1

@@ -1,0 +1,113 @@
+"""The settings the core understands: listener defaults, the server, storage and logging.
+
+The field names and defaults here are the documentation of the configuration file: a key is
+the field name with ``_`` written as ``-``. Protocol settings (``smtp.*``, ``imap.*``, ...) are
+declared by each protocol plugin in the same way and merged under the same rule.
+"""
+
+from __future__ import annotations
+
+import socket
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from stalwart_py.config.types import (
+    Duration,
+    FileMode,
+    Hostname,
+    Network,
+    Range,
+    Size,
+    TLSVersion,
+)
+
+# Keys that shape the listening socket itself, so a peer scope cannot change them.
+LISTENING_SOCKET_KEYS = frozenset({"reuse-addr", "reuse-port", "backlog", "file-mode"})
+
+
+def system_hostname() -> str:
+    return socket.gethostname().lower() or "localhost"
+
+
+@dataclass(frozen=True, slots=True)
+class SocketSettings:
+    """``socket.*``: options set on the listening socket and on every accepted connection."""
+
+    reuse_addr: bool = True
+    reuse_port: bool = False
+    backlog: Annotated[int, Range(1, 65535)] = 1024
+    nodelay: bool = True
+    ttl: Annotated[int, Range(1, 255)] | None = None
+    send_buffer_size: Size | None = None
+    recv_buffer_size: Size | None = None
+    linger: Duration | None = None  # SO_LINGER: seconds to wait for unsent data on close
+    tos: Annotated[int, Range(0, 255)] | None = None
+    file_mode: FileMode | None = None  # Unix-domain sockets only
+
+
+@dataclass(frozen=True, slots=True)
+class TLSSettings:
+    """``tls.*``: implicit TLS and the certificate; absent certificate means self-signed."""
+
+    implicit: bool = False
+    certificate: Path | None = None
+    private_key: Path | None = None
+    min_version: TLSVersion = "1.2"
+    handshake_timeout: Duration = 10.0
+
+    def __post_init__(self) -> None:
+        if (self.certificate is None) != (self.private_key is None):
+            raise ValueError("certificate and private-key must be given together")
+
+
+@dataclass(frozen=True, slots=True)
+class ProxySettings:
+    """``proxy.*``: PROXY protocol v1/v2 headers are read only from these networks."""
+
+    trusted_networks: tuple[Network, ...] = ()
+    timeout: Duration = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class ListenerSettings:
+    """What a connection's session runs under: [server] defaults, the listener, peer scopes."""
+
+    hostname: Hostname = field(default_factory=system_hostname)
+    max_connections: Annotated[int, Range(1)] | None = None
+    idle_timeout: Duration = 300.0
+    socket: SocketSettings = field(default_factory=SocketSettings)
+    tls: TLSSettings = field(default_factory=TLSSettings)
+    proxy: ProxySettings = field(default_factory=ProxySettings)
+    allow: bool = True  # peer scopes only: false refuses the peer
+    # The protocol's own settings object (its ``<protocol>.*`` table); not a TOML key here.
+    protocol: Any = field(default=None, metadata={"toml": False})
+
+
+@dataclass(frozen=True, slots=True)
+class ServerSettings:
+    """Keys of ``[server]`` that are about the whole server, not defaults for listeners."""
+
+    max_connections: Annotated[int, Range(1)] | None = None  # over all listeners together
+    shutdown_timeout: Duration = 10.0  # grace for open sessions on SIGTERM
+
+
+@dataclass(frozen=True, slots=True)
+class StorageSettings:
+    """``[storage]``: where the server keeps its data."""
+
+    data_dir: Path = Path("/var/lib/stalwart-py")
+    backend: Literal["sqlite"] = "sqlite"
+
+
+@dataclass(frozen=True, slots=True)
+class LoggingSettings:
+    """``[logging]``; the command line's --log-level and --log-format win over these."""
+
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["text", "json"] = "text"
+
+
+SERVER_ONLY_KEYS = frozenset({"max-connections", "shutdown-timeout"})
+LISTENER_ONLY_KEYS = ("bind", "protocol", "enable")
+SCOPE_ONLY_KEYS = frozenset({"allow"})

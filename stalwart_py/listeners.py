@@ -1,0 +1,496 @@
+"""The listener registry: bind, accept, limit, dispatch to protocols, and reload.
+
+Ownership (structured concurrency): ``ListenerRegistry.run`` owns two task groups. The outer
+one holds every session; the inner one holds one accept loop per bound socket, each in its
+own cancel scope so that a single socket can stop accepting on reload while its sessions
+finish. Stopping the server cancels the accept loops first, gives sessions the grace period,
+then cancels them; each cancelled session is told why (``Protocol.refuse(SHUTDOWN)``).
+
+Per connection: count it against the server, the listener and (once the peer is known) its
+peer scope; read a PROXY header if the immediate peer is a trusted proxy; resolve the peer
+scope (deny -> refuse); set the per-connection socket options; implicit TLS; then
+``protocol.handle`` or ``protocol.refuse``. Counters are released in ``finally``.
+
+Reload binds what is new before closing what is gone, except where a new address overlaps one
+of ours that is going away (127.0.0.1:25 -> *:25): that one is closed first and, if the new
+bind then fails, bound again, so the switch takes one reload and a failure changes nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import secrets
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+from anyio.abc import SocketAttribute, SocketListener, TaskGroup, TaskStatus
+
+from stalwart_py import proxy_protocol
+from stalwart_py.config import NO_SCOPE, BindAddress, Config, ListenerConfig
+from stalwart_py.connection import (
+    Address,
+    Connection,
+    ConnectionClosed,
+    LineTooLong,
+    ListenerView,
+)
+from stalwart_py.context import ServerContext
+from stalwart_py.plugin import Protocol, Refusal
+from stalwart_py.sockets import (
+    BindError,
+    apply_connection_options,
+    bound_address,
+    open_listening_socket,
+    overlaps,
+    remove_unix_socket,
+    unix_socket_identity,
+    update_listening_options,
+)
+from stalwart_py.tls import TLSSetupError
+
+log = logging.getLogger("stalwart_py.listeners")
+
+REFUSE_TIMEOUT = 5.0  # how long a refusal reply may take before the connection is dropped
+
+
+class ApplyError(Exception):
+    """A configuration could not be applied; nothing was changed. One line per problem."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("; ".join(problems))
+
+
+@dataclass(eq=False)
+class BoundSocket:
+    configured: BindAddress
+    sock: Any  # socket.socket until its accept loop takes it over
+    actual: BindAddress
+    unix_identity: tuple[int, int] | None = None
+    scope: anyio.CancelScope | None = None
+    closed: anyio.Event = field(default_factory=anyio.Event)
+
+    async def close(self) -> None:
+        """Stop accepting and close the socket; returns once it is closed."""
+        if self.scope is None:
+            self.sock.close()
+            self._unlink()
+            self.closed.set()
+            return
+        self.scope.cancel()
+        await self.closed.wait()
+
+    def _unlink(self) -> None:
+        if self.configured.is_unix:
+            remove_unix_socket(self.configured.host, self.unix_identity)
+
+
+@dataclass(eq=False)
+class ListenerRuntime:
+    config: ListenerConfig
+    sockets: dict[BindAddress, BoundSocket] = field(default_factory=dict)
+    open_connections: int = 0
+    suspended: bool = False  # disabled at run time: connections are accepted and refused
+
+
+@dataclass
+class ReloadReport:
+    """What a reload changed, in words a person reads in a log or an API answer."""
+
+    added: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    rebound: list[str] = field(default_factory=list)
+    updated: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, list[str]]:
+        return {
+            "added": self.added,
+            "removed": self.removed,
+            "rebound": self.rebound,
+            "updated": self.updated,
+        }
+
+
+class ListenerRegistry:
+    """Every listener of the running server. See the module docstring."""
+
+    def __init__(self, context: ServerContext, protocols: dict[str, Protocol]) -> None:
+        self.context = context
+        self.protocols = protocols
+        self.listeners: dict[str, ListenerRuntime] = {}
+        self.open_connections = 0
+        self._peer_counts: Counter[str] = Counter()
+        self._sessions: TaskGroup | None = None
+        self._accepts: TaskGroup | None = None
+        self._stop = anyio.Event()
+        self._changed = anyio.Event()  # set and replaced whenever a connection ends
+        self._lock = anyio.Lock()  # one apply() at a time
+        context.listeners = self
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    async def run(
+        self,
+        config: Config,
+        *,
+        on_drain: Callable[[], None] | None = None,
+        task_status: TaskStatus[None],
+    ) -> None:
+        """Bind every enabled listener, report started, and serve until ``stop()``; then
+        close every listening socket, call ``on_drain`` and give sessions the grace period."""
+        async with anyio.create_task_group() as sessions:
+            self._sessions = sessions
+            async with anyio.create_task_group() as accepts:
+                self._accepts = accepts
+                await self.apply(config)
+                task_status.started()
+                await self._stop.wait()
+                accepts.cancel_scope.cancel()
+            if on_drain is not None:
+                on_drain()
+            grace = self.context.config.server.shutdown_timeout
+            if self.open_connections:
+                log.info("waiting up to %gs for %d open sessions", grace, self.open_connections)
+                with anyio.move_on_after(grace):
+                    await self.wait_until(lambda: self.open_connections == 0)
+            if self.open_connections:
+                log.info("closing %d sessions still open", self.open_connections)
+            sessions.cancel_scope.cancel()
+
+    async def wait_until(self, condition: Callable[[], bool]) -> None:
+        """Wait until ``condition()`` holds; it is checked whenever a connection ends."""
+        while not condition():
+            await self._changed.wait()
+
+    def stop(self) -> None:
+        """Stop accepting; sessions get the grace period (``server.shutdown-timeout``)."""
+        self.context.draining.set()
+        self._stop.set()
+
+    # -- applying a configuration -------------------------------------------------------
+
+    async def apply(self, config: Config) -> ReloadReport:
+        """Make the running listeners match ``config``. Raises ApplyError and changes nothing
+        when a certificate is unusable or an address cannot be bound."""
+        async with self._lock:
+            return await self._apply(config)
+
+    async def _apply(self, config: Config) -> ReloadReport:
+        self._check_tls(config)
+        wanted = {lid: lsn for lid, lsn in config.listeners.items() if lsn.enable}
+        keep = [(lid, address) for lid, lsn in wanted.items() for address in lsn.bind]
+        existing = {
+            (lid, address): bound
+            for lid, runtime in self.listeners.items()
+            for address, bound in runtime.sockets.items()
+        }
+        going = {key: bound for key, bound in existing.items() if key not in keep}
+        to_bind = [key for key in keep if key not in existing]
+        opened: dict[tuple[str, BindAddress], BoundSocket] = {}
+        closed_early: dict[tuple[str, BindAddress], BoundSocket] = {}
+        try:
+            for key in to_bind:  # first what collides with none of our sockets
+                if not any(overlaps(key[1], bound.actual) for bound in going.values()):
+                    opened[key] = self._bind(key[1], wanted[key[0]])
+            for key in to_bind:  # then what takes the place of a socket of ours
+                if key in opened:
+                    continue
+                for old_key, bound in going.items():
+                    if old_key not in closed_early and overlaps(key[1], bound.actual):
+                        await bound.close()
+                        closed_early[old_key] = bound
+                opened[key] = self._bind(key[1], wanted[key[0]])
+        except BindError as exc:
+            for bound in opened.values():
+                await bound.close()
+            problems = [str(exc)]
+            problems += await self._restore(closed_early)
+            raise ApplyError(problems) from None
+        return await self._commit(config, wanted, going, opened, closed_early)
+
+    async def _restore(self, closed: dict[tuple[str, BindAddress], BoundSocket]) -> list[str]:
+        """Bind again the sockets closed for a switch that failed."""
+        problems = []
+        for (lid, address), old in closed.items():
+            runtime = self.listeners[lid]
+            try:
+                restored = self._bind(address, runtime.config)
+            except BindError as exc:
+                runtime.sockets.pop(address, None)
+                problems.append(f"listener {lid} lost {address}: {exc}")
+                continue
+            runtime.sockets[address] = restored
+            await self._start_accepting(runtime, restored)
+            log.warning("listener %s: bound %s again after a failed reload", lid, old.actual)
+        return problems
+
+    async def _commit(
+        self,
+        config: Config,
+        wanted: dict[str, ListenerConfig],
+        going: dict[tuple[str, BindAddress], BoundSocket],
+        opened: dict[tuple[str, BindAddress], BoundSocket],
+        closed_early: dict[tuple[str, BindAddress], BoundSocket],
+    ) -> ReloadReport:
+        report = ReloadReport()
+        self.context.config = config
+        for (lid, address), bound in going.items():
+            if (lid, address) not in closed_early:
+                await bound.close()
+            self.listeners[lid].sockets.pop(address, None)
+        for lid in [lid for lid in self.listeners if lid not in wanted]:
+            del self.listeners[lid]
+            report.removed.append(lid)
+            log.info("listener %s stopped; its open sessions finish", lid)
+        changed_binds = {key[0] for key in [*going, *opened]}
+        for lid, listener in wanted.items():
+            runtime = self.listeners.get(lid)
+            if runtime is None:
+                runtime = self.listeners[lid] = ListenerRuntime(listener)
+                report.added.append(lid)
+            elif lid in changed_binds:
+                report.rebound.append(lid)
+            elif runtime.config.effective != listener.effective or (
+                runtime.config.protocol != listener.protocol
+            ):
+                report.updated.append(lid)
+            runtime.config = listener
+            for address, bound in runtime.sockets.items():
+                update_listening_options(bound.sock, listener.settings.socket, address)
+            for (owner, address), bound in opened.items():
+                if owner == lid:
+                    runtime.sockets[address] = bound
+                    await self._start_accepting(runtime, bound)
+                    self._log_bound(listener, bound)
+        return report
+
+    def _check_tls(self, config: Config) -> None:
+        """Load every certificate a listener will use, before anything changes."""
+        problems = []
+        for listener in config.listeners.values():
+            if not listener.enable:
+                continue
+            offers_tls = getattr(self.protocols.get(listener.protocol), "starttls", False)
+            for settings in listener.effective.values():
+                if not (settings.tls.implicit or offers_tls or settings.tls.certificate):
+                    continue
+                try:
+                    self.context.tls.server_context(settings.tls, settings.hostname)
+                except TLSSetupError as exc:
+                    problems.append(f"server.listener.{listener.id}.tls: {exc}")
+        if problems:
+            raise ApplyError(sorted(set(problems)))
+
+    def _bind(self, address: BindAddress, listener: ListenerConfig) -> BoundSocket:
+        sock = open_listening_socket(address, listener.settings.socket)
+        identity = unix_socket_identity(address.host) if address.is_unix else None
+        return BoundSocket(address, sock, bound_address(sock, address), identity)
+
+    async def _start_accepting(self, runtime: ListenerRuntime, bound: BoundSocket) -> None:
+        assert self._accepts is not None, "run() owns the accept loops"
+        await self._accepts.start(self._accept_loop, runtime, bound)
+
+    def _log_bound(self, listener: ListenerConfig, bound: BoundSocket) -> None:
+        tls = "implicit TLS" if listener.settings.tls.implicit else "plain"
+        log.info("listener %s (%s) bound %s, %s", listener.id, listener.protocol, bound.actual, tls)
+
+    # -- accepting ----------------------------------------------------------------------
+
+    async def _accept_loop(
+        self, runtime: ListenerRuntime, bound: BoundSocket, *, task_status: TaskStatus[None]
+    ) -> None:
+        assert self._sessions is not None
+        with anyio.CancelScope() as scope:
+            bound.scope = scope
+            listener = await SocketListener.from_socket(bound.sock)
+            task_status.started()
+            try:
+                while True:
+                    try:
+                        stream = await listener.accept()
+                    except (OSError, anyio.BrokenResourceError) as exc:
+                        # Out of file descriptors or a transient network error: keep serving
+                        # the sessions we have and try again shortly rather than spin.
+                        log.error(
+                            "listener %s: accept on %s failed: %s",
+                            runtime.config.id,
+                            bound.actual,
+                            exc,
+                        )
+                        await anyio.sleep(0.1)
+                        continue
+                    self._sessions.start_soon(self._serve, runtime, stream)
+            finally:
+                with anyio.CancelScope(shield=True):
+                    await listener.aclose()
+                bound._unlink()
+                bound.closed.set()
+
+    async def _serve(self, runtime: ListenerRuntime, stream: Any) -> None:
+        config = runtime.config  # a reload during the session does not change its settings
+        protocol = self.protocols[config.protocol]
+        raw = stream.extra(SocketAttribute.raw_socket)
+        try:
+            peer = Address.from_sockaddr(raw.family, raw.getpeername())
+            local = Address.from_sockaddr(raw.family, raw.getsockname())
+        except OSError as exc:  # reset between accept() and here
+            log.debug("listener %s: connection gone before it was served: %s", config.id, exc)
+            with anyio.CancelScope(shield=True):
+                await stream.aclose()
+            return
+        session_id = secrets.token_hex(4)
+        slog = logging.LoggerAdapter(log, {"session": session_id})
+        server_limit = self.context.config.server.max_connections
+        self.open_connections += 1
+        runtime.open_connections += 1
+        peer_key: str | None = None
+        conn: Connection | None = None
+        refusal: Refusal | None = None
+        served = False
+        try:
+            if server_limit is not None and self.open_connections > server_limit:
+                refusal = Refusal.SERVER_LIMIT
+            elif config.settings.max_connections is not None and (
+                runtime.open_connections > config.settings.max_connections
+            ):
+                refusal = Refusal.LISTENER_LIMIT
+            elif runtime.suspended:
+                refusal = Refusal.DISABLED
+            view = ListenerView(config.id, config.protocol, config.settings, ())
+            conn = Connection(
+                stream,
+                raw_socket=raw,
+                peer=peer,
+                local=local,
+                listener=view,
+                server=self.context,
+                session_id=session_id,
+            )
+            if peer.ip is not None and any(
+                peer.ip in net for net in config.settings.proxy.trusted_networks
+            ):
+                conn.peer = peer = await self._read_proxy_header(conn, config, slog)
+            scope = config.scope_for(peer.ip)
+            settings = config.effective[scope]
+            conn.listener = ListenerView(
+                config.id, config.protocol, settings, self._scope_paths(config, scope)
+            )
+            apply_connection_options(raw, settings.socket)
+            if refusal is None and not settings.allow:
+                refusal = Refusal.PEER_DENIED
+            if refusal is None and (limit := config.peer_limit(scope)) is not None:
+                peer_key = limit[0]
+                self._peer_counts[peer_key] += 1
+                if self._peer_counts[peer_key] > limit[1]:
+                    refusal = Refusal.PEER_LIMIT
+            if settings.tls.implicit:
+                await conn.start_tls()
+            if refusal is not None:
+                self.context.metrics.connections_refused.labels(config.id, refusal).inc()
+                slog.info("refused %s on %s: %s", peer, config.id, refusal)
+                with anyio.move_on_after(REFUSE_TIMEOUT):
+                    await protocol.refuse(conn, refusal)
+                return
+            served = True
+            self.context.metrics.connections_accepted.labels(config.id).inc()
+            self.context.metrics.connections_open.labels(config.id).inc()
+            slog.debug("connection from %s on %s (%s)", peer, config.id, local)
+            await protocol.handle(conn)
+        except (ConnectionClosed, TimeoutError) as exc:  # ReadTimeout is a TimeoutError
+            slog.debug("connection from %s ended: %s", peer, exc or "timed out")
+        except proxy_protocol.ProxyProtocolError as exc:
+            slog.warning("listener %s: bad PROXY header from %s: %s", config.id, peer, exc)
+        except anyio.get_cancelled_exc_class():
+            if conn is not None and served and self._stop.is_set():
+                # A goodbye to a client that is already broken is optional.
+                with (
+                    anyio.CancelScope(shield=True),
+                    anyio.move_on_after(REFUSE_TIMEOUT),
+                    contextlib.suppress(Exception),
+                ):
+                    await protocol.refuse(conn, Refusal.SHUTDOWN)
+            raise
+        except Exception:
+            slog.exception("session on %s from %s failed", config.id, peer)
+        finally:
+            if conn is not None:
+                await conn.aclose()
+            else:
+                with anyio.CancelScope(shield=True):
+                    await stream.aclose()
+            if served:
+                self.context.metrics.connections_open.labels(config.id).dec()
+            if peer_key is not None:
+                self._peer_counts[peer_key] -= 1
+                if not self._peer_counts[peer_key]:
+                    del self._peer_counts[peer_key]
+            runtime.open_connections -= 1
+            self.open_connections -= 1
+            self._changed.set()
+            self._changed = anyio.Event()
+
+    async def _read_proxy_header(
+        self, conn: Connection, config: ListenerConfig, slog: logging.LoggerAdapter[logging.Logger]
+    ) -> Address:
+        timeout = config.settings.proxy.timeout
+        with anyio.fail_after(timeout if timeout > 0 else math.inf):
+            version = proxy_protocol.version_of(await conn.peek(1))
+            if version == 1:
+                try:
+                    line = await conn.readline(proxy_protocol.V1_MAX_LENGTH)
+                except LineTooLong:
+                    raise proxy_protocol.ProxyProtocolError("PROXY v1 line too long") from None
+                header = proxy_protocol.parse_v1(line)
+            else:
+                prefix = await conn.receive_exactly(proxy_protocol.V2_HEADER_LENGTH)
+                body = await conn.receive_exactly(proxy_protocol.v2_body_length(prefix))
+                header = proxy_protocol.parse_v2(prefix, body)
+        if header.source is None:
+            return conn.peer
+        slog.debug("PROXY header from %s: client %s", conn.peer, header.source)
+        return Address.from_ip(*header.source)
+
+    @staticmethod
+    def _scope_paths(config: ListenerConfig, scope: tuple[int, int]) -> tuple[str, ...]:
+        if scope == NO_SCOPE:
+            return ()
+        paths = []
+        if scope[0] >= 0:
+            paths.append(config.server_scopes[scope[0]].path)
+        if scope[1] >= 0:
+            paths.append(config.listener_scopes[scope[1]].path)
+        return tuple(paths)
+
+    # -- run-time control and status -----------------------------------------------------
+
+    def set_suspended(self, listener_id: str, suspended: bool) -> None:
+        """Disable (or enable again) a listener at run time without a restart: its sockets
+        stay bound, new connections get the protocol's refusal, open sessions go on."""
+        runtime = self.listeners[listener_id]
+        if runtime.suspended != suspended:
+            runtime.suspended = suspended
+            log.info("listener %s %s", listener_id, "disabled" if suspended else "enabled")
+
+    def status(self) -> list[dict[str, Any]]:
+        """Every running listener: protocol, real bound addresses, TLS, load, state."""
+        return [
+            {
+                "id": lid,
+                "protocol": runtime.config.protocol,
+                "bind": [str(bound.actual) for bound in runtime.sockets.values()],
+                "tls": "implicit" if runtime.config.settings.tls.implicit else "none",
+                "open-connections": runtime.open_connections,
+                "max-connections": runtime.config.settings.max_connections,
+                "enabled": not runtime.suspended,
+            }
+            for lid, runtime in self.listeners.items()
+        ]
+
+    def addresses(self, listener_id: str) -> list[BindAddress]:
+        """The addresses a listener is bound to, with real ports."""
+        return [bound.actual for bound in self.listeners[listener_id].sockets.values()]

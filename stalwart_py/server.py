@@ -1,0 +1,253 @@
+"""The server's lifecycle: start, signals (SIGTERM/SIGINT stop, SIGHUP reload), shutdown.
+
+``Server.run`` owns one task group: the listener registry and, when running as the main
+program, the signal watcher. When the registry has finished (sessions done or the grace
+period over), the task group is cancelled and ``run`` returns.
+
+A running server keeps ``<data-dir>/stalwart-py.pid`` locked (two servers on one data
+directory would fight over it) and writes ``<data-dir>/stalwart-py.status.json`` after it
+starts and after every reload attempt, which ``stalwart-py reload`` waits for. With
+``--notify-fd`` the same events go as JSON lines to a file descriptor, so that whoever
+started the server (a test, a supervisor) can wait for readiness instead of sleeping.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import logging
+import os
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+from anyio.abc import TaskStatus
+
+from stalwart_py.config import Config, ConfigError, load_config
+from stalwart_py.context import ServerContext
+from stalwart_py.listeners import ApplyError, ListenerRegistry, ReloadReport
+from stalwart_py.plugin import Protocol, discover_protocols
+
+log = logging.getLogger("stalwart_py.server")
+
+PID_FILE = "stalwart-py.pid"
+STATUS_FILE = "stalwart-py.status.json"
+
+
+class StartupError(Exception):
+    """The server cannot start; the message says why."""
+
+
+def protocol_settings(classes: dict[str, type[Protocol]]) -> dict[str, type | None]:
+    return {name: cls.settings for name, cls in classes.items()}
+
+
+def load(path: Path, classes: dict[str, type[Protocol]] | None = None) -> Config:
+    """Load a configuration against the installed protocols (raises ConfigError)."""
+    return load_config(path, protocol_settings(classes or discover_protocols()))
+
+
+class Server:
+    def __init__(
+        self,
+        config_path: Path,
+        *,
+        notify_fd: int | None = None,
+        protocols: dict[str, type[Protocol]] | None = None,
+    ) -> None:
+        """``protocols`` replaces entry-point discovery (for embedding the server, and tests)."""
+        self.config_path = config_path
+        self.notify_fd = notify_fd
+        self._fixed_protocols = protocols
+        self.protocol_classes = protocols if protocols is not None else discover_protocols()
+        self.config = load(config_path, self.protocol_classes)
+        self.protocols: dict[str, Protocol] = {}
+        self.generation = 0
+        self.context: ServerContext | None = None
+        self.registry: ListenerRegistry | None = None
+        self._task_group: anyio.abc.TaskGroup | None = None
+
+    async def run(
+        self,
+        *,
+        handle_signals: bool = False,
+        task_status: TaskStatus[Server] = anyio.TASK_STATUS_IGNORED,
+    ) -> None:
+        data_dir = self.config.storage.data_dir
+        try:
+            data_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StartupError(
+                f"cannot create the data directory {data_dir}: {exc.strerror}"
+            ) from None
+        with _locked_pid_file(data_dir / PID_FILE):
+            self.context = ServerContext(self.config)
+            self._instantiate_protocols()
+            self.registry = ListenerRegistry(self.context, self.protocols)
+            try:
+                async with anyio.create_task_group() as tg:
+                    self._task_group = tg
+                    if handle_signals:
+                        tg.start_soon(self._watch_signals)
+                    await tg.start(self._run_registry)
+                    self._announce("ready")
+                    task_status.started(self)
+            except* ApplyError as group:
+                problems = [p for exc in _leaves(group) for p in exc.problems]
+                raise StartupError("; ".join(problems)) from None
+            self._notify({"event": "stopped"})
+
+    async def _run_registry(self, *, task_status: TaskStatus[None]) -> None:
+        assert self.registry is not None
+        await self.registry.run(self.config, on_drain=self._draining, task_status=task_status)
+        if self._task_group is not None:
+            self._task_group.cancel_scope.cancel()  # the signal watcher's work is done too
+
+    def stop(self) -> None:
+        """Begin a graceful stop: no new connections, open sessions get the grace period."""
+        if self.registry is not None:
+            self.registry.stop()
+
+    def _draining(self) -> None:
+        log.info(
+            "stopped accepting; open sessions have %gs to finish",
+            self.config.server.shutdown_timeout,
+        )
+        self._notify({"event": "stopping"})
+
+    async def reload(self) -> ReloadReport:
+        """Re-read and apply the configuration file. On a ConfigError or ApplyError nothing
+        changes and the error is raised; either way the outcome is logged and announced."""
+        assert self.registry is not None
+        self.generation += 1
+        try:
+            if self._fixed_protocols is None:
+                self.protocol_classes = discover_protocols()
+            config = load(self.config_path, self.protocol_classes)
+            self._instantiate_protocols()
+            report = await self.registry.apply(config)
+        except (ConfigError, ApplyError) as exc:
+            problems = (
+                [str(i) for i in exc.issues] if isinstance(exc, ConfigError) else exc.problems
+            )
+            for problem in problems:
+                log.error("reload failed, nothing changed: %s", problem)
+            self._announce("reload-failed", errors=problems)
+            raise
+        self.config = config
+        log.info("reloaded %s: %s", self.config_path, _summary(report))
+        self._announce("reloaded", changes=report.as_dict())
+        return report
+
+    def _instantiate_protocols(self) -> None:
+        for name, cls in self.protocol_classes.items():
+            if name not in self.protocols or type(self.protocols[name]) is not cls:
+                self.protocols[name] = cls()
+
+    async def _watch_signals(self) -> None:
+        with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
+            async for signum in signals:
+                if signum == signal.SIGHUP:
+                    log.info("SIGHUP: reloading %s", self.config_path)
+                    with contextlib.suppress(ConfigError, ApplyError):
+                        await self.reload()
+                elif self.context is not None and self.context.draining.is_set():
+                    log.warning("second stop signal: closing every session now")
+                    assert self._task_group is not None
+                    self._task_group.cancel_scope.cancel()
+                else:
+                    self.stop()
+
+    def _announce(self, event: str, **details: Any) -> None:
+        assert self.registry is not None
+        message = {
+            "event": event,
+            "pid": os.getpid(),
+            "generation": self.generation,
+            "time": time.time(),
+            "listeners": self.registry.status(),
+            **details,
+        }
+        _write_atomically(self.config.storage.data_dir / STATUS_FILE, json.dumps(message))
+        self._notify(message)
+
+    def _notify(self, message: dict[str, Any]) -> None:
+        if self.notify_fd is None:
+            return
+        try:
+            os.write(self.notify_fd, (json.dumps(message) + "\n").encode())
+        except OSError:  # whoever listened has gone; the server does not depend on it
+            self.notify_fd = None
+
+
+def _leaves(group: BaseExceptionGroup[ApplyError]) -> Iterator[ApplyError]:
+    """The exceptions of a (nested) exception group, as anyio's task groups raise them."""
+    for exc in group.exceptions:
+        if isinstance(exc, BaseExceptionGroup):
+            yield from _leaves(exc)
+        else:
+            yield exc
+
+
+def _summary(report: ReloadReport) -> str:
+    parts = [f"{what} {', '.join(ids)}" for what, ids in report.as_dict().items() if ids]
+    return "; ".join(parts) or "no listener changed"
+
+
+@contextlib.contextmanager
+def _locked_pid_file(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on the pid file for the server's lifetime."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            other = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+            raise StartupError(
+                f"another stalwart-py server (pid {other}) is using {path.parent}"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield
+        os.ftruncate(fd, 0)
+    finally:
+        os.close(fd)
+
+
+def read_pid(data_dir: Path) -> int | None:
+    """The pid of the server running on ``data_dir``, or None when none runs."""
+    path = data_dir / PID_FILE
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:  # locked: a server holds it
+            text = os.pread(fd, 32, 0).decode(errors="replace").strip()
+            return int(text) if text.isdigit() else None
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return None
+    finally:
+        os.close(fd)
+
+
+def read_status(data_dir: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads((data_dir / STATUS_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    except OSError as exc:
+        log.warning("cannot write %s: %s", path, exc.strerror)

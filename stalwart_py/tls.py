@@ -1,0 +1,150 @@
+"""TLS server contexts, and the self-signed certificate used when none is configured.
+
+Like KumoMTA, a listener without a certificate still speaks TLS: a self-signed certificate
+for the listener's hostname is generated (and kept under ``<data-dir>/tls`` so that it stays
+the same across restarts), with a warning, since clients will not trust it. Contexts are
+cached by the files' identity and modification time, so a reload after a certificate renewal
+picks up the new certificate while unchanged ones are not re-read.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import ipaddress
+import logging
+import os
+import ssl
+import tempfile
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from stalwart_py.config import TLSSettings
+
+log = logging.getLogger("stalwart_py.tls")
+
+SELF_SIGNED_DAYS = 365
+RENEW_BEFORE = datetime.timedelta(days=30)
+
+
+class TLSSetupError(Exception):
+    """A certificate or key that cannot be used."""
+
+
+class TLSManager:
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir
+        self._contexts: dict[tuple[object, ...], ssl.SSLContext] = {}
+
+    def server_context(self, tls: TLSSettings, hostname: str) -> ssl.SSLContext:
+        """The SSL context for a listener's TLS settings (raises TLSSetupError)."""
+        if tls.certificate is None or tls.private_key is None:
+            cert, key = self.self_signed(hostname)
+        else:
+            cert, key = tls.certificate, tls.private_key
+        try:
+            identity = tuple((str(p), p.stat().st_mtime_ns, p.stat().st_size) for p in (cert, key))
+        except OSError as exc:
+            raise TLSSetupError(f"cannot read {exc.filename}: {exc.strerror}") from None
+        cache_key = (identity, tls.min_version)
+        context = self._contexts.get(cache_key)
+        if context is None:
+            context = self._contexts[cache_key] = build_context(cert, key, tls.min_version)
+        return context
+
+    def self_signed(self, hostname: str) -> tuple[Path, Path]:
+        """A self-signed certificate and key for ``hostname``, created when needed."""
+        directory = self.data_dir / "tls"
+        cert_path = directory / f"self-signed-{hostname}.crt"
+        key_path = directory / f"self-signed-{hostname}.key"
+        if _still_valid(cert_path) and key_path.exists():
+            return cert_path, key_path
+        log.warning(
+            "no certificate configured: using a self-signed certificate for %s, which clients "
+            "will not trust; set server.tls.certificate and server.tls.private-key",
+            hostname,
+        )
+        directory.mkdir(parents=True, exist_ok=True)
+        cert_pem, key_pem = generate_self_signed(hostname)
+        _write_private(key_path, key_pem)
+        _write_private(cert_path, cert_pem)
+        return cert_path, key_path
+
+
+def generate_self_signed(hostname: str) -> tuple[bytes, bytes]:
+    """A PEM certificate and PEM private key (ECDSA P-256) for ``hostname``."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hostname)])
+    now = datetime.datetime.now(datetime.UTC)
+    alt_names: list[x509.GeneralName] = [x509.DNSName(hostname)]
+    with contextlib.suppress(ValueError):  # an IP literal gets an IP SAN instead
+        alt_names = [x509.IPAddress(ipaddress.ip_address(hostname))]
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=SELF_SIGNED_DAYS))
+        .add_extension(x509.SubjectAlternativeName(alt_names), critical=False)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_pem = certificate.public_bytes(serialization.Encoding.PEM)
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    return cert_pem, key_pem
+
+
+def build_context(cert: Path, key: Path, min_version: str) -> ssl.SSLContext:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = (
+        ssl.TLSVersion.TLSv1_3 if min_version == "1.3" else ssl.TLSVersion.TLSv1_2
+    )
+    context.options |= ssl.OP_NO_COMPRESSION | ssl.OP_CIPHER_SERVER_PREFERENCE
+    context.sni_callback = _remember_sni
+    try:
+        context.load_cert_chain(cert, key)
+    except ssl.SSLError as exc:  # before OSError, of which it is a kind
+        raise TLSSetupError(
+            f"cannot use certificate {cert} with key {key}: {exc.reason or exc}"
+        ) from None
+    except OSError as exc:
+        raise TLSSetupError(f"cannot read {exc.filename or cert}: {exc.strerror}") from None
+    return context
+
+
+def _remember_sni(ssl_object: ssl.SSLObject, server_name: str | None, _ctx: object) -> None:
+    ssl_object.sni = server_name  # type: ignore[attr-defined]  # read back as TLSInfo.server_name
+
+
+def _still_valid(cert_path: Path) -> bool:
+    try:
+        certificate = x509.load_pem_x509_certificate(cert_path.read_bytes())
+    except (OSError, ValueError):
+        return False
+    remaining = certificate.not_valid_after_utc - datetime.datetime.now(datetime.UTC)
+    return remaining > RENEW_BEFORE
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    """Write a file readable by its owner only, atomically."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+    try:
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -1,0 +1,71 @@
+"""Shared fixtures: servers on ephemeral ports, a test CA, and the interop tool gate."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import ssl
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import trustme
+
+from tests.support.protocols import PROTOCOLS
+from tests.support.servers import InProcessServer, write_config
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture(scope="session")
+def ca() -> trustme.CA:
+    return trustme.CA()
+
+
+@pytest.fixture(scope="session")
+def server_cert(ca: trustme.CA, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A certificate for mail.example.test and localhost signed by the test CA: (cert, key)."""
+    cert = ca.issue_cert("mail.example.test", "localhost", "127.0.0.1", "::1")
+    directory = tmp_path_factory.mktemp("tls")
+    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
+    cert.private_key_and_cert_chain_pem.write_to_path(str(cert_path))
+    cert.private_key_pem.write_to_path(str(key_path))
+    return cert_path, key_path
+
+
+@pytest.fixture(scope="session")
+def client_tls(ca: trustme.CA) -> ssl.SSLContext:
+    """A client context that trusts the test CA only."""
+    context = ssl.create_default_context()
+    ca.configure_trust(context)
+    return context
+
+
+@pytest.fixture
+def start_server(tmp_path: Path) -> Iterator[Callable[..., InProcessServer]]:
+    """Start an in-process server on a configuration text; stopped at the end of the test."""
+    started: list[InProcessServer] = []
+
+    def start(text: str, protocols: dict | None = None) -> InProcessServer:
+        path = write_config(tmp_path, text)
+        server = InProcessServer(path, protocols if protocols is not None else PROTOCOLS)
+        started.append(server.__enter__())
+        return server
+
+    yield start
+    for server in reversed(started):
+        server.__exit__(None, None, None)
+
+
+def require_tool(name: str) -> str:
+    """The path of an interop tool. Missing: skip locally, fail under CI=true."""
+    path = shutil.which(name)
+    if path is None:
+        message = f"{name} is not installed (.ci/run installs it with apt-get)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    return path

@@ -1,0 +1,190 @@
+"""The server as a program: a plugin found by entry point, signals, the reload command."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.support.clients import LineClient, connect
+from tests.support.servers import ServerProcess, write_config
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="session")
+def echo_plugin(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """The example plugin (examples/echo-plugin), pip-installed as its own distribution into
+    a directory the server's environment then has on its path."""
+    target = tmp_path_factory.mktemp("site")
+    build = tmp_path_factory.mktemp("build")
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "--no-cache-dir",
+            "--target",
+            str(target),
+            str(ROOT / "examples" / "echo-plugin"),
+        ],
+        check=True,
+        cwd=build,
+        env={**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1"},
+    )
+    assert list(target.glob("stalwart_py_echo-*.dist-info/entry_points.txt"))
+    path = os.pathsep.join(filter(None, [str(target), os.environ.get("PYTHONPATH")]))
+    return {"PYTHONPATH": path}
+
+
+ECHO = """
+[server]
+hostname = "mx.example.test"
+shutdown-timeout = "{grace}"
+
+[server.listener.echo]
+bind = ["127.0.0.1:0"]
+protocol = "echo"
+echo.greeting = "{greeting}"
+"""
+
+
+def echo_config(tmp_path: Path, greeting: str = "hi", grace: str = "10s") -> Path:
+    return write_config(tmp_path, ECHO.format(greeting=greeting, grace=grace))
+
+
+def test_a_plugin_package_is_discovered_by_entry_point(tmp_path, echo_plugin):
+    with ServerProcess(echo_config(tmp_path, "from a plugin"), env=echo_plugin) as server:
+        with LineClient(server.address("echo")) as client:
+            assert client.readline() == b"+OK mx.example.test from a plugin\r\n"
+            client.send(b"hello\r\n")
+            assert client.readline() == b"hello\r\n"
+            client.send(b"QUIT\r\n")
+            assert client.readline() == b"+OK bye\r\n"
+        assert "listener echo (echo) bound 127.0.0.1:" in server.log()
+
+
+def test_unknown_protocol_lists_the_installed_ones(tmp_path, echo_plugin):
+    path = write_config(tmp_path, '[server.listener.x]\nbind = "127.0.0.1:0"\nprotocol = "pop3"\n')
+    result = subprocess.run(
+        [sys.executable, "-m", "stalwart_py", "serve", "--config", str(path)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **echo_plugin},
+        timeout=60,
+    )
+    assert result.returncode == 1
+    assert 'server.listener.x.protocol: unknown protocol "pop3"; installed protocols:' in (
+        result.stderr
+    )
+    assert "echo" in result.stderr.split("installed protocols:")[1]
+
+
+def test_sigterm_lets_an_open_session_finish(tmp_path, echo_plugin):
+    with ServerProcess(echo_config(tmp_path), env=echo_plugin) as server:
+        address = server.address("echo")
+        session = LineClient(address)
+        session.readline()
+        server.signal(signal.SIGTERM)
+        server.wait_event("stopping")
+        with pytest.raises(ConnectionRefusedError):
+            connect(address, timeout=2)
+        session.send(b"still here\r\n")
+        assert session.readline() == b"still here\r\n"
+        session.send(b"QUIT\r\n")
+        assert session.readline() == b"+OK bye\r\n"
+        session.close()
+        assert server.wait_exit() == 0
+        assert "waiting up to 10s for 1 open sessions" in server.log()
+
+
+def test_sigterm_closes_sessions_left_after_the_grace_period(tmp_path, echo_plugin):
+    with ServerProcess(echo_config(tmp_path, grace="300ms"), env=echo_plugin) as server:
+        session = LineClient(server.address("echo"))
+        session.readline()
+        server.signal(signal.SIGTERM)
+        assert session.readline() == b"-ERR Server shutting down\r\n"  # the protocol's refuse()
+        assert session.readline() == b""
+        assert server.wait_exit() == 0
+
+
+def test_sighup_and_the_reload_command(tmp_path, echo_plugin):
+    path = echo_config(tmp_path, "first")
+    with ServerProcess(path, env=echo_plugin) as server:
+        address = server.address("echo")
+        echo_config(tmp_path, "second")
+        server.signal(signal.SIGHUP)
+        assert server.wait_event("reloaded")["changes"]["updated"] == ["echo"]
+        with LineClient(address) as client:
+            assert client.readline().endswith(b" second\r\n")
+
+        echo_config(tmp_path, "third")
+        command = [sys.executable, "-m", "stalwart_py", "reload", "--config", str(path)]
+        env = {**os.environ, **echo_plugin}
+        result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=60)
+        assert result.returncode == 0, result.stderr
+        assert "reloaded (pid" in result.stdout and "updated: echo" in result.stdout
+        with LineClient(address) as client:
+            assert client.readline().endswith(b" third\r\n")
+
+        # A file that fails validation: the command refuses before signalling anything.
+        path.write_text(path.read_text().replace('"third"', "3"))
+        result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=60)
+        assert result.returncode == 1
+        assert "server.listener.echo.echo.greeting: expected a string, found 3" in result.stderr
+        # SIGHUP with that file: the server logs the errors and keeps running as it was.
+        server.signal(signal.SIGHUP)
+        failed = server.wait_event("reload-failed")
+        assert any("echo.greeting" in error for error in failed["errors"])
+        with LineClient(address) as client:
+            assert client.readline().endswith(b" third\r\n")
+
+
+def test_a_second_server_on_the_same_data_dir_is_refused(tmp_path, echo_plugin):
+    with ServerProcess(echo_config(tmp_path), env=echo_plugin) as server:
+        result = subprocess.run(
+            [sys.executable, "-m", "stalwart_py", "serve", "--config", str(server.config_path)],
+            capture_output=True,
+            text=True,
+            env={**os.environ, **echo_plugin},
+            timeout=60,
+        )
+        assert result.returncode == 1
+        assert f"another stalwart-py server (pid {server.process.pid})" in result.stderr
+
+
+def test_an_address_in_use_stops_the_start_with_a_clear_message(tmp_path, echo_plugin):
+    with connect_listener() as (host, port):
+        path = write_config(
+            tmp_path, f'[server.listener.echo]\nbind = "{host}:{port}"\nprotocol = "echo"\n'
+        )
+        result = subprocess.run(
+            [sys.executable, "-m", "stalwart_py", "serve", "--config", str(path)],
+            capture_output=True,
+            text=True,
+            env={**os.environ, **echo_plugin},
+            timeout=60,
+        )
+    assert result.returncode == 1
+    assert f"cannot start: cannot bind {host}:{port}: Address already in use" in result.stderr
+
+
+class connect_listener:  # a context manager named like the function it stands for
+    def __enter__(self) -> tuple[str, int]:
+        import socket
+
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen()
+        return self.sock.getsockname()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.sock.close()

@@ -1,0 +1,1 @@
+"""Test support: servers started for real on ephemeral ports, and small protocol clients."""
