@@ -56,10 +56,13 @@ from stalwart_py.mime.addresses import MAX_ADDRESSES, parse_address_list
 from stalwart_py.mime.charsets import decode_header_value
 from stalwart_py.mime.headers import MAX_HEADER_SCAN
 from stalwart_py.mime.model import BodyPart, Envelope, EnvelopeAddress, ParsedMessage, find_part
+from stalwart_py.mime.parser import MAX_DEPTH, MAX_PARTS, parse_message, split_multipart
 
 __all__ = [
     "MAX_ADDRESSES",
+    "MAX_DEPTH",
     "MAX_HEADER_SCAN",
+    "MAX_PARTS",
     "BodyPart",
     "Envelope",
     "EnvelopeAddress",
@@ -67,4 +70,6 @@ __all__ = [
     "decode_header_value",
     "find_part",
     "parse_address_list",
+    "parse_message",
+    "split_multipart",
 ]
