@@ -57,6 +57,7 @@ from stalwart_py.mime.charsets import decode_header_value
 from stalwart_py.mime.headers import MAX_HEADER_SCAN
 from stalwart_py.mime.model import BodyPart, Envelope, EnvelopeAddress, ParsedMessage, find_part
 from stalwart_py.mime.parser import MAX_DEPTH, MAX_PARTS, parse_message, split_multipart
+from stalwart_py.mime.serialize import from_json, to_json
 
 __all__ = [
     "MAX_ADDRESSES",
@@ -69,7 +70,9 @@ __all__ = [
     "ParsedMessage",
     "decode_header_value",
     "find_part",
+    "from_json",
     "parse_address_list",
     "parse_message",
     "split_multipart",
+    "to_json",
 ]

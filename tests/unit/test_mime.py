@@ -1,4 +1,4 @@
-"""MIME parsing for the store's cache: structure, byte-exact offsets, ENVELOPE, numbering.
+"""MIME parsing for the store's cache: structure, byte-exact offsets, ENVELOPE, numbering, JSON.
 
 Every message is built as bytes here; every body slice is checked against the exact text.
 """
@@ -6,6 +6,7 @@ Every message is built as bytes here; every body slice is checked against the ex
 from __future__ import annotations
 
 import base64
+import json
 import time
 from collections.abc import Iterator
 
@@ -23,9 +24,11 @@ from stalwart_py.mime import (
     ParsedMessage,
     decode_header_value,
     find_part,
+    from_json,
     parse_address_list,
     parse_message,
     split_multipart,
+    to_json,
 )
 from stalwart_py.mime import parser as mime_parser
 from stalwart_py.mime.headers import TEXT_PLAIN_DEFAULT, parse_content_type
@@ -85,6 +88,7 @@ def assert_sound(data: bytes, message: ParsedMessage, offset: int = 0) -> None:
             assert part.message.body.header_offset == part.body_offset
             assert part.message.size == part.body_length
     assert count <= MAX_PARTS
+    assert from_json(to_json(message)) == message
 
 
 SIMPLE = crlf(
@@ -722,6 +726,22 @@ def test_split_multipart_directly():
     assert [data[s:e] for s, e in split_multipart(data, 0, len(data), b"--x")] == [b"a", b"b"]
     assert split_multipart(data, 0, len(data), b"--x", limit=1) == [(10, 11)]
     assert split_multipart(b"--x", 0, 3, b"--x") == [(3, 3)]
+
+
+def test_json_round_trip_is_exact_and_compact():
+    for data in (SIMPLE, ALTERNATIVE, MIXED, FORWARDED, MISSING_CLOSE):
+        message = parse_message(data)
+        text = to_json(message)
+        assert from_json(text) == message
+        assert text == json.dumps(json.loads(text), separators=(",", ":"), ensure_ascii=False)
+    text = to_json(parse_message("Subject: Grüße\r\n\r\n".encode()))
+    assert "Grüße" in text  # not \u-escaped
+
+
+@pytest.mark.parametrize("text", ["", "[]", "{}", "[2]", "[1, 2, 3]", '"x"', "[1,[],[],0]", "null"])
+def test_from_json_rejects_what_it_did_not_write(text: str):
+    with pytest.raises(ValueError):
+        from_json(text)
 
 
 def test_a_large_attachment_is_found_without_copying():
