@@ -174,7 +174,7 @@ def _join_rfc2231(segments: list[tuple[int, int, bool, str]]) -> str:
                 pending.clear()
             out.append(text)
             continue
-        if not out and not pending and text.count("'") >= 2:
+        if len(seen) == 1 and text.count("'") >= 2:  # the first segment: charset'language'
             declared, _, text = text.split("'", 2)
             charset = declared or None
         pending += unquote_to_bytes(text)

@@ -31,7 +31,7 @@ from stalwart_py.mime import (
     to_json,
 )
 from stalwart_py.mime import parser as mime_parser
-from stalwart_py.mime.headers import TEXT_PLAIN_DEFAULT, parse_content_type
+from stalwart_py.mime.headers import TEXT_PLAIN_DEFAULT, parse_content_type, parse_disposition
 
 
 def crlf(text: str) -> bytes:
@@ -494,6 +494,13 @@ def test_parse_content_type_directly():
         (("boundary", "A;B"),),
     )
     assert parse_content_type("", TEXT_PLAIN_DEFAULT) == TEXT_PLAIN_DEFAULT
+
+
+def test_rfc2231_first_segment_alone_carries_the_charset():
+    value = "attachment; filename*0*=utf-8''; filename*1*=it's'ok%C3%A9; filename*2=.txt"
+    assert parse_disposition(value) == ("attachment", (("filename", "it's'oké.txt"),))
+    value = "attachment; filename*1*=%E9; filename*0*=iso-8859-1'en'caf"  # out of order
+    assert parse_disposition(value) == ("attachment", (("filename", "café"),))
 
 
 def test_rfc2231_parameters():
