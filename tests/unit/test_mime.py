@@ -733,6 +733,10 @@ def test_split_multipart_directly():
     assert [data[s:e] for s, e in split_multipart(data, 0, len(data), b"--x")] == [b"a", b"b"]
     assert split_multipart(data, 0, len(data), b"--x", limit=1) == [(10, 11)]
     assert split_multipart(b"--x", 0, 3, b"--x") == [(3, 3)]
+    # past CHEAP_MISSES false candidates the search goes on by regex, with the same result
+    data = b"--x\r\n" + b"--xy\r\n" * 100 + b"--x\r\n--x\n\nlast\r\n--x--\r\n"
+    spans = split_multipart(data, 0, len(data), b"--x")
+    assert [data[s:e] for s, e in spans] == [b"--xy\r\n" * 99 + b"--xy", b"", b"\nlast"]
 
 
 def test_json_round_trip_is_exact_and_compact():
