@@ -3,32 +3,45 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 import anyio
 
 from stalwart_py.config import Config
+from stalwart_py.delivery import Delivery
+from stalwart_py.directory import Directory
 from stalwart_py.metrics import Metrics
+from stalwart_py.store import Store
 from stalwart_py.tls import TLSManager
 
 if TYPE_CHECKING:
-    from stalwart_py.listeners import ListenerRegistry
+    from stalwart_py.listeners import ListenerRegistry, ReloadReport
 
 
 class ServerContext:
-    """Shared by every connection: configuration, TLS, metrics, logging and the registry.
+    """Shared by every connection: configuration, the store, the directory, the delivery
+    pipeline, TLS, metrics, logging and the listener registry.
 
     The configuration can change on reload; ``config`` is always the one in force, and a
     session that started before a reload keeps the listener settings it was given.
     """
 
-    def __init__(self, config: Config, *, metrics: Metrics | None = None) -> None:
+    def __init__(self, config: Config, store: Store, *, metrics: Metrics | None = None) -> None:
         self.config = config
         self.metrics = metrics or Metrics()
+        self.store = store
+        self.directory = Directory(store, config.directory)
+        self.delivery = Delivery(
+            store, self.directory, lambda: self.config.hostname, metrics=self.metrics
+        )
         self.tls = TLSManager(config.storage.data_dir)
         self.logger = logging.getLogger("stalwart_py")
         self.draining = anyio.Event()  # set when the server starts to stop
         self.listeners: ListenerRegistry | None = None
+        # Re-read and apply the configuration file (set by the server); raises ConfigError
+        # or ApplyError and changes nothing when the file cannot be applied.
+        self.reload: Callable[[], Awaitable[ReloadReport]] | None = None
 
     @property
     def hostname(self) -> str:

@@ -19,6 +19,8 @@ import json
 import logging
 import os
 import signal
+import sqlite3
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -31,6 +33,7 @@ from stalwart_py.config import Config, ConfigError, load_config
 from stalwart_py.context import ServerContext
 from stalwart_py.listeners import ApplyError, ListenerRegistry, ReloadReport
 from stalwart_py.plugin import Protocol, discover_protocols
+from stalwart_py.store import Store, StoreError, create_store
 
 log = logging.getLogger("stalwart_py.server")
 
@@ -85,21 +88,39 @@ class Server:
                 f"cannot create the data directory {data_dir}: {exc.strerror}"
             ) from None
         with _locked_pid_file(data_dir / PID_FILE):
-            self.context = ServerContext(self.config)
-            self._instantiate_protocols()
-            self.registry = ListenerRegistry(self.context, self.protocols)
+            store = create_store(self.config.storage)
             try:
-                async with anyio.create_task_group() as tg:
-                    self._task_group = tg
-                    if handle_signals:
-                        tg.start_soon(self._watch_signals)
-                    await tg.start(self._run_registry)
-                    self._announce("ready")
-                    task_status.started(self)
-            except* ApplyError as group:
-                problems = [p for exc in _leaves(group) for p in exc.problems]
-                raise StartupError("; ".join(problems)) from None
+                await store.open()
+            except (StoreError, OSError, sqlite3.Error) as exc:
+                raise StartupError(f"cannot open the store in {data_dir}: {exc}") from None
+            try:
+                await self._serve(store, handle_signals, task_status)
+            finally:
+                with anyio.CancelScope(shield=True):
+                    await store.close()
             self._notify({"event": "stopped"})
+
+    async def _serve(
+        self, store: Store, handle_signals: bool, task_status: TaskStatus[Server]
+    ) -> None:
+        self.context = ServerContext(self.config, store)
+        self.context.reload = self.reload
+        created = await self.context.directory.ensure_administrator(self.config.hostname)
+        if created is not None:
+            _announce_administrator(*created)
+        self._instantiate_protocols()
+        self.registry = ListenerRegistry(self.context, self.protocols)
+        try:
+            async with anyio.create_task_group() as tg:
+                self._task_group = tg
+                if handle_signals:
+                    tg.start_soon(self._watch_signals)
+                await tg.start(self._run_registry)
+                self._announce("ready")
+                task_status.started(self)
+        except* ApplyError as group:
+            problems = [p for exc in _leaves(group) for p in exc.problems]
+            raise StartupError("; ".join(problems)) from None
 
     async def _run_registry(self, *, task_status: TaskStatus[None]) -> None:
         assert self.registry is not None
@@ -139,6 +160,8 @@ class Server:
             self._announce("reload-failed", errors=problems)
             raise
         self.config = config
+        assert self.context is not None
+        self.context.directory.configure(config.directory)
         log.info("reloaded %s: %s", self.config_path, _summary(report))
         self._announce("reloaded", changes=report.as_dict())
         return report
@@ -182,6 +205,18 @@ class Server:
             os.write(self.notify_fd, (json.dumps(message) + "\n").encode())
         except OSError:  # whoever listened has gone; the server does not depend on it
             self.notify_fd = None
+
+
+def _announce_administrator(address: str, password: str) -> None:
+    """Shown once, on the first start with an empty directory (as Stalwart does)."""
+    print(
+        f"\nCreated the administrator account {address} with the password\n\n"
+        f"    {password}\n\n"
+        "It is shown only this once. Change it with: stalwart-py account passwd "
+        f"{address}\n",
+        file=sys.stderr,
+        flush=True,
+    )
 
 
 def _leaves(group: BaseExceptionGroup[ApplyError]) -> Iterator[ApplyError]:

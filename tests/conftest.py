@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 import trustme
 
+from stalwart_py import passwords
+from stalwart_py.plugin import discover_protocols
 from tests.support.protocols import PROTOCOLS
 from tests.support.servers import InProcessServer, write_config
 
@@ -18,6 +20,14 @@ from tests.support.servers import InProcessServer, write_config
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
+
+
+@pytest.fixture(autouse=True)
+def cheap_password_hashing(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """scrypt at its production cost takes ~80 ms a hash; in-process tests use a cheaper one
+    (servers started as child processes keep the real cost, and test_passwords checks it)."""
+    if request.module.__name__ != "tests.unit.test_passwords":
+        monkeypatch.setattr(passwords, "SCRYPT_LOG2_N", 8)
 
 
 @pytest.fixture(scope="session")
@@ -50,8 +60,11 @@ def start_server(tmp_path: Path) -> Iterator[Callable[..., InProcessServer]]:
     started: list[InProcessServer] = []
 
     def start(text: str, protocols: dict | None = None) -> InProcessServer:
+        """``protocols`` defaults to every installed protocol plus the test probe."""
         path = write_config(tmp_path, text)
-        server = InProcessServer(path, protocols if protocols is not None else PROTOCOLS)
+        if protocols is None:
+            protocols = {**discover_protocols(), **PROTOCOLS}
+        server = InProcessServer(path, protocols)
         started.append(server.__enter__())
         return server
 

@@ -16,12 +16,14 @@ from stalwart_py.config.loader import (
     parse_config,
 )
 from stalwart_py.config.schema import (
+    DirectorySettings,
     ListenerSettings,
     LoggingSettings,
     ProxySettings,
     ServerSettings,
     SocketSettings,
     StorageSettings,
+    ThrottleSettings,
     TLSSettings,
 )
 from stalwart_py.config.types import (
@@ -43,6 +45,7 @@ __all__ = [
     "Config",
     "ConfigError",
     "ConfigIssue",
+    "DirectorySettings",
     "Duration",
     "FileMode",
     "Hostname",
@@ -61,6 +64,7 @@ __all__ = [
     "SocketSettings",
     "StorageSettings",
     "TLSSettings",
+    "ThrottleSettings",
     "ValueParser",
     "explain",
     "load_config",

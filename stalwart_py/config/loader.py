@@ -33,6 +33,7 @@ from stalwart_py.config.schema import (
     LISTENING_SOCKET_KEYS,
     SCOPE_ONLY_KEYS,
     SERVER_ONLY_KEYS,
+    DirectorySettings,
     ListenerSettings,
     LoggingSettings,
     ServerSettings,
@@ -41,7 +42,11 @@ from stalwart_py.config.schema import (
 from stalwart_py.config.types import Bind, BindAddress, IPAddress, IPNetwork, parse_network
 
 # Top-level tables besides [server], each validated by its settings class.
-SECTIONS: dict[str, type] = {"storage": StorageSettings, "logging": LoggingSettings}
+SECTIONS: dict[str, type] = {
+    "storage": StorageSettings,
+    "logging": LoggingSettings,
+    "directory": DirectorySettings,
+}
 
 # A connection's scope: (index into server scopes, index into listener scopes); -1 for none.
 ScopeKey = tuple[int, int]
@@ -104,6 +109,7 @@ class Config:
     listeners: dict[str, ListenerConfig]
     storage: StorageSettings
     logging: LoggingSettings
+    directory: DirectorySettings
     raw: dict[str, Any] = field(repr=False, default_factory=dict)
 
 
@@ -194,6 +200,7 @@ class _Loader:
             listeners=listeners,
             storage=sections["storage"],
             logging=sections["logging"],
+            directory=sections["directory"],
             raw=data,
         )
 

@@ -108,6 +108,30 @@ class LoggingSettings:
     format: Literal["text", "json"] = "text"
 
 
+@dataclass(frozen=True, slots=True)
+class ThrottleSettings:
+    """``[directory.throttle]``: failed logins allowed per window, per account and per client."""
+
+    window: Duration = 300.0
+    max_failures_per_account: int = 10
+    max_failures_per_address: int = 30
+    failure_delay: Duration = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class DirectorySettings:
+    """``[directory]``."""
+
+    subaddress_separator: str = "+"  # "" turns plus-addressing off
+    scram: bool = True  # keep SCRAM-SHA-256 credentials (offer the mechanism)
+    min_password_length: int = 8
+    throttle: ThrottleSettings = field(default_factory=ThrottleSettings)
+
+    def __post_init__(self) -> None:
+        if len(self.subaddress_separator) > 1:
+            raise ValueError("subaddress-separator must be one character or empty")
+
+
 SERVER_ONLY_KEYS = frozenset({"max-connections", "shutdown-timeout"})
 LISTENER_ONLY_KEYS = ("bind", "protocol", "enable")
 SCOPE_ONLY_KEYS = frozenset({"allow"})

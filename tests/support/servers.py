@@ -15,7 +15,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
@@ -24,9 +24,11 @@ import anyio
 import anyio.from_thread
 
 from stalwart_py.config import BindAddress
+from stalwart_py.context import ServerContext
 from stalwart_py.listeners import ListenerRegistry, ReloadReport
 from stalwart_py.plugin import Protocol
 from stalwart_py.server import Server
+from stalwart_py.store import Account
 
 WAIT = 20.0  # seconds; generous, only ever reached when something is broken
 
@@ -90,6 +92,27 @@ class InProcessServer(AbstractContextManager["InProcessServer"]):
 
     def reload(self) -> ReloadReport:
         return self.portal.call(self.server.reload)
+
+    @property
+    def context(self) -> ServerContext:
+        assert self.server.context is not None
+        return self.server.context
+
+    def run(self, func: Callable[..., Awaitable[Any]], *args: Any) -> Any:
+        """Await ``func(*args)`` on the server's event loop (the store is used from there)."""
+        return self.portal.call(func, *args)
+
+    def add_account(self, address: str, password: str, **options: Any) -> Account:
+        """Create an account (and its domain, when it is not local yet)."""
+        directory = self.context.directory
+        domain = address.rpartition("@")[2]
+
+        async def create() -> Account:
+            if not await directory.is_local_domain(domain):
+                await directory.add_domain(domain)
+            return await directory.add_account(address, password, **options)
+
+        return self.portal.call(create)
 
     def call(self, func: Callable[..., Any], *args: Any) -> Any:
         """Run a plain function on the server's event loop thread."""

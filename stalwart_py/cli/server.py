@@ -1,8 +1,4 @@
-"""The ``stalwart-py`` command: serve, check-config, reload.
-
-Every subcommand takes ``--config PATH``; the default is ``$STALWART_PY_CONFIG``, else
-``/etc/stalwart-py/config.toml``.
-"""
+"""``stalwart-py serve``, ``check-config`` and ``reload``."""
 
 from __future__ import annotations
 
@@ -11,41 +7,19 @@ import os
 import signal
 import sys
 import time
-from pathlib import Path
+from collections.abc import Callable
 
 import anyio
 
-from stalwart_py import __version__
 from stalwart_py.config import ConfigError, explain
 from stalwart_py.logs import configure_logging
 from stalwart_py.server import Server, StartupError, load, read_pid, read_status
 from stalwart_py.tls import TLSSetupError, build_context
 
-DEFAULT_CONFIG = "/etc/stalwart-py/config.toml"
 RELOAD_WAIT = 30.0
 
 
-def default_config() -> str:
-    return os.environ.get("STALWART_PY_CONFIG") or DEFAULT_CONFIG
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="stalwart-py", description="A personal multi-protocol mail server."
-    )
-    parser.add_argument("--version", action="version", version=f"stalwart-py {__version__}")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    def command(name: str, help_text: str) -> argparse.ArgumentParser:
-        sub = commands.add_parser(name, help=help_text, description=help_text)
-        sub.add_argument(
-            "--config",
-            type=Path,
-            default=None,
-            help=f"configuration file (default: $STALWART_PY_CONFIG, else {DEFAULT_CONFIG})",
-        )
-        return sub
-
+def register(command: Callable[[str, str], argparse.ArgumentParser]) -> None:
     serve = command("serve", "Run the server in the foreground.")
     serve.add_argument("--log-format", choices=["text", "json"], default=None)
     serve.add_argument("--log-level", choices=["debug", "info", "warning", "error"], default=None)
@@ -68,14 +42,6 @@ def build_parser() -> argparse.ArgumentParser:
 
     reload = command("reload", "Make the running server re-read its configuration.")
     reload.set_defaults(run=cmd_reload)
-    return parser
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    if args.config is None:
-        args.config = Path(default_config())
-    return args.run(args)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:

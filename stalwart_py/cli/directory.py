@@ -1,0 +1,185 @@
+"""``stalwart-py account|domain|alias ...``: manage the directory in the configured data dir."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from stalwart_py.config import ConfigError
+from stalwart_py.config.types import parse_size
+from stalwart_py.directory import Directory
+from stalwart_py.server import load
+from stalwart_py.store import StoreError, create_store
+
+Command = Callable[..., argparse.ArgumentParser]
+
+
+def register(commands: argparse._SubParsersAction, command: Command) -> None:
+    account = commands.add_parser("account", help="Manage accounts.")
+    accounts = account.add_subparsers(dest="action", required=True, metavar="ACTION")
+    add = command("add", "Create an account (its domain must be local).", accounts)
+    add.add_argument("address")
+    _password_option(add)
+    add.add_argument("--admin", action="store_true", help="may use the admin API")
+    add.add_argument(
+        "--quota",
+        type=_size,
+        default=None,
+        metavar="SIZE",
+        help='storage quota such as "2G" (default: none)',
+    )
+    add.set_defaults(run=run(account_add))
+    command("list", "List accounts.", accounts).set_defaults(run=run(account_list))
+    passwd = command("passwd", "Set an account's password.", accounts)
+    passwd.add_argument("address")
+    _password_option(passwd)
+    passwd.set_defaults(run=run(account_passwd))
+    delete = command("delete", "Delete an account with all its mail.", accounts)
+    delete.add_argument("address")
+    delete.set_defaults(run=run(account_delete))
+
+    domain = commands.add_parser("domain", help="Manage local domains.")
+    domains = domain.add_subparsers(dest="action", required=True, metavar="ACTION")
+    for name, help_text, func in (
+        ("add", "Add a local domain.", domain_add),
+        ("delete", "Delete a local domain (it must have no accounts).", domain_delete),
+    ):
+        sub = command(name, help_text, domains)
+        sub.add_argument("name")
+        sub.set_defaults(run=run(func))
+    command("list", "List local domains.", domains).set_defaults(run=run(domain_list))
+
+    alias = commands.add_parser("alias", help="Manage aliases (@domain is a catch-all).")
+    aliases = alias.add_subparsers(dest="action", required=True, metavar="ACTION")
+    add = command("add", "Point an alias at one or more addresses.", aliases)
+    add.add_argument("address")
+    add.add_argument("targets", nargs="+")
+    add.set_defaults(run=run(alias_add))
+    delete = command("delete", "Remove targets from an alias, or the whole alias.", aliases)
+    delete.add_argument("address")
+    delete.add_argument("targets", nargs="*")
+    delete.set_defaults(run=run(alias_delete))
+    command("list", "List aliases.", aliases).set_defaults(run=run(alias_list))
+
+
+def _password_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--password-file",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="read the password from FILE (- for standard input); default: ask",
+    )
+
+
+def _size(text: str) -> int:
+    try:
+        return parse_size(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f'expected a size such as "2G", got {text!r}') from None
+
+
+def run(func: Callable[[Directory, argparse.Namespace], Awaitable[None]]) -> Callable[..., int]:
+    """Open the configured store, run ``func``, close; errors become a message and exit 1."""
+
+    def command(args: argparse.Namespace) -> int:
+        try:
+            config = load(args.config)
+        except ConfigError as exc:
+            print(exc, file=sys.stderr)
+            return 1
+
+        async def main() -> None:
+            store = create_store(config.storage)
+            await store.open()
+            try:
+                await func(Directory(store, config.directory), args)
+            finally:
+                await store.close()
+
+        try:
+            anyio.run(main)
+        except (StoreError, ValueError) as exc:
+            print(f"stalwart-py: {exc}", file=sys.stderr)
+            return 1
+        return 0
+
+    return command
+
+
+def read_password(args: argparse.Namespace) -> str:
+    if args.password_file is not None:
+        text = (
+            sys.stdin.read() if str(args.password_file) == "-" else (args.password_file.read_text())
+        )
+        return text.rstrip("\r\n")
+    password = getpass.getpass("Password: ")
+    if getpass.getpass("Again: ") != password:
+        raise ValueError("the two passwords differ")
+    return password
+
+
+def _show(value: Any) -> str:
+    return "-" if value is None else str(value)
+
+
+async def account_add(directory: Directory, args: argparse.Namespace) -> None:
+    password = read_password(args)
+    account = await directory.add_account(
+        args.address, password, is_admin=args.admin, quota_bytes=args.quota
+    )
+    print(f"created {account.address}" + (" (administrator)" if account.is_admin else ""))
+
+
+async def account_list(directory: Directory, _args: argparse.Namespace) -> None:
+    for account in await directory.store.list_accounts():
+        role = "admin" if account.is_admin else "user"
+        print(
+            f"{account.address}\t{role}\t{account.used_messages} messages\t"
+            f"{account.used_bytes}/{_show(account.quota_bytes)} bytes"
+        )
+
+
+async def account_passwd(directory: Directory, args: argparse.Namespace) -> None:
+    account = await directory.set_password(args.address, read_password(args))
+    print(f"password of {account.address} changed")
+
+
+async def account_delete(directory: Directory, args: argparse.Namespace) -> None:
+    await directory.delete_account(args.address)
+    print(f"deleted {args.address} and all its mail")
+
+
+async def domain_add(directory: Directory, args: argparse.Namespace) -> None:
+    print(f"added {(await directory.add_domain(args.name)).name}")
+
+
+async def domain_delete(directory: Directory, args: argparse.Namespace) -> None:
+    await directory.delete_domain(args.name)
+    print(f"deleted {args.name}")
+
+
+async def domain_list(directory: Directory, _args: argparse.Namespace) -> None:
+    for domain in await directory.list_domains():
+        print(domain.name)
+
+
+async def alias_add(directory: Directory, args: argparse.Namespace) -> None:
+    alias = await directory.add_alias(args.address, args.targets)
+    print(f"{alias.address} -> {', '.join(alias.targets)}")
+
+
+async def alias_delete(directory: Directory, args: argparse.Namespace) -> None:
+    await directory.delete_alias(args.address, args.targets)
+    print(f"deleted {args.address}" + (f" -> {', '.join(args.targets)}" if args.targets else ""))
+
+
+async def alias_list(directory: Directory, _args: argparse.Namespace) -> None:
+    for alias in await directory.store.list_aliases():
+        print(f"{alias.address} -> {', '.join(alias.targets)}")

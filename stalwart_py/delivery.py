@@ -1,0 +1,338 @@
+"""The one delivery pipeline: SMTP, LMTP and HTTP injection all end here.
+
+For one message and its envelope:
+
+1. A ``Received:`` trace header is prepended (RFC 5321 4.4; the ``with`` keyword from the
+   RFC 3848 registry), naming the recipient when there is only one.
+2. Each recipient is resolved by the directory: local accounts (aliases, catch-all and
+   subaddresses followed), forwards to remote addresses, or a remote domain.
+3. For each local account, once however many recipients lead to it, the message filter
+   (the account's Sieve script, when one is plugged in) decides: keep in INBOX, file into
+   mailboxes, redirect, reject, or send replies. Without a filter every message is kept.
+4. Local copies get ``Return-Path:`` (final delivery, RFC 5321 4.4) and are stored in one
+   transaction; remote recipients, forwards and redirects go to the outbound queue with the
+   message as received plus the trace header.
+
+A recipient's result is a success only once what it depends on is durable in the store or
+the queue. Results are per recipient: LMTP answers each; SMTP answers the transaction as a
+whole and turns per-recipient failures into bounces later.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import anyio
+
+from stalwart_py.connection import Address, TLSInfo
+from stalwart_py.directory import Directory
+from stalwart_py.metrics import Metrics
+from stalwart_py.store import (
+    Account,
+    LocalDelivery,
+    OutboundMessage,
+    QueuedRecipient,
+    QuotaExceeded,
+    Store,
+    StoreError,
+)
+
+log = logging.getLogger("stalwart_py.delivery")
+
+
+@dataclass(frozen=True, slots=True)
+class Recipient:
+    address: str
+    orcpt: str | None = None  # RFC 3461 ORCPT, "rfc822;addr"
+    notify: tuple[str, ...] = ()  # RFC 3461 NOTIFY
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    mail_from: str  # "" is the null sender (bounces)
+    recipients: tuple[Recipient, ...]
+    ret: str | None = None  # RFC 3461 RET: FULL or HDRS
+    envid: str | None = None  # RFC 3461 ENVID
+    smtputf8: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Origin:
+    """Where a message came from, for the trace header and the logs."""
+
+    protocol: str  # RFC 3848: SMTP, ESMTP, ESMTPS, ESMTPSA, LMTP, ..., or HTTP
+    session_id: str
+    helo: str | None = None
+    peer: Address | None = None
+    tls: TLSInfo | None = None
+    authenticated: str | None = None  # the account that submitted it
+    source: str = "smtp"  # for the queue: smtp, lmtp, http
+
+
+@dataclass(frozen=True, slots=True)
+class RecipientResult:
+    address: str
+    code: int  # SMTP reply code
+    enhanced: str  # RFC 3463 status code
+    text: str
+
+    @property
+    def ok(self) -> bool:
+        return 200 <= self.code < 300
+
+    @property
+    def permanent(self) -> bool:
+        return self.code >= 500
+
+
+# -- filtering ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class FileInto:
+    mailbox: str = "INBOX"
+    flags: frozenset[str] = frozenset()
+    create: bool = False  # create the mailbox if it does not exist (else INBOX is used)
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """A new message a filter sends (a vacation reply, a notification)."""
+
+    mail_from: str
+    recipients: tuple[str, ...]
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Disposition:
+    """What a filter decided for one local account. No ``file`` and no ``redirect`` is a
+    discard; ``reject`` refuses the message for this account with that reason."""
+
+    file: tuple[FileInto, ...] = (FileInto(),)
+    redirect: tuple[str, ...] = ()
+    reject: str | None = None
+    outgoing: tuple[Outgoing, ...] = ()
+
+
+KEEP = Disposition()
+
+
+class MessageFilter(Protocol):
+    async def evaluate(
+        self, account: Account, envelope: Envelope, recipient: str, message: bytes
+    ) -> Disposition:
+        """Decide for one account; an error inside must fall back to KEEP, not raise."""
+        ...
+
+
+# -- trace headers --------------------------------------------------------------------------
+
+
+def received_header(origin: Origin, hostname: str, recipients: tuple[Recipient, ...]) -> bytes:
+    """RFC 5321 4.4 ``Received:``, folded, ending in CRLF."""
+    source = origin.helo or "unknown"
+    if origin.peer is not None and origin.peer.ip is not None:
+        literal = f"IPv6:{origin.peer.host}" if origin.peer.ip.version == 6 else origin.peer.host
+        source += f" ([{literal}])"
+    lines = [f"Received: from {source}"]
+    if origin.tls is not None:
+        lines.append(f"(using {origin.tls.version} with cipher {origin.tls.cipher})")
+    if origin.authenticated:
+        lines.append(f"(authenticated sender: {origin.authenticated})")
+    lines.append(f"by {hostname} (stalwart-py) with {origin.protocol} id {origin.session_id}")
+    if len(recipients) == 1:
+        lines.append(f"for <{recipients[0].address}>")
+    lines[-1] += "; " + email.utils.format_datetime(email.utils.localtime())
+    return ("\r\n\t".join(lines) + "\r\n").encode()
+
+
+def return_path_header(mail_from: str) -> bytes:
+    return f"Return-Path: <{mail_from}>\r\n".encode()
+
+
+# -- the pipeline -------------------------------------------------------------------------
+
+
+@dataclass
+class _Plan:
+    """Where each recipient (by index) goes."""
+
+    results: dict[int, RecipientResult] = field(default_factory=dict)
+    local: dict[int, tuple[Account, list[int]]] = field(default_factory=dict)
+    remote: list[tuple[int, QueuedRecipient]] = field(default_factory=list)
+
+
+class Delivery:
+    def __init__(
+        self,
+        store: Store,
+        directory: Directory,
+        hostname: Callable[[], str],
+        *,
+        metrics: Metrics | None = None,
+        message_filter: MessageFilter | None = None,
+    ) -> None:
+        self.store = store
+        self.directory = directory
+        self.hostname = hostname
+        self.message_filter = message_filter
+        self._counter = (
+            metrics.counter(
+                "stalwart_deliveries", "Recipients handled by the delivery pipeline", ["result"]
+            )
+            if metrics is not None
+            else None
+        )
+
+    async def deliver(
+        self, envelope: Envelope, message: bytes, origin: Origin
+    ) -> list[RecipientResult]:
+        """Deliver ``message`` to every recipient; one result per recipient, in order."""
+        plan = await self._plan(envelope)
+        trace = received_header(origin, self.hostname(), envelope.recipients)
+        local_data = return_path_header(envelope.mail_from) + trace + message
+        remote_data = trace + message
+        deliveries: list[LocalDelivery] = []
+        owners: list[int] = []
+        redirects: list[QueuedRecipient] = []
+        outgoing: list[Outgoing] = []
+        for account_id, (account, indexes) in plan.local.items():
+            recipient = envelope.recipients[indexes[0]].address
+            disposition = await self._filter(account, envelope, recipient, local_data)
+            if disposition.reject is not None:
+                for index in indexes:
+                    plan.results[index] = RecipientResult(
+                        envelope.recipients[index].address, 550, "5.7.1", disposition.reject
+                    )
+                continue
+            for target in disposition.file:
+                deliveries.append(
+                    LocalDelivery(account_id, target.mailbox, target.flags, target.create)
+                )
+                owners.append(account_id)
+            redirects += [
+                QueuedRecipient(address, f"rfc822;{recipient}") for address in disposition.redirect
+            ]
+            outgoing += disposition.outgoing
+        outbound = [recipient for _, recipient in plan.remote] + redirects
+        local_errors: dict[int, StoreError | None] = {}
+        queue_error: Exception | None = None
+
+        async def store_locally() -> None:
+            try:
+                errors = [o.error for o in await self.store.deliver(local_data, deliveries)]
+            except Exception as exc:  # the disk, the database: nothing was stored
+                log.error("session %s: storing failed: %s", origin.session_id, exc)
+                errors = [StoreError("temporary storage failure")] * len(deliveries)
+            for account_id, error in zip(owners, errors, strict=True):
+                # An account is served once one of its copies is stored.
+                if error is None or account_id not in local_errors:
+                    local_errors[account_id] = error
+
+        async def queue_remote() -> None:
+            nonlocal queue_error
+            try:
+                await self.store.enqueue(
+                    remote_data,
+                    OutboundMessage(
+                        envelope.mail_from,
+                        tuple(outbound),
+                        envelope.ret,
+                        envelope.envid,
+                        origin.source,
+                        envelope.smtputf8,
+                    ),
+                )
+            except Exception as exc:
+                log.error("session %s: queueing failed: %s", origin.session_id, exc)
+                queue_error = exc
+
+        if deliveries and outbound:  # both: let them share one commit
+            async with anyio.create_task_group() as group:
+                group.start_soon(store_locally)
+                group.start_soon(queue_remote)
+        elif deliveries:
+            await store_locally()
+        elif outbound:
+            await queue_remote()
+        for account_id, (_account, indexes) in plan.local.items():
+            if any(index in plan.results for index in indexes):
+                continue  # rejected by the filter
+            error = local_errors.get(account_id)
+            for index in indexes:
+                plan.results[index] = _local_result(envelope.recipients[index].address, error)
+        for index, recipient in plan.remote:
+            plan.results[index] = (
+                RecipientResult(recipient.address, 451, "4.3.0", "Temporary queue failure")
+                if queue_error is not None
+                else RecipientResult(envelope.recipients[index].address, 250, "2.0.0", "Queued")
+            )
+        for reply in outgoing:
+            await self._send_outgoing(reply)
+        results = [plan.results[index] for index in range(len(envelope.recipients))]
+        self._count(results)
+        return results
+
+    async def _plan(self, envelope: Envelope) -> _Plan:
+        plan = _Plan()
+        for index, recipient in enumerate(envelope.recipients):
+            resolution = await self.directory.resolve(recipient.address)
+            if not resolution.local_domain:
+                plan.remote.append(
+                    (index, QueuedRecipient(recipient.address, recipient.orcpt, recipient.notify))
+                )
+            elif not resolution.exists:
+                plan.results[index] = RecipientResult(
+                    recipient.address, 550, "5.1.1", "No such user here"
+                )
+            else:
+                for account in resolution.accounts:
+                    plan.local.setdefault(account.id, (account, []))[1].append(index)
+                orcpt = recipient.orcpt or f"rfc822;{recipient.address}"
+                for forward in resolution.forwards:
+                    plan.remote.append((index, QueuedRecipient(forward, orcpt, recipient.notify)))
+        return plan
+
+    async def _filter(
+        self, account: Account, envelope: Envelope, recipient: str, data: bytes
+    ) -> Disposition:
+        if self.message_filter is None:
+            return KEEP
+        try:
+            return await self.message_filter.evaluate(account, envelope, recipient, data)
+        except Exception:
+            log.exception("filter failed for %s; keeping the message", account.address)
+            return KEEP
+
+    async def _send_outgoing(self, reply: Outgoing) -> None:
+        try:
+            await self.store.enqueue(
+                reply.data,
+                OutboundMessage(
+                    reply.mail_from,
+                    tuple(QueuedRecipient(r) for r in reply.recipients),
+                    source="sieve",
+                ),
+            )
+        except Exception:
+            log.exception("could not queue a reply to %s", ", ".join(reply.recipients))
+
+    def _count(self, results: list[RecipientResult]) -> None:
+        if self._counter is None:
+            return
+        for result in results:
+            kind = "delivered" if result.ok else ("rejected" if result.permanent else "deferred")
+            self._counter.labels(kind).inc()
+
+
+def _local_result(address: str, error: StoreError | None) -> RecipientResult:
+    if error is None:
+        return RecipientResult(address, 250, "2.0.0", "Delivered")
+    if isinstance(error, QuotaExceeded):
+        return RecipientResult(address, 552, "5.2.2", str(error))
+    return RecipientResult(address, 451, "4.3.0", str(error) or "Temporary failure")

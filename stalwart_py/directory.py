@@ -1,0 +1,363 @@
+"""The directory: local domains, accounts, aliases, address resolution and authentication.
+
+Resolution of a recipient ``local+tag@domain`` (RFC 5233 subaddressing):
+
+1. A domain that is not local resolves to nothing local (the caller relays or refuses).
+2. The exact address is tried first, then, when it has a ``+``, the address without the tag.
+3. An account resolves to itself; an alias to its targets, each resolved again (chains up to
+   ``MAX_ALIAS_DEPTH`` deep, loops ignored); a target outside the local domains is a forward.
+4. Otherwise the domain's catch-all alias ``@domain``, if there is one.
+
+Authentication is shared by every protocol: ``authenticate`` runs a SASL exchange (PLAIN,
+LOGIN, SCRAM-SHA-256) over a protocol's own framing, ``login`` checks a user name and password
+(IMAP LOGIN, HTTP Basic). Failed attempts are counted per client address and per account in a
+sliding window; past the limit further attempts are refused without checking the password, and
+every failure is answered only after ``failure-delay``, which makes guessing slow.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+from collections import OrderedDict, deque
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+
+import anyio
+
+from stalwart_py import passwords, sasl
+from stalwart_py.config import DirectorySettings, ThrottleSettings
+from stalwart_py.config.types import IPAddress
+from stalwart_py.store import Account, Alias, Domain, NotFound, Store, StoreError
+
+log = logging.getLogger("stalwart_py.directory")
+
+MAX_ALIAS_DEPTH = 10
+MAX_TRACKED = 100_000  # client addresses and accounts remembered by the throttle
+
+
+@dataclass(frozen=True, slots=True)
+class Resolution:
+    """What a recipient address means here."""
+
+    local_domain: bool  # the domain is one of ours
+    accounts: tuple[Account, ...] = ()  # local accounts to deliver to (each once)
+    forwards: tuple[str, ...] = ()  # remote addresses an alias points to
+
+    @property
+    def exists(self) -> bool:
+        return bool(self.accounts or self.forwards)
+
+
+class AuthThrottled(sasl.AuthFailed):
+    """Too many failures from this client or for this account: not even checked."""
+
+
+def normalize(address: str) -> str:
+    return address.strip().lower()
+
+
+def split_address(address: str) -> tuple[str, str]:
+    local, sep, domain = address.rpartition("@")
+    return (local, domain) if sep else (address, "")
+
+
+class LoginThrottle:
+    """Sliding-window failure counts per client address and per account, bounded in size."""
+
+    def __init__(self, settings: ThrottleSettings) -> None:
+        self.settings = settings
+        self._failures: OrderedDict[str, deque[float]] = OrderedDict()
+
+    def _recent(self, key: str, now: float) -> deque[float]:
+        entries = self._failures.get(key)
+        if entries is None:
+            return deque()
+        while entries and entries[0] <= now - self.settings.window:
+            entries.popleft()
+        if not entries:
+            del self._failures[key]
+        return entries
+
+    def blocked(self, ip: IPAddress | None, account: str | None) -> bool:
+        now = time.monotonic()
+        if ip is not None and len(self._recent(f"ip:{ip}", now)) >= (
+            self.settings.max_failures_per_address
+        ):
+            return True
+        return account is not None and len(self._recent(f"account:{account}", now)) >= (
+            self.settings.max_failures_per_account
+        )
+
+    def failed(self, ip: IPAddress | None, account: str | None) -> None:
+        now = time.monotonic()
+        for key in (
+            f"ip:{ip}" if ip is not None else None,
+            f"account:{account}" if account else None,
+        ):
+            if key is None:
+                continue
+            entries = self._failures.setdefault(key, deque())
+            entries.append(now)
+            self._failures.move_to_end(key)
+        while len(self._failures) > MAX_TRACKED:
+            self._failures.popitem(last=False)
+
+    def succeeded(self, account: str) -> None:
+        self._failures.pop(f"account:{account}", None)
+
+
+class Directory:
+    def __init__(self, store: Store, settings: DirectorySettings | None = None) -> None:
+        self.store = store
+        self.settings = settings or DirectorySettings()
+        self.throttle = LoginThrottle(self.settings.throttle)
+
+    def configure(self, settings: DirectorySettings) -> None:
+        """Take new settings (on reload); failure counts are kept."""
+        self.settings = settings
+        self.throttle.settings = settings.throttle
+
+    # -- management -------------------------------------------------------------------------
+
+    async def add_domain(self, name: str) -> Domain:
+        return await self.store.add_domain(normalize(name))
+
+    async def delete_domain(self, name: str) -> None:
+        await self.store.delete_domain(normalize(name))
+
+    async def list_domains(self) -> list[Domain]:
+        return await self.store.list_domains()
+
+    async def add_account(
+        self,
+        address: str,
+        password: str,
+        *,
+        is_admin: bool = False,
+        quota_bytes: int | None = None,
+        quota_messages: int | None = None,
+    ) -> Account:
+        address = normalize(address)
+        local, domain = split_address(address)
+        if not local or not domain:
+            raise StoreError(f"{address!r} is not an address (local@domain)")
+        if not await self.store.is_local_domain(domain):
+            raise NotFound(
+                f"{domain} is not a local domain; add it first: stalwart-py domain add {domain}"
+            )
+        self._check_password(password)
+        secret, scram = await self._hash(password)
+        return await self.store.add_account(
+            address,
+            secret,
+            scram,
+            is_admin=is_admin,
+            quota_bytes=quota_bytes,
+            quota_messages=quota_messages,
+        )
+
+    async def set_password(self, address: str, password: str) -> Account:
+        self._check_password(password)
+        secret, scram = await self._hash(password)
+        return await self.store.update_account(normalize(address), secret=secret, scram=scram)
+
+    async def delete_account(self, address: str) -> None:
+        await self.store.delete_account(normalize(address))
+
+    async def add_alias(self, address: str, targets: Sequence[str]) -> Alias:
+        address = normalize(address)
+        _, domain = split_address(address)
+        if not domain:
+            raise StoreError(f"{address!r} is not an alias address (local@domain or @domain)")
+        for target in targets:
+            if "@" not in target:
+                raise StoreError(f"{target!r} is not an address")
+        return await self.store.add_alias(address, [normalize(t) for t in targets])
+
+    async def delete_alias(self, address: str, targets: Sequence[str] = ()) -> None:
+        await self.store.delete_alias(normalize(address), [normalize(t) for t in targets])
+
+    async def ensure_administrator(self, hostname: str) -> tuple[str, str] | None:
+        """On a directory with no account, create ``admin@<hostname>`` (and the domain) with
+        a random password; returns (address, password) to show once, or None."""
+        if await self.store.count_accounts():
+            return None
+        domain = hostname.lower()
+        if not await self.store.is_local_domain(domain):
+            await self.store.add_domain(domain)
+        password = secrets.token_urlsafe(12)
+        address = f"admin@{domain}"
+        secret, scram = await self._hash(password)
+        await self.store.add_account(address, secret, scram, is_admin=True)
+        return address, password
+
+    def _check_password(self, password: str) -> None:
+        if len(password) < self.settings.min_password_length:
+            raise StoreError(
+                f"the password must have at least {self.settings.min_password_length} characters"
+            )
+
+    async def _hash(self, password: str) -> tuple[str, str | None]:
+        secret = await anyio.to_thread.run_sync(passwords.hash_password, password)
+        scram = None
+        if self.settings.scram:
+            scram = await anyio.to_thread.run_sync(passwords.scram_credentials, password)
+        return secret, scram
+
+    # -- lookups ----------------------------------------------------------------------------
+
+    async def is_local_domain(self, domain: str) -> bool:
+        return await self.store.is_local_domain(domain.lower())
+
+    async def resolve(self, address: str) -> Resolution:
+        address = normalize(address)
+        _, domain = split_address(address)
+        if not domain or not await self.store.is_local_domain(domain):
+            return Resolution(False)
+        accounts: dict[int, Account] = {}
+        forwards: dict[str, None] = {}
+        await self._expand(address, accounts, forwards, set(), 0)
+        return Resolution(True, tuple(accounts.values()), tuple(forwards))
+
+    async def _expand(
+        self,
+        address: str,
+        accounts: dict[int, Account],
+        forwards: dict[str, None],
+        seen: set[str],
+        depth: int,
+    ) -> bool:
+        """Add what ``address`` (in a local domain) leads to; False when it leads nowhere."""
+        if address in seen or depth > MAX_ALIAS_DEPTH:
+            return True  # a loop or a chain too long: what was found so far stands
+        seen.add(address)
+        local, domain = split_address(address)
+        candidates = [address]
+        separator = self.settings.subaddress_separator
+        if separator and separator in local:
+            candidates.append(f"{local.split(separator, 1)[0]}@{domain}")
+        for candidate in candidates:
+            account = await self.store.get_account(candidate)
+            if account is not None:
+                accounts[account.id] = account
+                return True
+            alias = await self.store.get_alias(candidate)
+            if alias is not None:
+                await self._expand_targets(alias, accounts, forwards, seen, depth)
+                return True
+        catch_all = await self.store.get_alias(f"@{domain}")
+        if catch_all is not None and depth == 0:
+            await self._expand_targets(catch_all, accounts, forwards, seen, depth)
+            return True
+        return False
+
+    async def _expand_targets(
+        self,
+        alias: Alias,
+        accounts: dict[int, Account],
+        forwards: dict[str, None],
+        seen: set[str],
+        depth: int,
+    ) -> None:
+        for target in alias.targets:
+            _, target_domain = split_address(target)
+            if await self.store.is_local_domain(target_domain):
+                await self._expand(target, accounts, forwards, seen, depth + 1)
+            else:
+                forwards[target] = None
+
+    async def owns(self, account: Account, address: str) -> bool:
+        """May ``account`` send as ``address``: its own address, one of its aliases (a
+        catch-all counts for every address of its domain), or a subaddress of those."""
+        address = normalize(address)
+        local, domain = split_address(address)
+        separator = self.settings.subaddress_separator
+        candidates = {address}
+        if separator and separator in local:
+            candidates.add(f"{local.split(separator, 1)[0]}@{domain}")
+        if account.address in candidates:
+            return True
+        aliases = set(await self.store.aliases_of(account.address))
+        return bool(candidates & aliases) or f"@{domain}" in aliases
+
+    # -- authentication ---------------------------------------------------------------------
+
+    def mechanisms(self) -> tuple[str, ...]:
+        return tuple(m for m in sasl.MECHANISMS if self.settings.scram or not m.startswith("SCRAM"))
+
+    async def authenticate(
+        self,
+        mechanism: str,
+        initial_response: bytes | None,
+        exchange: Callable[[bytes], Awaitable[bytes]],
+        peer: IPAddress | None,
+    ) -> Account:
+        """Run a SASL exchange; raises sasl.AuthFailed (AuthThrottled), SaslError,
+        AuthAborted or ValueError (unknown mechanism)."""
+        if mechanism.upper() not in self.mechanisms():
+            raise ValueError(f"unsupported mechanism {mechanism}")
+        if self.throttle.blocked(peer, None):
+            raise AuthThrottled("too many failed logins from your address; try again later")
+        store = _Credentials(self, peer)
+        try:
+            result = await sasl.authenticate(mechanism.upper(), initial_response, exchange, store)
+        except sasl.AuthFailed:
+            await self._failed(peer, store.tried)
+            raise
+        return await self._succeeded(result.address)
+
+    async def login(self, username: str, password: str, peer: IPAddress | None) -> Account:
+        """Check a user name and password (IMAP LOGIN, HTTP Basic); raises sasl.AuthFailed."""
+        address = normalize(username)
+        if self.throttle.blocked(peer, address):
+            raise AuthThrottled("too many failed logins; try again later")
+        if await _Credentials(self, peer).verify_password(address, password) is None:
+            await self._failed(peer, address)
+            raise sasl.AuthFailed("invalid credentials")
+        return await self._succeeded(address)
+
+    async def _failed(self, peer: IPAddress | None, account: str | None) -> None:
+        self.throttle.failed(peer, account)
+        log.info("failed login for %s from %s", account or "?", peer or "local")
+        await anyio.sleep(self.settings.throttle.failure_delay)
+
+    async def _succeeded(self, address: str) -> Account:
+        self.throttle.succeeded(address)
+        account = await self.store.get_account(address)
+        if account is None:  # deleted during the exchange
+            raise sasl.AuthFailed("invalid credentials")
+        return account
+
+
+class _Credentials:
+    """The directory as the SASL layer's credential store, with throttling per account."""
+
+    def __init__(self, directory: Directory, peer: IPAddress | None) -> None:
+        self.directory = directory
+        self.peer = peer
+        self.tried: str | None = None
+
+    async def verify_password(self, authcid: str, password: str) -> str | None:
+        address = self.tried = normalize(authcid)
+        if self.directory.throttle.blocked(self.peer, address):
+            raise AuthThrottled("too many failed logins; try again later")
+        credentials = await self.directory.store.get_credentials(address)
+        if credentials is None:
+            await anyio.to_thread.run_sync(passwords.dummy_verify)
+            return None
+        ok = await anyio.to_thread.run_sync(passwords.verify_password, password, credentials.secret)
+        return credentials.address if ok else None
+
+    async def scram_credentials(
+        self, authcid: str
+    ) -> tuple[str, passwords.ScramCredentials] | None:
+        address = self.tried = normalize(authcid)
+        if self.directory.throttle.blocked(self.peer, address):
+            raise AuthThrottled("too many failed logins; try again later")
+        credentials = await self.directory.store.get_credentials(address)
+        if credentials is None or credentials.scram is None:
+            return None
+        parsed = passwords.parse_scram_credentials(credentials.scram)
+        return (credentials.address, parsed) if parsed is not None else None

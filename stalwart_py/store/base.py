@@ -1,0 +1,308 @@
+"""The store interface: everything the protocols, the directory and delivery may ask of it.
+
+Backends implement this class (``SqliteStore`` is the embedded default); nothing outside
+``stalwart_py.store`` knows which one runs. Every method that returns normally has done what
+it says durably: a write is on disk (fsync'd) before it returns.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Sequence
+from typing import Literal
+
+from stalwart_py.store.engine import ChangeHub
+from stalwart_py.store.model import (
+    Account,
+    Alias,
+    Credentials,
+    DeliveryOutcome,
+    Domain,
+    FlagUpdate,
+    LocalDelivery,
+    Mailbox,
+    MailboxChanges,
+    MailboxCounts,
+    MessageInfo,
+    OutboundMessage,
+    QueueEntry,
+    RecipientUpdate,
+    Report,
+    SieveScript,
+    StoredMessage,
+)
+
+FlagMode = Literal["add", "remove", "replace"]
+
+
+class Unchanged:
+    """Default of an optional update argument: leave the value as it is."""
+
+
+UNCHANGED = Unchanged()
+
+
+class Store(abc.ABC):
+    changes: ChangeHub  # wake-ups for sessions watching a mailbox
+
+    @abc.abstractmethod
+    async def open(self) -> None:
+        """Open (creating or migrating the schema as needed)."""
+
+    @abc.abstractmethod
+    async def close(self) -> None: ...
+
+    @abc.abstractmethod
+    async def disk_usage(self) -> int:
+        """Bytes the store occupies on disk."""
+
+    @abc.abstractmethod
+    async def integrity_check(self) -> str:
+        """``"ok"`` or a description of the damage found."""
+
+    # -- domains, accounts, aliases -------------------------------------------------------
+
+    @abc.abstractmethod
+    async def add_domain(self, name: str) -> Domain:
+        """Raises AlreadyExists."""
+
+    @abc.abstractmethod
+    async def delete_domain(self, name: str) -> None:
+        """Raises NotFound, or StoreError while accounts or aliases use it."""
+
+    @abc.abstractmethod
+    async def list_domains(self) -> list[Domain]: ...
+
+    @abc.abstractmethod
+    async def is_local_domain(self, name: str) -> bool: ...
+
+    @abc.abstractmethod
+    async def add_account(
+        self,
+        address: str,
+        secret: str,
+        scram: str | None,
+        *,
+        is_admin: bool = False,
+        quota_bytes: int | None = None,
+        quota_messages: int | None = None,
+    ) -> Account:
+        """Create an account with INBOX, Sent, Drafts, Trash, Junk and Archive (with their
+        special-use attributes). Raises NotFound (domain not local) or AlreadyExists."""
+
+    @abc.abstractmethod
+    async def get_account(self, address: str) -> Account | None: ...
+
+    @abc.abstractmethod
+    async def get_account_by_id(self, account_id: int) -> Account | None: ...
+
+    @abc.abstractmethod
+    async def list_accounts(self) -> list[Account]: ...
+
+    @abc.abstractmethod
+    async def count_accounts(self) -> int: ...
+
+    @abc.abstractmethod
+    async def update_account(
+        self,
+        address: str,
+        *,
+        secret: str | Unchanged = UNCHANGED,
+        scram: str | Unchanged | None = UNCHANGED,
+        is_admin: bool | Unchanged = UNCHANGED,
+        quota_bytes: int | Unchanged | None = UNCHANGED,
+        quota_messages: int | Unchanged | None = UNCHANGED,
+    ) -> Account:
+        """Raises NotFound."""
+
+    @abc.abstractmethod
+    async def delete_account(self, address: str) -> None:
+        """Delete the account with its mailboxes, messages and scripts. Raises NotFound."""
+
+    @abc.abstractmethod
+    async def get_credentials(self, address: str) -> Credentials | None: ...
+
+    @abc.abstractmethod
+    async def add_alias(self, address: str, targets: Sequence[str]) -> Alias:
+        """``address`` is ``local@domain`` or ``@domain`` (catch-all) of a local domain;
+        targets are added to an existing alias. Raises NotFound (domain not local)."""
+
+    @abc.abstractmethod
+    async def delete_alias(self, address: str, targets: Sequence[str] = ()) -> None:
+        """Remove the given targets, or the whole alias. Raises NotFound."""
+
+    @abc.abstractmethod
+    async def get_alias(self, address: str) -> Alias | None: ...
+
+    @abc.abstractmethod
+    async def list_aliases(self) -> list[Alias]: ...
+
+    @abc.abstractmethod
+    async def aliases_of(self, address: str) -> list[str]:
+        """Every alias whose targets include ``address`` (catch-alls included)."""
+
+    # -- mailboxes --------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    async def list_mailboxes(self, account_id: int) -> list[Mailbox]: ...
+
+    @abc.abstractmethod
+    async def get_mailbox(self, account_id: int, name: str) -> Mailbox | None:
+        """``INBOX`` is matched case-insensitively, other names exactly."""
+
+    @abc.abstractmethod
+    async def get_mailbox_by_id(self, mailbox_id: int) -> Mailbox | None: ...
+
+    @abc.abstractmethod
+    async def create_mailbox(
+        self, account_id: int, name: str, special_use: str | None = None
+    ) -> Mailbox:
+        """Raises AlreadyExists."""
+
+    @abc.abstractmethod
+    async def delete_mailbox(self, account_id: int, name: str) -> None:
+        """Delete a mailbox and its messages (not INBOX). Raises NotFound or StoreError."""
+
+    @abc.abstractmethod
+    async def rename_mailbox(self, account_id: int, old: str, new: str) -> None:
+        """Rename with every mailbox below it. Renaming INBOX moves its messages to a new
+        mailbox and leaves INBOX empty (RFC 9051 6.3.6). A renamed mailbox keeps its
+        UIDVALIDITY. Raises NotFound or AlreadyExists."""
+
+    @abc.abstractmethod
+    async def subscribe(self, account_id: int, name: str, subscribed: bool) -> None: ...
+
+    @abc.abstractmethod
+    async def mailbox_counts(self, mailbox_id: int) -> MailboxCounts: ...
+
+    # -- messages ---------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    async def append(
+        self,
+        mailbox_id: int,
+        data: bytes,
+        *,
+        flags: frozenset[str] = frozenset(),
+        internaldate: float | None = None,
+    ) -> MessageInfo:
+        """Add a message (IMAP APPEND). Raises QuotaExceeded or NotFound."""
+
+    @abc.abstractmethod
+    async def deliver(
+        self, data: bytes, deliveries: Sequence[LocalDelivery]
+    ) -> list[DeliveryOutcome]:
+        """Store one message for several local accounts in one transaction; a delivery that
+        fails (quota) fails alone. Returns the outcome of each delivery, in order."""
+
+    @abc.abstractmethod
+    async def messages(self, mailbox_id: int) -> list[MessageInfo]:
+        """Every message of a mailbox, by ascending UID."""
+
+    @abc.abstractmethod
+    async def structures(self, mailbox_id: int, uids: Sequence[int]) -> dict[int, StoredMessage]:
+        """Messages with their cached MIME structure, by UID (missing UIDs are left out)."""
+
+    @abc.abstractmethod
+    async def read_blobs(self, blob_ids: Sequence[int]) -> dict[int, bytes]: ...
+
+    @abc.abstractmethod
+    async def read_blob_range(self, blob_id: int, offset: int, length: int) -> bytes: ...
+
+    @abc.abstractmethod
+    async def update_flags(
+        self,
+        mailbox_id: int,
+        uids: Sequence[int],
+        mode: FlagMode,
+        flags: frozenset[str],
+        *,
+        unchanged_since: int | None = None,
+    ) -> FlagUpdate:
+        """STORE: each changed message gets a new MODSEQ; with ``unchanged_since``, messages
+        changed after it are left alone and reported as failed (RFC 7162)."""
+
+    @abc.abstractmethod
+    async def copy_messages(
+        self, source_id: int, uids: Sequence[int], target_id: int
+    ) -> list[tuple[int, int]]:
+        """Copy, keeping flags and internal dates; returns (source UID, new UID) pairs.
+        Raises QuotaExceeded."""
+
+    @abc.abstractmethod
+    async def move_messages(
+        self, source_id: int, uids: Sequence[int], target_id: int
+    ) -> list[tuple[int, int]]:
+        """Copy then expunge from the source, atomically (RFC 6851)."""
+
+    @abc.abstractmethod
+    async def expunge(self, mailbox_id: int, uids: Sequence[int] | None = None) -> list[int]:
+        """Remove the messages flagged \\Deleted (only those among ``uids`` when given);
+        returns the expunged UIDs."""
+
+    @abc.abstractmethod
+    async def changes_since(self, mailbox_id: int, modseq: int) -> MailboxChanges: ...
+
+    # -- Sieve scripts ----------------------------------------------------------------------
+
+    @abc.abstractmethod
+    async def list_scripts(self, account_id: int) -> list[SieveScript]: ...
+
+    @abc.abstractmethod
+    async def get_script(self, account_id: int, name: str) -> SieveScript | None: ...
+
+    @abc.abstractmethod
+    async def put_script(self, account_id: int, name: str, body: str) -> None:
+        """Create or replace a script (its active state is kept)."""
+
+    @abc.abstractmethod
+    async def delete_script(self, account_id: int, name: str) -> None:
+        """Raises NotFound, or StoreError for the active script."""
+
+    @abc.abstractmethod
+    async def rename_script(self, account_id: int, old: str, new: str) -> None:
+        """Raises NotFound or AlreadyExists."""
+
+    @abc.abstractmethod
+    async def set_active_script(self, account_id: int, name: str | None) -> None:
+        """Make ``name`` the only active script, or deactivate all with None."""
+
+    @abc.abstractmethod
+    async def active_script(self, account_id: int) -> SieveScript | None: ...
+
+    # -- outbound queue and reports ---------------------------------------------------------
+
+    @abc.abstractmethod
+    async def enqueue(self, data: bytes, message: OutboundMessage) -> int: ...
+
+    @abc.abstractmethod
+    async def queue_entries(
+        self, *, due_before: float | None = None, limit: int = 1000
+    ) -> list[QueueEntry]:
+        """Queued messages with pending recipients (only those with a recipient due before
+        ``due_before`` when given), oldest first."""
+
+    @abc.abstractmethod
+    async def queue_entry(self, queue_id: int) -> QueueEntry | None: ...
+
+    @abc.abstractmethod
+    async def update_queue_recipients(
+        self, queue_id: int, updates: Sequence[RecipientUpdate]
+    ) -> None:
+        """Record delivery attempts; a message with no pending recipient left is removed."""
+
+    @abc.abstractmethod
+    async def delete_queue_entry(self, queue_id: int) -> None:
+        """Raises NotFound."""
+
+    @abc.abstractmethod
+    async def retry_queue(self, queue_id: int | None = None) -> int:
+        """Make pending recipients (of one message, or all) due now; returns how many."""
+
+    @abc.abstractmethod
+    async def add_report(
+        self, kind: str, domain: str, mail_from: str, summary: str, data: bytes
+    ) -> int: ...
+
+    @abc.abstractmethod
+    async def list_reports(self, limit: int = 100) -> list[Report]: ...

@@ -1,0 +1,72 @@
+"""Message bodies: content-addressed, reference-counted, parsed once.
+
+A body is stored once however many mailboxes, queue entries or reports refer to it; ``refs``
+counts those references and the row goes when the last one does. Hashing and MIME parsing
+happen before the write, in a worker thread, so the writer thread only copies bytes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import anyio
+
+from stalwart_py import mime
+from stalwart_py.store.engine import Txn
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedBlob:
+    digest: bytes
+    structure: str  # stalwart_py.mime JSON
+    data: bytes
+
+
+# Below this size a body is hashed and parsed right on the event loop (a fraction of a
+# millisecond); above it, in a worker thread, so that a big message stalls nobody.
+INLINE_LIMIT = 256 * 1024
+
+
+def _prepare(data: bytes) -> PreparedBlob:
+    return PreparedBlob(hashlib.sha256(data).digest(), mime.to_json(mime.parse_message(data)), data)
+
+
+async def prepare_blob(data: bytes) -> PreparedBlob:
+    if len(data) <= INLINE_LIMIT:
+        return _prepare(data)
+    return await anyio.to_thread.run_sync(_prepare, data)
+
+
+def put_blob(txn: Txn, blob: PreparedBlob, references: int = 1) -> int:
+    """Store a body, or add references to the copy already stored; returns its id."""
+    row = txn.execute(
+        "UPDATE blobs SET refs = refs + ? WHERE hash = ? RETURNING id", (references, blob.digest)
+    ).fetchone()
+    if row is not None:
+        return row[0]
+    return txn.execute(
+        "INSERT INTO blobs(hash, size, refs, structure, data) VALUES (?, ?, ?, ?, ?) RETURNING id",
+        (blob.digest, len(blob.data), references, blob.structure, blob.data),
+    ).fetchone()[0]
+
+
+def add_reference(txn: Txn, blob_id: int) -> None:
+    txn.execute("UPDATE blobs SET refs = refs + 1 WHERE id = ?", (blob_id,))
+
+
+def release_blob(txn: Txn, blob_id: int, count: int = 1) -> None:
+    txn.execute("UPDATE blobs SET refs = refs - ? WHERE id = ?", (count, blob_id))
+    txn.execute("DELETE FROM blobs WHERE id = ? AND refs <= 0", (blob_id,))
+
+
+def release_mailbox_blobs(txn: Txn, mailbox_ids: Sequence[int]) -> None:
+    """Drop the references of every message in these mailboxes (before deleting them)."""
+    for mailbox_id in mailbox_ids:
+        rows = txn.execute(
+            "SELECT blob_id, count(*) FROM messages WHERE mailbox_id = ? GROUP BY blob_id",
+            (mailbox_id,),
+        ).fetchall()
+        for blob_id, count in rows:
+            release_blob(txn, blob_id, count)

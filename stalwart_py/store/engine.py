@@ -1,0 +1,296 @@
+"""SQLite under an event loop: one writer thread with group commit, a pool of readers.
+
+Writes. Every write is a function of a ``Txn`` run by the single writer thread. The writer
+takes every write waiting in its queue (up to ``MAX_BATCH``), runs each in its own SAVEPOINT
+(so one failing write does not undo the others) inside one transaction, and commits once:
+one fsync (WAL, ``synchronous=FULL``) makes the whole batch durable. Only then is each caller
+woken with its result. While a batch commits the next one gathers, so concurrent deliveries
+share fsyncs instead of queueing behind one fsync each.
+
+Reads. A read is a function of a connection run in a worker thread (at most ``readers`` at a
+time), inside BEGIN/COMMIT so that all its statements see one snapshot. WAL lets reads run
+while the writer writes.
+
+Change notification. A write records the mailboxes it touched; after its batch commits, the
+``ChangeHub`` wakes every ``MailboxWatch`` on them. A watch is level-triggered: a change that
+happens while its session is busy is still reported by the next ``wait()``, so a session that
+starts watching before it reads never misses one. The changes themselves are read from the
+database (``changes_since``), so a wake-up carries no data and can never be stale.
+
+The engine runs on anyio's asyncio backend: the writer thread wakes callers with
+``loop.call_soon_threadsafe``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import queue
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import anyio
+
+from stalwart_py.store.schema import migrate
+
+log = logging.getLogger("stalwart_py.store")
+
+T = TypeVar("T")
+MAX_BATCH = 512
+_STOP = object()
+
+
+@dataclass
+class Txn:
+    """What a write function gets: the connection (inside a transaction), the time of the
+    batch, and the set of mailboxes it changed (for the change hub)."""
+
+    conn: sqlite3.Connection
+    now: float
+    touched: set[int] = field(default_factory=set)
+
+    def execute(self, sql: str, params: Any = ()) -> sqlite3.Cursor:
+        return self.conn.execute(sql, params)
+
+
+class MailboxWatch:
+    """A session's subscription to changes of one mailbox; see the module docstring."""
+
+    def __init__(self, hub: ChangeHub, mailbox_id: int) -> None:
+        self._hub = hub
+        self.mailbox_id = mailbox_id
+        self._event = anyio.Event()
+
+    @property
+    def pending(self) -> bool:
+        """A change has been committed since the last ``wait()`` or ``clear()``."""
+        return self._event.is_set()
+
+    def clear(self) -> None:
+        if self._event.is_set():
+            self._event = anyio.Event()
+
+    async def wait(self) -> None:
+        """Until a change is committed (at once if one already was), then clear."""
+        await self._event.wait()
+        self._event = anyio.Event()
+
+    def _set(self) -> None:
+        self._event.set()
+
+    def close(self) -> None:
+        self._hub._remove(self)
+
+    def __enter__(self) -> MailboxWatch:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+class ChangeHub:
+    """Mailbox id -> the watches on it. Used from the event loop thread only."""
+
+    def __init__(self) -> None:
+        self._watches: dict[int, set[MailboxWatch]] = {}
+
+    def watch(self, mailbox_id: int) -> MailboxWatch:
+        watch = MailboxWatch(self, mailbox_id)
+        self._watches.setdefault(mailbox_id, set()).add(watch)
+        return watch
+
+    def notify(self, mailbox_ids: set[int]) -> None:
+        for mailbox_id in mailbox_ids:
+            for watch in self._watches.get(mailbox_id, ()):
+                watch._set()
+
+    def _remove(self, watch: MailboxWatch) -> None:
+        watches = self._watches.get(watch.mailbox_id)
+        if watches is not None:
+            watches.discard(watch)
+            if not watches:
+                del self._watches[watch.mailbox_id]
+
+
+@dataclass(eq=False)
+class _Job:
+    func: Callable[[Txn], Any]
+    done: anyio.Event
+    result: Any = None
+    error: BaseException | None = None
+
+
+def connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
+    conn.execute("PRAGMA foreign_keys = ON")
+    conn.execute("PRAGMA synchronous = FULL")
+    if readonly:
+        conn.execute("PRAGMA query_only = ON")
+    return conn
+
+
+class Engine:
+    def __init__(self, path: Path, *, readers: int = 8) -> None:
+        self.path = path
+        self.changes = ChangeHub()
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._writer: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._limiter = anyio.CapacityLimiter(readers)
+        self._readers: list[sqlite3.Connection] = []
+        self._lookup_conn: sqlite3.Connection | None = None
+        self._idle_readers: list[sqlite3.Connection] = []
+        self._readers_lock = threading.Lock()
+        self.batches = 0  # commits made, for tests and metrics
+        self.writes = 0
+
+    async def open(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        await anyio.to_thread.run_sync(self._prepare)
+        self._writer = threading.Thread(target=self._write_loop, name="store-writer", daemon=True)
+        self._writer.start()
+
+    def _prepare(self) -> None:
+        conn = connect(self.path)
+        try:
+            (mode,) = conn.execute("PRAGMA journal_mode = WAL").fetchone()
+            if mode != "wal":
+                raise RuntimeError(f"cannot put {self.path} in WAL mode (got {mode})")
+            migrate(conn)
+        finally:
+            conn.close()
+
+    async def close(self) -> None:
+        if self._writer is not None:
+            self._queue.put(_STOP)
+            await anyio.to_thread.run_sync(self._writer.join)
+            self._writer = None
+        if self._lookup_conn is not None:
+            self._lookup_conn.close()
+            self._lookup_conn = None
+        with self._readers_lock:
+            for conn in self._readers:
+                conn.close()
+            self._readers.clear()
+            self._idle_readers.clear()
+
+    # -- writing ------------------------------------------------------------------------
+
+    async def write(self, func: Callable[[Txn], T]) -> T:
+        """Run ``func`` in the writer thread; returns once its batch is durable."""
+        if self._writer is None:
+            raise RuntimeError("the store is not open")
+        job = _Job(func, anyio.Event())
+        self._queue.put(job)
+        with anyio.CancelScope(shield=True):
+            # The write happens whether or not the caller is still there to hear about it;
+            # waiting for it keeps "acknowledged" and "durable" in step.
+            await job.done.wait()
+        if job.error is not None:
+            raise job.error
+        return job.result
+
+    def _write_loop(self) -> None:
+        conn = connect(self.path)
+        try:
+            while True:
+                first = self._queue.get()
+                if first is _STOP:
+                    return
+                batch = [first]
+                with contextlib.suppress(queue.Empty):
+                    while len(batch) < MAX_BATCH:
+                        job = self._queue.get_nowait()
+                        if job is _STOP:
+                            self._queue.put(_STOP)
+                            break
+                        batch.append(job)
+                self._run_batch(conn, batch)
+        finally:
+            conn.close()
+
+    def _run_batch(self, conn: sqlite3.Connection, batch: list[_Job]) -> None:
+        touched: set[int] = set()
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            now = time.time()
+            for job in batch:
+                txn = Txn(conn, now)
+                conn.execute("SAVEPOINT job")
+                try:
+                    job.result = job.func(txn)
+                except Exception as exc:
+                    conn.execute("ROLLBACK TO job")
+                    job.error = exc
+                else:
+                    touched |= txn.touched
+                conn.execute("RELEASE job")
+            conn.execute("COMMIT")
+        except Exception as exc:
+            log.error("store commit failed, %d writes refused: %s", len(batch), exc)
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            for job in batch:
+                job.result, job.error = None, exc
+            touched = set()
+        self.batches += 1
+        self.writes += len(batch)
+        assert self._loop is not None
+        with contextlib.suppress(RuntimeError):  # the loop closed: nobody is waiting
+            self._loop.call_soon_threadsafe(self._finish, batch, touched)
+
+    def _finish(self, batch: list[_Job], touched: set[int]) -> None:
+        if touched:
+            self.changes.notify(touched)
+        for job in batch:
+            job.done.set()
+
+    # -- reading ------------------------------------------------------------------------
+
+    async def read(self, func: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``func`` in a reader thread, on one snapshot of the database."""
+        return await anyio.to_thread.run_sync(self._read, func, limiter=self._limiter)
+
+    def lookup(self, func: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``func`` right here, on the event loop thread, for an indexed point lookup.
+
+        Such a query takes microseconds, less than the hop to a worker thread and back; WAL
+        readers never wait for the writer. Anything that scans (a mailbox listing, bodies)
+        goes through ``read`` instead.
+        """
+        if self._lookup_conn is None:
+            self._lookup_conn = connect(self.path, readonly=True)
+        with self.snapshot(self._lookup_conn):
+            return func(self._lookup_conn)
+
+    def _read(self, func: Callable[[sqlite3.Connection], T]) -> T:
+        # A pool rather than one connection per thread: anyio retires idle worker threads,
+        # and the limiter bounds how many connections the pool can ever hold.
+        with self._readers_lock:
+            conn = self._idle_readers.pop() if self._idle_readers else None
+        if conn is None:
+            conn = connect(self.path, readonly=True)
+            with self._readers_lock:
+                self._readers.append(conn)
+        try:
+            with self.snapshot(conn):
+                return func(conn)
+        finally:
+            with self._readers_lock:
+                self._idle_readers.append(conn)
+
+    @staticmethod
+    @contextlib.contextmanager
+    def snapshot(conn: sqlite3.Connection) -> Iterator[None]:
+        conn.execute("BEGIN")
+        try:
+            yield
+        finally:
+            conn.execute("COMMIT")

@@ -1,0 +1,274 @@
+"""What the store holds, as the rest of the server sees it: plain frozen records and errors.
+
+Mailbox and message rules follow IMAP (RFC 9051), which asks the most of the store:
+
+* UIDs strictly increase within a mailbox and are never reused while its UIDVALIDITY stays
+  the same; UIDNEXT is the UID the next message will get.
+* Every change to a message (arrival, flag change, expunge) gets a MODSEQ (RFC 7162) greater
+  than every earlier one in that mailbox; HIGHESTMODSEQ is the greatest. Expunges are kept as
+  tombstones with their MODSEQ, so a client can ask what vanished since a MODSEQ it knows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import IntFlag
+
+SPECIAL_USE_MAILBOXES = (
+    ("INBOX", None),
+    ("Sent", "\\Sent"),
+    ("Drafts", "\\Drafts"),
+    ("Trash", "\\Trash"),
+    ("Junk", "\\Junk"),
+    ("Archive", "\\Archive"),
+)
+MAILBOX_DELIMITER = "/"
+
+
+class SystemFlag(IntFlag):
+    """The IMAP system flags, stored as bits; keywords are stored as text."""
+
+    SEEN = 1
+    ANSWERED = 2
+    FLAGGED = 4
+    DELETED = 8
+    DRAFT = 16
+
+
+FLAG_NAMES: dict[str, SystemFlag] = {
+    "\\seen": SystemFlag.SEEN,
+    "\\answered": SystemFlag.ANSWERED,
+    "\\flagged": SystemFlag.FLAGGED,
+    "\\deleted": SystemFlag.DELETED,
+    "\\draft": SystemFlag.DRAFT,
+}
+CANONICAL_FLAG = {bit: f"\\{name[1:].capitalize()}" for name, bit in FLAG_NAMES.items()}
+
+
+def split_flags(flags: frozenset[str] | set[str] | tuple[str, ...]) -> tuple[int, str]:
+    """IMAP flag names -> (system flag bits, space-separated sorted keywords)."""
+    bits = 0
+    keywords: set[str] = set()
+    for name in flags:
+        bit = FLAG_NAMES.get(name.lower())
+        if bit is not None:
+            bits |= bit
+        elif not name.startswith("\\"):
+            keywords.add(name)
+    return bits, " ".join(sorted(keywords))
+
+
+def join_flags(bits: int, keywords: str) -> frozenset[str]:
+    """(system flag bits, keywords text) -> IMAP flag names."""
+    names = {CANONICAL_FLAG[flag] for flag in SystemFlag if bits & flag}
+    if keywords:
+        names.update(keywords.split(" "))
+    return frozenset(names)
+
+
+class StoreError(Exception):
+    """A request the store cannot carry out; the message says why, for the client."""
+
+
+class NotFound(StoreError):
+    pass
+
+
+class AlreadyExists(StoreError):
+    pass
+
+
+class QuotaExceeded(StoreError):
+    """Delivery or append would exceed the account's quota (RFC 9208 OVERQUOTA)."""
+
+
+class SchemaTooNew(StoreError):
+    """The database was written by a newer stalwart-py than this one."""
+
+
+@dataclass(frozen=True, slots=True)
+class Domain:
+    name: str
+    created: float
+
+
+@dataclass(frozen=True, slots=True)
+class Account:
+    id: int
+    address: str
+    is_admin: bool
+    quota_bytes: int | None  # None: no limit
+    quota_messages: int | None
+    used_bytes: int
+    used_messages: int
+    created: float
+
+
+@dataclass(frozen=True, slots=True)
+class Credentials:
+    """What the directory needs to check a password; never leaves the core."""
+
+    account_id: int
+    address: str
+    secret: str  # a passwords.hash_password() string
+    scram: str | None  # a passwords.scram_credentials() string
+
+
+@dataclass(frozen=True, slots=True)
+class Alias:
+    address: str  # "sales@example.com", or "@example.com" for a catch-all
+    targets: tuple[str, ...]  # addresses: local accounts or remote
+
+
+@dataclass(frozen=True, slots=True)
+class Mailbox:
+    id: int
+    account_id: int
+    name: str  # full name with "/" between levels; "INBOX" for the inbox
+    special_use: str | None  # "\\Sent", ... (RFC 6154)
+    subscribed: bool
+    uidvalidity: int
+    uidnext: int
+    highestmodseq: int
+
+
+@dataclass(frozen=True, slots=True)
+class MailboxCounts:
+    messages: int
+    unseen: int
+    deleted: int
+    size: int
+
+
+@dataclass(frozen=True, slots=True)
+class MessageInfo:
+    """One message of a mailbox: what a session keeps in its view."""
+
+    uid: int
+    modseq: int
+    flags: frozenset[str]
+    internaldate: float
+    size: int
+    blob_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class StoredMessage:
+    """A message with its cached MIME structure (``stalwart_py.mime`` JSON)."""
+
+    info: MessageInfo
+    structure: str
+
+
+@dataclass(frozen=True, slots=True)
+class MailboxChanges:
+    """What happened in a mailbox after a MODSEQ (RFC 7162)."""
+
+    highestmodseq: int
+    uidnext: int
+    changed: tuple[MessageInfo, ...]  # new or flag-changed, modseq greater than asked
+    vanished: tuple[int, ...]  # UIDs expunged after the asked MODSEQ
+
+
+@dataclass(frozen=True, slots=True)
+class FlagUpdate:
+    """The result of a STORE: what changed, and what UNCHANGEDSINCE refused."""
+
+    changed: tuple[MessageInfo, ...]
+    unchanged: tuple[MessageInfo, ...]  # matched but already as asked (modseq not bumped)
+    failed: tuple[int, ...]  # UIDs whose modseq was greater than UNCHANGEDSINCE
+
+
+@dataclass(frozen=True, slots=True)
+class SieveScript:
+    name: str
+    body: str
+    active: bool
+
+
+@dataclass(frozen=True, slots=True)
+class LocalDelivery:
+    """One copy of a message for a local account, as filtering decided."""
+
+    account_id: int
+    mailbox: str = "INBOX"
+    flags: frozenset[str] = frozenset()
+    create: bool = False  # create the mailbox when it does not exist (Sieve :create)
+
+
+@dataclass(frozen=True, slots=True)
+class QueuedRecipient:
+    address: str
+    orcpt: str | None = None  # RFC 3461 ORCPT, as "rfc822;addr"
+    notify: tuple[str, ...] = ()  # RFC 3461 NOTIFY: SUCCESS, FAILURE, DELAY, or NEVER
+
+
+@dataclass(frozen=True, slots=True)
+class OutboundMessage:
+    """A message for remote recipients, for the outbound queue."""
+
+    mail_from: str  # "" for a bounce
+    recipients: tuple[QueuedRecipient, ...]
+    ret: str | None = None  # RFC 3461 RET: FULL or HDRS
+    envid: str | None = None
+    source: str = "smtp"  # smtp, sieve, bounce, http
+    smtputf8: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryOutcome:
+    """Per local delivery (in the order asked): the UID given, or why it failed."""
+
+    uid: int | None
+    error: StoreError | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class QueueEntry:
+    id: int
+    mail_from: str
+    created: float
+    next_attempt: float
+    attempts: int
+    ret: str | None
+    envid: str | None
+    source: str
+    size: int
+    blob_id: int
+    smtputf8: bool
+    recipients: tuple[QueueRecipientState, ...] = field(default=())
+
+
+@dataclass(frozen=True, slots=True)
+class QueueRecipientState:
+    id: int
+    address: str
+    domain: str
+    orcpt: str | None
+    notify: tuple[str, ...]
+    status: str  # pending, delivered, failed
+    attempts: int
+    next_attempt: float
+    last_error: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class RecipientUpdate:
+    """The outcome of one delivery attempt to one queued recipient."""
+
+    id: int
+    status: str  # pending (try again at next_attempt), delivered, failed
+    next_attempt: float = 0.0
+    last_error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Report:
+    """A delivery status (RFC 3464) or feedback (RFC 5965) report received for a domain."""
+
+    id: int
+    kind: str  # "dsn" or "arf"
+    received: float
+    domain: str
+    mail_from: str
+    summary: str  # JSON: the fields that matter, parsed from the report

@@ -1,0 +1,163 @@
+"""The SQLite schema and its migrations.
+
+``PRAGMA user_version`` holds the schema version. Opening a database applies, in one
+transaction, every migration it has not had yet; a database from a newer version is refused
+rather than guessed at. A migration is appended to ``MIGRATIONS``, never edited once released.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+
+from stalwart_py.store.model import SchemaTooNew
+
+V1 = """
+CREATE TABLE domains (
+    name TEXT PRIMARY KEY COLLATE NOCASE,
+    created REAL NOT NULL
+) WITHOUT ROWID;
+
+CREATE TABLE accounts (
+    id INTEGER PRIMARY KEY,
+    address TEXT NOT NULL UNIQUE COLLATE NOCASE,
+    domain TEXT NOT NULL COLLATE NOCASE REFERENCES domains(name),
+    secret TEXT NOT NULL,
+    scram TEXT,
+    is_admin INTEGER NOT NULL DEFAULT 0,
+    quota_bytes INTEGER,
+    quota_messages INTEGER,
+    used_bytes INTEGER NOT NULL DEFAULT 0,
+    used_messages INTEGER NOT NULL DEFAULT 0,
+    created REAL NOT NULL
+);
+
+CREATE TABLE aliases (
+    address TEXT NOT NULL COLLATE NOCASE,
+    target TEXT NOT NULL COLLATE NOCASE,
+    PRIMARY KEY (address, target)
+) WITHOUT ROWID;
+CREATE INDEX aliases_by_target ON aliases(target);
+
+CREATE TABLE mailboxes (
+    id INTEGER PRIMARY KEY,
+    account_id INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+    name TEXT NOT NULL,
+    special_use TEXT,
+    subscribed INTEGER NOT NULL DEFAULT 1,
+    uidvalidity INTEGER NOT NULL,
+    uidnext INTEGER NOT NULL DEFAULT 1,
+    highestmodseq INTEGER NOT NULL DEFAULT 1,
+    UNIQUE (account_id, name)
+);
+
+-- Message bodies, content-addressed: a message delivered to many mailboxes is stored once.
+-- ``structure`` is the stalwart_py.mime JSON of the parsed message, computed at delivery.
+CREATE TABLE blobs (
+    id INTEGER PRIMARY KEY,
+    hash BLOB NOT NULL UNIQUE,
+    size INTEGER NOT NULL,
+    refs INTEGER NOT NULL,
+    structure TEXT NOT NULL,
+    data BLOB NOT NULL
+);
+
+CREATE TABLE messages (
+    mailbox_id INTEGER NOT NULL REFERENCES mailboxes(id) ON DELETE CASCADE,
+    uid INTEGER NOT NULL,
+    modseq INTEGER NOT NULL,
+    flags INTEGER NOT NULL DEFAULT 0,
+    keywords TEXT NOT NULL DEFAULT '',
+    internaldate REAL NOT NULL,
+    size INTEGER NOT NULL,
+    blob_id INTEGER NOT NULL REFERENCES blobs(id),
+    PRIMARY KEY (mailbox_id, uid)
+) WITHOUT ROWID;
+CREATE INDEX messages_by_modseq ON messages(mailbox_id, modseq);
+
+-- Expunged UIDs with the MODSEQ of their expunge, for QRESYNC's VANISHED (RFC 7162).
+CREATE TABLE expunged (
+    mailbox_id INTEGER NOT NULL REFERENCES mailboxes(id) ON DELETE CASCADE,
+    uid INTEGER NOT NULL,
+    modseq INTEGER NOT NULL,
+    PRIMARY KEY (mailbox_id, uid)
+) WITHOUT ROWID;
+
+CREATE TABLE sieve_scripts (
+    account_id INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+    name TEXT NOT NULL,
+    body TEXT NOT NULL,
+    active INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (account_id, name)
+) WITHOUT ROWID;
+
+CREATE TABLE queue_messages (
+    id INTEGER PRIMARY KEY,
+    blob_id INTEGER NOT NULL REFERENCES blobs(id),
+    mail_from TEXT NOT NULL,
+    ret TEXT,
+    envid TEXT,
+    source TEXT NOT NULL,
+    smtputf8 INTEGER NOT NULL DEFAULT 0,
+    created REAL NOT NULL
+);
+
+CREATE TABLE queue_recipients (
+    id INTEGER PRIMARY KEY,
+    message_id INTEGER NOT NULL REFERENCES queue_messages(id) ON DELETE CASCADE,
+    address TEXT NOT NULL,
+    domain TEXT NOT NULL COLLATE NOCASE,
+    orcpt TEXT,
+    notify TEXT NOT NULL DEFAULT '',
+    status TEXT NOT NULL DEFAULT 'pending',
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt REAL NOT NULL,
+    last_error TEXT
+);
+CREATE INDEX queue_due ON queue_recipients(status, next_attempt);
+
+CREATE TABLE reports (
+    id INTEGER PRIMARY KEY,
+    kind TEXT NOT NULL,
+    received REAL NOT NULL,
+    domain TEXT NOT NULL,
+    mail_from TEXT NOT NULL,
+    summary TEXT NOT NULL,
+    blob_id INTEGER REFERENCES blobs(id)
+);
+
+CREATE TABLE meta (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+) WITHOUT ROWID;
+"""
+
+
+def _v1(conn: sqlite3.Connection) -> None:
+    for statement in V1.split(";"):
+        if statement.strip():
+            conn.execute(statement)
+
+
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_v1]
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def migrate(conn: sqlite3.Connection) -> int:
+    """Bring the database up to SCHEMA_VERSION; returns the version it had before."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        (version,) = conn.execute("PRAGMA user_version").fetchone()
+        if version > SCHEMA_VERSION:
+            raise SchemaTooNew(
+                f"the database has schema version {version}, but this stalwart-py knows up to "
+                f"{SCHEMA_VERSION}; run a newer stalwart-py or restore a backup"
+            )
+        for step in MIGRATIONS[version:]:
+            step(conn)
+        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    return version

@@ -1,0 +1,41 @@
+"""The SQLite store, the embedded default: one database file under the data directory."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+
+from stalwart_py.store.base import Store
+from stalwart_py.store.engine import Engine
+from stalwart_py.store.sqlite_accounts import AccountsMixin
+from stalwart_py.store.sqlite_mail import MailMixin
+from stalwart_py.store.sqlite_queue import QueueMixin
+
+DATABASE_FILE = "stalwart.sqlite3"
+
+
+class SqliteStore(AccountsMixin, MailMixin, QueueMixin, Store):
+    def __init__(self, data_dir: Path, *, readers: int = 8) -> None:
+        self.path = data_dir / DATABASE_FILE
+        self._engine = Engine(self.path, readers=readers)
+        self.changes = self._engine.changes
+
+    async def open(self) -> None:
+        await self._engine.open()
+
+    async def close(self) -> None:
+        await self._engine.close()
+
+    async def disk_usage(self) -> int:
+        total = 0
+        for suffix in ("", "-wal", "-shm"):
+            with contextlib.suppress(FileNotFoundError):
+                total += os.stat(f"{self.path}{suffix}").st_size
+        return total
+
+    async def integrity_check(self) -> str:
+        rows = await self._engine.read(
+            lambda conn: conn.execute("PRAGMA integrity_check").fetchall()
+        )
+        return "\n".join(row[0] for row in rows)

@@ -1,0 +1,212 @@
+"""SQLite backend: the outbound queue and received DSN/ARF reports.
+
+A queued message has one row per recipient, each with its own status, attempt count and
+next attempt time, so that recipients at different destinations retry independently. The
+message is removed once no recipient is pending.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Sequence
+
+from stalwart_py.store.blobs import PreparedBlob, prepare_blob, put_blob, release_blob
+from stalwart_py.store.engine import Engine, Txn
+from stalwart_py.store.model import (
+    NotFound,
+    OutboundMessage,
+    QueueEntry,
+    QueueRecipientState,
+    RecipientUpdate,
+    Report,
+)
+
+QUEUE_COLUMNS = (
+    "m.id, m.mail_from, m.created, m.ret, m.envid, m.source, b.size, m.blob_id, m.smtputf8"
+)
+RECIPIENT_COLUMNS = (
+    "id, message_id, address, domain, orcpt, notify, status, attempts, next_attempt, last_error"
+)
+
+
+def insert_queue_entry(txn: Txn, blob: PreparedBlob, message: OutboundMessage) -> int:
+    blob_id = put_blob(txn, blob)
+    queue_id = txn.execute(
+        "INSERT INTO queue_messages(blob_id, mail_from, ret, envid, source, smtputf8, created)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
+        (
+            blob_id,
+            message.mail_from,
+            message.ret,
+            message.envid,
+            message.source,
+            int(message.smtputf8),
+            txn.now,
+        ),
+    ).fetchone()[0]
+    txn.conn.executemany(
+        "INSERT INTO queue_recipients(message_id, address, domain, orcpt, notify, next_attempt)"
+        " VALUES (?, ?, ?, ?, ?, ?)",
+        [
+            (
+                queue_id,
+                r.address,
+                r.address.rpartition("@")[2].lower(),
+                r.orcpt,
+                ",".join(r.notify),
+                txn.now,
+            )
+            for r in message.recipients
+        ],
+    )
+    return queue_id
+
+
+def _entries(conn: sqlite3.Connection, rows: list[tuple]) -> list[QueueEntry]:
+    if not rows:
+        return []
+    recipients: dict[int, list[QueueRecipientState]] = {}
+    for row in conn.execute(
+        f"SELECT {RECIPIENT_COLUMNS} FROM queue_recipients "
+        "WHERE message_id IN (SELECT value FROM json_each(?)) ORDER BY id",
+        (json.dumps([row[0] for row in rows]),),
+    ):
+        recipients.setdefault(row[1], []).append(
+            QueueRecipientState(
+                id=row[0],
+                address=row[2],
+                domain=row[3],
+                orcpt=row[4],
+                notify=tuple(filter(None, row[5].split(","))),
+                status=row[6],
+                attempts=row[7],
+                next_attempt=row[8],
+                last_error=row[9],
+            )
+        )
+    entries = []
+    for row in rows:
+        states = tuple(recipients.get(row[0], ()))
+        pending = [r for r in states if r.status == "pending"]
+        entries.append(
+            QueueEntry(
+                id=row[0],
+                mail_from=row[1],
+                created=row[2],
+                next_attempt=min((r.next_attempt for r in pending), default=0.0),
+                attempts=max((r.attempts for r in states), default=0),
+                ret=row[3],
+                envid=row[4],
+                source=row[5],
+                size=row[6],
+                blob_id=row[7],
+                smtputf8=bool(row[8]),
+                recipients=states,
+            )
+        )
+    return entries
+
+
+def _delete_entry(txn: Txn, queue_id: int) -> bool:
+    row = txn.execute("SELECT blob_id FROM queue_messages WHERE id = ?", (queue_id,)).fetchone()
+    if row is None:
+        return False
+    txn.execute("DELETE FROM queue_messages WHERE id = ?", (queue_id,))
+    release_blob(txn, row[0])
+    return True
+
+
+class QueueMixin:
+    _engine: Engine
+
+    async def enqueue(self, data: bytes, message: OutboundMessage) -> int:
+        blob = await prepare_blob(data)
+        return await self._engine.write(lambda txn: insert_queue_entry(txn, blob, message))
+
+    async def queue_entries(
+        self, *, due_before: float | None = None, limit: int = 1000
+    ) -> list[QueueEntry]:
+        def op(conn: sqlite3.Connection) -> list[QueueEntry]:
+            rows = conn.execute(
+                f"SELECT {QUEUE_COLUMNS} FROM queue_messages m JOIN blobs b ON b.id = m.blob_id"
+                " WHERE m.id IN (SELECT message_id FROM queue_recipients WHERE status = 'pending'"
+                " AND (?1 IS NULL OR next_attempt <= ?1)) ORDER BY m.created, m.id LIMIT ?2",
+                (due_before, limit),
+            ).fetchall()
+            return _entries(conn, rows)
+
+        return await self._engine.read(op)
+
+    async def queue_entry(self, queue_id: int) -> QueueEntry | None:
+        def op(conn: sqlite3.Connection) -> QueueEntry | None:
+            rows = conn.execute(
+                f"SELECT {QUEUE_COLUMNS} FROM queue_messages m JOIN blobs b ON b.id = m.blob_id"
+                " WHERE m.id = ?",
+                (queue_id,),
+            ).fetchall()
+            entries = _entries(conn, rows)
+            return entries[0] if entries else None
+
+        return await self._engine.read(op)
+
+    async def update_queue_recipients(
+        self, queue_id: int, updates: Sequence[RecipientUpdate]
+    ) -> None:
+        def op(txn: Txn) -> None:
+            for update in updates:
+                txn.execute(
+                    "UPDATE queue_recipients SET status = ?, next_attempt = ?, last_error = ?,"
+                    " attempts = attempts + 1 WHERE id = ? AND message_id = ?",
+                    (update.status, update.next_attempt, update.last_error, update.id, queue_id),
+                )
+            pending = txn.execute(
+                "SELECT count(*) FROM queue_recipients WHERE message_id = ? AND status = 'pending'",
+                (queue_id,),
+            ).fetchone()[0]
+            if not pending:
+                _delete_entry(txn, queue_id)
+
+        await self._engine.write(op)
+
+    async def delete_queue_entry(self, queue_id: int) -> None:
+        def op(txn: Txn) -> None:
+            if not _delete_entry(txn, queue_id):
+                raise NotFound(f"no queued message {queue_id}")
+
+        await self._engine.write(op)
+
+    async def retry_queue(self, queue_id: int | None = None) -> int:
+        def op(txn: Txn) -> int:
+            return txn.execute(
+                "UPDATE queue_recipients SET next_attempt = ? WHERE status = 'pending'"
+                " AND (? IS NULL OR message_id = ?)",
+                (txn.now, queue_id, queue_id),
+            ).rowcount
+
+        return await self._engine.write(op)
+
+    async def add_report(
+        self, kind: str, domain: str, mail_from: str, summary: str, data: bytes
+    ) -> int:
+        blob = await prepare_blob(data)
+
+        def op(txn: Txn) -> int:
+            return txn.execute(
+                "INSERT INTO reports(kind, received, domain, mail_from, summary, blob_id)"
+                " VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
+                (kind, txn.now, domain, mail_from, summary, put_blob(txn, blob)),
+            ).fetchone()[0]
+
+        return await self._engine.write(op)
+
+    async def list_reports(self, limit: int = 100) -> list[Report]:
+        def op(conn: sqlite3.Connection) -> list[Report]:
+            rows = conn.execute(
+                "SELECT id, kind, received, domain, mail_from, summary FROM reports"
+                " ORDER BY received DESC, id DESC LIMIT ?",
+                (limit,),
+            )
+            return [Report(*row) for row in rows]
+
+        return await self._engine.read(op)

@@ -1,0 +1,124 @@
+"""``stalwart-py domain|account|alias ...`` against a data directory, and the first start."""
+
+from __future__ import annotations
+
+import io
+import re
+import sys
+
+import anyio
+import pytest
+
+from stalwart_py import cli, server
+from stalwart_py.passwords import verify_password
+from stalwart_py.store.sqlite import SqliteStore
+from tests.support.servers import ServerProcess, write_config
+
+
+@pytest.fixture
+def config(tmp_path, monkeypatch):
+    monkeypatch.setattr(server, "discover_protocols", dict)
+    return write_config(tmp_path, '[server]\nhostname = "mx.example.test"\n')
+
+
+def run(capsys, config, *args, stdin: str | None = None, monkeypatch=None):
+    if stdin is not None:
+        monkeypatch.setattr(sys, "stdin", io.StringIO(stdin))
+    code = cli.main([*args, "--config", str(config)])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_domains_accounts_and_aliases(capsys, config, monkeypatch):
+    assert run(capsys, config, "domain", "add", "Example.TEST")[1] == "added example.test\n"
+    code, _, err = run(
+        capsys,
+        config,
+        "account",
+        "add",
+        "bob@nowhere.test",
+        "--password-file",
+        "-",
+        stdin="password123\n",
+        monkeypatch=monkeypatch,
+    )
+    assert code == 1
+    assert "nowhere.test is not a local domain; add it first" in err
+    code, out, _ = run(
+        capsys,
+        config,
+        "account",
+        "add",
+        "bob@example.test",
+        "--admin",
+        "--quota",
+        "1G",
+        "--password-file",
+        "-",
+        stdin="password123\n",
+        monkeypatch=monkeypatch,
+    )
+    assert (code, out) == (0, "created bob@example.test (administrator)\n")
+    code, out, _ = run(capsys, config, "account", "list")
+    assert out == "bob@example.test\tadmin\t0 messages\t0/1073741824 bytes\n"
+    assert run(capsys, config, "alias", "add", "@example.test", "bob@example.test")[1] == (
+        "@example.test -> bob@example.test\n"
+    )
+    assert run(capsys, config, "alias", "list")[1] == "@example.test -> bob@example.test\n"
+    code, _, err = run(capsys, config, "domain", "delete", "example.test")
+    assert (code, err) == (
+        1,
+        "stalwart-py: domain example.test still has accounts; delete them first\n",
+    )
+    code, out, _ = run(
+        capsys,
+        config,
+        "account",
+        "passwd",
+        "bob@example.test",
+        "--password-file",
+        "-",
+        stdin="another password\n",
+        monkeypatch=monkeypatch,
+    )
+    assert out == "password of bob@example.test changed\n"
+    code, _, err = run(
+        capsys,
+        config,
+        "account",
+        "passwd",
+        "bob@example.test",
+        "--password-file",
+        "-",
+        stdin="short\n",
+        monkeypatch=monkeypatch,
+    )
+    assert "at least 8 characters" in err
+    assert run(capsys, config, "alias", "delete", "@example.test")[0] == 0
+    assert run(capsys, config, "account", "delete", "bob@example.test")[0] == 0
+    assert run(capsys, config, "domain", "delete", "example.test")[0] == 0
+    assert run(capsys, config, "domain", "list")[1] == ""
+
+
+def test_the_first_start_creates_and_shows_an_administrator(tmp_path):
+    path = write_config(tmp_path, '[server]\nhostname = "mx.example.test"\n')
+    with ServerProcess(path) as running:
+        shown = re.search(
+            r"Created the administrator account (\S+) with the password\n\n    (\S+)\n",
+            running.log(),
+        )
+        assert shown is not None, running.log()
+        address, password = shown.groups()
+    assert address == "admin@mx.example.test"
+    assert verify_password(password, anyio.run(stored_secret, tmp_path / "var", address))
+    with ServerProcess(path) as again:  # only the first time
+        assert "Created the administrator" not in again.log()
+
+
+async def stored_secret(data_dir, address: str) -> str:
+    store = SqliteStore(data_dir)
+    await store.open()
+    try:
+        return (await store.get_credentials(address)).secret
+    finally:
+        await store.close()

@@ -1,0 +1,64 @@
+"""The crash test's child: deliver messages through the pipeline until killed, writing the
+key of every acknowledged message to stdout as soon as its delivery has returned success.
+
+    python -m tests.support.crash_child DATA_DIR RUN
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import sys
+from pathlib import Path
+
+import anyio
+
+from stalwart_py.delivery import Delivery, Envelope, Origin, Recipient
+from stalwart_py.directory import Directory
+from stalwart_py.store.sqlite import SqliteStore
+
+WORKERS = 8
+RECIPIENT = "crash@example.test"
+
+
+def message_for(key: str) -> bytes:
+    """A 10 KB message whose every byte follows from its key."""
+    rng = random.Random(key)
+    lines = [
+        "".join(rng.choices("abcdefghijklmnopqrstuvwxyz0123456789 ", k=76)) for _ in range(128)
+    ]
+    head = (
+        f"From: sender@remote.test\r\nTo: {RECIPIENT}\r\nSubject: crash {key}\r\n"
+        f"Message-ID: <{key}@crash.test>\r\n\r\n"
+    )
+    return (head + "\r\n".join(lines) + "\r\n").encode()
+
+
+async def main(data_dir: Path, run: str) -> None:
+    store = SqliteStore(data_dir)
+    await store.open()
+    directory = Directory(store)
+    if not await store.is_local_domain("example.test"):
+        await store.add_domain("example.test")
+    if await store.get_account(RECIPIENT) is None:
+        await directory.add_account(RECIPIENT, "crash-test-password")
+    delivery = Delivery(store, directory, lambda: "mx.example.test")
+    envelope = Envelope("sender@remote.test", (Recipient(RECIPIENT),))
+
+    async def worker(number: int) -> None:
+        sequence = 0
+        while True:
+            key = f"{run}-{number}-{sequence}"
+            origin = Origin("ESMTP", key, helo="crash.test")
+            [result] = await delivery.deliver(envelope, message_for(key), origin)
+            if result.ok:
+                os.write(1, f"{key}\n".encode())
+            sequence += 1
+
+    async with anyio.create_task_group() as group:
+        for number in range(WORKERS):
+            group.start_soon(worker, number)
+
+
+if __name__ == "__main__":
+    anyio.run(main, Path(sys.argv[1]), sys.argv[2])
