@@ -3,12 +3,14 @@ with aiosmtpd (a Python SMTP server) whose handler only counts the message.
 
     .venv/bin/python bench/smtp_throughput.py [--messages 5000] [--size 10240]
                                               [--clients 1,16] [--idle 2000]
+                                              [--persistent]
 
 For each number of concurrent clients, each server gets the same load twice:
 
 * rate: ``smtp-source`` (Debian's postfix package; a C client, so the client is not the
   bottleneck) sends ``--messages`` messages of ``--size`` octets; messages per second from
-  its wall time. Without smtp-source the Python client below is the load generator.
+  its wall time. smtp-source opens a connection per message unless ``--persistent``
+  (its ``-d``). Without smtp-source the Python client below is the load generator.
 * latency: a Python asyncio client (in its own process) sends the same load, one command at
   a time like smtp-source, and times each transaction from MAIL to the final reply: p50/p99.
 
@@ -184,12 +186,15 @@ def make_message(size: int) -> bytes:
     return (head + body)[: size - 2] + b"\r\n"
 
 
-def smtp_source(address: tuple[str, int], messages: int, clients: int, size: int) -> float:
+def smtp_source(
+    address: tuple[str, int], messages: int, clients: int, size: int, persistent: bool
+) -> float:
     """Seconds smtp-source takes to send the load."""
     started = time.perf_counter()
     subprocess.run(
         [
             "smtp-source",
+            *(["-d"] if persistent else []),
             "-l",
             str(size),
             "-m",
@@ -314,7 +319,17 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=10240)
     parser.add_argument("--clients", default="1,16")
     parser.add_argument("--idle", type=int, default=2000)
+    parser.add_argument(
+        "--persistent",
+        action="store_true",
+        help="smtp-source -d: all messages of a client on one connection (default: one"
+        " connection per message, smtp-source's own default)",
+    )
     args = parser.parse_args()
+    try:
+        import aiosmtpd  # noqa: F401
+    except ImportError:
+        sys.exit("the peer is missing: .venv/bin/pip install aiosmtpd")
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, max(soft, 2 * args.idle + 256)), hard))
     have_source = shutil.which("smtp-source") is not None
@@ -330,7 +345,9 @@ def main() -> None:
                 for name, server in (("stalwart-py (durable)", ours), ("aiosmtpd (no-op)", peer)):
                     latency = python_client(server.address, args.messages, clients, args.size)
                     seconds = (
-                        smtp_source(server.address, args.messages, clients, args.size)
+                        smtp_source(
+                            server.address, args.messages, clients, args.size, args.persistent
+                        )
                         if have_source
                         else latency["seconds"]
                     )

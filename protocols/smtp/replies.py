@@ -14,7 +14,7 @@ commands after EHLO do); neither does the ``334`` of an AUTH exchange (RFC 4954)
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,12 +22,15 @@ class Reply:
     code: int
     enhanced: str | None  # "2.1.0"; None for the greeting, EHLO and 334
     lines: tuple[str, ...]
+    # The wire form, made once: most replies are module constants sent again and again.
+    wire: bytes = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not 200 <= self.code <= 599:
             raise ValueError(f"reply code {self.code} out of range")
         if self.enhanced is not None and not self.enhanced.startswith(str(self.code)[0] + "."):
             raise ValueError(f"enhanced code {self.enhanced} does not agree with {self.code}")
+        object.__setattr__(self, "wire", self._format())
 
     @property
     def is_error(self) -> bool:
@@ -39,6 +42,9 @@ class Reply:
         return self.code == 421
 
     def to_bytes(self) -> bytes:
+        return self.wire
+
+    def _format(self) -> bytes:
         prefix = f"{self.enhanced} " if self.enhanced else ""
         last = len(self.lines) - 1
         return "".join(

@@ -88,7 +88,7 @@ class Session:
     # -- replies ----------------------------------------------------------------------------
 
     def reply(self, answer: Reply) -> None:
-        self._out += answer.to_bytes()
+        self._out += answer.wire
         if answer.code >= 400:
             self.metrics.rejected(answer.code)
 
