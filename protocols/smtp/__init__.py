@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from protocols.smtp.session import Session
+from protocols.smtp.session import Session, SessionMetrics
 from protocols.smtp.settings import LmtpSettings, SmtpSettings
 from stalwart_py.plugin import Connection, Protocol, Refusal
 
@@ -33,6 +33,7 @@ class Smtp(Protocol):
     async def refuse(self, conn: Connection, reason: Refusal) -> None:
         # In place of the greeting: 421 and the server's name (RFC 5321 3.1, 4.2.3).
         hostname = conn.settings.hostname or conn.listener.settings.hostname
+        SessionMetrics(conn).rejected(421)
         await conn.send(f"421 {hostname} {reason.text}\r\n".encode())
 
 

@@ -207,13 +207,17 @@ class Session:
         return tuple(m for m in settings.auth.mechanisms if m in offered)
 
     async def _mail(self, mail: MailFrom) -> None:
-        refusal = await policy.check_sender(
-            self.conn.server.directory,
-            self.settings,
-            mail,
-            account=self.account,
-            messages=self.machine.messages,
-        )
+        try:
+            refusal = await policy.check_sender(
+                self.conn.server.directory,
+                self.settings,
+                mail,
+                account=self.account,
+                messages=self.machine.messages,
+            )
+        except Exception:  # the directory's database: a transient failure, not the client's
+            self.conn.log.exception("checking the sender failed")
+            refusal = replies.TEMPORARY_FAILURE
         if refusal is not None:
             self.reply(refusal)
             return
@@ -225,13 +229,17 @@ class Session:
             rcpt = RcptTo(Mailbox("postmaster", self.hostname), rcpt.params)
         transaction = self.machine.transaction
         assert transaction is not None
-        refusal, report_kind = await policy.check_recipient(
-            self.conn.server.directory,
-            self.settings,
-            transaction,
-            rcpt,
-            may_relay=self._may_relay or self.account is not None,
-        )
+        try:
+            refusal, report_kind = await policy.check_recipient(
+                self.conn.server.directory,
+                self.settings,
+                transaction,
+                rcpt,
+                may_relay=self._may_relay or self.account is not None,
+            )
+        except Exception:
+            self.conn.log.exception("checking the recipient failed")
+            refusal, report_kind = replies.TEMPORARY_FAILURE, None
         if refusal is not None:
             self.reply(refusal)
             return

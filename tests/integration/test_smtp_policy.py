@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 import smtplib
+import sqlite3
 import tempfile
 from pathlib import Path
 
@@ -199,3 +200,18 @@ def test_all_failed_gets_the_first_failure_and_no_dsn_for_null_sender(server):
         client.rcpt("bob@example.test")
         assert client.data(b"Subject: mixed\r\n\r\nx\r\n")[0] == 250
     assert queue(server) == []  # never a DSN to the null sender
+
+
+def test_a_directory_failure_is_a_temporary_failure(server):
+    async def broken(address):
+        raise sqlite3.OperationalError("disk I/O error")
+
+    server.context.directory.resolve = broken
+    with connect(server) as client:
+        client.ehlo("c.test")
+        client.mail("a@remote.test")
+        assert client.rcpt("bob@example.test") == (
+            451,
+            b"4.3.0 Temporary local failure, try again later",
+        )
+        assert client.noop()[0] == 250  # and the session goes on

@@ -270,7 +270,7 @@ def test_metrics_count_messages_and_rejections(server):
     assert metric(server, "stalwart_smtp_rejected_total", listener="smtp", code="550") == 1
 
 
-def test_shutdown_refusal_is_a_421(start_server, server_cert, short_dir):
+def test_a_refused_peer_hears_421(start_server, server_cert, short_dir):
     server = start(
         start_server,
         server_cert,
@@ -285,3 +285,4 @@ def test_shutdown_refusal_is_a_421(start_server, server_cert, short_dir):
     sock.connect(server.address("smtp"))
     assert sock.recv(200) == b"421 mail.example.test Access denied\r\n"
     sock.close()
+    assert metric(server, "stalwart_smtp_rejected_total", listener="smtp", code="421") == 1
