@@ -113,9 +113,19 @@ def test_submission_requires_auth_and_a_sender_the_user_owns(server, client_tls)
         assert client.mail("bob+news@example.test")[0] == 250  # a subaddress is theirs
         client.rset()
         # an authenticated user may relay: the remote recipient goes to the queue
-        client.sendmail("bob@example.test", ["far@elsewhere.test"], b"Subject: out\r\n\r\nx\r\n")
+        client.sendmail(
+            "bob@example.test",
+            ["far@elsewhere.test"],
+            b"Subject: out\r\n\r\nx\r\n",
+            mail_options=["RET=HDRS", "ENVID=QQ+2B1"],
+            rcpt_options=["NOTIFY=SUCCESS,DELAY", "ORCPT=rfc822;far+40elsewhere.test"],
+        )
     [entry] = queue(server)
     assert entry.mail_from == "bob@example.test" and entry.source == "smtp"
+    assert (entry.ret, entry.envid) == ("HDRS", "QQ+1")  # RFC 3461, carried to the queue
+    [recipient] = entry.recipients
+    assert recipient.notify == ("SUCCESS", "DELAY")
+    assert recipient.orcpt == "rfc822;far@elsewhere.test"
 
 
 def test_alias_owner_may_send_as_the_alias(server, client_tls):
