@@ -127,7 +127,6 @@ class Stalwart:
                     break
             else:
                 raise RuntimeError("stalwart-py exited before it was ready")
-        self._events = None
         [listener] = event["listeners"]
         host, _, port = listener["bind"][0].rpartition(":")
         self.address = (host, int(port))
