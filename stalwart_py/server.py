@@ -105,9 +105,15 @@ class Server:
     ) -> None:
         self.context = ServerContext(self.config, store)
         self.context.reload = self.reload
-        created = await self.context.directory.ensure_administrator(self.config.hostname)
-        if created is not None:
+        given = administrator_password()
+        try:
+            created = await self.context.directory.ensure_administrator(self.config.hostname, given)
+        except StoreError as exc:
+            raise StartupError(f"cannot create the administrator account: {exc}") from None
+        if created is not None and given is None:
             _announce_administrator(*created)
+        elif created is not None:
+            log.info("created the administrator account %s with the given password", created[0])
         self._instantiate_protocols()
         self.registry = ListenerRegistry(self.context, self.protocols)
         try:
@@ -205,6 +211,20 @@ class Server:
             os.write(self.notify_fd, (json.dumps(message) + "\n").encode())
         except OSError:  # whoever listened has gone; the server does not depend on it
             self.notify_fd = None
+
+
+def administrator_password() -> str | None:
+    """The first administrator's password from $STALWART_ADMIN_PASSWORD, or from the file
+    named by $STALWART_ADMIN_PASSWORD_FILE (a Docker secret); None for a random one."""
+    path = os.environ.get("STALWART_ADMIN_PASSWORD_FILE")
+    if path:
+        try:
+            return Path(path).read_text().strip()
+        except OSError as exc:
+            raise StartupError(
+                f"cannot read STALWART_ADMIN_PASSWORD_FILE {path}: {exc.strerror}"
+            ) from None
+    return os.environ.get("STALWART_ADMIN_PASSWORD") or None
 
 
 def _announce_administrator(address: str, password: str) -> None:
