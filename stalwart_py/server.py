@@ -121,6 +121,7 @@ class Server:
                 self._task_group = tg
                 if handle_signals:
                     tg.start_soon(self._watch_signals)
+                tg.start_soon(self._watch_certificates)
                 await tg.start(self._run_registry)
                 self._announce("ready")
                 task_status.started(self)
@@ -190,6 +191,34 @@ class Server:
                     self._task_group.cancel_scope.cancel()
                 else:
                     self.stop()
+
+    async def _watch_certificates(self) -> None:
+        """Reload when a certificate file changes (``server.certificate-watch``)."""
+        seen = self._certificate_stamps()
+        while True:
+            interval = self.config.server.certificate_watch
+            await anyio.sleep(interval if interval else 60)
+            if not interval:
+                continue
+            current = self._certificate_stamps()
+            if current != seen:
+                log.info("a certificate file changed: reloading %s", self.config_path)
+                with contextlib.suppress(ConfigError, ApplyError):
+                    await self.reload()
+                seen = current
+
+    def _certificate_stamps(self) -> dict[str, tuple[int, int] | None]:
+        stamps: dict[str, tuple[int, int] | None] = {}
+        for listener in self.config.listeners.values():
+            for settings in listener.effective.values():
+                for path in (settings.tls.certificate, settings.tls.private_key):
+                    if path is not None and str(path) not in stamps:
+                        try:
+                            stat = path.stat()
+                            stamps[str(path)] = (stat.st_mtime_ns, stat.st_size)
+                        except OSError:
+                            stamps[str(path)] = None
+        return stamps
 
     def _announce(self, event: str, **details: Any) -> None:
         assert self.registry is not None

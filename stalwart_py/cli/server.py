@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import signal
 import ssl
 import sys
@@ -11,6 +12,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
+from pathlib import Path
 
 import anyio
 
@@ -33,6 +35,14 @@ def register(command: Callable[[str, str], argparse.ArgumentParser]) -> None:
         metavar="FD",
         help="write JSON lines (ready, reloaded, reload-failed, stopping) to this descriptor",
     )
+    serve.add_argument(
+        "--init-config",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="when the configuration file does not exist, create it as a copy of FILE first "
+        "(a container's first start on an empty volume)",
+    )
     serve.set_defaults(run=cmd_serve)
 
     check = command("check-config", "Validate the configuration; exit 1 on any error.")
@@ -53,6 +63,14 @@ def register(command: Callable[[str, str], argparse.ArgumentParser]) -> None:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     configure_logging(args.log_level or "info", args.log_format or "text")
+    if args.init_config is not None and not args.config.exists():
+        try:
+            args.config.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(args.init_config, args.config)
+        except OSError as exc:
+            print(f"stalwart-py: cannot create {args.config}: {exc.strerror}", file=sys.stderr)
+            return 1
+        print(f"stalwart-py: created {args.config} from {args.init_config}", file=sys.stderr)
     try:
         server = Server(args.config, notify_fd=args.notify_fd)
     except ConfigError as exc:

@@ -16,35 +16,6 @@ from tests.support.servers import ServerProcess, write_config
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture(scope="session")
-def echo_plugin(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    """The example plugin (examples/echo-plugin), pip-installed as its own distribution into
-    a directory the server's environment then has on its path."""
-    target = tmp_path_factory.mktemp("site")
-    build = tmp_path_factory.mktemp("build")
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--no-deps",
-            "--no-build-isolation",
-            "--no-cache-dir",
-            "--target",
-            str(target),
-            str(ROOT / "examples" / "echo-plugin"),
-        ],
-        check=True,
-        cwd=build,
-        env={**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1"},
-    )
-    assert list(target.glob("stalwart_py_echo-*.dist-info/entry_points.txt"))
-    path = os.pathsep.join(filter(None, [str(target), os.environ.get("PYTHONPATH")]))
-    return {"PYTHONPATH": path}
-
-
 ECHO = """
 [server]
 hostname = "mx.example.test"
