@@ -243,12 +243,14 @@ class Server:
 
 
 def administrator_password() -> str | None:
-    """The first administrator's password from $STALWART_ADMIN_PASSWORD, or from the file
-    named by $STALWART_ADMIN_PASSWORD_FILE (a Docker secret); None for a random one."""
+    """The first administrator's password: the file named by $STALWART_ADMIN_PASSWORD_FILE
+    (a Docker secret) when it is not empty, else $STALWART_ADMIN_PASSWORD, else None (a
+    random one, shown once)."""
     path = os.environ.get("STALWART_ADMIN_PASSWORD_FILE")
     if path:
         try:
-            return Path(path).read_text().strip()
+            if text := Path(path).read_text().strip():
+                return text
         except OSError as exc:
             raise StartupError(
                 f"cannot read STALWART_ADMIN_PASSWORD_FILE {path}: {exc.strerror}"
