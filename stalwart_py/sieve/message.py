@@ -126,7 +126,9 @@ def _decode_part(data: bytes, part: BodyPart, limit: int) -> str:
     raw = data[part.body_offset : part.body_end]
     if part.encoding == "base64":
         cleaned = _NOT_BASE64.sub(b"", raw[: limit * 2])
-        cleaned = cleaned[: len(cleaned) - len(cleaned) % 4]
+        if len(cleaned) % 4 == 1:
+            cleaned = cleaned[:-1]  # a lone trailing character carries no whole octet
+        cleaned += b"=" * (-len(cleaned) % 4)
         try:
             raw = binascii.a2b_base64(cleaned)
         except binascii.Error:
