@@ -90,6 +90,9 @@ class ServerSettings:
 
     max_connections: Annotated[int, Range(1)] | None = None  # over all listeners together
     shutdown_timeout: Duration = 10.0  # grace for open sessions on SIGTERM
+    # How often to look at the certificate files for a renewal (an ACME client replacing
+    # them) and reload when one changed; unset: never (reload by hand or SIGHUP).
+    certificate_watch: Duration | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,6 +135,6 @@ class DirectorySettings:
             raise ValueError("subaddress-separator must be one character or empty")
 
 
-SERVER_ONLY_KEYS = frozenset({"max-connections", "shutdown-timeout"})
+SERVER_ONLY_KEYS = frozenset({"max-connections", "shutdown-timeout", "certificate-watch"})
 LISTENER_ONLY_KEYS = ("bind", "protocol", "enable")
 SCOPE_ONLY_KEYS = frozenset({"allow"})
