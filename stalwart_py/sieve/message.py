@@ -23,6 +23,7 @@ from html.parser import HTMLParser
 
 from stalwart_py.mime import BodyPart, ParsedMessage, decode_header_value, parse_message
 from stalwart_py.mime.charsets import decode_bytes
+from stalwart_py.mime.headers import scan_header
 
 _FIELD = re.compile(r"^([^\x00-\x20\x7f:]+)[ \t]*:(.*(?:\r?\n[ \t].*)*)", re.MULTILINE)
 _FOLD = re.compile(r"\r?\n")
@@ -46,7 +47,10 @@ class MessageView:
     @cached_property
     def fields(self) -> list[tuple[str, str]]:
         """(lowercased name, unfolded raw value) of every top-level header field, in order."""
-        return header_fields(self.data, 0, self.parsed.body.header_length)
+        # Only the header block: scanning for its end is far cheaper than a full MIME parse,
+        # which only body tests need.
+        length, _ = scan_header(self.data, 0, len(self.data))
+        return header_fields(self.data, 0, length)
 
     def raw_values(self, name: str) -> list[str]:
         name = name.lower()
