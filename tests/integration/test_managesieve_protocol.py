@@ -8,6 +8,7 @@ import pytest
 
 from stalwart_py.sieve import EXTENSIONS
 from tests.support.managesieve import PASSWORD, SieveLineClient, config
+from tests.unit.test_sasl import ScramClient
 
 PLAIN = base64.b64encode(f"\0bob@example.test\0{PASSWORD}".encode())
 
@@ -149,3 +150,29 @@ def test_noop_logout_and_bad_commands(server):
     with client(server) as connection:
         connection.send(b"NOOP " + b"x" * 10000 + b"\r\n")
         assert connection.response() == [b'BYE "command longer than 8192 bytes"\r\n']
+
+
+def test_refusal_and_idle_timeout(start_server):
+    server = start_server(config(extra='max-connections = 1\nidle-timeout = "1s"\n'))
+    with SieveLineClient(server.address("managesieve")) as first:
+        assert first.response()[-1].startswith(b"OK")
+        with SieveLineClient(server.address("managesieve")) as second:
+            assert second.response() == [
+                b'BYE (TRYLATER) "Too many connections, try again later"\r\n'
+            ]
+        # Nothing sent for the idle timeout: the server says why it closes.
+        assert first.response() == [b'BYE (TRYLATER) "Disconnected for inactivity"\r\n']
+        assert first.readline() == b""
+
+
+def test_scram_sha_256_over_the_wire(server):
+    scram = ScramClient("bob@example.test", PASSWORD)
+    with client(server) as connection:
+        first = base64.b64encode(scram.first())
+        connection.send(b'AUTHENTICATE "SCRAM-SHA-256" "' + first + b'"\r\n')
+        server_first = base64.b64decode(connection.readline().strip().strip(b'"'))
+        connection.send(b'"' + base64.b64encode(scram.final(server_first)) + b'"\r\n')
+        server_final = base64.b64decode(connection.readline().strip().strip(b'"'))
+        assert server_final == scram.expected_final  # the server proved it knows the key
+        connection.send(b'""\r\n')
+        assert connection.response() == [b'OK "Authenticated"\r\n']

@@ -184,3 +184,20 @@ def test_include_and_mailboxexists(server):
     )
     deliver(server, MESSAGE, "bob@example.test")
     assert where(server) == {"INBOX": [[]], "Archive": [[]]}  # "Remote" does not exist: INBOX
+
+
+def test_vacation_from_must_be_an_address_of_the_account(server):
+    server.run(server.context.directory.add_alias, "robert@example.test", ["bob@example.test"])
+    activate(
+        server, 'require "vacation";\r\nvacation :from "Robert <robert@example.test>" "Away";\r\n'
+    )
+    deliver(server, MESSAGE, "bob@example.test")
+    activate(
+        server, 'require "vacation";\r\nvacation :from "ceo@bank.test" :handle "2" "Away";\r\n'
+    )
+    deliver(server, MESSAGE, "bob@example.test")
+    senders = [
+        email.message_from_bytes(data, policy=email.policy.default)["From"]
+        for _, _, _, data in queued(server)
+    ]
+    assert senders == ["Robert <robert@example.test>", "bob@example.test"]
