@@ -41,6 +41,16 @@ COMPARATORS = {
     "i;ascii-casemap": None,
     "i;ascii-numeric": "comparator-i;ascii-numeric",
 }
+# RFC 5228 section 5.1: the address test is restricted to fields that hold addresses.
+ADDRESS_HEADERS = frozenset(
+    {
+        "from", "sender", "reply-to", "to", "cc", "bcc",
+        "resent-from", "resent-sender", "resent-reply-to", "resent-to", "resent-cc", "resent-bcc",
+        "return-path", "delivered-to", "x-original-to", "envelope-to", "x-envelope-to",
+        "errors-to", "disposition-notification-to", "return-receipt-to",
+        "mail-followup-to", "mail-reply-to", "original-recipient", "x-original-from",
+    }
+)  # fmt: skip
 RELATIONS = frozenset({"gt", "ge", "lt", "le", "eq", "ne"})
 
 

@@ -45,6 +45,7 @@ from stalwart_py.sieve.actions import (
     split_flags,
     store_flags,
 )
+from stalwart_py.sieve.grammar import ADDRESS_HEADERS
 from stalwart_py.sieve.match import MatchError, count_match, match
 from stalwart_py.sieve.message import MessageView
 from stalwart_py.sieve.validate import ADDRESS, Conditional, Node, Script
@@ -326,6 +327,8 @@ class Interpreter:
     def values_address(self, node: Node) -> list[str]:
         out: list[str] = []
         for header in self.expand_all(node.args[0]):
+            if header.lower() not in ADDRESS_HEADERS:
+                continue  # a name built from variables: only address fields count (5.1)
             for raw in self.env.message.raw_values(header):
                 for address in parse_address_list(raw) or ():
                     if address.host is None or address.mailbox is None:

@@ -218,6 +218,14 @@ class _Validator:
                 if not _has_variables(header, self.extensions) and not _FIELD_NAME.match(header):
                     self.error(test.arguments[-2 if node.name == "header" else -1],
                                f'"{header}" is not a header field name')  # fmt: skip
+        elif node.name == "address":
+            for header in node.args[0]:
+                if not _has_variables(header, self.extensions) and (
+                    header.lower() not in grammar.ADDRESS_HEADERS
+                ):
+                    self.error(
+                        test.arguments[-2], f'"{header}" is not a header field with addresses'
+                    )
         elif node.name == "envelope":
             for part in node.args[0]:
                 if not _has_variables(part, self.extensions) and part.lower() not in ("from", "to"):

@@ -117,6 +117,7 @@ def test_fileinto_copy_create_and_redirect():
         ('address :domain :is "from" "REMOTE.example"', True),
         ('address :localpart :is "to" "carol"', True),
         ('address :all :is "cc" "eve@example.test"', True),  # inside a group
+        ('address :is "${unset}X-Score" "12"', False),  # not an address field: no values
         ('address :user :is "to" "bob"', True),
         ('address :detail :is "to" "work"', True),
         ('address :detail :matches "cc" "*"', False),  # no detail: never matches

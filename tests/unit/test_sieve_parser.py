@@ -168,6 +168,8 @@ def test_every_command_and_test_parses():
         ('require ["relational", "comparator-i;ascii-numeric"];\n'
          'if header :contains :comparator "i;ascii-numeric" "a" "1" {}', "line 2, column 4: the"
          " comparator i;ascii-numeric cannot do :contains or :matches"),
+        ('if address "subject" "a" {}', 'line 1, column 12: "subject" is not a header field'
+         " with addresses"),
         ("if not (true) {}", 'line 1, column 4: "not" takes exactly one test (not a test list)'),
         ("stop true;", 'line 1, column 6: the command "stop" takes no test'),
         ('if exists "a" "b" {}', 'line 1, column 15: "exists" takes header names (string list);'
