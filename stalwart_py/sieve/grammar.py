@@ -36,6 +36,9 @@ EXTENSIONS: tuple[str, ...] = (
     "mailbox",
 )
 
+# Always there (RFC 5228 2.7.3) and not advertised, but a script may still require them.
+IMPLICIT_CAPABILITIES = frozenset({"comparator-i;octet", "comparator-i;ascii-casemap"})
+
 COMPARATORS = {
     "i;octet": None,
     "i;ascii-casemap": None,

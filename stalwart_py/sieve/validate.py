@@ -108,7 +108,10 @@ class _Validator:
         node = self.node(command, grammar.COMMANDS["require"], "command")
         for name in node.args[0]:
             capability = name.lower()
-            if capability not in grammar.EXTENSIONS:
+            if (
+                capability not in grammar.EXTENSIONS
+                and capability not in grammar.IMPLICIT_CAPABILITIES
+            ):
                 argument = command.arguments[0]
                 self.error(argument, f'unsupported extension "{name}" in require')
             self.extensions.add(capability)

@@ -212,6 +212,11 @@ def test_encoded_characters_only_with_the_extension():
     )
 
 
+def test_the_base_comparators_may_be_required():
+    script = parse_script('require ["comparator-i;octet", "comparator-i;ascii-casemap"];')
+    assert script.extensions == {"comparator-i;octet", "comparator-i;ascii-casemap"}
+
+
 def test_case_insensitive_names_and_identifiers():
     script = parse_script('REQUIRE "FileInto";\nIF HEADER :IS "a" "b" { FILEINTO "x"; }')
     assert script.extensions == {"fileinto"}
