@@ -12,6 +12,7 @@ from stalwart_py.config import Config
 from stalwart_py.delivery import Delivery
 from stalwart_py.directory import Directory
 from stalwart_py.metrics import Metrics
+from stalwart_py.sieve import SieveFilter
 from stalwart_py.store import Store
 from stalwart_py.tls import TLSManager
 
@@ -33,7 +34,13 @@ class ServerContext:
         self.store = store
         self.directory = Directory(store, config.directory)
         self.delivery = Delivery(
-            store, self.directory, lambda: self.config.hostname, metrics=self.metrics
+            store,
+            self.directory,
+            lambda: self.config.hostname,
+            metrics=self.metrics,
+            message_filter=SieveFilter(
+                store, self.directory, lambda: self.config.hostname, metrics=self.metrics
+            ),
         )
         self.tls = TLSManager(config.storage.data_dir)
         self.logger = logging.getLogger("stalwart_py")

@@ -276,6 +276,14 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def active_script(self, account_id: int) -> SieveScript | None: ...
 
+    @abc.abstractmethod
+    async def claim_vacation_reply(
+        self, account_id: int, sender: str, handle: str, period: float
+    ) -> bool:
+        """Sieve vacation (RFC 5230 4.2): True, and recorded, when no reply with ``handle``
+        went to ``sender`` (case-insensitive) within the last ``period`` seconds; False
+        otherwise. Atomic: of two concurrent claims, one wins. Expired records are purged."""
+
     # -- outbound queue and reports ---------------------------------------------------------
 
     @abc.abstractmethod
