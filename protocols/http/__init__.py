@@ -20,7 +20,7 @@ from protocols.http.server import (
     RECEIVE_SIZE,
     ConnectionState,
     linger,
-    new_state,
+    new_parser,
     render,
     serve,
 )
@@ -43,55 +43,55 @@ class Http(Protocol):
         )
 
     async def handle(self, conn: Connection) -> None:
-        state = self._states[conn] = new_state(conn.settings.max_header_size)
+        state = self._states[conn] = ConnectionState()
         async with anyio.create_task_group() as group:
-            group.start_soon(self._close_when_draining, conn, state)
+            group.start_soon(self._close_when_draining, conn, state, group.cancel_scope)
             try:
                 await serve(conn, self.app.dispatch, state)
             finally:
                 group.cancel_scope.cancel()
 
     @staticmethod
-    async def _close_when_draining(conn: Connection, state: ConnectionState) -> None:
-        """When the server starts to stop, an idle connection closes at once, and one in the
-        middle of a request closes after its answer (which says Connection: close)."""
+    async def _close_when_draining(
+        conn: Connection, state: ConnectionState, scope: anyio.CancelScope
+    ) -> None:
+        """When the server starts to stop, a connection that owes no answer closes at once
+        (a request still arriving is dropped unread, as if it came after the close: RFC 9112
+        9.6), and one in the middle of a request closes after its answer, which says
+        Connection: close."""
         await conn.server.draining.wait()
         state.closing = True
-        if state.idle_scope is not None:
-            state.idle_scope.cancel()
+        if not state.owed:
+            scope.cancel()
 
     async def refuse(self, conn: Connection, reason: Refusal) -> None:
         """503 Service Unavailable (RFC 9110 15.6.4), after the request head, so that the
         client reads it as the answer to its request; nothing to a connection that was idle
         between requests when the server stopped."""
         state = self._states.get(conn)
-        head = False
         if state is not None:  # a session cut short by the end of the shutdown grace period
-            if state.h11.our_state is not h11.SEND_RESPONSE:
+            if not state.owed:
                 return
-            connection = state.h11
+            head = state.head
         else:
-            connection = new_state(conn.settings.max_header_size).h11
-            head = await self._read_head(conn, connection)
+            head = await self._read_head(conn)
         headers = [] if reason is Refusal.PEER_DENIED else [("Retry-After", "5")]
         response = json_response(503, {"error": reason.text, "reason": str(reason)}, headers)
-        try:
-            await conn.send(render(connection, response, head=head, close=True))
-        except h11.LocalProtocolError:
-            return
+        await conn.send(render(response, head=head, close=True))
         if reason is not Refusal.SHUTDOWN:
             await linger(conn)
 
     @staticmethod
-    async def _read_head(conn: Connection, connection: h11.Connection) -> bool:
+    async def _read_head(conn: Connection) -> bool:
         """Read the request head for a moment; True when it is a HEAD request."""
+        parser = new_parser(conn.settings.max_header_size)
         deadline = time.monotonic() + REFUSAL_READ_SECONDS
         try:
-            while (event := connection.next_event()) is h11.NEED_DATA:
+            while (event := parser.next_event()) is h11.NEED_DATA:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     return False
-                connection.receive_data(await conn.receive(RECEIVE_SIZE, timeout=remaining))
+                parser.receive_data(await conn.receive(RECEIVE_SIZE, timeout=remaining))
         except (h11.RemoteProtocolError, ReadTimeout, ConnectionClosed):
             return False
         return type(event) is h11.Request and event.method == b"HEAD"

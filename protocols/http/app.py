@@ -10,6 +10,10 @@ from __future__ import annotations
 
 import importlib.metadata
 import json
+import weakref
+from typing import Any
+
+from prometheus_client import Counter
 
 from protocols.http.auth import Authenticator
 from protocols.http.handlers import control, directory, health, inject, queue
@@ -18,6 +22,14 @@ from protocols.http.openapi import build_document
 from protocols.http.router import Access, Route, Router, RouteTable
 from protocols.http.schemas import COMPONENTS
 from protocols.http.validation import SchemaError, validate
+from stalwart_py.metrics import Metrics
+
+
+def request_counter(metrics: Metrics) -> Counter:
+    return metrics.counter(
+        "stalwart_http_requests", "HTTP requests answered, by route and status", ["route", "status"]
+    )
+
 
 ROUTE_TABLES = (health.routes, directory.routes, control.routes, queue.routes, inject.routes)
 
@@ -44,6 +56,10 @@ class Application:
         self.router = Router(routes)
         self.document = build_document(self.router.routes, _version())
         self._document_body = json.dumps(self.document, indent=1).encode() + b"\n"
+        # the labelled children of the request counter, per server (its Metrics)
+        self._counters: weakref.WeakKeyDictionary[Metrics, dict[tuple[str, int], Any]] = (
+            weakref.WeakKeyDictionary()
+        )
 
     async def openapi(self, request: Request) -> Response:
         return Response(200, self._document_body, "application/json")

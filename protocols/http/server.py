@@ -25,9 +25,9 @@ import socket
 import time
 from dataclasses import dataclass
 
-import anyio
 import h11
 
+from protocols.http.app import request_counter
 from protocols.http.messages import Request, Response, Session, json_response
 from stalwart_py.connection import Connection, ConnectionClosed, ReadTimeout
 
@@ -60,9 +60,9 @@ REASONS = {
 class ConnectionState:
     """What the protocol knows of a connection besides the loop: for a graceful stop."""
 
-    h11: h11.Connection
-    idle_scope: anyio.CancelScope | None = None  # set while waiting for a request
     closing: bool = False  # the server is stopping: answer with Connection: close
+    owed: bool = False  # a request was read and its answer not yet sent
+    head: bool = False  # ... and it was a HEAD request
 
 
 class _Date:
@@ -79,30 +79,38 @@ class _Date:
         return cls.value
 
 
-def new_state(max_header_size: int) -> ConnectionState:
-    return ConnectionState(h11.Connection(h11.SERVER, max_incomplete_event_size=max_header_size))
+def new_parser(max_header_size: int) -> h11.Connection:
+    return h11.Connection(h11.SERVER, max_incomplete_event_size=max_header_size)
 
 
-def render(
-    connection: h11.Connection, response: Response, *, head: bool, close: bool = False
-) -> bytes:
-    """The bytes of a response; h11 checks the framing and notes whether to close."""
+def render(response: Response, *, head: bool, close: bool = False) -> bytes:
+    """The bytes of a response (RFC 9112 4 to 6): every body has a known length, so it is
+    framed by Content-Length (none for 204 and 304, RFC 9110 8.6); HEAD gets the headers of
+    GET without the body (RFC 9110 9.3.2). A header value with CR, LF or NUL raises
+    ValueError: no field may be split into two (RFC 9110 5.5)."""
     status = response.status
-    headers = [(b"date", _Date.now()), SERVER_HEADER]
+    parts = [
+        b"HTTP/1.1 %d %s\r\ndate: %s\r\nserver: stalwart-py\r\n"
+        % (status, REASONS.get(status, b""), _Date.now())
+    ]
     if response.content_type is not None:
-        headers.append((b"content-type", response.content_type.encode()))
-    if status != 204 and status != 304 and status >= 200:
-        headers.append((b"content-length", str(len(response.body)).encode()))
+        parts.append(b"content-type: %s\r\n" % response.content_type.encode("latin-1"))
+    framed = status != 204 and status != 304
+    if framed:
+        parts.append(b"content-length: %d\r\n" % len(response.body))
     for name, value in response.headers:
-        headers.append((name.encode("latin-1"), value.encode("latin-1")))
+        if "\r" in value or "\n" in value or "\0" in value:
+            raise ValueError(f"header {name} has a line break in its value")
+        parts.append(f"{name.lower()}: {value}\r\n".encode("latin-1"))
     if close:
-        headers.append((b"connection", b"close"))
-    data = connection.send(
-        h11.Response(status_code=status, headers=headers, reason=REASONS.get(status, b""))
-    )
-    if response.body and not head and status != 204:
-        data += connection.send(h11.Data(data=response.body))
-    return data + connection.send(h11.EndOfMessage())
+        parts.append(b"connection: close\r\n")
+    parts.append(b"\r\n")
+    if framed and not head:
+        parts.append(response.body)
+    return b"".join(parts)
+
+
+CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 
 
 class _Refused(Exception):
@@ -113,47 +121,75 @@ class _Refused(Exception):
         self.status = status
 
 
+def _keep_alive(event: h11.Request) -> bool:
+    """RFC 9112 9.3: HTTP/1.1 persists unless either side says ``Connection: close``; we do
+    not keep HTTP/1.0 connections alive (as h11 does not)."""
+    if event.http_version != b"1.1":
+        return False
+    for name, value in event.headers:
+        if name == b"connection" and b"close" in value.lower():
+            return False
+    return True
+
+
 async def serve(conn: Connection, dispatch, state: ConnectionState) -> None:
-    """Serve requests on ``conn`` until either side closes; ``dispatch`` is the application."""
+    """Serve requests on ``conn`` until either side closes; ``dispatch`` is the application.
+
+    h11 parses; each request gets a fresh parser fed with what the last one left over
+    (pipelined bytes), and responses are written by ``render``: h11's writer costs as much as
+    its parser, and every answer here is a whole body of known length.
+    """
     settings = conn.settings
     session = Session(
         conn.server, settings, conn.peer, conn.tls, conn.session_id, conn.listener.id, conn.log
     )
-    connection = state.h11
     idle_timeout = conn.listener.settings.idle_timeout
+    leftover = b""
     while True:
+        parser = new_parser(settings.max_header_size)
+        state.head = False
         try:
-            event = connection.next_event()
-            if event is h11.NEED_DATA and not connection.trailing_data[0]:
+            if leftover:
+                parser.receive_data(leftover)
+                event = parser.next_event()
+            else:
                 data = await _wait_for_request(conn, state, idle_timeout)
                 if data is None:
                     return
-                connection.receive_data(data)
-                event = connection.next_event()
+                parser.receive_data(data)
+                event = parser.next_event()
             deadline = time.monotonic() + settings.request_timeout
             while event is h11.NEED_DATA:
-                connection.receive_data(await _receive(conn, deadline, idle_timeout))
-                event = connection.next_event()
-            if type(event) is h11.ConnectionClosed:
+                parser.receive_data(await _receive(conn, deadline, idle_timeout))
+                event = parser.next_event()
+            if type(event) is not h11.Request:  # the client closed between requests
                 return
-            assert type(event) is h11.Request
+            state.owed, state.head = True, event.method == b"HEAD"
             request = _request(event, settings, session)
-            body = await _body(conn, connection, event, settings.max_body_size, deadline)
+            request.body = await _body(conn, parser, settings.max_body_size, deadline)
         except ConnectionClosed:
             return
         except h11.RemoteProtocolError as exc:
-            await _refuse(conn, connection, exc.error_status_hint, str(exc))
+            await _refuse(conn, state, exc.error_status_hint, str(exc))
             return
         except _Refused as exc:
-            await _refuse(conn, connection, exc.status, str(exc))
+            await _refuse(conn, state, exc.status, str(exc))
             return
-        request.body = body
         response = await dispatch(request)
-        close = state.closing or conn.draining
-        await conn.send(render(connection, response, head=request.method == "HEAD", close=close))
-        if connection.our_state is not h11.DONE or connection.their_state is not h11.DONE:
-            return  # MUST_CLOSE: Connection: close, HTTP/1.0, or our own close
-        connection.start_next_cycle()
+        close = state.closing or conn.draining or not _keep_alive(event)
+        try:
+            data = render(response, head=state.head, close=close)
+        except ValueError as exc:
+            conn.log.error("%s %s: cannot send the answer: %s", request.method, request.target, exc)
+            data = render(
+                json_response(500, {"error": "internal error"}), head=state.head, close=True
+            )
+            close = True
+        await conn.send(data)
+        state.owed = False
+        if close:
+            return
+        leftover = parser.trailing_data[0]
 
 
 async def _wait_for_request(
@@ -162,15 +198,10 @@ async def _wait_for_request(
     """The first bytes of the next request, or None: idle too long, closed, or stopping."""
     if state.closing or conn.draining:
         return None
-    with anyio.CancelScope() as scope:
-        state.idle_scope = scope
-        try:
-            return await conn.receive(RECEIVE_SIZE, timeout=idle_timeout)
-        except (ReadTimeout, ConnectionClosed):
-            return None
-        finally:
-            state.idle_scope = None
-    return None  # cancelled: the server is stopping
+    try:
+        return await conn.receive(RECEIVE_SIZE, timeout=idle_timeout)
+    except (ReadTimeout, ConnectionClosed):
+        return None
 
 
 async def _receive(conn: Connection, deadline: float, idle_timeout: float) -> bytes:
@@ -201,19 +232,16 @@ def _request(event: h11.Request, settings, session: Session) -> Request:
     )
 
 
-async def _body(
-    conn: Connection, connection: h11.Connection, event: h11.Request, limit: int, deadline: float
-) -> bytes:
+async def _body(conn: Connection, parser: h11.Connection, limit: int, deadline: float) -> bytes:
     chunks: list[bytes] = []
     size = 0
-    if connection.they_are_waiting_for_100_continue:
-        await conn.send(connection.send(h11.InformationalResponse(status_code=100, headers=[])))
+    if parser.they_are_waiting_for_100_continue:
+        await conn.send(CONTINUE)
+    idle_timeout = conn.listener.settings.idle_timeout
     while True:
-        item = connection.next_event()
+        item = parser.next_event()
         if item is h11.NEED_DATA:
-            connection.receive_data(
-                await _receive(conn, deadline, conn.listener.settings.idle_timeout)
-            )
+            parser.receive_data(await _receive(conn, deadline, idle_timeout))
             continue
         if type(item) is h11.Data:
             size += len(item.data)
@@ -226,16 +254,14 @@ async def _body(
             raise ConnectionClosed("the client closed in the middle of a request")
 
 
-async def _refuse(conn: Connection, connection: h11.Connection, status: int, reason: str) -> None:
-    """Answer an error (when h11 still lets us answer), then close gracefully."""
+async def _refuse(conn: Connection, state: ConnectionState, status: int, reason: str) -> None:
+    """Answer an error, then close gracefully."""
     conn.log.info("HTTP %d: %s", status, reason)
-    conn.server.metrics.counter(
-        "stalwart_http_requests", "HTTP requests answered, by route and status", ["route", "status"]
-    ).labels("unread", str(status)).inc()
-    if connection.our_state in (h11.IDLE, h11.SEND_RESPONSE):
-        response = json_response(status, {"error": reason})
-        with contextlib.suppress(h11.LocalProtocolError, ConnectionClosed):
-            await conn.send(render(connection, response, head=False, close=True))
+    request_counter(conn.server.metrics).labels("unread", str(status)).inc()
+    response = json_response(status, {"error": reason})
+    with contextlib.suppress(ConnectionClosed):
+        await conn.send(render(response, head=state.head, close=True))
+    state.owed = False
     await linger(conn)
 
 

@@ -11,6 +11,7 @@ import pytest
 
 from tests.support.http import (
     ADMIN,
+    BASE,
     ApiClient,
     RawClient,
     basic,
@@ -248,3 +249,52 @@ def test_a_stream_of_junk_never_hurts_the_server(server):
                 pass
     with ApiClient(address) as client:
         assert client.get("/healthz").status == 200
+
+
+def _head_awaiting_continue(client: RawClient, body: bytes) -> None:
+    """Send a request head with Expect: 100-continue and wait for the 100: the server has
+    read the request and owes it an answer."""
+    client.send(
+        h11.Request(
+            method="POST",
+            target="/api/domains",
+            headers=[
+                ("Host", "x"),
+                ("Content-Length", str(len(body))),
+                ("Content-Type", "application/json"),
+                ("Expect", "100-continue"),
+                ("Authorization", basic(*ADMIN)),
+            ],
+        )
+    )
+    event = client.h11.next_event()
+    while event is h11.NEED_DATA:
+        client.h11.receive_data(client.sock.recv(65536))
+        event = client.h11.next_event()
+    assert isinstance(event, h11.InformationalResponse) and event.status_code == 100
+
+
+def test_stopping_lets_a_request_in_progress_finish_with_connection_close(start_server):
+    server = start_http(start_server)
+    with RawClient(server.address("http")) as client:
+        body = json.dumps({"name": "late.test"}).encode()
+        _head_awaiting_continue(client, body)
+        server.portal.call(server.server.stop)
+        client.send(h11.Data(data=body), h11.EndOfMessage())
+        response, answer = client.receive()
+        assert response.status_code == 201 and json.loads(answer)["name"] == "late.test"
+        assert (b"connection", b"close") in response.headers
+        assert client.wait_closed() == b""
+
+
+def test_a_request_cut_short_by_the_end_of_the_grace_period_hears_503(start_server):
+    server = start_http(
+        start_server, base=BASE.replace("[server]", '[server]\nshutdown-timeout = "1s"')
+    )
+    with RawClient(server.address("http")) as client:
+        _head_awaiting_continue(client, b"{}")
+        server.portal.call(server.server.stop)  # and the body never comes
+        response, answer = client.receive()
+        assert response.status_code == 503
+        assert json.loads(answer) == {"error": "Server shutting down", "reason": "shutdown"}
+        assert client.wait_closed() == b""
