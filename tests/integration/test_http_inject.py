@@ -131,7 +131,7 @@ def test_a_raw_message_in_json_with_a_null_sender(server, admin):
         ),
         (
             {"from": "not an address", "to": USER[0], "text": "x"},
-            "from: 'not an address' is not an address list (addr-spec local part with no domain)",
+            "from: 'not an address' is not an address list",
         ),
         (
             {"sender": "a@x.test", "recipients": ["bad"], "raw": "Subject: x\r\n\r\n"},
@@ -165,8 +165,10 @@ def test_header_injection_is_refused(admin):
         "/api/inject",
         {"from": "a@x.test", "to": USER[0], "subject": "hi\r\nBcc: victim@x.test", "text": "x"},
     )
-    assert answer.status == 400
-    assert answer.json["error"].startswith("cannot build the message")
+    assert (answer.status, answer.json["error"]) == (
+        400,
+        "Subject: line breaks are not allowed in a header value",
+    )
 
 
 def test_the_raw_form_needs_its_envelope(admin):
