@@ -23,12 +23,14 @@ import contextlib
 import email.utils
 import socket
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import h11
 
 from protocols.http.app import request_counter
-from protocols.http.messages import Request, Response, Session, json_response
+from protocols.http.messages import HttpError, Request, Response, Session, json_response
+from protocols.http.settings import HttpSettings
 from stalwart_py.connection import Connection, ConnectionClosed, ReadTimeout
 
 RECEIVE_SIZE = 65536
@@ -132,7 +134,10 @@ def _keep_alive(event: h11.Request) -> bool:
     return True
 
 
-async def serve(conn: Connection, dispatch, state: ConnectionState) -> None:
+Dispatch = Callable[[Request], Awaitable[Response]]
+
+
+async def serve(conn: Connection, dispatch: Dispatch, state: ConnectionState) -> None:
     """Serve requests on ``conn`` until either side closes; ``dispatch`` is the application.
 
     h11 parses; each request gets a fresh parser fed with what the last one left over
@@ -172,7 +177,7 @@ async def serve(conn: Connection, dispatch, state: ConnectionState) -> None:
         except h11.RemoteProtocolError as exc:
             await _refuse(conn, state, exc.error_status_hint, str(exc))
             return
-        except _Refused as exc:
+        except (_Refused, HttpError) as exc:
             await _refuse(conn, state, exc.status, str(exc))
             return
         response = await dispatch(request)
@@ -214,7 +219,7 @@ async def _receive(conn: Connection, deadline: float, idle_timeout: float) -> by
         raise _Refused(408, "the request did not arrive in time") from None
 
 
-def _request(event: h11.Request, settings, session: Session) -> Request:
+def _request(event: h11.Request, settings: HttpSettings, session: Session) -> Request:
     size = len(event.method) + len(event.target) + 12
     headers: dict[str, str] = {}
     for name, value in event.headers:

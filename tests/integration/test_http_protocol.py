@@ -298,3 +298,18 @@ def test_a_request_cut_short_by_the_end_of_the_grace_period_hears_503(start_serv
         assert response.status_code == 503
         assert json.loads(answer) == {"error": "Server shutting down", "reason": "shutdown"}
         assert client.wait_closed() == b""
+
+
+def test_too_many_query_parameters_get_400(start_server):
+    server = start_http(start_server)
+    with RawClient(server.address("http")) as client:
+        client.send(get_request("/healthz?" + "a=1&" * 1200), h11.EndOfMessage())
+        response, body = client.receive()
+        assert response.status_code == 400
+        assert json.loads(body) == {"error": "more than 1100 query parameters"}
+
+
+def test_an_absolute_form_target_is_served(server):
+    with RawClient(server.address("http")) as client:
+        client.send(get_request("http://mail.example.test/healthz"), h11.EndOfMessage())
+        assert client.receive()[0].status_code == 200
