@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import importlib.util
 import json
 import os
 import re
@@ -269,6 +270,8 @@ def main() -> None:
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is needed: apt-get install wrk")
+    if importlib.util.find_spec("uvicorn") is None:
+        raise SystemExit("uvicorn is needed: .venv/bin/pip install -e '.[bench]'")
     clients = [int(c) for c in args.clients.split(",")]
     endpoints = args.endpoints.split(",")
     with tempfile.TemporaryDirectory(prefix="http-bench-") as tmp:

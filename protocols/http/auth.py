@@ -85,6 +85,10 @@ class Authenticator:
             raise self.challenge(request, "authentication required")
         user, password = credentials
         account = await self._cached(user, password, request)
+        if account is not None and session.server.directory.throttle.blocked(
+            session.peer.ip, account.address
+        ):
+            account = None  # a throttled client is refused even the right password: below
         if account is None:
             directory = session.server.directory
             # The hash before and after the check: when they are the same, it is the one the
@@ -109,7 +113,11 @@ class Authenticator:
 
     @staticmethod
     def challenge(request: Request, message: str) -> HttpError:
-        realm = request.session.settings.realm.replace("\\", "").replace('"', "")
+        realm = "".join(
+            c
+            for c in request.session.settings.realm
+            if c.isascii() and c.isprintable() and c not in '"\\'
+        )
         return HttpError(
             401,
             message,

@@ -78,6 +78,8 @@ class Request:
             return json.loads(self.body)
         except (ValueError, UnicodeDecodeError) as exc:
             raise HttpError(400, f"the body is not JSON: {exc}") from None
+        except RecursionError:
+            raise HttpError(400, "the body's JSON is nested too deeply") from None
 
     def query_value(self, name: str) -> str | None:
         values = self.query.get(name)

@@ -1,4 +1,4 @@
-"""The HTTP/1.1 connection loop: h11 (the sans-IO protocol state machine) over a Connection.
+"""The HTTP/1.1 connection loop: h11 (the sans-IO parser) over a Connection.
 
 Per connection, requests are read and answered one after the other (RFC 9112 9.3: pipelined
 requests are answered in order), for as long as both sides keep the connection alive:
@@ -14,7 +14,7 @@ requests are answered in order), for as long as both sides keep the connection a
 * A request h11 cannot parse gets 400 (or the status h11 hints at).
 * After an error answer the connection is closed gracefully: what the client still sends is
   read and dropped for a moment (RFC 9112 9.6), so that the answer is not lost to a reset.
-* HEAD is answered like GET without the body (h11 keeps Content-Length as for GET).
+* HEAD is answered like GET without the body, Content-Length included (RFC 9110 9.3.2).
 """
 
 from __future__ import annotations
@@ -36,7 +36,6 @@ from stalwart_py.connection import Connection, ConnectionClosed, ReadTimeout
 RECEIVE_SIZE = 65536
 LINGER_SECONDS = 2.0  # how long to read and drop the rest of a refused request
 LINGER_BYTES = 16 * 1024 * 1024
-SERVER_HEADER = (b"server", b"stalwart-py")
 REASONS = {
     200: b"OK",
     201: b"Created",
@@ -129,7 +128,9 @@ def _keep_alive(event: h11.Request) -> bool:
     if event.http_version != b"1.1":
         return False
     for name, value in event.headers:
-        if name == b"connection" and b"close" in value.lower():
+        if name == b"connection" and any(
+            token.strip() == b"close" for token in value.lower().split(b",")
+        ):
             return False
     return True
 
@@ -181,6 +182,7 @@ async def serve(conn: Connection, dispatch: Dispatch, state: ConnectionState) ->
             await _refuse(conn, state, exc.status, str(exc))
             return
         response = await dispatch(request)
+        conn.log.debug("%s %s -> %d", request.method, request.target, response.status)
         close = state.closing or conn.draining or not _keep_alive(event)
         try:
             data = render(response, head=state.head, close=close)

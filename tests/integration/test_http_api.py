@@ -296,3 +296,10 @@ def test_metrics_may_be_public_for_a_peer_scope(start_server):
     with ApiClient(server.address("http"), referee=REFEREE) as client:
         assert client.get("/metrics").status == 200
         assert client.get("/api/accounts").status == 401
+
+
+def test_json_nested_too_deeply_is_a_400(admin):
+    answer = admin.post(
+        "/api/domains", raw=b"[" * 100000, headers={"Content-Type": "application/json"}
+    )
+    assert (answer.status, answer.json) == (400, {"error": "the body's JSON is nested too deeply"})
