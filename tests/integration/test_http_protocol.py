@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import socket
+import subprocess
+import sys
 
 import h11
 import pytest
@@ -16,10 +18,12 @@ from tests.support.http import (
     RawClient,
     basic,
     get_request,
+    http_listener,
     raw_response,
     read_responses,
     start_http,
 )
+from tests.support.servers import ServerProcess, write_config
 
 
 @pytest.fixture
@@ -313,3 +317,20 @@ def test_an_absolute_form_target_is_served(server):
     with RawClient(server.address("http")) as client:
         client.send(get_request("http://mail.example.test/healthz"), h11.EndOfMessage())
         assert client.receive()[0].status_code == 200
+
+
+def test_the_health_command_asks_readyz_of_a_real_server(tmp_path):
+    """``stalwart-py serve`` as a child process finds the http protocol by its entry point;
+    ``stalwart-py health`` (the container's HEALTHCHECK) then asks its /readyz."""
+    path = write_config(tmp_path, BASE + http_listener())
+    with ServerProcess(path) as server:
+        result = subprocess.run(
+            [sys.executable, "-m", "stalwart_py", "health", "--config", str(path)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert result.returncode == 0, result.stderr
+        with ApiClient(server.address("http")) as client:
+            assert client.get("/readyz").json["status"] == "ready"
+    assert "GET /readyz -> 200" in server.log()  # the debug access log line
