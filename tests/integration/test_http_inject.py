@@ -1,17 +1,19 @@
 """POST /api/inject: the JSON form, raw messages, per-recipient results, and refusals.
 
-The delivered message is read back from the mailbox through the store interface.
-# TODO(imap): read it with imaplib once the IMAP protocol has landed on main.
+Delivered messages are read back from the mailbox through the store interface, and, once the
+imap protocol is installed, with imaplib (the last test).
 """
 
 from __future__ import annotations
 
 import email
 import email.policy
+import imaplib
 
 import pytest
 
 from protocols.http import Http
+from stalwart_py.plugin import discover_protocols
 from tests.support.http import ADMIN, USER, ApiClient, Referee, start_http
 
 REFEREE = Referee(Http().app.document)
@@ -191,3 +193,32 @@ def test_a_message_over_the_limit_is_refused(server, admin):
     assert inbox(server, USER[0]) == []
     big = admin.post("/api/inject", {"from": "a@x.test", "to": USER[0], "text": "x" * 70000})
     assert big.status == 413  # the body itself, before it is read
+
+
+def test_an_injected_message_is_read_over_imap(start_server):
+    """Runs once the imap protocol is installed (it is being written on its own branch)."""
+    if "imap" not in discover_protocols():
+        pytest.skip("the imap protocol is not installed in this tree yet")
+    imap = '[server.listener.imap]\nbind = "127.0.0.1:0"\nprotocol = "imap"\n'
+    imap += "imap.auth.allow-plaintext = true\n"
+    server = start_http(start_server, extra=imap)
+    with ApiClient(server.address("http"), auth=ADMIN, referee=REFEREE) as admin:
+        answer = admin.post(
+            "/api/inject",
+            {"from": "a@remote.test", "to": USER[0], "subject": "over IMAP", "text": "Hi!\n"},
+        )
+        assert answer.json["accepted"] == 1
+    [stored] = inbox(server, USER[0])
+    host, port = server.address("imap")
+    with imaplib.IMAP4(host, port, timeout=20) as client:
+        client.login(*USER)
+        status, data = client.select("INBOX")
+        assert (status, data) == ("OK", [b"1"])
+        status, data = client.fetch("1", "(RFC822)")
+        assert status == "OK"
+        fetched = data[0][1]
+        assert fetched == stored
+        message = email.message_from_bytes(fetched, policy=email.policy.default)
+        assert message["Subject"] == "over IMAP"
+        assert message["Message-ID"] == answer.json["message-id"]
+        client.logout()
