@@ -299,6 +299,13 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def queue_entry(self, queue_id: int) -> QueueEntry | None: ...
 
+    async def queue_size(self) -> tuple[int, int]:
+        """(messages, pending recipients) in the outbound queue, for metrics. Backends
+        override this with a count; the default counts a listing."""
+        entries = await self.queue_entries(limit=1_000_000)
+        pending = sum(1 for e in entries for r in e.recipients if r.status == "pending")
+        return len(entries), pending
+
     @abc.abstractmethod
     async def update_queue_recipients(
         self, queue_id: int, updates: Sequence[RecipientUpdate]

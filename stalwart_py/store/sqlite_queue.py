@@ -138,6 +138,15 @@ class QueueMixin:
 
         return await self._engine.read(op)
 
+    async def queue_size(self) -> tuple[int, int]:
+        def op(conn: sqlite3.Connection) -> tuple[int, int]:
+            return conn.execute(
+                "SELECT count(DISTINCT message_id), count(*) FROM queue_recipients"
+                " WHERE status = 'pending'"
+            ).fetchone()
+
+        return await self._engine.read(op)
+
     async def queue_entry(self, queue_id: int) -> QueueEntry | None:
         def op(conn: sqlite3.Connection) -> QueueEntry | None:
             rows = conn.execute(
