@@ -51,7 +51,10 @@ def failure_outcomes(
     return [
         Outcome(
             recipient,
-            reply.code if reply is not None else (550 if permanent else 451),
+            # The status decides: a refused AUTH (535) at a smarthost is ours to fix; it waits.
+            reply.code
+            if reply is not None and str(reply.code)[0] == failure.status[0]
+            else (550 if permanent else 451),
             failure.status,
             str(failure),
             remote_mta=host,

@@ -102,7 +102,8 @@ class Peer:
     received: list[Received] = field(default_factory=list)
     connections: int = 0
     port: int = 0
-    stall_data: bool = False  # never answer the end of DATA (a crash test)
+    stall_data: bool = False  # do not answer the end of DATA until this is false again
+    stalled: int = 0  # messages held by stall_data so far
 
     def __post_init__(self) -> None:
         self._sessions: dict[int, int] = {}
@@ -134,7 +135,7 @@ class Peer:
 
     def _authenticate(self, server, session, envelope, mechanism, data) -> AuthResult:
         ok = (data.login.decode(), data.password.decode()) == self.credentials
-        return AuthResult(success=ok, auth_data=data.login.decode() if ok else None)
+        return AuthResult(success=ok, handled=False, auth_data=data.login.decode() if ok else None)
 
     async def handle_EHLO(self, server, session, envelope, hostname, responses):
         session.host_name = hostname
@@ -150,7 +151,14 @@ class Peer:
 
     async def handle_DATA(self, server, session, envelope):
         if self.stall_data:
-            await asyncio.sleep(3600)  # ok: this peer hangs on purpose
+            with self._arrived:
+                self.stalled += 1
+                self._arrived.notify_all()
+            # Hang until the test lets go; the flag is set from another thread, where an
+            # asyncio.Event of this loop cannot be set.
+            while self.stall_data:  # noqa: ASYNC110
+                await asyncio.sleep(0.05)  # ok: polling a flag set from the test's thread
+            return "451 4.3.0 Too late"
         if self.data_replies:
             reply = self.data_replies.pop(0)
             if not reply.startswith("2"):
@@ -171,6 +179,12 @@ class Peer:
             )
             self._arrived.notify_all()
         return "250 2.0.0 OK queued"
+
+    def wait_stalled(self, timeout: float = WAIT) -> None:
+        """From another thread: until a message is held by ``stall_data``."""
+        with self._arrived:
+            if not self._arrived.wait_for(lambda: self.stalled > 0, timeout):
+                raise TimeoutError(f"{self.name}: no message reached DATA")
 
     def wait_for(self, count: int, timeout: float = WAIT) -> list[Received]:
         """From another thread: until ``count`` messages have arrived."""
