@@ -179,15 +179,21 @@ class Directory:
     async def delete_alias(self, address: str, targets: Sequence[str] = ()) -> None:
         await self.store.delete_alias(normalize(address), [normalize(t) for t in targets])
 
-    async def ensure_administrator(self, hostname: str) -> tuple[str, str] | None:
+    async def ensure_administrator(
+        self, hostname: str, password: str | None = None
+    ) -> tuple[str, str] | None:
         """On a directory with no account, create ``admin@<hostname>`` (and the domain) with
-        a random password; returns (address, password) to show once, or None."""
+        ``password``, or a random one; returns (address, password), or None when the
+        directory already has accounts."""
         if await self.store.count_accounts():
             return None
         domain = hostname.lower()
         if not await self.store.is_local_domain(domain):
             await self.store.add_domain(domain)
-        password = secrets.token_urlsafe(12)
+        if password is None:
+            password = secrets.token_urlsafe(12)
+        else:
+            self._check_password(password)
         address = f"admin@{domain}"
         secret, scram = await self._hash(password)
         await self.store.add_account(address, secret, scram, is_admin=True)

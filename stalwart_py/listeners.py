@@ -280,7 +280,7 @@ class ListenerRegistry:
                 if not (settings.tls.implicit or offers_tls or settings.tls.certificate):
                     continue
                 try:
-                    self.context.tls.server_context(settings.tls, settings.hostname)
+                    self.context.tls.prepare(settings.tls, settings.hostname)
                 except TLSSetupError as exc:
                     problems.append(f"server.listener.{listener.id}.tls: {exc}")
         if problems:

@@ -106,9 +106,15 @@ class Server:
     ) -> None:
         self.context = ServerContext(self.config, store)
         self.context.reload = self.reload
-        created = await self.context.directory.ensure_administrator(self.config.hostname)
-        if created is not None:
+        given = administrator_password()
+        try:
+            created = await self.context.directory.ensure_administrator(self.config.hostname, given)
+        except StoreError as exc:
+            raise StartupError(f"cannot create the administrator account: {exc}") from None
+        if created is not None and given is None:
             _announce_administrator(*created)
+        elif created is not None:
+            log.info("created the administrator account %s with the given password", created[0])
         self._instantiate_protocols()
         self.registry = ListenerRegistry(self.context, self.protocols)
         # The outbound queue's workers belong to this task group: they stop with it, and
@@ -127,6 +133,7 @@ class Server:
                 self._task_group = tg
                 if handle_signals:
                     tg.start_soon(self._watch_signals)
+                tg.start_soon(self._watch_certificates)
                 await tg.start(self.context.queue.run)
                 await tg.start(self._run_registry)
                 self._announce("ready")
@@ -200,6 +207,34 @@ class Server:
                 else:
                     self.stop()
 
+    async def _watch_certificates(self) -> None:
+        """Reload when a certificate file changes (``server.certificate-watch``)."""
+        seen = self._certificate_stamps()
+        while True:
+            interval = self.config.server.certificate_watch
+            await anyio.sleep(interval if interval else 60)
+            if not interval:
+                continue
+            current = self._certificate_stamps()
+            if current != seen:
+                log.info("a certificate file changed: reloading %s", self.config_path)
+                with contextlib.suppress(ConfigError, ApplyError):
+                    await self.reload()
+                seen = current
+
+    def _certificate_stamps(self) -> dict[str, tuple[int, int] | None]:
+        stamps: dict[str, tuple[int, int] | None] = {}
+        for listener in self.config.listeners.values():
+            for settings in listener.effective.values():
+                for path in (settings.tls.certificate, settings.tls.private_key):
+                    if path is not None and str(path) not in stamps:
+                        try:
+                            stat = path.stat()
+                            stamps[str(path)] = (stat.st_mtime_ns, stat.st_size)
+                        except OSError:
+                            stamps[str(path)] = None
+        return stamps
+
     def _announce(self, event: str, **details: Any) -> None:
         assert self.registry is not None
         message = {
@@ -220,6 +255,22 @@ class Server:
             os.write(self.notify_fd, (json.dumps(message) + "\n").encode())
         except OSError:  # whoever listened has gone; the server does not depend on it
             self.notify_fd = None
+
+
+def administrator_password() -> str | None:
+    """The first administrator's password: the file named by $STALWART_ADMIN_PASSWORD_FILE
+    (a Docker secret) when it is not empty, else $STALWART_ADMIN_PASSWORD, else None (a
+    random one, shown once)."""
+    path = os.environ.get("STALWART_ADMIN_PASSWORD_FILE")
+    if path:
+        try:
+            if text := Path(path).read_text().strip():
+                return text
+        except OSError as exc:
+            raise StartupError(
+                f"cannot read STALWART_ADMIN_PASSWORD_FILE {path}: {exc.strerror}"
+            ) from None
+    return os.environ.get("STALWART_ADMIN_PASSWORD") or None
 
 
 def _announce_administrator(address: str, password: str) -> None:

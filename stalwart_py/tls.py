@@ -2,9 +2,9 @@
 
 Like KumoMTA, a listener without a certificate still speaks TLS: a self-signed certificate
 for the listener's hostname is generated (and kept under ``<data-dir>/tls`` so that it stays
-the same across restarts), with a warning, since clients will not trust it. Contexts are
-cached by the files' identity and modification time, so a reload after a certificate renewal
-picks up the new certificate while unchanged ones are not re-read.
+the same across restarts), with a warning, since clients will not trust it. A reload after
+a certificate renewal (by hand, SIGHUP, or ``server.certificate-watch``) loads the new files;
+unchanged ones are not read again.
 """
 
 from __future__ import annotations
@@ -36,25 +36,44 @@ class TLSSetupError(Exception):
 
 
 class TLSManager:
+    """SSL contexts per (certificate, key, minimum version), loaded when a configuration is
+    applied (start, reload) and only then: a handshake never reads files, so a renewal that
+    is half written, or wrong, cannot break connections; the next reload takes it or keeps
+    the previous context and reports why."""
+
     def __init__(self, data_dir: Path) -> None:
         self.data_dir = data_dir
-        self._contexts: dict[tuple[object, ...], ssl.SSLContext] = {}
+        self._contexts: dict[tuple[object, ...], tuple[object, ssl.SSLContext]] = {}
 
-    def server_context(self, tls: TLSSettings, hostname: str) -> ssl.SSLContext:
-        """The SSL context for a listener's TLS settings (raises TLSSetupError)."""
+    def prepare(self, tls: TLSSettings, hostname: str) -> ssl.SSLContext:
+        """Load (or reload, when the files changed) the context for these settings; raises
+        TLSSetupError and keeps the context it had."""
         if tls.certificate is None or tls.private_key is None:
             cert, key = self.self_signed(hostname)
         else:
             cert, key = tls.certificate, tls.private_key
         try:
-            identity = tuple((str(p), p.stat().st_mtime_ns, p.stat().st_size) for p in (cert, key))
+            identity = tuple((p.stat().st_mtime_ns, p.stat().st_size) for p in (cert, key))
         except OSError as exc:
             raise TLSSetupError(f"cannot read {exc.filename}: {exc.strerror}") from None
-        cache_key = (identity, tls.min_version)
-        context = self._contexts.get(cache_key)
-        if context is None:
-            context = self._contexts[cache_key] = build_context(cert, key, tls.min_version)
+        cache_key = self._key(tls, hostname)
+        cached = self._contexts.get(cache_key)
+        if cached is not None and cached[0] == identity:
+            return cached[1]
+        context = build_context(cert, key, tls.min_version)
+        self._contexts[cache_key] = (identity, context)
         return context
+
+    def server_context(self, tls: TLSSettings, hostname: str) -> ssl.SSLContext:
+        """The context prepared for these settings (prepared now if it never was)."""
+        cached = self._contexts.get(self._key(tls, hostname))
+        return cached[1] if cached is not None else self.prepare(tls, hostname)
+
+    @staticmethod
+    def _key(tls: TLSSettings, hostname: str) -> tuple[object, ...]:
+        if tls.certificate is None or tls.private_key is None:
+            return ("self-signed", hostname, tls.min_version)
+        return (str(tls.certificate), str(tls.private_key), tls.min_version)
 
     def self_signed(self, hostname: str) -> tuple[Path, Path]:
         """A self-signed certificate and key for ``hostname``, created when needed."""

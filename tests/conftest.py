@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import shutil
 import ssl
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -15,6 +17,8 @@ from stalwart_py import passwords
 from stalwart_py.plugin import discover_protocols
 from tests.support.protocols import PROTOCOLS
 from tests.support.servers import InProcessServer, write_config
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
@@ -82,3 +86,32 @@ def require_tool(name: str) -> str:
             pytest.fail(message)
         pytest.skip(message)
     return path
+
+
+@pytest.fixture(scope="session")
+def echo_plugin(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """The example plugin (examples/echo-plugin), pip-installed as its own distribution into
+    a directory the server's environment then has on its path."""
+    target = tmp_path_factory.mktemp("site")
+    build = tmp_path_factory.mktemp("build")
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "--no-cache-dir",
+            "--target",
+            str(target),
+            str(ROOT / "examples" / "echo-plugin"),
+        ],
+        check=True,
+        cwd=build,
+        env={**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1"},
+    )
+    assert list(target.glob("stalwart_py_echo-*.dist-info/entry_points.txt"))
+    path = os.pathsep.join(filter(None, [str(target), os.environ.get("PYTHONPATH")]))
+    return {"PYTHONPATH": path}

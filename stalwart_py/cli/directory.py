@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import shutil
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -67,6 +68,10 @@ def register(commands: argparse._SubParsersAction, command: Command) -> None:
     delete.set_defaults(run=run(alias_delete))
     command("list", "List aliases.", aliases).set_defaults(run=run(alias_list))
 
+    backup = command("backup", "Copy the data directory consistently, also while the server runs.")
+    backup.add_argument("destination", type=Path)
+    backup.set_defaults(run=run(make_backup))
+
 
 def _password_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
@@ -86,7 +91,8 @@ def _size(text: str) -> int:
 
 
 def run(func: Callable[[Directory, argparse.Namespace], Awaitable[None]]) -> Callable[..., int]:
-    """Open the configured store, run ``func``, close; errors become a message and exit 1."""
+    """Open the configured store, run ``func``, close; errors become a message and exit 1.
+    ``args.data_dir`` is the configured data directory."""
 
     def command(args: argparse.Namespace) -> int:
         try:
@@ -94,6 +100,7 @@ def run(func: Callable[[Directory, argparse.Namespace], Awaitable[None]]) -> Cal
         except ConfigError as exc:
             print(exc, file=sys.stderr)
             return 1
+        args.data_dir = config.storage.data_dir
 
         async def main() -> None:
             store = create_store(config.storage)
@@ -183,3 +190,39 @@ async def alias_delete(directory: Directory, args: argparse.Namespace) -> None:
 async def alias_list(directory: Directory, _args: argparse.Namespace) -> None:
     for alias in await directory.store.list_aliases():
         print(f"{alias.address} -> {', '.join(alias.targets)}")
+
+
+# Files of the data directory that are not data: the running server's, or the database's
+# own (the backup copies the database through the store).
+NOT_COPIED = {"stalwart-py.pid", "stalwart-py.status.json"}
+
+
+async def make_backup(directory: Directory, args: argparse.Namespace) -> None:
+    await anyio.to_thread.run_sync(_check_empty, args.destination)
+    written = await directory.store.backup(args.destination)
+    database = {path.name for path in written}
+    written += await anyio.to_thread.run_sync(
+        _copy_other_files, args.data_dir, args.destination, database
+    )
+    for path in written:
+        print(path)
+
+
+def _check_empty(destination: Path) -> None:
+    if destination.exists() and any(destination.iterdir()):
+        raise ValueError(f"{destination} is not empty")
+
+
+def _copy_other_files(data_dir: Path, destination: Path, database: set[str]) -> list[Path]:
+    """Certificates, keys and the like: every file but the database's and the server's."""
+    copied = []
+    for source in sorted(data_dir.rglob("*")):
+        if not source.is_file() or source.name in NOT_COPIED:
+            continue
+        if source.name.split("-")[0] in database:  # the database, its -wal and -shm
+            continue
+        target = destination / source.relative_to(data_dir)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(source, target)
+        copied.append(target)
+    return copied

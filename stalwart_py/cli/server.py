@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import signal
+import ssl
 import sys
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable
+from pathlib import Path
 
 import anyio
 
@@ -30,6 +35,14 @@ def register(command: Callable[[str, str], argparse.ArgumentParser]) -> None:
         metavar="FD",
         help="write JSON lines (ready, reloaded, reload-failed, stopping) to this descriptor",
     )
+    serve.add_argument(
+        "--init-config",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="when the configuration file does not exist, create it as a copy of FILE first "
+        "(a container's first start on an empty volume)",
+    )
     serve.set_defaults(run=cmd_serve)
 
     check = command("check-config", "Validate the configuration; exit 1 on any error.")
@@ -43,9 +56,21 @@ def register(command: Callable[[str, str], argparse.ArgumentParser]) -> None:
     reload = command("reload", "Make the running server re-read its configuration.")
     reload.set_defaults(run=cmd_reload)
 
+    health = command("health", "Exit 0 when the server runs and is ready (for HEALTHCHECK).")
+    health.add_argument("--timeout", type=float, default=5.0, help="seconds (default: 5)")
+    health.set_defaults(run=cmd_health)
+
 
 def cmd_serve(args: argparse.Namespace) -> int:
     configure_logging(args.log_level or "info", args.log_format or "text")
+    if args.init_config is not None and not args.config.exists():
+        try:
+            args.config.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(args.init_config, args.config)
+        except OSError as exc:
+            print(f"stalwart-py: cannot create {args.config}: {exc.strerror}", file=sys.stderr)
+            return 1
+        print(f"stalwart-py: created {args.config} from {args.init_config}", file=sys.stderr)
     try:
         server = Server(args.config, notify_fd=args.notify_fd)
     except ConfigError as exc:
@@ -131,3 +156,52 @@ def cmd_reload(args: argparse.Namespace) -> int:
         f"sent SIGHUP to pid {pid}, but it did not report back in {RELOAD_WAIT:g}s", file=sys.stderr
     )
     return 1
+
+
+def cmd_health(args: argparse.Namespace) -> int:
+    """Ready means: a server holds the data directory, it reported "ready" (or a reload
+    since), and, when it has an http listener, that listener answers GET /readyz with 200."""
+    try:
+        config = load(args.config)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    data_dir = config.storage.data_dir
+    pid = read_pid(data_dir)
+    status = read_status(data_dir) or {}
+    if pid is None:
+        print(f"unhealthy: no server is running on {data_dir}", file=sys.stderr)
+        return 1
+    if status.get("pid") != pid or status.get("event") not in (
+        "ready",
+        "reloaded",
+        "reload-failed",
+    ):
+        print(f"unhealthy: the server (pid {pid}) has not reported ready", file=sys.stderr)
+        return 1
+    for listener in status.get("listeners", []):
+        if listener.get("protocol") != "http" or not listener.get("bind"):
+            continue
+        url = _readyz_url(listener["bind"][0], listener.get("tls") == "implicit")
+        try:
+            context = ssl._create_unverified_context()  # our own, maybe self-signed, certificate
+            with urllib.request.urlopen(url, timeout=args.timeout, context=context) as answer:
+                ready = answer.status == 200
+        except (OSError, urllib.error.URLError) as exc:
+            print(f"unhealthy: {url}: {exc}", file=sys.stderr)
+            return 1
+        if not ready:
+            print(f"unhealthy: {url} is not ready", file=sys.stderr)
+            return 1
+        break
+    print(f"ok: pid {pid}, {len(status.get('listeners', []))} listener(s)")
+    return 0
+
+
+def _readyz_url(bound: str, tls: bool) -> str:
+    host, _, port = bound.rpartition(":")
+    if host in ("0.0.0.0", "*"):
+        host = "127.0.0.1"
+    elif host in ("[::]", "[*]"):
+        host = "[::1]"
+    return f"{'https' if tls else 'http'}://{host}:{port}/readyz"

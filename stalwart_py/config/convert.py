@@ -71,16 +71,29 @@ INVALID = Invalid()
 class Converter:
     """Builds settings objects and records every issue; one per configuration load."""
 
-    def __init__(self, file: str, base_dir: Path) -> None:
+    def __init__(
+        self, file: str, base_dir: Path, overrides: typing.Mapping[str, str] | None = None
+    ) -> None:
         self.file = file
         self.base_dir = base_dir
+        self.overrides = overrides or {}  # key path -> environment variable that set it
         self.issues: list[ConfigIssue] = []
         self._seen: set[tuple[str, str]] = set()
 
     def error(self, path: str, message: str) -> None:
         if (path, message) not in self._seen:
             self._seen.add((path, message))
-            self.issues.append(ConfigIssue(self.file, path, message))
+            self.issues.append(ConfigIssue(self.source_of(path), path, message))
+
+    def source_of(self, path: str) -> str:
+        """The file, or the environment variable, that wrote the value at ``path``."""
+        key = path
+        while key:
+            variable = self.overrides.get(key)
+            if variable is not None:
+                return f"environment variable {variable}"
+            key = key.rpartition("[")[0] if key.endswith("]") else key.rpartition(".")[0]
+        return self.file
 
     def build(
         self,

@@ -126,7 +126,11 @@ class Config:
     raw: dict[str, Any] = field(repr=False, default_factory=dict)
 
 
-def load_config(path: str | os.PathLike[str], protocols: Mapping[str, type | None]) -> Config:
+def load_config(
+    path: str | os.PathLike[str],
+    protocols: Mapping[str, type | None],
+    env: Mapping[str, str] | None = None,
+) -> Config:
     """Read and validate ``path``; ``protocols`` maps installed protocol names to their
     settings class (or None). Raises ConfigError with every issue found."""
     file = Path(path)
@@ -136,15 +140,63 @@ def load_config(path: str | os.PathLike[str], protocols: Mapping[str, type | Non
         raise ConfigError([ConfigIssue(str(file), "", f"cannot read: {exc.strerror}")]) from None
     except UnicodeDecodeError:
         raise ConfigError([ConfigIssue(str(file), "", "is not UTF-8 text")]) from None
-    return parse_config(text, file, protocols)
+    return parse_config(text, file, protocols, env)
 
 
-def parse_config(text: str, file: Path, protocols: Mapping[str, type | None]) -> Config:
+ENV_PREFIX = "STALWART__"
+ENV_SHORTHANDS = {"STALWART_HOSTNAME": "server.hostname"}
+
+
+def environment_overrides(data: dict[str, Any], env: Mapping[str, str]) -> dict[str, str]:
+    """Apply environment overrides to the parsed file, in place; returns key path -> variable.
+
+    ``STALWART__SERVER__MAX_CONNECTIONS=100`` sets ``server.max-connections``: the name after
+    the prefix is split at double underscores into table names, lowercased, with a single
+    underscore read as the dash of our keys. The value is read as a TOML value when it is one
+    (``100``, ``true``, ``["*:25", "[::]:25"]``, ``"5m"``) and as a plain string otherwise
+    (``*:25``, ``mail.example.com``). ``STALWART_HOSTNAME`` is short for
+    ``STALWART__SERVER__HOSTNAME``. Keys with dots or slashes (peer networks) cannot be named
+    this way; they stay in the file.
+    """
+    applied: dict[str, str] = {}
+    for variable, value in sorted(env.items()):
+        if variable in ENV_SHORTHANDS:
+            keys = ENV_SHORTHANDS[variable].split(".")
+        elif variable.startswith(ENV_PREFIX) and len(variable) > len(ENV_PREFIX):
+            keys = [
+                part.lower().replace("_", "-") for part in variable[len(ENV_PREFIX) :].split("__")
+            ]
+        else:
+            continue
+        try:
+            parsed: Any = tomllib.loads(f"value = {value}")["value"]
+        except tomllib.TOMLDecodeError:
+            parsed = value
+        table = data
+        for key in keys[:-1]:
+            child = table.get(key)
+            if not isinstance(child, dict):
+                child = table[key] = {}
+            table = child
+        table[keys[-1]] = parsed
+        applied[".".join(keys)] = variable
+    return applied
+
+
+def parse_config(
+    text: str,
+    file: Path,
+    protocols: Mapping[str, type | None],
+    env: Mapping[str, str] | None = None,
+) -> Config:
+    """Parse and validate; ``env`` (the process environment by default) may override keys
+    with ``STALWART__SECTION__KEY=value`` (see ``environment_overrides``)."""
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError([ConfigIssue(str(file), "", f"invalid TOML: {exc}")]) from None
-    loader = _Loader(Converter(str(file), file.parent.resolve()), protocols)
+    overrides = environment_overrides(data, os.environ if env is None else env)
+    loader = _Loader(Converter(str(file), file.parent.resolve(), overrides), protocols)
     config = loader.load(data, file)
     if loader.conv.issues or config is None:
         raise ConfigError(loader.conv.issues)
@@ -165,7 +217,9 @@ class _Loader:
             name: self.conv.convert(cls, root.value.get(name) or Sourced({}, name, "default"))
             for name, cls in SECTIONS.items()
         }
-        server_node = _relabel(root.value.get("server") or Sourced({}, "server", ""), "[server]")
+        server_node = self._relabel(
+            root.value.get("server") or Sourced({}, "server", ""), "[server]"
+        )
         if not isinstance(server_node.value, dict):
             self.conv.error("server", f"expected a table, found {describe(server_node.value)}")
             return None
@@ -198,7 +252,7 @@ class _Loader:
             for listener_id, node in listener_nodes.value.items():
                 label = f"[server.listener.{listener_id}]"
                 listener = self._listener(
-                    listener_id, _relabel(node, label), defaults, server_scopes
+                    listener_id, self._relabel(node, label), defaults, server_scopes
                 )
                 if listener is not None:
                     listeners[listener_id] = listener
@@ -218,6 +272,16 @@ class _Loader:
             dkim=sections["dkim"],
             raw=data,
         )
+
+    def _relabel(self, node: Sourced, origin: str) -> Sourced:
+        """Label every node of a subtree with the layer it was written in (or the variable
+        of the environment that set it)."""
+        variable = self.conv.overrides.get(node.path)
+        label = f"environment {variable}" if variable else origin
+        if isinstance(node.value, dict):
+            children = {k: self._relabel(v, label) for k, v in node.value.items()}
+            return Sourced(children, node.path, label)
+        return Sourced(node.value, node.path, label)
 
     def _listener(
         self,
@@ -355,7 +419,7 @@ class _Loader:
                 self.conv.error(table.path, f"expected a table, found {describe(table.value)}")
                 continue
             scope_label = f'{label}"{cidr}"]'
-            scope_table = _relabel(table, scope_label)
+            scope_table = self._relabel(table, scope_label)
             self._check_scope_keys(scope_table)
             scopes.append((PeerScope(network, table.path, scope_label), scope_table))
         scopes.sort(key=lambda item: -item[0].network.prefixlen)
@@ -420,10 +484,3 @@ def _merge(base: Sourced, top: Sourced) -> Sourced:
         else:
             merged[key] = node
     return Sourced(merged, top.path or base.path, top.origin)
-
-
-def _relabel(node: Sourced, origin: str) -> Sourced:
-    """Give every node of a subtree the same origin label (the layer it was written in)."""
-    if isinstance(node.value, dict):
-        return Sourced({k: _relabel(v, origin) for k, v in node.value.items()}, node.path, origin)
-    return Sourced(node.value, node.path, origin)

@@ -93,6 +93,9 @@ class ServerSettings:
 
     max_connections: Annotated[int, Range(1)] | None = None  # over all listeners together
     shutdown_timeout: Duration = 10.0  # grace for open sessions on SIGTERM
+    # How often to look at the certificate files for a renewal (an ACME client replacing
+    # them) and reload when one changed; unset: never (reload by hand or SIGHUP).
+    certificate_watch: Duration | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -217,6 +220,6 @@ class DkimSettings:
     private_key: Path  # PEM, RSA or Ed25519; `stalwart-py dkim generate` makes one
 
 
-SERVER_ONLY_KEYS = frozenset({"max-connections", "shutdown-timeout"})
+SERVER_ONLY_KEYS = frozenset({"max-connections", "shutdown-timeout", "certificate-watch"})
 LISTENER_ONLY_KEYS = ("bind", "protocol", "enable")
 SCOPE_ONLY_KEYS = frozenset({"allow"})

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Literal
 
 from stalwart_py.store.engine import ChangeHub
@@ -59,6 +60,11 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def integrity_check(self) -> str:
         """``"ok"`` or a description of the damage found."""
+
+    @abc.abstractmethod
+    async def backup(self, directory: Path) -> list[Path]:
+        """Write a consistent copy of the store into ``directory`` while it is in use;
+        returns the files written."""
 
     # -- domains, accounts, aliases -------------------------------------------------------
 

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sqlite3
 from pathlib import Path
+
+import anyio
 
 from stalwart_py.store.base import Store
 from stalwart_py.store.engine import Engine
@@ -33,6 +36,23 @@ class SqliteStore(AccountsMixin, MailMixin, QueueMixin, Store):
             with contextlib.suppress(FileNotFoundError):
                 total += os.stat(f"{self.path}{suffix}").st_size
         return total
+
+    async def backup(self, directory: Path) -> list[Path]:
+        target = directory / DATABASE_FILE
+
+        def copy() -> None:
+            # SQLite's online backup: a consistent snapshot while writers go on.
+            directory.mkdir(parents=True, exist_ok=True)
+            source = sqlite3.connect(self.path)
+            destination = sqlite3.connect(target)
+            try:
+                source.backup(destination, pages=4096)
+            finally:
+                destination.close()
+                source.close()
+
+        await anyio.to_thread.run_sync(copy)
+        return [target]
 
     async def integrity_check(self) -> str:
         rows = await self._engine.read(

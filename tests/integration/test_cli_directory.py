@@ -122,3 +122,29 @@ async def stored_secret(data_dir, address: str) -> str:
         return (await store.get_credentials(address)).secret
     finally:
         await store.close()
+
+
+def test_backup_while_a_server_runs(tmp_path, capsys):
+    path = write_config(tmp_path, '[server]\nhostname = "mx.example.test"\n')
+    with ServerProcess(path):  # holds the data directory, writes nothing meanwhile
+        assert cli.main(["domain", "add", "example.test", "--config", str(path)]) == 0
+        code = cli.main(["backup", str(tmp_path / "copy"), "--config", str(path)])
+    out = capsys.readouterr().out
+    assert code == 0
+    copied = {line.rpartition("/copy/")[2] for line in out.splitlines() if "/copy/" in line}
+    assert "stalwart.sqlite3" in copied
+    assert not any(name.endswith(("-wal", "-shm", ".pid", ".status.json")) for name in copied)
+    assert anyio.run(backed_up_domains, tmp_path / "copy") == ["example.test", "mx.example.test"]
+    code = cli.main(["backup", str(tmp_path / "copy"), "--config", str(path)])
+    assert code == 1
+    assert "is not empty" in capsys.readouterr().err
+
+
+async def backed_up_domains(directory) -> list[str]:
+    store = SqliteStore(directory)
+    await store.open()
+    try:
+        assert await store.integrity_check() == "ok"
+        return [domain.name for domain in await store.list_domains()]
+    finally:
+        await store.close()

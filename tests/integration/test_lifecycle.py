@@ -16,35 +16,6 @@ from tests.support.servers import ServerProcess, write_config
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture(scope="session")
-def echo_plugin(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    """The example plugin (examples/echo-plugin), pip-installed as its own distribution into
-    a directory the server's environment then has on its path."""
-    target = tmp_path_factory.mktemp("site")
-    build = tmp_path_factory.mktemp("build")
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--no-deps",
-            "--no-build-isolation",
-            "--no-cache-dir",
-            "--target",
-            str(target),
-            str(ROOT / "examples" / "echo-plugin"),
-        ],
-        check=True,
-        cwd=build,
-        env={**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1"},
-    )
-    assert list(target.glob("stalwart_py_echo-*.dist-info/entry_points.txt"))
-    path = os.pathsep.join(filter(None, [str(target), os.environ.get("PYTHONPATH")]))
-    return {"PYTHONPATH": path}
-
-
 ECHO = """
 [server]
 hostname = "mx.example.test"
@@ -188,3 +159,42 @@ class connect_listener:  # a context manager named like the function it stands f
 
     def __exit__(self, *exc_info: object) -> None:
         self.sock.close()
+
+
+def test_the_health_command(tmp_path, echo_plugin):
+    path = echo_config(tmp_path)
+    command = [sys.executable, "-m", "stalwart_py", "health", "--config", str(path)]
+    env = {**os.environ, **echo_plugin}
+    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=60)
+    assert result.returncode == 1
+    assert "unhealthy: no server is running on" in result.stderr
+    with ServerProcess(path, env=echo_plugin) as server:
+        result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=60)
+        assert result.returncode == 0, result.stderr
+        assert result.stdout == f"ok: pid {server.process.pid}, 1 listener(s)\n"
+
+
+def test_the_administrator_password_from_the_environment(tmp_path, echo_plugin):
+    secret = tmp_path / "admin-password"
+    secret.write_text("from a docker secret\n")
+    env = {**echo_plugin, "STALWART_ADMIN_PASSWORD_FILE": str(secret)}
+    with ServerProcess(echo_config(tmp_path), env=env) as server:
+        log = server.log()
+    assert "created the administrator account admin@mx.example.test with the given password" in (
+        log
+    )
+    assert "from a docker secret" not in log
+    too_short = {**echo_plugin, "STALWART_ADMIN_PASSWORD": "short"}
+    other = tmp_path / "other"
+    other.mkdir()
+    result = subprocess.run(
+        [sys.executable, "-m", "stalwart_py", "serve", "--config", str(echo_config(other))],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **too_short},
+        timeout=60,
+    )
+    assert result.returncode == 1
+    assert "cannot create the administrator account: the password must have at least 8" in (
+        result.stderr
+    )

@@ -161,3 +161,45 @@ def test_other_protocol_tables_do_not_leak_into_a_listener():
             CONFIG + '\n[server.listener.x]\nbind = "127.0.0.1:1"\nprotocol = "other"\n'
             "toy.limit = 1\n"
         )
+
+
+def test_environment_overrides_with_their_origin():
+    env = {
+        "STALWART__SERVER__HOSTNAME": "env.example.test",
+        "STALWART__SERVER__LISTENER__ONE__SOCKET__BACKLOG": "7",
+        "STALWART__SERVER__LISTENER__ONE__BIND": '["127.0.0.1:9", "[::1]:9"]',
+        "STALWART__SERVER__LISTENER__TWO__BIND": "/run/other.sock",
+        "STALWART__SERVER__TOY__GREETING": "from the environment",
+        "UNRELATED": "x",
+    }
+    config = parse_config(CONFIG, Path("/etc/stalwart-py/test.toml"), PROTOCOLS, env)
+    one, two = config.listeners["one"], config.listeners["two"]
+    assert config.hostname == "env.example.test"
+    assert one.settings.socket.backlog == 7
+    assert [str(b) for b in one.bind] == ["127.0.0.1:9", "[::1]:9"]
+    assert [str(b) for b in two.bind] == ["/run/other.sock"]
+    assert two.settings.protocol.greeting == "from the environment"
+    origins = one.origins[(-1, -1)]
+    assert origins["socket.backlog"] == (
+        "environment STALWART__SERVER__LISTENER__ONE__SOCKET__BACKLOG"
+    )
+    assert origins["toy.greeting"] == "environment STALWART__SERVER__TOY__GREETING"
+    shorthand = parse_config(CONFIG, Path("/x.toml"), PROTOCOLS, {"STALWART_HOSTNAME": "s.test"})
+    assert shorthand.hostname == "s.test"
+
+
+def test_an_environment_error_names_the_variable():
+    env = {
+        "STALWART__SERVER__SOCKET__BACKLOG": "lots",
+        "STALWART__SERVER__LISTENER__ONE__BIND": "localhost:25",
+    }
+    with pytest.raises(ConfigError) as info:
+        parse_config(CONFIG, Path("/etc/stalwart-py/test.toml"), PROTOCOLS, env)
+    assert sorted(str(issue) for issue in info.value.issues) == [
+        "environment variable STALWART__SERVER__LISTENER__ONE__BIND: server.listener.one.bind:"
+        ' expected an address such as "*:25", "[::]:25", "127.0.0.1:2525" or an absolute socket '
+        "path, found \"localhost:25\" (a string) ('localhost' is not an IPv4 address (IPv6 "
+        "addresses go in brackets: [::1]:25))",
+        "environment variable STALWART__SERVER__SOCKET__BACKLOG: server.socket.backlog: expected"
+        ' an integer from 1 to 65535, found "lots" (a string)',
+    ]
