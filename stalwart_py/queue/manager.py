@@ -82,6 +82,11 @@ class QueueManager:
         self._waiting: dict[Destination, deque[Job]] = {}
         self._workers: dict[Destination, int] = {}
         self._taken: set[int] = set()  # recipient ids in a job that has not finished
+        # A scan reads a snapshot; a job that finishes while the scan runs must not be taken
+        # again from it. Recipient id -> the number of scans started when its job finished.
+        self._finished: dict[int, int] = {}
+        self._scans = 0
+        self._active_scans: set[int] = set()
         self._wakeup = anyio.Event()
         self._idle = anyio.Event()
         self._task_group: TaskGroup | None = None
@@ -143,6 +148,17 @@ class QueueManager:
 
     async def scan(self) -> None:
         """Turn the recipients due now into jobs for their destinations' workers."""
+        self._scans += 1
+        scan = self._scans
+        self._active_scans.add(scan)
+        try:
+            await self._scan(scan)
+        finally:
+            self._active_scans.discard(scan)
+            oldest = min(self._active_scans, default=self._scans + 1)
+            self._finished = {k: v for k, v in self._finished.items() if v >= oldest}
+
+    async def _scan(self, scan: int) -> None:
         now = self.clock.now()
         entries = await self.store.queue_entries(due_before=now, limit=SCAN_LIMIT)
         local: dict[str, bool] = {}
@@ -151,8 +167,8 @@ class QueueManager:
             for recipient in entry.recipients:
                 if recipient.status != "pending" or recipient.next_attempt > now:
                     continue
-                if recipient.id in self._taken:
-                    continue
+                if recipient.id in self._taken or self._finished.get(recipient.id, 0) >= scan:
+                    continue  # under way, or finished after this scan's snapshot was read
                 if recipient.domain not in local:
                     local[recipient.domain] = await self.store.is_local_domain(recipient.domain)
                 destination = self.router.destination(recipient.domain, local[recipient.domain])
@@ -180,6 +196,8 @@ class QueueManager:
 
     def _release(self, job: Job) -> None:
         self._taken.difference_update(r.id for r in job.recipients)
+        if self._active_scans:
+            self._finished.update((r.id, self._scans) for r in job.recipients)
         if not self._taken:
             self._idle.set()
 

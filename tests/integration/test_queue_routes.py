@@ -121,7 +121,7 @@ async def test_concurrency_per_destination_grows_with_the_backlog(world):
     async with running(world.manager(**settings)) as manager:
         await manager.flush()
     assert len(peer.received) == 24
-    assert peer.connections == 2  # 24 jobs want 3 connections; the limit is 2
+    assert peer.most_open == 2  # 24 jobs want 3 connections; the limit is 2
 
 
 async def test_work_that_arrives_later_is_delivered_on_a_new_connection(world):
@@ -134,3 +134,17 @@ async def test_work_that_arrives_later_is_delivered_on_a_new_connection(world):
         await manager.flush()
     assert [m.rcpt_tos for m in peer.received] == [["first@remote.test"], ["second@remote.test"]]
     assert [m.connection for m in peer.received] == [1, 2]
+
+
+async def test_without_pipelining_commands_go_one_at_a_time(world):
+    peer = await world.peer(
+        "127.0.0.11", pipelining=False, refuse={"x@remote.test": "550 5.1.1 no"}
+    )
+    world.dns.add("remote.test", "A", "127.0.0.11")
+    await world.enqueue("x@remote.test", "y@remote.test")
+    await world.enqueue("x@remote.test", mail_from="")  # every recipient refused: RSET, go on
+    await world.enqueue("z@remote.test")
+    async with running(world.manager(port=peer.port)) as manager:
+        await manager.flush()
+    assert [m.rcpt_tos for m in peer.received] == [["y@remote.test"], ["z@remote.test"]]
+    assert peer.connections == 1

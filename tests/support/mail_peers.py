@@ -101,6 +101,8 @@ class Peer:
     credentials: tuple[str, str] | None = None  # require AUTH with these
     received: list[Received] = field(default_factory=list)
     connections: int = 0
+    open_connections: int = 0
+    most_open: int = 0  # the most connections open at once
     port: int = 0
     stall_data: bool = False  # do not answer the end of DATA until this is false again
     stalled: int = 0  # messages held by stall_data so far
@@ -124,7 +126,7 @@ class Peer:
 
     def _protocol(self) -> SMTP:
         self.connections += 1
-        return SMTP(
+        return _CountingSMTP(
             self,
             hostname=self.name,
             tls_context=self.tls_context,
@@ -192,6 +194,21 @@ class Peer:
             if not self._arrived.wait_for(lambda: len(self.received) >= count, timeout):
                 raise TimeoutError(f"{self.name}: {len(self.received)} of {count} messages")
         return list(self.received)
+
+
+class _CountingSMTP(SMTP):
+    def __init__(self, peer: Peer, **options: Any) -> None:
+        super().__init__(peer, **options)
+        self._peer = peer
+
+    def connection_made(self, transport: Any) -> None:
+        self._peer.open_connections += 1
+        self._peer.most_open = max(self._peer.most_open, self._peer.open_connections)
+        super().connection_made(transport)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._peer.open_connections -= 1
+        super().connection_lost(exc)
 
 
 @contextmanager
