@@ -308,9 +308,15 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     async def update_queue_recipients(
-        self, queue_id: int, updates: Sequence[RecipientUpdate]
+        self,
+        queue_id: int,
+        updates: Sequence[RecipientUpdate],
+        *,
+        notification: tuple[bytes, OutboundMessage] | None = None,
     ) -> None:
-        """Record delivery attempts; a message with no pending recipient left is removed."""
+        """Record delivery attempts; a message with no pending recipient left is removed.
+        ``notification`` (a DSN about these attempts) is queued in the same transaction, and
+        only while the message is still queued (``queue delete`` may have removed it)."""
 
     @abc.abstractmethod
     async def delete_queue_entry(self, queue_id: int) -> None:
