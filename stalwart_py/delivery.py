@@ -29,7 +29,7 @@ from typing import Protocol
 import anyio
 
 from stalwart_py.connection import Address, TLSInfo
-from stalwart_py.directory import Directory
+from stalwart_py.directory import Directory, Resolution
 from stalwart_py.metrics import Metrics
 from stalwart_py.store import (
     Account,
@@ -49,6 +49,9 @@ class Recipient:
     address: str
     orcpt: str | None = None  # RFC 3461 ORCPT, "rfc822;addr"
     notify: tuple[str, ...] = ()  # RFC 3461 NOTIFY
+    # What the directory answered when the caller checked the address (SMTP at RCPT time),
+    # so that the pipeline does not ask again moments later.
+    resolution: Resolution | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -281,7 +284,7 @@ class Delivery:
     async def _plan(self, envelope: Envelope) -> _Plan:
         plan = _Plan()
         for index, recipient in enumerate(envelope.recipients):
-            resolution = await self.directory.resolve(recipient.address)
+            resolution = recipient.resolution or await self.directory.resolve(recipient.address)
             if not resolution.local_domain:
                 plan.remote.append(
                     (index, QueuedRecipient(recipient.address, recipient.orcpt, recipient.notify))

@@ -100,7 +100,10 @@ async def _deliver(
     params = transaction.params
     envelope = Envelope(
         transaction.mail_from,
-        tuple(Recipient(r.mailbox.address, r.params.orcpt, r.params.notify) for r in accepted),
+        tuple(
+            Recipient(r.mailbox.address, r.params.orcpt, r.params.notify, r.resolution)
+            for r in accepted
+        ),
         ret=params.ret,
         envid=params.envid,
         smtputf8=params.smtputf8,

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import Enum
+from typing import Any
 
 from protocols.smtp import replies
 from protocols.smtp.data import ChunkCollector
@@ -109,6 +110,7 @@ class AcceptedRecipient:
     mailbox: Mailbox
     params: RcptParameters
     report_kind: str | None = None  # "dsn"/"arf" for an oob/fbl domain: recorded, not delivered
+    resolution: Any = None  # the directory's answer at RCPT time, handed on to delivery
 
 
 @dataclass
@@ -163,10 +165,12 @@ class SessionMachine:
         self.transaction = Transaction(mail.sender, mail.params)
         self.state = State.MAIL
 
-    def accept_rcpt(self, rcpt: RcptTo, report_kind: str | None = None) -> None:
+    def accept_rcpt(
+        self, rcpt: RcptTo, report_kind: str | None = None, resolution: Any = None
+    ) -> None:
         assert self.transaction is not None
         self.transaction.recipients.append(
-            AcceptedRecipient(rcpt.recipient, rcpt.params, report_kind)
+            AcceptedRecipient(rcpt.recipient, rcpt.params, report_kind, resolution)
         )
 
     def reset(self) -> None:

@@ -33,7 +33,7 @@ from stalwart_py.connection import Address
 from stalwart_py.store import Account
 
 if TYPE_CHECKING:
-    from stalwart_py.directory import Directory
+    from stalwart_py.directory import Directory, Resolution
 
 
 def is_relay_host(settings: SmtpSettings, peer: Address) -> bool:
@@ -83,25 +83,28 @@ async def check_recipient(
     rcpt: RcptTo,
     *,
     may_relay: bool,
-) -> tuple[Reply | None, str | None]:
-    """(None, report kind or None) when the recipient is accepted, else (refusal, None)."""
+) -> tuple[Reply | None, str | None, Resolution | None]:
+    """(None, report kind or None, the directory's answer) when the recipient is accepted,
+    else (refusal, None, None)."""
     if len(transaction.recipients) >= settings.max_recipients_per_message:
-        return replies.TOO_MANY_RECIPIENTS, None
+        return replies.TOO_MANY_RECIPIENTS, None, None
     mailbox = rcpt.recipient
     if mailbox.utf8 and not transaction.params.smtputf8:
-        return replies.NON_ASCII_NEEDS_SMTPUTF8, None
+        return replies.NON_ASCII_NEEDS_SMTPUTF8, None, None
     domain, address = mailbox.domain, mailbox.address
     if isinstance(settings, SmtpSettings) and settings.domains:
         options = resolve_domain(settings.domains, domain)
         if options.report_kind is not None:
-            return None, options.report_kind
+            return None, options.report_kind, None
     else:
         options = None
     resolution = await directory.resolve(address)
     if resolution.local_domain:
-        return (None, None) if resolution.exists else (replies.NO_SUCH_USER, None)
+        if resolution.exists:
+            return None, None, resolution
+        return replies.NO_SUCH_USER, None, None
     if not isinstance(settings, SmtpSettings):
-        return replies.NOT_LOCAL, None
+        return replies.NOT_LOCAL, None, None
     if may_relay or (options is not None and options.relay):
-        return None, None
-    return replies.RELAY_DENIED, None
+        return None, None, resolution
+    return replies.RELAY_DENIED, None, None

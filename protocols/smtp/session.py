@@ -230,7 +230,7 @@ class Session:
         transaction = self.machine.transaction
         assert transaction is not None
         try:
-            refusal, report_kind = await policy.check_recipient(
+            refusal, report_kind, resolution = await policy.check_recipient(
                 self.conn.server.directory,
                 self.settings,
                 transaction,
@@ -239,11 +239,11 @@ class Session:
             )
         except Exception:
             self.conn.log.exception("checking the recipient failed")
-            refusal, report_kind = replies.TEMPORARY_FAILURE, None
+            refusal, report_kind, resolution = replies.TEMPORARY_FAILURE, None, None
         if refusal is not None:
             self.reply(refusal)
             return
-        self.machine.accept_rcpt(rcpt, report_kind)
+        self.machine.accept_rcpt(rcpt, report_kind, resolution)
         self.reply(replies.RECIPIENT_OK)
 
     async def _data(self) -> None:

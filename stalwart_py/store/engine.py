@@ -126,7 +126,7 @@ class ChangeHub:
 @dataclass(eq=False)
 class _Job:
     func: Callable[[Txn], Any]
-    done: anyio.Event
+    done: asyncio.Future[None]
     result: Any = None
     error: BaseException | None = None
 
@@ -192,12 +192,11 @@ class Engine:
         """Run ``func`` in the writer thread; returns once its batch is durable."""
         if self._writer is None:
             raise RuntimeError("the store is not open")
-        job = _Job(func, anyio.Event())
+        assert self._loop is not None
+        job = _Job(func, self._loop.create_future())
         self._queue.put(job)
-        with anyio.CancelScope(shield=True):
-            # The write happens whether or not the caller is still there to hear about it;
-            # waiting for it keeps "acknowledged" and "durable" in step.
-            await job.done.wait()
+        # A caller cancelled while waiting acknowledges nothing; the write still happens.
+        await job.done
         if job.error is not None:
             raise job.error
         return job.result
@@ -255,7 +254,8 @@ class Engine:
         if touched:
             self.changes.notify(touched)
         for job in batch:
-            job.done.set()
+            if not job.done.done():  # not cancelled by its caller
+                job.done.set_result(None)
 
     # -- reading ------------------------------------------------------------------------
 
@@ -268,12 +268,13 @@ class Engine:
 
         Such a query takes microseconds, less than the hop to a worker thread and back; WAL
         readers never wait for the writer. Anything that scans (a mailbox listing, bodies)
-        goes through ``read`` instead.
+        goes through ``read`` instead. ``func`` runs one statement, which in autocommit mode
+        reads one consistent snapshot by itself (no BEGIN/COMMIT around it: they cost more
+        than the lookup).
         """
         if self._lookup_conn is None:
             self._lookup_conn = connect(self.path, readonly=True)
-        with self.snapshot(self._lookup_conn):
-            return func(self._lookup_conn)
+        return func(self._lookup_conn)
 
     def _read(self, func: Callable[[sqlite3.Connection], T]) -> T:
         # A pool rather than one connection per thread: anyio retires idle worker threads,
