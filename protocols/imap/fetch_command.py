@@ -1,0 +1,208 @@
+"""FETCH and UID FETCH (RFC 9051 section 6.4.5) with CONDSTORE's CHANGEDSINCE and
+QRESYNC's VANISHED modifiers (RFC 7162 sections 3.1.4 and 3.2.6).
+
+Messages are handled in batches, and each batch reads only what its items need: FLAGS,
+UID, INTERNALDATE, RFC822.SIZE and MODSEQ come from the session's view; ENVELOPE, BODY,
+BODYSTRUCTURE and sections from the cached MIME structure (``store.structures``); section
+octets from the stored bodies (``store.read_blobs``). Responses are flushed as they fill.
+
+A section fetched without PEEK sets ``\\Seen`` (in a read-write mailbox): the flag is stored
+before the data is sent, and that message's response then carries its new FLAGS (and
+MODSEQ with CONDSTORE). A message expunged by another session while the client still has
+it (the expunge is not announced during FETCH, RFC 9051 section 7.5.1) gets no response,
+and the tagged OK says EXPUNGEISSUED.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+from protocols.imap import response
+from protocols.imap.commands import Command, Fetch
+from protocols.imap.fetch_items import BodySection, FetchItem
+from protocols.imap.replies import Bad, No, Ok
+from protocols.imap.search_keys import MONTHS
+from protocols.imap.sections import (
+    UnknownEncoding,
+    apply_partial,
+    binary_bytes,
+    section_bytes,
+)
+from protocols.imap.sequence import format_set
+from protocols.imap.structure import body_structure, envelope
+from stalwart_py import mime
+from stalwart_py.store import MessageInfo
+
+if TYPE_CHECKING:
+    from protocols.imap.session import Session
+
+STRUCTURE_BATCH = 1000  # messages per store read when no body is needed
+BODY_BATCH = 50  # ... and when bodies are read
+STRUCTURE_ITEMS = frozenset(("ENVELOPE", "BODY", "BODYSTRUCTURE"))
+SEEN = frozenset(("\\Seen",))
+
+
+def internaldate(timestamp: float) -> bytes:
+    """``"17-Jul-1996 02:44:25 +0000"`` (RFC 9051 date-time), in UTC."""
+    t = time.gmtime(timestamp)
+    return b'"%02d-%s-%04d %02d:%02d:%02d +0000"' % (
+        t.tm_mday,
+        MONTHS[t.tm_mon - 1].capitalize().encode(),
+        t.tm_year,
+        t.tm_hour,
+        t.tm_min,
+        t.tm_sec,
+    )
+
+
+def _needs_structure(item: FetchItem) -> bool:
+    if isinstance(item, BodySection):
+        return bool(item.section.part or item.section.text)
+    return item in STRUCTURE_ITEMS
+
+
+class _Plan:
+    """What a FETCH asks for, decided once for all its messages."""
+
+    def __init__(self, items: list[FetchItem], session: Session, read_only: bool) -> None:
+        self.items = items
+        self.sections = [item for item in items if isinstance(item, BodySection)]
+        self.structure = any(_needs_structure(item) for item in items)
+        self.data = bool(self.sections)
+        self.sets_seen = not read_only and any(s.sets_seen for s in self.sections)
+        self.condstore = session.options.condstore
+        self.batch = BODY_BATCH if self.data else STRUCTURE_BATCH
+
+
+async def fetch(session: Session, command: Command) -> Ok:
+    args: Fetch = command.args
+    view = session.require_view()
+    options = session.options
+    modifiers = args.modifiers
+    items = list(args.items)
+    if modifiers.vanished and not options.qresync:
+        raise Bad("VANISHED needs QRESYNC to be enabled")
+    if "MODSEQ" in items or modifiers.changed_since is not None:
+        options.condstore = True  # RFC 7162 section 3.1: CONDSTORE-enabling
+    if command.uid and "UID" not in items:
+        items.insert(0, "UID")  # RFC 9051 section 6.4.9: UID FETCH always returns the UID
+    if modifiers.changed_since is not None and "MODSEQ" not in items:
+        items.append("MODSEQ")
+    uids = view.select(args.sequence, command.uid)
+    if modifiers.vanished:
+        assert modifiers.changed_since is not None
+        changes = await session.store.changes_since(view.mailbox_id, modifiers.changed_since)
+        largest = max(view.uidnext - 1, 1)
+        vanished = [
+            uid
+            for uid in changes.vanished
+            if uid not in view.messages and args.sequence.contains(uid, largest)
+        ]
+        if vanished:
+            session.write(response.untagged("VANISHED (EARLIER) " + format_set(vanished)))
+    if modifiers.changed_since is not None:
+        since = modifiers.changed_since
+        uids = [uid for uid in uids if view.messages[uid].modseq > since]
+    plan = _Plan(items, session, view.read_only)
+    missing = False
+    for start in range(0, len(uids), plan.batch):
+        batch = uids[start : start + plan.batch]
+        missing |= await _fetch_batch(session, plan, batch)
+        await session.flush_if_full()
+    if missing:
+        return Ok("Some messages were expunged meanwhile", "EXPUNGEISSUED")
+    return Ok()
+
+
+async def _fetch_batch(session: Session, plan: _Plan, batch: list[int]) -> bool:
+    """Write the responses for a batch of UIDs; True when some message was gone."""
+    view = session.require_view()
+    store = session.store
+    flagged: set[int] = set()
+    if plan.sets_seen:
+        unseen = [uid for uid in batch if "\\Seen" not in view.messages[uid].flags]
+        if unseen:
+            result = await store.update_flags(view.mailbox_id, unseen, "add", SEEN)
+            session.write(view.update(result.changed))
+            flagged = {info.uid for info in result.changed}
+    structures = await store.structures(view.mailbox_id, batch) if plan.structure else {}
+    bodies: dict[int, bytes] = {}
+    if plan.data:
+        bodies = await store.read_blobs([view.messages[uid].blob_id for uid in batch])
+    missing = False
+    out = []
+    for uid in batch:
+        info = view.messages[uid]
+        parsed = None
+        if plan.structure:
+            stored = structures.get(uid)
+            if stored is None:
+                missing = True
+                continue
+            parsed = mime.from_json(stored.structure)
+        data = bodies.get(info.blob_id) if plan.data else None
+        if plan.data and data is None:
+            missing = True
+            continue
+        out.append(_message_response(session, plan, view.seq_of(uid), info, parsed, data, flagged))
+    session.write(b"".join(out))
+    return missing
+
+
+def _message_response(
+    session: Session,
+    plan: _Plan,
+    seq: int,
+    info: MessageInfo,
+    parsed: mime.ParsedMessage | None,
+    data: bytes | None,
+    flagged: set[int],
+) -> bytes:
+    parts = []
+    for item in plan.items:
+        if item == "UID":
+            parts.append(b"UID %d" % info.uid)
+        elif item == "FLAGS":
+            parts.append(b"FLAGS " + response.flags(info.flags))
+        elif item == "INTERNALDATE":
+            parts.append(b"INTERNALDATE " + internaldate(info.internaldate))
+        elif item == "RFC822.SIZE":
+            parts.append(b"RFC822.SIZE %d" % info.size)
+        elif item == "MODSEQ":
+            parts.append(b"MODSEQ (%d)" % info.modseq)
+        elif item == "ENVELOPE":
+            assert parsed is not None
+            parts.append(b"ENVELOPE " + envelope(parsed.envelope))
+        elif item == "BODYSTRUCTURE":
+            assert parsed is not None
+            parts.append(b"BODYSTRUCTURE " + body_structure(parsed.body, True))
+        elif item == "BODY":
+            assert parsed is not None
+            parts.append(b"BODY " + body_structure(parsed.body, False))
+        elif isinstance(item, BodySection):
+            assert data is not None
+            parts.append(_section(item, data, parsed))
+    if info.uid in flagged:
+        if "FLAGS" not in plan.items:
+            parts.append(b"FLAGS " + response.flags(info.flags))
+        if plan.condstore and "MODSEQ" not in plan.items:
+            parts.append(b"MODSEQ (%d)" % info.modseq)
+    return b"* %d FETCH (%s)\r\n" % (seq, b" ".join(parts))
+
+
+def _section(item: BodySection, data: bytes, parsed: mime.ParsedMessage | None) -> bytes:
+    name = item.response_name().encode("ascii")
+    section = item.section
+    if item.kind == "BODY":
+        # BODY[] and RFC822 are the whole message and need no structure
+        content = data if parsed is None else section_bytes(data, parsed, section)
+        return name + b" " + response.literal(apply_partial(content, item.partial))
+    try:
+        # BINARY[] is the whole message as stored; a part needs the structure.
+        decoded = data if parsed is None else binary_bytes(data, parsed, section)
+    except UnknownEncoding as error:
+        raise No(f"Unknown Content-Transfer-Encoding {error}", "UNKNOWN-CTE") from None
+    if item.kind == "BINARY.SIZE":
+        return name + b" %d" % len(decoded)
+    return name + b" " + response.literal(apply_partial(decoded, item.partial))

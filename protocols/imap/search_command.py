@@ -1,0 +1,128 @@
+"""SEARCH and UID SEARCH (RFC 9051 section 6.4.4) with ESEARCH return options (RFC 4731:
+MIN, MAX, COUNT, ALL), SAVE (RFC 5182) and CONDSTORE's MODSEQ (RFC 7162 section 3.1.5).
+
+The messages are filtered in three passes of ``search_eval``: the view alone, then the
+cached structures of the messages still undecided (in batches), then their bodies (in
+smaller batches), so a search reads from the store only what its criteria need.
+
+Replies: an IMAP4rev1 client gets ``* SEARCH 2 5 7`` for a plain SEARCH, an IMAP4rev2
+client (and anyone who asked RETURN options) ``* ESEARCH (TAG "a1") UID COUNT 3 ALL
+2,5:7``. ``RETURN (SAVE)`` alone sends no ESEARCH (RFC 5182 section 2.4). With MODSEQ in
+the criteria, the highest MODSEQ of the messages found is added.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from protocols.imap.commands import Command, Search
+from protocols.imap.replies import Ok
+from protocols.imap.search_eval import Candidate, Context, evaluate
+from protocols.imap.search_keys import uses_modseq
+from protocols.imap.sequence import format_set
+from stalwart_py import mime
+
+if TYPE_CHECKING:
+    from protocols.imap.session import Session
+
+STRUCTURE_BATCH = 1000
+BODY_BATCH = 100
+
+
+async def search(session: Session, command: Command) -> Ok:
+    args: Search = command.args
+    view = session.require_view()
+    with_modseq = uses_modseq(args.criteria)
+    if with_modseq:
+        session.options.condstore = True  # RFC 7162 section 3.1
+    context = Context(
+        count=view.exists,
+        largest_uid=view.uids[-1] if view.uids else 0,
+        saved=frozenset(view.saved or ()),
+    )
+    found = await find(session, args, context)
+    found.sort()
+    numbers = found if command.uid else [view.seq_of(uid) for uid in found]
+    returns = args.returns
+    highest = max((view.messages[uid].modseq for uid in found), default=0)
+    if returns is not None and "SAVE" in returns:
+        _save(session, returns, found)
+    if returns is None and not session.utf8:
+        line = b"* SEARCH" + b"".join(b" %d" % n for n in numbers)
+        if with_modseq and numbers:
+            line += b" (MODSEQ %d)" % highest
+        session.write(line + b"\r\n")
+        return Ok()
+    options = set(returns or ()) or {"ALL"}
+    if options == {"SAVE"}:
+        return Ok()
+    parts = [b'* ESEARCH (TAG "' + command.tag.encode() + b'")']
+    if command.uid:
+        parts.append(b"UID")
+    if numbers and "MIN" in options:
+        parts.append(b"MIN %d" % numbers[0])
+    if numbers and "MAX" in options:
+        parts.append(b"MAX %d" % numbers[-1])
+    if "COUNT" in options:
+        parts.append(b"COUNT %d" % len(numbers))
+    if numbers and "ALL" in options:
+        parts.append(b"ALL " + format_set(numbers).encode())
+    if with_modseq and numbers:
+        parts.append(b"MODSEQ %d" % highest)
+    session.write(b" ".join(parts) + b"\r\n")
+    return Ok()
+
+
+def _save(session: Session, returns: tuple[str, ...], uids: list[int]) -> None:
+    """RFC 5182 section 2.4: with MIN and/or MAX but neither ALL nor COUNT, only those
+    messages are saved; otherwise the whole result."""
+    view = session.require_view()
+    options = set(returns)
+    if options & {"MIN", "MAX"} and not options & {"ALL", "COUNT"}:
+        chosen = []
+        if uids and "MIN" in options:
+            chosen.append(uids[0])
+        if uids and "MAX" in options and uids[-1] not in chosen:
+            chosen.append(uids[-1])
+        view.saved = chosen
+    else:
+        view.saved = list(uids)
+
+
+async def find(session: Session, args: Search, context: Context) -> list[int]:
+    """The UIDs of the view's messages that match, in three passes."""
+    view = session.require_view()
+    criteria = args.criteria
+    found: list[int] = []
+    undecided: list[Candidate] = []
+    for index, uid in enumerate(view.uids):
+        candidate = Candidate(view.messages[uid], index + 1)
+        result = evaluate(criteria, candidate, context)
+        if result:
+            found.append(uid)
+        elif result is None:
+            undecided.append(candidate)
+    store = session.store
+    needs_data: list[Candidate] = []
+    for start in range(0, len(undecided), STRUCTURE_BATCH):
+        batch = undecided[start : start + STRUCTURE_BATCH]
+        structures = await store.structures(view.mailbox_id, [c.info.uid for c in batch])
+        for candidate in batch:
+            stored = structures.get(candidate.info.uid)
+            if stored is None:
+                continue  # expunged meanwhile
+            candidate.parsed = mime.from_json(stored.structure)
+            result = evaluate(criteria, candidate, context)
+            if result:
+                found.append(candidate.info.uid)
+            elif result is None:
+                needs_data.append(candidate)
+    for start in range(0, len(needs_data), BODY_BATCH):
+        batch = needs_data[start : start + BODY_BATCH]
+        bodies = await store.read_blobs([c.info.blob_id for c in batch])
+        for candidate in batch:
+            candidate.data = bodies.get(candidate.info.blob_id)
+            if candidate.data is not None and evaluate(criteria, candidate, context):
+                found.append(candidate.info.uid)
+            candidate.data = candidate.parsed = None  # keep memory flat
+    return found
