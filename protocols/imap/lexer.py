@@ -32,8 +32,10 @@ MAX_NUMBER64 = 0x7FFFFFFFFFFFFFFF  # number64 (mod-sequences, RFC 9051 literal s
 # ATOM-CHAR: CHAR (%x01-7F) except CTL (%x00-1F, %x7F), SP and atom-specials.
 _ATOM_CHARS = bytes(c for c in range(0x21, 0x7F) if chr(c) not in '(){%*"\\]')
 _ATOM = re.compile(rb"[" + re.escape(_ATOM_CHARS) + rb"]+")
-_ASTRING_ATOM = re.compile(rb"[" + re.escape(_ATOM_CHARS + b"]") + rb"]+")
-_LIST_CHARS = re.compile(rb"[" + re.escape(_ATOM_CHARS + b"]%*") + rb"]+")
+# 8-bit octets are not ATOM-CHARs, but some clients send UTF-8 unquoted (a search string,
+# a mailbox name); they are taken as part of an astring, as other servers do.
+_ASTRING_ATOM = re.compile(rb"[" + re.escape(_ATOM_CHARS + b"]") + rb"\x80-\xff]+")
+_LIST_CHARS = re.compile(rb"[" + re.escape(_ATOM_CHARS + b"]%*") + rb"\x80-\xff]+")
 _QUOTED_BODY = re.compile(rb'(?:[^"\\\r\n\x00]|\\["\\])*')
 _ESCAPE = re.compile(rb'\\(["\\])')
 _LITERAL = re.compile(rb"(~?)\{(\d{1,19})(\+?)\}\r?\n")

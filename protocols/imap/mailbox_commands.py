@@ -131,8 +131,9 @@ async def create(session: Session, command: Command) -> Ok:
     name = _new_name(session, args.mailbox)
     if name == INBOX:
         raise No("INBOX always exists", "ALREADYEXISTS")
-    uses = [use.capitalize() for use in args.special_use]
-    if len(uses) > 1 or any(use not in SPECIAL_USES for use in uses):
+    known = {use.lower(): use for use in SPECIAL_USES}
+    uses = [known.get(use.lower(), "") for use in args.special_use]
+    if len(uses) > 1 or "" in uses:
         raise No("Unsupported special-use attribute", "USEATTR")
     await _create_parents(session, name)
     try:

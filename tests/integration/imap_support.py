@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import imaplib
 import re
+import socket
 import ssl
 from collections.abc import Callable
 from pathlib import Path
@@ -98,7 +99,11 @@ def message(subject: str, body: str = "Hello.\r\n", sender: str = "bob@example.o
 
 # -- an independent reader of response data -------------------------------------------------
 
-_TOKEN = re.compile(rb'\s*(?:(\()|(\))|"((?:[^"\\]|\\.)*)"|\{(\d+)\}(?:\r\n)?|([^\s()"{]+))', re.S)
+_TOKEN = re.compile(
+    rb'\s*(?:(\()|(\))|"((?:[^"\\]|\\.)*)"|\{(\d+)\}(?:\r\n)?'
+    rb'|([^\s()"{\[]+(?:\[[^\]]*\](?:<\d+>)?)?))',  # an atom, with a [section]<n>
+    re.S,
+)
 
 
 def parse_data(data: bytes) -> list[Any]:
@@ -158,3 +163,79 @@ def fetch_items(client: imaplib.IMAP4, numbers: str, items: str, uid: bool = Fal
     # [seq, [name, value, name, value, ...]]
     values = parsed[1]
     return {values[i].decode().upper(): values[i + 1] for i in range(0, len(values), 2)}
+
+
+# -- a raw client, for exact replies ---------------------------------------------------------
+
+
+class Raw:
+    """A line client that reads IMAP responses with their literals (``{n}``) inline."""
+
+    def __init__(
+        self,
+        server: InProcessServer,
+        listener: str = "imap",
+        *,
+        tls: ssl.SSLContext | None = None,
+    ) -> None:
+        host, port = server.address(listener)
+        self.sock: socket.socket | ssl.SSLSocket = socket.create_connection(
+            (host, port), timeout=TIMEOUT
+        )
+        if tls is not None:
+            self.sock = tls.wrap_socket(self.sock, server_hostname="mail.example.test")
+        self.buffer = b""
+        self.greeting = self.line()
+
+    def _fill(self) -> None:
+        chunk = self.sock.recv(65536)
+        if not chunk:
+            raise ConnectionError(f"connection closed; unread: {self.buffer!r}")
+        self.buffer += chunk
+
+    def line(self) -> bytes:
+        """One response, with the octets of its literals in place."""
+        out = b""
+        while True:
+            while b"\r\n" not in self.buffer:
+                self._fill()
+            line, self.buffer = self.buffer.split(b"\r\n", 1)
+            out += line
+            literal = re.search(rb"\{(\d+)\}$", line)
+            if literal is None:
+                return out
+            size = int(literal.group(1))
+            while len(self.buffer) < size:
+                self._fill()
+            out += b"\r\n" + self.buffer[:size]
+            self.buffer = self.buffer[size:]
+
+    def send(self, data: bytes | str) -> None:
+        self.sock.sendall(data.encode() if isinstance(data, str) else data)
+
+    def command(self, text: bytes | str, tag: str = "t1") -> tuple[list[bytes], bytes]:
+        """Send ``tag text`` and read up to the tagged reply: (untagged lines, tagged)."""
+        payload = text.encode() if isinstance(text, str) else text
+        self.send(tag.encode() + b" " + payload + b"\r\n")
+        return self.until(tag)
+
+    def until(self, tag: str) -> tuple[list[bytes], bytes]:
+        untagged = []
+        while True:
+            line = self.line()
+            if line.startswith(tag.encode() + b" "):
+                return untagged, line
+            untagged.append(line)
+
+    def login(self) -> None:
+        _, tagged = self.command(f'LOGIN "{USER}" "{PASSWORD}"', "login")
+        assert tagged.startswith(b"login OK"), tagged
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def __enter__(self) -> Raw:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
