@@ -19,6 +19,7 @@ import time
 from typing import TYPE_CHECKING
 
 from protocols.imap import response
+from protocols.imap.cache import CachedMessage, caches
 from protocols.imap.commands import Command, Fetch
 from protocols.imap.fetch_items import BodySection, FetchItem
 from protocols.imap.replies import Bad, No, Ok
@@ -27,10 +28,10 @@ from protocols.imap.sections import (
     UnknownEncoding,
     apply_partial,
     binary_bytes,
+    filter_header,
     section_bytes,
 )
 from protocols.imap.sequence import format_set
-from protocols.imap.structure import body_structure, envelope
 from stalwart_py import mime
 from stalwart_py.store import MessageInfo
 
@@ -39,8 +40,9 @@ if TYPE_CHECKING:
 
 STRUCTURE_BATCH = 1000  # messages per store read when no body is needed
 BODY_BATCH = 50  # ... and when bodies are read
-STRUCTURE_ITEMS = frozenset(("ENVELOPE", "BODY", "BODYSTRUCTURE"))
+CACHED_ITEMS = {"ENVELOPE": "envelope", "BODYSTRUCTURE": "bodystructure", "BODY": "body"}
 SEEN = frozenset(("\\Seen",))
+HEADER_SECTIONS = ("HEADER", "HEADER.FIELDS", "HEADER.FIELDS.NOT")
 
 
 def internaldate(timestamp: float) -> bytes:
@@ -59,7 +61,7 @@ def internaldate(timestamp: float) -> bytes:
 def _needs_structure(item: FetchItem) -> bool:
     if isinstance(item, BodySection):
         return bool(item.section.part or item.section.text)
-    return item in STRUCTURE_ITEMS
+    return item in CACHED_ITEMS
 
 
 class _Plan:
@@ -69,10 +71,24 @@ class _Plan:
         self.items = items
         self.sections = [item for item in items if isinstance(item, BodySection)]
         self.structure = any(_needs_structure(item) for item in items)
+        # sections need the parsed structure; ENVELOPE, BODY, BODYSTRUCTURE come cached
+        self.parse = any(_needs_structure(item) for item in self.sections)
+        self.cached = [CACHED_ITEMS[item] for item in items if item in CACHED_ITEMS]
+        self.cache = caches(session.store).messages
         self.data = bool(self.sections)
+        # Only the message's header block is needed (what Thunderbird asks of every message
+        # in a first sync): read that prefix, located by the cached header length.
+        self.header_only = bool(self.sections) and all(
+            s.kind == "BODY" and not s.section.part and s.section.text in HEADER_SECTIONS
+            for s in self.sections
+        )
+        if self.header_only:
+            self.parse = False
+            self.cached.append("header_end")
         self.sets_seen = not read_only and any(s.sets_seen for s in self.sections)
         self.condstore = session.options.condstore
-        self.batch = BODY_BATCH if self.data else STRUCTURE_BATCH
+        self.batch = BODY_BATCH if self.data and not self.header_only else STRUCTURE_BATCH
+        self.names = {s: s.response_name().encode("ascii") for s in self.sections}
 
 
 async def fetch(session: Session, command: Command) -> Ok:
@@ -127,34 +143,43 @@ async def _fetch_batch(session: Session, plan: _Plan, batch: list[int]) -> bool:
             session.write(view.update(result.changed))
             flagged = {info.uid for info in result.changed}
     structures = await store.structures(view.mailbox_id, batch) if plan.structure else {}
-    bodies: dict[int, bytes] = {}
-    if plan.data:
-        bodies = await store.read_blobs([view.messages[uid].blob_id for uid in batch])
+    present: list[tuple[MessageInfo, CachedMessage | None, str | None]] = []
     missing = False
-    out = []
     for uid in batch:
         info = view.messages[uid]
-        parsed = None
-        if plan.structure:
-            stored = structures.get(uid)
-            if stored is None:
-                missing = True
-                continue
-            parsed = mime.from_json(stored.structure)
+        if not plan.structure:
+            present.append((info, None, None))
+            continue
+        stored = structures.get(uid)
+        if stored is None:
+            missing = True
+            continue
+        cached = plan.cache.get(info.blob_id, stored.structure, plan.cached)
+        present.append((info, cached, stored.structure))
+    bodies: dict[int, bytes] = {}
+    if plan.header_only:
+        lengths = {info.blob_id: cached.header_end for info, cached, _ in present if cached}
+        bodies = await store.read_blob_prefixes(lengths)  # type: ignore[arg-type]
+    elif plan.data:
+        bodies = await store.read_blobs([info.blob_id for info, _, _ in present])
+    out = []
+    for info, cached, structure in present:
         data = bodies.get(info.blob_id) if plan.data else None
         if plan.data and data is None:
             missing = True
             continue
-        out.append(_message_response(session, plan, view.seq_of(uid), info, parsed, data, flagged))
+        parsed = mime.from_json(structure) if plan.parse and structure else None
+        seq = view.seq_of(info.uid)
+        out.append(_message_response(plan, seq, info, cached, parsed, data, flagged))
     session.write(b"".join(out))
     return missing
 
 
 def _message_response(
-    session: Session,
     plan: _Plan,
     seq: int,
     info: MessageInfo,
+    cached: CachedMessage | None,
     parsed: mime.ParsedMessage | None,
     data: bytes | None,
     flagged: set[int],
@@ -171,18 +196,13 @@ def _message_response(
             parts.append(b"RFC822.SIZE %d" % info.size)
         elif item == "MODSEQ":
             parts.append(b"MODSEQ (%d)" % info.modseq)
-        elif item == "ENVELOPE":
-            assert parsed is not None
-            parts.append(b"ENVELOPE " + envelope(parsed.envelope))
-        elif item == "BODYSTRUCTURE":
-            assert parsed is not None
-            parts.append(b"BODYSTRUCTURE " + body_structure(parsed.body, True))
-        elif item == "BODY":
-            assert parsed is not None
-            parts.append(b"BODY " + body_structure(parsed.body, False))
+        elif item in CACHED_ITEMS:
+            assert cached is not None
+            value = getattr(cached, CACHED_ITEMS[item])
+            parts.append(item.encode() + b" " + value)
         elif isinstance(item, BodySection):
             assert data is not None
-            parts.append(_section(item, data, parsed))
+            parts.append(plan.names[item] + b" " + _section(item, data, parsed, plan.header_only))
     if info.uid in flagged:
         if "FLAGS" not in plan.items:
             parts.append(b"FLAGS " + response.flags(info.flags))
@@ -191,18 +211,24 @@ def _message_response(
     return b"* %d FETCH (%s)\r\n" % (seq, b" ".join(parts))
 
 
-def _section(item: BodySection, data: bytes, parsed: mime.ParsedMessage | None) -> bytes:
-    name = item.response_name().encode("ascii")
+def _section(
+    item: BodySection, data: bytes, parsed: mime.ParsedMessage | None, header_only: bool
+) -> bytes:
     section = item.section
+    if header_only:  # ``data`` is the header block
+        content = data
+        if section.text != "HEADER":
+            content = filter_header(data, section.fields, exclude=section.text.endswith(".NOT"))
+        return response.literal(apply_partial(content, item.partial))
     if item.kind == "BODY":
         # BODY[] and RFC822 are the whole message and need no structure
         content = data if parsed is None else section_bytes(data, parsed, section)
-        return name + b" " + response.literal(apply_partial(content, item.partial))
+        return response.literal(apply_partial(content, item.partial))
     try:
         # BINARY[] is the whole message as stored; a part needs the structure.
         decoded = data if parsed is None else binary_bytes(data, parsed, section)
     except UnknownEncoding as error:
         raise No(f"Unknown Content-Transfer-Encoding {error}", "UNKNOWN-CTE") from None
     if item.kind == "BINARY.SIZE":
-        return name + b" %d" % len(decoded)
-    return name + b" " + response.literal(apply_partial(decoded, item.partial))
+        return b"%d" % len(decoded)
+    return response.literal(apply_partial(decoded, item.partial))

@@ -14,6 +14,7 @@ import math
 from typing import TYPE_CHECKING
 
 from protocols.imap import response
+from protocols.imap.cache import caches
 from protocols.imap.commands import Command, MailboxArg, QuotaRoot, Rename, Select, Status
 from protocols.imap.mailbox_names import (
     DELIMITER,
@@ -53,7 +54,7 @@ async def select(session: Session, command: Command) -> Ok:
         head = await store.get_mailbox_by_id(mailbox.id)
         if head is None:
             raise No(f"No mailbox {mailbox.name}", "NONEXISTENT")
-        messages = await store.messages(mailbox.id)
+        messages = await caches(store).snapshots.messages(head, store.messages)
     except BaseException:
         watch.close()
         raise

@@ -37,6 +37,15 @@ def literal(data: bytes) -> bytes:
 
 def string(value: str | bytes) -> bytes:
     """A quoted string when safe, else a literal."""
+    if (
+        isinstance(value, str)
+        and len(value) <= MAX_QUOTED
+        and value.isascii()
+        and value.isprintable()
+        and '"' not in value
+        and "\\" not in value
+    ):
+        return b'"' + value.encode("ascii") + b'"'  # the common case, decided in C
     data = _bytes(value)
     if len(data) <= MAX_QUOTED and _QUOTABLE.fullmatch(data):
         if b'"' in data or b"\\" in data:

@@ -15,18 +15,20 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from protocols.imap.cache import caches
 from protocols.imap.commands import Command, Search
 from protocols.imap.replies import Ok
 from protocols.imap.search_eval import Candidate, Context, evaluate
 from protocols.imap.search_keys import uses_modseq
 from protocols.imap.sequence import format_set
-from stalwart_py import mime
 
 if TYPE_CHECKING:
     from protocols.imap.session import Session
 
 STRUCTURE_BATCH = 1000
 BODY_BATCH = 100
+SEARCH = ("search",)
+SPANS = ("spans",)
 
 
 async def search(session: Session, command: Command) -> Ok:
@@ -103,7 +105,8 @@ async def find(session: Session, args: Search, context: Context) -> list[int]:
         elif result is None:
             undecided.append(candidate)
     store = session.store
-    needs_data: list[Candidate] = []
+    cache = caches(store).messages
+    needs_data: list[tuple[Candidate, str]] = []
     for start in range(0, len(undecided), STRUCTURE_BATCH):
         batch = undecided[start : start + STRUCTURE_BATCH]
         structures = await store.structures(view.mailbox_id, [c.info.uid for c in batch])
@@ -111,18 +114,21 @@ async def find(session: Session, args: Search, context: Context) -> list[int]:
             stored = structures.get(candidate.info.uid)
             if stored is None:
                 continue  # expunged meanwhile
-            candidate.parsed = mime.from_json(stored.structure)
+            candidate.fields = cache.get(stored.info.blob_id, stored.structure, SEARCH).search
             result = evaluate(criteria, candidate, context)
             if result:
                 found.append(candidate.info.uid)
             elif result is None:
-                needs_data.append(candidate)
+                needs_data.append((candidate, stored.structure))
     for start in range(0, len(needs_data), BODY_BATCH):
         batch = needs_data[start : start + BODY_BATCH]
-        bodies = await store.read_blobs([c.info.blob_id for c in batch])
-        for candidate in batch:
+        bodies = await store.read_blobs([c.info.blob_id for c, _ in batch])
+        for candidate, structure in batch:
             candidate.data = bodies.get(candidate.info.blob_id)
-            if candidate.data is not None and evaluate(criteria, candidate, context):
+            if candidate.data is None:
+                continue
+            candidate.spans = cache.get(candidate.info.blob_id, structure, SPANS).spans
+            if evaluate(criteria, candidate, context):
                 found.append(candidate.info.uid)
-            candidate.data = candidate.parsed = None  # keep memory flat
+            candidate.data = None  # keep memory flat
     return found

@@ -2,10 +2,11 @@
 
 A key is decided with what is at hand and answers True, False or None ("cannot tell yet").
 Flags, sizes, dates, UIDs, sequence numbers and MODSEQ are in the session's view; SUBJECT,
-FROM, TO, CC, BCC and the SENT* dates need the cached structure (the ENVELOPE); HEADER,
-BODY and TEXT need the message itself. ``And``, ``Or`` and ``Not`` combine the three values
-(Kleene logic), so a message is fetched from the store only when the cheaper data cannot
-decide it: ``UNSEEN BODY "x"`` reads the bodies of unseen messages only.
+FROM, TO, CC, BCC and the SENT* dates need the ENVELOPE's values (``cache.SearchFields``,
+from the cached structure); HEADER, BODY and TEXT need the message itself. ``And``,
+``Or`` and ``Not`` combine the three values (Kleene logic), so a message is fetched from
+the store only when the cheaper data cannot decide it: ``UNSEEN BODY "x"`` reads the
+bodies of unseen messages only.
 
 Matching (RFC 9051 section 6.4.4): strings match as case-insensitive substrings, after
 RFC 2047 decoding of header values and after undoing the Content-Transfer-Encoding and the
@@ -17,9 +18,9 @@ internal date when the header is missing or unreadable).
 from __future__ import annotations
 
 import datetime
-import email.utils
 from dataclasses import dataclass
 
+from protocols.imap.search_data import SearchFields, TextSpan
 from protocols.imap.search_keys import (
     And,
     Constant,
@@ -35,7 +36,7 @@ from protocols.imap.search_keys import (
     TextContains,
 )
 from protocols.imap.sections import UnknownEncoding, decode_body, header_fields
-from stalwart_py.mime import BodyPart, ParsedMessage, decode_header_value
+from stalwart_py.mime import decode_header_value
 from stalwart_py.mime.charsets import decode_bytes
 from stalwart_py.store import MessageInfo
 
@@ -49,7 +50,8 @@ class Candidate:
 
     info: MessageInfo
     seq: int
-    parsed: ParsedMessage | None = None
+    fields: SearchFields | None = None
+    spans: tuple[TextSpan, ...] | None = None  # text_spans() of the message
     data: bytes | None = None
 
 
@@ -83,21 +85,21 @@ def evaluate(key: SearchKey, message: Candidate, context: Context) -> bool | Non
         case DateCompare(sent=sent, op=op, date=date):
             if not sent:
                 return _compare(_internal_day(message.info), op, date)
-            if message.parsed is None:
+            if message.fields is None:
                 return None
-            return _compare(_sent_day(message), op, date)
+            return _compare(message.fields.sent or _internal_day(message.info), op, date)
         case HeaderContains(field=field, value=value):
             if field in ENVELOPE_FIELDS:
-                if message.parsed is None:
+                if message.fields is None:
                     return None
-                return _envelope_contains(message.parsed, field, fold(value))
-            if message.data is None or message.parsed is None:
+                return _envelope_contains(message.fields, field, fold(value))
+            if message.data is None or message.spans is None:
                 return None
             return _header_contains(message, field, fold(value))
         case TextContains(value=value, body_only=body_only):
-            if message.data is None or message.parsed is None:
+            if message.data is None or message.spans is None:
                 return None
-            return text_contains(message.data, message.parsed, fold(value), not body_only)
+            return text_contains(message.data, message.spans, fold(value), not body_only)
         case Not(key=inner):
             result = evaluate(inner, message, context)
             return None if result is None else not result
@@ -141,51 +143,20 @@ def _internal_day(info: MessageInfo) -> datetime.date:
     return datetime.datetime.fromtimestamp(info.internaldate, datetime.UTC).date()
 
 
-def _sent_day(message: Candidate) -> datetime.date:
-    assert message.parsed is not None
-    raw = message.parsed.envelope.date
-    if raw:
-        parsed = email.utils.parsedate_tz(raw)
-        if parsed is not None:
-            try:
-                return datetime.date(parsed[0], parsed[1], parsed[2])
-            except ValueError:
-                pass
-    return _internal_day(message.info)
-
-
-def _envelope_contains(parsed: ParsedMessage, field: str, needle: str) -> bool:
-    envelope = parsed.envelope
+def _envelope_contains(fields: SearchFields, field: str, needle: str) -> bool:
     if field == "subject":
-        return envelope.subject is not None and needle in fold(
-            decode_header_value(envelope.subject)
-        )
-    addresses = {
-        "from": envelope.from_,
-        "to": envelope.to,
-        "cc": envelope.cc,
-        "bcc": envelope.bcc,
-    }[field]
+        return fields.subject is not None and needle in fields.subject
+    addresses = fields.addresses[field]
     if addresses is None:
         return False
-    if not needle:
-        return True
-    for address in addresses:
-        text = ""
-        if address.name:
-            text = decode_header_value(address.name) + " "
-        if address.mailbox is not None:
-            text += f"<{address.mailbox}@{address.host or ''}>"
-        if needle in fold(text):
-            return True
-    return False
+    return not needle or any(needle in text for text in addresses)
 
 
 def _header_contains(message: Candidate, field: str, needle: str) -> bool:
     assert message.data is not None
-    assert message.parsed is not None
-    body = message.parsed.body
-    header = message.data[body.header_offset : body.header_end]
+    assert message.spans is not None
+    top = message.spans[0]
+    header = message.data[top.start : top.end]
     wanted = field.encode("utf-8", "replace")
     for name, raw in header_fields(header):
         if name != wanted:
@@ -198,40 +169,25 @@ def _header_contains(message: Candidate, field: str, needle: str) -> bool:
     return False
 
 
-def text_contains(data: bytes, parsed: ParsedMessage, needle: str, with_header: bool) -> bool:
+def text_contains(data: bytes, spans: tuple[TextSpan, ...], needle: str, with_header: bool) -> bool:
     """Whether the decoded text of the message contains ``needle`` (already casefolded):
     its text parts, and with ``with_header`` its header blocks."""
     ascii_needle = needle.encode("utf-8") if needle.isascii() else None
-    return _part_contains(data, parsed.body, needle, ascii_needle, with_header, top=True)
-
-
-def _part_contains(
-    data: bytes,
-    part: BodyPart,
-    needle: str,
-    ascii_needle: bytes | None,
-    with_header: bool,
-    top: bool = False,
-) -> bool:
-    if with_header and top:
-        header = data[part.header_offset : part.header_end].decode("utf-8", "replace")
-        if needle in fold(decode_header_value(header)):
+    for span in spans:
+        raw = data[span.start : span.end]
+        if span.header:
+            if with_header and needle in fold(decode_header_value(raw.decode("utf-8", "replace"))):
+                return True
+            continue
+        identity = span.encoding in ("7bit", "8bit", "binary")
+        if ascii_needle is not None and identity and not span.charset.startswith(WIDE_CHARSETS):
+            if ascii_needle in raw.lower():
+                return True
+            continue
+        try:
+            decoded = decode_body(raw, span.encoding)
+        except UnknownEncoding:
+            decoded = raw
+        if needle in fold(decode_bytes(decoded, span.charset)):
             return True
-    if part.parts:
-        return any(
-            _part_contains(data, child, needle, ascii_needle, with_header) for child in part.parts
-        )
-    if part.message is not None:
-        return _part_contains(data, part.message.body, needle, ascii_needle, with_header, True)
-    if part.type != "text":
-        return False
-    raw = data[part.body_offset : part.body_end]
-    charset = (part.param("charset") or "us-ascii").lower()
-    identity = part.encoding in ("7bit", "8bit", "binary")
-    if ascii_needle is not None and identity and not charset.startswith(WIDE_CHARSETS):
-        return ascii_needle in raw.lower()
-    try:
-        decoded = decode_body(raw, part.encoding)
-    except UnknownEncoding:
-        decoded = raw
-    return needle in fold(decode_bytes(decoded, charset))
+    return False

@@ -21,6 +21,7 @@ structure (``stalwart_py.mime``): nothing is parsed again but the header lines t
 from __future__ import annotations
 
 import binascii
+import functools
 import re
 
 from protocols.imap.fetch_items import Section
@@ -88,13 +89,23 @@ def header_fields(header: bytes) -> list[tuple[bytes, bytes]]:
 
 def filter_header(header: bytes, names: tuple[str, ...], *, exclude: bool) -> bytes:
     """HEADER.FIELDS (or .NOT): the chosen fields in message order, then a blank line."""
-    wanted = {name.lower().encode("ascii") for name in names}
-    chosen = [
-        raw if raw.endswith(b"\n") else raw + b"\r\n"
-        for name, raw in header_fields(header)
-        if (name in wanted) != exclude
-    ]
-    return b"".join(chosen) + b"\r\n"
+    if exclude:
+        wanted = {name.lower().encode("ascii") for name in names}
+        chosen = [raw for name, raw in header_fields(header) if name not in wanted]
+    else:
+        chosen = _fields_pattern(names).findall(header)
+    return b"".join(raw if raw.endswith(b"\n") else raw + b"\r\n" for raw in chosen) + b"\r\n"
+
+
+@functools.lru_cache(maxsize=256)
+def _fields_pattern(names: tuple[str, ...]) -> re.Pattern[bytes]:
+    """A field line of one of ``names`` (any case) with its continuation lines; it only
+    ever runs over a header block, so a body line cannot match."""
+    alternatives = b"|".join(re.escape(name.encode("ascii")) for name in names)
+    return re.compile(
+        rb"^(?:" + alternatives + rb")[ \t]*:[^\n]*(?:\n|\Z)(?:[ \t][^\n]*(?:\n|\Z))*",
+        re.MULTILINE | re.IGNORECASE,
+    )
 
 
 def binary_bytes(data: bytes, message: ParsedMessage, section: Section) -> bytes:

@@ -24,46 +24,37 @@ NIL = b"NIL"
 def _addresses(addresses: tuple[EnvelopeAddress, ...] | None) -> bytes:
     if not addresses:
         return NIL
-    out = []
-    for address in addresses:
-        out.append(
-            b"("
-            + nstring(address.name)
-            + b" "
-            + nstring(address.route)
-            + b" "
-            + nstring(address.mailbox)
-            + b" "
-            + nstring(address.host)
-            + b")"
+    return (
+        b"(("
+        + b")(".join(
+            b" ".join(
+                (
+                    nstring(address.name),
+                    nstring(address.route),
+                    nstring(address.mailbox),
+                    nstring(address.host),
+                )
+            )
+            for address in addresses
         )
-    return b"(" + b"".join(out) + b")"
+        + b"))"
+    )
 
 
 def envelope(value: Envelope) -> bytes:
-    return b"".join(
+    from_ = _addresses(value.from_)
+    return b" ".join(
         (
-            b"(",
-            nstring(value.date),
-            b" ",
+            b"(" + nstring(value.date),
             nstring(value.subject),
-            b" ",
-            _addresses(value.from_),
-            b" ",
-            _addresses(value.sender),
-            b" ",
-            _addresses(value.reply_to),
-            b" ",
+            from_,
+            from_ if value.sender is value.from_ else _addresses(value.sender),
+            from_ if value.reply_to is value.from_ else _addresses(value.reply_to),
             _addresses(value.to),
-            b" ",
             _addresses(value.cc),
-            b" ",
             _addresses(value.bcc),
-            b" ",
             nstring(value.in_reply_to),
-            b" ",
-            nstring(value.message_id),
-            b")",
+            nstring(value.message_id) + b")",
         )
     )
 

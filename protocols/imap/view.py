@@ -63,10 +63,10 @@ class MailboxView:
         messages: Iterable[MessageInfo],
     ) -> MailboxView:
         view = cls(mailbox_id, name, uidvalidity, read_only, modseq, uidnext)
-        for info in messages:
-            view.uids.append(info.uid)
-            view.messages[info.uid] = info
-            view._note_keywords(info.flags)
+        view.messages = {info.uid: info for info in messages}
+        view.uids = list(view.messages)
+        for flags in {info.flags for info in view.messages.values()}:  # few distinct sets
+            view._note_keywords(flags)
         if view.uids and view.uids[-1] >= view.uidnext:
             view.uidnext = view.uids[-1] + 1
         return view

@@ -25,6 +25,7 @@ from stalwart_py.store.model import (
     MailboxChanges,
     MailboxCounts,
     MessageInfo,
+    NotFound,
     OutboundMessage,
     QueueEntry,
     RecipientUpdate,
@@ -214,6 +215,19 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     async def read_blob_range(self, blob_id: int, offset: int, length: int) -> bytes: ...
+
+    async def read_blob_prefixes(self, lengths: dict[int, int]) -> dict[int, bytes]:
+        """The first ``length`` bytes of each blob (``{blob id: length}``), in one read:
+        the header blocks of many messages (IMAP ``BODY.PEEK[HEADER.FIELDS (...)]`` on a
+        whole mailbox) without reading their bodies. Missing blobs are left out. Backends
+        may override this default, which reads one range at a time."""
+        out = {}
+        for blob_id, length in lengths.items():
+            try:
+                out[blob_id] = await self.read_blob_range(blob_id, 0, length)
+            except NotFound:
+                continue
+        return out
 
     @abc.abstractmethod
     async def update_flags(

@@ -359,6 +359,19 @@ class MailMixin:
 
         return await self._engine.read(op)
 
+    async def read_blob_prefixes(self, lengths: dict[int, int]) -> dict[int, bytes]:
+        def op(conn: sqlite3.Connection) -> dict[int, bytes]:
+            out = {}
+            for blob_id, length in lengths.items():
+                try:  # incremental blob I/O reads only the pages of the prefix
+                    with conn.blobopen("blobs", "data", blob_id, readonly=True) as blob:
+                        out[blob_id] = blob.read(length)
+                except sqlite3.OperationalError:
+                    continue
+            return out
+
+        return await self._engine.read(op)
+
     async def update_flags(
         self,
         mailbox_id: int,
