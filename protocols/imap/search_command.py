@@ -18,7 +18,13 @@ from typing import TYPE_CHECKING
 from protocols.imap.cache import caches
 from protocols.imap.commands import Command, Search
 from protocols.imap.replies import Ok
-from protocols.imap.search_eval import Candidate, Context, evaluate
+from protocols.imap.search_eval import (
+    Candidate,
+    Context,
+    evaluate,
+    structure_terms,
+    uses_view,
+)
 from protocols.imap.search_keys import uses_modseq
 from protocols.imap.sequence import format_set
 
@@ -96,24 +102,32 @@ async def find(session: Session, args: Search, context: Context) -> list[int]:
     view = session.require_view()
     criteria = args.criteria
     found: list[int] = []
-    undecided: list[Candidate] = []
-    for index, uid in enumerate(view.uids):
-        candidate = Candidate(view.messages[uid], index + 1)
-        result = evaluate(criteria, candidate, context)
-        if result:
-            found.append(uid)
-        elif result is None:
-            undecided.append(candidate)
+    undecided: list[int] = []
+    if uses_view(criteria):
+        for index, uid in enumerate(view.uids):
+            result = evaluate(criteria, Candidate(view.messages[uid], index + 1), context)
+            if result:
+                found.append(uid)
+            elif result is None:
+                undecided.append(uid)
+    else:  # only header and text keys: nothing to decide without the store
+        undecided = view.uids
     store = session.store
     cache = caches(store).messages
     needs_data: list[tuple[Candidate, str]] = []
+    # Messages that cannot match unless their structure holds a term are left in the store.
+    terms = structure_terms(criteria)
     for start in range(0, len(undecided), STRUCTURE_BATCH):
         batch = undecided[start : start + STRUCTURE_BATCH]
-        structures = await store.structures(view.mailbox_id, [c.info.uid for c in batch])
-        for candidate in batch:
-            stored = structures.get(candidate.info.uid)
-            if stored is None:
-                continue  # expunged meanwhile
+        if terms is None:
+            structures = await store.structures(view.mailbox_id, batch)
+        else:
+            structures = await store.structures_matching(view.mailbox_id, batch, sorted(terms))
+        for uid, stored in sorted(structures.items()):
+            info = view.messages.get(uid)
+            if info is None:
+                continue
+            candidate = Candidate(info, view.seq_of(uid))
             candidate.fields = cache.get(stored.info.blob_id, stored.structure, SEARCH).search
             result = evaluate(criteria, candidate, context)
             if result:

@@ -18,6 +18,7 @@ internal date when the header is missing or unreadable).
 from __future__ import annotations
 
 import datetime
+import re
 from dataclasses import dataclass
 
 from protocols.imap.search_data import SearchFields, TextSpan
@@ -40,6 +41,13 @@ from stalwart_py.mime import decode_header_value
 from stalwart_py.mime.charsets import decode_bytes
 from stalwart_py.store import MessageInfo
 
+_PLAIN_TERM = re.compile(r"[ !#-\[\]-~]+")  # printable ASCII but " and \\
+# Every character outside ASCII whose str.casefold() has an ASCII character in it (checked
+# against the whole of Unicode by a unit test).
+FOLDS_TO_ASCII = (
+    "\u00df\u0130\u0149\u017f\u01f0\u1e96\u1e97\u1e98\u1e99\u1e9a"
+    "\u1e9e\u212a\ufb00\ufb01\ufb02\ufb03\ufb04\ufb05\ufb06"
+)
 ENVELOPE_FIELDS = frozenset(("subject", "from", "to", "cc", "bcc"))
 WIDE_CHARSETS = ("utf-16", "utf-32", "ucs-2", "ucs2", "utf16", "utf32")
 
@@ -191,3 +199,52 @@ def text_contains(data: bytes, spans: tuple[TextSpan, ...], needle: str, with_he
         if needle in fold(decode_bytes(decoded, span.charset)):
             return True
     return False
+
+
+def structure_terms(key: SearchKey) -> frozenset[str] | None:
+    """Terms one of which the structure text (the MIME JSON) of every matching message
+    contains, for ``Store.structures_matching``; None when there is no such guarantee.
+
+    ``SUBJECT zebra`` guarantees "zebra" (in any case), an encoded word ("=?") that may
+    decode to it, or one of the few non-ASCII characters whose case folding holds one of
+    its letters (``FOLDS_TO_ASCII``: "Straße" matches "strasse").
+    An address needle with a space, ``<``, ``>`` or ``@`` may span the name and the parts
+    of an address, stored apart, so it guarantees nothing; nor does a needle that JSON
+    would escape. AND takes the smallest guarantee among its keys, OR needs both."""
+    match key:
+        case HeaderContains(field=field, value=value) if field in ENVELOPE_FIELDS:
+            if not value or not _PLAIN_TERM.fullmatch(value):
+                return None
+            if field != "subject" and any(char in value for char in " <>@"):
+                return None
+            letters = set(value.lower())
+            folding = {char for char in FOLDS_TO_ASCII if letters & set(char.casefold())}
+            return frozenset((value.lower(), "=?", *folding))
+        case And(keys=keys):
+            best = None
+            for inner in keys:
+                terms = structure_terms(inner)
+                if terms is not None and (best is None or len(terms) < len(best)):
+                    best = terms
+            return best
+        case Or(left=left, right=right):
+            first, second = structure_terms(left), structure_terms(right)
+            return None if first is None or second is None else first | second
+    return None
+
+
+def uses_view(key: SearchKey) -> bool:
+    """Whether any key is decided by the view alone (flags, sizes, dates, numbers): if none
+    is, evaluating every message of the view first decides nothing."""
+    match key:
+        case HeaderContains() | TextContains():
+            return False
+        case DateCompare(sent=sent):
+            return not sent
+        case Not(key=inner):
+            return uses_view(inner)
+        case Or(left=left, right=right):
+            return uses_view(left) or uses_view(right)
+        case And(keys=keys):
+            return any(uses_view(inner) for inner in keys)
+    return True

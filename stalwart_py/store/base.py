@@ -35,6 +35,7 @@ from stalwart_py.store.model import (
 )
 
 FlagMode = Literal["add", "remove", "replace"]
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
 
 
 class Unchanged:
@@ -209,6 +210,22 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def structures(self, mailbox_id: int, uids: Sequence[int]) -> dict[int, StoredMessage]:
         """Messages with their cached MIME structure, by UID (missing UIDs are left out)."""
+
+    async def structures_matching(
+        self, mailbox_id: int, uids: Sequence[int], terms: Sequence[str]
+    ) -> dict[int, StoredMessage]:
+        """Like ``structures``, but only the messages whose structure text (the MIME JSON)
+        contains one of ``terms``, ASCII letters compared in any case (as SQL's LIKE does),
+        other characters exactly: a cheap pre-filter for searching header values (IMAP
+        SEARCH SUBJECT/FROM/...), whose caller then checks exactly. Backends may override
+        this default."""
+        lowered = [term.translate(_ASCII_LOWER) for term in terms]
+        found = await self.structures(mailbox_id, uids)
+        return {
+            uid: stored
+            for uid, stored in found.items()
+            if any(term in stored.structure.translate(_ASCII_LOWER) for term in lowered)
+        }
 
     @abc.abstractmethod
     async def read_blobs(self, blob_ids: Sequence[int]) -> dict[int, bytes]: ...

@@ -165,6 +165,13 @@ def test_search_keys(raw):
     assert tagged == b"t1 BAD [BADCHARSET (UTF-8 US-ASCII)] unsupported charset ISO-8859-5"
 
 
+def test_header_search_folds_unicode_in_raw_utf8_headers(server, raw):
+    append(server, USER, "INBOX", "Subject: Straße gesperrt\r\n\r\nx".encode())
+    assert raw.command("NOOP")[0] == [b"* 5 EXISTS"]
+    assert search(raw, "SUBJECT STRASSE") == [5]  # ß folds to ss; the pre-filter keeps it
+    assert search(raw, "SUBJECT gesperrt") == [5]
+
+
 def test_esearch_save_and_modseq(raw):
     untagged, _ = raw.command("SEARCH RETURN (MIN MAX COUNT ALL) SEEN", "s1")
     assert untagged == [b'* ESEARCH (TAG "s1") MIN 1 MAX 2 COUNT 2 ALL 1:2']

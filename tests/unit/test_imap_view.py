@@ -3,7 +3,12 @@ structure writers, without sockets."""
 
 from __future__ import annotations
 
+import sys
+
 from protocols.imap.fetch_items import Section
+from protocols.imap.lexer import Reader
+from protocols.imap.search_eval import FOLDS_TO_ASCII, structure_terms
+from protocols.imap.search_keys import SearchParser
 from protocols.imap.sections import (
     apply_partial,
     binary_bytes,
@@ -149,3 +154,33 @@ def test_envelope_and_bodystructure_writers():
         b'(("TEXT" "PLAIN" ("CHARSET" "utf-8") NIL NIL "QUOTED-PRINTABLE" 15 1)'
         b'("APPLICATION" "OCTET-STREAM" ("NAME" "x.bin") NIL NIL "BASE64" 8) "MIXED")'
     )
+
+
+def test_structure_terms_only_where_a_match_needs_them():
+    def terms(text: str):
+        return structure_terms(SearchParser(Reader(text.encode() + b"\r\n")).keys())
+
+    assert terms("SUBJECT Zebra") == {"zebra", "=?", "\u1e9a"}  # folds to "a" and a half ring
+    assert terms("UNSEEN FROM bob SUBJECT quarterly") == {"bob", "=?"}
+    assert terms("SUBJECT strasse") == {
+        "strasse",
+        "=?",
+        "\u1e9a",
+        *"\u00df\u017f\u1e97\u1e9e\ufb05\ufb06",
+    }
+    assert terms("OR SUBJECT x FROM y") == {"x", "y", "=?", "\u1e99"}
+    assert terms("OR SUBJECT a SEEN") is None  # a seen message matches without "a"
+    assert terms("NOT SUBJECT a") is None
+    assert terms('FROM "bob@example.org"') is None  # mailbox and host are stored apart
+    assert terms('SUBJECT "say \\"hi\\""') is None  # JSON would escape the quotes
+    assert terms("SUBJECT grüße") is None
+    assert terms("BODY zebra") is None and terms("SENTON 1-Jan-2024") is None
+
+
+def test_the_characters_that_fold_to_ascii_are_all_known():
+    found = {
+        chr(code)
+        for code in range(0x80, sys.maxunicode + 1)
+        if not 0xD800 <= code < 0xE000 and any(ord(c) < 0x80 for c in chr(code).casefold())
+    }
+    assert found == set(FOLDS_TO_ASCII)
