@@ -3,8 +3,9 @@
 ``MessageCache``: a stored message's MIME structure never changes, so its ENVELOPE, BODY and
 BODYSTRUCTURE responses and the header values SEARCH compares need computing once, not at
 every FETCH (a client that opens a 10,000-message mailbox fetches every ENVELOPE). Entries
-are keyed by the body's id *and* the hash of its structure text, because a body id can be
-given again to a new body once the old one is deleted; the least recently used go first.
+are keyed by the body's id, which the store never gives to another body, so a FETCH or a
+SEARCH whose messages are all cached does not read the store at all. The least recently
+used entries go first.
 
 ``SnapshotCache``: SELECT needs every message of the mailbox. Several sessions (a phone, a
 laptop, a webmail) open the same mailbox, and a mailbox that has not changed since the last
@@ -44,25 +45,44 @@ class CachedMessage:
 class MessageCache:
     def __init__(self, capacity: int = MESSAGE_CAPACITY) -> None:
         self.capacity = capacity
-        self._entries: OrderedDict[tuple[int, int], CachedMessage] = OrderedDict()
+        self._entries: OrderedDict[int, CachedMessage] = OrderedDict()
         self.hits = self.misses = 0
 
-    def get(self, blob_id: int, structure: str, wanted: Sequence[str]) -> CachedMessage:
-        """The entry of a message, with every attribute in ``wanted`` computed (one parse
-        of the structure at most)."""
-        key = (blob_id, hash(structure))
-        entry = self._entries.get(key)
+    def lookup(self, blob_id: int, wanted: Sequence[str]) -> CachedMessage | None:
+        """The entry of a body if it has every attribute in ``wanted``, else None."""
+        entry = self._entries.get(blob_id)
         if entry is None:
-            entry = self._entries[key] = CachedMessage()
+            self.misses += 1
+            return None
+        self._entries.move_to_end(blob_id)
+        for name in wanted:
+            if getattr(entry, name) is None:
+                self.misses += 1
+                return None
+        self.hits += 1
+        return entry
+
+    def search_fields(self, blob_ids: list[int]) -> list[SearchFields | None]:
+        """The cached SEARCH values of many bodies at once (None where not cached)."""
+        entries = self._entries
+        out: list[SearchFields | None] = []
+        for blob_id in blob_ids:
+            entry = entries.get(blob_id)
+            out.append(None if entry is None else entry.search)
+        self.hits += sum(1 for fields in out if fields is not None)
+        return out
+
+    def fill(self, blob_id: int, structure: str, wanted: Sequence[str]) -> CachedMessage:
+        """The entry of a body with every attribute in ``wanted`` computed from its stored
+        structure (parsed once at most)."""
+        entry = self._entries.get(blob_id)
+        if entry is None:
+            entry = self._entries[blob_id] = CachedMessage()
             if len(self._entries) > self.capacity:
                 self._entries.popitem(last=False)
-        else:
-            self._entries.move_to_end(key)
         missing = [name for name in wanted if getattr(entry, name) is None]
         if not missing:
-            self.hits += 1
             return entry
-        self.misses += 1
         parsed = mime.from_json(structure)
         for name in missing:
             if name == "envelope":

@@ -142,19 +142,30 @@ async def _fetch_batch(session: Session, plan: _Plan, batch: list[int]) -> bool:
             result = await store.update_flags(view.mailbox_id, unseen, "add", SEEN)
             session.write(view.update(result.changed))
             flagged = {info.uid for info in result.changed}
-    structures = await store.structures(view.mailbox_id, batch) if plan.structure else {}
+    # The structure is read for the messages whose derived values are not cached, and for
+    # all when a section needs it parsed.
+    cached_entries: dict[int, CachedMessage | None] = {}
+    if plan.structure and not plan.parse:
+        for uid in batch:
+            cached_entries[uid] = plan.cache.lookup(view.messages[uid].blob_id, plan.cached)
+    unknown = [uid for uid in batch if cached_entries.get(uid) is None]
+    structures = {}
+    if plan.structure and unknown:
+        structures = await store.structures(view.mailbox_id, unknown)
     present: list[tuple[MessageInfo, CachedMessage | None, str | None]] = []
     missing = False
     for uid in batch:
         info = view.messages[uid]
-        if not plan.structure:
-            present.append((info, None, None))
+        cached = cached_entries.get(uid)
+        if not plan.structure or cached is not None:
+            present.append((info, cached, None))
             continue
         stored = structures.get(uid)
         if stored is None:
             missing = True
             continue
-        cached = plan.cache.get(info.blob_id, stored.structure, plan.cached)
+        if plan.cached:
+            cached = plan.cache.fill(info.blob_id, stored.structure, plan.cached)
         present.append((info, cached, stored.structure))
     bodies: dict[int, bytes] = {}
     if plan.header_only:

@@ -18,15 +18,19 @@ from typing import TYPE_CHECKING
 from protocols.imap.cache import caches
 from protocols.imap.commands import Command, Search
 from protocols.imap.replies import Ok
+from protocols.imap.search_data import SearchFields
 from protocols.imap.search_eval import (
     Candidate,
     Context,
-    evaluate,
+    Predicate,
+    compile_key,
     structure_terms,
+    uses_envelope,
     uses_view,
 )
 from protocols.imap.search_keys import uses_modseq
 from protocols.imap.sequence import format_set
+from stalwart_py.store import MessageInfo
 
 if TYPE_CHECKING:
     from protocols.imap.session import Session
@@ -98,51 +102,90 @@ def _save(session: Session, returns: tuple[str, ...], uids: list[int]) -> None:
 
 
 async def find(session: Session, args: Search, context: Context) -> list[int]:
-    """The UIDs of the view's messages that match, in three passes."""
+    """The UIDs of the view's messages that match: decided by the view where it can be,
+    then by the ENVELOPE values (cached, or read from the store through its pre-filter),
+    then by the bodies. One probe object carries each message through the predicate; a
+    message gets its own only when it goes on to the bodies."""
     view = session.require_view()
     criteria = args.criteria
-    found: list[int] = []
-    undecided: list[int] = []
-    if uses_view(criteria):
-        for index, uid in enumerate(view.uids):
-            result = evaluate(criteria, Candidate(view.messages[uid], index + 1), context)
+    search = _Search(session, compile_key(criteria, context))
+    # When no key is about flags, sizes, dates or numbers, the view decides nothing.
+    undecided = search.decide(view.uids) if uses_view(criteria) else list(view.uids)
+    if undecided and uses_envelope(criteria):
+        undecided = await search.by_envelope(undecided, structure_terms(criteria))
+    for start in range(0, len(undecided), BODY_BATCH):
+        await search.by_body(undecided[start : start + BODY_BATCH])
+    return search.found
+
+
+class _Search:
+    def __init__(self, session: Session, test: Predicate) -> None:
+        self.session = session
+        self.view = session.require_view()
+        self.cache = caches(session.store).messages
+        self.test = test
+        self.found: list[int] = []
+        self.fields: dict[int, SearchFields] = {}  # of the messages still undecided
+        self.probe = Candidate(MessageInfo(0, 0, frozenset(), 0.0, 0, 0), 0)
+
+    def decide(self, uids: list[int], fields: list[SearchFields | None] | None = None) -> list[int]:
+        """Run the predicate on ``uids`` (with their ENVELOPE values when given); the
+        matches go to ``found``, the undecided are returned."""
+        messages, seq_of, probe, test = self.view.messages, self.view.seq_of, self.probe, self.test
+        found, undecided = self.found, []
+        for index, uid in enumerate(uids):
+            probe.info = messages[uid]
+            probe.seq = seq_of(uid)
+            probe.fields = fields[index] if fields is not None else None
+            result = test(probe)
             if result:
                 found.append(uid)
             elif result is None:
                 undecided.append(uid)
-    else:  # only header and text keys: nothing to decide without the store
-        undecided = view.uids
-    store = session.store
-    cache = caches(store).messages
-    needs_data: list[tuple[Candidate, str]] = []
-    # Messages that cannot match unless their structure holds a term are left in the store.
-    terms = structure_terms(criteria)
-    for start in range(0, len(undecided), STRUCTURE_BATCH):
-        batch = undecided[start : start + STRUCTURE_BATCH]
-        if terms is None:
-            structures = await store.structures(view.mailbox_id, batch)
-        else:
-            structures = await store.structures_matching(view.mailbox_id, batch, sorted(terms))
-        for uid, stored in sorted(structures.items()):
-            info = view.messages.get(uid)
-            if info is None:
-                continue
-            candidate = Candidate(info, view.seq_of(uid))
-            candidate.fields = cache.get(stored.info.blob_id, stored.structure, SEARCH).search
-            result = evaluate(criteria, candidate, context)
-            if result:
-                found.append(candidate.info.uid)
-            elif result is None:
-                needs_data.append((candidate, stored.structure))
-    for start in range(0, len(needs_data), BODY_BATCH):
-        batch = needs_data[start : start + BODY_BATCH]
-        bodies = await store.read_blobs([c.info.blob_id for c, _ in batch])
-        for candidate, structure in batch:
-            candidate.data = bodies.get(candidate.info.blob_id)
+                if probe.fields is not None:
+                    self.fields[uid] = probe.fields
+        return undecided
+
+    async def by_envelope(self, uids: list[int], terms: frozenset[str] | None) -> list[int]:
+        messages = self.view.messages
+        known = self.cache.search_fields([messages[uid].blob_id for uid in uids])
+        cached = [uid for uid, fields in zip(uids, known, strict=True) if fields is not None]
+        undecided = self.decide(cached, [fields for fields in known if fields is not None])
+        # Messages that cannot match unless their structure holds a term stay in the store.
+        unknown = [uid for uid, fields in zip(uids, known, strict=True) if fields is None]
+        store, mailbox_id = self.session.store, self.view.mailbox_id
+        for start in range(0, len(unknown), STRUCTURE_BATCH):
+            batch = unknown[start : start + STRUCTURE_BATCH]
+            if terms is None:
+                structures = await store.structures(mailbox_id, batch)
+            else:
+                structures = await store.structures_matching(mailbox_id, batch, sorted(terms))
+            filled = [
+                self.cache.fill(messages[uid].blob_id, stored.structure, SEARCH).search
+                for uid, stored in structures.items()
+            ]
+            undecided += self.decide(list(structures), filled)
+        return undecided
+
+    async def by_body(self, uids: list[int]) -> None:
+        """Decide a batch with the message bodies (and where their text is)."""
+        view, cache, store = self.view, self.cache, self.session.store
+        infos = [view.messages[uid] for uid in uids]
+        bodies = await store.read_blobs([info.blob_id for info in infos])
+        entries = {info.uid: cache.lookup(info.blob_id, SPANS) for info in infos}
+        unknown = [uid for uid, entry in entries.items() if entry is None]
+        structures = await store.structures(view.mailbox_id, unknown) if unknown else {}
+        for info in infos:
+            entry = entries[info.uid]
+            if entry is None:
+                stored = structures.get(info.uid)
+                if stored is None:
+                    continue  # expunged meanwhile
+                entry = cache.fill(info.blob_id, stored.structure, SPANS)
+            candidate = Candidate(info, view.seq_of(info.uid), self.fields.get(info.uid))
+            candidate.data = bodies.get(info.blob_id)
             if candidate.data is None:
                 continue
-            candidate.spans = cache.get(candidate.info.blob_id, structure, SPANS).spans
-            if evaluate(criteria, candidate, context):
-                found.append(candidate.info.uid)
-            candidate.data = None  # keep memory flat
-    return found
+            candidate.spans = entry.spans
+            if self.test(candidate):
+                self.found.append(info.uid)

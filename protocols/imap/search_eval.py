@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import datetime
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from protocols.imap.search_data import SearchFields, TextSpan
@@ -52,15 +53,17 @@ ENVELOPE_FIELDS = frozenset(("subject", "from", "to", "cc", "bcc"))
 WIDE_CHARSETS = ("utf-16", "utf-32", "ucs-2", "ucs2", "utf16", "utf32")
 
 
-@dataclass
 class Candidate:
     """One message and whatever has been read of it so far."""
 
-    info: MessageInfo
-    seq: int
-    fields: SearchFields | None = None
-    spans: tuple[TextSpan, ...] | None = None  # text_spans() of the message
-    data: bytes | None = None
+    __slots__ = ("data", "fields", "info", "seq", "spans")
+
+    def __init__(self, info: MessageInfo, seq: int, fields: SearchFields | None = None) -> None:
+        self.info = info
+        self.seq = seq
+        self.fields = fields
+        self.spans: tuple[TextSpan, ...] | None = None  # text_spans() of the message
+        self.data: bytes | None = None
 
 
 @dataclass(frozen=True)
@@ -70,73 +73,133 @@ class Context:
     saved: frozenset[int]  # the saved result ($), as UIDs
 
 
+Predicate = Callable[[Candidate], "bool | None"]
+
+
 def fold(text: str) -> str:
     return text.casefold()
 
 
 def evaluate(key: SearchKey, message: Candidate, context: Context) -> bool | None:
+    return compile_key(key, context)(message)
+
+
+def compile_key(key: SearchKey, context: Context) -> Predicate:
+    """The criteria as one function of a candidate, built once per SEARCH: each key's work
+    that does not depend on the message (folding the needle, resolving ``*``, the bounds
+    of a day) is done here, not once per message."""
     match key:
         case Constant(value=value):
-            return value
+            return lambda message: value
         case HasFlag(flag=flag, present=present):
-            return _has_flag(message.info.flags, flag) == present
-        case SizeCompare(larger=larger, size=size):
-            return message.info.size > size if larger else message.info.size < size
+            # stored system flags are canonical ("\\Seen"), as are the parser's
+            return lambda message: (flag in message.info.flags) == present
+        case SizeCompare(larger=True, size=size):
+            return lambda message: message.info.size > size
+        case SizeCompare(larger=False, size=size):
+            return lambda message: message.info.size < size
         case InSet(numbers=numbers, uid=uid):
             if numbers.saved:
-                return message.info.uid in context.saved
+                saved = context.saved
+                return lambda message: message.info.uid in saved
+            ranges = numbers.resolve(context.largest_uid if uid else context.count)
             if uid:
-                return numbers.contains(message.info.uid, context.largest_uid)
-            return numbers.contains(message.seq, context.count)
+                return lambda message: any(lo <= message.info.uid <= hi for lo, hi in ranges)
+            return lambda message: any(lo <= message.seq <= hi for lo, hi in ranges)
         case ModSeqAtLeast(modseq=modseq):
-            return message.info.modseq >= modseq
-        case DateCompare(sent=sent, op=op, date=date):
-            if not sent:
-                return _compare(_internal_day(message.info), op, date)
-            if message.fields is None:
-                return None
-            return _compare(message.fields.sent or _internal_day(message.info), op, date)
-        case HeaderContains(field=field, value=value):
-            if field in ENVELOPE_FIELDS:
+            return lambda message: message.info.modseq >= modseq
+        case DateCompare(sent=False, op=op, date=date):
+            start = datetime.datetime(date.year, date.month, date.day, tzinfo=datetime.UTC)
+            low = start.timestamp()
+            high = low + 86400
+            if op == "before":
+                return lambda message: message.info.internaldate < low
+            if op == "on":
+                return lambda message: low <= message.info.internaldate < high
+            return lambda message: message.info.internaldate >= low
+        case DateCompare(sent=True, op=op, date=date):
+
+            def sent(message: Candidate) -> bool | None:
                 if message.fields is None:
                     return None
-                return _envelope_contains(message.fields, field, fold(value))
-            if message.data is None or message.spans is None:
-                return None
-            return _header_contains(message, field, fold(value))
+                day = message.fields.sent or _internal_day(message.info)
+                return _compare(day, op, date)
+
+            return sent
+        case HeaderContains(field="subject", value=value):
+            needle = fold(value)
+
+            def subject(message: Candidate) -> bool | None:
+                fields = message.fields
+                if fields is None:
+                    return None
+                return fields.subject is not None and needle in fields.subject
+
+            return subject
+        case HeaderContains(field=field, value=value) if field in ENVELOPE_FIELDS:
+            needle = fold(value)
+
+            def address(message: Candidate) -> bool | None:
+                if message.fields is None:
+                    return None
+                texts = message.fields.addresses[field]
+                return texts is not None and (not needle or any(needle in t for t in texts))
+
+            return address
+        case HeaderContains(field=field, value=value):
+            needle = fold(value)
+
+            def header(message: Candidate) -> bool | None:
+                if message.data is None or message.spans is None:
+                    return None
+                return _header_contains(message, field, needle)
+
+            return header
         case TextContains(value=value, body_only=body_only):
-            if message.data is None or message.spans is None:
-                return None
-            return text_contains(message.data, message.spans, fold(value), not body_only)
+            needle = fold(value)
+
+            def text(message: Candidate) -> bool | None:
+                if message.data is None or message.spans is None:
+                    return None
+                return text_contains(message.data, message.spans, needle, not body_only)
+
+            return text
         case Not(key=inner):
-            result = evaluate(inner, message, context)
-            return None if result is None else not result
+            test = compile_key(inner, context)
+
+            def negation(message: Candidate) -> bool | None:
+                result = test(message)
+                return None if result is None else not result
+
+            return negation
         case Or(left=left, right=right):
-            first = evaluate(left, message, context)
-            if first is True:
-                return True
-            second = evaluate(right, message, context)
-            if second is True:
-                return True
-            return None if first is None or second is None else False
+            first, second = compile_key(left, context), compile_key(right, context)
+
+            def either(message: Candidate) -> bool | None:
+                one = first(message)
+                if one is True:
+                    return True
+                other = second(message)
+                if other is True:
+                    return True
+                return None if one is None or other is None else False
+
+            return either
         case And(keys=keys):
-            undecided = False
-            for inner in keys:
-                result = evaluate(inner, message, context)
-                if result is False:
-                    return False
-                undecided |= result is None
-            return None if undecided else True
+            tests = [compile_key(inner, context) for inner in keys]
+
+            def every(message: Candidate) -> bool | None:
+                undecided = False
+                for test in tests:
+                    result = test(message)
+                    if result is False:
+                        return False
+                    if result is None:
+                        undecided = True
+                return None if undecided else True
+
+            return every
     raise TypeError(f"unknown search key {key!r}")  # pragma: no cover
-
-
-def _has_flag(flags: frozenset[str], flag: str) -> bool:
-    if flag in flags:
-        return True
-    if flag.startswith("\\"):
-        lowered = flag.lower()
-        return any(name.lower() == lowered for name in flags)
-    return False
 
 
 def _compare(day: datetime.date, op: str, date: datetime.date) -> bool:
@@ -149,15 +212,6 @@ def _compare(day: datetime.date, op: str, date: datetime.date) -> bool:
 
 def _internal_day(info: MessageInfo) -> datetime.date:
     return datetime.datetime.fromtimestamp(info.internaldate, datetime.UTC).date()
-
-
-def _envelope_contains(fields: SearchFields, field: str, needle: str) -> bool:
-    if field == "subject":
-        return fields.subject is not None and needle in fields.subject
-    addresses = fields.addresses[field]
-    if addresses is None:
-        return False
-    return not needle or any(needle in text for text in addresses)
 
 
 def _header_contains(message: Candidate, field: str, needle: str) -> bool:
@@ -248,3 +302,19 @@ def uses_view(key: SearchKey) -> bool:
         case And(keys=keys):
             return any(uses_view(inner) for inner in keys)
     return True
+
+
+def uses_envelope(key: SearchKey) -> bool:
+    """Whether any key compares ENVELOPE values (SUBJECT, FROM, TO, CC, BCC, SENT*)."""
+    match key:
+        case HeaderContains(field=field):
+            return field in ENVELOPE_FIELDS
+        case DateCompare(sent=sent):
+            return sent
+        case Not(key=inner):
+            return uses_envelope(inner)
+        case Or(left=left, right=right):
+            return uses_envelope(left) or uses_envelope(right)
+        case And(keys=keys):
+            return any(uses_envelope(inner) for inner in keys)
+    return False

@@ -201,6 +201,14 @@ class Session:
             await self.sync_after(command)
             self.write(response.status(tag, "NO", str(error) or "Failed", None))
             return
+        except (Logout, ConnectionClosed, ReadTimeout):
+            raise
+        except Exception:
+            # A bug of ours: the client hears that much, the log gets the rest, and the
+            # session goes on (a traceback never reaches the client).
+            self.conn.log.exception("%s failed", command.name)
+            self.write(response.status(tag, "NO", "Internal error", "SERVERBUG"))
+            return
         if isinstance(outcome, Answered):
             return
         if outcome is None:

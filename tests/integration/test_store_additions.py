@@ -1,4 +1,5 @@
-"""Store methods added for IMAP, each with its SQLite override checked against the default:
+"""Store behaviour added for IMAP: blob ids are never given twice (so IMAP can cache what it
+derives from a body by its id), and methods, each SQLite override checked against the default:
 ``read_blob_prefixes`` (the header blocks of many messages in one read, for FETCH of header
 fields over a mailbox) and ``structures_matching`` (the pre-filter of SEARCH on headers)."""
 
@@ -58,3 +59,15 @@ async def test_structures_matching_is_a_superset_filter(store):
         assert sorted(await backend(box.id, uids, ["\u00df", "SEE"])) == [uids[1], uids[3]]
         assert sorted(await backend(box.id, uids, ["\u00dc", "50%", "_"])) == []
         assert sorted(await backend(box.id, uids[3:], ["zebra"])) == []
+
+
+async def test_blob_ids_are_never_given_again(store):
+    await store.add_domain("example.test")
+    account = await store.add_account("bob@example.test", "secret-hash", None)
+    box = await store.get_mailbox(account.id, "INBOX")
+    first = await store.append(box.id, b"Subject: one\r\n\r\n1", flags=frozenset({"\\Deleted"}))
+    await store.expunge(box.id)  # the largest blob id is gone...
+    second = await store.append(box.id, b"Subject: two\r\n\r\n2")
+    assert second.blob_id > first.blob_id  # ... and not given again
+    again = await store.append(box.id, b"Subject: two\r\n\r\n2")
+    assert again.blob_id == second.blob_id  # the same bytes still share one blob
