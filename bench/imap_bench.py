@@ -283,6 +283,9 @@ service imap {{
   process_limit = 10000
 }}
 default_process_limit = 100
+protocol imap {{
+  mail_max_userip_connections = 100000
+}}
 """
     )
     for sub in ("run", "state", "home"):
@@ -443,30 +446,33 @@ def run_operations(port: int, runs: int) -> dict[str, float]:
 # -- memory of sessions in IDLE -------------------------------------------------------------
 
 
-def rss_of(pid: int) -> int:
-    """Resident memory of a process and its children (Dovecot runs one per session), KiB."""
-    total = 0
-    pids = [pid]
-    try:
-        children = subprocess.run(
-            ["pgrep", "-P", str(pid)], capture_output=True, text=True, check=False
-        ).stdout.split()
-        pids += [int(child) for child in children]
-        for child in list(pids[1:]):
-            grand = subprocess.run(
-                ["pgrep", "-P", str(child)], capture_output=True, text=True, check=False
-            ).stdout.split()
-            pids += [int(g) for g in grand]
-    except FileNotFoundError:
-        pass
-    for each in pids:
+def memory_of(pid: int) -> tuple[int, int]:
+    """(RSS, PSS) in KiB of a process and all its descendants (Dovecot runs one process
+    a session; PSS shares the pages they have in common among them, RSS counts them in
+    each)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
-            for line in Path(f"/proc/{each}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total += int(line.split()[1])
-        except FileNotFoundError:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (FileNotFoundError, ProcessLookupError):
             continue
-    return total
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    family, queue = [], [pid]
+    while queue:
+        current = queue.pop()
+        family.append(current)
+        queue.extend(children.get(current, ()))
+    rss = pss = 0
+    for member in family:
+        try:
+            for line in Path(f"/proc/{member}/smaps_rollup").read_text().splitlines():
+                if line.startswith("Rss:"):
+                    rss += int(line.split()[1])
+                elif line.startswith("Pss:"):
+                    pss += int(line.split()[1])
+        except (FileNotFoundError, ProcessLookupError, PermissionError):
+            continue
+    return rss, pss
 
 
 async def open_idle_sessions(port: int, count: int, users: list[str]) -> list:
@@ -494,18 +500,20 @@ async def open_idle_sessions(port: int, count: int, users: list[str]) -> list:
 
 
 def idle_memory(name: str, port: int, pid: int, count: int, users: list[str]) -> None:
-    before = rss_of(pid)
+    before_rss, before_pss = memory_of(pid)
 
     async def run() -> None:
         started = time.perf_counter()
         sessions = await open_idle_sessions(port, count, users)
         elapsed = time.perf_counter() - started
         await asyncio.sleep(1)  # ok: let the server settle before reading its memory
-        after = rss_of(pid)
+        rss, pss = memory_of(pid)
         print(
-            f"{name:<12} {count} sessions in IDLE: RSS {before / 1024:.0f} MiB idle -> "
-            f"{after / 1024:.0f} MiB ({(after - before) / count:.1f} KiB a session); "
-            f"opened in {elapsed:.1f}s"
+            f"{name:<12} {count} sessions in IDLE (opened in {elapsed:.1f}s): "
+            f"RSS {before_rss / 1024:.0f} -> {rss / 1024:.0f} MiB, "
+            f"PSS {before_pss / 1024:.0f} -> {pss / 1024:.0f} MiB "
+            f"({(pss - before_pss) / count:.1f} KiB a session)",
+            flush=True,
         )
         for _, writer in sessions:
             writer.close()
