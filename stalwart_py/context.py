@@ -12,11 +12,13 @@ from stalwart_py.config import Config
 from stalwart_py.delivery import Delivery
 from stalwart_py.directory import Directory
 from stalwart_py.metrics import Metrics
+from stalwart_py.sieve import SieveFilter
 from stalwart_py.store import Store
 from stalwart_py.tls import TLSManager
 
 if TYPE_CHECKING:
     from stalwart_py.listeners import ListenerRegistry, ReloadReport
+    from stalwart_py.queue import QueueManager
 
 
 class ServerContext:
@@ -33,12 +35,19 @@ class ServerContext:
         self.store = store
         self.directory = Directory(store, config.directory)
         self.delivery = Delivery(
-            store, self.directory, lambda: self.config.hostname, metrics=self.metrics
+            store,
+            self.directory,
+            lambda: self.config.hostname,
+            metrics=self.metrics,
+            message_filter=SieveFilter(
+                store, self.directory, lambda: self.config.hostname, metrics=self.metrics
+            ),
         )
         self.tls = TLSManager(config.storage.data_dir)
         self.logger = logging.getLogger("stalwart_py")
         self.draining = anyio.Event()  # set when the server starts to stop
         self.listeners: ListenerRegistry | None = None
+        self.queue: QueueManager | None = None  # the outbound queue's workers (set by the server)
         # Re-read and apply the configuration file (set by the server); raises ConfigError
         # or ApplyError and changes nothing when the file cannot be applied.
         self.reload: Callable[[], Awaitable[ReloadReport]] | None = None

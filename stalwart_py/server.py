@@ -33,6 +33,7 @@ from stalwart_py.config import Config, ConfigError, load_config
 from stalwart_py.context import ServerContext
 from stalwart_py.listeners import ApplyError, ListenerRegistry, ReloadReport
 from stalwart_py.plugin import Protocol, discover_protocols
+from stalwart_py.queue import QueueManager
 from stalwart_py.store import Store, StoreError, create_store
 
 log = logging.getLogger("stalwart_py.server")
@@ -116,12 +117,24 @@ class Server:
             log.info("created the administrator account %s with the given password", created[0])
         self._instantiate_protocols()
         self.registry = ListenerRegistry(self.context, self.protocols)
+        # The outbound queue's workers belong to this task group: they stop with it, and
+        # whatever they were delivering stays queued (see stalwart_py/queue/manager.py).
+        self.context.queue = QueueManager(
+            self.config.queue,
+            store,
+            self.context.delivery,
+            hostname=lambda: self.config.hostname,
+            data_dir=self.config.storage.data_dir,
+            dkim=self.config.dkim,
+            metrics=self.context.metrics,
+        )
         try:
             async with anyio.create_task_group() as tg:
                 self._task_group = tg
                 if handle_signals:
                     tg.start_soon(self._watch_signals)
                 tg.start_soon(self._watch_certificates)
+                await tg.start(self.context.queue.run)
                 await tg.start(self._run_registry)
                 self._announce("ready")
                 task_status.started(self)
@@ -169,6 +182,8 @@ class Server:
         self.config = config
         assert self.context is not None
         self.context.directory.configure(config.directory)
+        if self.context.queue is not None:
+            self.context.queue.configure(config.queue, config.dkim)
         log.info("reloaded %s: %s", self.config_path, _summary(report))
         self._announce("reloaded", changes=report.as_dict())
         return report

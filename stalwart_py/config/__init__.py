@@ -5,7 +5,7 @@ how a settings dataclass maps to TOML keys.
 """
 
 from stalwart_py.config.errors import ConfigError, ConfigIssue
-from stalwart_py.config.explain import explain
+from stalwart_py.config.explain import explain, explain_json
 from stalwart_py.config.loader import (
     NO_SCOPE,
     Config,
@@ -67,6 +67,7 @@ __all__ = [
     "ThrottleSettings",
     "ValueParser",
     "explain",
+    "explain_json",
     "load_config",
     "parse_config",
 ]

@@ -131,6 +131,7 @@ class Converter:
             if key not in fields:
                 self.error(node.path, unknown_key_message(key, [*fields, *also_valid]))
         kwargs: dict[str, Any] = {}
+        failed = False
         for key, field in fields.items():
             node = table.value.get(key)
             if node is None:
@@ -138,10 +139,13 @@ class Converter:
             sub_rel = f"{rel}.{key}" if rel else key
             value = self.convert(hints[field.name], node, field.metadata, sub_rel, origins)
             if value is INVALID:
+                failed = True
                 continue
             if origins is not None and not _is_dataclass_type(hints[field.name]):
                 origins[sub_rel] = node.origin
             kwargs[field.name] = value
+        if failed:  # already reported; a required field left out is not "missing"
+            return INVALID
         try:
             return cls(**kwargs)
         except TypeError as exc:  # a required field is missing

@@ -48,18 +48,35 @@ def render_value(value: Any) -> str:
     return '"' + str(value) + '"'
 
 
-def _lines(listener: ListenerConfig, scope: ScopeKey) -> dict[str, tuple[str, str]]:
+def _rows(listener: ListenerConfig, scope: ScopeKey) -> dict[str, tuple[Any, str]]:
+    """Every effective key of a listener for one peer scope: ``key -> (value, origin)``."""
     settings = listener.effective[scope]
     origins = listener.origins[scope]
     rows = {}
     for key, value in flatten(settings):
         if key == "allow" and scope == NO_SCOPE:
             continue
-        rows[key] = (render_value(value), origins.get(key, "default"))
+        rows[key] = (value, origins.get(key, "default"))
     if settings.protocol is not None and dataclasses.is_dataclass(settings.protocol):
         for key, value in flatten(settings.protocol, listener.protocol + "."):
-            rows[key] = (render_value(value), origins.get(key, "default"))
+            rows[key] = (value, origins.get(key, "default"))
     return rows
+
+
+def _lines(listener: ListenerConfig, scope: ScopeKey) -> dict[str, tuple[str, str]]:
+    return {
+        key: (render_value(value), origin)
+        for key, (value, origin) in _rows(listener, scope).items()
+    }
+
+
+def _scope_names(listener: ListenerConfig, scope: ScopeKey) -> list[str]:
+    names = []
+    if scope[0] >= 0:
+        names.append(f'server peer "{listener.server_scopes[scope[0]].network}"')
+    if scope[1] >= 0:
+        names.append(f'listener peer "{listener.listener_scopes[scope[1]].network}"')
+    return names
 
 
 def explain(config: Config) -> str:
@@ -81,11 +98,7 @@ def explain(config: Config) -> str:
         for scope in listener.effective:
             if scope == NO_SCOPE:
                 continue
-            names = []
-            if scope[0] >= 0:
-                names.append(f'server peer "{listener.server_scopes[scope[0]].network}"')
-            if scope[1] >= 0:
-                names.append(f'listener peer "{listener.listener_scopes[scope[1]].network}"')
+            names = _scope_names(listener, scope)
             rows = _lines(listener, scope)
             changed = {k: v for k, v in rows.items() if base.get(k) != v}
             if not changed:
@@ -94,3 +107,64 @@ def explain(config: Config) -> str:
             for key, (value, origin) in changed.items():
                 out.append(f"    {key} = {value}".ljust(width + 2) + f"  # {origin}")
     return "\n".join(out) + "\n"
+
+
+def json_value(value: Any) -> Any:
+    """A settings value as JSON: durations in seconds, sizes in bytes, paths and networks as
+    text, tuples as lists."""
+    if value is None or isinstance(value, bool | int | str):
+        return value
+    if isinstance(value, float):
+        return int(value) if value.is_integer() else value
+    if isinstance(value, tuple | list):
+        return [json_value(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): json_value(v) for k, v in value.items()}
+    return str(value)
+
+
+def explain_json(config: Config) -> dict[str, Any]:
+    """What ``explain`` prints, as a JSON document: every listener's effective settings with
+    the origin of each value, and for each peer scope the values that differ there."""
+    server = config.server
+    listeners = []
+    for listener in config.listeners.values():
+        base = _rows(listener, NO_SCOPE)
+        scopes = []
+        for scope in listener.effective:
+            if scope == NO_SCOPE:
+                continue
+            changed = {
+                key: row for key, row in _rows(listener, scope).items() if base.get(key) != row
+            }
+            if changed:
+                scopes.append(
+                    {"peers": _scope_names(listener, scope), "settings": _json_rows(changed)}
+                )
+        listeners.append(
+            {
+                "id": listener.id,
+                "protocol": listener.protocol,
+                "bind": [str(b) for b in listener.bind],
+                "enable": listener.enable,
+                "settings": _json_rows(base),
+                "peer-scopes": scopes,
+            }
+        )
+    return {
+        "file": str(config.file),
+        "hostname": config.hostname,
+        "server": {
+            "max-connections": server.max_connections,
+            "shutdown-timeout": json_value(server.shutdown_timeout),
+            "certificate-watch": json_value(server.certificate_watch),
+        },
+        "storage": {"data-dir": str(config.storage.data_dir), "backend": config.storage.backend},
+        "listeners": listeners,
+    }
+
+
+def _json_rows(rows: dict[str, tuple[Any, str]]) -> dict[str, dict[str, Any]]:
+    return {
+        key: {"value": json_value(value), "origin": origin} for key, (value, origin) in rows.items()
+    }

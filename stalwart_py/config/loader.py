@@ -34,18 +34,29 @@ from stalwart_py.config.schema import (
     SCOPE_ONLY_KEYS,
     SERVER_ONLY_KEYS,
     DirectorySettings,
+    DkimSettings,
     ListenerSettings,
     LoggingSettings,
+    QueueSettings,
     ServerSettings,
     StorageSettings,
 )
-from stalwart_py.config.types import Bind, BindAddress, IPAddress, IPNetwork, parse_network
+from stalwart_py.config.types import (
+    Bind,
+    BindAddress,
+    Hostname,
+    IPAddress,
+    IPNetwork,
+    parse_network,
+)
 
 # Top-level tables besides [server], each validated by its settings class.
 SECTIONS: dict[str, type] = {
     "storage": StorageSettings,
     "logging": LoggingSettings,
     "directory": DirectorySettings,
+    "queue": QueueSettings,
+    "dkim": dict[Hostname, DkimSettings],  # [dkim."example.com"]
 }
 
 # A connection's scope: (index into server scopes, index into listener scopes); -1 for none.
@@ -110,6 +121,8 @@ class Config:
     storage: StorageSettings
     logging: LoggingSettings
     directory: DirectorySettings
+    queue: QueueSettings = field(default_factory=QueueSettings)
+    dkim: dict[str, DkimSettings] = field(default_factory=dict)
     raw: dict[str, Any] = field(repr=False, default_factory=dict)
 
 
@@ -201,7 +214,7 @@ class _Loader:
             if key != "server" and key not in SECTIONS:
                 self.conv.error(node.path, unknown_key_message(key, ["server", *SECTIONS]))
         sections = {
-            name: self.conv.build(cls, root.value.get(name) or Sourced({}, name, "default"))
+            name: self.conv.convert(cls, root.value.get(name) or Sourced({}, name, "default"))
             for name, cls in SECTIONS.items()
         }
         server_node = self._relabel(
@@ -255,6 +268,8 @@ class _Loader:
             storage=sections["storage"],
             logging=sections["logging"],
             directory=sections["directory"],
+            queue=sections["queue"],
+            dkim=sections["dkim"],
             raw=data,
         )
 

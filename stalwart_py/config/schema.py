@@ -15,8 +15,11 @@ from typing import Annotated, Any, Literal
 from stalwart_py.config.types import (
     Duration,
     FileMode,
+    Host,
     Hostname,
+    NameServer,
     Network,
+    Port,
     Range,
     Size,
     TLSVersion,
@@ -133,6 +136,88 @@ class DirectorySettings:
     def __post_init__(self) -> None:
         if len(self.subaddress_separator) > 1:
             raise ValueError("subaddress-separator must be one character or empty")
+
+
+# -- outbound queue ([queue]) and DKIM signing ([dkim."<domain>"]) ---------------------------
+
+# How a route uses TLS: never; STARTTLS when offered, unverified (RFC 7435 opportunistic
+# security); STARTTLS required with a verified certificate; TLS from the first byte, verified.
+RouteTLS = Literal["none", "opportunistic", "starttls", "implicit"]
+
+
+@dataclass(frozen=True, slots=True)
+class RouteSettings:
+    """``[queue.route."<domain>"]``: deliver this domain to a fixed host instead of its MX."""
+
+    host: Host
+    port: Port = 25
+    tls: RouteTLS = "opportunistic"
+    user: str | None = None  # AUTH (PLAIN, else LOGIN) with these credentials
+    password: str | None = None
+
+    def __post_init__(self) -> None:
+        if (self.user is None) != (self.password is None):
+            raise ValueError("user and password must be given together")
+        if self.user is not None and self.tls not in ("starttls", "implicit"):
+            raise ValueError(
+                'a password is only sent over verified TLS: set tls to "starttls" or "implicit"'
+            )
+
+
+@dataclass(frozen=True, slots=True)
+class RelaySettings(RouteSettings):
+    """``[queue.relay]``: send every remote message through this smarthost."""
+
+    port: Port = 587
+    tls: RouteTLS = "starttls"
+
+
+@dataclass(frozen=True, slots=True)
+class QueueDnsSettings:
+    """``[queue.dns]``: the resolver for MX, A and AAAA lookups."""
+
+    nameservers: tuple[NameServer, ...] = ()  # empty: the system's (/etc/resolv.conf)
+    timeout: Duration = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class QueueTLSSettings:
+    """``[queue.tls]``: TLS of outbound connections."""
+
+    require: tuple[Hostname, ...] = ()  # domains delivered only over verified TLS
+    ca_file: Path | None = None  # trust anchors for verification; default: the system's
+
+
+@dataclass(frozen=True, slots=True)
+class QueueSettings:
+    """``[queue]``: delivery of the outbound queue."""
+
+    retry: tuple[Duration, ...] = (300.0, 600.0, 1800.0, 3600.0, 7200.0, 14400.0)
+    max_age: Duration = 5 * 86400.0  # then undelivered recipients bounce
+    max_connections: Annotated[int, Range(1, 10000)] = 32  # outbound, in total
+    max_connections_per_destination: Annotated[int, Range(1, 1000)] = 4
+    max_messages_per_connection: Annotated[int, Range(1)] = 100
+    port: Port = 25  # the port of MX hosts (RFC 5321); change it only to test
+    connect_timeout: Duration = 30.0
+    command_timeout: Duration = 300.0  # RFC 5321 4.5.3.2: 5 minutes for most replies
+    data_timeout: Duration = 600.0  # RFC 5321 4.5.3.2: 10 minutes for the end of DATA
+    poll_interval: Duration = 5.0  # how often the queue is re-read for work added elsewhere
+    dns: QueueDnsSettings = field(default_factory=QueueDnsSettings)
+    tls: QueueTLSSettings = field(default_factory=QueueTLSSettings)
+    relay: RelaySettings | None = None
+    route: dict[Hostname, RouteSettings] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.retry:
+            raise ValueError("retry needs at least one interval")
+
+
+@dataclass(frozen=True, slots=True)
+class DkimSettings:
+    """``[dkim."<domain>"]``: sign outbound mail from this domain (RFC 6376)."""
+
+    selector: str
+    private_key: Path  # PEM, RSA or Ed25519; `stalwart-py dkim generate` makes one
 
 
 SERVER_ONLY_KEYS = frozenset({"max-connections", "shutdown-timeout", "certificate-watch"})

@@ -200,3 +200,45 @@ Bind = Annotated[
     ),
 ]
 Port = Annotated[int, Range(1, 65535)]
+
+
+# -- outbound queue ([queue]) ---------------------------------------------------------------
+
+
+def parse_host(raw: Any) -> str:
+    """A host to connect to: a DNS name, or an IP address (IPv6 with or without brackets)."""
+    if isinstance(raw, str):
+        text = raw.strip()
+        inner = text[1:-1] if text.startswith("[") and text.endswith("]") else text
+        try:
+            return str(ipaddress.ip_address(inner))
+        except ValueError:
+            pass
+    return parse_hostname(raw)
+
+
+def parse_nameserver(raw: Any) -> tuple[str, int]:
+    """A DNS server: ``"192.0.2.53"``, ``"192.0.2.53:5353"``, ``"::1"`` or ``"[::1]:5353"``
+    -> (address, port); the port defaults to 53."""
+    if not isinstance(raw, str):
+        raise ValueError
+    text = raw.strip()
+    try:
+        return str(ipaddress.ip_address(text)), 53
+    except ValueError:
+        pass
+    host, sep, port_text = text.rpartition(":")
+    if not sep or not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
+        raise ValueError
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    try:
+        return str(ipaddress.ip_address(host)), int(port_text)
+    except ValueError:
+        raise ValueError from None
+
+
+Host = Annotated[str, ValueParser(parse_host, "a host name or an IP address")]
+NameServer = Annotated[
+    tuple[str, int],
+    ValueParser(parse_nameserver, 'an IP address with an optional port, such as "127.0.0.1:5353"'),
+]

@@ -307,6 +307,14 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def active_script(self, account_id: int) -> SieveScript | None: ...
 
+    @abc.abstractmethod
+    async def claim_vacation_reply(
+        self, account_id: int, sender: str, handle: str, period: float
+    ) -> bool:
+        """Sieve vacation (RFC 5230 4.2): True, and recorded, when no reply with ``handle``
+        went to ``sender`` (case-insensitive) within the last ``period`` seconds; False
+        otherwise. Atomic: of two concurrent claims, one wins. Expired records are purged."""
+
     # -- outbound queue and reports ---------------------------------------------------------
 
     @abc.abstractmethod
@@ -322,11 +330,24 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def queue_entry(self, queue_id: int) -> QueueEntry | None: ...
 
+    async def queue_size(self) -> tuple[int, int]:
+        """(messages, pending recipients) in the outbound queue, for metrics. Backends
+        override this with a count; the default counts a listing."""
+        entries = await self.queue_entries(limit=1_000_000)
+        pending = sum(1 for e in entries for r in e.recipients if r.status == "pending")
+        return len(entries), pending
+
     @abc.abstractmethod
     async def update_queue_recipients(
-        self, queue_id: int, updates: Sequence[RecipientUpdate]
+        self,
+        queue_id: int,
+        updates: Sequence[RecipientUpdate],
+        *,
+        notification: tuple[bytes, OutboundMessage] | None = None,
     ) -> None:
-        """Record delivery attempts; a message with no pending recipient left is removed."""
+        """Record delivery attempts; a message with no pending recipient left is removed.
+        ``notification`` (a DSN about these attempts) is queued in the same transaction, and
+        only while the message is still queued (``queue delete`` may have removed it)."""
 
     @abc.abstractmethod
     async def delete_queue_entry(self, queue_id: int) -> None:

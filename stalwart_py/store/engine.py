@@ -94,6 +94,11 @@ class MailboxWatch:
         self.close()
 
 
+# A pseudo mailbox id (SQLite row ids start at 1): the outbound queue got work. A write that
+# enqueues adds it to ``Txn.touched``; the queue's workers watch it to start at once.
+QUEUE_CHANNEL = 0
+
+
 class ChangeHub:
     """Mailbox id -> the watches on it. Used from the event loop thread only."""
 

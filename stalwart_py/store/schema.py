@@ -139,7 +139,22 @@ def _v1(conn: sqlite3.Connection) -> None:
             conn.execute(statement)
 
 
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_v1]
+def _v2_sieve_vacation(conn: sqlite3.Connection) -> None:
+    """Vacation replies sent, per account, sender and handle, until their period ends
+    (RFC 5230 section 4.2: one reply per sender per period)."""
+    conn.execute(
+        "CREATE TABLE sieve_vacation ("
+        " account_id INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,"
+        " sender TEXT NOT NULL COLLATE NOCASE,"
+        " handle TEXT NOT NULL,"
+        " expires REAL NOT NULL,"
+        " PRIMARY KEY (account_id, sender, handle)"
+        ") WITHOUT ROWID"
+    )
+    conn.execute("CREATE INDEX sieve_vacation_expiry ON sieve_vacation(account_id, expires)")
+
+
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_v1, _v2_sieve_vacation]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -12,7 +12,7 @@ import sqlite3
 from collections.abc import Sequence
 
 from stalwart_py.store.blobs import PreparedBlob, prepare_blob, put_blob, release_blob
-from stalwart_py.store.engine import Engine, Txn
+from stalwart_py.store.engine import QUEUE_CHANNEL, Engine, Txn
 from stalwart_py.store.model import (
     NotFound,
     OutboundMessage,
@@ -31,6 +31,7 @@ RECIPIENT_COLUMNS = (
 
 
 def insert_queue_entry(txn: Txn, blob: PreparedBlob, message: OutboundMessage) -> int:
+    txn.touched.add(QUEUE_CHANNEL)
     blob_id = put_blob(txn, blob)
     queue_id = txn.execute(
         "INSERT INTO queue_messages(blob_id, mail_from, ret, envid, source, smtputf8, created)"
@@ -138,6 +139,15 @@ class QueueMixin:
 
         return await self._engine.read(op)
 
+    async def queue_size(self) -> tuple[int, int]:
+        def op(conn: sqlite3.Connection) -> tuple[int, int]:
+            return conn.execute(
+                "SELECT count(DISTINCT message_id), count(*) FROM queue_recipients"
+                " WHERE status = 'pending'"
+            ).fetchone()
+
+        return await self._engine.read(op)
+
     async def queue_entry(self, queue_id: int) -> QueueEntry | None:
         def op(conn: sqlite3.Connection) -> QueueEntry | None:
             rows = conn.execute(
@@ -151,9 +161,24 @@ class QueueMixin:
         return await self._engine.read(op)
 
     async def update_queue_recipients(
-        self, queue_id: int, updates: Sequence[RecipientUpdate]
+        self,
+        queue_id: int,
+        updates: Sequence[RecipientUpdate],
+        *,
+        notification: tuple[bytes, OutboundMessage] | None = None,
     ) -> None:
+        dsn = (
+            None if notification is None else (await prepare_blob(notification[0]), notification[1])
+        )
+
         def op(txn: Txn) -> None:
+            exists = txn.execute(
+                "SELECT 1 FROM queue_messages WHERE id = ?", (queue_id,)
+            ).fetchone()
+            if exists is None:
+                return  # deleted meanwhile (`queue delete`): nothing to record or report
+            if dsn is not None:
+                insert_queue_entry(txn, *dsn)
             for update in updates:
                 txn.execute(
                     "UPDATE queue_recipients SET status = ?, next_attempt = ?, last_error = ?,"
@@ -178,6 +203,7 @@ class QueueMixin:
 
     async def retry_queue(self, queue_id: int | None = None) -> int:
         def op(txn: Txn) -> int:
+            txn.touched.add(QUEUE_CHANNEL)
             return txn.execute(
                 "UPDATE queue_recipients SET next_attempt = ? WHERE status = 'pending'"
                 " AND (? IS NULL OR message_id = ?)",

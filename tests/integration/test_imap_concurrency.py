@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import asyncio
 import re
+import smtplib
 
 import aioimaplib
 import pytest
 
-from stalwart_py.delivery import Envelope, Origin, Recipient
 from tests.integration.imap_support import (
     PASSWORD,
     USER,
@@ -22,10 +22,12 @@ from tests.integration.imap_support import (
 )
 from tests.support.servers import InProcessServer
 
+SMTP_LISTENER = '[server.listener.smtp]\nbind = "127.0.0.1:0"\nprotocol = "smtp"\n'
+
 
 @pytest.fixture
 def server(start_server, server_cert):
-    server = start(start_server, server_cert)
+    server = start(start_server, server_cert, SMTP_LISTENER)
     for index in range(1, 6):
         append(server, USER, "INBOX", message(f"message {index}"))
     return server
@@ -39,17 +41,10 @@ def selected(server: InProcessServer) -> Raw:
 
 
 def deliver(server: InProcessServer, subject: str) -> None:
-    """A delivery through the pipeline SMTP and LMTP use (the SMTP module lands separately)."""
-
-    async def run() -> None:
-        results = await server.context.delivery.deliver(
-            Envelope("bob@example.org", (Recipient(USER),)),
-            message(subject),
-            Origin("ESMTP", "test-delivery"),
-        )
-        assert [r.code for r in results] == [250]
-
-    server.run(run)
+    """A delivery over SMTP, with smtplib, to the server's own smtp listener."""
+    host, port = server.address("smtp")
+    with smtplib.SMTP(host, port, timeout=20) as client:
+        assert client.sendmail("bob@example.org", [USER], message(subject)) == {}
 
 
 def test_flag_changes_and_expunges_reach_the_other_session(server):
@@ -96,7 +91,7 @@ def test_no_expunge_while_fetch_store_or_search_are_in_progress(server):
         assert a.command("FETCH 5 (UID)")[0] == [b"* 5 FETCH (UID 6)"]
 
 
-def test_idle_is_woken_by_a_delivery_and_by_other_sessions(server):
+def test_idle_is_woken_by_a_delivery_through_smtp_and_by_other_sessions(server):
     with selected(server) as a, selected(server) as b:
         a.send("i1 IDLE\r\n")
         assert a.line() == b"+ idling"

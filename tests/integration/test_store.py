@@ -14,6 +14,7 @@ from stalwart_py.store import (
     QueuedRecipient,
     QuotaExceeded,
     RecipientUpdate,
+    Store,
     StoreError,
 )
 from stalwart_py.store.schema import SCHEMA_VERSION
@@ -346,7 +347,9 @@ async def test_queue_and_reports(store):
         ret="HDRS",
         envid="E1",
     )
+    assert await store.queue_size() == (0, 0)
     queue_id = await store.enqueue(message(1), outbound)
+    assert await store.queue_size() == (1, 2)
     [entry] = await store.queue_entries()
     assert (entry.id, entry.ret, entry.envid) == (queue_id, "HDRS", "E1")
     assert [(r.address, r.domain, r.notify) for r in entry.recipients] == [
@@ -363,6 +366,8 @@ async def test_queue_and_reports(store):
             ),
         ],
     )
+    assert await store.queue_size() == (1, 1)
+    assert await store.queue_size() == await Store.queue_size(store)  # the default agrees
     assert await store.queue_entries(due_before=entry.created + 1) == []
     assert await store.retry_queue(queue_id) == 1
     assert len(await store.queue_entries(due_before=entry.created + 3600)) == 1

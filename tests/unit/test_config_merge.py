@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from stalwart_py.config import ConfigError, explain, parse_config
+from stalwart_py.config import ConfigError, explain, explain_json, parse_config
 from stalwart_py.config.types import parse_network
 
 
@@ -112,6 +113,36 @@ def test_explain_renders_values_and_origins():
     assert lines["toy.limit = 10"] == "default"
     assert lines["toy.limit = 5000"] == '[server.listener.one.peer."10.1.0.0/16"]'
     assert 'for peers matching server peer "10.0.0.0/8" and listener peer "10.1.0.0/16":' in text
+
+
+def test_explain_json_has_the_same_values_and_origins():
+    document = explain_json(load(CONFIG))
+    json.dumps(document)  # plain JSON all the way down
+    assert document["hostname"] == "mx.example.test"
+    assert document["server"]["max-connections"] == 100
+    one = next(item for item in document["listeners"] if item["id"] == "one")
+    assert one["protocol"] == "toy"
+    assert one["bind"] == ["127.0.0.1:2525", "[::1]:2525"]
+    assert one["settings"]["socket.backlog"] == {"value": 32, "origin": "[server.listener.one]"}
+    assert one["settings"]["socket.nodelay"] == {"value": False, "origin": "[server]"}
+    assert one["settings"]["idle-timeout"] == {"value": 120, "origin": "[server]"}
+    assert one["settings"]["toy.limit"] == {"value": 10, "origin": "default"}
+    assert one["settings"]["toy.domains"]["value"] == {
+        "a.test": True,
+        "b.test": False,
+        "c.test": True,
+    }
+    both = next(
+        scope
+        for scope in one["peer-scopes"]
+        if scope["peers"] == ['server peer "10.0.0.0/8"', 'listener peer "10.1.0.0/16"']
+    )
+    assert both["settings"]["toy.limit"] == {
+        "value": 5000,
+        "origin": '[server.listener.one.peer."10.1.0.0/16"]',
+    }
+    assert both["settings"]["idle-timeout"] == {"value": 10, "origin": '[server.peer."10.0.0.0/8"]'}
+    assert "socket.backlog" not in both["settings"]  # only what differs from the listener
 
 
 def test_peer_connection_limits_count_per_scope():

@@ -1,0 +1,389 @@
+"""SMTP throughput and latency: stalwart-py storing every message durably, side by side
+with aiosmtpd (a Python SMTP server) whose handler only counts the message.
+
+    .venv/bin/python bench/smtp_throughput.py [--messages 5000] [--size 10240]
+                                              [--clients 1,16] [--idle 2000]
+                                              [--persistent]
+
+For each number of concurrent clients, each server gets the same load twice:
+
+* rate: ``smtp-source`` (Debian's postfix package; a C client, so the client is not the
+  bottleneck) sends ``--messages`` messages of ``--size`` octets; messages per second from
+  its wall time. smtp-source opens a connection per message unless ``--persistent``
+  (its ``-d``). Without smtp-source the Python client below is the load generator.
+* latency: a Python asyncio client (in its own process) sends the same load, one command at
+  a time like smtp-source, and times each transaction from MAIL to the final reply: p50/p99.
+
+Every message stalwart-py acknowledged is counted in the store afterwards. Then ``--idle``
+connections are opened to each server and held, and the servers' RSS is read before and
+after. aiosmtpd is installed by ``pip install aiosmtpd`` (it is not a dependency).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import resource
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+RECIPIENT = "bob@example.test"
+SENDER = "sender@remote.test"
+
+
+# -- the servers ----------------------------------------------------------------------------
+
+
+def prepare_store(data_dir: Path) -> None:
+    """The local domain and the recipient's account, made before the server starts."""
+    import anyio
+
+    from stalwart_py import passwords
+    from stalwart_py.directory import Directory
+    from stalwart_py.store.sqlite import SqliteStore
+
+    async def setup() -> None:
+        passwords.SCRYPT_LOG2_N = 8  # setup only; nothing measured hashes a password
+        store = SqliteStore(data_dir)
+        await store.open()
+        try:
+            directory = Directory(store)
+            await directory.add_domain("example.test")
+            await directory.add_account(RECIPIENT, "bench-password")
+        finally:
+            await store.close()
+
+    anyio.run(setup)
+
+
+def stored_messages(data_dir: Path) -> int:
+    import anyio
+
+    from stalwart_py.store.sqlite import SqliteStore
+
+    async def count() -> int:
+        store = SqliteStore(data_dir)
+        await store.open()
+        try:
+            account = await store.get_account(RECIPIENT)
+            assert account is not None
+            inbox = await store.get_mailbox(account.id, "INBOX")
+            assert inbox is not None
+            return (await store.mailbox_counts(inbox.id)).messages
+        finally:
+            await store.close()
+
+    return anyio.run(count)
+
+
+class Stalwart:
+    """``stalwart-py serve`` as a child process, ready once it says so on --notify-fd."""
+
+    def __init__(self, directory: Path) -> None:
+        self.data_dir = directory / "var"
+        self.config = directory / "config.toml"
+        self.config.write_text(
+            f'[storage]\ndata-dir = "{self.data_dir}"\n\n[logging]\nlevel = "warning"\n\n'
+            '[server]\nhostname = "mail.example.test"\n\n'
+            '[server.listener.smtp]\nbind = "127.0.0.1:0"\nprotocol = "smtp"\n'
+        )
+        prepare_store(self.data_dir)
+
+    def __enter__(self) -> Stalwart:
+        read_fd, write_fd = os.pipe()
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "stalwart_py",
+                "serve",
+                "--config",
+                str(self.config),
+                "--notify-fd",
+                str(write_fd),
+                "--log-level",
+                "warning",
+            ],
+            pass_fds=(write_fd,),
+            cwd=ROOT,
+        )
+        os.close(write_fd)
+        with os.fdopen(read_fd) as events:
+            for line in events:
+                event = json.loads(line)
+                if event["event"] == "ready":
+                    break
+            else:
+                raise RuntimeError("stalwart-py exited before it was ready")
+        [listener] = event["listeners"]
+        host, _, port = listener["bind"][0].rpartition(":")
+        self.address = (host, int(port))
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.process.terminate()
+        self.process.wait(30)
+
+
+AIOSMTPD_SERVER = """
+import asyncio, sys
+from aiosmtpd.smtp import SMTP
+
+class Count:
+    messages = 0
+    async def handle_DATA(self, server, session, envelope):
+        Count.messages += 1
+        return "250 OK"
+
+async def main():
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(
+        lambda: SMTP(Count(), hostname="aiosmtpd.test"), "127.0.0.1", 0, backlog=1024
+    )
+    print(server.sockets[0].getsockname()[1], flush=True)
+    await asyncio.Event().wait()
+
+asyncio.run(main())
+"""
+
+
+class Aiosmtpd:
+    """aiosmtpd in a child process, its handler a no-op that counts."""
+
+    def __enter__(self) -> Aiosmtpd:
+        self.process = subprocess.Popen(
+            [sys.executable, "-c", AIOSMTPD_SERVER], stdout=subprocess.PIPE, text=True
+        )
+        assert self.process.stdout is not None
+        self.address = ("127.0.0.1", int(self.process.stdout.readline()))
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.process.terminate()
+        self.process.wait(30)
+
+
+# -- the load -------------------------------------------------------------------------------
+
+
+def make_message(size: int) -> bytes:
+    head = f"From: {SENDER}\r\nTo: {RECIPIENT}\r\nSubject: bench\r\n\r\n".encode()
+    line = b"abcdefghijklmnopqrstuvwxyz0123456789 " * 2 + b"\r\n"
+    body = line * ((size - len(head)) // len(line) + 1)
+    return (head + body)[: size - 2] + b"\r\n"
+
+
+def smtp_source(
+    address: tuple[str, int], messages: int, clients: int, size: int, persistent: bool
+) -> float:
+    """Seconds smtp-source takes to send the load."""
+    started = time.perf_counter()
+    subprocess.run(
+        [
+            "smtp-source",
+            *(["-d"] if persistent else []),
+            "-l",
+            str(size),
+            "-m",
+            str(messages),
+            "-s",
+            str(clients),
+            "-f",
+            SENDER,
+            "-t",
+            RECIPIENT,
+            "-M",
+            "client.test",
+            f"{address[0]}:{address[1]}",
+        ],
+        check=True,
+    )
+    return time.perf_counter() - started
+
+
+async def _client(address: tuple[str, int], messages: int, clients: int, size: int) -> dict:
+    """One command at a time, like smtp-source; latency per transaction."""
+    content = make_message(size) + b".\r\n"
+    latencies: list[float] = []
+    remaining = iter(range(messages))
+
+    async def expect(reader: asyncio.StreamReader, code: bytes) -> None:
+        while True:
+            line = await reader.readline()
+            if not line.startswith(code):
+                raise RuntimeError(f"expected {code!r}, got {line!r}")
+            if line[3:4] != b"-":
+                return
+
+    async def session() -> None:
+        reader, writer = await asyncio.open_connection(*address)
+        await expect(reader, b"220")
+        writer.write(b"EHLO client.test\r\n")
+        await expect(reader, b"250")
+        for _ in remaining:
+            started = time.perf_counter()
+            for command, code in (
+                (f"MAIL FROM:<{SENDER}>\r\n".encode(), b"250"),
+                (f"RCPT TO:<{RECIPIENT}>\r\n".encode(), b"250"),
+                (b"DATA\r\n", b"354"),
+                (content, b"250"),
+            ):
+                writer.write(command)
+                await expect(reader, code)
+            latencies.append(time.perf_counter() - started)
+        writer.write(b"QUIT\r\n")
+        await expect(reader, b"221")
+        writer.close()
+
+    started = time.perf_counter()
+    await asyncio.gather(*(session() for _ in range(clients)))
+    seconds = time.perf_counter() - started
+    latencies.sort()
+    return {
+        "seconds": seconds,
+        "p50": statistics.median(latencies),
+        "p99": latencies[max(0, int(len(latencies) * 0.99) - 1)],
+    }
+
+
+def python_client(address: tuple[str, int], messages: int, clients: int, size: int) -> dict:
+    """Run ``_client`` in its own process, so that it has a core of its own."""
+    output = subprocess.run(
+        [
+            sys.executable,
+            __file__,
+            "--client",
+            f"{address[0]}:{address[1]}",
+            str(messages),
+            str(clients),
+            str(size),
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    return json.loads(output)
+
+
+# -- idle connections -----------------------------------------------------------------------
+
+
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise RuntimeError("no VmRSS")
+
+
+def hold_idle(address: tuple[str, int], count: int, pid: int) -> tuple[int, int]:
+    """Open ``count`` connections, read each greeting; (RSS before, RSS with them open)."""
+    before = rss_kib(pid)
+    sockets = []
+    try:
+        for _ in range(count):
+            sock = socket.create_connection(address, timeout=30)
+            sockets.append(sock)
+        for sock in sockets:
+            if not sock.recv(512).startswith(b"220"):
+                raise RuntimeError("no greeting")
+        time.sleep(1)  # ok: let the server settle before reading its RSS
+        return before, rss_kib(pid)
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+# -- the run --------------------------------------------------------------------------------
+
+
+def describe(messages: int, seconds: float) -> str:
+    return f"{messages / seconds:7.0f} msg/s"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--messages", type=int, default=5000)
+    parser.add_argument("--size", type=int, default=10240)
+    parser.add_argument("--clients", default="1,16")
+    parser.add_argument("--idle", type=int, default=2000)
+    parser.add_argument(
+        "--persistent",
+        action="store_true",
+        help="smtp-source -d: all messages of a client on one connection (default: one"
+        " connection per message, smtp-source's own default)",
+    )
+    args = parser.parse_args()
+    try:
+        import aiosmtpd  # noqa: F401
+    except ImportError:
+        sys.exit("the peer is missing: .venv/bin/pip install aiosmtpd")
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, max(soft, 2 * args.idle + 256)), hard))
+    have_source = shutil.which("smtp-source") is not None
+    generator = "smtp-source" if have_source else "the Python client (smtp-source not found)"
+    print(f"{args.messages} messages of {args.size} octets; load generator: {generator}")
+    sent = 0
+    with tempfile.TemporaryDirectory(dir=ROOT) as scratch:
+        ours_server = Stalwart(Path(scratch))
+        with ours_server as ours, Aiosmtpd() as peer:
+            for clients in (int(c) for c in args.clients.split(",")):
+                print(f"\n{clients} client(s)")
+                rates = {}
+                for name, server in (("stalwart-py (durable)", ours), ("aiosmtpd (no-op)", peer)):
+                    latency = python_client(server.address, args.messages, clients, args.size)
+                    seconds = (
+                        smtp_source(
+                            server.address, args.messages, clients, args.size, args.persistent
+                        )
+                        if have_source
+                        else latency["seconds"]
+                    )
+                    if server is ours:
+                        sent += args.messages * (2 if have_source else 1)
+                    rates[name] = args.messages / seconds
+                    print(
+                        f"  {name:22s} {describe(args.messages, seconds)}   latency client:"
+                        f" {describe(args.messages, latency['seconds'])}"
+                        f"  p50 {latency['p50'] * 1000:6.2f} ms"
+                        f"  p99 {latency['p99'] * 1000:6.2f} ms"
+                    )
+                ratio = rates["stalwart-py (durable)"] / rates["aiosmtpd (no-op)"]
+                print(f"  ratio stalwart-py / aiosmtpd: {ratio:.2f}")
+            if args.idle:
+                print(f"\n{args.idle} idle connections")
+                for name, server in (("stalwart-py", ours), ("aiosmtpd", peer)):
+                    before, during = hold_idle(server.address, args.idle, server.process.pid)
+                    print(
+                        f"  {name:12s} RSS {before / 1024:6.1f} MiB -> {during / 1024:6.1f} MiB"
+                        f"  ({(during - before) / args.idle:.1f} KiB per connection)"
+                    )
+        stored = stored_messages(ours_server.data_dir)
+        print(f"\nstalwart-py stored {stored} of the {sent} messages it acknowledged")
+        if stored != sent:
+            sys.exit("stored messages do not match the acknowledged ones")
+
+
+def client_main(argv: list[str]) -> None:
+    host, _, port = argv[0].rpartition(":")
+    messages, clients, size = (int(value) for value in argv[1:4])
+    result: Any = asyncio.run(_client((host, int(port)), messages, clients, size))
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "--client":
+        client_main(sys.argv[2:])
+    else:
+        main()

@@ -1,0 +1,103 @@
+"""The application: every route, authentication, body validation, and errors as JSON.
+
+``Application.dispatch(request) -> response`` is all an HTTP server needs to serve the API:
+the connection loop (``server.py``) calls it, and so does the benchmark's ASGI adapter. No
+exception escapes it: an ``HttpError`` becomes its JSON answer, anything else a 500 whose
+details go to the log with the session id, never to the client.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import weakref
+from typing import Any
+
+from prometheus_client import Counter
+
+from protocols.http.auth import Authenticator
+from protocols.http.handlers import control, directory, health, inject, queue
+from protocols.http.messages import HttpError, Request, Response, json_response
+from protocols.http.openapi import build_document
+from protocols.http.router import Access, Route, Router, RouteTable
+from protocols.http.schemas import COMPONENTS
+from protocols.http.validation import SchemaError, validate
+from stalwart_py.metrics import Metrics
+
+
+def request_counter(metrics: Metrics) -> Counter:
+    return metrics.counter(
+        "stalwart_http_requests", "HTTP requests answered, by route and status", ["route", "status"]
+    )
+
+
+ROUTE_TABLES = (health.routes, directory.routes, control.routes, queue.routes, inject.routes)
+
+
+def _version() -> str:
+    try:
+        return importlib.metadata.version("stalwart-py")
+    except importlib.metadata.PackageNotFoundError:
+        return "0"
+
+
+class Application:
+    def __init__(self) -> None:
+        self.auth = Authenticator()
+        own = RouteTable()
+        own.get(
+            "/api/openapi.json",
+            access=Access.PUBLIC,
+            tag="api",
+            summary="This OpenAPI 3.1 document",
+            responses={200: ("the document", {"type": "object"})},
+        )(self.openapi)
+        routes: list[Route] = [route for table in (*ROUTE_TABLES, own) for route in table.routes]
+        self.router = Router(routes)
+        self.document = build_document(self.router.routes, _version())
+        self._document_body = json.dumps(self.document, indent=1).encode() + b"\n"
+        # the labelled children of the request counter, per server (its Metrics)
+        self._counters: weakref.WeakKeyDictionary[Metrics, dict[tuple[str, int], Any]] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    async def openapi(self, request: Request) -> Response:
+        return Response(200, self._document_body, "application/json")
+
+    async def dispatch(self, request: Request) -> Response:
+        route: Route | None = None
+        try:
+            route, request.params = self.router.match(request.method, request.path)
+            if route.access is Access.ADMIN or (
+                route.access is Access.METRICS and not request.session.settings.public_metrics
+            ):
+                request.account = await self.auth.admin(request)
+            if route.body is not None:
+                self._read_body(route, request)
+            response = await route.handler(request)
+        except HttpError as exc:
+            response = exc.response()
+        except Exception:
+            request.session.log.exception("%s %s failed", request.method, request.target)
+            response = json_response(500, {"error": "internal error; the server log says more"})
+        request.session.server.metrics.counter(
+            "stalwart_http_requests",
+            "HTTP requests answered, by route and status",
+            ["route", "status"],
+        ).labels(route.label if route else "unmatched", str(response.status)).inc()
+        return response
+
+    @staticmethod
+    def _read_body(route: Route, request: Request) -> None:
+        kind = request.content_type
+        if kind in route.body_types and kind != "application/json":
+            return  # the handler reads it as it is
+        if kind and kind != "application/json" and not kind.endswith("+json"):
+            accepted = ", ".join(route.body_types)
+            raise HttpError(415, f"expected {accepted}, got {kind}")
+        data = request.json()
+        try:
+            validate(data, route.body or {}, COMPONENTS)
+        except SchemaError as exc:
+            raise HttpError(400, str(exc)) from None
+        request.data = data

@@ -1,0 +1,161 @@
+"""HTTP Basic authentication (RFC 7617) against the directory, for administrators only.
+
+Order of checks for an authenticated route:
+
+1. Over plain HTTP, only clients in ``http.allow-plaintext-from`` (loopback by default) may
+   authenticate at all: others get 403 whatever they send, so that a client is never invited
+   (by a 401) to send a password in clear text.
+2. No or malformed ``Authorization``: 401 with
+   ``WWW-Authenticate: Basic realm="...", charset="UTF-8"``.
+3. Wrong credentials: 401 after the directory's failure delay; too many failures from the
+   client or for the account: 429 (the directory's throttle, shared with IMAP and SMTP AUTH).
+4. A valid account that is not an administrator: 403.
+
+Basic authentication sends the password with every request, and checking a scrypt hash costs
+tens of milliseconds, so a verified (user, password) pair is remembered for a while: by an HMAC
+under a key that lives only in this process, together with the password hash it was verified
+against. A hit still reads the account's current hash and is honoured only while it is the same,
+so a password change (from anywhere: the API, the CLI) takes effect at once.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import secrets
+import time
+from collections import OrderedDict
+
+from protocols.http.messages import HttpError, Request
+from stalwart_py.directory import AuthThrottled, normalize
+from stalwart_py.sasl import AuthFailed
+from stalwart_py.store import Account
+
+CACHE_TTL = 300.0  # seconds a verified password is remembered
+CACHE_SIZE = 1024
+
+
+def parse_basic(header: str) -> tuple[str, str] | None:
+    """``Basic base64(user-id ":" password)`` -> (user, password); None when malformed.
+    The charset is UTF-8 (RFC 7617 2.1, the one we announce)."""
+    scheme, _, token = header.strip().partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        decoded = base64.b64decode(token.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    user, sep, password = decoded.partition(":")
+    if not sep or not user:
+        return None
+    return user, password
+
+
+class Authenticator:
+    """One per protocol instance: the cache of verified passwords and the failure counter."""
+
+    def __init__(self) -> None:
+        self._key = secrets.token_bytes(32)
+        self._verified: OrderedDict[bytes, tuple[str, str, float]] = OrderedDict()
+
+    def plaintext_allowed(self, request: Request) -> bool:
+        session = request.session
+        if session.tls is not None or session.peer.ip is None:  # TLS, or a Unix socket
+            return True
+        ip = session.peer.ip
+        mapped = getattr(ip, "ipv4_mapped", None)
+        return any(
+            candidate in network
+            for network in session.settings.allow_plaintext_from
+            for candidate in (ip, mapped)
+            if candidate is not None and candidate.version == network.version
+        )
+
+    async def admin(self, request: Request) -> Account:
+        """The administrator making the request, or HttpError 401, 403 or 429."""
+        session = request.session
+        if not self.plaintext_allowed(request):
+            _count_failure(request, "plaintext")
+            raise HttpError(403, "use HTTPS: credentials are not accepted over plain HTTP here")
+        credentials = parse_basic(request.headers.get("authorization", ""))
+        if credentials is None:
+            _count_failure(request, "missing")
+            raise self.challenge(request, "authentication required")
+        user, password = credentials
+        account = await self._cached(user, password, request)
+        if account is not None and session.server.directory.throttle.blocked(
+            session.peer.ip, account.address
+        ):
+            account = None  # a throttled client is refused even the right password: below
+        if account is None:
+            directory = session.server.directory
+            # The hash before and after the check: when they are the same, it is the one the
+            # password was verified against, and the pair can be remembered with it.
+            before = await session.server.store.get_credentials(normalize(user))
+            try:
+                account = await directory.login(user, password, session.peer.ip)
+            except AuthThrottled as exc:
+                session.log.info("HTTP login for %s throttled", user)
+                _count_failure(request, "throttled")
+                raise HttpError(429, str(exc), headers=[("Retry-After", "60")]) from None
+            except AuthFailed:
+                session.log.info("HTTP login failed for %s from %s", user, session.peer)
+                _count_failure(request, "invalid")
+                raise self.challenge(request, "invalid credentials") from None
+            if before is not None:
+                await self._remember(user, password, account, before.secret, request)
+        if not account.is_admin:
+            _count_failure(request, "not-admin")
+            raise HttpError(403, f"{account.address} is not an administrator")
+        return account
+
+    @staticmethod
+    def challenge(request: Request, message: str) -> HttpError:
+        realm = "".join(
+            c
+            for c in request.session.settings.realm
+            if c.isascii() and c.isprintable() and c not in '"\\'
+        )
+        return HttpError(
+            401,
+            message,
+            headers=[("WWW-Authenticate", f'Basic realm="{realm}", charset="UTF-8"')],
+        )
+
+    def _digest(self, user: str, password: str) -> bytes:
+        return hmac.digest(self._key, f"{user}\0{password}".encode(), hashlib.sha256)
+
+    async def _cached(self, user: str, password: str, request: Request) -> Account | None:
+        digest = self._digest(user, password)
+        entry = self._verified.get(digest)
+        if entry is None:
+            return None
+        address, secret, expires = entry
+        store = request.session.server.store
+        credentials = await store.get_credentials(address)
+        if time.monotonic() > expires or credentials is None or credentials.secret != secret:
+            self._verified.pop(digest, None)
+            return None
+        return await store.get_account(address)
+
+    async def _remember(
+        self, user: str, password: str, account: Account, secret: str, request: Request
+    ) -> None:
+        credentials = await request.session.server.store.get_credentials(account.address)
+        if credentials is None or credentials.secret != secret:
+            return
+        digest = self._digest(user, password)
+        self._verified[digest] = (account.address, credentials.secret, time.monotonic() + CACHE_TTL)
+        self._verified.move_to_end(digest)
+        while len(self._verified) > CACHE_SIZE:
+            self._verified.popitem(last=False)
+
+
+def _count_failure(request: Request, reason: str) -> None:
+    request.session.server.metrics.counter(
+        "stalwart_http_auth_failures",
+        "HTTP requests refused for their credentials, by reason",
+        ["reason"],
+    ).labels(reason).inc()

@@ -1,0 +1,259 @@
+"""The JSON schemas of the API (JSON Schema 2020-12, as OpenAPI 3.1 uses them).
+
+They appear under ``components.schemas`` in the OpenAPI document and request bodies are
+validated against them (``validation.py``), so what the document says is what the server
+accepts. Field names are kebab-case like the configuration's keys.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+MAX_ADDRESS = 320  # RFC 5321 4.5.3.1: local part 64 + "@" + domain 255
+MAX_RECIPIENTS = 1000
+
+
+def ref(name: str) -> dict[str, Any]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def obj(
+    properties: dict[str, Any], required: tuple[str, ...] = (), *, closed: bool = True
+) -> dict[str, Any]:
+    schema: dict[str, Any] = {"type": "object", "properties": properties}
+    if required:
+        schema["required"] = list(required)
+    if closed:
+        schema["additionalProperties"] = False
+    return schema
+
+
+def array(items: dict[str, Any], **limits: int) -> dict[str, Any]:
+    return {"type": "array", "items": items, **limits}
+
+
+STRING = {"type": "string"}
+INTEGER = {"type": "integer"}
+COUNT = {"type": "integer", "minimum": 0}
+BOOLEAN = {"type": "boolean"}
+TIMESTAMP = {"type": "number", "description": "seconds since the Unix epoch"}
+ADDRESS = {"type": "string", "minLength": 3, "maxLength": MAX_ADDRESS}
+OPTIONAL_LIMIT = {"type": ["integer", "null"], "minimum": 0, "description": "null: no limit"}
+ADDRESSES = {"anyOf": [ADDRESS, array(ADDRESS, maxItems=MAX_RECIPIENTS)]}
+ADDRESS_FIELD = {"type": "string", "maxLength": 4096}  # a header field: "Name <a@b>, ..."
+ADDRESS_FIELDS = {"anyOf": [ADDRESS_FIELD, array(ADDRESS_FIELD, maxItems=MAX_RECIPIENTS)]}
+
+COMPONENTS: dict[str, dict[str, Any]] = {
+    "Error": obj(
+        {"error": {**STRING, "description": "what went wrong, for a person"}},
+        ("error",),
+        closed=False,
+    ),
+    "Health": obj({"status": {"type": "string", "enum": ["ok"]}}, ("status",)),
+    "Readiness": obj(
+        {
+            "status": {"type": "string", "enum": ["ready", "not-ready"]},
+            "checks": obj({"listeners": BOOLEAN, "store": BOOLEAN}, ("listeners", "store")),
+        },
+        ("status", "checks"),
+    ),
+    "Account": obj(
+        {
+            "address": STRING,
+            "admin": BOOLEAN,
+            "quota-bytes": OPTIONAL_LIMIT,
+            "quota-messages": OPTIONAL_LIMIT,
+            "used-bytes": COUNT,
+            "used-messages": COUNT,
+            "created": TIMESTAMP,
+        },
+        ("address", "admin", "quota-bytes", "quota-messages", "used-bytes", "used-messages"),
+    ),
+    "AccountList": obj({"accounts": array(ref("Account"))}, ("accounts",)),
+    "NewAccount": obj(
+        {
+            "address": ADDRESS,
+            "password": {"type": "string", "minLength": 1, "maxLength": 1024},
+            "admin": BOOLEAN,
+            "quota-bytes": OPTIONAL_LIMIT,
+            "quota-messages": OPTIONAL_LIMIT,
+        },
+        ("address", "password"),
+    ),
+    "AccountUpdate": obj(
+        {
+            "password": {"type": "string", "minLength": 1, "maxLength": 1024},
+            "admin": BOOLEAN,
+            "quota-bytes": OPTIONAL_LIMIT,
+            "quota-messages": OPTIONAL_LIMIT,
+        }
+    ),
+    "Domain": obj({"name": STRING, "created": TIMESTAMP}, ("name",)),
+    "DomainList": obj({"domains": array(ref("Domain"))}, ("domains",)),
+    "NewDomain": obj({"name": {"type": "string", "minLength": 1, "maxLength": 253}}, ("name",)),
+    "Alias": obj(
+        {
+            "address": {**STRING, "description": "local@domain, or @domain for a catch-all"},
+            "targets": array(STRING),
+        },
+        ("address", "targets"),
+    ),
+    "AliasList": obj({"aliases": array(ref("Alias"))}, ("aliases",)),
+    "NewAlias": obj(
+        {"address": ADDRESS, "targets": array(ADDRESS, minItems=1, maxItems=MAX_RECIPIENTS)},
+        ("address", "targets"),
+    ),
+    "Listener": obj(
+        {
+            "id": STRING,
+            "protocol": STRING,
+            "bind": array(STRING),
+            "tls": {"type": "string", "enum": ["implicit", "none"]},
+            "open-connections": COUNT,
+            "max-connections": OPTIONAL_LIMIT,
+            "enabled": {**BOOLEAN, "description": "false: suspended at run time"},
+        },
+        ("id", "protocol", "bind", "tls", "open-connections", "max-connections", "enabled"),
+    ),
+    "ListenerList": obj({"listeners": array(ref("Listener"))}, ("listeners",)),
+    "ReloadReport": obj(
+        {
+            "changed": BOOLEAN,
+            "added": array(STRING),
+            "removed": array(STRING),
+            "rebound": array(STRING),
+            "updated": array(STRING),
+        },
+        ("changed", "added", "removed", "rebound", "updated"),
+    ),
+    "ReloadFailure": obj(
+        {
+            "error": STRING,
+            "errors": array(STRING),
+            "changed": {"type": "boolean", "enum": [False]},
+        },
+        ("error", "errors", "changed"),
+    ),
+    "EffectiveConfig": obj(
+        {
+            "file": STRING,
+            "hostname": STRING,
+            "server": {"type": "object"},
+            "storage": {"type": "object"},
+            "listeners": array(
+                obj(
+                    {
+                        "id": STRING,
+                        "protocol": STRING,
+                        "bind": array(STRING),
+                        "enable": BOOLEAN,
+                        "settings": ref("EffectiveSettings"),
+                        "peer-scopes": array(
+                            obj(
+                                {"peers": array(STRING), "settings": ref("EffectiveSettings")},
+                                ("peers", "settings"),
+                            )
+                        ),
+                    },
+                    ("id", "protocol", "bind", "enable", "settings", "peer-scopes"),
+                )
+            ),
+        },
+        ("file", "hostname", "server", "storage", "listeners"),
+    ),
+    "EffectiveSettings": {
+        "type": "object",
+        "description": "dotted key -> its value and the layer it came from",
+        "additionalProperties": obj({"value": {}, "origin": STRING}, ("value", "origin")),
+    },
+    "QueueEntry": obj(
+        {
+            "id": INTEGER,
+            "from": {**STRING, "description": "the envelope sender; empty for a bounce"},
+            "created": TIMESTAMP,
+            "next-attempt": TIMESTAMP,
+            "attempts": COUNT,
+            "size": COUNT,
+            "source": STRING,
+            "recipients": array(
+                obj(
+                    {
+                        "address": STRING,
+                        "status": {"type": "string", "enum": ["pending", "delivered", "failed"]},
+                        "attempts": COUNT,
+                        "next-attempt": TIMESTAMP,
+                        "last-error": {"type": ["string", "null"]},
+                    },
+                    ("address", "status", "attempts", "next-attempt", "last-error"),
+                )
+            ),
+        },
+        ("id", "from", "created", "next-attempt", "attempts", "size", "source", "recipients"),
+    ),
+    "QueueList": obj({"messages": array(ref("QueueEntry"))}, ("messages",)),
+    "RetryResult": obj(
+        {"recipients": {**COUNT, "description": "pending recipients made due now"}},
+        ("recipients",),
+    ),
+    "Report": obj(
+        {
+            "id": INTEGER,
+            "kind": {"type": "string", "description": "dsn (RFC 3464) or arf (RFC 5965)"},
+            "received": TIMESTAMP,
+            "domain": STRING,
+            "from": STRING,
+            "summary": {"description": "the fields of the report that matter, as parsed"},
+        },
+        ("id", "kind", "received", "domain", "from", "summary"),
+    ),
+    "ReportList": obj({"reports": array(ref("Report"))}, ("reports",)),
+    "Injection": obj(
+        {
+            "sender": {
+                "type": "string",
+                "maxLength": MAX_ADDRESS,
+                "description": "envelope sender; default: the address of from; "
+                "empty for a null sender",
+            },
+            "recipients": {
+                **ADDRESSES,
+                "description": "envelope recipients; default: the addresses of to, cc, bcc",
+            },
+            "raw": {"type": "string", "description": "a whole RFC 5322 message"},
+            "from": {**ADDRESS_FIELD, "description": "with the fields below instead of raw"},
+            "to": ADDRESS_FIELDS,
+            "cc": ADDRESS_FIELDS,
+            "bcc": {**ADDRESS_FIELDS, "description": "recipients not shown in the header"},
+            "reply-to": ADDRESS_FIELDS,
+            "subject": {"type": "string", "maxLength": 998},
+            "text": {"type": "string", "description": "the text/plain body"},
+            "html": {"type": "string", "description": "the text/html body"},
+            "headers": {
+                "type": "object",
+                "description": "further header fields, name -> value",
+                "additionalProperties": {"type": "string", "maxLength": 998},
+            },
+        }
+    ),
+    "InjectionResult": obj(
+        {
+            "message-id": {"type": ["string", "null"]},
+            "size": COUNT,
+            "accepted": COUNT,
+            "failed": COUNT,
+            "results": array(
+                obj(
+                    {
+                        "recipient": STRING,
+                        "ok": BOOLEAN,
+                        "code": {**INTEGER, "description": "the SMTP reply code"},
+                        "status": {**STRING, "description": "the RFC 3463 status code"},
+                        "message": STRING,
+                    },
+                    ("recipient", "ok", "code", "status", "message"),
+                )
+            ),
+        },
+        ("message-id", "size", "accepted", "failed", "results"),
+    ),
+}

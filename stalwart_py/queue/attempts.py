@@ -1,0 +1,172 @@
+"""One delivery attempt: a message's recipients at one destination -> one outcome each.
+
+Remote destinations get an SMTP session (``session.py``), opened by trying each host of the
+route in order, each of its addresses in turn (RFC 5321 5.1: on a connection failure, a
+greeting that refuses, or TLS that a policy requires and cannot be had, the next one). Local
+destinations (a bounce for a local sender, a redirect to a local address) go through the
+server's own delivery pipeline, so Sieve and quotas apply as to any other message.
+"""
+
+from __future__ import annotations
+
+import logging
+import ssl
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from stalwart_py.delivery import Delivery, Envelope, Origin, Recipient
+from stalwart_py.queue.outcomes import Outcome
+from stalwart_py.queue.routes import Destination, RouteFailed, Router
+from stalwart_py.queue.session import (
+    Rcpt,
+    SessionFailed,
+    SmtpSession,
+    Target,
+    Timeouts,
+    Transaction,
+)
+from stalwart_py.store import QueueEntry, QueueRecipientState
+
+log = logging.getLogger("stalwart_py.queue")
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """The recipients of one queued message that go to one destination."""
+
+    entry: QueueEntry
+    recipients: tuple[QueueRecipientState, ...]
+    destination: Destination
+
+
+def failure_outcomes(
+    recipients: Sequence[QueueRecipientState],
+    failure: RouteFailed | SessionFailed,
+    host: str | None,
+) -> list[Outcome]:
+    """Every recipient fails alike when the destination could not be reached."""
+    permanent = failure.permanent
+    reply = failure.reply if isinstance(failure, SessionFailed) else None
+    return [
+        Outcome(
+            recipient,
+            # The status decides: a refused AUTH (535) at a smarthost is ours to fix; it waits.
+            reply.code
+            if reply is not None and str(reply.code)[0] == failure.status[0]
+            else (550 if permanent else 451),
+            failure.status,
+            str(failure),
+            remote_mta=host,
+            diagnostic=str(reply) if reply is not None else None,
+        )
+        for recipient in recipients
+    ]
+
+
+class TLSContexts:
+    """Client contexts: verifying (against ``ca_file``, else the system's roots) or not."""
+
+    def __init__(self, ca_file: Path | None) -> None:
+        self.verifying = ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
+        self.unverified = ssl.create_default_context()
+        self.unverified.check_hostname = False
+        self.unverified.verify_mode = ssl.CERT_NONE  # RFC 7435: encryption without checks
+
+    def __call__(self, verify: bool) -> ssl.SSLContext:
+        return self.verifying if verify else self.unverified
+
+
+class Connector:
+    def __init__(
+        self, router: Router, timeouts: Timeouts, tls: TLSContexts, helo: Callable[[], str]
+    ) -> None:
+        self.router = router
+        self.timeouts = timeouts
+        self.tls = tls
+        self.helo = helo
+
+    async def open(self, destination: Destination) -> SmtpSession:
+        """A session with the first host of ``destination`` that works; raises RouteFailed or
+        SessionFailed (the last host's failure; permanent only when every host refused)."""
+        hosts = await self.router.hosts(destination)
+        failures: list[RouteFailed | SessionFailed] = []
+        for host in hosts:
+            try:
+                addresses = await self.router.addresses(host.name)
+            except RouteFailed as failure:
+                failures.append(failure)
+                continue
+            if not addresses:
+                failures.append(RouteFailed("4.4.4", f"{host.name} has no address"))
+                continue
+            for address in addresses:
+                target = Target(host.name, address, host.port, host.tls, host.user, host.password)
+                try:
+                    return await SmtpSession.open(target, self.helo(), self.timeouts, self.tls)
+                except SessionFailed as failure:
+                    log.info("delivery to %s: %s", destination, failure.diagnostic())
+                    failures.append(failure)
+                    if failure.reply is not None:
+                        break  # the host answered: its other addresses would say the same
+        if not failures:
+            raise RouteFailed("4.4.4", f"no host to deliver {destination} to")
+        last = failures[-1]
+        if all(f.permanent for f in failures):
+            raise last
+        if last.permanent:  # some host failed transiently: the mail waits for it
+            raise SessionFailed("4.4.1", str(last))
+        raise last
+
+
+async def deliver_remote(session: SmtpSession, job: Job, data: bytes) -> list[Outcome]:
+    """One transaction on ``session``; raises SessionFailed when the connection fails."""
+    entry = job.entry
+    transaction = Transaction(
+        entry.mail_from,
+        tuple(Rcpt(r.address, r.notify, r.orcpt) for r in job.recipients),
+        data,
+        ret=entry.ret,
+        envid=entry.envid,
+        smtputf8=entry.smtputf8,
+    )
+    replies = await session.send(transaction)
+    host = session.target.host
+    passed_on = session.capabilities.dsn
+    return [
+        Outcome(
+            recipient,
+            reply.code,
+            reply.status(),
+            reply.text,
+            remote_mta=host,
+            diagnostic=str(reply),
+            dsn_passed_on=passed_on,
+        )
+        for recipient, reply in zip(job.recipients, replies, strict=True)
+    ]
+
+
+async def deliver_local(delivery: Delivery, job: Job, data: bytes) -> list[Outcome]:
+    """Through the delivery pipeline (mailboxes, Sieve; an alias to a remote address is
+    queued anew)."""
+    entry = job.entry
+    envelope = Envelope(
+        entry.mail_from,
+        tuple(Recipient(r.address, r.orcpt, r.notify) for r in job.recipients),
+        ret=entry.ret,
+        envid=entry.envid,
+        smtputf8=entry.smtputf8,
+    )
+    origin = Origin("LOCAL", f"queue-{entry.id}", source="queue")
+    results = await delivery.deliver(envelope, data, origin)
+    return [
+        Outcome(
+            recipient,
+            result.code,
+            result.enhanced,
+            result.text,
+            diagnostic=f"{result.code} {result.enhanced} {result.text}",
+        )
+        for recipient, result in zip(job.recipients, results, strict=True)
+    ]

@@ -1,0 +1,332 @@
+"""The queue's scheduler and workers.
+
+The scheduler reads the recipients that are due from the store (when woken by a new message,
+by ``wake()``, or every ``queue.poll-interval``), groups them into jobs (one per message and
+destination: all of a message's recipients at one domain, or at the smarthost, go in one
+transaction) and hands each job to its destination's workers.
+
+A worker holds one connection to its destination and delivers job after job over it
+(connection reuse), up to ``queue.max-messages-per-connection``. A destination gets one
+worker for every ``JOBS_PER_CONNECTION`` jobs waiting, up to
+``queue.max-connections-per-destination``; all workers together hold at most
+``queue.max-connections`` connections.
+
+Crash safety. A job's outcome is written to the store (with the DSN it causes, in the same
+transaction) only after the attempt; until then the recipients stay pending. A crash, or a
+shutdown, in between leaves them pending: they are tried again, so a message may at worst be
+delivered twice, never lost. Within the process a recipient is taken by one worker at a
+time (``_taken``); one server per data directory is enforced by the pid file lock.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import math
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import anyio
+import anyio.to_thread
+from anyio.abc import TaskGroup, TaskStatus
+
+from stalwart_py.config.schema import DkimSettings, QueueSettings
+from stalwart_py.delivery import Delivery
+from stalwart_py.metrics import Metrics
+from stalwart_py.queue.attempts import (
+    Connector,
+    Job,
+    TLSContexts,
+    deliver_local,
+    deliver_remote,
+    failure_outcomes,
+)
+from stalwart_py.queue.dkim import DkimSigner
+from stalwart_py.queue.outcomes import Outcome, notification, settle
+from stalwart_py.queue.routes import Destination, RouteFailed, Router, make_resolver
+from stalwart_py.queue.schedule import Clock, RetrySchedule, SystemClock
+from stalwart_py.queue.session import SessionFailed, SmtpSession, Timeouts
+from stalwart_py.store import Store
+from stalwart_py.store.engine import QUEUE_CHANNEL
+
+log = logging.getLogger("stalwart_py.queue")
+
+Attempt = Callable[[Job, bytes], Awaitable[list[Outcome]]]
+
+JOBS_PER_CONNECTION = 8  # jobs waiting for a destination before it gets another connection
+SCAN_LIMIT = 1000  # messages read per scan; more wait for the next one
+
+
+class QueueManager:
+    def __init__(
+        self,
+        settings: QueueSettings,
+        store: Store,
+        delivery: Delivery,
+        *,
+        hostname: Callable[[], str],
+        data_dir: Path,
+        dkim: dict[str, DkimSettings] | None = None,
+        metrics: Metrics | None = None,
+        clock: Clock | None = None,
+    ) -> None:
+        self.store = store
+        self.delivery = delivery
+        self.hostname = hostname
+        self.clock: Clock = clock or SystemClock()
+        self.signer = DkimSigner(dkim or {}, data_dir)
+        self._limiter = anyio.CapacityLimiter(settings.max_connections)
+        self.configure(settings, dkim or {})
+        self._waiting: dict[Destination, deque[Job]] = {}
+        self._workers: dict[Destination, int] = {}
+        self._taken: set[int] = set()  # recipient ids in a job that has not finished
+        # A scan reads a snapshot; a job that finishes while the scan runs must not be taken
+        # again from it. Recipient id -> the number of scans started when its job finished.
+        self._finished: dict[int, int] = {}
+        self._scans = 0
+        self._active_scans: set[int] = set()
+        self._wakeup = anyio.Event()
+        self._idle = anyio.Event()
+        self._task_group: TaskGroup | None = None
+        metrics = metrics or Metrics()
+        self._results = metrics.counter(
+            "stalwart_queue_recipients", "Outbound recipients by attempt result", ["result"]
+        )
+        self._connections = metrics.gauge(
+            "stalwart_queue_connections", "Outbound SMTP connections open"
+        )
+
+    def configure(self, settings: QueueSettings, dkim: dict[str, DkimSettings]) -> None:
+        """Apply a (re)loaded configuration; jobs under way finish with the old one."""
+        self.settings = settings
+        self.schedule = RetrySchedule(settings.retry, settings.max_age)
+        self.router = Router(settings, make_resolver(settings))
+        timeouts = Timeouts(
+            settings.connect_timeout, settings.command_timeout, settings.data_timeout
+        )
+        self.connector = Connector(
+            self.router, timeouts, TLSContexts(settings.tls.ca_file), self.hostname
+        )
+        self.signer.configured = dkim
+        self.signer._stamp = None  # re-read the keys
+        self._limiter.total_tokens = settings.max_connections
+
+    # -- scheduling -------------------------------------------------------------------------
+
+    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Deliver until cancelled (what is under way then is tried again later)."""
+        async with anyio.create_task_group() as group:
+            self._task_group = group
+            group.start_soon(self._forward_store_changes)
+            task_status.started()
+            try:
+                while True:
+                    await self.scan()
+                    with anyio.move_on_after(self.settings.poll_interval):
+                        await self._wakeup.wait()
+                    self._wakeup = anyio.Event()
+            finally:
+                self._task_group = None
+
+    def wake(self) -> None:
+        """Look at the queue now (after ``queue retry``, or a test moving the clock)."""
+        self._wakeup.set()
+
+    async def flush(self) -> None:
+        """Start every job due now and wait until all jobs under way have finished."""
+        await self.scan()
+        while self._taken:
+            await self._idle.wait()
+
+    async def _forward_store_changes(self) -> None:
+        with self.store.changes.watch(QUEUE_CHANNEL) as watch:
+            while True:
+                await watch.wait()
+                self.wake()
+
+    async def scan(self) -> None:
+        """Turn the recipients due now into jobs for their destinations' workers."""
+        self._scans += 1
+        scan = self._scans
+        self._active_scans.add(scan)
+        try:
+            await self._scan(scan)
+        finally:
+            self._active_scans.discard(scan)
+            oldest = min(self._active_scans, default=self._scans + 1)
+            self._finished = {k: v for k, v in self._finished.items() if v >= oldest}
+
+    async def _scan(self, scan: int) -> None:
+        now = self.clock.now()
+        entries = await self.store.queue_entries(due_before=now, limit=SCAN_LIMIT)
+        local: dict[str, bool] = {}
+        for entry in entries:
+            groups: dict[Destination, list] = {}
+            for recipient in entry.recipients:
+                if recipient.status != "pending" or recipient.next_attempt > now:
+                    continue
+                if recipient.id in self._taken or self._finished.get(recipient.id, 0) >= scan:
+                    continue  # under way, or finished after this scan's snapshot was read
+                if recipient.domain not in local:
+                    local[recipient.domain] = await self.store.is_local_domain(recipient.domain)
+                destination = self.router.destination(recipient.domain, local[recipient.domain])
+                groups.setdefault(destination, []).append(recipient)
+            for destination, recipients in groups.items():
+                self._taken.update(r.id for r in recipients)
+                if self._idle.is_set():  # replaced only once set: no waiter is left behind
+                    self._idle = anyio.Event()
+                job = Job(entry, tuple(recipients), destination)
+                self._waiting.setdefault(destination, deque()).append(job)
+        for destination in list(self._waiting):
+            self._dispatch(destination)
+
+    def _dispatch(self, destination: Destination) -> None:
+        waiting = len(self._waiting.get(destination, ()))
+        if not waiting or self._task_group is None:
+            return
+        wanted = min(
+            self.settings.max_connections_per_destination,
+            math.ceil(waiting / JOBS_PER_CONNECTION),
+        )
+        while self._workers.get(destination, 0) < wanted:
+            self._workers[destination] = self._workers.get(destination, 0) + 1
+            self._task_group.start_soon(self._worker, destination)
+
+    def _release(self, job: Job) -> None:
+        self._taken.difference_update(r.id for r in job.recipients)
+        if self._active_scans:
+            self._finished.update((r.id, self._scans) for r in job.recipients)
+        if not self._taken:
+            self._idle.set()
+
+    # -- workers ----------------------------------------------------------------------------
+
+    async def _worker(self, destination: Destination) -> None:
+        try:
+            if destination.kind == "local":
+                while job := self._next_job(destination):
+                    await self._attempt(job, self._local_attempt)
+            else:
+                async with self._limiter:
+                    await self._remote_worker(destination)
+        finally:
+            self._workers[destination] -= 1
+            if not self._workers[destination]:
+                del self._workers[destination]
+            if not self._waiting.get(destination):
+                self._waiting.pop(destination, None)
+            else:
+                self._dispatch(destination)
+
+    def _next_job(self, destination: Destination) -> Job | None:
+        waiting = self._waiting.get(destination)
+        return waiting.popleft() if waiting else None
+
+    async def _remote_worker(self, destination: Destination) -> None:
+        link = _Link()
+        try:
+            while job := self._next_job(destination):
+                await self._attempt(job, functools.partial(self._remote_attempt, link))
+                failure = link.unreachable
+                if failure is not None:
+                    # The destination is down: every job waiting for it fails alike, rather
+                    # than each trying every host again.
+                    link.unreachable = None
+                    while job := self._next_job(destination):
+                        await self._attempt(job, functools.partial(_fail, failure))
+        finally:
+            if link.session is not None:
+                await self._close(link.session)
+
+    async def _close(self, session: SmtpSession) -> None:
+        self._connections.dec()
+        await session.close()
+
+    async def _remote_attempt(self, link: _Link, job: Job, data: bytes) -> list[Outcome]:
+        data = await anyio.to_thread.run_sync(self.signer.sign, data, job.entry.mail_from)
+        for may_retry in (True, False):
+            session = link.session
+            if session is not None and (
+                session.broken or session.transactions >= self.settings.max_messages_per_connection
+            ):
+                await self._close(session)
+                session = link.session = None
+            if session is None:
+                try:
+                    session = link.session = await self.connector.open(job.destination)
+                except (RouteFailed, SessionFailed) as failure:
+                    log.warning("cannot deliver to %s: %s", job.destination, failure)
+                    link.unreachable = failure
+                    return failure_outcomes(job.recipients, failure, None)
+                self._connections.inc()
+            try:
+                return await deliver_remote(session, job, data)
+            except SessionFailed as failure:
+                reused = session.transactions > 1
+                await self._close(session)
+                link.session = None
+                if not (reused and may_retry):
+                    return failure_outcomes(job.recipients, failure, session.target.host)
+                # A connection kept open between messages may have been closed by the
+                # server: the message deserves a fresh one before it counts as a failure.
+                log.info("connection to %s lost (%s); reconnecting", session.target.host, failure)
+        raise AssertionError("unreachable")
+
+    async def _local_attempt(self, job: Job, data: bytes) -> list[Outcome]:
+        return await deliver_local(self.delivery, job, data)
+
+    async def _attempt(self, job: Job, attempt: Attempt) -> None:
+        """Run one attempt and record its outcome; a failure here never stops the queue."""
+        try:
+            blobs = await self.store.read_blobs([job.entry.blob_id])
+            data = blobs.get(job.entry.blob_id)
+            if data is None:
+                return  # deleted meanwhile
+            outcomes = await attempt(job, data)
+            await self._record(job, outcomes, data)
+        except Exception:
+            log.exception("queue %d: delivery attempt to %s failed", job.entry.id, job.destination)
+        finally:
+            self._release(job)
+
+    async def _record(self, job: Job, outcomes: list[Outcome], original: bytes) -> None:
+        now = self.clock.now()
+        result = settle(
+            job.entry, outcomes, now, self.schedule, final_delivery=job.destination.kind == "local"
+        )
+        dsn = notification(job.entry, result.reports, original, self.hostname())
+        await self.store.update_queue_recipients(job.entry.id, result.updates, notification=dsn)
+        for outcome in outcomes:
+            state = (
+                "delivered" if outcome.delivered else "failed" if outcome.permanent else "deferred"
+            )
+            log.info(
+                "queue %d: %s <%s> via %s: %s %s",
+                job.entry.id,
+                state,
+                outcome.recipient.address,
+                outcome.remote_mta or job.destination,
+                outcome.status,
+                outcome.diagnostic or outcome.text,
+            )
+        for name, count in (
+            ("delivered", result.delivered),
+            ("failed", result.failed),
+            ("deferred", result.deferred),
+        ):
+            if count:
+                self._results.labels(name).inc(count)
+
+
+@dataclass
+class _Link:
+    """A remote worker's connection, and whether its destination just proved unreachable."""
+
+    session: SmtpSession | None = None
+    unreachable: RouteFailed | SessionFailed | None = None
+
+
+async def _fail(failure: RouteFailed | SessionFailed, job: Job, _data: bytes) -> list[Outcome]:
+    return failure_outcomes(job.recipients, failure, None)

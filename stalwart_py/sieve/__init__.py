@@ -1,0 +1,39 @@
+"""Sieve (RFC 5228) with its common extensions: the parser, the interpreter, and the filter
+the delivery pipeline runs for every local recipient.
+
+* ``parse_script(text)`` checks a script and compiles it, or raises ``SieveSyntaxError``
+  whose message names the line, the column and what was expected (ManageSieve's PUTSCRIPT
+  and CHECKSCRIPT answer with it).
+* ``Interpreter(script, environment).run()`` gives the actions (sans-IO).
+* ``SieveFilter`` is the ``MessageFilter`` of ``stalwart_py.delivery``.
+* ``EXTENSIONS`` is the supported capability list (ManageSieve's SIEVE capability).
+
+Modules: ``lexer`` and ``parser`` (syntax), ``grammar`` (what each command and test takes),
+``validate`` (the checks and compilation), ``match`` (comparators and match types),
+``variables``, ``message`` (headers, addresses and bodies of the message), ``actions``,
+``interpreter``, ``vacation`` (RFC 5230 and RFC 3834) and ``filter``.
+"""
+
+from __future__ import annotations
+
+from stalwart_py.sieve.actions import Limits, Outcome, SieveRuntimeError
+from stalwart_py.sieve.filter import SieveFilter
+from stalwart_py.sieve.grammar import EXTENSIONS
+from stalwart_py.sieve.interpreter import Environment, Interpreter
+from stalwart_py.sieve.lexer import SieveSyntaxError
+from stalwart_py.sieve.message import MessageView
+from stalwart_py.sieve.validate import Script, parse_script
+
+__all__ = [
+    "EXTENSIONS",
+    "Environment",
+    "Interpreter",
+    "Limits",
+    "MessageView",
+    "Outcome",
+    "Script",
+    "SieveFilter",
+    "SieveRuntimeError",
+    "SieveSyntaxError",
+    "parse_script",
+]

@@ -1,0 +1,231 @@
+"""``SieveFilter``: the delivery pipeline's message filter, running each account's active
+Sieve script (``stalwart_py.delivery.MessageFilter``).
+
+For one message and one local account:
+
+1. The active script is read from the store; none means keep. Compiled scripts are cached
+   by their text, so a script is parsed once however many messages it filters.
+2. The personal scripts it may ``include`` (transitively) and, when it uses
+   ``mailboxexists``, the account's mailbox names are fetched; then the interpreter runs
+   without I/O.
+3. The outcome becomes a ``Disposition``: ``keep`` and the implicit keep file into INBOX,
+   ``fileinto`` into its mailbox (INBOX when it does not exist and ``:create`` was not
+   given: the store does that), each mailbox once with the union of the flags asked for;
+   ``redirect`` addresses go to the outbound queue; ``reject``/``ereject`` refuse the
+   message for this account (550 5.7.1); ``discard`` and nothing else files nothing.
+4. A vacation reply is built when the rules of ``vacation.py`` allow it and the store
+   confirms no reply went to that sender within the period.
+
+Any error (a runtime error, a limit, a broken script, the store) is logged with the account
+and the message keeps its implicit keep: mail is never lost to a filter.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections import OrderedDict
+from collections.abc import Callable
+
+from stalwart_py.delivery import KEEP, Disposition, Envelope, FileInto, Outgoing
+from stalwart_py.directory import Directory
+from stalwart_py.metrics import Metrics
+from stalwart_py.sieve import vacation as vacation_rules
+from stalwart_py.sieve.actions import (
+    Discard,
+    Keep,
+    Limits,
+    Outcome,
+    Redirect,
+    Reject,
+    SieveRuntimeError,
+    Vacation,
+)
+from stalwart_py.sieve.actions import FileInto as FileIntoAction
+from stalwart_py.sieve.interpreter import Environment, Interpreter
+from stalwart_py.sieve.lexer import SieveSyntaxError
+from stalwart_py.sieve.message import MessageView
+from stalwart_py.sieve.validate import Script, parse_script
+from stalwart_py.store import Account, Store
+
+log = logging.getLogger("stalwart_py.sieve")
+
+CACHE_SIZE = 256  # compiled scripts kept, by text
+MAX_HOPS = 25  # Received fields past which redirect is refused (a loop, RFC 5228 4.2)
+_REASON_UNSAFE = re.compile(r"[^\x20-\x7e]+")
+
+
+class SieveFilter:
+    def __init__(
+        self,
+        store: Store,
+        directory: Directory,
+        hostname: Callable[[], str],
+        *,
+        limits: Limits | None = None,
+        metrics: Metrics | None = None,
+    ) -> None:
+        self.store = store
+        self.directory = directory
+        self.hostname = hostname
+        self.limits = limits or Limits()
+        self._cache: OrderedDict[str, Script | SieveSyntaxError] = OrderedDict()
+        self._runs = (
+            metrics.counter("stalwart_sieve_runs", "Sieve scripts run at delivery", ["result"])
+            if metrics is not None
+            else None
+        )
+
+    def compile(self, text: str) -> Script:
+        """The compiled script (cached by text); raises SieveSyntaxError."""
+        cached = self._cache.get(text)
+        if cached is None:
+            try:
+                cached = parse_script(text, max_size=self.limits.max_script_size)
+            except SieveSyntaxError as exc:
+                cached = exc
+            self._cache[text] = cached
+            while len(self._cache) > CACHE_SIZE:
+                self._cache.popitem(last=False)
+        else:
+            self._cache.move_to_end(text)
+        if isinstance(cached, SieveSyntaxError):
+            raise cached
+        return cached
+
+    async def evaluate(
+        self, account: Account, envelope: Envelope, recipient: str, message: bytes
+    ) -> Disposition:
+        try:
+            stored = await self.store.active_script(account.id)
+            if stored is None:
+                return KEEP
+            script = self.compile(stored.body)
+            includes = await self._includes(account.id, script)
+            mailboxes: frozenset[str] = frozenset()
+            if script.uses_mailboxes or any(s.uses_mailboxes for s in includes.values()):
+                mailboxes = frozenset(m.name for m in await self.store.list_mailboxes(account.id))
+            view = MessageView(message, max_body=self.limits.max_body)
+            environment = Environment(
+                view,
+                envelope.mail_from,
+                recipient,
+                mailboxes,
+                self.directory.settings.subaddress_separator,
+            )
+            outcome = Interpreter(script, environment, limits=self.limits, includes=includes).run()
+            disposition = await self._disposition(account, envelope, recipient, view, outcome)
+        except (SieveSyntaxError, SieveRuntimeError) as exc:
+            log.warning("sieve script of %s failed, keeping the message: %s", account.address, exc)
+            self._count("error")
+            return KEEP
+        except Exception:
+            log.exception("sieve filtering failed for %s; keeping the message", account.address)
+            self._count("error")
+            return KEEP
+        self._count("ok")
+        return disposition
+
+    def _count(self, result: str) -> None:
+        if self._runs is not None:
+            self._runs.labels(result).inc()
+
+    async def _includes(self, account_id: int, script: Script) -> dict[str, Script]:
+        """Every personal script reachable through include, compiled (missing ones left
+        out: the interpreter decides whether that is an error, per :optional)."""
+        found: dict[str, Script] = {}
+        pending = list(script.includes)
+        while pending and len(found) < self.limits.max_includes:
+            name = pending.pop()
+            if name in found:
+                continue
+            stored = await self.store.get_script(account_id, name)
+            if stored is None:
+                continue
+            found[name] = included = self.compile(stored.body)
+            pending.extend(included.includes - found.keys())
+        return found
+
+    async def _disposition(
+        self,
+        account: Account,
+        envelope: Envelope,
+        recipient: str,
+        view: MessageView,
+        outcome: Outcome,
+    ) -> Disposition:
+        files: dict[str, FileInto] = {}
+        redirects: dict[str, str] = {}
+        reject: str | None = None
+        outgoing: list[Outgoing] = []
+
+        def file(mailbox: str, flags: frozenset[str], create: bool) -> None:
+            key = "INBOX" if mailbox.upper() == "INBOX" else mailbox
+            previous = files.get(key)
+            if previous is None:
+                files[key] = FileInto(key, flags, create)
+            else:  # RFC 5228 4.2: once per mailbox
+                files[key] = FileInto(key, previous.flags | flags, previous.create or create)
+
+        for action in outcome.actions:
+            if isinstance(action, Keep):
+                file("INBOX", action.flags, False)
+            elif isinstance(action, FileIntoAction):
+                file(action.mailbox, action.flags, action.create)
+            elif isinstance(action, Redirect):
+                redirects.setdefault(action.address.lower(), action.address)
+            elif isinstance(action, Reject):
+                reject = safe_reason(action.reason)
+            elif isinstance(action, Vacation):
+                reply = await self._vacation(account, envelope, recipient, view, action)
+                if reply is not None:
+                    outgoing.append(reply)
+            else:
+                assert isinstance(action, Discard)
+        if outcome.implicit_keep:
+            file("INBOX", outcome.keep_flags, False)
+        if redirects and len(view.raw_values("received")) >= MAX_HOPS:
+            raise SieveRuntimeError(f"not redirecting a message with {MAX_HOPS} hops or more")
+        return Disposition(
+            tuple(files.values()), tuple(redirects.values()), reject, tuple(outgoing)
+        )
+
+    async def _vacation(
+        self,
+        account: Account,
+        envelope: Envelope,
+        recipient: str,
+        view: MessageView,
+        action: Vacation,
+    ) -> Outgoing | None:
+        sender = envelope.mail_from
+        own = {recipient.lower(), account.address.lower()}
+        own.update(alias.lower() for alias in await self.store.aliases_of(account.address))
+        own.update(address.strip().strip("<>").lower() for address in action.addresses)
+        why_not = vacation_rules.refusal(view, sender, own)
+        if why_not is not None:
+            log.info("no vacation reply for %s to %s: %s", account.address, sender or "<>", why_not)
+            return None
+        if action.period > 0 and not await self.store.claim_vacation_reply(
+            account.id, sender.lower(), action.handle, action.period
+        ):
+            log.info("no vacation reply for %s to %s: replied recently", account.address, sender)
+            return None
+        from_ = account.address
+        if action.sender is not None:
+            candidate = vacation_rules.header_address(action.sender)
+            bare = candidate.rpartition("<")[2].rstrip(">") if "<" in candidate else candidate
+            if await self.directory.owns(account, bare):
+                from_ = candidate
+            else:
+                log.info("vacation :from %s is not an address of %s", bare, account.address)
+        data = vacation_rules.build_reply(
+            action, view, sender=from_, recipient=sender, hostname=self.hostname()
+        )
+        return Outgoing("", (sender,), data)
+
+
+def safe_reason(reason: str) -> str:
+    """A reject reason as one line of printable ASCII, for the SMTP/LMTP reply text."""
+    text = " ".join(_REASON_UNSAFE.sub(" ", reason).split())
+    return (text[:200] or "Message rejected by the recipient's filter").rstrip()

@@ -1,0 +1,208 @@
+"""What each Sieve command and test takes: the table the validator checks scripts against.
+
+Every command and test of RFC 5228 and of the supported extensions is one ``Spec``: the
+extension a script must ``require`` to use it, its tagged arguments (each with the kind of
+value that follows it, the extension it needs, and the group of mutually exclusive tags it
+belongs to), its positional arguments, and whether it takes a test, a test list or a block.
+Tagged arguments come before positional ones (RFC 5228 section 2.6.2).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+# Argument kinds.
+STRING = "string"  # exactly one string
+STRINGS = "string list"  # a string or a [...] list
+NUMBER = "number"
+
+# The extensions this implementation supports: the SIEVE capability of ManageSieve.
+EXTENSIONS: tuple[str, ...] = (
+    "fileinto",
+    "reject",
+    "ereject",
+    "envelope",
+    "encoded-character",
+    "vacation",
+    "vacation-seconds",
+    "subaddress",
+    "comparator-i;ascii-numeric",
+    "relational",
+    "imap4flags",
+    "copy",
+    "include",
+    "variables",
+    "body",
+    "mailbox",
+)
+
+# Always there (RFC 5228 2.7.3) and not advertised, but a script may still require them.
+IMPLICIT_CAPABILITIES = frozenset({"comparator-i;octet", "comparator-i;ascii-casemap"})
+
+COMPARATORS = {
+    "i;octet": None,
+    "i;ascii-casemap": None,
+    "i;ascii-numeric": "comparator-i;ascii-numeric",
+}
+# RFC 5228 section 5.1: the address test is restricted to fields that hold addresses.
+ADDRESS_HEADERS = frozenset(
+    {
+        "from", "sender", "reply-to", "to", "cc", "bcc",
+        "resent-from", "resent-sender", "resent-reply-to", "resent-to", "resent-cc", "resent-bcc",
+        "return-path", "delivered-to", "x-original-to", "envelope-to", "x-envelope-to",
+        "errors-to", "disposition-notification-to", "return-receipt-to",
+        "mail-followup-to", "mail-reply-to", "original-recipient", "x-original-from",
+    }
+)  # fmt: skip
+RELATIONS = frozenset({"gt", "ge", "lt", "le", "eq", "ne"})
+
+
+@dataclass(frozen=True, slots=True)
+class TagSpec:
+    value: str | None = None  # the kind of the value that follows, or None for a flag
+    extension: str | None = None
+    group: str | None = None  # tags of one group exclude each other
+
+
+@dataclass(frozen=True, slots=True)
+class Spec:
+    extension: str | None = None
+    tags: dict[str, TagSpec] = field(default_factory=dict)
+    positional: tuple[tuple[str, str], ...] = ()  # (kind, what it is, for messages)
+    optional_first: str | None = None  # the first positional may be left out; else this ext
+    test: str = "none"  # "none", "one", "list"
+    block: bool = False
+    required_group: str | None = None  # one tag of this group must be given
+
+
+MATCH_TAGS = {
+    "is": TagSpec(group="match"),
+    "contains": TagSpec(group="match"),
+    "matches": TagSpec(group="match"),
+    "value": TagSpec(STRING, "relational", "match"),
+    "count": TagSpec(STRING, "relational", "match"),
+    "comparator": TagSpec(STRING, None, "comparator"),
+}
+ADDRESS_PART_TAGS = {
+    "all": TagSpec(group="address-part"),
+    "localpart": TagSpec(group="address-part"),
+    "domain": TagSpec(group="address-part"),
+    "user": TagSpec(None, "subaddress", "address-part"),
+    "detail": TagSpec(None, "subaddress", "address-part"),
+}
+MODIFIER_TAGS = {
+    "lower": TagSpec(group="modifier-40"),
+    "upper": TagSpec(group="modifier-40"),
+    "lowerfirst": TagSpec(group="modifier-30"),
+    "upperfirst": TagSpec(group="modifier-30"),
+    "quotewildcard": TagSpec(group="modifier-20"),
+    "length": TagSpec(group="modifier-10"),
+}
+FLAGS_TAG = {"flags": TagSpec(STRINGS, "imap4flags")}
+
+COMMANDS: dict[str, Spec] = {
+    "require": Spec(positional=((STRINGS, "capabilities"),)),
+    "if": Spec(test="one", block=True),
+    "elsif": Spec(test="one", block=True),
+    "else": Spec(block=True),
+    "stop": Spec(),
+    "keep": Spec(tags=FLAGS_TAG),
+    "discard": Spec(),
+    "redirect": Spec(tags={"copy": TagSpec(extension="copy")}, positional=((STRING, "address"),)),
+    "fileinto": Spec(
+        "fileinto",
+        tags={
+            "copy": TagSpec(extension="copy"),
+            "create": TagSpec(extension="mailbox"),
+            **FLAGS_TAG,
+        },
+        positional=((STRING, "mailbox"),),
+    ),
+    "reject": Spec("reject", positional=((STRING, "reason"),)),
+    "ereject": Spec("ereject", positional=((STRING, "reason"),)),
+    "vacation": Spec(
+        "vacation",
+        tags={
+            "days": TagSpec(NUMBER, None, "period"),
+            "seconds": TagSpec(NUMBER, "vacation-seconds", "period"),
+            "subject": TagSpec(STRING),
+            "from": TagSpec(STRING),
+            "addresses": TagSpec(STRINGS),
+            "mime": TagSpec(),
+            "handle": TagSpec(STRING),
+        },
+        positional=((STRING, "reason"),),
+    ),
+    "setflag": Spec(
+        "imap4flags",
+        positional=((STRING, "variable name"), (STRINGS, "flags")),
+        optional_first="variables",
+    ),
+    "addflag": Spec(
+        "imap4flags",
+        positional=((STRING, "variable name"), (STRINGS, "flags")),
+        optional_first="variables",
+    ),
+    "removeflag": Spec(
+        "imap4flags",
+        positional=((STRING, "variable name"), (STRINGS, "flags")),
+        optional_first="variables",
+    ),
+    "set": Spec("variables", tags=MODIFIER_TAGS, positional=((STRING, "name"), (STRING, "value"))),
+    "include": Spec(
+        "include",
+        tags={
+            "personal": TagSpec(group="location"),
+            "global": TagSpec(group="location"),
+            "once": TagSpec(),
+            "optional": TagSpec(),
+        },
+        positional=((STRING, "script name"),),
+    ),
+    "return": Spec("include"),
+    "global": Spec("include", positional=((STRINGS, "variable names"),)),
+}
+
+TESTS: dict[str, Spec] = {
+    "address": Spec(
+        tags={**MATCH_TAGS, **ADDRESS_PART_TAGS},
+        positional=((STRINGS, "header names"), (STRINGS, "keys")),
+    ),
+    "envelope": Spec(
+        "envelope",
+        tags={**MATCH_TAGS, **ADDRESS_PART_TAGS},
+        positional=((STRINGS, "envelope parts"), (STRINGS, "keys")),
+    ),
+    "header": Spec(tags=MATCH_TAGS, positional=((STRINGS, "header names"), (STRINGS, "keys"))),
+    "exists": Spec(positional=((STRINGS, "header names"),)),
+    "size": Spec(
+        tags={"over": TagSpec(group="size"), "under": TagSpec(group="size")},
+        positional=((NUMBER, "limit"),),
+        required_group="size",
+    ),
+    "allof": Spec(test="list"),
+    "anyof": Spec(test="list"),
+    "not": Spec(test="one"),
+    "true": Spec(),
+    "false": Spec(),
+    "body": Spec(
+        "body",
+        tags={
+            **MATCH_TAGS,
+            "raw": TagSpec(group="transform"),
+            "text": TagSpec(group="transform"),
+            "content": TagSpec(STRINGS, None, "transform"),
+        },
+        positional=((STRINGS, "keys"),),
+    ),
+    "string": Spec(
+        "variables", tags=MATCH_TAGS, positional=((STRINGS, "sources"), (STRINGS, "keys"))
+    ),
+    "hasflag": Spec(
+        "imap4flags",
+        tags=MATCH_TAGS,
+        positional=((STRINGS, "variable names"), (STRINGS, "flags")),
+        optional_first="variables",
+    ),
+    "mailboxexists": Spec("mailbox", positional=((STRINGS, "mailbox names"),)),
+}

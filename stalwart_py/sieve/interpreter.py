@@ -1,0 +1,419 @@
+"""Run a compiled script against one message: RFC 5228 semantics and the extensions.
+
+The interpreter is synchronous and does no I/O: what a script may need from outside (the
+scripts it includes, the account's mailbox names) is fetched by the caller beforehand and
+passed in. It returns an ``Outcome`` (the actions and the implicit keep), or raises
+``SieveRuntimeError`` and the caller keeps the message (RFC 5228 section 2.10.6).
+
+Notable rules:
+
+* Tests: ``header`` matches the decoded values of every occurrence of each field;
+  ``address`` the addresses of address fields (groups skipped), by address part;
+  ``envelope`` the SMTP ``MAIL FROM`` (the null path is "") and the recipient this delivery
+  is for; ``exists`` needs every field present; ``size`` compares the message size; ``allof``
+  and ``anyof`` short-circuit. The default match type is ``:is``, the default comparator
+  ``i;ascii-casemap``.
+* ``:count`` (RFC 5231) counts header occurrences, addresses, envelope parts, flags, or the
+  non-empty strings of ``string`` (RFC 5229 section 5).
+* ``reject``/``ereject`` cannot be combined with ``keep``, ``fileinto``, ``redirect`` or
+  ``vacation`` (RFC 5429 section 2.3, RFC 5230 section 4.7): such a run is an error.
+* ``include`` (RFC 6609) runs a personal script with its own variables (globals shared);
+  ``:once`` skips one already included, ``:optional`` one that does not exist; including a
+  script that is already running is an error, and ``return`` ends the current script.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from stalwart_py.mime import parse_address_list
+from stalwart_py.sieve.actions import (
+    Action,
+    Discard,
+    FileInto,
+    Keep,
+    Limits,
+    Outcome,
+    Redirect,
+    Reject,
+    SieveRuntimeError,
+    Vacation,
+    split_flags,
+    store_flags,
+)
+from stalwart_py.sieve.grammar import ADDRESS_HEADERS
+from stalwart_py.sieve.match import MatchError, count_match, match
+from stalwart_py.sieve.message import MessageView
+from stalwart_py.sieve.validate import ADDRESS, Conditional, Node, Script
+from stalwart_py.sieve.variables import Scope, Variables, apply_modifiers
+
+DAY = 86400.0
+MAX_VACATION_PERIOD = 30 * DAY  # RFC 5230 section 4.1: sites may bound :days
+
+
+@dataclass(frozen=True, slots=True)
+class Environment:
+    """What a script may learn about a delivery besides the message."""
+
+    message: MessageView
+    envelope_from: str  # "" for the null reverse path
+    envelope_to: str  # the recipient this delivery is for
+    mailboxes: frozenset[str] = frozenset()  # for mailboxexists
+    subaddress_separator: str = "+"
+
+
+class _Stop(Exception):
+    pass
+
+
+class _Return(Exception):
+    pass
+
+
+class Interpreter:
+    def __init__(
+        self,
+        script: Script,
+        environment: Environment,
+        *,
+        limits: Limits | None = None,
+        includes: Mapping[str, Script] | None = None,
+    ) -> None:
+        self.script = script
+        self.env = environment
+        self.limits = limits or Limits()
+        self.includes = includes or {}
+        self.actions: list[Action] = []
+        self.implicit_keep = True
+        self.internal_flags: list[str] = []
+        self.steps = 0
+        self.redirects = 0
+        self.variables = Variables(self.limits, {})
+        self.extensions = script.extensions
+        self.include_stack: list[str] = []
+        self.included: set[str] = set()
+        self.include_count = 0
+
+    def run(self) -> Outcome:
+        with contextlib.suppress(_Stop, _Return):
+            self.execute(self.script.commands)
+        self._check_conflicts()
+        return Outcome(tuple(self.actions), self.implicit_keep, store_flags(self.internal_flags))
+
+    # -- commands ---------------------------------------------------------------------------
+
+    def step(self, node: Node | Conditional, count: int = 1) -> None:
+        self.steps += count
+        if self.steps > self.limits.max_steps:
+            raise SieveRuntimeError(
+                f"the script took more than {self.limits.max_steps} steps", node.line, node.column
+            )
+
+    def execute(self, commands: tuple[Any, ...]) -> None:
+        for command in commands:
+            self.step(command)
+            if isinstance(command, Conditional):
+                for test, block in command.branches:
+                    if self.test(test):
+                        self.execute(block)
+                        break
+                else:
+                    if command.otherwise is not None:
+                        self.execute(command.otherwise)
+                continue
+            handler: Callable[[Node], None] = getattr(self, "do_" + command.name)
+            handler(command)
+
+    def expand(self, text: str) -> str:
+        return self.variables.expand(text) if "variables" in self.extensions else text
+
+    def expand_all(self, texts: tuple[str, ...]) -> list[str]:
+        return [self.expand(text) for text in texts]
+
+    def add(self, node: Node, action: Action, *, cancels_keep: bool) -> None:
+        if len(self.actions) >= self.limits.max_actions:
+            raise SieveRuntimeError(
+                f"more than {self.limits.max_actions} actions", node.line, node.column
+            )
+        self.actions.append(action)
+        if cancels_keep:
+            self.implicit_keep = False
+
+    def flags_argument(self, node: Node) -> frozenset[str]:
+        if "flags" in node.tags:
+            return store_flags(split_flags(self.expand_all(node.tags["flags"])))
+        return store_flags(self.internal_flags)
+
+    def do_stop(self, node: Node) -> None:
+        raise _Stop
+
+    def do_keep(self, node: Node) -> None:
+        self.add(node, Keep(self.flags_argument(node)), cancels_keep=True)
+
+    def do_discard(self, node: Node) -> None:
+        self.add(node, Discard(), cancels_keep=True)
+
+    def do_redirect(self, node: Node) -> None:
+        address = self.expand(node.args[0]).strip().strip("<>")
+        if not ADDRESS.match(address):
+            raise SieveRuntimeError(f'"{address}" is not a valid address', node.line, node.column)
+        self.redirects += 1
+        if self.redirects > self.limits.max_redirects:
+            raise SieveRuntimeError(
+                f"more than {self.limits.max_redirects} redirects", node.line, node.column
+            )
+        copy = "copy" in node.tags
+        self.add(node, Redirect(address, copy), cancels_keep=not copy)
+
+    def do_fileinto(self, node: Node) -> None:
+        mailbox = self.expand(node.args[0])
+        if not mailbox or any(ord(char) < 0x20 for char in mailbox):
+            raise SieveRuntimeError(f'"{mailbox}" is not a mailbox name', node.line, node.column)
+        copy = "copy" in node.tags
+        action = FileInto(mailbox, self.flags_argument(node), "create" in node.tags, copy)
+        self.add(node, action, cancels_keep=not copy)
+
+    def do_reject(self, node: Node) -> None:
+        self.add(node, Reject(self.expand(node.args[0]), False), cancels_keep=True)
+
+    def do_ereject(self, node: Node) -> None:
+        self.add(node, Reject(self.expand(node.args[0]), True), cancels_keep=True)
+
+    def do_vacation(self, node: Node) -> None:
+        if any(isinstance(action, Vacation) for action in self.actions):
+            raise SieveRuntimeError("more than one vacation action", node.line, node.column)
+        tags = node.tags
+        reason = self.expand(node.args[0])
+        subject = self.expand(tags["subject"]) if "subject" in tags else None
+        sender = self.expand(tags["from"]) if "from" in tags else None
+        if "seconds" in tags:
+            period = min(max(float(tags["seconds"]), 0.0), MAX_VACATION_PERIOD)
+        else:
+            period = min(max(float(tags.get("days", 7)), 1.0) * DAY, MAX_VACATION_PERIOD)
+        handle = self.expand(tags["handle"]) if "handle" in tags else _default_handle(
+            subject, sender, "mime" in tags, reason
+        )  # fmt: skip
+        addresses = tuple(self.expand_all(tags.get("addresses", ())))
+        vacation = Vacation(reason, subject, sender, addresses, "mime" in tags, handle, period)
+        self.add(node, vacation, cancels_keep=False)
+
+    def _flag_target(self, node: Node) -> tuple[str | None, list[str]]:
+        flags = split_flags(self.expand_all(node.args[-1]))
+        if len(node.args) == 2:
+            return self.expand(node.args[0]), flags
+        return None, flags
+
+    def _current_flags(self, variable: str | None) -> list[str]:
+        if variable is None:
+            return list(self.internal_flags)
+        return split_flags([self.variables.get(variable)])
+
+    def _store_flags(self, variable: str | None, flags: list[str]) -> None:
+        if variable is None:
+            self.internal_flags = flags
+        else:
+            self.variables.set(variable, " ".join(flags))
+
+    def do_setflag(self, node: Node) -> None:
+        variable, flags = self._flag_target(node)
+        self._store_flags(variable, flags)
+
+    def do_addflag(self, node: Node) -> None:
+        variable, flags = self._flag_target(node)
+        self._store_flags(variable, split_flags(self._current_flags(variable) + flags))
+
+    def do_removeflag(self, node: Node) -> None:
+        variable, flags = self._flag_target(node)
+        remove = {flag.lower() for flag in flags}
+        kept = [flag for flag in self._current_flags(variable) if flag.lower() not in remove]
+        self._store_flags(variable, kept)
+
+    def do_set(self, node: Node) -> None:
+        name, value = node.args
+        self.variables.set(name, apply_modifiers(self.expand(value), node.tags))
+
+    def do_global(self, node: Node) -> None:
+        self.variables.declare_global(node.args[0])
+
+    def do_return(self, node: Node) -> None:
+        raise _Return
+
+    def do_include(self, node: Node) -> None:
+        name = node.args[0]
+        script = None if "global" in node.tags else self.includes.get(name)
+        if script is None:
+            if "optional" in node.tags:
+                return
+            where = "global" if "global" in node.tags else "personal"
+            raise SieveRuntimeError(f'no {where} script "{name}"', node.line, node.column)
+        if "once" in node.tags and name in self.included:
+            return
+        if name in self.include_stack:
+            raise SieveRuntimeError(f'"{name}" includes itself', node.line, node.column)
+        self.include_count += 1
+        if (
+            len(self.include_stack) >= self.limits.max_include_depth
+            or self.include_count > self.limits.max_includes
+        ):
+            raise SieveRuntimeError("too many included scripts", node.line, node.column)
+        self.included.add(name)
+        saved = (self.variables.scope, self.extensions)
+        self.variables.scope, self.extensions = Scope(), script.extensions
+        self.include_stack.append(name)
+        try:
+            self.execute(script.commands)
+        except _Return:
+            pass
+        finally:
+            self.include_stack.pop()
+            self.variables.scope, self.extensions = saved
+
+    # -- tests ------------------------------------------------------------------------------
+
+    def test(self, node: Node) -> bool:
+        self.step(node)
+        name = node.name
+        if name == "true":
+            return True
+        if name == "false":
+            return False
+        if name == "not":
+            return not self.test(node.tests[0])
+        if name == "allof":
+            return all(self.test(test) for test in node.tests)
+        if name == "anyof":
+            return any(self.test(test) for test in node.tests)
+        if name == "exists":
+            return all(self.env.message.has(header) for header in self.expand_all(node.args[0]))
+        if name == "size":
+            limit = node.args[0]
+            size = self.env.message.size
+            return size > limit if "over" in node.tags else size < limit
+        if name == "mailboxexists":
+            return all(
+                _mailbox_exists(self.env.mailboxes, box) for box in self.expand_all(node.args[0])
+            )
+        values = getattr(self, "values_" + name)(node)
+        return self.compare(node, values, self.expand_all(node.args[-1]))
+
+    def compare(self, node: Node, values: list[str], keys: list[str]) -> bool:
+        tags = node.tags
+        comparator = str(tags.get("comparator", "i;ascii-casemap")).lower()
+        self.step(node, len(values) * len(keys))
+        try:
+            if "count" in tags:
+                return count_match(len(values), keys, str(tags["count"]), comparator)
+            match_type = next(
+                (kind for kind in ("is", "contains", "matches", "value") if kind in tags), "is"
+            )
+            operator = str(tags["value"]) if "value" in tags else None
+            result, captured = match(values, keys, match_type, comparator, operator)
+        except MatchError as exc:
+            raise SieveRuntimeError(str(exc), node.line, node.column) from None
+        if captured is not None and "variables" in self.extensions:
+            self.variables.matched = [text[: self.limits.max_variable_size] for text in captured]
+        return result
+
+    def values_header(self, node: Node) -> list[str]:
+        message = self.env.message
+        return [
+            value for header in self.expand_all(node.args[0]) for value in message.values(header)
+        ]
+
+    def values_address(self, node: Node) -> list[str]:
+        out: list[str] = []
+        for header in self.expand_all(node.args[0]):
+            if header.lower() not in ADDRESS_HEADERS:
+                continue  # a name built from variables: only address fields count (5.1)
+            for raw in self.env.message.raw_values(header):
+                for address in parse_address_list(raw) or ():
+                    if address.host is None or address.mailbox is None:
+                        continue  # a group marker
+                    full = f"{address.mailbox}@{address.host}" if address.host else address.mailbox
+                    part = self.address_part(node, full)
+                    if part is not None:
+                        out.append(part)
+        return out
+
+    def values_envelope(self, node: Node) -> list[str]:
+        out: list[str] = []
+        for name in self.expand_all(node.args[0]):
+            lowered = name.lower()
+            if lowered == "from":
+                address = self.env.envelope_from
+            elif lowered == "to":
+                address = self.env.envelope_to
+            else:
+                continue
+            part = self.address_part(node, address)
+            if part is not None:
+                out.append(part)
+        return out
+
+    def address_part(self, node: Node, address: str) -> str | None:
+        """RFC 5228 section 2.7.4 and RFC 5233: the part of ``address`` to match."""
+        tags = node.tags
+        if "all" in tags or not any(t in tags for t in ("localpart", "domain", "user", "detail")):
+            return address
+        local, at, domain = address.rpartition("@")
+        if not at:
+            local, domain = address, ""
+        if "domain" in tags:
+            return domain
+        if "localpart" in tags:
+            return local
+        separator = self.env.subaddress_separator
+        user, sep, detail = local.partition(separator) if separator else (local, "", "")
+        if "user" in tags:
+            return user
+        return detail if sep else None  # no detail: :detail matches nothing (RFC 5233 4)
+
+    def values_body(self, node: Node) -> list[str]:
+        message = self.env.message
+        if "raw" in node.tags:
+            return [message.raw_body()]
+        if "content" in node.tags:
+            return message.bodies(tuple(self.expand_all(node.tags["content"])))
+        return message.bodies(None)
+
+    def values_string(self, node: Node) -> list[str]:
+        values = self.expand_all(node.args[0])
+        if "count" in node.tags:
+            return [value for value in values if value]
+        return values
+
+    def values_hasflag(self, node: Node) -> list[str]:
+        if len(node.args) == 2:
+            names = self.expand_all(node.args[0])
+            return split_flags([self.variables.get(name) for name in names])
+        return list(self.internal_flags)
+
+    # -- the end --------------------------------------------------------------------------
+
+    def _check_conflicts(self) -> None:
+        rejects = [action for action in self.actions if isinstance(action, Reject)]
+        if not rejects:
+            return
+        if len(rejects) > 1:
+            raise SieveRuntimeError("more than one reject")
+        others = {
+            type(action).__name__.lower()
+            for action in self.actions
+            if isinstance(action, Keep | FileInto | Redirect | Vacation)
+        }
+        if others:
+            raise SieveRuntimeError(f"reject cannot be combined with {', '.join(sorted(others))}")
+
+
+def _mailbox_exists(mailboxes: frozenset[str], name: str) -> bool:
+    return name in mailboxes or (name.upper() == "INBOX" and "INBOX" in mailboxes)
+
+
+def _default_handle(subject: str | None, sender: str | None, mime: bool, reason: str) -> str:
+    """RFC 5230 section 4.2: without :handle, the arguments that shape the reply are it."""
+    text = "\x00".join((subject or "", sender or "", "mime" if mime else "", reason))
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:32]

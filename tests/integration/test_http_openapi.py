@@ -1,0 +1,218 @@
+"""The OpenAPI document: valid OpenAPI 3.1, served as generated, and true to every route.
+
+``test_every_operation_answers_as_documented`` calls every documented operation as an
+administrator, without credentials, with wrong ones, and as an ordinary account; the
+``Referee`` checks each answer's status and body against the document.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from jsonschema import Draft202012Validator
+from openapi_spec_validator import validate as validate_spec
+
+from protocols.http import Http
+from protocols.http.schemas import COMPONENTS
+from protocols.http.validation import SUPPORTED, SchemaError, keywords, validate
+from tests.support.http import ADMIN, USER, ApiClient, Referee, start_http
+
+APP = Http().app
+DOCUMENT = APP.document
+
+
+def test_the_document_is_valid_openapi_3_1():
+    validate_spec(DOCUMENT)
+    assert DOCUMENT["openapi"] == "3.1.0"
+
+
+def test_every_route_is_documented_and_every_operation_is_a_route():
+    documented = {
+        (method.upper(), path) for path, methods in DOCUMENT["paths"].items() for method in methods
+    }
+    routed = {(route.method, route.template) for route in APP.router.routes}
+    assert documented == routed
+    for route in APP.router.routes:
+        operation = DOCUMENT["paths"][route.template][route.method.lower()]
+        names = [p["name"] for p in operation.get("parameters", []) if p["in"] == "path"]
+        assert names == [s[1:-1] for s in route.segments if s.startswith("{")]
+
+
+def test_the_validator_implements_every_keyword_the_schemas_use():
+    used = set()
+    for schema in COMPONENTS.values():
+        used |= keywords(schema)
+    assert used <= SUPPORTED, used - SUPPORTED
+
+
+FIELD_NAMES = [
+    *("address", "password", "admin", "quota-bytes", "name", "targets", "raw", "to", "x"),
+    *("from", "sender", "recipients", "headers", "subject", "text", "html"),
+]
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers(-5, 10**12) | st.floats(allow_nan=False) | st.text(),
+    lambda children: (
+        st.lists(children, max_size=4)
+        | st.dictionaries(
+            st.sampled_from(FIELD_NAMES),
+            children,
+            max_size=5,
+        )
+    ),
+    max_leaves=12,
+)
+REQUEST_SCHEMAS = ["NewAccount", "AccountUpdate", "NewDomain", "NewAlias", "Injection"]
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow], deadline=None)
+@given(name=st.sampled_from(REQUEST_SCHEMAS), value=JSON_VALUES)
+def test_request_validation_agrees_with_a_full_json_schema_implementation(name, value):
+    root = {"$ref": f"#/components/schemas/{name}", "components": {"schemas": COMPONENTS}}
+    expected = Draft202012Validator(root).is_valid(value)
+    try:
+        validate(value, COMPONENTS[name], COMPONENTS)
+        ours = True
+    except SchemaError:
+        ours = False
+    assert ours == expected
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("NewAccount", {"address": "a@b.c", "password": "12345678", "quota-bytes": None}),
+        ("NewAlias", {"address": "a@b.c", "targets": ["x@y.z"]}),
+        ("Injection", {"from": "a@b.c", "to": ["x@y.z", "w@y.z"], "text": "hi"}),
+        ("Injection", {"sender": "", "recipients": "x@y.z", "raw": "Subject: x\r\n\r\n"}),
+    ],
+)
+def test_valid_requests_pass_both_validators(name, value):
+    validate(value, COMPONENTS[name], COMPONENTS)
+    root = {"$ref": f"#/components/schemas/{name}", "components": {"schemas": COMPONENTS}}
+    Draft202012Validator(root).validate(value)
+
+
+@pytest.fixture
+def server(start_server):
+    return start_http(
+        start_server, extra='[server.listener.probe]\nbind = "127.0.0.1:0"\nprotocol = "probe"\n'
+    )
+
+
+def test_the_served_document_is_the_generated_one(server):
+    with ApiClient(server.address("http")) as client:
+        answer = client.get("/api/openapi.json", auth=None)
+        assert answer.status == 200
+        assert answer.json == json.loads(json.dumps(DOCUMENT))
+
+
+def _prepare(server, client: ApiClient) -> dict[str, str]:
+    """Objects for every path parameter: an account, a domain, an alias, a queued message."""
+    assert client.post("/api/domains", {"name": "walk.test"}).status == 201
+    assert (
+        client.post(
+            "/api/accounts", {"address": "walker@walk.test", "password": "walker-password"}
+        ).status
+        == 201
+    )
+    assert (
+        client.post(
+            "/api/aliases", {"address": "team@walk.test", "targets": ["walker@walk.test"]}
+        ).status
+        == 201
+    )
+    injected = client.post(
+        "/api/inject", {"from": "walker@walk.test", "to": "far@remote.test", "text": "hi"}
+    )
+    assert injected.status == 200
+    [entry] = client.get("/api/queue").json["messages"]
+    return {"queue": str(entry["id"])}
+
+
+def _calls(ids: dict[str, str]) -> dict[str, tuple[str, str, object, dict]]:
+    """operationId -> (method, path, JSON body, options), one valid call per operation, in an
+    order where each finds what it needs (deletions last)."""
+    return {
+        "healthz": ("GET", "/healthz", None, {}),
+        "readyz": ("GET", "/readyz", None, {}),
+        "metrics": ("GET", "/metrics", None, {}),
+        "openapi": ("GET", "/api/openapi.json", None, {}),
+        "list_accounts": ("GET", "/api/accounts", None, {}),
+        "create_account": (
+            "POST",
+            "/api/accounts",
+            {"address": "new@walk.test", "password": "new-password"},
+            {},
+        ),
+        "get_account": ("GET", "/api/accounts/walker@walk.test", None, {}),
+        "update_account": ("PATCH", "/api/accounts/walker@walk.test", {"quota-bytes": 10**6}, {}),
+        "list_domains": ("GET", "/api/domains", None, {}),
+        "create_domain": ("POST", "/api/domains", {"name": "other.test"}, {}),
+        "list_aliases": ("GET", "/api/aliases", None, {}),
+        "create_alias": (
+            "POST",
+            "/api/aliases",
+            {"address": "sales@walk.test", "targets": ["new@walk.test"]},
+            {},
+        ),
+        "get_alias": ("GET", "/api/aliases/team@walk.test", None, {}),
+        "list_listeners": ("GET", "/api/listeners", None, {}),
+        "get_listener": ("GET", "/api/listeners/probe", None, {}),
+        "disable_listener": ("POST", "/api/listeners/probe/disable", None, {}),
+        "enable_listener": ("POST", "/api/listeners/probe/enable", None, {}),
+        "reload": ("POST", "/api/reload", None, {}),
+        "effective_config": ("GET", "/api/config/effective", None, {}),
+        "list_queue": ("GET", "/api/queue?limit=10", None, {}),
+        "get_queue_entry": ("GET", f"/api/queue/{ids['queue']}", None, {}),
+        "retry_entry": ("POST", f"/api/queue/{ids['queue']}/retry", None, {}),
+        "retry_all": ("POST", "/api/queue/retry", None, {}),
+        "list_reports": ("GET", "/api/reports", None, {}),
+        "inject": (
+            "POST",
+            "/api/inject",
+            {"from": "a@remote.test", "to": "walker@walk.test", "text": "x"},
+            {},
+        ),
+        "delete_queue_entry": ("DELETE", f"/api/queue/{ids['queue']}", None, {}),
+        "delete_alias": ("DELETE", "/api/aliases/sales@walk.test", None, {}),
+        "delete_account": ("DELETE", "/api/accounts/new@walk.test", None, {}),
+        "delete_domain": ("DELETE", "/api/domains/other.test", None, {}),
+    }
+
+
+def test_every_operation_answers_as_documented(server):
+    referee = Referee(DOCUMENT)
+    address = server.address("http")
+    with ApiClient(address, auth=ADMIN, referee=referee) as admin:
+        calls = _calls(_prepare(server, admin))
+        assert set(calls) == {route.name for route in APP.router.routes}, "a route has no call"
+        public = {"healthz", "readyz", "openapi"}
+        with (
+            ApiClient(address, referee=referee) as anonymous,
+            ApiClient(
+                address, auth=("root@example.test", "wrong password"), referee=referee
+            ) as wrong,
+            ApiClient(address, auth=USER, referee=referee) as user,
+        ):
+            for name, (method, path, body, _options) in calls.items():
+                if name in public:
+                    continue
+                # no data to a caller who is not an administrator, whatever the route
+                for client, status in ((anonymous, 401), (wrong, 401), (user, 403)):
+                    answer = client.request(method, path, body)
+                    assert answer.status == status, (name, client.auth, answer.body)
+                    assert set(answer.json) == {"error"}, answer.body
+                    assert answer.operation is not None
+                    assert ("www-authenticate" in answer.headers) == (status == 401)
+        for name, (method, path, body, _options) in calls.items():
+            answer = admin.request(method, path, body)
+            assert answer.status < 300, (name, answer.status, answer.body)
+    operations = {
+        f"{method.upper()} {path}"
+        for path, methods in DOCUMENT["paths"].items()
+        for method in methods
+    }
+    assert {operation for operation, status in referee.seen if status < 300} == operations

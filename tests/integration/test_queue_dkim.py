@@ -1,0 +1,95 @@
+"""DKIM signatures (RFC 6376) that dkimpy verifies against the key published in DNS."""
+
+from __future__ import annotations
+
+import anyio.to_thread
+import dkim
+import dns.resolver
+import pytest
+
+from stalwart_py.config.schema import DkimSettings
+from stalwart_py.queue import generate_key
+from stalwart_py.queue.dkim import DkimSigner
+from tests.support.mail_peers import txt_text
+from tests.support.queue_world import make_world, running
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+async def world(tmp_path, ca):
+    async with make_world(tmp_path, ca) as world:
+        world.dns.add("remote.test", "A", "127.0.0.12")
+        yield world
+
+
+def dns_txt(port: int):
+    """dkimpy's DNS hook, asking the test zone server (from a worker thread)."""
+    resolver = dns.resolver.Resolver(configure=False)
+    resolver.nameservers = ["127.0.0.1"]
+    resolver.port = port
+
+    def lookup(name: bytes, timeout: int = 5) -> bytes:
+        answer = resolver.resolve(name.decode().rstrip("."), "TXT", lifetime=timeout)
+        return b"".join(answer[0].strings)
+
+    return lookup
+
+
+async def verify(world, data: bytes) -> bool:
+    lookup = dns_txt(world.dns.port)
+    return await anyio.to_thread.run_sync(lambda: dkim.verify(data, dnsfunc=lookup))
+
+
+@pytest.mark.parametrize(
+    ("algorithm", "tag"), [("rsa", b"rsa-sha256"), ("ed25519", b"ed25519-sha256")]
+)
+async def test_generated_key_signs_and_the_published_record_verifies(world, algorithm, tag):
+    key = generate_key(world.tmp, "example.test", algorithm=algorithm, selector="sel1")
+    world.dns.add(key.record_name, "TXT", txt_text(key.public_record))
+    peer = await world.peer("127.0.0.12")
+    await world.enqueue("bob@remote.test")
+    async with running(world.manager(port=peer.port)) as manager:
+        await manager.flush()
+    [message] = peer.received
+    assert message.data.startswith(b"DKIM-Signature: v=1; a=" + tag + b"; c=relaxed/relaxed;")
+    assert b" d=example.test;" in message.data
+    assert b" s=sel1;" in message.data
+    assert await verify(world, message.data)
+    # And the signature covers the content: a changed body no longer verifies.
+    assert not await verify(world, message.data.replace(b"Hello Bob.", b"Hello Eve."))
+
+
+async def test_a_key_generated_while_running_is_used_from_the_next_message(world):
+    peer = await world.peer("127.0.0.12")
+    async with running(world.manager(port=peer.port)) as manager:
+        await world.enqueue("bob@remote.test")
+        await manager.flush()
+        key = generate_key(world.tmp, "example.test", selector="later")
+        world.dns.add(key.record_name, "TXT", txt_text(key.public_record))
+        await world.enqueue("bob@remote.test")
+        await manager.flush()
+    first, second = peer.received
+    assert not first.data.startswith(b"DKIM-Signature")
+    assert await verify(world, second.data)
+
+
+async def test_configured_key_and_from_domain_choice(world, tmp_path):
+    key = generate_key(tmp_path / "elsewhere", "example.test", selector="cfg")
+    world.dns.add(key.record_name, "TXT", txt_text(key.public_record))
+    configured = {"example.test": DkimSettings(selector="cfg", private_key=key.path)}
+    signer = DkimSigner(configured, world.tmp)
+    message = b"From: someone@other.test\r\nSubject: x\r\n\r\nbody\r\n"
+    assert signer.sign(message, "alice@example.test") == message  # From: decides, not the sender
+    signed = signer.sign(message.replace(b"other.test", b"example.test"), "")
+    assert await verify(world, signed)
+
+
+def test_generate_refuses_an_existing_selector(tmp_path):
+    generate_key(tmp_path, "example.test", selector="one", algorithm="ed25519")
+    with pytest.raises(ValueError, match="exists already"):
+        generate_key(tmp_path, "example.test", selector="one")
+    with pytest.raises(ValueError, match="selector"):
+        generate_key(tmp_path, "example.test", selector="bad selector")
+    key_file = tmp_path / "dkim" / "example.test" / "one.pem"
+    assert key_file.stat().st_mode & 0o777 == 0o600

@@ -1,0 +1,218 @@
+"""The world outside, on loopback: an authoritative DNS server and receiving SMTP servers.
+
+``ZoneServer`` answers UDP DNS queries from a dict of records (dnspython does the wire
+format); ``Peer`` is an aiosmtpd server that records what it receives and can be told to
+refuse recipients, answer DATA with given replies, offer STARTTLS, or require AUTH. Both run
+on the event loop of whoever starts them (a test's, or a ``background_loop`` thread's).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio.from_thread
+import dns.message
+import dns.rcode
+import dns.rdatatype
+import dns.rrset
+from aiosmtpd.smtp import SMTP, AuthResult
+
+WAIT = 20.0
+
+
+class ZoneServer(asyncio.DatagramProtocol):
+    """``records``: name -> [(type, text)], e.g. ``{"example.test": [("MX", "10 mx.test.")]}``.
+    A name with no records of the asked type answers NODATA; an unknown name NXDOMAIN; a
+    name in ``servfail`` SERVFAIL."""
+
+    def __init__(self, records: dict[str, list[tuple[str, str]]] | None = None) -> None:
+        self.records: dict[str, list[tuple[str, str]]] = dict(records or {})
+        self.servfail: set[str] = set()
+        self.queries: list[tuple[str, str]] = []
+        self.port = 0
+        self._transport: asyncio.DatagramTransport | None = None
+
+    def add(self, name: str, rdtype: str, text: str) -> None:
+        self.records.setdefault(name.lower().rstrip("."), []).append((rdtype, text))
+
+    async def start(self, host: str = "127.0.0.1") -> int:
+        loop = asyncio.get_running_loop()
+        self._transport, _ = await loop.create_datagram_endpoint(lambda: self, local_addr=(host, 0))
+        self.port = self._transport.get_extra_info("sockname")[1]
+        return self.port
+
+    def close(self) -> None:
+        if self._transport is not None:
+            self._transport.close()
+
+    def connection_made(self, transport: Any) -> None:
+        self._transport = transport
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        query = dns.message.from_wire(data)
+        response = dns.message.make_response(query)
+        question = query.question[0]
+        name = question.name.to_text(omit_final_dot=True).lower()
+        rdtype = dns.rdatatype.to_text(question.rdtype)
+        self.queries.append((name, rdtype))
+        if name in self.servfail:
+            response.set_rcode(dns.rcode.SERVFAIL)
+        elif name not in self.records:
+            response.set_rcode(dns.rcode.NXDOMAIN)
+        else:
+            texts = [text for kind, text in self.records[name] if kind == rdtype]
+            if texts:
+                response.answer.append(dns.rrset.from_text(question.name, 60, "IN", rdtype, *texts))
+        assert self._transport is not None
+        self._transport.sendto(response.to_wire(), addr)
+
+
+def txt_text(value: str) -> str:
+    """A TXT value in zone-file form: strings of at most 255 characters."""
+    return " ".join(f'"{value[i : i + 250]}"' for i in range(0, len(value), 250))
+
+
+@dataclass
+class Received:
+    mail_from: str
+    rcpt_tos: list[str]
+    data: bytes
+    mail_options: list[str]
+    connection: int  # 1 for the peer's first connection, 2 for the next, ...
+    tls: bool
+    login: str | None
+
+
+@dataclass
+class Peer:
+    """A receiving SMTP server (aiosmtpd) that records every message."""
+
+    name: str = "mx.remote.test"
+    refuse: dict[str, str] = field(default_factory=dict)  # recipient -> RCPT reply
+    data_replies: list[str] = field(default_factory=list)  # replies to DATA's end, in turn
+    pipelining: bool = True
+    tls_context: ssl.SSLContext | None = None
+    credentials: tuple[str, str] | None = None  # require AUTH with these
+    received: list[Received] = field(default_factory=list)
+    connections: int = 0
+    open_connections: int = 0
+    most_open: int = 0  # the most connections open at once
+    port: int = 0
+    stall_data: bool = False  # do not answer the end of DATA until this is false again
+    stalled: int = 0  # messages held by stall_data so far
+
+    def __post_init__(self) -> None:
+        self._sessions: dict[int, int] = {}
+        self._keep: list[Any] = []
+        self._server: asyncio.base_events.Server | None = None
+        self._arrived = threading.Condition()
+
+    async def start(self, host: str = "127.0.0.1", port: int = 0) -> int:
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(self._protocol, host, port)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self.port
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            self._server = None
+
+    def _protocol(self) -> SMTP:
+        self.connections += 1
+        return _CountingSMTP(
+            self,
+            hostname=self.name,
+            tls_context=self.tls_context,
+            enable_SMTPUTF8=True,
+            auth_required=self.credentials is not None,
+            authenticator=self._authenticate if self.credentials else None,
+        )
+
+    def _authenticate(self, server, session, envelope, mechanism, data) -> AuthResult:
+        ok = (data.login.decode(), data.password.decode()) == self.credentials
+        return AuthResult(success=ok, handled=False, auth_data=data.login.decode() if ok else None)
+
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):
+        session.host_name = hostname
+        if self.pipelining:
+            responses.insert(1, "250-PIPELINING")
+        return responses
+
+    async def handle_RCPT(self, server, session, envelope, address, options):
+        if address in self.refuse:
+            return self.refuse[address]
+        envelope.rcpt_tos.append(address)
+        return "250 2.1.5 OK"
+
+    async def handle_DATA(self, server, session, envelope):
+        if self.stall_data:
+            with self._arrived:
+                self.stalled += 1
+                self._arrived.notify_all()
+            # Hang until the test lets go; the flag is set from another thread, where an
+            # asyncio.Event of this loop cannot be set.
+            while self.stall_data:  # noqa: ASYNC110
+                await asyncio.sleep(0.05)  # ok: polling a flag set from the test's thread
+            return "451 4.3.0 Too late"
+        if self.data_replies:
+            reply = self.data_replies.pop(0)
+            if not reply.startswith("2"):
+                return reply
+        connection = self._sessions.setdefault(id(session), len(self._sessions) + 1)
+        self._keep.append(session)
+        with self._arrived:
+            self.received.append(
+                Received(
+                    envelope.mail_from,
+                    list(envelope.rcpt_tos),
+                    envelope.original_content or envelope.content,
+                    list(envelope.mail_options),
+                    connection,
+                    session.ssl is not None,
+                    session.auth_data if session.authenticated else None,
+                )
+            )
+            self._arrived.notify_all()
+        return "250 2.0.0 OK queued"
+
+    def wait_stalled(self, timeout: float = WAIT) -> None:
+        """From another thread: until a message is held by ``stall_data``."""
+        with self._arrived:
+            if not self._arrived.wait_for(lambda: self.stalled > 0, timeout):
+                raise TimeoutError(f"{self.name}: no message reached DATA")
+
+    def wait_for(self, count: int, timeout: float = WAIT) -> list[Received]:
+        """From another thread: until ``count`` messages have arrived."""
+        with self._arrived:
+            if not self._arrived.wait_for(lambda: len(self.received) >= count, timeout):
+                raise TimeoutError(f"{self.name}: {len(self.received)} of {count} messages")
+        return list(self.received)
+
+
+class _CountingSMTP(SMTP):
+    def __init__(self, peer: Peer, **options: Any) -> None:
+        super().__init__(peer, **options)
+        self._peer = peer
+
+    def connection_made(self, transport: Any) -> None:
+        self._peer.open_connections += 1
+        self._peer.most_open = max(self._peer.most_open, self._peer.open_connections)
+        super().connection_made(transport)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._peer.open_connections -= 1
+        super().connection_lost(exc)
+
+
+@contextmanager
+def background_loop() -> Iterator[anyio.from_thread.BlockingPortal]:
+    """An event loop in a thread, for peers that must outlive an in-process server."""
+    with anyio.from_thread.start_blocking_portal("asyncio") as portal:
+        yield portal

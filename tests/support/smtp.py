@@ -1,0 +1,113 @@
+"""Shared by the SMTP and LMTP tests: a configuration with every listener, and store reads."""
+
+from __future__ import annotations
+
+import smtplib
+from pathlib import Path
+from typing import Any
+
+from tests.support.servers import InProcessServer
+
+PASSWORD = "correct-horse-battery"
+
+
+def smtp_config(cert: tuple[Path, Path], socket_path: Path, extra: str = "", smtp: str = "") -> str:
+    """smtp (MX, loopback may NOT relay, so relay rules can be tested from 127.0.0.1),
+    submission (AUTH required), submissions (implicit TLS), lmtp (TCP and a Unix socket).
+    The smtp listener is bound on 127.0.0.1 and ::1; the ::1 peer scope changes limits.
+    ``smtp`` adds keys to [server.smtp], ``extra`` tables at the end."""
+    return f"""
+[server]
+hostname = "mail.example.test"
+
+[server.tls]
+certificate = "{cert[0]}"
+private-key = "{cert[1]}"
+
+[directory.throttle]
+failure-delay = 0
+
+[server.smtp]
+relay-hosts = []
+max-recipients-per-message = 3
+{smtp}
+
+[server.smtp.domains."relay.test"]
+relay = true
+
+[server.smtp.domains."bounces.example.test"]
+oob = true
+
+[server.smtp.domains."*.fbl.test"]
+fbl = true
+
+[server.smtp.domains."quiet.fbl.test"]
+fbl = false
+
+[server.listener.smtp]
+bind = ["127.0.0.1:0", "[::1]:0"]
+protocol = "smtp"
+
+[server.listener.smtp.peer."::1/128"]
+smtp.max-recipients-per-message = 1
+smtp.max-message-size = 2000
+
+[server.listener.submission]
+bind = "127.0.0.1:0"
+protocol = "smtp"
+smtp.auth.require = true
+
+[server.listener.submissions]
+bind = "127.0.0.1:0"
+protocol = "smtp"
+tls.implicit = true
+smtp.auth.require = true
+
+[server.listener.lmtp]
+bind = ["127.0.0.1:0", "{socket_path}"]
+protocol = "lmtp"
+{extra}
+"""
+
+
+def mailbox_messages(server: InProcessServer, address: str, mailbox: str = "INBOX") -> list[bytes]:
+    """Every stored message of a mailbox, oldest first."""
+
+    async def read() -> list[bytes]:
+        store = server.context.store
+        account = await store.get_account(address)
+        assert account is not None
+        box = await store.get_mailbox(account.id, mailbox)
+        assert box is not None
+        infos = await store.messages(box.id)
+        blobs = await store.read_blobs([info.blob_id for info in infos])
+        return [blobs[info.blob_id] for info in infos]
+
+    return server.run(read)
+
+
+def queue(server: InProcessServer) -> list[Any]:
+    return server.run(server.context.store.queue_entries)
+
+
+def without_trace(stored: bytes) -> bytes:
+    """The message as sent: the Return-Path and Received fields prepended on delivery go."""
+    assert stored.startswith(b"Return-Path: <"), stored[:80]
+    rest = stored.split(b"\r\n", 1)[1]
+    assert rest.startswith(b"Received: ")
+    # The Received field is folded: its continuation lines start with a tab.
+    lines = rest.split(b"\r\n")
+    index = 1
+    while lines[index].startswith(b"\t"):
+        index += 1
+    return b"\r\n".join(lines[index:])
+
+
+def metric(server: InProcessServer, name: str, **labels: str) -> float:
+    value = server.context.metrics.registry.get_sample_value(name, labels)
+    return value or 0.0
+
+
+def connect(server: InProcessServer, listener: str = "smtp", **kwargs: Any) -> smtplib.SMTP:
+    host, port = server.address(listener)
+    return smtplib.SMTP(host, port, timeout=20, **kwargs)

@@ -1,0 +1,67 @@
+"""The smtp.* and lmtp.* tables through the configuration loader."""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+
+import pytest
+
+from protocols.smtp import LmtpSettings, SmtpSettings
+from stalwart_py.config import ConfigError, parse_config
+
+PROTOCOLS = {"smtp": SmtpSettings, "lmtp": LmtpSettings}
+
+
+def load(text: str):
+    return parse_config(text, Path("/etc/stalwart-py/config.toml"), PROTOCOLS)
+
+
+def test_defaults_merge_and_peer_scopes():
+    config = load("""
+[server.smtp]
+max-message-size = "10M"
+relay-hosts = "10.0.0.0/8"
+
+[server.smtp.domains."*.example.net"]
+fbl = true
+
+[server.listener.mx]
+bind = "*:25"
+protocol = "smtp"
+smtp.banner = "hello"
+
+[server.listener.mx.peer."192.0.2.0/24"]
+smtp.max-recipients-per-message = 5
+
+[server.listener.lmtp]
+bind = "/run/lmtp.sock"
+protocol = "lmtp"
+""")
+    mx = config.listeners["mx"]
+    settings = mx.settings.protocol
+    assert settings.max_message_size == 10 * 1024 * 1024 and settings.banner == "hello"
+    assert settings.relay_hosts == (ipaddress.ip_network("10.0.0.0/8"),)
+    assert settings.domains["*.example.net"].fbl is True
+    assert settings.max_recipients_per_message == 1024
+    scoped = mx.effective[mx.scope_for(ipaddress.ip_address("192.0.2.7"))].protocol
+    assert scoped.max_recipients_per_message == 5
+    lmtp = config.listeners["lmtp"].settings.protocol
+    assert isinstance(lmtp, LmtpSettings) and lmtp.banner == "LMTP stalwart-py"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('[server.smtp]\nbare-lf = "maybe"', 'expected one of "reject", "fix"'),
+        ('[server.smtp.domains."Example.COM"]\nrelay = true', "lowercase domain"),
+        ('[server.smtp.domains."*."]\nrelay = true', "lowercase domain"),
+        ('[server.smtp]\nauth.mechanisms = ["CRAM-MD5"]', 'expected one of "PLAIN", "LOGIN"'),
+        ('[server.lmtp]\nrelay-hosts = ["10.0.0.0/8"]', "unknown key"),
+        ('[server.smtp]\ntimeout.command = "soon"', "expected a duration"),
+    ],
+)
+def test_bad_values_are_config_errors(text, message):
+    with pytest.raises(ConfigError) as caught:
+        load(text)
+    assert message in str(caught.value)
