@@ -263,3 +263,17 @@ def test_fetch_macros(client):
     assert set(items) == {"FLAGS", "INTERNALDATE", "RFC822.SIZE", "ENVELOPE", "BODY"}
     items = fetch_items(client, "2", "FAST")
     assert set(items) == {"FLAGS", "INTERNALDATE", "RFC822.SIZE"}
+
+
+def test_binary_content_with_nul_is_a_literal8(server):
+    data = (
+        b"Subject: bytes\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\n"
+        b"Content-Type: application/octet-stream\r\nContent-Transfer-Encoding: base64\r\n"
+        b"\r\nAAEC/w==\r\n--b--\r\n"
+    )
+    append(server, USER, "INBOX", data)
+    with Raw(server) as raw:
+        raw.login()
+        raw.command("SELECT INBOX")
+        untagged, _ = raw.command("FETCH 6 (BINARY.PEEK[1] BINARY.SIZE[1])")
+        assert untagged == [b"* 6 FETCH (BINARY[1] ~{4}\r\n\x00\x01\x02\xff BINARY.SIZE[1] 4)"]

@@ -121,6 +121,8 @@ def test_status_and_list_status(server):
     ]
     uidvalidity = client.status("INBOX", "(UIDVALIDITY)")[1][0]
     assert uidvalidity.startswith(b'"INBOX" (UIDVALIDITY ')
+    typ, data = client.status("INBOX", "(HIGHESTMODSEQ APPENDLIMIT)")
+    assert data == [b'"INBOX" (HIGHESTMODSEQ 4 APPENDLIMIT 52428800)']  # 3 arrivals after 1
     with Raw(server) as raw:
         raw.login()
         untagged, _ = raw.command('LIST "" "INBOX" RETURN (STATUS (MESSAGES UNSEEN))')

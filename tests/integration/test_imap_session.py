@@ -26,7 +26,13 @@ from tests.integration.imap_support import (
 
 @pytest.fixture
 def server(start_server, server_cert):
-    return start(start_server, server_cert, "[server.imap]\nmax-bad-commands = 3\n")
+    return start(
+        start_server,
+        server_cert,
+        "[server.imap]\nmax-bad-commands = 3\n\n"
+        '[server.listener.impatient]\nbind = "127.0.0.1:0"\nprotocol = "imap"\n'
+        'idle-timeout = "1s"\n',
+    )
 
 
 def test_greeting_and_capabilities_before_and_after_login(server):
@@ -211,3 +217,11 @@ def test_imaplib_over_starttls_rejects_a_wrong_certificate(server):
         client.starttls(ssl_context=ssl.create_default_context())
     with pytest.raises(imaplib.IMAP4.abort):
         client.noop()
+
+
+def test_a_client_that_never_logs_in_is_logged_out(server):
+    with Raw(server, "impatient") as raw:
+        # the listener's idle-timeout (1s) applies before login; the read waits for it
+        assert raw.line() == b"* BYE Autologout: idle for too long"
+        with pytest.raises(ConnectionError):
+            raw.line()
