@@ -92,7 +92,9 @@ class QueueManager:
         self._task_group: TaskGroup | None = None
         metrics = metrics or Metrics()
         self._results = metrics.counter(
-            "stalwart_queue_recipients", "Outbound recipients by attempt result", ["result"]
+            "stalwart_queue_attempts",
+            "Outbound delivery attempts, per recipient, by result",
+            ["result"],
         )
         self._connections = metrics.gauge(
             "stalwart_queue_connections", "Outbound SMTP connections open"
@@ -147,7 +149,10 @@ class QueueManager:
                 self.wake()
 
     async def scan(self) -> None:
-        """Turn the recipients due now into jobs for their destinations' workers."""
+        """Turn the recipients due now into jobs for their destinations' workers (none
+        while ``queue.hold`` is on)."""
+        if self.settings.hold:
+            return
         self._scans += 1
         scan = self._scans
         self._active_scans.add(scan)

@@ -172,3 +172,18 @@ async def test_unreachable_destination_is_retried_not_bounced(world):
     [recipient] = (await world.store.queue_entry(queue_id)).recipients
     assert recipient.status == "pending"
     assert recipient.last_error.startswith("4.4.1 cannot connect to mx.remote.test (127.0.0.8:1)")
+
+
+async def test_a_held_queue_keeps_mail_until_released(world):
+    peer = await world.peer("127.0.0.8")
+    queue_id = await world.enqueue("bob@remote.test")
+    manager = world.manager(port=peer.port, hold=True)
+    async with running(manager):
+        await manager.flush()
+        assert peer.received == []
+        [recipient] = (await world.store.queue_entry(queue_id)).recipients
+        assert (recipient.status, recipient.attempts) == ("pending", 0)
+        manager.configure(world.settings(port=peer.port), {})  # as a reload does
+        await manager.flush()
+    assert [m.rcpt_tos for m in peer.received] == [["bob@remote.test"]]
+    assert await world.store.queue_entry(queue_id) is None

@@ -277,6 +277,9 @@ failure-delay = "0s"
 max-failures-per-account = 1000
 max-failures-per-address = 1000
 
+[queue]
+hold = true  # queued messages stay where the tests look for them
+
 """
 
 

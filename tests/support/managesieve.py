@@ -22,6 +22,9 @@ hostname = "mail.example.test"
 {tls}[directory.throttle]
 failure-delay = 0
 
+[queue]
+hold = true  # redirects and vacation replies stay queued, where the tests look for them
+
 [server.listener.managesieve]
 bind = "127.0.0.1:0"
 protocol = "managesieve"
