@@ -40,6 +40,7 @@ if TYPE_CHECKING:
 
 STRUCTURE_BATCH = 1000  # messages per store read when no body is needed
 BODY_BATCH = 50  # ... and when bodies are read
+BODY_OCTETS = 16 * 1024 * 1024  # of bodies read at once (a single larger message alone)
 CACHED_ITEMS = {"ENVELOPE": "envelope", "BODYSTRUCTURE": "bodystructure", "BODY": "body"}
 SEEN = frozenset(("\\Seen",))
 HEADER_SECTIONS = ("HEADER", "HEADER.FIELDS", "HEADER.FIELDS.NOT")
@@ -87,7 +88,7 @@ class _Plan:
             self.cached.append("header_end")
         self.sets_seen = not read_only and any(s.sets_seen for s in self.sections)
         self.condstore = session.options.condstore
-        self.batch = BODY_BATCH if self.data and not self.header_only else STRUCTURE_BATCH
+        self.bodies = self.data and not self.header_only
         self.names = {s: s.response_name().encode("ascii") for s in self.sections}
 
 
@@ -122,8 +123,11 @@ async def fetch(session: Session, command: Command) -> Ok:
         uids = [uid for uid in uids if view.messages[uid].modseq > since]
     plan = _Plan(items, session, view.read_only)
     missing = False
-    for start in range(0, len(uids), plan.batch):
-        batch = uids[start : start + plan.batch]
+    if plan.bodies:
+        batches = view.batches(uids, BODY_BATCH, BODY_OCTETS)
+    else:
+        batches = (uids[i : i + STRUCTURE_BATCH] for i in range(0, len(uids), STRUCTURE_BATCH))
+    for batch in batches:
         missing |= await _fetch_batch(session, plan, batch)
         await session.flush_if_full()
     if missing:

@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 
 STRUCTURE_BATCH = 1000
 BODY_BATCH = 100
+BODY_OCTETS = 16 * 1024 * 1024  # of bodies read at once (a single larger message alone)
 SEARCH = ("search",)
 SPANS = ("spans",)
 
@@ -113,8 +114,8 @@ async def find(session: Session, args: Search, context: Context) -> list[int]:
     undecided = search.decide(view.uids) if uses_view(criteria) else list(view.uids)
     if undecided and uses_envelope(criteria):
         undecided = await search.by_envelope(undecided, structure_terms(criteria))
-    for start in range(0, len(undecided), BODY_BATCH):
-        await search.by_body(undecided[start : start + BODY_BATCH])
+    for batch in view.batches(undecided, BODY_BATCH, BODY_OCTETS):
+        await search.by_body(batch)
     return search.found
 
 

@@ -19,7 +19,7 @@ moment that allows it. UID commands do not have the problem and allow it.
 from __future__ import annotations
 
 import bisect
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 from protocols.imap import response
@@ -91,6 +91,22 @@ class MailboxView:
             return numbers.select_uids(self.uids)
         uids = self.uids
         return [uids[position - 1] for position in numbers.positions(len(uids))]
+
+    def batches(self, uids: list[int], count: int, octets: int) -> Iterator[list[int]]:
+        """``uids`` in runs of at most ``count`` messages and, but for a single message
+        larger than that, ``octets`` of message data: what one store read may bring into
+        memory."""
+        batch: list[int] = []
+        size = 0
+        for uid in uids:
+            message_size = self.messages[uid].size
+            if batch and (len(batch) >= count or size + message_size > octets):
+                yield batch
+                batch, size = [], 0
+            batch.append(uid)
+            size += message_size
+        if batch:
+            yield batch
 
     def flags_list(self) -> bytes:
         return response.flags([*SYSTEM_FLAGS, *self.keywords])

@@ -184,3 +184,11 @@ def test_the_characters_that_fold_to_ascii_are_all_known():
         if not 0xD800 <= code < 0xE000 and any(ord(c) < 0x80 for c in chr(code).casefold())
     }
     assert found == set(FOLDS_TO_ASCII)
+
+
+def test_batches_bound_count_and_octets():
+    view = make_view(1, 2, 3, 4, 5)  # info() gives every message 100 octets
+    assert list(view.batches([1, 2, 3, 4, 5], count=2, octets=10_000)) == [[1, 2], [3, 4], [5]]
+    assert list(view.batches([1, 2, 3, 4, 5], count=10, octets=250)) == [[1, 2], [3, 4], [5]]
+    assert list(view.batches([1, 2], count=10, octets=50)) == [[1], [2]]  # alone if too big
+    assert list(view.batches([], count=10, octets=50)) == []
