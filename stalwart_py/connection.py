@@ -1,33 +1,35 @@
 """``Connection``: one client connection as a protocol sees it.
 
-A thin buffered reader and writer over an anyio byte stream. Every read is bounded (a line
-limit, an exact count) and has a timeout (the listener's ``idle-timeout`` unless the caller
-gives one), so a client can neither make the server buffer without bound nor hold a session
-forever. Stream failures of every kind surface as one exception, ``ConnectionClosed``.
+A buffered reader and writer over a ``transport.ClientStream``. Every read is bounded (a
+line limit, an exact count) and has a timeout (the listener's ``idle-timeout`` unless the
+caller gives one), so a client can neither make the server buffer without bound nor hold a
+session forever. Stream failures of every kind surface as one exception, ``ConnectionClosed``.
 """
 
 from __future__ import annotations
 
-import contextlib
+import asyncio
 import ipaddress
 import logging
-import math
 import socket
 import ssl
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import anyio
-from anyio.abc import ByteStream
-from anyio.streams.tls import TLSAttribute, TLSStream
+import anyio.lowlevel
 
 from stalwart_py.config import ListenerSettings
 from stalwart_py.config.types import IPAddress
+from stalwart_py.transport import ClientStream, StreamClosed, StreamTimeout
 
 if TYPE_CHECKING:
     from stalwart_py.context import ServerContext
 
 RECEIVE_SIZE = 65536
+# Reads answered from the buffer in a row before the session yields to the event loop, so a
+# client that pipelines thousands of commands cannot keep the others waiting.
+YIELD_EVERY = 64
 
 
 class ConnectionClosed(Exception):
@@ -97,7 +99,7 @@ class Connection:
 
     def __init__(
         self,
-        stream: ByteStream,
+        stream: ClientStream,
         *,
         raw_socket: socket.socket | None,
         peer: Address,
@@ -107,9 +109,10 @@ class Connection:
         session_id: str,
     ) -> None:
         self._stream = stream
-        self._buffer = bytearray()
+        self._buffer = stream.buffer  # the stream appends what arrives; we take from the front
         self._scanned = 0  # bytes of the buffer already searched for an end of line
         self._discarding = False  # inside an over-long line: skip to its end
+        self._unyielded = 0
         self.raw_socket = raw_socket
         self.peer = peer
         self.local = local
@@ -156,6 +159,7 @@ class Connection:
                     self._scanned = 0
                     line = bytes(buffer[: end + 1])
                     del buffer[: end + 1]
+                    await self._taken()
                     if len(line) > limit:
                         raise LineTooLong(f"line of {len(line)} bytes, the limit is {limit}")
                     return line
@@ -174,6 +178,7 @@ class Connection:
         data = bytes(self._buffer[:count])
         del self._buffer[:count]
         self._scanned = 0
+        await self._taken()
         return data
 
     async def receive(
@@ -185,6 +190,7 @@ class Connection:
         data = bytes(self._buffer[:max_bytes])
         del self._buffer[:max_bytes]
         self._scanned = 0
+        await self._taken()
         return data
 
     def buffered(self) -> int:
@@ -203,20 +209,21 @@ class Connection:
 
     async def _fill(self, timeout: float | None) -> None:
         limit = self.listener.settings.idle_timeout if timeout is None else timeout
+        self._unyielded = 0
         try:
-            with anyio.fail_after(limit if limit > 0 else math.inf):
-                chunk = await self._stream.receive(RECEIVE_SIZE)
-        except TimeoutError:
+            await self._stream.wait_for_data(limit)
+        except StreamTimeout:
             raise ReadTimeout(f"no data for {limit:g} seconds") from None
-        except (
-            anyio.EndOfStream,
-            anyio.BrokenResourceError,
-            anyio.ClosedResourceError,
-            OSError,
-            ssl.SSLError,
-        ) as exc:
-            raise ConnectionClosed(str(exc) or type(exc).__name__) from None
-        self._buffer += chunk
+        except StreamClosed as exc:
+            raise ConnectionClosed(str(exc)) from None
+
+    async def _taken(self) -> None:
+        """Bytes left the buffer: let the stream read again, and now and then let others run."""
+        self._stream.consumed()
+        self._unyielded += 1
+        if self._unyielded >= YIELD_EVERY:
+            self._unyielded = 0
+            await anyio.lowlevel.checkpoint()
 
     # -- writing ------------------------------------------------------------------------
 
@@ -224,12 +231,18 @@ class Connection:
         """Send ``data``; a client that stops reading for the idle timeout is cut off."""
         limit = self.listener.settings.idle_timeout if timeout is None else timeout
         try:
-            with anyio.fail_after(limit if limit > 0 else math.inf):
-                await self._stream.send(data)
-        except TimeoutError:
+            self._stream.write(data)
+            await self._stream.drain(limit)
+        except StreamTimeout:
             raise ConnectionClosed(f"client did not read for {limit:g} seconds") from None
-        except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError, ssl.SSLError) as exc:
-            raise ConnectionClosed(str(exc) or type(exc).__name__) from None
+        except StreamClosed as exc:
+            raise ConnectionClosed(str(exc)) from None
+
+    def send_eof(self) -> None:
+        """Half-close: no more data from us (plain TCP only; a no-op over TLS)."""
+        transport = self._stream.transport
+        if transport is not None and transport.can_write_eof() and not transport.is_closing():
+            transport.write_eof()
 
     # -- TLS ----------------------------------------------------------------------------
 
@@ -248,25 +261,24 @@ class Connection:
         settings = self.listener.settings
         if context is None:
             context = self.server.tls.server_context(settings.tls, settings.hostname)
+        stream = self._stream
+        if stream.closing:
+            raise ConnectionClosed("connection closed before the TLS handshake")
+        loop = asyncio.get_running_loop()
         try:
-            with anyio.fail_after(settings.tls.handshake_timeout):
-                self._stream = await TLSStream.wrap(
-                    self._stream,
-                    server_side=True,
-                    ssl_context=context,
-                    standard_compatible=False,
-                )
-        except TimeoutError:
-            raise ConnectionClosed("TLS handshake timed out") from None
-        except (
-            anyio.EndOfStream,
-            anyio.BrokenResourceError,
-            anyio.ClosedResourceError,
-            OSError,
-            ssl.SSLError,
-        ) as exc:
-            raise ConnectionClosed(f"TLS handshake failed: {exc}") from None
-        ssl_object: ssl.SSLObject = self._stream.extra(TLSAttribute.ssl_object)
+            transport = await loop.start_tls(
+                stream.transport,
+                stream,
+                context,
+                server_side=True,
+                ssl_handshake_timeout=settings.tls.handshake_timeout,
+            )
+        except (TimeoutError, OSError, ssl.SSLError, ConnectionError, RuntimeError) as exc:
+            raise ConnectionClosed(f"TLS handshake failed: {exc or type(exc).__name__}") from None
+        if transport is None:
+            raise ConnectionClosed("TLS handshake failed: connection closed")
+        stream.transport = transport
+        ssl_object: ssl.SSLObject = transport.get_extra_info("ssl_object")
         cipher = ssl_object.cipher()
         self.tls = TLSInfo(
             version=ssl_object.version() or "",
@@ -275,7 +287,7 @@ class Connection:
         )
 
     async def aclose(self) -> None:
-        with anyio.CancelScope(shield=True):
-            # Closing a broken stream may raise; it is closed all the same.
-            with anyio.move_on_after(1), contextlib.suppress(Exception):
-                await self._stream.aclose()
+        """Close after what was sent has been handed to the kernel (TLS: with close_notify)."""
+        transport = self._stream.transport
+        if transport is not None and not transport.is_closing():
+            transport.close()

@@ -18,6 +18,7 @@ bind then fails, bound again, so the switch takes one reload and a failure chang
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import math
@@ -28,7 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
-from anyio.abc import SocketAttribute, SocketListener, TaskGroup, TaskStatus
+from anyio.abc import TaskGroup, TaskStatus
 
 from stalwart_py import proxy_protocol
 from stalwart_py.config import NO_SCOPE, BindAddress, Config, ListenerConfig
@@ -52,6 +53,7 @@ from stalwart_py.sockets import (
     update_listening_options,
 )
 from stalwart_py.tls import TLSSetupError
+from stalwart_py.transport import ClientStream
 
 log = logging.getLogger("stalwart_py.listeners")
 
@@ -304,44 +306,41 @@ class ListenerRegistry:
     async def _accept_loop(
         self, runtime: ListenerRuntime, bound: BoundSocket, *, task_status: TaskStatus[None]
     ) -> None:
-        assert self._sessions is not None
+        """Accept on one socket until cancelled. asyncio's server does the accepting (and,
+        out of file descriptors, pauses a second instead of spinning); each connection's
+        session is started in the registry's session task group, which owns it."""
+        sessions = self._sessions
+        assert sessions is not None
+
+        def accepted(stream: ClientStream) -> None:
+            sessions.start_soon(self._serve, runtime, stream)
+
         with anyio.CancelScope() as scope:
             bound.scope = scope
-            listener = await SocketListener.from_socket(bound.sock)
+            server = await asyncio.get_running_loop().create_server(
+                lambda: ClientStream(accepted),
+                sock=bound.sock,
+                backlog=runtime.config.settings.socket.backlog,
+            )
             task_status.started()
             try:
-                while True:
-                    try:
-                        stream = await listener.accept()
-                    except (OSError, anyio.BrokenResourceError) as exc:
-                        # Out of file descriptors or a transient network error: keep serving
-                        # the sessions we have and try again shortly rather than spin.
-                        log.error(
-                            "listener %s: accept on %s failed: %s",
-                            runtime.config.id,
-                            bound.actual,
-                            exc,
-                        )
-                        await anyio.sleep(0.1)
-                        continue
-                    self._sessions.start_soon(self._serve, runtime, stream)
+                await anyio.sleep_forever()
             finally:
-                with anyio.CancelScope(shield=True):
-                    await listener.aclose()
+                server.close()  # stops accepting; accepted connections go on
                 bound._unlink()
                 bound.closed.set()
 
-    async def _serve(self, runtime: ListenerRuntime, stream: Any) -> None:
+    async def _serve(self, runtime: ListenerRuntime, stream: ClientStream) -> None:
         config = runtime.config  # a reload during the session does not change its settings
         protocol = self.protocols[config.protocol]
-        raw = stream.extra(SocketAttribute.raw_socket)
+        raw = stream.extra("socket")
         try:
-            peer = Address.from_sockaddr(raw.family, raw.getpeername())
-            local = Address.from_sockaddr(raw.family, raw.getsockname())
-        except OSError as exc:  # reset between accept() and here
+            peer = Address.from_sockaddr(raw.family, stream.extra("peername") or "")
+            local = Address.from_sockaddr(raw.family, stream.extra("sockname") or "")
+        except (OSError, ValueError, TypeError) as exc:  # gone between accept() and here
             log.debug("listener %s: connection gone before it was served: %s", config.id, exc)
-            with anyio.CancelScope(shield=True):
-                await stream.aclose()
+            if stream.transport is not None:
+                stream.transport.abort()
             return
         session_id = secrets.token_hex(4)
         slog = logging.LoggerAdapter(log, {"session": session_id})
@@ -420,9 +419,8 @@ class ListenerRegistry:
         finally:
             if conn is not None:
                 await conn.aclose()
-            else:
-                with anyio.CancelScope(shield=True):
-                    await stream.aclose()
+            elif stream.transport is not None:
+                stream.transport.close()
             if served:
                 self.context.metrics.connections_open.labels(config.id).dec()
             if peer_key is not None:

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import contextlib
 import email.utils
-import socket
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -276,9 +275,7 @@ async def linger(conn: Connection) -> None:
     """Close gracefully: half-close (the client sees the end of our answer at once), then read
     and drop what the client still sends, for a moment, so that closing with unread data does
     not reset the connection before the client has read our answer."""
-    if conn.tls is None and conn.raw_socket is not None:  # TLS has no half-close
-        with contextlib.suppress(OSError):
-            conn.raw_socket.shutdown(socket.SHUT_WR)
+    conn.send_eof()  # after what is still buffered; TLS has no half-close
     deadline = time.monotonic() + LINGER_SECONDS
     dropped = 0
     with contextlib.suppress(ConnectionClosed, ReadTimeout):

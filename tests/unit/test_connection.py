@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
+import threading
 from types import SimpleNamespace
 
 import anyio
 import pytest
-from anyio.abc import SocketStream
 
 from stalwart_py.config import ListenerSettings
 from stalwart_py.connection import (
@@ -18,13 +19,15 @@ from stalwart_py.connection import (
     ListenerView,
     ReadTimeout,
 )
+from stalwart_py.transport import HIGH_WATER, ClientStream
 
 pytestmark = pytest.mark.anyio
 
 
 async def make_connection(idle_timeout: float = 5.0) -> tuple[Connection, socket.socket]:
     ours, theirs = socket.socketpair()
-    stream = await SocketStream.from_socket(ours)
+    loop = asyncio.get_running_loop()
+    _, stream = await loop.connect_accepted_socket(ClientStream, ours)
     settings = ListenerSettings(idle_timeout=idle_timeout)
     conn = Connection(
         stream,
@@ -97,3 +100,30 @@ async def test_send_to_a_closed_peer_is_connection_closed():
 
     with pytest.raises(ConnectionClosed):
         await flood()
+
+
+async def test_a_flood_of_input_is_read_with_backpressure():
+    conn, peer = await make_connection()
+    line = b"x" * 1023 + b"\n"
+    total = 8 * 1024 * 1024
+    writer = threading.Thread(target=peer.sendall, args=(line * (total // len(line)),))
+    writer.start()
+    received = largest = 0
+    while received < total:
+        largest = max(largest, conn.buffered())
+        received += len(await conn.readline(2048))
+    writer.join()
+    assert received == total
+    # Reading stops at the high water; one more read of the transport (up to 256 KiB) may land.
+    assert largest <= HIGH_WATER + 256 * 1024
+
+
+async def test_the_peer_half_closing_after_its_last_line():
+    conn, peer = await make_connection()
+    peer.sendall(b"QUIT\r\n")
+    peer.shutdown(socket.SHUT_WR)
+    assert await conn.readline(100) == b"QUIT\r\n"
+    await conn.send(b"221 bye\r\n")  # replies still go out after the client's EOF
+    with pytest.raises(ConnectionClosed):
+        await conn.readline(100)
+    assert peer.recv(100) == b"221 bye\r\n"
