@@ -25,6 +25,7 @@ from stalwart_py.store.model import (
     MailboxChanges,
     MailboxCounts,
     MessageInfo,
+    NotFound,
     OutboundMessage,
     QueueEntry,
     RecipientUpdate,
@@ -34,6 +35,7 @@ from stalwart_py.store.model import (
 )
 
 FlagMode = Literal["add", "remove", "replace"]
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
 
 
 class Unchanged:
@@ -209,11 +211,40 @@ class Store(abc.ABC):
     async def structures(self, mailbox_id: int, uids: Sequence[int]) -> dict[int, StoredMessage]:
         """Messages with their cached MIME structure, by UID (missing UIDs are left out)."""
 
+    async def structures_matching(
+        self, mailbox_id: int, uids: Sequence[int], terms: Sequence[str]
+    ) -> dict[int, StoredMessage]:
+        """Like ``structures``, but only the messages whose structure text (the MIME JSON)
+        contains one of ``terms``, ASCII letters compared in any case (as SQL's LIKE does),
+        other characters exactly: a cheap pre-filter for searching header values (IMAP
+        SEARCH SUBJECT/FROM/...), whose caller then checks exactly. Backends may override
+        this default."""
+        lowered = [term.translate(_ASCII_LOWER) for term in terms]
+        found = await self.structures(mailbox_id, uids)
+        return {
+            uid: stored
+            for uid, stored in found.items()
+            if any(term in stored.structure.translate(_ASCII_LOWER) for term in lowered)
+        }
+
     @abc.abstractmethod
     async def read_blobs(self, blob_ids: Sequence[int]) -> dict[int, bytes]: ...
 
     @abc.abstractmethod
     async def read_blob_range(self, blob_id: int, offset: int, length: int) -> bytes: ...
+
+    async def read_blob_prefixes(self, lengths: dict[int, int]) -> dict[int, bytes]:
+        """The first ``length`` bytes of each blob (``{blob id: length}``), in one read:
+        the header blocks of many messages (IMAP ``BODY.PEEK[HEADER.FIELDS (...)]`` on a
+        whole mailbox) without reading their bodies. Missing blobs are left out. Backends
+        may override this default, which reads one range at a time."""
+        out = {}
+        for blob_id, length in lengths.items():
+            try:
+                out[blob_id] = await self.read_blob_range(blob_id, 0, length)
+            except NotFound:
+                continue
+        return out
 
     @abc.abstractmethod
     async def update_flags(

@@ -1,7 +1,9 @@
 """Message bodies: content-addressed, reference-counted, parsed once.
 
 A body is stored once however many mailboxes, queue entries or reports refer to it; ``refs``
-counts those references and the row goes when the last one does. Hashing and MIME parsing
+counts those references and the row goes when the last one does. A blob id is never given
+again, even after its row is gone (SQLite would reuse the largest rowid once it is deleted),
+so that what is derived from a body can be cached by its id. Hashing and MIME parsing
 happen before the write, in a worker thread, so the writer thread only copies bytes.
 """
 
@@ -47,9 +49,24 @@ def put_blob(txn: Txn, blob: PreparedBlob, references: int = 1) -> int:
     if row is not None:
         return row[0]
     return txn.execute(
-        "INSERT INTO blobs(hash, size, refs, structure, data) VALUES (?, ?, ?, ?, ?) RETURNING id",
-        (blob.digest, len(blob.data), references, blob.structure, blob.data),
+        "INSERT INTO blobs(id, hash, size, refs, structure, data) VALUES (?, ?, ?, ?, ?, ?)"
+        " RETURNING id",
+        (_next_blob_id(txn), blob.digest, len(blob.data), references, blob.structure, blob.data),
     ).fetchone()[0]
+
+
+def _next_blob_id(txn: Txn) -> int:
+    """One more than any blob id ever given (kept in ``meta``; a database written before
+    the counter existed starts from its largest id)."""
+    row = txn.execute("SELECT value FROM meta WHERE key = 'blob-id'").fetchone()
+    largest = txn.execute("SELECT coalesce(max(id), 0) FROM blobs").fetchone()[0]
+    value = max(int(row[0]) if row else 0, largest) + 1
+    txn.execute(
+        "INSERT INTO meta(key, value) VALUES ('blob-id', ?) "
+        "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+        (str(value),),
+    )
+    return value
 
 
 def add_reference(txn: Txn, blob_id: int) -> None:

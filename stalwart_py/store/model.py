@@ -11,6 +11,7 @@ Mailbox and message rules follow IMAP (RFC 9051), which asks the most of the sto
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from enum import IntFlag
 
@@ -58,8 +59,12 @@ def split_flags(flags: frozenset[str] | set[str] | tuple[str, ...]) -> tuple[int
     return bits, " ".join(sorted(keywords))
 
 
+@functools.lru_cache(maxsize=4096)
 def join_flags(bits: int, keywords: str) -> frozenset[str]:
-    """(system flag bits, keywords text) -> IMAP flag names."""
+    """(system flag bits, keywords text) -> IMAP flag names.
+
+    Cached: a mailbox has few distinct flag sets, and every message row read goes through
+    here, so equal sets are one shared (immutable) object instead of one each."""
     names = {CANONICAL_FLAG[flag] for flag in SystemFlag if bits & flag}
     if keywords:
         names.update(keywords.split(" "))

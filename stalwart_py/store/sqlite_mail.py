@@ -338,6 +338,31 @@ class MailMixin:
 
         return await self._engine.read(op)
 
+    async def structures_matching(
+        self, mailbox_id: int, uids: Sequence[int], terms: Sequence[str]
+    ) -> dict[int, StoredMessage]:
+        if not terms:
+            return {}
+        # LIKE compares ASCII letters in any case and other characters exactly, as the
+        # contract says; the terms are escaped so that % and _ are themselves.
+        matches = " OR ".join("b.structure LIKE ? ESCAPE '\\'" for _ in terms)
+        patterns = [
+            "%" + term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+            for term in terms
+        ]
+
+        def op(conn: sqlite3.Connection) -> dict[int, StoredMessage]:
+            rows = conn.execute(
+                "SELECT m.uid, m.modseq, m.flags, m.keywords, m.internaldate, m.size, m.blob_id,"
+                " b.structure FROM messages m JOIN blobs b ON b.id = m.blob_id"
+                " WHERE m.mailbox_id = ? AND m.uid IN (SELECT value FROM json_each(?))"
+                f" AND ({matches})",
+                (mailbox_id, uid_list(uids), *patterns),
+            )
+            return {row[0]: StoredMessage(message_from_row(row[:7]), row[7]) for row in rows}
+
+        return await self._engine.read(op)
+
     async def read_blobs(self, blob_ids: Sequence[int]) -> dict[int, bytes]:
         def op(conn: sqlite3.Connection) -> dict[int, bytes]:
             rows = conn.execute(
@@ -356,6 +381,19 @@ class MailMixin:
                     return blob.read(length)
             except sqlite3.OperationalError:
                 raise NotFound("no such message body") from None
+
+        return await self._engine.read(op)
+
+    async def read_blob_prefixes(self, lengths: dict[int, int]) -> dict[int, bytes]:
+        def op(conn: sqlite3.Connection) -> dict[int, bytes]:
+            out = {}
+            for blob_id, length in lengths.items():
+                try:  # incremental blob I/O reads only the pages of the prefix
+                    with conn.blobopen("blobs", "data", blob_id, readonly=True) as blob:
+                        out[blob_id] = blob.read(length)
+                except sqlite3.OperationalError:
+                    continue
+            return out
 
         return await self._engine.read(op)
 
