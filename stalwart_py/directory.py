@@ -309,6 +309,12 @@ class Directory:
         store = _Credentials(self, peer)
         try:
             result = await sasl.authenticate(mechanism.upper(), initial_response, exchange, store)
+            if result.authzid is not None:
+                # Acting as another identity (RFC 4616 authzid) is not something any account
+                # may do here; the exchange fails rather than logging in as oneself.
+                raise sasl.AuthFailed(
+                    f"not authorized to act as {result.authzid}", mechanism=result.mechanism
+                )
         except sasl.AuthFailed:
             await self._failed(peer, store.tried)
             raise

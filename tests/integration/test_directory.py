@@ -195,3 +195,15 @@ async def test_first_start_creates_an_administrator(tmp_path):
     assert account.is_admin
     assert await directory.ensure_administrator("mail.example.test") is None  # only once
     await store.close()
+
+
+async def test_acting_as_another_identity_is_refused(directory):
+    async def no_exchange(challenge: bytes) -> bytes:
+        raise AssertionError("no challenge expected")
+
+    other = b"carol@example.test\0bob@example.test\0" + PASSWORD.encode()
+    with pytest.raises(sasl.AuthFailed, match=r"not authorized to act as carol@example\.test"):
+        await directory.authenticate("PLAIN", other, no_exchange, CLIENT)
+    itself = b"BOB@example.test\0bob@example.test\0" + PASSWORD.encode()  # naming oneself is fine
+    account = await directory.authenticate("PLAIN", itself, no_exchange, CLIENT)
+    assert account.address == "bob@example.test"

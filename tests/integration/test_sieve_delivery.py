@@ -1,9 +1,6 @@
 """Sieve at delivery, end to end: scripts uploaded and activated over ManageSieve (sievelib),
-real MIME messages delivered through the pipeline SMTP and LMTP use, and the result read back
-from the store (which mailbox, which flags, what was queued).
-
-Until the SMTP and IMAP listeners land on main these tests deliver with
-``context.delivery.deliver`` (the exact pipeline SMTP calls) and read the store directly."""
+real MIME messages delivered over SMTP (smtplib) or LMTP, and the result read back over IMAP
+(which mailbox, which flags); what was queued is read from the (held) queue."""
 
 from __future__ import annotations
 
@@ -14,7 +11,14 @@ import logging
 import pytest
 from sievelib.managesieve import Client
 
-from tests.support.managesieve import PASSWORD, config, deliver, mailbox_contents, queued
+from tests.support.managesieve import (
+    PASSWORD,
+    config,
+    deliver,
+    deliver_lmtp,
+    mailbox_contents,
+    queued,
+)
 
 pytestmark = pytest.mark.filterwarnings("ignore:Credentials are sent over an unencrypted")
 
@@ -112,18 +116,43 @@ def test_redirect_goes_through_the_queue_with_the_original_envelope(server):
     assert {r.orcpt for r in entry.recipients} == {"rfc822;bob@example.test"}
 
 
-def test_reject_refuses_only_that_recipient(server):
-    activate(
-        server,
-        'require "reject";\r\nif header :contains "from" "ann" { reject "Not\r\nfrom you"; }\r\n',
-    )
-    results = deliver(server, MESSAGE, "bob@example.test", "carol@example.test")
+REJECT_ANN = (
+    'require "reject";\r\nif header :contains "from" "ann" { reject "Not\r\nfrom you"; }\r\n'
+)
+
+
+def test_reject_refuses_only_that_recipient_over_lmtp(server):
+    activate(server, REJECT_ANN)
+    results = deliver_lmtp(server, MESSAGE, "bob@example.test", "carol@example.test")
     assert [(r.code, r.enhanced, r.text) for r in results] == [
-        (550, "5.7.1", "Not from you"),
-        (250, "2.0.0", "Delivered"),
+        (550, "5.7.1", "<bob@example.test> Not from you"),
+        (250, "2.0.0", "<carol@example.test> Delivered"),
     ]
     assert where(server) == {}
     assert where(server, "carol@example.test") == {"INBOX": [[]]}
+
+
+def test_reject_over_smtp_with_another_recipient_sends_a_dsn(server):
+    activate(server, REJECT_ANN)
+    [result] = deliver(server, MESSAGE, "bob@example.test", "carol@example.test")
+    assert result.code == 250  # carol has it; bob's refusal goes back as a DSN
+    assert where(server) == {}
+    assert where(server, "carol@example.test") == {"INBOX": [[]]}
+    [(mail_from, recipients, source, data)] = queued(server)
+    assert (mail_from, recipients, source) == ("", ["ann@remote.test"], "bounce")
+    report = email.message_from_bytes(data, policy=email.policy.default)
+    [status] = [p for p in report.walk() if p.get_content_type() == "message/delivery-status"]
+    per_recipient = status.get_payload()[1]
+    assert per_recipient["Final-Recipient"] == "rfc822; bob@example.test"
+    assert per_recipient["Status"] == "5.7.1"
+    assert "Not from you" in per_recipient["Diagnostic-Code"]
+
+
+def test_reject_over_smtp_alone_is_the_smtp_answer(server):
+    activate(server, REJECT_ANN)
+    [result] = deliver(server, MESSAGE, "bob@example.test")
+    assert (result.code, result.enhanced, result.text) == (550, "5.7.1", "Not from you")
+    assert queued(server) == []
 
 
 def test_vacation_replies_once_and_never_to_lists_bulk_or_bounces(server):

@@ -1,14 +1,17 @@
 """Helpers for the ManageSieve and Sieve delivery tests: a server configuration, a raw line
-client, and delivery through the pipeline."""
+client, delivery over SMTP and LMTP, and mailboxes read back over IMAP."""
 
 from __future__ import annotations
 
+import imaplib
+import smtplib
+from dataclasses import dataclass
 from pathlib import Path
 
-from stalwart_py.delivery import Envelope, Origin, Recipient
 from tests.support.clients import LineClient
 
 PASSWORD = "correct horse battery"
+TIMEOUT = 10
 
 
 def config(cert: tuple[Path, Path] | None = None, extra: str = "") -> str:
@@ -29,6 +32,19 @@ hold = true  # redirects and vacation replies stay queued, where the tests look 
 bind = "127.0.0.1:0"
 protocol = "managesieve"
 {extra}
+
+[server.listener.smtp]
+bind = "127.0.0.1:0"
+protocol = "smtp"
+
+[server.listener.lmtp]
+bind = "127.0.0.1:0"
+protocol = "lmtp"
+
+[server.listener.imap]
+bind = "127.0.0.1:0"
+protocol = "imap"
+imap.auth.allow-plaintext = true
 """
 
 
@@ -62,30 +78,78 @@ class SieveLineClient(LineClient):
         return self.response()
 
 
+@dataclass(frozen=True)
+class Reply:
+    code: int
+    enhanced: str
+    text: str
+
+
+def _reply(code: int, message: bytes) -> Reply:
+    enhanced, _, text = message.decode().partition(" ")
+    return Reply(code, enhanced, text)
+
+
 def deliver(server, message: bytes, *recipients: str, mail_from: str = "ann@remote.test"):
-    """Deliver through the pipeline SMTP uses (until the SMTP listener lands on main)."""
-    envelope = Envelope(mail_from, tuple(Recipient(r) for r in recipients))
-    return server.run(server.context.delivery.deliver, envelope, message, Origin("ESMTP", "t1"))
+    """Send ``message`` over SMTP; [the reply to its data] (one reply for the transaction)."""
+    host, port = server.address("smtp")
+    with smtplib.SMTP(host, port, timeout=TIMEOUT) as client:
+        client.ehlo("client.remote.test")
+        code, text = client.mail(mail_from)
+        assert code == 250, text
+        for recipient in recipients:
+            code, text = client.rcpt(recipient)
+            assert code == 250, text
+        return [_reply(*client.data(message))]
+
+
+def deliver_lmtp(server, message: bytes, *recipients: str, mail_from: str = "ann@remote.test"):
+    """Send ``message`` over LMTP: one reply per recipient, in order (RFC 2033)."""
+    with LineClient(server.address("lmtp")) as client:
+        client.readline()
+        lines = [f"LHLO client.remote.test\r\nMAIL FROM:<{mail_from}>\r\n".encode()]
+        lines += [f"RCPT TO:<{r}>\r\n".encode() for r in recipients]
+        client.send(b"".join(lines) + b"DATA\r\n")
+        while not client.readline().startswith(b"250 "):  # the end of the LHLO reply
+            pass
+        for _ in range(1 + len(recipients)):
+            assert client.readline().startswith(b"250 ")
+        assert client.readline().startswith(b"354 ")
+        client.send(message.replace(b"\r\n.", b"\r\n..") + b".\r\n")
+        replies = []
+        for _ in recipients:
+            line = client.readline().rstrip(b"\r\n")
+            replies.append(_reply(int(line[:3]), line[4:]))
+        return replies
 
 
 def mailbox_contents(server, address: str) -> dict[str, list[tuple[frozenset[str], bytes]]]:
-    """Every mailbox of an account with its messages' flags and bytes."""
-    store = server.context.store
-
-    async def read() -> dict[str, list[tuple[frozenset[str], bytes]]]:
-        account = await store.get_account(address)
-        out = {}
-        for mailbox in await store.list_mailboxes(account.id):
-            infos = await store.messages(mailbox.id)
-            blobs = await store.read_blobs([info.blob_id for info in infos])
-            out[mailbox.name] = [(info.flags, blobs[info.blob_id]) for info in infos]
-        return out
-
-    return server.run(read)
+    """Every mailbox of an account with its messages' flags and bytes, read over IMAP."""
+    host, port = server.address("imap")
+    out: dict[str, list[tuple[frozenset[str], bytes]]] = {}
+    with imaplib.IMAP4(host, port, timeout=TIMEOUT) as client:
+        client.login(address, PASSWORD)
+        _, listing = client.list()
+        for line in listing:
+            attributes, _, name = line.decode().partition(') "/" ')
+            if "\\Noselect" in attributes or "\\NonExistent" in attributes:
+                continue  # a parent that exists only as a path, such as News for News/Daily
+            name = name.strip('"')
+            _, data = client.select(f'"{name}"', readonly=True)
+            messages: list[tuple[frozenset[str], bytes]] = []
+            if int(data[0]):
+                _, fetched = client.fetch("1:*", "(FLAGS BODY.PEEK[])")
+                for item in fetched:
+                    if isinstance(item, tuple):
+                        flags = frozenset(f.decode() for f in imaplib.ParseFlags(item[0]))
+                        messages.append((flags, item[1]))
+            out[name] = messages
+    return out
 
 
 def queued(server) -> list[tuple[str, list[str], str, bytes]]:
-    """(MAIL FROM, recipients, source, data) of each queued message."""
+    """(MAIL FROM, recipients, source, data) of each queued message (from the store: the queue
+    is the server's own, held in these tests)."""
     store = server.context.store
 
     async def read():
