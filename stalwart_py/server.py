@@ -137,6 +137,7 @@ class Server:
                 await tg.start(self.context.queue.run)
                 await tg.start(self._run_registry)
                 self._announce("ready")
+                await self._log_how_to_log_in()
                 task_status.started(self)
         except* ApplyError as group:
             problems = [p for exc in _leaves(group) for p in exc.problems]
@@ -206,6 +207,17 @@ class Server:
                     self._task_group.cancel_scope.cancel()
                 else:
                     self.stop()
+
+    async def _log_how_to_log_in(self) -> None:
+        assert self.context is not None
+        admins = [a.address for a in await self.context.store.list_accounts() if a.is_admin]
+        log.info(
+            "ready: %d listener(s); administrator account(s): %s (a forgotten password: "
+            "stalwart-py account passwd ADDRESS --config %s)",
+            len(self.config.listeners),
+            ", ".join(admins) or "none",
+            self.config_path,
+        )
 
     async def _watch_certificates(self) -> None:
         """Reload when a certificate file changes (``server.certificate-watch``)."""

@@ -41,6 +41,9 @@ def test_a_plugin_package_is_discovered_by_entry_point(tmp_path, echo_plugin):
             client.send(b"QUIT\r\n")
             assert client.readline() == b"+OK bye\r\n"
         assert "listener echo (echo) bound 127.0.0.1:" in server.log()
+        assert "ready: 1 listener(s); administrator account(s): admin@mx.example.test (a " in (
+            server.log()
+        )
 
 
 def test_unknown_protocol_lists_the_installed_ones(tmp_path, echo_plugin):
