@@ -136,8 +136,8 @@ class Server:
                 tg.start_soon(self._watch_certificates)
                 await tg.start(self.context.queue.run)
                 await tg.start(self._run_registry)
-                self._announce("ready")
                 await self._log_how_to_log_in()
+                self._announce("ready")
                 task_status.started(self)
         except* ApplyError as group:
             problems = [p for exc in _leaves(group) for p in exc.problems]

@@ -13,9 +13,7 @@ import contextlib
 import datetime
 import ipaddress
 import logging
-import os
 import ssl
-import tempfile
 from pathlib import Path
 
 from cryptography import x509
@@ -24,6 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from stalwart_py.config import TLSSettings
+from stalwart_py.files import write_private
 
 log = logging.getLogger("stalwart_py.tls")
 
@@ -89,8 +88,8 @@ class TLSManager:
         )
         directory.mkdir(parents=True, exist_ok=True)
         cert_pem, key_pem = generate_self_signed(hostname)
-        _write_private(key_path, key_pem)
-        _write_private(cert_path, cert_pem)
+        write_private(key_path, key_pem)
+        write_private(cert_path, cert_pem)
         return cert_path, key_path
 
 
@@ -152,18 +151,3 @@ def _still_valid(cert_path: Path) -> bool:
         return False
     remaining = certificate.not_valid_after_utc - datetime.datetime.now(datetime.UTC)
     return remaining > RENEW_BEFORE
-
-
-def _write_private(path: Path, data: bytes) -> None:
-    """Write a file readable by its owner only, atomically."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-    try:
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

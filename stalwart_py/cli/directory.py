@@ -12,11 +12,11 @@ from typing import Any
 
 import anyio
 
-from stalwart_py.config import ConfigError
+from stalwart_py.cli.common import store_command
+from stalwart_py.config import Config
 from stalwart_py.config.types import parse_size
 from stalwart_py.directory import Directory
-from stalwart_py.server import load
-from stalwart_py.store import StoreError, create_store
+from stalwart_py.store import Store
 
 Command = Callable[..., argparse.ArgumentParser]
 
@@ -90,34 +90,16 @@ def _size(text: str) -> int:
         raise argparse.ArgumentTypeError(f'expected a size such as "2G", got {text!r}') from None
 
 
-def run(func: Callable[[Directory, argparse.Namespace], Awaitable[None]]) -> Callable[..., int]:
-    """Open the configured store, run ``func``, close; errors become a message and exit 1.
-    ``args.data_dir`` is the configured data directory."""
+def run(
+    func: Callable[[Directory, argparse.Namespace], Awaitable[None]],
+) -> Callable[[argparse.Namespace], int]:
+    """A command on the directory; ``args.data_dir`` is the configured data directory."""
 
-    def command(args: argparse.Namespace) -> int:
-        try:
-            config = load(args.config)
-        except ConfigError as exc:
-            print(exc, file=sys.stderr)
-            return 1
+    async def on_directory(store: Store, config: Config, args: argparse.Namespace) -> None:
         args.data_dir = config.storage.data_dir
+        await func(Directory(store, config.directory), args)
 
-        async def main() -> None:
-            store = create_store(config.storage)
-            await store.open()
-            try:
-                await func(Directory(store, config.directory), args)
-            finally:
-                await store.close()
-
-        try:
-            anyio.run(main)
-        except (StoreError, ValueError) as exc:
-            print(f"stalwart-py: {exc}", file=sys.stderr)
-            return 1
-        return 0
-
-    return command
+    return store_command(on_directory)
 
 
 def read_password(args: argparse.Namespace) -> str:

@@ -9,15 +9,12 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 
-import anyio
-
-from stalwart_py.config import Config, ConfigError
+from stalwart_py.cli.common import StoreCommand, store_command
+from stalwart_py.config import Config
 from stalwart_py.queue.dkim import ALGORITHMS, DkimKeyError, DkimSigner, generate_key, zone_record
-from stalwart_py.server import load
-from stalwart_py.store import QueueEntry, Store, StoreError, create_store
+from stalwart_py.store import QueueEntry, Store, StoreError
 
 Command = Callable[..., argparse.ArgumentParser]
 
@@ -53,32 +50,8 @@ def register(commands: argparse._SubParsersAction, command: Command) -> None:
     )
 
 
-def run(func: Callable[[Store, Config, argparse.Namespace], Awaitable[None]]) -> Callable[..., int]:
-    """Open the configured store, run ``func``, close; errors become a message and exit 1."""
-
-    def command(args: argparse.Namespace) -> int:
-        try:
-            config = load(args.config)
-        except ConfigError as exc:
-            print(exc, file=sys.stderr)
-            return 1
-
-        async def main() -> None:
-            store = create_store(config.storage)
-            await store.open()
-            try:
-                await func(store, config, args)
-            finally:
-                await store.close()
-
-        try:
-            anyio.run(main)
-        except (StoreError, ValueError, DkimKeyError) as exc:
-            print(f"stalwart-py: {exc}", file=sys.stderr)
-            return 1
-        return 0
-
-    return command
+def run(func: StoreCommand) -> Callable[[argparse.Namespace], int]:
+    return store_command(func, errors=(DkimKeyError,))
 
 
 def _time(timestamp: float) -> str:

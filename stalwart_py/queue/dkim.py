@@ -23,7 +23,6 @@ import email.policy
 import email.utils
 import logging
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,6 +31,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
 from stalwart_py.config.schema import DkimSettings
+from stalwart_py.files import write_private
 
 log = logging.getLogger("stalwart_py.queue.dkim")
 
@@ -118,7 +118,7 @@ def generate_key(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
     directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-    _write_private(path, pem)
+    write_private(path, pem)
     return load_key(domain.lower(), selector, path)
 
 
@@ -204,17 +204,3 @@ def _from_domain(message: bytes) -> str | None:
         if "@" in address:
             return address.rpartition("@")[2].lower()
     return None
-
-
-def _write_private(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-    try:
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
