@@ -85,6 +85,9 @@ async def complete(
     if len(failed) == len(done):
         first = failed[0][1]
         return [reply(first.code, first.enhanced, first.text)]
+    transient = [(i, r) for i, r in failed if not r.permanent]
+    if transient and await _retry_later(conn, transaction, transient, message):
+        failed = [(i, r) for i, r in failed if r.permanent]
     await _bounce(conn, facts, transaction, failed, message)
     return [reply(250, "2.0.0", f"Message accepted for delivery, id {conn.session_id}")]
 
@@ -127,6 +130,43 @@ async def _deliver(
             RecipientResult(r.mailbox.address, 451, "4.3.0", "Temporary local failure")
             for r in accepted
         ]
+
+
+async def _retry_later(
+    conn: Connection,
+    transaction: Transaction,
+    failed: list[tuple[int, RecipientResult]],
+    message: bytes,
+) -> bool:
+    """Queue the recipients that failed for now (a transaction answered 250 cannot ask the
+    client to retry them): the queue delivers to local recipients through the same pipeline,
+    on its retry schedule. False when even queueing failed."""
+    params = transaction.params
+    recipients = tuple(
+        QueuedRecipient(
+            result.address,
+            transaction.recipients[index].params.orcpt,
+            transaction.recipients[index].params.notify,
+        )
+        for index, result in failed
+    )
+    try:
+        await conn.server.store.enqueue(
+            message,
+            OutboundMessage(
+                transaction.mail_from,
+                recipients,
+                params.ret,
+                params.envid,
+                "smtp",
+                params.smtputf8,
+            ),
+        )
+    except Exception:
+        conn.log.exception("could not queue %d recipients for a later try", len(recipients))
+        return False
+    conn.log.info("queued %d recipients that failed for now, for a later try", len(recipients))
+    return True
 
 
 async def _bounce(

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from stalwart_py.delivery import RecipientResult
 from stalwart_py.dsn import RecipientStatus, build_dsn
 from tests.support.smtp import PASSWORD, connect, mailbox_messages, metric, queue, smtp_config
 
@@ -195,6 +196,34 @@ def test_mixed_results_get_250_and_a_dsn_for_the_failed(server):
     assert [r.address for r in bounce.recipients] == ["sender@remote.test"]
     blob = server.run(server.context.store.read_blobs, [bounce.blob_id])[bounce.blob_id]
     assert b"Final-Recipient: rfc822; carol@example.test" in blob and b"Status: 5.2.2" in blob
+
+
+def test_a_recipient_that_failed_for_now_is_queued_for_a_later_try(server):
+    deliver = server.context.delivery.deliver
+
+    async def carol_fails_for_now(envelope, message, origin):
+        results = await deliver(envelope, message, origin)
+        return [
+            RecipientResult(r.address, 451, "4.3.0", "Temporary local failure")
+            if r.address == "carol@example.test"
+            else r
+            for r in results
+        ]
+
+    server.context.delivery.deliver = carol_fails_for_now
+    with connect(server) as client:
+        client.ehlo("c.test")
+        assert (
+            client.sendmail(
+                "sender@remote.test",
+                ["bob@example.test", "carol@example.test"],
+                b"Subject: two\r\n\r\nx\r\n",
+            )
+            == {}
+        )
+    [retry] = queue(server)  # no DSN: carol's copy waits in the queue, for the local delivery
+    assert (retry.mail_from, retry.source) == ("sender@remote.test", "smtp")
+    assert [r.address for r in retry.recipients] == ["carol@example.test"]
 
 
 def test_all_failed_gets_the_first_failure_and_no_dsn_for_null_sender(server):
