@@ -27,6 +27,9 @@ private-key = "{cert[1]}"
 [directory.throttle]
 failure-delay = 0
 
+[queue]
+hold = true  # queued messages (remote recipients, DSNs) stay where the tests look for them
+
 [server.smtp]
 relay-hosts = []
 max-recipients-per-message = 3
