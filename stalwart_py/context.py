@@ -42,6 +42,7 @@ class ServerContext:
             message_filter=SieveFilter(
                 store, self.directory, lambda: self.config.hostname, metrics=self.metrics
             ),
+            memory_queue=lambda: self.queue,
         )
         self.tls = TLSManager(config.storage.data_dir)
         self.logger = logging.getLogger("stalwart_py")

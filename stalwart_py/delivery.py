@@ -16,6 +16,12 @@ For one message and its envelope:
 A recipient's result is a success only once what it depends on is durable in the store or
 the queue. Results are per recipient: LMTP answers each; SMTP answers the transaction as a
 whole and turns per-recipient failures into bounces later.
+
+The one exception is asked for by the caller: ``deliver(..., deferred_spool=True)`` (an SMTP
+listener with ``smtp.deferred-spool``) hands the part for the outbound queue to the running
+queue in memory (``MemoryQueue.spool``) instead of the store; it is written to the store only
+once it fails transiently (``stalwart_py/queue/spool.py``). Local copies are durable as
+always. When the queue cannot take it, the message is queued durably as usual.
 """
 
 from __future__ import annotations
@@ -125,6 +131,15 @@ class Disposition:
 KEEP = Disposition()
 
 
+class MemoryQueue(Protocol):
+    """The running outbound queue, as the deferred spool hands messages to it."""
+
+    async def spool(self, data: bytes, message: OutboundMessage) -> bool:
+        """Hold ``message`` in memory and deliver it now; False when it cannot (then the
+        caller queues it durably)."""
+        ...
+
+
 class MessageFilter(Protocol):
     async def evaluate(
         self, account: Account, envelope: Envelope, recipient: str, message: bytes
@@ -179,11 +194,14 @@ class Delivery:
         *,
         metrics: Metrics | None = None,
         message_filter: MessageFilter | None = None,
+        memory_queue: Callable[[], MemoryQueue | None] | None = None,
     ) -> None:
         self.store = store
         self.directory = directory
         self.hostname = hostname
         self.message_filter = message_filter
+        # The queue that takes deferred-spool messages, when one runs (the server's).
+        self.memory_queue = memory_queue or (lambda: None)
         self._counter = (
             metrics.counter(
                 "stalwart_deliveries", "Recipients handled by the delivery pipeline", ["result"]
@@ -193,9 +211,15 @@ class Delivery:
         )
 
     async def deliver(
-        self, envelope: Envelope, message: bytes, origin: Origin
+        self,
+        envelope: Envelope,
+        message: bytes,
+        origin: Origin,
+        *,
+        deferred_spool: bool = False,
     ) -> list[RecipientResult]:
-        """Deliver ``message`` to every recipient; one result per recipient, in order."""
+        """Deliver ``message`` to every recipient; one result per recipient, in order.
+        ``deferred_spool``: remote recipients to the running queue in memory (see above)."""
         plan = await self._plan(envelope)
         trace = received_header(origin, self.hostname(), envelope.recipients)
         local_data = return_path_header(envelope.mail_from) + trace + message
@@ -239,18 +263,18 @@ class Delivery:
 
         async def queue_remote() -> None:
             nonlocal queue_error
+            queued = OutboundMessage(
+                envelope.mail_from,
+                tuple(outbound),
+                envelope.ret,
+                envelope.envid,
+                origin.source,
+                envelope.smtputf8,
+            )
+            if deferred_spool and await self._spool(remote_data, queued, origin):
+                return
             try:
-                await self.store.enqueue(
-                    remote_data,
-                    OutboundMessage(
-                        envelope.mail_from,
-                        tuple(outbound),
-                        envelope.ret,
-                        envelope.envid,
-                        origin.source,
-                        envelope.smtputf8,
-                    ),
-                )
+                await self.store.enqueue(remote_data, queued)
             except Exception as exc:
                 log.error("session %s: queueing failed: %s", origin.session_id, exc)
                 queue_error = exc
@@ -280,6 +304,16 @@ class Delivery:
         results = [plan.results[index] for index in range(len(envelope.recipients))]
         self._count(results)
         return results
+
+    async def _spool(self, data: bytes, message: OutboundMessage, origin: Origin) -> bool:
+        queue = self.memory_queue()
+        if queue is None:
+            return False
+        try:
+            return await queue.spool(data, message)
+        except Exception:  # a store lookup failed: the durable queue is the way
+            log.exception("session %s: the deferred spool refused a message", origin.session_id)
+            return False
 
     async def _plan(self, envelope: Envelope) -> _Plan:
         plan = _Plan()

@@ -22,6 +22,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 ACTIONS = frozenset({"failed", "delayed", "delivered", "relayed", "expanded"})
+SMTP_DIAGNOSTIC = "smtp"  # a reply received from an SMTP or LMTP server
+LOCAL_DIAGNOSTIC = "X-Local"  # this server's own words
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +34,10 @@ class RecipientStatus:
     action: str  # failed, delayed, delivered, relayed, expanded
     status: str  # RFC 3463 status code, e.g. "5.1.1"
     diagnostic: str | None = None  # the remote reply, e.g. "550 5.1.1 No such user"
+    # RFC 3464 2.3.6: what kind of text ``diagnostic`` is. "smtp" for a reply an SMTP (or
+    # LMTP) server sent; anything else this server decided itself (no connection, a local
+    # mailbox full, a size it knew the peer refuses) is "X-Local" (an "X-" type, 2.1.2).
+    diagnostic_type: str = SMTP_DIAGNOSTIC
     original: str | None = None  # ORCPT as given, e.g. "rfc822;bob@example.com"
     remote_mta: str | None = None  # the host that answered, e.g. "mx.example.com"
     last_attempt: float | None = None
@@ -130,8 +136,8 @@ def _explanation(reporting_mta: str, recipients: Sequence[RecipientStatus]) -> s
 
 def _line(recipient: RecipientStatus) -> str:
     reason = recipient.diagnostic or recipient.status
-    if recipient.remote_mta:
-        reason = f"host {recipient.remote_mta} said: {reason}"
+    if recipient.remote_mta and recipient.diagnostic_type == SMTP_DIAGNOSTIC:
+        reason = f"host {recipient.remote_mta} said: {reason}"  # its reply, word for word
     wrapped = textwrap.wrap(reason, 70) or [reason]
     return f"  <{recipient.address}>: " + "\r\n    ".join(wrapped)
 
@@ -159,7 +165,7 @@ def _status_fields(
         if recipient.remote_mta:
             block.append(f"Remote-MTA: dns; {recipient.remote_mta}")
         if recipient.diagnostic:
-            block.append(f"Diagnostic-Code: smtp; {recipient.diagnostic}")
+            block.append(f"Diagnostic-Code: {recipient.diagnostic_type}; {recipient.diagnostic}")
         if recipient.last_attempt is not None:
             block.append(f"Last-Attempt-Date: {_date(recipient.last_attempt)}")
         if recipient.will_retry_until is not None:

@@ -255,12 +255,14 @@ class ListenerRegistry:
             if runtime is None:
                 runtime = self.listeners[lid] = ListenerRuntime(listener)
                 report.added.append(lid)
+                self._log_notices(listener)
             elif lid in changed_binds:
                 report.rebound.append(lid)
             elif runtime.config.effective != listener.effective or (
                 runtime.config.protocol != listener.protocol
             ):
                 report.updated.append(lid)
+                self._log_notices(listener)
             runtime.config = listener
             for address, bound in runtime.sockets.items():
                 update_listening_options(bound.sock, listener.settings.socket, address)
@@ -296,6 +298,17 @@ class ListenerRegistry:
     async def _start_accepting(self, runtime: ListenerRuntime, bound: BoundSocket) -> None:
         assert self._accepts is not None, "run() owns the accept loops"
         await self._accepts.start(self._accept_loop, runtime, bound)
+
+    def _log_notices(self, listener: ListenerConfig) -> None:
+        """What the protocol says the operator must know about these settings (any scope)."""
+        protocol = self.protocols.get(listener.protocol)
+        if protocol is None:
+            return
+        notices: dict[str, None] = {}
+        for settings in listener.effective.values():
+            notices.update(dict.fromkeys(protocol.notices(settings)))
+        for notice in notices:
+            log.warning("listener %s: %s", listener.id, notice)
 
     def _log_bound(self, listener: ListenerConfig, bound: BoundSocket) -> None:
         tls = "implicit TLS" if listener.settings.tls.implicit else "plain"

@@ -40,6 +40,7 @@ from stalwart_py.connection import (
 )
 
 if TYPE_CHECKING:
+    from stalwart_py.config import ListenerSettings
     from stalwart_py.context import ServerContext
 
 __all__ = [
@@ -98,6 +99,12 @@ class Protocol:
     async def refuse(self, conn: Connection, reason: Refusal) -> None:
         """Tell the client politely why it is not served; the core closes it afterwards.
         The default says nothing."""
+
+    def notices(self, settings: ListenerSettings) -> list[str]:
+        """What the operator must hear about a listener with these settings (an option that
+        trades safety for speed, say). The core logs each as a warning when the listener
+        starts and when a reload changes its settings. The default has nothing to say."""
+        return []
 
 
 def discover_protocols() -> dict[str, type[Protocol]]:

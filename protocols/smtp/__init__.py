@@ -16,7 +16,13 @@ from typing import ClassVar
 
 from protocols.smtp.session import Session, SessionMetrics
 from protocols.smtp.settings import LmtpSettings, SmtpSettings
+from stalwart_py.config import ListenerSettings
 from stalwart_py.plugin import Connection, Protocol, Refusal
+
+DEFERRED_SPOOL_NOTICE = (
+    "smtp.deferred-spool is on: mail for remote recipients is kept only in memory until its"
+    " first transient failure; a crash or kill loses it after the client was told 250"
+)
 
 __all__ = ["Lmtp", "LmtpSettings", "Smtp", "SmtpSettings"]
 
@@ -29,6 +35,12 @@ class Smtp(Protocol):
 
     async def handle(self, conn: Connection) -> None:
         await Session(conn, lmtp=self.lmtp).run()
+
+    def notices(self, settings: ListenerSettings) -> list[str]:
+        options = settings.protocol
+        if isinstance(options, SmtpSettings) and options.deferred_spool:
+            return [DEFERRED_SPOOL_NOTICE]
+        return []
 
     async def refuse(self, conn: Connection, reason: Refusal) -> None:
         # In place of the greeting: 421 and the server's name (RFC 5321 3.1, 4.2.3).

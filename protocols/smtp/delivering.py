@@ -26,8 +26,9 @@ import anyio
 from protocols.smtp.machine import AcceptedRecipient, Transaction
 from protocols.smtp.replies import Reply, reply
 from protocols.smtp.reports import parse_report, summary_json
+from protocols.smtp.settings import SmtpSettings
 from stalwart_py.delivery import Envelope, Origin, Recipient, RecipientResult
-from stalwart_py.dsn import RecipientStatus, build_dsn, should_notify
+from stalwart_py.dsn import LOCAL_DIAGNOSTIC, RecipientStatus, build_dsn, should_notify
 from stalwart_py.plugin import Connection
 from stalwart_py.store import OutboundMessage, QueuedRecipient
 
@@ -120,8 +121,12 @@ async def _deliver(
         authenticated=facts.authenticated,
         source="lmtp" if facts.lmtp else "smtp",
     )
+    settings = conn.settings
+    deferred_spool = isinstance(settings, SmtpSettings) and settings.deferred_spool
     try:
-        return await conn.server.delivery.deliver(envelope, message, origin)
+        return await conn.server.delivery.deliver(
+            envelope, message, origin, deferred_spool=deferred_spool
+        )
     except Exception:
         # The pipeline answers store failures per recipient itself; this is anything else
         # (a directory lookup on a broken database): nothing was acknowledged.
@@ -189,6 +194,7 @@ async def _bounce(
                 "failed",
                 result.enhanced if result.permanent else "5" + result.enhanced[1:],
                 diagnostic=f"{result.code} {result.enhanced} {result.text}",
+                diagnostic_type=LOCAL_DIAGNOSTIC,  # the pipeline's result, never sent as a reply
                 original=recipient.params.orcpt,
             )
         )

@@ -118,6 +118,9 @@ class SmtpSettings(LmtpSettings):
     relay_hosts: tuple[Network, ...] = field(default=LOOPBACK, metadata={"one_or_many": True})
     domains: dict[str, DomainPolicy] = field(default_factory=dict)
     auth: AuthSettings = field(default_factory=AuthSettings)
+    # Hold messages for remote recipients in memory until their first transient failure
+    # (KumoMTA's deferred_spool): faster, but a crash loses what is held. README: SMTP.
+    deferred_spool: bool = False
 
     def __post_init__(self) -> None:
         for name in self.domains:

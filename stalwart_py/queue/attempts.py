@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from stalwart_py.delivery import Delivery, Envelope, Origin, Recipient
+from stalwart_py.dsn import LOCAL_DIAGNOSTIC, SMTP_DIAGNOSTIC
 from stalwart_py.queue.outcomes import Outcome
 from stalwart_py.queue.routes import Destination, RouteFailed, Router
 from stalwart_py.queue.session import (
@@ -26,6 +27,7 @@ from stalwart_py.queue.session import (
     Timeouts,
     Transaction,
 )
+from stalwart_py.queue.spool import SpooledMessage
 from stalwart_py.store import QueueEntry, QueueRecipientState
 
 log = logging.getLogger("stalwart_py.queue")
@@ -38,6 +40,11 @@ class Job:
     entry: QueueEntry
     recipients: tuple[QueueRecipientState, ...]
     destination: Destination
+    memory: SpooledMessage | None = None  # held by the deferred spool, not in the store
+
+    @property
+    def label(self) -> str:
+        return f"queue {self.entry.id}" if self.memory is None else f"memory {-self.entry.id}"
 
 
 def failure_outcomes(
@@ -58,7 +65,9 @@ def failure_outcomes(
             failure.status,
             str(failure),
             remote_mta=host,
-            diagnostic=str(reply) if reply is not None else None,
+            # No reply (no connection, a timeout, a failed handshake): our own account of it.
+            diagnostic=str(reply) if reply is not None else f"{failure.status} {failure}",
+            diagnostic_type=SMTP_DIAGNOSTIC if reply is not None else LOCAL_DIAGNOSTIC,
         )
         for recipient in recipients
     ]
@@ -141,6 +150,7 @@ async def deliver_remote(session: SmtpSession, job: Job, data: bytes) -> list[Ou
             reply.text,
             remote_mta=host,
             diagnostic=str(reply),
+            diagnostic_type=LOCAL_DIAGNOSTIC if reply.local else SMTP_DIAGNOSTIC,
             dsn_passed_on=passed_on,
         )
         for recipient, reply in zip(job.recipients, replies, strict=True)
@@ -158,7 +168,7 @@ async def deliver_local(delivery: Delivery, job: Job, data: bytes) -> list[Outco
         envid=entry.envid,
         smtputf8=entry.smtputf8,
     )
-    origin = Origin("LOCAL", f"queue-{entry.id}", source="queue")
+    origin = Origin("LOCAL", job.label.replace(" ", "-"), source="queue")
     results = await delivery.deliver(envelope, data, origin)
     return [
         Outcome(
@@ -166,7 +176,9 @@ async def deliver_local(delivery: Delivery, job: Job, data: bytes) -> list[Outco
             result.code,
             result.enhanced,
             result.text,
+            # The pipeline's result for the recipient (a full mailbox, a Sieve reject).
             diagnostic=f"{result.code} {result.enhanced} {result.text}",
+            diagnostic_type=LOCAL_DIAGNOSTIC,
         )
         for recipient, result in zip(job.recipients, results, strict=True)
     ]

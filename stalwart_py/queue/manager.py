@@ -11,6 +11,9 @@ worker for every ``JOBS_PER_CONNECTION`` jobs waiting, up to
 ``queue.max-connections-per-destination``; all workers together hold at most
 ``queue.max-connections`` connections.
 
+The deferred spool (``spool()``, see ``spool.py``) adds jobs for messages held in memory: they
+go to the same workers, and their outcome is settled by ``MemorySpool`` instead of the store.
+
 Crash safety. A job's outcome is written to the store (with the DSN it causes, in the same
 transaction) only after the attempt; until then the recipients stay pending. A crash, or a
 shutdown, in between leaves them pending: they are tried again, so a message may at worst be
@@ -48,7 +51,8 @@ from stalwart_py.queue.outcomes import Outcome, notification, settle
 from stalwart_py.queue.routes import Destination, RouteFailed, Router, make_resolver
 from stalwart_py.queue.schedule import Clock, RetrySchedule, SystemClock
 from stalwart_py.queue.session import SessionFailed, SmtpSession, Timeouts
-from stalwart_py.store import Store
+from stalwart_py.queue.spool import MemorySpool
+from stalwart_py.store import OutboundMessage, Store
 from stalwart_py.store.engine import QUEUE_CHANNEL
 
 log = logging.getLogger("stalwart_py.queue")
@@ -57,6 +61,7 @@ Attempt = Callable[[Job, bytes], Awaitable[list[Outcome]]]
 
 JOBS_PER_CONNECTION = 8  # jobs waiting for a destination before it gets another connection
 SCAN_LIMIT = 1000  # messages read per scan; more wait for the next one
+STOP_WRITE_TIMEOUT = 30.0  # for writing what the deferred spool holds when the server stops
 
 
 class QueueManager:
@@ -91,6 +96,7 @@ class QueueManager:
         self._idle = anyio.Event()
         self._task_group: TaskGroup | None = None
         metrics = metrics or Metrics()
+        self._memory = MemorySpool(store, metrics)
         self._results = metrics.counter(
             "stalwart_queue_attempts",
             "Outbound delivery attempts, per recipient, by result",
@@ -118,19 +124,48 @@ class QueueManager:
     # -- scheduling -------------------------------------------------------------------------
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
-        """Deliver until cancelled (what is under way then is tried again later)."""
-        async with anyio.create_task_group() as group:
-            self._task_group = group
-            group.start_soon(self._forward_store_changes)
-            task_status.started()
-            try:
-                while True:
-                    await self.scan()
-                    with anyio.move_on_after(self.settings.poll_interval):
-                        await self._wakeup.wait()
-                    self._wakeup = anyio.Event()
-            finally:
-                self._task_group = None
+        """Deliver until cancelled (what is under way then is tried again later; what the
+        deferred spool holds is written to the durable queue first)."""
+        try:
+            async with anyio.create_task_group() as group:
+                self._task_group = group
+                group.start_soon(self._forward_store_changes)
+                task_status.started()
+                try:
+                    while True:
+                        await self.scan()
+                        with anyio.move_on_after(self.settings.poll_interval):
+                            await self._wakeup.wait()
+                        self._wakeup = anyio.Event()
+                finally:
+                    self._task_group = None
+        finally:
+            # The workers are gone; the store is still open (the server closes it after us).
+            with anyio.CancelScope(shield=True), anyio.move_on_after(STOP_WRITE_TIMEOUT):
+                await self._memory.persist_all(self.clock.now())
+
+    async def spool(self, data: bytes, message: OutboundMessage) -> bool:
+        """``smtp.deferred-spool``: hold ``message`` in memory and start delivering it now
+        (``spool.py``). False when the queue cannot take it (not running, ``queue.hold``,
+        memory full): the caller then queues it durably."""
+        if self._task_group is None or self.settings.hold or not message.recipients:
+            return False
+        destinations: dict[str, Destination] = {}
+        for recipient in message.recipients:
+            domain = recipient.address.rpartition("@")[2].lower()
+            if domain not in destinations:
+                local = await self.store.is_local_domain(domain)
+                destinations[domain] = self.router.destination(domain, local)
+        spooled = self._memory.admit(data, message, self.clock.now())
+        if spooled is None:
+            return False
+        groups: dict[Destination, list] = {}
+        for state in spooled.entry.recipients:
+            groups.setdefault(destinations[state.domain], []).append(state)
+        for destination, recipients in groups.items():
+            self._add_job(Job(spooled.entry, tuple(recipients), destination, memory=spooled))
+            self._dispatch(destination)
+        return True
 
     def wake(self) -> None:
         """Look at the queue now (after ``queue retry``, or a test moving the clock)."""
@@ -151,6 +186,7 @@ class QueueManager:
     async def scan(self) -> None:
         """Turn the recipients due now into jobs for their destinations' workers (none
         while ``queue.hold`` is on)."""
+        await self._memory.retry_unwritten()
         if self.settings.hold:
             return
         self._scans += 1
@@ -179,13 +215,15 @@ class QueueManager:
                 destination = self.router.destination(recipient.domain, local[recipient.domain])
                 groups.setdefault(destination, []).append(recipient)
             for destination, recipients in groups.items():
-                self._taken.update(r.id for r in recipients)
-                if self._idle.is_set():  # replaced only once set: no waiter is left behind
-                    self._idle = anyio.Event()
-                job = Job(entry, tuple(recipients), destination)
-                self._waiting.setdefault(destination, deque()).append(job)
+                self._add_job(Job(entry, tuple(recipients), destination))
         for destination in list(self._waiting):
             self._dispatch(destination)
+
+    def _add_job(self, job: Job) -> None:
+        self._taken.update(r.id for r in job.recipients)
+        if self._idle.is_set():  # replaced only once set: no waiter is left behind
+            self._idle = anyio.Event()
+        self._waiting.setdefault(job.destination, deque()).append(job)
 
     def _dispatch(self, destination: Destination) -> None:
         waiting = len(self._waiting.get(destination, ()))
@@ -285,14 +323,19 @@ class QueueManager:
     async def _attempt(self, job: Job, attempt: Attempt) -> None:
         """Run one attempt and record its outcome; a failure here never stops the queue."""
         try:
-            blobs = await self.store.read_blobs([job.entry.blob_id])
-            data = blobs.get(job.entry.blob_id)
+            if job.memory is not None:
+                data: bytes | None = job.memory.data
+            else:
+                blobs = await self.store.read_blobs([job.entry.blob_id])
+                data = blobs.get(job.entry.blob_id)
             if data is None:
                 return  # deleted meanwhile
             outcomes = await attempt(job, data)
             await self._record(job, outcomes, data)
         except Exception:
-            log.exception("queue %d: delivery attempt to %s failed", job.entry.id, job.destination)
+            log.exception("%s: delivery attempt to %s failed", job.label, job.destination)
+            if job.memory is not None:  # no outcome: written down rather than lost
+                await self._memory.persist(job.memory, job.recipients, self.clock.now())
         finally:
             self._release(job)
 
@@ -302,14 +345,17 @@ class QueueManager:
             job.entry, outcomes, now, self.schedule, final_delivery=job.destination.kind == "local"
         )
         dsn = notification(job.entry, result.reports, original, self.hostname())
-        await self.store.update_queue_recipients(job.entry.id, result.updates, notification=dsn)
+        if job.memory is not None:
+            await self._memory.settle(job.memory, job.recipients, result.updates, dsn)
+        else:
+            await self.store.update_queue_recipients(job.entry.id, result.updates, notification=dsn)
         for outcome in outcomes:
             state = (
                 "delivered" if outcome.delivered else "failed" if outcome.permanent else "deferred"
             )
             log.info(
-                "queue %d: %s <%s> via %s: %s %s",
-                job.entry.id,
+                "%s: %s <%s> via %s: %s %s",
+                job.label,
                 state,
                 outcome.recipient.address,
                 outcome.remote_mta or job.destination,

@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from stalwart_py.dsn import RecipientStatus, build_dsn, should_notify
+from stalwart_py.dsn import SMTP_DIAGNOSTIC, RecipientStatus, build_dsn, should_notify
 from stalwart_py.queue.schedule import RetrySchedule
 from stalwart_py.store import (
     OutboundMessage,
@@ -41,6 +41,7 @@ class Outcome:
     text: str  # for the log and ``queue show``
     remote_mta: str | None = None  # the host that answered
     diagnostic: str | None = None  # the server's reply as received, e.g. "550 5.1.1 No such user"
+    diagnostic_type: str = SMTP_DIAGNOSTIC  # LOCAL_DIAGNOSTIC when ``diagnostic`` is ours
     dsn_passed_on: bool = False  # the server speaks DSN: it reports success itself
 
     @property
@@ -107,6 +108,7 @@ def _report(
         action=action,
         status=status,
         diagnostic=outcome.diagnostic,
+        diagnostic_type=outcome.diagnostic_type,
         original=recipient.orcpt,
         remote_mta=outcome.remote_mta,
         last_attempt=now,

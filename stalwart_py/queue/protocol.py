@@ -33,6 +33,7 @@ class Reply:
     code: int
     lines: tuple[str, ...]  # text of each line, without the code (and enhanced code)
     enhanced: str | None = None  # "2.1.5", from the first line, when the server gave one
+    local: bool = False  # made up here (a refusal decided before sending), not received
 
     @property
     def ok(self) -> bool:

@@ -372,7 +372,7 @@ class SmtpSession:
 
 
 def _local_reply(code: int, status: str, text: str) -> Reply:
-    return Reply(code, (text,), status)
+    return Reply(code, (text,), status, local=True)
 
 
 def _where(target: Target) -> str:

@@ -206,6 +206,12 @@ class QueuedRecipient:
     address: str
     orcpt: str | None = None  # RFC 3461 ORCPT, as "rfc822;addr"
     notify: tuple[str, ...] = ()  # RFC 3461 NOTIFY: SUCCESS, FAILURE, DELAY, or NEVER
+    # A recipient already tried before it was queued (the deferred spool writes a message
+    # down after its first transient failure): its attempts so far, when to try again
+    # (None: at once) and the last error.
+    attempts: int = 0
+    next_attempt: float | None = None
+    last_error: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,6 +224,7 @@ class OutboundMessage:
     envid: str | None = None
     source: str = "smtp"  # smtp, sieve, bounce, http
     smtputf8: bool = False
+    created: float | None = None  # when it arrived (for queue.max-age); None: now
 
 
 @dataclass(frozen=True, slots=True)

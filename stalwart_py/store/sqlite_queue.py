@@ -43,12 +43,12 @@ def insert_queue_entry(txn: Txn, blob: PreparedBlob, message: OutboundMessage) -
             message.envid,
             message.source,
             int(message.smtputf8),
-            txn.now,
+            txn.now if message.created is None else message.created,
         ),
     ).fetchone()[0]
     txn.conn.executemany(
-        "INSERT INTO queue_recipients(message_id, address, domain, orcpt, notify, next_attempt)"
-        " VALUES (?, ?, ?, ?, ?, ?)",
+        "INSERT INTO queue_recipients(message_id, address, domain, orcpt, notify, next_attempt,"
+        " attempts, last_error) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
         [
             (
                 queue_id,
@@ -56,7 +56,9 @@ def insert_queue_entry(txn: Txn, blob: PreparedBlob, message: OutboundMessage) -
                 r.address.rpartition("@")[2].lower(),
                 r.orcpt,
                 ",".join(r.notify),
-                txn.now,
+                txn.now if r.next_attempt is None else r.next_attempt,
+                r.attempts,
+                r.last_error,
             )
             for r in message.recipients
         ],

@@ -187,3 +187,19 @@ async def test_a_held_queue_keeps_mail_until_released(world):
         await manager.flush()
     assert [m.rcpt_tos for m in peer.received] == [["bob@remote.test"]]
     assert await world.store.queue_entry(queue_id) is None
+
+
+async def test_expiry_after_no_connection_reports_an_x_local_diagnostic(world):
+    await world.enqueue("bob@remote.test")  # nothing listens on 127.0.0.8:1
+    async with running(world.manager(port=1, max_age=3600.0)) as manager:
+        await manager.flush()
+        world.clock.advance(3601)
+        await manager.flush()  # expired: the DSN is queued
+        await manager.flush()  # and delivered to alice
+    [stored] = await world.inbox("alice@example.test")
+    _, block = status_blocks(parse(stored))
+    assert (block["Action"], block["Status"]) == ("failed", "4.4.7")
+    # Not an SMTP reply (there was none): RFC 3464 2.3.6 wants another diagnostic type.
+    assert block["Diagnostic-Code"].startswith(
+        "X-Local; 4.4.1 cannot connect to mx.remote.test (127.0.0.8:1):"
+    )

@@ -201,8 +201,8 @@ def test_mixed_results_get_250_and_a_dsn_for_the_failed(server):
 def test_a_recipient_that_failed_for_now_is_queued_for_a_later_try(server):
     deliver = server.context.delivery.deliver
 
-    async def carol_fails_for_now(envelope, message, origin):
-        results = await deliver(envelope, message, origin)
+    async def carol_fails_for_now(envelope, message, origin, **options):
+        results = await deliver(envelope, message, origin, **options)
         return [
             RecipientResult(r.address, 451, "4.3.0", "Temporary local failure")
             if r.address == "carol@example.test"

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import anyio
+import anyio.from_thread
 import trustme
 
 from stalwart_py.config import DirectorySettings, ThrottleSettings
@@ -20,7 +21,7 @@ from stalwart_py.directory import Directory
 from stalwart_py.queue import QueueManager
 from stalwart_py.store import OutboundMessage, QueuedRecipient
 from stalwart_py.store.sqlite import SqliteStore
-from tests.support.mail_peers import Peer, ZoneServer
+from tests.support.mail_peers import Peer, ZoneServer, background_loop
 
 HOSTNAME = "mail.example.test"
 SENDER = "alice@example.test"
@@ -153,3 +154,24 @@ async def running(manager: QueueManager) -> AsyncIterator[QueueManager]:
             yield manager
         finally:
             group.cancel_scope.cancel()
+
+
+@contextmanager
+def outside_world(
+    mx_address: str, domain: str = "remote.test", **peer_options: Any
+) -> Iterator[tuple[anyio.from_thread.BlockingPortal, ZoneServer, Peer]]:
+    """For a server running in a thread of its own: a DNS zone (``domain`` MX -> ``mx.<domain>``
+    A -> ``mx_address``) and a receiving Peer there (``Peer`` options), served from a loop
+    of their own."""
+    with background_loop() as portal:
+        zone = ZoneServer({domain: [("MX", f"10 mx.{domain}.")]})
+        zone.add(f"mx.{domain}", "A", mx_address)
+        portal.call(zone.start)
+        peer = Peer(name=f"mx.{domain}", **peer_options)
+        portal.call(peer.start, mx_address)
+        try:
+            yield portal, zone, peer
+        finally:
+            peer.stall_data = False
+            portal.call(peer.stop)
+            portal.call(zone.close)

@@ -28,7 +28,7 @@ private-key = "{cert[1]}"
 failure-delay = 0
 
 [queue]
-hold = true  # queued messages stay where the tests look for them
+hold = true  # queued messages (remote recipients, DSNs) stay where the tests look for them
 
 [server.smtp]
 relay-hosts = []

@@ -8,7 +8,7 @@ import email.policy
 import pytest
 
 from stalwart_py import mime
-from stalwart_py.dsn import RecipientStatus, build_dsn, should_notify
+from stalwart_py.dsn import LOCAL_DIAGNOSTIC, RecipientStatus, build_dsn, should_notify
 
 ORIGINAL = (
     b"From: alice@example.test\r\nTo: bob@remote.test\r\nSubject: hello\r\n"
@@ -121,3 +121,28 @@ def test_refuses_an_empty_or_wrong_report():
         dsn(recipients=[])
     with pytest.raises(ValueError):
         dsn(recipients=[RecipientStatus("b@x", "bounced", "5.0.0")])
+
+
+def test_a_diagnostic_of_this_server_is_x_local_and_not_put_in_the_hosts_mouth():
+    """RFC 3464 2.3.6: "smtp" only for an SMTP reply; text of our own gets an X- type."""
+    data = dsn(
+        recipients=[
+            RecipientStatus(
+                "bob@remote.test",
+                "failed",
+                "5.3.4",
+                diagnostic="552 5.3.4 message of 9000 bytes is over the 5000 bytes it accepts",
+                diagnostic_type=LOCAL_DIAGNOSTIC,
+                remote_mta="mx.remote.test",
+            )
+        ]
+    )
+    message = email.message_from_bytes(data, policy=email.policy.default)
+    text, status, _returned = message.get_payload()
+    _per_message, per_recipient = status.get_payload()
+    assert per_recipient["Diagnostic-Code"] == (
+        "X-Local; 552 5.3.4 message of 9000 bytes is over the 5000 bytes it accepts"
+    )
+    assert per_recipient["Remote-MTA"] == "dns; mx.remote.test"
+    assert "<bob@remote.test>: 552 5.3.4 message of 9000 bytes" in text.get_content()
+    assert "said" not in text.get_content()

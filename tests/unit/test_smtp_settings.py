@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from protocols.smtp import LmtpSettings, SmtpSettings
+from protocols.smtp import LmtpSettings, Smtp, SmtpSettings
 from stalwart_py.config import ConfigError, parse_config
 
 PROTOCOLS = {"smtp": SmtpSettings, "lmtp": LmtpSettings}
@@ -58,6 +58,8 @@ protocol = "lmtp"
         ('[server.smtp.domains."*."]\nrelay = true', "lowercase domain"),
         ('[server.smtp]\nauth.mechanisms = ["CRAM-MD5"]', 'expected one of "PLAIN", "LOGIN"'),
         ('[server.lmtp]\nrelay-hosts = ["10.0.0.0/8"]', "unknown key"),
+        ("[server.lmtp]\ndeferred-spool = true", "unknown key"),  # LMTP never relays
+        ('[server.smtp]\ndeferred-spool = "yes"', "expected"),
         ('[server.smtp]\ntimeout.command = "soon"', "expected a duration"),
     ],
 )
@@ -65,3 +67,22 @@ def test_bad_values_are_config_errors(text, message):
     with pytest.raises(ConfigError) as caught:
         load(text)
     assert message in str(caught.value)
+
+
+def test_deferred_spool_is_off_by_default_and_the_protocol_warns_when_on():
+    config = load("""
+[server.listener.mx]
+bind = "*:25"
+protocol = "smtp"
+
+[server.listener.fast]
+bind = "*:2525"
+protocol = "smtp"
+smtp.deferred-spool = true
+""")
+    mx, fast = config.listeners["mx"].settings, config.listeners["fast"].settings
+    assert mx.protocol.deferred_spool is False
+    assert fast.protocol.deferred_spool is True
+    assert Smtp().notices(mx) == []
+    [notice] = Smtp().notices(fast)
+    assert notice.startswith("smtp.deferred-spool is on: mail for remote recipients is kept only")
