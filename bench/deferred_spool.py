@@ -54,7 +54,7 @@ tls = "none"
 """
 
 
-def run(spool: bool, args: argparse.Namespace) -> None:
+def run(spool: bool, args: argparse.Namespace) -> float:
     sink_port = free_port()
     privileges = ["-u", "nobody"] if os.geteuid() == 0 else []  # it refuses to run as root
     sink = subprocess.Popen(
@@ -103,6 +103,7 @@ def run(spool: bool, args: argparse.Namespace) -> None:
         f" {accepted:.2f}s, all delivered in {done:.2f}s ({args.messages / done:.0f} msg/s),"
         f" {commits} store commits"
     )
+    return args.messages / done
 
 
 def main() -> None:
@@ -114,8 +115,8 @@ def main() -> None:
     for tool in ("smtp-source", "smtp-sink"):
         if shutil.which(tool) is None:
             sys.exit(f"{tool} is not installed (apt-get install postfix)")
-    for spool in (False, True):
-        run(spool, args)
+    durable, spooled = (run(spool, args) for spool in (False, True))
+    print(f"ratio deferred-spool on / off: {spooled / durable:.2f}")
 
 
 if __name__ == "__main__":
