@@ -22,7 +22,7 @@ import asyncio
 import contextlib
 import logging
 import math
-import secrets
+import random
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -56,6 +56,9 @@ from stalwart_py.tls import TLSSetupError
 from stalwart_py.transport import ClientStream
 
 log = logging.getLogger("stalwart_py.listeners")
+# Session ids name a connection in the logs and in Received headers: unique enough, not
+# secret, so a seeded generator rather than a getrandom() system call per connection.
+_session_ids = random.Random()
 
 REFUSE_TIMEOUT = 5.0  # how long a refusal reply may take before the connection is dropped
 
@@ -355,7 +358,7 @@ class ListenerRegistry:
             if stream.transport is not None:
                 stream.transport.abort()
             return
-        session_id = secrets.token_hex(4)
+        session_id = f"{_session_ids.getrandbits(32):08x}"
         slog = logging.LoggerAdapter(log, {"session": session_id})
         server_limit = self.context.config.server.max_connections
         self.open_connections += 1

@@ -47,12 +47,16 @@ class ClientStream(asyncio.Protocol):
         self._writing_paused = False
         self._read_waiter: asyncio.Future[None] | None = None
         self._drain_waiter: asyncio.Future[None] | None = None
+        # Looked up once: asyncio.get_running_loop() costs a getpid() system call per call
+        # on Python 3.11, and a session waits for data on every line.
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     # -- asyncio.Protocol ---------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
+        self._loop = asyncio.get_running_loop()
         if self.on_connect is not None:
             self.on_connect(self)
 
@@ -100,9 +104,10 @@ class ClientStream(asyncio.Protocol):
         if self.eof:
             raise StreamClosed(str(self.error or "end of stream"))
         self.consumed()
-        self._read_waiter = waiter = asyncio.get_running_loop().create_future()
+        loop = self._loop or asyncio.get_running_loop()
+        self._read_waiter = waiter = loop.create_future()
         try:
-            await _wait(waiter, timeout)
+            await _wait(loop, waiter, timeout)
         finally:
             self._read_waiter = None
         if self.eof and not self.buffer:
@@ -119,9 +124,10 @@ class ClientStream(asyncio.Protocol):
         while self._writing_paused:
             if self.closing:
                 raise StreamClosed(str(self.error or "connection closed"))
-            self._drain_waiter = waiter = asyncio.get_running_loop().create_future()
+            loop = self._loop or asyncio.get_running_loop()
+            self._drain_waiter = waiter = loop.create_future()
             try:
-                await _wait(waiter, timeout)
+                await _wait(loop, waiter, timeout)
             finally:
                 self._drain_waiter = None
         if self.error is not None:
@@ -136,12 +142,13 @@ def _wake(waiter: asyncio.Future[None] | None) -> None:
         waiter.set_result(None)
 
 
-async def _wait(waiter: asyncio.Future[None], timeout: float) -> None:
+async def _wait(
+    loop: asyncio.AbstractEventLoop, waiter: asyncio.Future[None], timeout: float
+) -> None:
     """Await ``waiter``, or raise StreamTimeout after ``timeout`` seconds (0 or less: never)."""
     if timeout <= 0 or math.isinf(timeout):
         await waiter
         return
-    loop = asyncio.get_running_loop()
     timer = loop.call_later(timeout, _expire, waiter)
     try:
         await waiter

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import shutil
 import signal
@@ -80,6 +81,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
         args.log_level or server.config.logging.level,
         args.log_format or server.config.logging.format,
     )
+    # What is loaded by now (every module, the configuration) lives as long as the process:
+    # out of the collector's sight, a full collection no longer walks it again and again.
+    gc.freeze()
+    # The store's writer thread lets go of the GIL around every SQLite step and fsync; with
+    # the default 5 ms switch interval it then waits for the event loop's thread that long
+    # to take it back, and every acknowledgement waits with it. Measured with
+    # bench/smtp_throughput.py (16 clients): about 10% more messages a second at 0.5 ms.
+    sys.setswitchinterval(0.0005)
     try:
         anyio.run(lambda: server.run(handle_signals=True))
     except StartupError as exc:
