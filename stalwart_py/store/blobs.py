@@ -4,7 +4,7 @@ A body is stored once however many mailboxes, queue entries or reports refer to 
 counts those references and the row goes when the last one does. A blob id is never given
 again, even after its row is gone (SQLite would reuse the largest rowid once it is deleted),
 so that what is derived from a body can be cached by its id. Hashing and MIME parsing
-happen before the write, in a worker thread, so the writer thread only copies bytes.
+happen before the write, off the writer thread (``prepare_blob``), so it only copies bytes.
 """
 
 from __future__ import annotations
