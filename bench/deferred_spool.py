@@ -11,9 +11,7 @@ Indicative only: the server shares the machine's cores with both C programs.
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -24,13 +22,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from stalwart_py.plugin import discover_protocols  # noqa: E402
-from tests.support.servers import InProcessServer, write_config  # noqa: E402
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from tests.support.mail_peers import smtp_sink  # noqa: E402
+from tests.support.servers import InProcessServer, free_port, write_config  # noqa: E402
 
 
 def config_text(sink_port: int, spool: bool) -> str:
@@ -56,48 +49,38 @@ tls = "none"
 
 def run(spool: bool, args: argparse.Namespace) -> float:
     sink_port = free_port()
-    privileges = ["-u", "nobody"] if os.geteuid() == 0 else []  # it refuses to run as root
-    sink = subprocess.Popen(
-        ["smtp-sink", *privileges, f"127.0.0.1:{sink_port}", "1000"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        with tempfile.TemporaryDirectory() as tmp:
-            path = write_config(Path(tmp), config_text(sink_port, spool))
-            with InProcessServer(path, discover_protocols()) as server:
-                host, port = server.address("mx")
-                metrics = server.context.metrics.registry
-                engine = server.context.store._engine
-                commits = engine.batches
-                start = time.perf_counter()
-                subprocess.run(
-                    [
-                        "smtp-source",
-                        *("-s", str(args.sessions), "-m", str(args.messages)),
-                        *("-l", str(args.size), "-f", "a@sender.test", "-t", "b@remote.test"),
-                        f"{host}:{port}",
-                    ],
-                    check=True,
+    with smtp_sink(sink_port) as sink, tempfile.TemporaryDirectory() as tmp:
+        path = write_config(Path(tmp), config_text(sink_port, spool))
+        with InProcessServer(path, discover_protocols()) as server:
+            host, port = server.address("mx")
+            metrics = server.context.metrics.registry
+            engine = server.context.store._engine
+            commits = engine.batches
+            start = time.perf_counter()
+            subprocess.run(
+                [
+                    "smtp-source",
+                    *("-s", str(args.sessions), "-m", str(args.messages)),
+                    *("-l", str(args.size), "-f", "a@sender.test", "-t", "b@remote.test"),
+                    f"{host}:{port}",
+                ],
+                check=True,
+            )
+            accepted = time.perf_counter() - start
+
+            def delivered() -> float:
+                sample = metrics.get_sample_value(
+                    "stalwart_queue_attempts_total", {"result": "delivered"}
                 )
-                accepted = time.perf_counter() - start
+                return sample or 0.0
 
-                def delivered() -> float:
-                    sample = metrics.get_sample_value(
-                        "stalwart_queue_attempts_total", {"result": "delivered"}
-                    )
-                    return sample or 0.0
-
-                deadline = time.monotonic() + 600
-                while delivered() < args.messages:
-                    if time.monotonic() > deadline or sink.poll() is not None:
-                        sys.exit(f"only {delivered():.0f} of {args.messages} delivered")
-                    time.sleep(0.01)  # ok: polling a counter from outside the server's loop
-                done = time.perf_counter() - start
-                commits = engine.batches - commits
-    finally:
-        sink.terminate()
-        sink.wait()
+            deadline = time.monotonic() + 600
+            while delivered() < args.messages:
+                if time.monotonic() > deadline or sink.poll() is not None:
+                    sys.exit(f"only {delivered():.0f} of {args.messages} delivered")
+                time.sleep(0.01)  # ok: polling a counter from outside the server's loop
+            done = time.perf_counter() - start
+            commits = engine.batches - commits
     print(
         f"deferred-spool={'on ' if spool else 'off'}: {args.messages} messages accepted in"
         f" {accepted:.2f}s, all delivered in {done:.2f}s ({args.messages / done:.0f} msg/s),"

@@ -46,6 +46,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from tests.support.servers import free_port  # noqa: E402
+
 USER = "bench@bench.test"
 PASSWORD = "bench-password"
 WORDS = [
@@ -123,12 +125,6 @@ def make_message(n: int) -> bytes:
 
 
 # -- the servers ----------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def wait_for_port(port: int, process: subprocess.Popen, timeout: float = 30.0) -> None:

@@ -15,46 +15,22 @@ Indicative: everything shares the machine's cores.
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import anyio
 import trustme
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the tests' support modules
+from tests.support.mail_peers import smtp_sink
 from tests.support.queue_world import make_world, running
+from tests.support.servers import free_port
 
 CONNECTIONS = 8  # the queue's max-connections-per-destination, and the peer's sessions
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@contextmanager
-def smtp_sink() -> Iterator[int]:
-    port = free_port()
-    privileges = ["-u", "nobody"] if os.geteuid() == 0 else []  # it refuses to run as root
-    sink = subprocess.Popen(
-        ["smtp-sink", *privileges, f"127.0.0.1:{port}", "1000"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        yield port
-    finally:
-        sink.terminate()
-        sink.wait()
 
 
 def message(index: int, size: int) -> bytes:
@@ -103,7 +79,8 @@ def main() -> None:
     for tool in ("smtp-source", "smtp-sink"):
         if shutil.which(tool) is None:
             sys.exit(f"{tool} is not installed (apt-get install postfix)")
-    with smtp_sink() as port:
+    port = free_port()
+    with smtp_sink(port):
         ours = anyio.run(queue_rate, args.messages, args.size, port)
         peer = peer_rate(args.messages, args.size, port)
     print(f"{args.messages} messages of {args.size} bytes, {CONNECTIONS} connections")

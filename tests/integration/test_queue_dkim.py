@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import anyio.to_thread
 import dkim
-import dns.resolver
 import pytest
 
 from stalwart_py.config.schema import DkimSettings
 from stalwart_py.queue import generate_key
 from stalwart_py.queue.dkim import DkimSigner
-from tests.support.mail_peers import txt_text
+from tests.support.mail_peers import dkim_key_lookup, txt_text
 from tests.support.queue_world import make_world, running
 
 pytestmark = pytest.mark.anyio
@@ -23,21 +22,8 @@ async def world(tmp_path, ca):
         yield world
 
 
-def dns_txt(port: int):
-    """dkimpy's DNS hook, asking the test zone server (from a worker thread)."""
-    resolver = dns.resolver.Resolver(configure=False)
-    resolver.nameservers = ["127.0.0.1"]
-    resolver.port = port
-
-    def lookup(name: bytes, timeout: int = 5) -> bytes:
-        answer = resolver.resolve(name.decode().rstrip("."), "TXT", lifetime=timeout)
-        return b"".join(answer[0].strings)
-
-    return lookup
-
-
 async def verify(world, data: bytes) -> bool:
-    lookup = dns_txt(world.dns.port)
+    lookup = dkim_key_lookup(world.dns.port)
     return await anyio.to_thread.run_sync(lambda: dkim.verify(data, dnsfunc=lookup))
 
 

@@ -10,11 +10,10 @@ import smtplib
 import ssl
 
 import dkim
-import dns.resolver
 import pytest
 
 from stalwart_py.queue import generate_key
-from tests.support.mail_peers import txt_text
+from tests.support.mail_peers import dkim_key_lookup, txt_text
 from tests.support.queue_world import outside_world
 from tests.support.smtp import PASSWORD, queue
 
@@ -74,19 +73,6 @@ def outside(ca):
         yield world
 
 
-def published_key_lookup(zone_port: int):
-    """dkimpy's DNS hook, asking the test's DNS server (where the record is published)."""
-    resolver = dns.resolver.Resolver(configure=False)
-    resolver.nameservers = ["127.0.0.1"]
-    resolver.port = zone_port
-
-    def lookup(name: bytes, timeout: int = 5) -> bytes:
-        answer = resolver.resolve(name.decode().rstrip("."), "TXT", lifetime=timeout)
-        return b"".join(answer[0].strings)
-
-    return lookup
-
-
 def imap_session(server, client_tls: ssl.SSLContext) -> imaplib.IMAP4:
     host, port = server.address("imap")
     client = imaplib.IMAP4(host, port, timeout=20)
@@ -121,7 +107,7 @@ def test_submitted_mail_arrives_signed_with_its_envelope_and_no_sent_copy(
     data = received.data
     assert data.startswith(b"DKIM-Signature: v=1; a=rsa-sha256; c=relaxed/relaxed;")
     assert b" d=example.test;" in data and b" s=e2e;" in data
-    assert dkim.verify(data, dnsfunc=published_key_lookup(zone.port))
+    assert dkim.verify(data, dnsfunc=dkim_key_lookup(zone.port))
     assert b"(authenticated sender: alice@example.test)" in data
     assert b"with ESMTPSA id" in data
     assert data.endswith(MESSAGE)  # the message itself as submitted, under the new fields

@@ -9,14 +9,7 @@ import pytest
 from stalwart_py.config import ConfigError
 from stalwart_py.listeners import ApplyError
 from tests.support.clients import LineClient, connect
-from tests.support.servers import write_config
-
-
-def free_port() -> int:
-    """A port free on every address right now (the kernel's pick, released)."""
-    with socket.socket() as probe:
-        probe.bind(("0.0.0.0", 0))
-        return probe.getsockname()[1]
+from tests.support.servers import free_port, write_config
 
 
 def listener(lid: str, bind: str, **extra: str) -> str:

@@ -9,9 +9,11 @@ on the event loop of whoever starts them (a test's, or a ``background_loop`` thr
 from __future__ import annotations
 
 import asyncio
+import os
 import ssl
+import subprocess
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,6 +22,7 @@ import anyio.from_thread
 import dns.message
 import dns.rcode
 import dns.rdatatype
+import dns.resolver
 import dns.rrset
 from aiosmtpd.smtp import SMTP, AuthResult
 
@@ -71,6 +74,36 @@ class ZoneServer(asyncio.DatagramProtocol):
                 response.answer.append(dns.rrset.from_text(question.name, 60, "IN", rdtype, *texts))
         assert self._transport is not None
         self._transport.sendto(response.to_wire(), addr)
+
+
+def dkim_key_lookup(zone_port: int) -> Callable[..., bytes]:
+    """dkimpy's DNS hook (``dnsfunc``), asking the test's zone server on ``zone_port``."""
+    resolver = dns.resolver.Resolver(configure=False)
+    resolver.nameservers = ["127.0.0.1"]
+    resolver.port = zone_port
+
+    def lookup(name: bytes, timeout: int = 5) -> bytes:
+        answer = resolver.resolve(name.decode().rstrip("."), "TXT", lifetime=timeout)
+        return b"".join(answer[0].strings)
+
+    return lookup
+
+
+@contextmanager
+def smtp_sink(port: int) -> Iterator[subprocess.Popen[bytes]]:
+    """Postfix's smtp-sink (C, from Debian's postfix package) accepting every message on
+    127.0.0.1:``port``: a receiving peer for benchmarks that is never the bottleneck."""
+    privileges = ["-u", "nobody"] if os.geteuid() == 0 else []  # it refuses to run as root
+    sink = subprocess.Popen(
+        ["smtp-sink", *privileges, f"127.0.0.1:{port}", "1000"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        yield sink
+    finally:
+        sink.terminate()
+        sink.wait()
 
 
 def txt_text(value: str) -> str:

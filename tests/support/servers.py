@@ -43,6 +43,13 @@ def write_config(directory: Path, text: str, name: str = "config.toml") -> Path:
     return path
 
 
+def free_port() -> int:
+    """A port free on every address right now (the kernel's pick, released)."""
+    with socket.socket() as probe:
+        probe.bind(("0.0.0.0", 0))
+        return probe.getsockname()[1]
+
+
 def endpoint(address: BindAddress) -> tuple[str, int] | str:
     return address.host if address.is_unix else (address.host, address.port)
 
