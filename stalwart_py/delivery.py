@@ -26,7 +26,6 @@ always. When the queue cannot take it, the message is queued durably as usual.
 
 from __future__ import annotations
 
-import email.utils
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -37,6 +36,7 @@ import anyio
 from stalwart_py.connection import Address, TLSInfo
 from stalwart_py.directory import Directory, Resolution
 from stalwart_py.metrics import Metrics
+from stalwart_py.mime import date_now
 from stalwart_py.store import (
     Account,
     LocalDelivery,
@@ -165,7 +165,7 @@ def received_header(origin: Origin, hostname: str, recipients: tuple[Recipient, 
     lines.append(f"by {hostname} (stalwart-py) with {origin.protocol} id {origin.session_id}")
     if len(recipients) == 1:
         lines.append(f"for <{recipients[0].address}>")
-    lines[-1] += "; " + email.utils.format_datetime(email.utils.localtime())
+    lines[-1] += "; " + date_now()
     return ("\r\n\t".join(lines) + "\r\n").encode()
 
 

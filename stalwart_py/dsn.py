@@ -21,6 +21,8 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from stalwart_py.mime import date_now
+
 ACTIONS = frozenset({"failed", "delayed", "delivered", "relayed", "expanded"})
 SMTP_DIAGNOSTIC = "smtp"  # a reply received from an SMTP or LMTP server
 LOCAL_DIAGNOSTIC = "X-Local"  # this server's own words
@@ -94,7 +96,7 @@ def build_dsn(
             f"From: Mail Delivery System <MAILER-DAEMON@{reporting_mta}>",
             f"To: <{sender}>",
             f"Subject: {subject}",
-            f"Date: {email.utils.formatdate(localtime=True)}",
+            f"Date: {date_now()}",
             f"Message-ID: <{secrets.token_hex(16)}@{reporting_mta}>",
             "Auto-Submitted: auto-replied",
             "MIME-Version: 1.0",

@@ -17,6 +17,7 @@ from typing import Any
 
 from protocols.http import mimebuild
 from protocols.http.mimebuild import MimeError
+from stalwart_py.mime import date_now
 
 # RFC 5321 4.1.2 Mailbox, with the dot-string local part most mail uses, a quoted local part,
 # and a domain or an address literal. An envelope address has no comments, no display name.
@@ -103,7 +104,7 @@ def compose(data: dict[str, Any], hostname: str) -> tuple[bytes, str]:
         if values:
             fields.append(mimebuild.address_field(name, parse_address_fields(values, key)))
     message_id = email.utils.make_msgid(domain=hostname)
-    fields.append(f"Date: {email.utils.format_datetime(email.utils.localtime())}\r\n")
+    fields.append(f"Date: {date_now()}\r\n")
     fields.append(f"Message-ID: {message_id}\r\n")
     try:
         if "subject" in data:

@@ -54,7 +54,7 @@ from __future__ import annotations
 
 from stalwart_py.mime.addresses import MAX_ADDRESSES, parse_address_list
 from stalwart_py.mime.charsets import decode_header_value
-from stalwart_py.mime.headers import MAX_HEADER_SCAN
+from stalwart_py.mime.headers import MAX_HEADER_SCAN, date_now
 from stalwart_py.mime.model import BodyPart, Envelope, EnvelopeAddress, ParsedMessage, find_part
 from stalwart_py.mime.parser import MAX_DEPTH, MAX_PARTS, parse_message, split_multipart
 from stalwart_py.mime.serialize import from_json, to_json
@@ -68,6 +68,7 @@ __all__ = [
     "Envelope",
     "EnvelopeAddress",
     "ParsedMessage",
+    "date_now",
     "decode_header_value",
     "find_part",
     "from_json",

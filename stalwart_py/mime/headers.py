@@ -12,7 +12,9 @@ those places. The exact bytes are always available through the offsets.
 
 from __future__ import annotations
 
+import email.utils
 import re
+import time
 from urllib.parse import unquote_to_bytes
 
 from stalwart_py.mime.charsets import decode_bytes
@@ -181,3 +183,17 @@ def _join_rfc2231(segments: list[tuple[int, int, bool, str]]) -> str:
     if pending:
         out.append(decode_bytes(bytes(pending), charset))
     return "".join(out)
+
+
+_date_now: tuple[int, str] = (-1, "")
+
+
+def date_now() -> str:
+    """Now as an RFC 5322 date-time in local time (``Tue, 24 Nov 2026 22:40:01 +0000``), for
+    the Date and Received fields the server writes. Made once a second: every delivery
+    writes a Received field, and formatting a date is slower than the rest of it."""
+    global _date_now
+    second = int(time.time())
+    if _date_now[0] != second:
+        _date_now = (second, email.utils.formatdate(second, localtime=True))
+    return _date_now[1]

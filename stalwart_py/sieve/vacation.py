@@ -29,7 +29,7 @@ import secrets
 from email.headerregistry import Address
 from email.message import EmailMessage
 
-from stalwart_py.mime import parse_address_list
+from stalwart_py.mime import date_now, parse_address_list
 from stalwart_py.sieve.actions import Vacation
 from stalwart_py.sieve.message import MessageView
 
@@ -98,7 +98,7 @@ def build_reply(
         "From": sender,
         "To": recipient,
         "Subject": _SAFE_SUBJECT.sub(" ", subject).strip(),
-        "Date": email.utils.format_datetime(email.utils.localtime()),
+        "Date": date_now(),
         "Message-ID": f"<{secrets.token_hex(12)}@{hostname}>",
         "Auto-Submitted": "auto-replied (vacation)",
     }
