@@ -184,6 +184,23 @@ class _Plan:
     local: dict[int, tuple[Account, list[int]]] = field(default_factory=dict)
     remote: list[tuple[int, QueuedRecipient]] = field(default_factory=list)
 
+    def settle(self, index: int, result: RecipientResult) -> None:
+        """Add the result of one copy to recipient ``index``'s. A recipient that expanded to
+        several copies (an alias to a local account and a remote address, a filter that
+        keeps and redirects) succeeds only when every copy did; otherwise it gets the
+        failure, a temporary one before a permanent one so that the sender tries again. A
+        retry may repeat the copies that had succeeded: a duplicate rather than a loss."""
+        current = self.results.get(index)
+        if current is None or _severity(result) > _severity(current):
+            self.results[index] = result
+
+
+def _severity(result: RecipientResult) -> int:
+    """Which of a recipient's results it is answered with: the highest."""
+    if result.ok:
+        return 0
+    return 1 if result.permanent else 2
+
 
 class Delivery:
     def __init__(
@@ -227,14 +244,20 @@ class Delivery:
         deliveries: list[LocalDelivery] = []
         owners: list[int] = []
         redirects: list[QueuedRecipient] = []
+        redirecting: set[int] = set()  # accounts whose filter redirected the message
+        rejected: set[int] = set()
         outgoing: list[Outgoing] = []
         for account_id, (account, indexes) in plan.local.items():
             recipient = envelope.recipients[indexes[0]].address
             disposition = await self._filter(account, envelope, recipient, local_data)
             if disposition.reject is not None:
+                rejected.add(account_id)
                 for index in indexes:
-                    plan.results[index] = RecipientResult(
-                        envelope.recipients[index].address, 550, "5.7.1", disposition.reject
+                    plan.settle(
+                        index,
+                        RecipientResult(
+                            envelope.recipients[index].address, 550, "5.7.1", disposition.reject
+                        ),
                     )
                 continue
             for target in disposition.file:
@@ -242,6 +265,8 @@ class Delivery:
                     LocalDelivery(account_id, target.mailbox, target.flags, target.create)
                 )
                 owners.append(account_id)
+            if disposition.redirect:
+                redirecting.add(account_id)
             redirects += [
                 QueuedRecipient(address, f"rfc822;{recipient}") for address in disposition.redirect
             ]
@@ -288,16 +313,21 @@ class Delivery:
         elif outbound:
             await queue_remote()
         for account_id, (_account, indexes) in plan.local.items():
-            if any(index in plan.results for index in indexes):
-                continue  # rejected by the filter
+            if account_id in rejected:
+                continue
             error = local_errors.get(account_id)
             for index in indexes:
-                plan.results[index] = _local_result(envelope.recipients[index].address, error)
-        for index, recipient in plan.remote:
-            plan.results[index] = (
-                RecipientResult(recipient.address, 451, "4.3.0", "Temporary queue failure")
+                address = envelope.recipients[index].address
+                plan.settle(index, _local_result(address, error))
+                if account_id in redirecting and queue_error is not None:
+                    plan.settle(index, _queue_failure(address))
+        for index, _queued in plan.remote:
+            address = envelope.recipients[index].address
+            plan.settle(
+                index,
+                _queue_failure(address)
                 if queue_error is not None
-                else RecipientResult(envelope.recipients[index].address, 250, "2.0.0", "Queued")
+                else RecipientResult(address, 250, "2.0.0", "Queued"),
             )
         for reply in outgoing:
             await self._send_outgoing(reply)
@@ -365,6 +395,10 @@ class Delivery:
         for result in results:
             kind = "delivered" if result.ok else ("rejected" if result.permanent else "deferred")
             self._counter.labels(kind).inc()
+
+
+def _queue_failure(address: str) -> RecipientResult:
+    return RecipientResult(address, 451, "4.3.0", "Temporary queue failure")
 
 
 def _local_result(address: str, error: StoreError | None) -> RecipientResult:

@@ -172,3 +172,38 @@ async def test_ipv6_literal_and_authenticated_submission_trace(setup):
     assert b"from laptop ([IPv6:2001:db8::5])" in head
     assert b"(authenticated sender: bob@example.test)" in head
     assert b"for <" not in head  # two recipients: the header names none
+
+
+async def test_an_alias_fails_when_any_of_its_copies_fails(setup):
+    store, directory, delivery = setup
+    await store.update_account("bob@example.test", quota_bytes=100)
+    await directory.add_alias("team@example.test", ["bob@example.test", "ext@remote.test"])
+    [result] = await delivery.deliver(envelope("team@example.test"), MESSAGE, ORIGIN)
+    # Bob's copy could not be stored: the sender must hear of it, though ext's is queued.
+    assert (result.code, result.enhanced) == (552, "5.2.2")
+    [entry] = await store.queue_entries()
+    assert [r.address for r in entry.recipients] == ["ext@remote.test"]
+
+
+async def test_a_redirect_that_cannot_be_queued_is_not_acknowledged(setup):
+    store, _, delivery = setup
+    delivery.message_filter = Filter(
+        {
+            "bob@example.test": Disposition(file=(), redirect=("away@remote.test",)),
+            "carol@example.test": Disposition(redirect=("copy@remote.test",)),  # and keep
+        }
+    )
+
+    async def disk_full(*args, **kwargs):
+        raise OSError("No space left on device")
+
+    store.enqueue = disk_full
+    results = await delivery.deliver(
+        envelope("bob@example.test", "carol@example.test"), MESSAGE, ORIGIN
+    )
+    # Nothing of bob's is anywhere: a temporary failure, so that the sender tries again.
+    # Carol's kept copy is stored; the retry may store it twice, which beats losing the
+    # redirected one.
+    assert [(r.code, r.enhanced) for r in results] == [(451, "4.3.0"), (451, "4.3.0")]
+    assert await inbox_messages(store, "bob@example.test") == []
+    assert len(await inbox_messages(store, "carol@example.test")) == 1
