@@ -416,6 +416,7 @@ class ListenerRegistry:
             self.context.metrics.connections_open.labels(config.id).inc()
             slog.debug("connection from %s on %s (%s)", peer, config.id, local)
             await protocol.handle(conn)
+            slog.debug("connection from %s ended", peer)
         except (ConnectionClosed, TimeoutError) as exc:  # ReadTimeout is a TimeoutError
             slog.debug("connection from %s ended: %s", peer, exc or "timed out")
         except proxy_protocol.ProxyProtocolError as exc:

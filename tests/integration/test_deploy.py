@@ -4,6 +4,7 @@ with the image's environment, every documented environment override, and hadolin
 
 from __future__ import annotations
 
+import fnmatch
 import imaplib
 import json
 import os
@@ -93,6 +94,28 @@ def test_every_volume_is_a_path_the_server_uses():
     assert "/etc/letsencrypt" in targets
     assert "STALWART__SERVER__TLS__CERTIFICATE=/etc/letsencrypt/" in example
     assert set(compose()["volumes"]) == {v.split(":")[0] for v in service["volumes"]}
+
+
+def test_the_build_context_sends_what_the_image_copies_and_not_the_data():
+    context = (DEPLOY / compose()["services"]["stalwart"]["build"]["context"]).resolve()
+    assert context == ROOT
+    ignored = [
+        line.strip()
+        for line in (ROOT / ".dockerignore").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    for name in (".git", ".venv", "var"):  # history, the build's venv, the mail itself
+        assert name in ignored
+    sources = [
+        source
+        for line in dockerfile().splitlines()
+        if line.startswith("COPY ") and "--from=" not in line
+        for source in line.split()[1:-1]
+    ]
+    assert sources, "the Dockerfile copies from the context"
+    for source in sources:
+        assert (ROOT / source).exists(), source
+        assert not any(fnmatch.fnmatch(source.split("/")[0], p) for p in ignored), source
 
 
 def test_the_dockerfile_passes_hadolint():
@@ -253,6 +276,13 @@ COVERED_ELSEWHERE = {
 
 def test_the_documented_overrides_are_exactly_the_tested_ones():
     assert documented_variables() == set(EFFECTS) | COVERED_ELSEWHERE
+
+
+def test_compose_and_the_env_example_use_only_documented_overrides():
+    used = set(re.findall(r"\b(STALWART[A-Z_]*[A-Z])\b", (DEPLOY / "compose.yaml").read_text()))
+    used |= set(re.findall(r"^#? ?(STALWART[A-Z_]*)=", (DEPLOY / ".env.example").read_text(), re.M))
+    assert used, "compose.yaml and .env.example set overrides"
+    assert used <= documented_variables()
 
 
 @pytest.mark.parametrize("variable", sorted(EFFECTS))

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import signal
+import smtplib
 import subprocess
 import sys
 from pathlib import Path
@@ -201,3 +204,28 @@ def test_the_administrator_password_from_the_environment(tmp_path, echo_plugin):
     assert "cannot create the administrator account: the password must have at least 8" in (
         result.stderr
     )
+
+
+def test_json_logs_name_the_session_on_every_line_about_it(tmp_path):
+    path = write_config(
+        tmp_path,
+        '[logging]\nformat = "json"\n\n[server]\nhostname = "mx.example.test"\n\n'
+        '[server.listener.smtp]\nbind = "127.0.0.1:0"\nprotocol = "smtp"\n',
+    )
+    # The administrator's password set, so that no first-start banner (text for people) shows.
+    with ServerProcess(path, env={"STALWART_ADMIN_PASSWORD": "a-long-enough-secret"}) as server:
+        host, port = server.address("smtp")
+        with smtplib.SMTP(host, port, timeout=10) as client:
+            client.ehlo("client.test")
+            assert client.docmd("FOO")[0] == 500  # a line about the session, besides its start
+    entries = [json.loads(line) for line in server.log().splitlines() if line.startswith("{")]
+    assert entries and all({"ts", "level", "logger", "msg"} <= set(e) for e in entries)
+    assert not [line for line in server.log().splitlines() if not line.startswith("{")]
+    sessions = {e["session"] for e in entries if "session" in e}
+    assert len(sessions) == 1, sessions  # the one connection, on each of its lines
+    [session] = sessions
+    assert re.fullmatch(r"[0-9a-f]{8}", session)
+    about = [e["msg"] for e in entries if e.get("session") == session]
+    assert about[0].startswith("connection from 127.0.0.1:")
+    assert about[1].startswith("bad command from 127.0.0.1:")
+    assert about[-1].endswith(" ended")

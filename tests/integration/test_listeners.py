@@ -373,6 +373,17 @@ def test_proxy_header_from_an_untrusted_address_is_just_data(start_server):
         assert client.readline() == header  # echoed back as an ordinary line
 
 
+def test_proxy_v2_header_from_an_untrusted_address_is_just_data(start_server):
+    server = start_server(PROXY_CONFIG)
+    header = build_v2(("203.0.113.7", 40000), ("192.0.2.1", 25))
+    assert header.startswith(b"\r\n\r\n\x00\r\nQUIT\n")  # v2's signature
+    with LineClient(server.address("probe", socket.AF_INET6), prelude=header) as client:
+        assert client.info()["peer_ip"] == "::1"  # not taken as a PROXY header
+        # ...but as lines: three echoed, then the probe's own QUIT command answered.
+        lines = [client.readline() for _ in range(5)]
+    assert lines == [b"\r\n", b"\r\n", b"\x00\r\n", b"BYE\n", b""]
+
+
 def test_a_bad_proxy_header_closes_only_that_connection(start_server):
     server = start_server(PROXY_CONFIG)
     for garbage in (
