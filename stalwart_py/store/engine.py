@@ -263,18 +263,26 @@ class Engine:
         """Run ``func`` in a reader thread, on one snapshot of the database."""
         return await anyio.to_thread.run_sync(self._read, func, limiter=self._limiter)
 
-    def lookup(self, func: Callable[[sqlite3.Connection], T]) -> T:
+    async def lookup(self, func: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``func`` right here, on the event loop thread, for an indexed point lookup.
 
         Such a query takes microseconds, less than the hop to a worker thread and back; WAL
-        readers never wait for the writer. Anything that scans (a mailbox listing, bodies)
+        readers do not wait for the writer. Anything that scans (a mailbox listing, bodies)
         goes through ``read`` instead. ``func`` runs one statement, which in autocommit mode
         reads one consistent snapshot by itself (no BEGIN/COMMIT around it: they cost more
-        than the lookup).
+        than the lookup). In the rare moments a WAL reader must wait after all (another
+        process recovering the database after a crash), the connection here does not wait:
+        the lookup goes to a reader thread, which may, so that the loop never blocks on a lock.
         """
         if self._lookup_conn is None:
             self._lookup_conn = connect(self.path, readonly=True)
-        return func(self._lookup_conn)
+            self._lookup_conn.execute("PRAGMA busy_timeout = 0")
+        try:
+            return func(self._lookup_conn)
+        except sqlite3.OperationalError as exc:
+            if exc.sqlite_errorcode & 0xFF not in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+                raise
+        return await self.read(func)
 
     def _read(self, func: Callable[[sqlite3.Connection], T]) -> T:
         # A pool rather than one connection per thread: anyio retires idle worker threads,

@@ -91,7 +91,7 @@ class AccountsMixin:
                 conn.execute("SELECT 1 FROM domains WHERE name = ?", (name,)).fetchone() is not None
             )
 
-        return self._engine.lookup(op)
+        return await self._engine.lookup(op)
 
     # -- accounts ---------------------------------------------------------------------------
 
@@ -148,7 +148,7 @@ class AccountsMixin:
             ).fetchone()
             return account_from_row(row) if row else None
 
-        return self._engine.lookup(op)
+        return await self._engine.lookup(op)
 
     async def get_account_by_id(self, account_id: int) -> Account | None:
         def op(conn: sqlite3.Connection) -> Account | None:
@@ -157,7 +157,7 @@ class AccountsMixin:
             ).fetchone()
             return account_from_row(row) if row else None
 
-        return self._engine.lookup(op)
+        return await self._engine.lookup(op)
 
     async def list_accounts(self) -> list[Account]:
         def op(conn: sqlite3.Connection) -> list[Account]:
@@ -234,7 +234,7 @@ class AccountsMixin:
             ).fetchone()
             return Credentials(*row) if row else None
 
-        return self._engine.lookup(op)
+        return await self._engine.lookup(op)
 
     # -- aliases ----------------------------------------------------------------------------
 
@@ -275,7 +275,7 @@ class AccountsMixin:
         await self._engine.write(op)
 
     async def get_alias(self, address: str) -> Alias | None:
-        return self._engine.lookup(lambda conn: _alias(conn, address))
+        return await self._engine.lookup(lambda conn: _alias(conn, address))
 
     async def list_aliases(self) -> list[Alias]:
         def op(conn: sqlite3.Connection) -> list[Alias]:
@@ -296,7 +296,7 @@ class AccountsMixin:
             )
             return [row[0] for row in rows]
 
-        return self._engine.lookup(op)
+        return await self._engine.lookup(op)
 
     # -- Sieve scripts ----------------------------------------------------------------------
 
@@ -318,7 +318,7 @@ class AccountsMixin:
             ).fetchone()
             return SieveScript(row[0], row[1], bool(row[2])) if row else None
 
-        return self._engine.lookup(op)
+        return await self._engine.lookup(op)
 
     async def put_script(self, account_id: int, name: str, body: str) -> None:
         def op(txn: Txn) -> None:
@@ -385,7 +385,7 @@ class AccountsMixin:
             ).fetchone()
             return SieveScript(row[0], row[1], True) if row else None
 
-        return self._engine.lookup(op)
+        return await self._engine.lookup(op)
 
 
 def _alias(conn: sqlite3.Connection, address: str) -> Alias | None:

@@ -166,7 +166,7 @@ class MailMixin:
         return await self._engine.read(op)
 
     async def get_mailbox(self, account_id: int, name: str) -> Mailbox | None:
-        return self._engine.lookup(lambda conn: _find_mailbox(conn, account_id, name))
+        return await self._engine.lookup(lambda conn: _find_mailbox(conn, account_id, name))
 
     async def get_mailbox_by_id(self, mailbox_id: int) -> Mailbox | None:
         def op(conn: sqlite3.Connection) -> Mailbox | None:
@@ -175,7 +175,7 @@ class MailMixin:
             ).fetchone()
             return mailbox_from_row(row) if row else None
 
-        return self._engine.lookup(op)
+        return await self._engine.lookup(op)
 
     async def create_mailbox(
         self, account_id: int, name: str, special_use: str | None = None

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import sqlite3
+import threading
+
 import anyio
 import pytest
 
@@ -318,6 +321,30 @@ async def test_concurrent_writes_share_commits(store, account):
             group.start_soon(store.append, box.id, message(n))
     assert len(await store.messages(box.id)) == 64
     assert store._engine.batches - batches < 64  # group commit: fewer fsyncs than writes
+
+
+async def test_a_lookup_that_would_wait_for_a_lock_waits_off_the_event_loop(store, account):
+    # SQLITE_BUSY for a WAL reader is rare (another process recovering the database) and
+    # cannot be provoked from here; the lookup below meets it on the loop's thread.
+    loop_thread = threading.get_ident()
+    threads = []
+
+    def lookup(conn: sqlite3.Connection) -> bool:
+        threads.append(threading.get_ident())
+        if threading.get_ident() == loop_thread:
+            busy = sqlite3.OperationalError("database is locked")
+            busy.sqlite_errorcode = sqlite3.SQLITE_BUSY
+            raise busy
+        return conn.execute("SELECT 1 FROM domains WHERE name = 'example.test'").fetchone()
+
+    assert await store._engine.lookup(lookup) == (1,)
+    assert threads[0] == loop_thread and threads[1] != loop_thread  # retried in a reader
+
+    def broken(conn: sqlite3.Connection) -> None:
+        conn.execute("SELECT 1 FROM nowhere")
+
+    with pytest.raises(sqlite3.OperationalError, match="no such table"):
+        await store._engine.lookup(broken)  # any other error is the caller's
 
 
 async def test_sieve_scripts(store, account):
