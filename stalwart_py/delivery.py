@@ -80,6 +80,7 @@ class Origin:
     tls: TLSInfo | None = None
     authenticated: str | None = None  # the account that submitted it
     source: str = "smtp"  # for the queue: smtp, lmtp, http
+    by: str | None = None  # the name the receiving listener gives itself; None: the server's
 
 
 @dataclass(frozen=True, slots=True)
@@ -238,7 +239,7 @@ class Delivery:
         """Deliver ``message`` to every recipient; one result per recipient, in order.
         ``deferred_spool``: remote recipients to the running queue in memory (see above)."""
         plan = await self._plan(envelope)
-        trace = received_header(origin, self.hostname(), envelope.recipients)
+        trace = received_header(origin, origin.by or self.hostname(), envelope.recipients)
         local_data = return_path_header(envelope.mail_from) + trace + message
         remote_data = trace + message
         deliveries: list[LocalDelivery] = []

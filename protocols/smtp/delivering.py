@@ -120,6 +120,7 @@ async def _deliver(
         tls=conn.tls,
         authenticated=facts.authenticated,
         source="lmtp" if facts.lmtp else "smtp",
+        by=facts.hostname,
     )
     settings = conn.settings
     deferred_spool = isinstance(settings, SmtpSettings) and settings.deferred_spool
