@@ -45,6 +45,9 @@ from protocols.imap.sequence import parse_sequence_set
 
 MAX_LIST_PATTERNS = 64
 MAX_ID_FIELDS = 30  # RFC 2971 section 3.3
+# RFC 9051 section 6.3.11, STATUS=SIZE (RFC 8438), CONDSTORE (RFC 7162), APPENDLIMIT (RFC
+# 7889), and DELETED-STORAGE, which RFC 9208 section 4.1.4 requires of a server that
+# advertises QUOTA=RES-STORAGE (as DELETED for QUOTA=RES-MESSAGE).
 STATUS_ITEMS = frozenset(
     (
         "MESSAGES",
@@ -52,6 +55,7 @@ STATUS_ITEMS = frozenset(
         "UIDVALIDITY",
         "UNSEEN",
         "DELETED",
+        "DELETED-STORAGE",
         "SIZE",
         "HIGHESTMODSEQ",
         "RECENT",

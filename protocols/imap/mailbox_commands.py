@@ -196,14 +196,26 @@ async def namespace(session: Session, command: Command) -> Ok:
     return Ok()
 
 
+COUNTED_ITEMS = frozenset(("MESSAGES", "UNSEEN", "DELETED", "DELETED-STORAGE", "SIZE"))
+
+
 async def status_items(session: Session, mailbox_id: int, items: tuple[str, ...]) -> bytes:
-    """``MESSAGES 3 UIDNEXT 5 ...`` for STATUS and LIST-STATUS (RFC 9051 section 6.3.11)."""
+    """``MESSAGES 3 UIDNEXT 5 ...`` for STATUS and LIST-STATUS (RFC 9051 section 6.3.11).
+
+    DELETED-STORAGE (RFC 9208 section 4.1.4) is "the amount of storage space that can be
+    reclaimed by performing EXPUNGE on the mailbox", with "the sum of the RFC822.SIZE of the
+    messages with the \\Deleted flag set" as the permitted approximation: a count of octets,
+    not of the 1024-octet units of the STORAGE quota resource (section 5.1). Here it is the
+    exact figure: an expunge gives back to the account's storage usage exactly the stored
+    size of each message it removes (blobs shared by identical messages are counted once per
+    message, as the quota counts them).
+    """
     store = session.store
     head = await store.get_mailbox_by_id(mailbox_id)
     if head is None:
         raise No("The mailbox is gone", "NONEXISTENT")
     counts = None
-    if {"MESSAGES", "UNSEEN", "DELETED", "SIZE"} & set(items):
+    if COUNTED_ITEMS.intersection(items):
         counts = await store.mailbox_counts(mailbox_id)
     values = []
     for item in items:
@@ -217,6 +229,8 @@ async def status_items(session: Session, mailbox_id: int, items: tuple[str, ...]
             value = counts.unseen if counts else 0
         elif item == "DELETED":
             value = counts.deleted if counts else 0
+        elif item == "DELETED-STORAGE":
+            value = counts.deleted_size if counts else 0
         elif item == "SIZE":
             value = counts.size if counts else 0
         elif item == "HIGHESTMODSEQ":

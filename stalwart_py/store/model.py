@@ -142,7 +142,8 @@ class MailboxCounts:
     messages: int
     unseen: int
     deleted: int
-    size: int
+    size: int  # octets, the sum of the messages' sizes
+    deleted_size: int = 0  # octets of the \Deleted messages: what an expunge gives back
 
 
 @dataclass(frozen=True, slots=True)

@@ -257,9 +257,15 @@ class MailMixin:
         def op(conn: sqlite3.Connection) -> MailboxCounts:
             row = conn.execute(
                 "SELECT count(*), coalesce(sum(flags & ? = 0), 0),"
-                " coalesce(sum(flags & ? != 0), 0), coalesce(sum(size), 0)"
+                " coalesce(sum(flags & ? != 0), 0), coalesce(sum(size), 0),"
+                " coalesce(sum(CASE WHEN flags & ? != 0 THEN size ELSE 0 END), 0)"
                 " FROM messages WHERE mailbox_id = ?",
-                (int(SystemFlag.SEEN), int(SystemFlag.DELETED), mailbox_id),
+                (
+                    int(SystemFlag.SEEN),
+                    int(SystemFlag.DELETED),
+                    int(SystemFlag.DELETED),
+                    mailbox_id,
+                ),
             ).fetchone()
             return MailboxCounts(*row)
 

@@ -1,7 +1,7 @@
 """Several sessions on one mailbox (RFC 9051 sections 5.2, 5.5 and 7.5.1): each sees the
 others' flag changes, expunges and new messages at the points the RFC allows, with sequence
-numbers kept consistent; IDLE is woken at once by a delivery; CONDSTORE/QRESYNC resync
-(RFC 7162) after changes made while the client was away."""
+numbers kept consistent; IDLE is woken at once by a delivery (over SMTP or LMTP);
+CONDSTORE/QRESYNC resync (RFC 7162) after changes made while the client was away."""
 
 from __future__ import annotations
 
@@ -23,11 +23,12 @@ from tests.integration.imap_support import (
 from tests.support.servers import InProcessServer
 
 SMTP_LISTENER = '[server.listener.smtp]\nbind = "127.0.0.1:0"\nprotocol = "smtp"\n'
+LMTP_LISTENER = '[server.listener.lmtp]\nbind = "127.0.0.1:0"\nprotocol = "lmtp"\n'
 
 
 @pytest.fixture
 def server(start_server, server_cert):
-    server = start(start_server, server_cert, SMTP_LISTENER)
+    server = start(start_server, server_cert, SMTP_LISTENER + LMTP_LISTENER)
     for index in range(1, 6):
         append(server, USER, "INBOX", message(f"message {index}"))
     return server
@@ -108,6 +109,22 @@ def test_idle_is_woken_by_a_delivery_through_smtp_and_by_other_sessions(server):
         untagged, _ = a.command("FETCH 5 (UID BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
         assert untagged == [
             b"* 5 FETCH (UID 6 BODY[HEADER.FIELDS (SUBJECT)] {23}\r\nSubject: fresh mail\r\n\r\n)"
+        ]
+
+
+def test_idle_is_woken_by_an_lmtp_delivery(server):
+    with selected(server) as a:
+        a.send("i1 IDLE\r\n")
+        assert a.line() == b"+ idling"
+        host, port = server.address("lmtp")
+        with smtplib.LMTP(host, port, timeout=20) as client:
+            assert client.sendmail("bob@example.org", [USER], message("via lmtp")) == {}
+        assert a.line() == b"* 6 EXISTS"
+        a.send("DONE\r\n")
+        assert a.line() == b"i1 OK IDLE terminated"
+        untagged, _ = a.command("FETCH 6 (UID BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
+        assert untagged == [
+            b"* 6 FETCH (UID 6 BODY[HEADER.FIELDS (SUBJECT)] {21}\r\nSubject: via lmtp\r\n\r\n)"
         ]
 
 

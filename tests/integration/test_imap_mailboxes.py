@@ -1,8 +1,11 @@
 """Mailbox commands over real sockets: CREATE, DELETE, RENAME, SUBSCRIBE, UNSUBSCRIBE, LIST
 (LIST-EXTENDED, LIST-STATUS, SPECIAL-USE, CHILDREN), LSUB, STATUS, APPEND (APPENDUID),
-QUOTA (RFC 9208) with the OVERQUOTA refusal, and non-ASCII mailbox names."""
+QUOTA (RFC 9208) with the OVERQUOTA refusal and the DELETED and DELETED-STORAGE status items,
+and non-ASCII mailbox names."""
 
 from __future__ import annotations
+
+import math
 
 import pytest
 
@@ -178,6 +181,49 @@ def test_quota_roots_and_refusal_on_append(server):
         assert raw.command('SETQUOTA "" (STORAGE 10)')[1] == (
             b"t1 NO [NOPERM] Quotas are set by the administrator"
         )
+    client.logout()
+
+
+def test_deleted_and_deleted_storage_status_items(server):
+    """RFC 9208 section 4.1.4: QUOTA=RES-STORAGE requires DELETED-STORAGE, the storage an
+    EXPUNGE would reclaim, in octets (its permitted approximation is the sum of RFC822.SIZE of
+    the \\Deleted messages); QUOTA=RES-MESSAGE requires DELETED."""
+    server.add_account("dave@example.test", PASSWORD, quota_bytes=64 * 1024)
+    bodies = [message(f"m{n}", "x" * size + "\r\n") for n, size in enumerate((500, 1500, 3000))]
+    total, deleted = sum(map(len, bodies)), len(bodies[0]) + len(bodies[2])
+    client = login(server, "dave@example.test")
+    for body in bodies:
+        assert client.append("INBOX", None, None, body)[0] == "OK"
+    client.select("INBOX")
+    assert client.store("1,3", "+FLAGS.SILENT", "(\\Deleted)")[0] == "OK"
+    with Raw(server) as raw:
+        raw.command(f'LOGIN "dave@example.test" "{PASSWORD}"')
+        capabilities = raw.command("CAPABILITY")[0][0].split()
+        assert b"QUOTA=RES-STORAGE" in capabilities and b"QUOTA=RES-MESSAGE" in capabilities
+        untagged, tagged = raw.command("STATUS INBOX (MESSAGES DELETED DELETED-STORAGE SIZE)")
+        expected = f"MESSAGES 3 DELETED 2 DELETED-STORAGE {deleted} SIZE {total}"
+        assert untagged == [f'* STATUS "INBOX" ({expected})'.encode()]
+        assert tagged == b"t1 OK STATUS completed"
+        assert raw.command("status inbox (deleted-storage)")[0] == [
+            f'* STATUS "INBOX" (DELETED-STORAGE {deleted})'.encode()
+        ]
+        untagged, _ = raw.command('LIST "" INBOX RETURN (STATUS (DELETED DELETED-STORAGE))')
+        assert untagged[1] == f'* STATUS "INBOX" (DELETED 2 DELETED-STORAGE {deleted})'.encode()
+        assert raw.command("STATUS Trash (DELETED DELETED-STORAGE)")[0] == [
+            b'* STATUS "Trash" (DELETED 0 DELETED-STORAGE 0)'
+        ]
+        assert raw.command('GETQUOTA ""')[0] == [
+            f'* QUOTA "" (STORAGE {math.ceil(total / 1024)} 64)'.encode()
+        ]
+        assert client.expunge() == ("OK", [b"3", b"1"])
+        # the expunge gave back exactly the octets DELETED-STORAGE announced
+        account = server.run(server.context.store.get_account, "dave@example.test")
+        assert account.used_bytes == total - deleted == len(bodies[1])
+        expected = f"MESSAGES 1 DELETED 0 DELETED-STORAGE 0 SIZE {len(bodies[1])}"
+        assert raw.command("STATUS INBOX (MESSAGES DELETED DELETED-STORAGE SIZE)")[0] == [
+            f'* STATUS "INBOX" ({expected})'.encode()
+        ]
+        assert raw.command('GETQUOTA ""')[0] == [b'* QUOTA "" (STORAGE 2 64)']
     client.logout()
 
 

@@ -1,6 +1,6 @@
 """Commands on messages over real sockets: STORE (+/-FLAGS, .SILENT, UNCHANGEDSINCE), COPY
-and MOVE (COPYUID), EXPUNGE, UID EXPUNGE, CLOSE, UNSELECT, CHECK, and SEARCH with every
-kind of key, CHARSET, ESEARCH return options and SAVE."""
+and MOVE by UID and by sequence number (COPYUID), EXPUNGE, UID EXPUNGE, CLOSE, UNSELECT,
+CHECK, and SEARCH with every kind of key, CHARSET, ESEARCH return options and SAVE."""
 
 from __future__ import annotations
 
@@ -109,6 +109,25 @@ def test_copy_and_move_report_copyuid(raw):
     assert search(raw, "ALL") == [1, 2]
 
 
+def test_move_by_sequence_number(raw):
+    untagged, tagged = raw.command("MOVE 1,3 Archive")
+    assert re.fullmatch(rb"\* OK \[COPYUID \d+ 1,3 1:2\] Moved", untagged[0])
+    assert untagged[1:] == [b"* 3 EXPUNGE", b"* 1 EXPUNGE"]
+    assert tagged == b"t1 OK MOVE completed"
+    assert raw.command("FETCH 1:* (UID)")[0] == [b"* 1 FETCH (UID 2)", b"* 2 FETCH (UID 4)"]
+    assert raw.command("MOVE 3 Archive") == ([], b"t1 OK No messages")  # 3 names nothing now
+    assert raw.command("MOVE 1 Nope")[1] == b"t1 NO [TRYCREATE] No mailbox Nope"
+    untagged, tagged = raw.command("MOVE 2 Archive")  # the number, now, of UID 4
+    assert re.fullmatch(rb"\* OK \[COPYUID \d+ 4 3\] Moved", untagged[0])
+    assert untagged[1:] == [b"* 2 EXPUNGE"]
+    raw.command("SELECT Archive")
+    assert raw.command("FETCH 1:* (UID FLAGS)")[0] == [  # flags move with the messages
+        b"* 1 FETCH (UID 1 FLAGS (\\Seen))",
+        b"* 2 FETCH (UID 2 FLAGS ())",
+        b"* 3 FETCH (UID 3 FLAGS (\\Flagged $Invoice))",
+    ]
+
+
 def test_expunge_forms_close_and_unselect(raw):
     raw.command("STORE 1,3,4 +FLAGS.SILENT (\\Deleted)")
     untagged, tagged = raw.command("UID EXPUNGE 3:4")
@@ -163,6 +182,25 @@ def test_search_keys(raw):
     assert search(raw, "CHARSET UTF-8 SUBJECT {6}\r\nGrüße".replace("{6}", "{7}")) == [3]
     _, tagged = raw.command("SEARCH CHARSET ISO-8859-5 ALL")
     assert tagged == b"t1 BAD [BADCHARSET (UTF-8 US-ASCII)] unsupported charset ISO-8859-5"
+
+
+def test_search_bcc_draft_undeleted_unflagged(server, raw):
+    draft = (
+        b"From: alice@example.test\r\nTo: bob@example.org\r\n"
+        b"Bcc: Hidden Reader <hidden@example.net>\r\nSubject: unsent\r\n\r\nDraft.\r\n"
+    )
+    append(server, USER, "INBOX", draft, flags=frozenset({"\\Draft", "\\Deleted"}))
+    assert raw.command("NOOP")[0] == [b"* 5 EXISTS"]
+    assert search(raw, "BCC hidden@example.net") == [5]
+    assert search(raw, 'BCC "hidden reader"') == [5]  # the display name is in the envelope
+    assert search(raw, "BCC bob@example.org") == []  # a To address is not a Bcc one
+    assert search(raw, "DRAFT") == [5]
+    assert search(raw, "UNDELETED") == [1, 2, 3, 4]
+    assert search(raw, "UNFLAGGED") == [1, 2, 3, 5]
+    raw.command("STORE 4 -FLAGS.SILENT (\\Flagged)")
+    raw.command("STORE 5 -FLAGS.SILENT (\\Deleted)")
+    assert search(raw, "UNFLAGGED UNDELETED") == [1, 2, 3, 4, 5]
+    assert search(raw, "UNFLAGGED UNDELETED NOT DRAFT") == [1, 2, 3, 4]
 
 
 def test_header_search_folds_unicode_in_raw_utf8_headers(server, raw):

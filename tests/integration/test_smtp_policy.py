@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 import smtplib
+import socket
 import sqlite3
 import tempfile
 from pathlib import Path
@@ -58,6 +59,67 @@ def test_relay_hosts_may_relay(start_server, server_cert, tmp_path):
         client.ehlo("c.test")
         client.mail("a@remote.test")
         assert rcpt(client, "far@elsewhere.test")[0] == 554
+
+
+DEFAULT_RELAY_CONFIG = """
+[server]
+hostname = "mail.example.test"
+
+[queue]
+hold = true
+
+[server.listener.smtp]
+bind = ["127.0.0.1:0", "[::1]:0"]
+protocol = "smtp"
+
+[server.listener.proxied]
+bind = "127.0.0.1:0"
+protocol = "smtp"
+proxy.trusted-networks = ["127.0.0.1/32"]
+"""
+
+
+class ProxiedSMTP(smtplib.SMTP):
+    """smtplib behind a PROXY protocol v1 header that names ``client`` as the peer."""
+
+    def __init__(self, client: str, host: str, port: int) -> None:
+        self.client = client
+        super().__init__(host, port, timeout=20)
+
+    def _get_socket(self, host: str, port: int, timeout: float) -> socket.socket:
+        sock = super()._get_socket(host, port, timeout)
+        family = "TCP6" if ":" in self.client else "TCP4"
+        destination = "::1" if family == "TCP6" else host
+        sock.sendall(f"PROXY {family} {self.client} {destination} 40000 {port}\r\n".encode())
+        return sock
+
+
+def test_relay_hosts_default_to_loopback_only(start_server):
+    """A configuration without ``relay-hosts``: 127.0.0.0/8 and ::1 relay, nothing else."""
+    server = start_server(DEFAULT_RELAY_CONFIG)
+    with connect(server) as client:  # from 127.0.0.1: relayed, so queued
+        client.sendmail("a@remote.test", ["far@elsewhere.test"], b"Subject: relayed\r\n\r\nx\r\n")
+    [entry] = queue(server)
+    assert [r.address for r in entry.recipients] == ["far@elsewhere.test"]
+    with smtplib.SMTP(*server.address("smtp", socket.AF_INET6), timeout=20) as client:
+        client.ehlo("c.test")
+        client.mail("a@remote.test")
+        assert rcpt(client, "far@elsewhere.test") == (250, b"2.1.5 Recipient OK")
+    host, port = server.address("proxied")
+    for peer, expected in [
+        ("127.0.0.2", (250, b"2.1.5 Recipient OK")),
+        ("127.255.255.254", (250, b"2.1.5 Recipient OK")),
+        ("::ffff:127.0.0.1", (250, b"2.1.5 Recipient OK")),  # IPv4 loopback, dual stack
+        ("192.0.2.2", (554, b"5.7.1 Relay access denied")),  # this host's LAN address
+        ("10.0.0.1", (554, b"5.7.1 Relay access denied")),
+        ("fd00::2", (554, b"5.7.1 Relay access denied")),
+        ("::2", (554, b"5.7.1 Relay access denied")),
+    ]:
+        with ProxiedSMTP(peer, host, port) as client:
+            client.ehlo("c.test")
+            client.mail("a@remote.test")
+            assert rcpt(client, "far@elsewhere.test") == expected, peer
+    assert len(queue(server)) == 1
 
 
 def test_local_recipients_must_exist(server):

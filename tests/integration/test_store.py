@@ -230,7 +230,10 @@ async def test_bodies_structures_and_ranges(store, account):
     again = await store.append(box.id, data)  # the same bytes are stored once
     assert again.blob_id == info.blob_id
     await store.update_flags(box.id, [1, 2], "add", frozenset({"\\Deleted"}))
+    counts = await store.mailbox_counts(box.id)
+    assert (counts.deleted, counts.deleted_size) == (2, 2 * len(data))  # as the quota counts
     await store.expunge(box.id, [1])
+    assert (await store.mailbox_counts(box.id)).deleted_size == len(data)
     assert await store.read_blobs([info.blob_id])  # still referenced by UID 2
     await store.expunge(box.id)
     assert not await store.read_blobs([info.blob_id])  # the last reference is gone

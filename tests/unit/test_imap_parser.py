@@ -159,6 +159,10 @@ def test_status_items_are_checked():
         "UIDNEXT",
         "SIZE",
     )
+    assert parse("a STATUS INBOX (deleted Deleted-Storage)").args.items == (
+        "DELETED",
+        "DELETED-STORAGE",
+    )  # RFC 9208 section 4.1.4
     assert "unknown STATUS item" in str(error_of("a STATUS INBOX (BOGUS)"))
 
 

@@ -86,3 +86,10 @@ smtp.deferred-spool = true
     assert Smtp().notices(mx) == []
     [notice] = Smtp().notices(fast)
     assert notice.startswith("smtp.deferred-spool is on: mail for remote recipients is kept only")
+
+
+def test_relay_hosts_default_to_exactly_the_loopback_networks():
+    config = load('[server.listener.mx]\nbind = "*:25"\nprotocol = "smtp"\n')
+    expected = (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128"))
+    assert config.listeners["mx"].settings.protocol.relay_hosts == expected
+    assert SmtpSettings().relay_hosts == expected

@@ -1,10 +1,10 @@
 """``/healthz``, ``/readyz`` and ``/metrics``.
 
 Liveness answers without touching anything (the process and its event loop run). Readiness
-means every enabled listener of the configuration in force is bound and the store answers a
-query. ``/metrics`` is the Prometheus text exposition (format 0.0.4) of every metric of the
-server: the core's per-listener connection counters, each protocol's own counters, and two
-gauges read at scrape time, the outbound queue and the store's size on disk.
+means every address of every enabled listener of the configuration in force is bound and the
+store answers a query. ``/metrics`` is the Prometheus text exposition (format 0.0.4) of every
+metric of the server: the core's per-listener connection counters, each protocol's own
+counters, and two gauges read at scrape time, the outbound queue and the store's size on disk.
 """
 
 from __future__ import annotations
@@ -41,8 +41,11 @@ async def healthz(request: Request) -> Response:
 )
 async def readyz(request: Request) -> Response:
     server = request.session.server
+    # Every address of every enabled listener: one that lost an address (a reload that could
+    # not bind it again) serves only part of what it is configured for.
     listeners_ok = server.listeners is not None and all(
-        (runtime := server.listeners.listeners.get(lid)) is not None and runtime.sockets
+        (runtime := server.listeners.listeners.get(lid)) is not None
+        and all(address in runtime.sockets for address in listener.bind)
         for lid, listener in server.config.listeners.items()
         if listener.enable
     )
