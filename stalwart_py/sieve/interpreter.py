@@ -13,6 +13,8 @@ Notable rules:
   is for; ``exists`` needs every field present; ``size`` compares the message size; ``allof``
   and ``anyof`` short-circuit. The default match type is ``:is``, the default comparator
   ``i;ascii-casemap``.
+* ``:matches`` sets the match variables (RFC 5229 section 3.2), except in ``body``, whose
+  wildcards leave them as they were (RFC 5173 section 6).
 * ``:count`` (RFC 5231) counts header occurrences, addresses, envelope parts, flags, or the
   non-empty strings of ``string`` (RFC 5229 section 5).
 * ``reject``/``ereject`` cannot be combined with ``keep``, ``fileinto``, ``redirect`` or
@@ -314,7 +316,8 @@ class Interpreter:
             result, captured = match(values, keys, match_type, comparator, operator)
         except MatchError as exc:
             raise SieveRuntimeError(str(exc), node.line, node.column) from None
-        if captured is not None and "variables" in self.extensions:
+        # RFC 5173 section 6: a body test's wildcards do not set the match variables.
+        if captured is not None and "variables" in self.extensions and node.name != "body":
             self.variables.matched = [text[: self.limits.max_variable_size] for text in captured]
         return result
 

@@ -9,15 +9,15 @@ import email.policy
 import logging
 
 import pytest
-from sievelib.managesieve import Client
 
 from tests.support.managesieve import (
-    PASSWORD,
-    config,
+    activate,
     deliver,
     deliver_lmtp,
     mailbox_contents,
     queued,
+    sieve_server,
+    where,
 )
 
 pytestmark = pytest.mark.filterwarnings("ignore:Credentials are sent over an unencrypted")
@@ -41,30 +41,7 @@ MESSAGE = (
 
 @pytest.fixture
 def server(start_server):
-    server = start_server(config(extra="managesieve.auth.require-tls = false\n"))
-    for name in ("bob", "carol"):
-        server.add_account(f"{name}@example.test", PASSWORD)
-    return server
-
-
-def activate(server, script: str, user: str = "bob@example.test", name: str = "main", **extra):
-    host, port = server.address("managesieve")
-    client = Client(host, port)
-    assert client.connect(user, PASSWORD, authmech="PLAIN")
-    for other, text in extra.items():
-        assert client.putscript(other, text), client.errmsg
-    assert client.putscript(name, script), client.errmsg
-    assert client.setactive(name)
-    client.logout()
-
-
-def where(server, address="bob@example.test") -> dict[str, list[list[str]]]:
-    """Non-empty mailboxes -> the sorted flags of each message."""
-    return {
-        name: [sorted(flags) for flags, _ in messages]
-        for name, messages in mailbox_contents(server, address).items()
-        if messages
-    }
+    return sieve_server(start_server)
 
 
 def test_an_activated_script_changes_where_the_next_delivery_lands(server):

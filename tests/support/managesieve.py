@@ -1,5 +1,6 @@
 """Helpers for the ManageSieve and Sieve delivery tests: a server configuration, a raw line
-client, delivery over SMTP and LMTP, and mailboxes read back over IMAP."""
+client, scripts activated over ManageSieve (sievelib), delivery over SMTP and LMTP, and
+mailboxes read back over IMAP."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import imaplib
 import smtplib
 from dataclasses import dataclass
 from pathlib import Path
+
+from sievelib.managesieve import Client
 
 from tests.support.clients import LineClient
 
@@ -46,6 +49,28 @@ bind = "127.0.0.1:0"
 protocol = "imap"
 imap.auth.allow-plaintext = true
 """
+
+
+def sieve_server(start_server):
+    """A server for the Sieve delivery tests (ManageSieve without TLS) with the accounts
+    bob@example.test and carol@example.test."""
+    server = start_server(config(extra="managesieve.auth.require-tls = false\n"))
+    for name in ("bob", "carol"):
+        server.add_account(f"{name}@example.test", PASSWORD)
+    return server
+
+
+def activate(server, script: str, user: str = "bob@example.test", name: str = "main", **extra):
+    """Upload ``script`` (and the ``extra`` scripts, by name) over ManageSieve and make it
+    the active one."""
+    host, port = server.address("managesieve")
+    client = Client(host, port)
+    assert client.connect(user, PASSWORD, authmech="PLAIN")
+    for other, text in extra.items():
+        assert client.putscript(other, text), client.errmsg
+    assert client.putscript(name, script), client.errmsg
+    assert client.setactive(name)
+    client.logout()
 
 
 class SieveLineClient(LineClient):
@@ -145,6 +170,15 @@ def mailbox_contents(server, address: str) -> dict[str, list[tuple[frozenset[str
                         messages.append((flags, item[1]))
             out[name] = messages
     return out
+
+
+def where(server, address="bob@example.test") -> dict[str, list[list[str]]]:
+    """Non-empty mailboxes -> the sorted flags of each message."""
+    return {
+        name: [sorted(flags) for flags, _ in messages]
+        for name, messages in mailbox_contents(server, address).items()
+        if messages
+    }
 
 
 def queued(server) -> list[tuple[str, list[str], str, bytes]]:

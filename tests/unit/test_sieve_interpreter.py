@@ -193,6 +193,15 @@ def test_variables_and_match_variables():
     assert filed(outcome) == ["News-4-a\\*b\\?-mixed-MIXED-Remote---${bad name}"]
 
 
+def test_body_matches_leaves_the_match_variables_alone():
+    # RFC 5173 section 6: wildcards in a body test do not set ${0}, ${1}, ...
+    outcome = run(
+        'if header :matches "message-id" "<*@*>" { set "id" "${1}"; }\n'
+        'if body :raw :matches "*preamble*" { fileinto "${0}|${1}|${id}"; }'
+    )
+    assert filed(outcome) == ["<m1@remote.example>|m1|m1"]
+
+
 def test_string_test_counts_non_empty_strings():
     outcome = run(
         'set "a" "x";\nif string :count "eq" :comparator "i;ascii-numeric" ["${a}", "${b}"] "1"'
