@@ -129,8 +129,11 @@ def _account_of(txn: Txn, mailbox_id: int) -> int:
     return row[0]
 
 
-def _remove_messages(txn: Txn, mailbox_id: int, rows: list[tuple]) -> list[int]:
-    """Delete message rows (uid, size, blob_id) with tombstones and quota refunds."""
+def _remove_messages(
+    txn: Txn, mailbox_id: int, rows: list[tuple], *, refund: bool = True
+) -> list[int]:
+    """Delete message rows (uid, size, blob_id) with tombstones and, unless told otherwise,
+    quota refunds."""
     if not rows:
         return []
     modseq = _bump_modseq(txn, mailbox_id)
@@ -142,6 +145,8 @@ def _remove_messages(txn: Txn, mailbox_id: int, rows: list[tuple]) -> list[int]:
             (mailbox_id, uid, modseq),
         )
         release_blob(txn, blob_id)
+    if not refund:
+        return [row[0] for row in rows]
     txn.execute(
         "UPDATE accounts SET used_bytes = max(0, used_bytes - ?), "
         "used_messages = max(0, used_messages - ?) WHERE id = ?",
@@ -464,14 +469,18 @@ class MailMixin:
         self, source_id: int, uids: Sequence[int], target_id: int
     ) -> list[tuple[int, int]]:
         def op(txn: Txn) -> list[tuple[int, int]]:
-            mapping = _copy(txn, source_id, uids, target_id)
+            # Within one account (one quota root, RFC 9208) a move changes neither the count
+            # nor the size of its messages: it is never over quota, so that a full mailbox
+            # can still move messages to Trash. Between accounts the target is charged.
+            between = _account_of(txn, source_id) != _account_of(txn, target_id)
+            mapping = _copy(txn, source_id, uids, target_id, charge=between)
             moved = {source for source, _ in mapping}
             rows = txn.execute(
                 "SELECT uid, size, blob_id FROM messages WHERE mailbox_id = ? "
                 "AND uid IN (SELECT value FROM json_each(?)) ORDER BY uid",
                 (source_id, uid_list(sorted(moved))),
             ).fetchall()
-            _remove_messages(txn, source_id, rows)
+            _remove_messages(txn, source_id, rows, refund=between)
             return mapping
 
         return await self._engine.write(op)
@@ -531,7 +540,9 @@ def _delivery_mailbox(txn: Txn, delivery: LocalDelivery) -> Mailbox:
     return mailbox
 
 
-def _copy(txn: Txn, source_id: int, uids: Sequence[int], target_id: int) -> list[tuple[int, int]]:
+def _copy(
+    txn: Txn, source_id: int, uids: Sequence[int], target_id: int, *, charge: bool = True
+) -> list[tuple[int, int]]:
     rows = txn.execute(
         f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE mailbox_id = ? "
         "AND uid IN (SELECT value FROM json_each(?)) ORDER BY uid",
@@ -539,7 +550,8 @@ def _copy(txn: Txn, source_id: int, uids: Sequence[int], target_id: int) -> list
     ).fetchall()
     if not rows:
         return []
-    _charge_quota(txn, _account_of(txn, target_id), sum(row[5] for row in rows), len(rows))
+    if charge:
+        _charge_quota(txn, _account_of(txn, target_id), sum(row[5] for row in rows), len(rows))
     mapping = []
     for uid, _modseq, bits, keywords, internaldate, size, blob_id in rows:
         add_reference(txn, blob_id)

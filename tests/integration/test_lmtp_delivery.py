@@ -103,3 +103,21 @@ def test_lmtp_bdat(server, socket_path):
         assert client.getreply()[0] == 250
         assert client.getreply()[0] == 250
     assert len(mailbox_messages(server, "carol@example.test")) == 1
+
+
+def test_a_message_count_quota_refuses_with_552(server, socket_path):
+    server.add_account("dora@example.test", PASSWORD, quota_messages=1)
+    message = b"Subject: count\r\n\r\nx\r\n"
+    with smtplib.LMTP(str(socket_path), timeout=20) as client:
+        client.ehlo("c.test")
+        assert client.sendmail("a@remote.test", ["dora@example.test"], message) == {}
+        # A second message of a few bytes: the count, not the size, is over the quota.
+        with pytest.raises(smtplib.SMTPDataError) as refused:
+            client.sendmail("a@remote.test", ["dora@example.test"], message)
+        assert (refused.value.smtp_code, refused.value.smtp_error) == (
+            552,
+            b"5.2.2 <dora@example.test> mailbox full: message quota exceeded",
+        )
+        assert client.noop()[0] == 250  # the session goes on
+    assert len(mailbox_messages(server, "dora@example.test")) == 1
+    assert queue(server) == []  # LMTP never bounces: the client reports the failure

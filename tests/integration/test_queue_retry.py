@@ -1,4 +1,5 @@
-"""Retries, expiry and bounces (RFC 3464 DSNs, checked field by field in the sender's INBOX)."""
+"""Retries, expiry and bounces (RFC 3464 DSNs, checked field by field in the sender's INBOX);
+timeouts (RFC 5321 4.5.3.2) are transient failures."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import email.policy
 
 import pytest
 
+from tests.support.mail_peers import SilentServer
 from tests.support.queue_world import make_world, running
 
 pytestmark = pytest.mark.anyio
@@ -172,6 +174,46 @@ async def test_unreachable_destination_is_retried_not_bounced(world):
     [recipient] = (await world.store.queue_entry(queue_id)).recipients
     assert recipient.status == "pending"
     assert recipient.last_error.startswith("4.4.1 cannot connect to mx.remote.test (127.0.0.8:1)")
+
+
+async def test_a_server_that_never_greets_is_retried_with_4_4_2_not_bounced(world):
+    silent = SilentServer()  # takes the connection and says nothing: no 220 greeting
+    port = await silent.start("127.0.0.8")
+    queue_id = await world.enqueue("bob@remote.test")
+    async with running(world.manager(port=port, command_timeout=1.0)) as manager:
+        await manager.flush()  # returns once the command timeout has given up on the greeting
+        assert silent.connections == 1
+        [recipient] = (await world.store.queue_entry(queue_id)).recipients
+        assert (recipient.status, recipient.attempts) == ("pending", 1)
+        assert recipient.last_error == "4.4.2 mx.remote.test did not answer in 1s"
+        assert recipient.next_attempt == pytest.approx(world.clock.now() + 300, abs=5)
+        assert await world.inbox("alice@example.test") == []  # deferred, not bounced
+        await silent.stop()
+        peer = await world.peer("127.0.0.8", port)  # the server is back, on the same port
+        world.clock.advance(301)
+        await manager.flush()
+    assert [m.rcpt_tos for m in peer.received] == [["bob@remote.test"]]
+    assert await world.store.queue_entry(queue_id) is None
+
+
+async def test_a_server_that_never_answers_the_data_is_retried_with_4_4_2_not_bounced(world):
+    peer = await world.peer("127.0.0.8", stall_data=True)  # takes the message, no final reply
+    queue_id = await world.enqueue("bob@remote.test")
+    # The commands have the usual time; only the wait for the end of DATA's reply is short.
+    async with running(world.manager(port=peer.port, data_timeout=1.0)) as manager:
+        await manager.flush()  # returns once the data timeout has given up on the reply
+        assert (peer.stalled, peer.received) == (1, [])  # the whole message went, unanswered
+        [recipient] = (await world.store.queue_entry(queue_id)).recipients
+        assert (recipient.status, recipient.attempts) == ("pending", 1)
+        assert recipient.last_error == "mx.remote.test: 4.4.2 mx.remote.test did not answer in 1s"
+        assert recipient.next_attempt == pytest.approx(world.clock.now() + 300, abs=5)
+        assert await world.inbox("alice@example.test") == []  # deferred, not bounced
+        peer.stall_data = False
+        world.clock.advance(301)
+        await manager.flush()
+    assert [m.rcpt_tos for m in peer.received] == [["bob@remote.test"]]
+    assert peer.connections == 2  # the stalled connection was given up, not reused
+    assert await world.store.queue_entry(queue_id) is None
 
 
 async def test_a_held_queue_keeps_mail_until_released(world):

@@ -124,6 +124,26 @@ async def test_concurrency_per_destination_grows_with_the_backlog(world):
     assert peer.most_open == 2  # 24 jobs want 3 connections; the limit is 2
 
 
+async def test_max_connections_caps_the_connections_of_all_destinations_together(world):
+    # Four destinations (domains), one message each, all served by one MX host that takes
+    # the message and does not answer its end: each connection stays open until the data
+    # timeout gives up on it, so every connection allowed to open overlaps the others.
+    peer = await world.peer("127.0.0.11", stall_data=True)
+    for number in range(4):
+        world.dns.add(f"d{number}.test", "A", "127.0.0.11")
+        await world.enqueue(f"user@d{number}.test")
+    settings = {"port": peer.port, "max_connections": 2, "data_timeout": 1.0}
+    async with running(world.manager(**settings)) as manager:
+        await manager.flush()  # two connections, then, as they give up, the other two
+        assert (peer.connections, peer.stalled) == (4, 4)  # every destination had its turn
+        assert peer.most_open == 2  # four wanted one each at once; the total limit is 2
+        peer.stall_data = False
+        world.clock.advance(301)
+        await manager.flush()
+    assert sorted(m.rcpt_tos[0] for m in peer.received) == [f"user@d{n}.test" for n in range(4)]
+    assert peer.most_open == 2
+
+
 async def test_work_that_arrives_later_is_delivered_on_a_new_connection(world):
     peer = await world.peer("127.0.0.11")
     world.dns.add("remote.test", "A", "127.0.0.11")

@@ -279,6 +279,63 @@ async def test_quota_refusal(store):
     await store.append(box.id, message(4))  # room again
 
 
+async def test_quota_by_message_count(store):
+    await store.add_domain("example.test")
+    full = await store.add_account("full@example.test", "h", None, quota_messages=2)
+    other = await store.add_account("other@example.test", "h", None)
+    box = await inbox(store, full)
+    archive = await store.get_mailbox(full.id, "Archive")
+    await store.append(box.id, message(1))
+    await store.append(box.id, message(2))  # exactly at the limit: accepted
+    # No byte limit, a message of a few bytes: the count alone refuses.
+    with pytest.raises(QuotaExceeded, match=r"^mailbox full: message quota exceeded$"):
+        await store.append(box.id, b"x")
+    outcomes = await store.deliver(message(3), [LocalDelivery(full.id), LocalDelivery(other.id)])
+    assert str(outcomes[0].error) == "mailbox full: message quota exceeded"
+    assert isinstance(outcomes[0].error, QuotaExceeded)
+    assert outcomes[1].error is None and outcomes[1].uid == 1  # one full mailbox fails alone
+    with pytest.raises(QuotaExceeded, match="message quota"):
+        await store.copy_messages(box.id, [1, 2], archive.id)  # a copy counts as a message
+    assert [m.uid for m in await store.messages(box.id)] == [1, 2]  # refusals left nothing
+    assert await store.messages(archive.id) == []
+    assert (await store.get_account_by_id(full.id)).used_messages == 2
+    await store.update_flags(box.id, [1], "add", frozenset({"\\Deleted"}))
+    await store.expunge(box.id)
+    account = await store.get_account_by_id(full.id)
+    assert (account.used_messages, account.used_bytes) == (1, len(message(2)))
+    await store.append(box.id, message(4))  # room again
+    with pytest.raises(QuotaExceeded):
+        await store.append(box.id, message(5))
+
+
+async def test_moving_within_an_account_is_never_over_quota(store):
+    """A move changes neither the count nor the size of the account's messages: a full
+    mailbox can still move messages (into Trash, to delete them; RFC 6851's MOVE)."""
+    await store.add_domain("example.test")
+    size = len(message(1))
+    full = await store.add_account(
+        "full@example.test", "h", None, quota_bytes=2 * size, quota_messages=2
+    )
+    other = await store.add_account("other@example.test", "h", None, quota_messages=1)
+    box = await inbox(store, full)
+    trash = await store.get_mailbox(full.id, "Trash")
+    await store.append(box.id, message(1))
+    await store.append(box.id, message(2))
+    assert await store.move_messages(box.id, [1, 2], trash.id) == [(1, 1), (2, 2)]
+    account = await store.get_account_by_id(full.id)
+    assert (account.used_messages, account.used_bytes) == (2, 2 * size)  # no change
+    assert [m.uid for m in await store.messages(trash.id)] == [1, 2]
+    # Into another account the messages count against that account's quota.
+    elsewhere = await inbox(store, other)
+    with pytest.raises(QuotaExceeded, match="message quota"):
+        await store.move_messages(trash.id, [1, 2], elsewhere.id)
+    assert [m.uid for m in await store.messages(trash.id)] == [1, 2]  # nothing moved
+    assert await store.move_messages(trash.id, [1], elsewhere.id) == [(1, 1)]
+    account = await store.get_account_by_id(full.id)
+    assert (account.used_messages, account.used_bytes) == (1, size)
+    assert (await store.get_account_by_id(other.id)).used_messages == 1
+
+
 async def test_deliver_files_into_named_or_created_mailboxes(store, account):
     outcomes = await store.deliver(
         message(1),

@@ -2,8 +2,9 @@
 
 ``ZoneServer`` answers UDP DNS queries from a dict of records (dnspython does the wire
 format); ``Peer`` is an aiosmtpd server that records what it receives and can be told to
-refuse recipients, answer DATA with given replies, offer STARTTLS, or require AUTH. Both run
-on the event loop of whoever starts them (a test's, or a ``background_loop`` thread's).
+refuse recipients, answer DATA with given replies (or none: ``stall_data``), offer STARTTLS,
+or require AUTH; ``SilentServer`` accepts connections and never answers. They run on the event
+loop of whoever starts them (a test's, or a ``background_loop`` thread's).
 """
 
 from __future__ import annotations
@@ -242,6 +243,42 @@ class _CountingSMTP(SMTP):
     def connection_lost(self, exc: Exception | None) -> None:
         self._peer.open_connections -= 1
         super().connection_lost(exc)
+
+
+class SilentServer:
+    """A receiving server that accepts connections and never says a word (no greeting): a
+    stalled peer, for the client's timeouts. What the client sends is read and dropped; a
+    connection is held until the client closes it or ``stop()``."""
+
+    def __init__(self) -> None:
+        self.connections = 0
+        self.port = 0
+        self._server: asyncio.base_events.Server | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
+
+    async def start(self, host: str = "127.0.0.1", port: int = 0) -> int:
+        self._server = await asyncio.start_server(self._hold, host, port)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self.port
+
+    async def _hold(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        self._writers.add(writer)
+        try:
+            while await reader.read(4096):
+                pass
+        except ConnectionError:
+            pass
+        finally:
+            self._writers.discard(writer)
+            writer.close()
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            self._server = None
+        for writer in list(self._writers):
+            writer.close()
 
 
 @contextmanager
