@@ -32,6 +32,11 @@ class SequenceSet:
             out.append((first, last) if first <= last else (last, first))
         return out
 
+    def largest(self, count: int) -> int:
+        """The largest number the set names in a mailbox of ``count`` messages ("*" is
+        ``count``, and names 1 in an empty one, which has no message 1)."""
+        return max(high for _, high in self.resolve(count or 1)) if self.ranges else 0
+
     def positions(self, count: int) -> list[int]:
         """Sequence numbers (1-based) in a mailbox of ``count`` messages, ascending, each
         once. Numbers above ``count`` name nothing and are left out."""

@@ -23,6 +23,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 from protocols.imap import response
+from protocols.imap.replies import Bad
 from protocols.imap.sequence import SequenceSet, format_set
 from stalwart_py.store import MailboxChanges, MessageInfo
 
@@ -90,6 +91,11 @@ class MailboxView:
         if uid:
             return numbers.select_uids(self.uids)
         uids = self.uids
+        if numbers.ranges and numbers.largest(len(uids)) > len(uids):
+            # A sequence number is between 1 and the EXISTS count the client was told, so
+            # anything above it (or "*" in an empty mailbox) is the client's error: BAD, as
+            # RFC 9051 section 9 asks (UIDs differ: one above the largest merely names nothing).
+            raise Bad(f"Message sequence number out of range (there are {len(uids)} messages)")
         return [uids[position - 1] for position in numbers.positions(len(uids))]
 
     def batches(self, uids: list[int], count: int, octets: int) -> Iterator[list[int]]:

@@ -4,6 +4,8 @@ sections and partials, BINARY, the implicit \\Seen, UID FETCH, and SELECT/EXAMIN
 
 from __future__ import annotations
 
+import imaplib
+
 import pytest
 
 from tests.integration import mime_corpus as corpus
@@ -252,8 +254,22 @@ def test_implicit_seen_and_uid_fetch(client):
     assert sizes == [[b"UID", n + 1, b"RFC822.SIZE", len(m)] for n, m in enumerate(corpus.CORPUS)]
     typ, data = client.uid("FETCH", "4:*", "FLAGS")
     assert [parse_data(line)[0] for line in data] == [4, 5]
-    typ, data = client.fetch("9", "FLAGS")  # past the end: nothing
+    # Past the end: the client's error (RFC 9051 section 9); a UID past the end names nothing.
+    with pytest.raises(imaplib.IMAP4.error, match="out of range"):
+        client.fetch("9", "FLAGS")
+    with pytest.raises(imaplib.IMAP4.error, match="out of range"):
+        client.fetch("4:9", "FLAGS")
+    typ, data = client.uid("FETCH", "9", "FLAGS")
     assert typ == "OK" and data == [None]
+
+
+def test_sequence_numbers_in_an_empty_mailbox_are_out_of_range(client):
+    client.select("Trash")
+    for numbers in ("1", "1:*", "*"):  # "*" too: RFC 9051 section 9
+        with pytest.raises(imaplib.IMAP4.error, match="out of range"):
+            client.fetch(numbers, "FLAGS")
+    assert client.uid("FETCH", "1:*", "FLAGS") == ("OK", [None])
+    assert client.uid("STORE", "1:*", "+FLAGS", "(\\Seen)") == ("OK", [None])
 
 
 def test_fetch_macros(client):

@@ -115,7 +115,10 @@ def test_move_by_sequence_number(raw):
     assert untagged[1:] == [b"* 3 EXPUNGE", b"* 1 EXPUNGE"]
     assert tagged == b"t1 OK MOVE completed"
     assert raw.command("FETCH 1:* (UID)")[0] == [b"* 1 FETCH (UID 2)", b"* 2 FETCH (UID 4)"]
-    assert raw.command("MOVE 3 Archive") == ([], b"t1 OK No messages")  # 3 names nothing now
+    assert raw.command("MOVE 3 Archive") == (  # there is no message 3 now
+        [],
+        b"t1 BAD Message sequence number out of range (there are 2 messages)",
+    )
     assert raw.command("MOVE 1 Nope")[1] == b"t1 NO [TRYCREATE] No mailbox Nope"
     untagged, tagged = raw.command("MOVE 2 Archive")  # the number, now, of UID 4
     assert re.fullmatch(rb"\* OK \[COPYUID \d+ 4 3\] Moved", untagged[0])
