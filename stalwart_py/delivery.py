@@ -13,6 +13,11 @@ For one message and its envelope:
    transaction; remote recipients, forwards and redirects go to the outbound queue with the
    message as received plus the trace header.
 
+A message that already carries ``MAX_HOPS`` ``Received:`` fields is refused for every
+recipient (``554 5.4.6``) before anything else: it is going round in a loop (RFC 5321 6.3:
+count the trace fields, with a threshold of at least 100), such as two aliases forwarding to
+each other across servers.
+
 A recipient's result is a success only once what it depends on is durable in the store or
 the queue. Results are per recipient: LMTP answers each; SMTP answers the transaction as a
 whole and turns per-recipient failures into bounces later.
@@ -27,6 +32,7 @@ always. When the queue cannot take it, the message is queued durably as usual.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -37,6 +43,7 @@ from stalwart_py.connection import Address, TLSInfo
 from stalwart_py.directory import Directory, Resolution
 from stalwart_py.metrics import Metrics
 from stalwart_py.mime import date_now
+from stalwart_py.mime.headers import scan_header
 from stalwart_py.store import (
     Account,
     LocalDelivery,
@@ -48,6 +55,9 @@ from stalwart_py.store import (
 )
 
 log = logging.getLogger("stalwart_py.delivery")
+
+MAX_HOPS = 100  # Received fields a message may already carry (RFC 5321 6.3: at least 100)
+_RECEIVED_FIELD = re.compile(rb"^received[ \t]*:", re.IGNORECASE | re.MULTILINE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,6 +180,12 @@ def received_header(origin: Origin, hostname: str, recipients: tuple[Recipient, 
     return ("\r\n\t".join(lines) + "\r\n").encode()
 
 
+def hop_count(message: bytes) -> int:
+    """The ``Received:`` fields in the message's header block (RFC 5321 6.3)."""
+    length, _ = scan_header(message, 0, len(message))
+    return len(_RECEIVED_FIELD.findall(message, 0, length))
+
+
 def return_path_header(mail_from: str) -> bytes:
     return f"Return-Path: <{mail_from}>\r\n".encode()
 
@@ -238,6 +254,19 @@ class Delivery:
     ) -> list[RecipientResult]:
         """Deliver ``message`` to every recipient; one result per recipient, in order.
         ``deferred_spool``: remote recipients to the running queue in memory (see above)."""
+        if (hops := hop_count(message)) >= MAX_HOPS:
+            log.warning(
+                "session %s: refused a message from <%s> with %d Received fields (a mail loop)",
+                origin.session_id,
+                envelope.mail_from,
+                hops,
+            )
+            results = [
+                RecipientResult(r.address, 554, "5.4.6", f"Too many hops ({hops}): a mail loop")
+                for r in envelope.recipients
+            ]
+            self._count(results)
+            return results
         plan = await self._plan(envelope)
         trace = received_header(origin, origin.by or self.hostname(), envelope.recipients)
         local_data = return_path_header(envelope.mail_from) + trace + message

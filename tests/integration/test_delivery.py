@@ -207,3 +207,23 @@ async def test_a_redirect_that_cannot_be_queued_is_not_acknowledged(setup):
     assert [(r.code, r.enhanced) for r in results] == [(451, "4.3.0"), (451, "4.3.0")]
     assert await inbox_messages(store, "bob@example.test") == []
     assert len(await inbox_messages(store, "carol@example.test")) == 1
+
+
+async def test_a_message_that_went_round_in_a_loop_is_refused(setup):
+    store, directory, delivery = setup
+    await directory.add_alias("loop@example.test", ["bob@example.test", "far@remote.test"])
+    trace = b"Received: from a.test by b.test; Mon, 1 Jun 2026 10:00:00 +0000\r\n"
+    looping = trace * 100 + MESSAGE
+    results = await delivery.deliver(
+        envelope("loop@example.test", "carol@example.test"), looping, ORIGIN
+    )
+    assert {(r.code, r.enhanced, r.text) for r in results} == {
+        (554, "5.4.6", "Too many hops (100): a mail loop")
+    }
+    assert await inbox_messages(store, "bob@example.test") == []
+    assert await store.queue_entries() == []
+    # 99 are fine, and Received lines in the body do not count.
+    [result] = await delivery.deliver(
+        envelope("carol@example.test"), trace * 99 + MESSAGE + trace * 5, ORIGIN
+    )
+    assert result.ok

@@ -83,3 +83,14 @@ def test_only_the_configured_auth_mechanisms_are_offered_and_accepted(server, cl
         assert client.docmd("AUTH", "LOGIN " + user)[0] == 504
         secret = base64.b64encode(f"\0bob@example.test\0{PASSWORD}".encode()).decode()
         assert client.docmd("AUTH", "PLAIN " + secret)[0] == 235
+
+
+def test_a_looping_message_is_refused_at_the_end_of_data(server):
+    trace = b"Received: from a.test by b.test; Mon, 1 Jun 2026 10:00:00 +0000\r\n"
+    with connect(server, "smtp") as client:
+        client.ehlo("c.test")
+        client.mail("a@remote.test")
+        client.rcpt("bob@example.test")
+        code, text = client.data(trace * 100 + b"Subject: t\r\n\r\nx\r\n")
+        assert (code, text) == (554, b"5.4.6 Too many hops (100): a mail loop")
+    assert mailbox_messages(server, "bob@example.test") == []
