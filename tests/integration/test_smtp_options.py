@@ -52,25 +52,28 @@ def deliver(server, listener: str, body: bytes) -> bytes:
     return mailbox_messages(server, "bob@example.test")[-1]
 
 
-def test_bare_lf_is_refused_where_the_listener_says_so_and_fixed_elsewhere(server):
-    content = b"Subject: t\r\n\r\none\ntwo\r\n"
-    with connect(server, "strict") as client:
+def data_reply(server, listener: str, content: bytes) -> tuple[int, bytes]:
+    """The reply to the end of DATA for ``content`` sent to bob; the session must go on."""
+    with connect(server, listener) as client:
         client.ehlo("c.test")
         client.mail("a@remote.test")
         client.rcpt("bob@example.test")
-        assert client.data(content)[0] == 554
-        assert client.noop()[0] == 250  # the session goes on
+        answer = client.data(content)
+        assert client.noop()[0] == 250
+    return answer
+
+
+def test_bare_lf_is_refused_where_the_listener_says_so_and_fixed_elsewhere(server):
+    assert data_reply(server, "strict", b"Subject: t\r\n\r\none\ntwo\r\n")[0] == 554
     assert mailbox_messages(server, "bob@example.test") == []
     assert deliver(server, "smtp", b"one\ntwo\r\n").endswith(b"\r\n\r\none\r\ntwo\r\n")
 
 
 def test_a_line_over_the_listeners_limit_is_refused(server):
-    with connect(server, "strict") as client:
-        client.ehlo("c.test")
-        client.mail("a@remote.test")
-        client.rcpt("bob@example.test")
-        code, text = client.data(b"Subject: t\r\n\r\n" + b"x" * 99 + b"\r\n")
-        assert (code, text) == (554, b"5.6.0 Message has a line longer than 100 octets")
+    assert data_reply(server, "strict", b"Subject: t\r\n\r\n" + b"x" * 99 + b"\r\n") == (
+        554,
+        b"5.6.0 Message has a line longer than 100 octets",
+    )
     assert deliver(server, "strict", b"x" * 98 + b"\r\n").endswith(b"x" * 98 + b"\r\n")
 
 
@@ -87,10 +90,8 @@ def test_only_the_configured_auth_mechanisms_are_offered_and_accepted(server, cl
 
 def test_a_looping_message_is_refused_at_the_end_of_data(server):
     trace = b"Received: from a.test by b.test; Mon, 1 Jun 2026 10:00:00 +0000\r\n"
-    with connect(server, "smtp") as client:
-        client.ehlo("c.test")
-        client.mail("a@remote.test")
-        client.rcpt("bob@example.test")
-        code, text = client.data(trace * 100 + b"Subject: t\r\n\r\nx\r\n")
-        assert (code, text) == (554, b"5.4.6 Too many hops (100): a mail loop")
+    assert data_reply(server, "smtp", trace * 100 + b"Subject: t\r\n\r\nx\r\n") == (
+        554,
+        b"5.4.6 Too many hops (100): a mail loop",
+    )
     assert mailbox_messages(server, "bob@example.test") == []
