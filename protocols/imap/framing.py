@@ -27,8 +27,11 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from protocols.imap.lexer import TAG
+
 _LITERAL_MARKER = re.compile(rb"(~?)\{(\d{1,19})(\+?)\}\r?\n\Z")
-_COMMAND_NAME = re.compile(rb"([^ \r\n]+) (?:[Uu][Ii][Dd] )?([A-Za-z]+)")
+# The tag to answer a refusal with: only a well-formed one (else the refusal is untagged).
+_COMMAND_NAME = re.compile(b"(" + TAG.pattern + rb") (?:[Uu][Ii][Dd] )?([A-Za-z]+)")
 
 
 @dataclass(frozen=True, slots=True)

@@ -40,7 +40,8 @@ _QUOTED_BODY = re.compile(rb'(?:[^"\\\r\n\x00]|\\["\\])*')
 _ESCAPE = re.compile(rb'\\(["\\])')
 _LITERAL = re.compile(rb"(~?)\{(\d{1,19})(\+?)\}\r?\n")
 _NUMBER = re.compile(rb"\d{1,19}")
-_TAG = re.compile(rb"[" + re.escape(bytes(c for c in _ATOM_CHARS if c != ord("+")) + b"]") + rb"]+")
+# tag = 1*<any ASTRING-CHAR except "+"> (RFC 9051 section 9)
+TAG = re.compile(rb"[" + re.escape(bytes(c for c in _ATOM_CHARS if c != ord("+")) + b"]") + rb"]+")
 
 
 T = TypeVar("T")
@@ -113,7 +114,7 @@ class Reader:
     # -- tokens -----------------------------------------------------------------------------
 
     def tag(self) -> str:
-        match = _TAG.match(self.data, self.pos, self.end)
+        match = TAG.match(self.data, self.pos, self.end)
         if match is None:
             raise ParseError("missing or invalid tag")
         self.pos = match.end()

@@ -162,7 +162,7 @@ class Session:
         try:
             command = parse_command(data)
         except CommandError as error:
-            self.conn.log.info("syntax error in command %s: %s", error.tag, error)
+            self.conn.log.info("syntax error in command %.40s: %s", error.tag, error)
             self.metrics["bad"].labels(self.conn.listener.id).inc()
             self.write(response.status(error.tag, "BAD", str(error), error.code))
             self.bad_in_a_row += 1

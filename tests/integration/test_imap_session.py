@@ -183,6 +183,10 @@ def test_literals_are_framed_and_limited(server):
     with Raw(server) as raw:
         raw.send(b"t1 NOOP " + b"x" * 70000 + b"\r\n")
         assert raw.line() == b"* BYE [TOOBIG] Command line too long"
+    with Raw(server) as raw:  # a refusal to a command whose tag is not one is untagged
+        raw.send("été CREATE {100000}\r\n".encode())
+        assert raw.line() == b"* NO [TOOBIG] literal of 100000 octets is over the limit of 65536"
+        assert raw.command("NOOP", "t5")[1] == b"t5 OK NOOP completed"
 
 
 def test_bad_commands_get_bad_and_too_many_end_the_session(server):
