@@ -79,11 +79,14 @@ def release_blob(txn: Txn, blob_id: int, count: int = 1) -> None:
 
 
 def release_mailbox_blobs(txn: Txn, mailbox_ids: Sequence[int]) -> None:
-    """Drop the references of every message in these mailboxes (before deleting them)."""
+    """Delete every message of these mailboxes and drop their bodies' references (before
+    the mailboxes themselves go). The messages go first: a body whose last reference this
+    was is deleted, and no message may point at it then."""
     for mailbox_id in mailbox_ids:
         rows = txn.execute(
             "SELECT blob_id, count(*) FROM messages WHERE mailbox_id = ? GROUP BY blob_id",
             (mailbox_id,),
         ).fetchall()
+        txn.execute("DELETE FROM messages WHERE mailbox_id = ?", (mailbox_id,))
         for blob_id, count in rows:
             release_blob(txn, blob_id, count)

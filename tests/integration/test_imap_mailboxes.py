@@ -74,6 +74,16 @@ def test_create_rename_delete_and_hierarchy(server):
         assert raw.command("DELETE Nope")[1] == b"t1 NO [NONEXISTENT] No mailbox Nope"
 
 
+def test_a_mailbox_with_messages_is_deleted_with_them(server):
+    client = login(server)
+    client.create("Old")
+    for n in range(3):
+        assert client.append("Old", None, None, message(f"old {n}"))[0] == "OK"
+    assert client.delete("Old") == ("OK", [b"DELETE completed"])
+    assert client.list('""', "Old") == ("OK", [None])
+    client.logout()
+
+
 def test_subscriptions_lsub_and_list_extended(server):
     with Raw(server) as raw:
         raw.login()

@@ -138,6 +138,23 @@ async def test_uids_strictly_increase_and_are_never_reused(store, account):
     assert again.uidnext == 7 and again.uidvalidity == box.uidvalidity
 
 
+async def test_a_mailbox_or_an_account_with_messages_can_be_deleted(store, account):
+    projects = await store.create_mailbox(account.id, "Projects")
+    box = await inbox(store, account)
+    await store.append(projects.id, message(1))  # its body only here
+    await store.append(projects.id, message(2))
+    await store.append(box.id, message(2))  # this body shared with INBOX
+    await store.delete_mailbox(account.id, "Projects")
+    assert await store.get_mailbox(account.id, "Projects") is None
+    [kept] = await store.messages(box.id)
+    assert (await store.read_blobs([kept.blob_id]))[kept.blob_id] == message(2)
+    refreshed = await store.get_account("bob@example.test")
+    assert (refreshed.used_messages, refreshed.used_bytes) == (1, len(message(2)))
+    await store.delete_account("bob@example.test")
+    assert await store.get_account("bob@example.test") is None
+    assert await store.read_blobs([kept.blob_id]) == {}  # the last reference went with it
+
+
 async def test_a_recreated_mailbox_gets_a_new_uidvalidity(store, account):
     first = await store.create_mailbox(account.id, "Projects")
     await store.delete_mailbox(account.id, "Projects")
