@@ -89,7 +89,7 @@ class Request:
         text = self.query_value(name)
         if text is None:
             return default
-        if not text.isdigit() or not low <= int(text) <= high:
+        if not (text.isascii() and text.isdigit()) or not low <= int(text) <= high:
             raise HttpError(400, f"{name}: expected an integer from {low} to {high}")
         return int(text)
 

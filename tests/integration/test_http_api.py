@@ -228,6 +228,11 @@ def test_the_queue_and_the_reports(server, admin):
     assert admin.post(f"/api/queue/{entry['id']}/retry").status == 404
     assert admin.request("DELETE", f"/api/queue/{entry['id']}").status == 404
     assert admin.get("/api/queue/nonsense").status == 404
+    for id_ in ("99999999999999999999", "%C2%B2", "0"):  # past SQLite's integers, "²", zero
+        assert admin.get(f"/api/queue/{id_}").status == 404
+        assert admin.post(f"/api/queue/{id_}/retry").status == 404
+        assert admin.request("DELETE", f"/api/queue/{id_}").status == 404
+    assert admin.get("/api/queue?limit=%C2%B2").status == 400
     summary = json.dumps({"status": "5.1.1", "recipient": "x@far.test"})
     store = server.context.store
     server.run(store.add_report, "dsn", "far.test", "mailer-daemon@far.test", summary, b"report")

@@ -12,7 +12,12 @@ from stalwart_py.store import NotFound, QueueEntry, Report
 
 routes = RouteTable()
 
-QUEUE_ID = Param("id", "the queued message's id", {"type": "integer", "minimum": 1})
+MAX_QUEUE_ID = 2**63 - 1  # SQLite's largest INTEGER
+QUEUE_ID = Param(
+    "id",
+    "the queued message's id",
+    {"type": "integer", "minimum": 1, "maximum": MAX_QUEUE_ID},
+)
 LIMIT = Param(
     "limit", "how many at most (default 100)", {"type": "integer", "minimum": 1, "maximum": 10000}
 )
@@ -57,7 +62,7 @@ def report_json(report: Report) -> dict[str, Any]:
 
 def _queue_id(request: Request) -> int:
     text = request.params["id"]
-    if not text.isdigit() or int(text) < 1:
+    if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= MAX_QUEUE_ID:
         raise HttpError(404, f"no queued message {text}")
     return int(text)
 
