@@ -89,9 +89,19 @@ class Request:
         text = self.query_value(name)
         if text is None:
             return default
-        if not (text.isascii() and text.isdigit()) or not low <= int(text) <= high:
+        value = bounded_int(text, low, high)
+        if value is None:
             raise HttpError(400, f"{name}: expected an integer from {low} to {high}")
-        return int(text)
+        return value
+
+
+def bounded_int(text: str, low: int, high: int) -> int | None:
+    """``text`` as a decimal integer from ``low`` to ``high``, or None. ASCII digits only:
+    ``str.isdigit`` also takes "²", which ``int`` refuses."""
+    if not (text.isascii() and text.isdigit()):
+        return None
+    value = int(text)
+    return value if low <= value <= high else None
 
 
 @dataclass(slots=True)

@@ -210,7 +210,7 @@ class Session:
     async def cmd_havespace(self, args: tuple[Item, ...], exchange: Exchange) -> Reply:
         _arity(args, 2, "HAVESPACE")
         name = _script_name(args[0])
-        if not isinstance(args[1], Atom) or not args[1].text.isdigit():
+        if not isinstance(args[1], Atom) or not (args[1].text.isascii() and args[1].text.isdigit()):
             raise CommandError("HAVESPACE takes a script name and a size (a number)")
         await self._check_quota(name, int(args[1].text))
         return Reply(responses.ok("Putscript would succeed"))

@@ -34,6 +34,7 @@ from protocols.smtp.syntax import (
     Mailbox,
     MailParameters,
     RcptParameters,
+    decimal,
     mail_parameters,
     parse_command,
     parse_helo_domain,
@@ -228,11 +229,10 @@ class SessionMachine:
 
     def _bdat(self, argument: str) -> Bdat:
         parts = argument.split()
-        if not 1 <= len(parts) <= 2 or not parts[0].isdigit() or len(parts[0]) > 18:
+        size = decimal(parts[0], 18) if 1 <= len(parts) <= 2 else None
+        if size is None or (len(parts) == 2 and parts[1].upper() != "LAST"):
             raise CommandError(reply(501, "5.5.4", "Syntax: BDAT size [LAST]"))
-        if len(parts) == 2 and parts[1].upper() != "LAST":
-            raise CommandError(reply(501, "5.5.4", "Syntax: BDAT size [LAST]"))
-        size, last = int(parts[0]), len(parts) == 2
+        last = len(parts) == 2
         refusal = None
         if self.transaction is None:
             refusal = replies.NO_HELLO if self.hello is None else replies.NO_MAIL

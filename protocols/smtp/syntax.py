@@ -210,6 +210,14 @@ _VALUE = re.compile(r"[\x21-\x3c\x3e-\x7e\u0080-\U0010ffff]+")
 _XTEXT = re.compile(r"(?:[\x21-\x2a\x2c-\x3c\x3e-\x7e]|\+[0-9A-F]{2})*")
 
 
+def decimal(text: str, max_digits: int) -> int | None:
+    """A number of at most ``max_digits`` ASCII digits (RFC 5234 DIGIT), or None. Commands
+    are UTF-8, and ``str.isdigit`` also takes "²", which ``int`` refuses."""
+    if not (text.isascii() and text.isdigit()) or len(text) > max_digits:
+        return None
+    return int(text)
+
+
 def parse_parameters(text: str) -> dict[str, str | None]:
     """``KEY=value KEY2`` -> {"KEY": "value", "KEY2": None}; duplicates are an error."""
     params: dict[str, str | None] = {}
@@ -263,9 +271,10 @@ def mail_parameters(text: str) -> MailParameters:
     values: dict[str, object] = {}
     for keyword, value in params.items():
         if keyword == "SIZE":
-            if value is None or not value.isdigit() or len(value) > 20:
+            size = decimal(value or "", 20)
+            if size is None:
                 raise CommandError(reply(501, "5.5.4", "SIZE needs a number"))
-            values["size"] = int(value)
+            values["size"] = size
         elif keyword == "BODY":
             if value is None or value.upper() not in ("7BIT", "8BITMIME"):
                 raise CommandError(reply(501, "5.5.4", "BODY must be 7BIT or 8BITMIME"))

@@ -57,6 +57,7 @@ WORDS = [
     b"POST /api/inject HTTP/1.1", b"Transfer-Encoding: chunked", b"Content-Length: 99999999999",
     b'AUTHENTICATE "PLAIN"', b'PUTSCRIPT "x" {10+}', b"LOGOUT", b"QUIT", b".", b"{4294967296}",
     b"\x00\xff\xfe", b"*", b"(((((((", b"%" * 50, "été".encode(), "été CREATE {100000}".encode(),
+    "MAIL FROM:<a@b> SIZE=²".encode(), "BDAT ² LAST".encode(), 'HAVESPACE "x" ²'.encode(),
 ]  # fmt: skip
 
 IMAP_COMMANDS = [

@@ -58,6 +58,7 @@ def test_bdat_always_announces_its_size_even_when_refused():
     assert machine.receive(b"BDAT 5\r\n") == Bdat(5, False, replies.NO_MAIL)
     assert refused(machine, b"BDAT\r\n").code == 501
     assert refused(machine, b"BDAT 5 FIRST\r\n").code == 501
+    assert refused(machine, "BDAT ² LAST\r\n".encode()).code == 501  # a digit, not ASCII
 
 
 def test_starttls_forgets_everything():
@@ -195,8 +196,16 @@ def test_the_machine_takes_arbitrary_lines(lines, lmtp):
 COMMAND_WORDS = [b"EHLO x", b"MAIL FROM:<a@b.c>", b"RCPT TO:<d@e.f>", b"DATA", b"BDAT 3", b"RSET"]
 
 
+# Commands are UTF-8: arguments where a number belongs get any text, "²" and "٣" included.
+NUMBERED = st.builds(
+    lambda head, text: head + text.encode(),
+    st.sampled_from([b"BDAT ", b"MAIL FROM:<a@b.c> SIZE=", b"RCPT TO:<d@e.f> NOTIFY="]),
+    st.text(max_size=12),
+)
+
+
 @settings(max_examples=300, deadline=None)
-@given(st.lists(st.sampled_from(COMMAND_WORDS) | st.binary(max_size=40), max_size=20))
+@given(st.lists(st.sampled_from(COMMAND_WORDS) | st.binary(max_size=40) | NUMBERED, max_size=20))
 def test_the_machine_takes_plausible_command_sequences(words):
     test_the_machine_takes_arbitrary_lines.hypothesis.inner_test(
         [word + b"\r\n" for word in words], False

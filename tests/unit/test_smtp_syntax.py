@@ -107,6 +107,7 @@ def test_mail_parameters():
     assert params.ret == "HDRS" and params.envid == "QQ+x" and params.auth == "<>"
     assert error_of(mail_parameters, " FOO=1").code == 555  # RFC 5321 4.1.1.11
     assert error_of(mail_parameters, " SIZE=big").code == 501
+    assert error_of(mail_parameters, " SIZE=²").code == 501  # a digit, but not ASCII
     assert error_of(mail_parameters, " SIZE=1 size=2").code == 501  # duplicate
     assert error_of(mail_parameters, " BODY=BINARYMIME").code == 501
 

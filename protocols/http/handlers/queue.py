@@ -5,7 +5,14 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from protocols.http.messages import HttpError, Request, Response, json_response, no_content
+from protocols.http.messages import (
+    HttpError,
+    Request,
+    Response,
+    bounded_int,
+    json_response,
+    no_content,
+)
 from protocols.http.router import Param, RouteTable
 from protocols.http.schemas import ref
 from stalwart_py.store import NotFound, QueueEntry, Report
@@ -62,9 +69,10 @@ def report_json(report: Report) -> dict[str, Any]:
 
 def _queue_id(request: Request) -> int:
     text = request.params["id"]
-    if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= MAX_QUEUE_ID:
+    queue_id = bounded_int(text, 1, MAX_QUEUE_ID)
+    if queue_id is None:
         raise HttpError(404, f"no queued message {text}")
-    return int(text)
+    return queue_id
 
 
 @routes.get(
