@@ -51,7 +51,8 @@ from stalwart_py.store import Account, Store
 log = logging.getLogger("stalwart_py.sieve")
 
 CACHE_SIZE = 256  # compiled scripts kept, by text
-MAX_HOPS = 25  # Received fields past which redirect is refused (a loop, RFC 5228 4.2)
+MAX_REDIRECT_HOPS = 25  # Received fields past which redirect is refused (a loop, RFC 5228 4.2);
+# stricter than the pipeline's own MAX_HOPS, which refuses the message itself
 _REASON_UNSAFE = re.compile(r"[^\x20-\x7e]+")
 
 
@@ -184,8 +185,10 @@ class SieveFilter:
                 assert isinstance(action, Discard)
         if outcome.implicit_keep:
             file("INBOX", outcome.keep_flags, False)
-        if redirects and len(view.raw_values("received")) >= MAX_HOPS:
-            raise SieveRuntimeError(f"not redirecting a message with {MAX_HOPS} hops or more")
+        if redirects and len(view.raw_values("received")) >= MAX_REDIRECT_HOPS:
+            raise SieveRuntimeError(
+                f"not redirecting a message with {MAX_REDIRECT_HOPS} hops or more"
+            )
         return Disposition(
             tuple(files.values()), tuple(redirects.values()), reject, tuple(outgoing)
         )
