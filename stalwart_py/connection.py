@@ -4,6 +4,12 @@ A buffered reader and writer over a ``transport.ClientStream``. Every read is bo
 line limit, an exact count) and has a timeout (the listener's ``idle-timeout`` unless the
 caller gives one), so a client can neither make the server buffer without bound nor hold a
 session forever. Stream failures of every kind surface as one exception, ``ConnectionClosed``.
+
+A timeout bounds each wait, so a client that sends one byte every few seconds would never
+trip it. A *deadline* bounds the whole read: a command, once begun, must arrive whole by
+``begin_command()``'s deadline (the listener's ``command-timeout``), and bulk data (a
+literal, a DATA block, a script) by a deadline that ``allow_for`` moves on at the
+listener's ``min-data-rate`` (Postfix's per-request deadline and minimum data rate).
 """
 
 from __future__ import annotations
@@ -13,6 +19,8 @@ import ipaddress
 import logging
 import socket
 import ssl
+import time
+from asyncio.sslproto import SSLProtocol
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -47,15 +55,23 @@ class LineTooLong(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class Address:
-    """An endpoint of a connection: an IP address and port, or a Unix-domain socket."""
+    """An endpoint of a connection: an IP address and port, a Unix-domain socket, or, behind
+    a proxy that did not say (PROXY ``UNKNOWN``, a v2 ``LOCAL`` or non-TCP header), unknown."""
 
     host: str  # the IP address, or the socket path for a Unix socket ("" when unnamed)
     port: int  # 0 for a Unix socket
-    ip: IPAddress | None  # None for a Unix socket
+    ip: IPAddress | None  # None for a Unix socket and for an unknown client
+    known: bool = True  # False: a proxy's client whose address it did not tell
 
     @property
     def is_unix(self) -> bool:
-        return self.ip is None
+        return self.ip is None and self.known
+
+    @classmethod
+    def unknown(cls) -> Address:
+        """A proxied client whose address the proxy did not tell: never the proxy's own
+        address, which may be loopback and so trusted (a relay host)."""
+        return cls("unknown", 0, None, known=False)
 
     @classmethod
     def from_sockaddr(cls, family: int, sockaddr: Any) -> Address:
@@ -70,6 +86,8 @@ class Address:
         return cls(str(ip), port, ip)
 
     def __str__(self) -> str:
+        if not self.known:
+            return "unknown"
         if self.ip is None:
             return f"unix:{self.host}" if self.host else "unix"
         return f"[{self.host}]:{self.port}" if self.ip.version == 6 else f"{self.host}:{self.port}"
@@ -136,11 +154,33 @@ class Connection:
 
     # -- reading ------------------------------------------------------------------------
 
-    async def readline(self, limit: int, *, timeout: float | None = None) -> bytes:
+    async def begin_command(self, *, timeout: float | None = None) -> float:
+        """Wait (``timeout``, by default the idle-timeout) until the client starts its next
+        command; return the ``deadline()`` by which that command must have arrived whole.
+        Raises ReadTimeout or ConnectionClosed."""
+        if not self._buffer:
+            await self._fill(timeout, None)
+        return self.deadline()
+
+    def deadline(self, size: int = 0) -> float:
+        """For a read that begins now: the listener's ``command-timeout`` from now, and the
+        time ``size`` bytes take at its ``min-data-rate`` on top (a ``time.monotonic()``)."""
+        return self.allow_for(time.monotonic() + self.listener.settings.command_timeout, size)
+
+    def allow_for(self, deadline: float, size: int) -> float:
+        """``deadline`` moved on by the time ``size`` more bytes take at the listener's
+        ``min-data-rate``: a literal, a message or a script may take as long as its size
+        needs at that rate, and no longer."""
+        return deadline + size / self.listener.settings.min_data_rate
+
+    async def readline(
+        self, limit: int, *, timeout: float | None = None, deadline: float | None = None
+    ) -> bytes:
         """The next line, up to and including ``\\n``, of at most ``limit`` bytes.
 
-        Raises LineTooLong (the line is discarded), ReadTimeout, or ConnectionClosed (also
-        when the stream ends in the middle of a line).
+        ``timeout`` bounds each wait for more bytes; ``deadline`` (``time.monotonic()``) the
+        whole line. Raises LineTooLong (the line is discarded), ReadTimeout, or
+        ConnectionClosed (also when the stream ends in the middle of a line).
         """
         buffer = self._buffer
         while True:
@@ -169,24 +209,45 @@ class Connection:
                     self._discarding = True
                     raise LineTooLong(f"line longer than {limit} bytes")
                 self._scanned = len(buffer)
-            await self._fill(timeout)
+            await self._fill(timeout, deadline)
 
-    async def receive_exactly(self, count: int, *, timeout: float | None = None) -> bytes:
-        """Exactly ``count`` bytes (the caller bounds ``count``)."""
-        while len(self._buffer) < count:
-            await self._fill(timeout)
-        data = bytes(self._buffer[:count])
-        del self._buffer[:count]
+    async def receive_exactly(
+        self, count: int, *, timeout: float | None = None, deadline: float | None = None
+    ) -> bytes:
+        """Exactly ``count`` bytes (the caller bounds ``count``), which may be far more than
+        the stream buffers: what has arrived is taken out of the buffer as it comes, so the
+        stream keeps reading from the socket."""
+        buffer = self._buffer
+        if len(buffer) >= count:
+            data = bytes(buffer[:count])
+            del buffer[:count]
+        else:
+            # Chunks as they come, one join at the end: the stream buffer never holds more
+            # than its high-water mark, and the data is copied once more, not per chunk.
+            chunks = [buffer[:]]
+            wanted = count - len(buffer)
+            buffer.clear()
+            while wanted:
+                await self._fill(timeout, deadline)  # the buffer is empty: reading resumes
+                chunk = buffer[:wanted]
+                del buffer[: len(chunk)]
+                chunks.append(chunk)
+                wanted -= len(chunk)
+            data = b"".join(chunks)
         self._scanned = 0
         await self._taken()
         return data
 
     async def receive(
-        self, max_bytes: int = RECEIVE_SIZE, *, timeout: float | None = None
+        self,
+        max_bytes: int = RECEIVE_SIZE,
+        *,
+        timeout: float | None = None,
+        deadline: float | None = None,
     ) -> bytes:
         """Whatever is available, at least one byte and at most ``max_bytes``."""
         if not self._buffer:
-            await self._fill(timeout)
+            await self._fill(timeout, deadline)
         data = bytes(self._buffer[:max_bytes])
         del self._buffer[:max_bytes]
         self._scanned = 0
@@ -197,22 +258,33 @@ class Connection:
         """How many received bytes wait in the buffer (pipelined input)."""
         return len(self._buffer)
 
-    async def peek(self, count: int, *, timeout: float | None = None) -> bytes:
-        """The next ``count`` bytes (fewer at the end of the stream), without consuming them."""
+    async def peek(
+        self, count: int, *, timeout: float | None = None, deadline: float | None = None
+    ) -> bytes:
+        """The next ``count`` bytes (fewer at the end of the stream), without consuming them.
+        ``count`` must stay below what the stream buffers (``transport.LOW_WATER``)."""
         try:
             while len(self._buffer) < count:
-                await self._fill(timeout)
+                await self._fill(timeout, deadline)
         except ConnectionClosed:
             if not self._buffer:
                 raise
         return bytes(self._buffer[:count])
 
-    async def _fill(self, timeout: float | None) -> None:
+    async def _fill(self, timeout: float | None, deadline: float | None) -> None:
         limit = self.listener.settings.idle_timeout if timeout is None else timeout
+        if deadline is not None:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise ReadTimeout("the client did not finish in time")
+            if limit <= 0 or remaining < limit:
+                limit = remaining
         self._unyielded = 0
         try:
             await self._stream.wait_for_data(limit)
         except StreamTimeout:
+            if deadline is not None and time.monotonic() >= deadline:
+                raise ReadTimeout("the client did not finish in time") from None
             raise ReadTimeout(f"no data for {limit:g} seconds") from None
         except StreamClosed as exc:
             raise ConnectionClosed(str(exc)) from None
@@ -242,19 +314,32 @@ class Connection:
         """Half-close: no more data from us (plain TCP only; a no-op over TLS)."""
         transport = self._stream.transport
         if transport is not None and transport.can_write_eof() and not transport.is_closing():
-            transport.write_eof()
+            try:
+                transport.write_eof()
+            except OSError as exc:  # the peer is already gone (ENOTCONN): nothing to close
+                self.log.debug("half-close after the peer left: %s", exc)
 
     # -- TLS ----------------------------------------------------------------------------
 
-    async def start_tls(self, context: ssl.SSLContext | None = None) -> None:
+    async def start_tls(
+        self, context: ssl.SSLContext | None = None, *, keep_buffered: bool = False
+    ) -> None:
         """Perform the server side of a TLS handshake (STARTTLS, or implicit TLS).
 
-        Bytes the client sent after the command that asked for TLS, and before the handshake,
-        are discarded: they were not protected and must not be read as if they had been
-        (the STARTTLS command injection of CVE-2011-0411).
+        After STARTTLS, bytes the client sent after the command and before the handshake are
+        discarded: they were not protected and must not be read as if they had been (the
+        STARTTLS command injection of CVE-2011-0411). On an implicit-TLS listener
+        (``keep_buffered``) they are the start of the handshake: a proxy writes its PROXY
+        header and the client's ClientHello in one segment, so both arrive together.
         """
+        early = b""
         if self._buffer:
-            self.log.warning("discarded %d bytes sent before the TLS handshake", len(self._buffer))
+            if keep_buffered:
+                early = bytes(self._buffer)
+            else:
+                self.log.warning(
+                    "discarded %d bytes sent before the TLS handshake", len(self._buffer)
+                )
             self._buffer.clear()
             self._scanned = 0
             self._discarding = False
@@ -264,15 +349,8 @@ class Connection:
         stream = self._stream
         if stream.closing:
             raise ConnectionClosed("connection closed before the TLS handshake")
-        loop = asyncio.get_running_loop()
         try:
-            transport = await loop.start_tls(
-                stream.transport,
-                stream,
-                context,
-                server_side=True,
-                ssl_handshake_timeout=settings.tls.handshake_timeout,
-            )
+            transport = await _handshake(stream, context, early, settings.tls.handshake_timeout)
         except (TimeoutError, OSError, ssl.SSLError, ConnectionError, RuntimeError) as exc:
             raise ConnectionClosed(f"TLS handshake failed: {exc or type(exc).__name__}") from None
         if transport is None:
@@ -291,3 +369,51 @@ class Connection:
         transport = self._stream.transport
         if transport is not None and not transport.is_closing():
             transport.close()
+
+
+async def _handshake(
+    stream: ClientStream, context: ssl.SSLContext, early: bytes, timeout: float
+) -> asyncio.Transport | None:
+    """``loop.start_tls`` for the server side, able to begin with bytes already read.
+
+    The same steps as ``asyncio.BaseEventLoop.start_tls``: the TLS protocol takes the
+    transport's place, reading pauses until it is connected. ``early`` (bytes read before
+    the handshake began) goes into the TLS protocol's buffer first, through its
+    ``BufferedProtocol`` interface, exactly as if the socket had delivered it then.
+    """
+    loop = asyncio.get_running_loop()
+    transport = stream.transport
+    assert transport is not None
+    waiter: asyncio.Future[None] = loop.create_future()
+    tls = SSLProtocol(
+        loop,
+        stream,
+        context,
+        waiter,
+        server_side=True,
+        call_connection_made=False,
+        ssl_handshake_timeout=timeout,
+    )
+    transport.pause_reading()
+    transport.set_protocol(tls)
+
+    def connected() -> None:
+        tls.connection_made(transport)
+        pending = memoryview(early)
+        while pending and not transport.is_closing():
+            buffer = tls.get_buffer(len(pending))
+            size = min(len(buffer), len(pending))
+            buffer[:size] = pending[:size]
+            tls.buffer_updated(size)
+            pending = pending[size:]
+
+    made = loop.call_soon(connected)
+    resumed = loop.call_soon(transport.resume_reading)
+    try:
+        await waiter
+    except BaseException:
+        transport.close()
+        made.cancel()
+        resumed.cancel()
+        raise
+    return tls._app_transport  # what loop.start_tls returns, too

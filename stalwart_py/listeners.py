@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import math
 import random
@@ -130,6 +131,8 @@ class ListenerRegistry:
         self.listeners: dict[str, ListenerRuntime] = {}
         self.open_connections = 0
         self._peer_counts: Counter[str] = Counter()
+        # Open connections per (listener, client address or IPv6 prefix).
+        self._ip_counts: Counter[tuple[str, str]] = Counter()
         self._sessions: TaskGroup | None = None
         self._accepts: TaskGroup | None = None
         self._stop = anyio.Event()
@@ -364,6 +367,7 @@ class ListenerRegistry:
         self.open_connections += 1
         runtime.open_connections += 1
         peer_key: str | None = None
+        ip_key: tuple[str, str] | None = None
         conn: Connection | None = None
         refusal: Refusal | None = None
         served = False
@@ -403,8 +407,15 @@ class ListenerRegistry:
                 self._peer_counts[peer_key] += 1
                 if self._peer_counts[peer_key] > limit[1]:
                     refusal = Refusal.PEER_LIMIT
+            if refusal is None and settings.max_connections_per_ip is not None:
+                ip_key = _client_key(config.id, peer, settings.ipv6_prefix_length)
+                if ip_key is not None:
+                    self._ip_counts[ip_key] += 1
+                    if self._ip_counts[ip_key] > settings.max_connections_per_ip:
+                        refusal = Refusal.IP_LIMIT
             if settings.tls.implicit:
-                await conn.start_tls()
+                # What followed a PROXY header in the same segment is the ClientHello.
+                await conn.start_tls(keep_buffered=True)
             if refusal is not None:
                 self.context.metrics.connections_refused.labels(config.id, refusal).inc()
                 slog.info("refused %s on %s: %s", peer, config.id, refusal)
@@ -444,6 +455,10 @@ class ListenerRegistry:
                 self._peer_counts[peer_key] -= 1
                 if not self._peer_counts[peer_key]:
                     del self._peer_counts[peer_key]
+            if ip_key is not None:
+                self._ip_counts[ip_key] -= 1
+                if not self._ip_counts[ip_key]:
+                    del self._ip_counts[ip_key]
             runtime.open_connections -= 1
             self.open_connections -= 1
             self._changed.set()
@@ -466,7 +481,10 @@ class ListenerRegistry:
                 body = await conn.receive_exactly(proxy_protocol.v2_body_length(prefix))
                 header = proxy_protocol.parse_v2(prefix, body)
         if header.source is None:
-            return conn.peer
+            # A health check from the proxy itself, or a client it cannot describe: not the
+            # proxy's address, which may well be loopback and trusted as a relay host.
+            slog.info("PROXY header from %s names no client address", conn.peer)
+            return Address.unknown()
         slog.debug("PROXY header from %s: client %s", conn.peer, header.source)
         return Address.from_ip(*header.source)
 
@@ -509,3 +527,18 @@ class ListenerRegistry:
     def addresses(self, listener_id: str) -> list[BindAddress]:
         """The addresses a listener is bound to, with real ports."""
         return [bound.actual for bound in self.listeners[listener_id].sockets.values()]
+
+
+def _client_key(listener_id: str, peer: Address, ipv6_prefix: int) -> tuple[str, str] | None:
+    """What ``max-connections-per-ip`` counts a client by: its IPv4 address, its IPv6
+    prefix (an IPv4-mapped address as IPv4); None for a Unix socket or an unknown client."""
+    ip = peer.ip
+    if ip is None:
+        return None
+    if ip.version == 6:
+        mapped = ip.ipv4_mapped  # type: ignore[union-attr]
+        if mapped is None:
+            network = ipaddress.IPv6Network((ip, ipv6_prefix), strict=False)
+            return listener_id, str(network)
+        ip = mapped
+    return listener_id, str(ip)

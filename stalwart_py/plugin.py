@@ -69,6 +69,7 @@ class Refusal(StrEnum):
     SERVER_LIMIT = "server-limit"  # server.max-connections reached
     LISTENER_LIMIT = "listener-limit"  # the listener's max-connections reached
     PEER_LIMIT = "peer-limit"  # the peer scope's max-connections reached
+    IP_LIMIT = "ip-limit"  # max-connections-per-ip reached for the client's address
     PEER_DENIED = "peer-denied"  # a peer scope says allow = false
     DISABLED = "disabled"  # the listener was disabled at run time
     SHUTDOWN = "shutdown"  # the server is stopping and the grace period is over
@@ -80,6 +81,7 @@ class Refusal(StrEnum):
             Refusal.SERVER_LIMIT: "Too many connections, try again later",
             Refusal.LISTENER_LIMIT: "Too many connections, try again later",
             Refusal.PEER_LIMIT: "Too many connections from your network, try again later",
+            Refusal.IP_LIMIT: "Too many connections from your address, try again later",
             Refusal.PEER_DENIED: "Access denied",
             Refusal.DISABLED: "Service temporarily unavailable",
             Refusal.SHUTDOWN: "Server shutting down",

@@ -71,7 +71,9 @@ class ClientStream(asyncio.Protocol):
     def eof_received(self) -> bool:
         self.eof = True
         _wake(self._read_waiter)
-        return True  # keep the transport open: the session may still have replies to send
+        # Keep a plain transport open: the session may still have replies to send. TLS
+        # cannot half-close (asyncio warns when asked to, and closes anyway).
+        return self.extra("ssl_object") is None
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.eof = True

@@ -62,7 +62,7 @@ class Authenticator:
 
     def plaintext_allowed(self, request: Request) -> bool:
         session = request.session
-        if session.tls is not None or session.peer.ip is None:  # TLS, or a Unix socket
+        if session.tls is not None or session.peer.is_unix:  # TLS, or a Unix socket
             return True
         ip = session.peer.ip
         mapped = getattr(ip, "ipv4_mapped", None)

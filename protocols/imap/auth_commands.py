@@ -154,7 +154,11 @@ async def authenticate(session: Session, command: Command) -> Ok:
         session.write(response.continuation(base64.b64encode(challenge)))
         await session.flush()
         try:
-            line = await conn.readline(sasl.MAX_ENCODED_RESPONSE + 2, timeout=session.read_timeout)
+            line = await conn.readline(
+                sasl.MAX_ENCODED_RESPONSE + 2,
+                timeout=session.read_timeout,
+                deadline=conn.deadline(),
+            )
         except LineTooLong:
             raise sasl.SaslError("SASL response too long") from None
         return sasl.decode_response(line)

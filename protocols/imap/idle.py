@@ -57,7 +57,9 @@ async def idle(session: Session, command: Command) -> Ok:
     async with anyio.create_task_group() as group:
         group.start_soon(report_changes, group.cancel_scope)
         try:
-            line = await session.conn.readline(MAX_DONE_LINE, timeout=session.settings.idle_timeout)
+            timeout = session.settings.idle_timeout
+            deadline = await session.conn.begin_command(timeout=timeout)
+            line = await session.conn.readline(MAX_DONE_LINE, timeout=timeout, deadline=deadline)
         except ReadTimeout:
             session.write(response.status("*", "BYE", "Autologout: idle for too long"))
             ended_by_server = True

@@ -106,9 +106,14 @@ class Session:
         and the loop goes on). Raises Logout when the connection cannot go on."""
         framer = self._framer
         framer.reset()
+        # Waiting for a command may take the autologout time; once begun, the command and
+        # its literals must arrive by their deadline (a trickle is cut off).
+        deadline = await self.conn.begin_command(timeout=self.read_timeout)
         while True:
             try:
-                line = await self.conn.readline(framer.line_limit, timeout=self.read_timeout)
+                line = await self.conn.readline(
+                    framer.line_limit, timeout=self.read_timeout, deadline=deadline
+                )
             except LineTooLong:
                 # We cannot tell whether the line announced a literal that is on its way, so
                 # the stream cannot be trusted any more.
@@ -129,7 +134,10 @@ class Session:
             if event.synchronizing:
                 self.write(response.continuation("Ready for literal data"))
                 await self.flush()
-            data = await self.conn.receive_exactly(event.size, timeout=self.read_timeout)
+            deadline = self.conn.allow_for(deadline, event.size)
+            data = await self.conn.receive_exactly(
+                event.size, timeout=self.read_timeout, deadline=deadline
+            )
             framer.feed_literal(data)
 
     # -- the loop ---------------------------------------------------------------------------

@@ -129,12 +129,17 @@ class _Loop:
             return
 
     async def _next_event(self) -> Line | BadLine:
+        """The next command. Waiting for it may take the idle-timeout; once it has begun, it
+        must arrive within the command-timeout plus its size at the min-data-rate."""
+        deadline: float | None = None
         while True:
             event = self.parser.next_event()
             if event is not NEED_DATA:
                 assert isinstance(event, Line | BadLine)
                 return event
-            self.parser.receive_data(await self.conn.receive())
+            data = await self.conn.receive(deadline=deadline)
+            deadline = self.conn.allow_for(deadline or self.conn.deadline(), len(data))
+            self.parser.receive_data(data)
 
     async def _exchange(self, challenge: bytes) -> bytes:
         """One SASL round: send the challenge as a base64 string, read the client's string."""

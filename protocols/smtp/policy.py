@@ -37,10 +37,11 @@ if TYPE_CHECKING:
 
 
 def is_relay_host(settings: SmtpSettings, peer: Address) -> bool:
-    """A ``relay-hosts`` address; a Unix-socket peer is on this machine and counts as one."""
+    """A ``relay-hosts`` address; a Unix-socket peer is on this machine and counts as one,
+    a proxied client whose address the proxy did not tell never does."""
     ip = peer.ip
     if ip is None:
-        return True
+        return peer.is_unix
     mapped = getattr(ip, "ipv4_mapped", None)
     candidates = (ip, mapped) if mapped is not None else (ip,)
     return any(

@@ -122,8 +122,10 @@ class Session:
         if conn.draining and self.machine.transaction is None:
             await self.send_now(reply(421, "4.3.2", f"{self.hostname} Server shutting down"))
             return False
+        timeout = self.settings.timeout.command
         try:
-            line = await conn.readline(LINE_LIMIT, timeout=self.settings.timeout.command)
+            deadline = await conn.begin_command(timeout=timeout)
+            line = await conn.readline(LINE_LIMIT, timeout=timeout, deadline=deadline)
         except LineTooLong:
             self.machine.count_bad_command()
             return await self._bad_command(replies.LINE_TOO_LONG)
@@ -257,11 +259,16 @@ class Session:
             max_line_length=settings.max_line_length,
         )
         timeout = settings.timeout.data
+        # The content's deadline moves on with every byte at min-data-rate: a message of any
+        # size may take the time its size needs, a trickle is cut off (Postfix's
+        # smtpd_min_data_rate).
+        deadline = conn.deadline()
         while not reader.done:
             if not conn.buffered():
-                await conn.peek(1, timeout=timeout)  # wait for more
+                await conn.peek(1, timeout=timeout, deadline=deadline)  # wait for more
             consumed = reader.feed(await conn.peek(conn.buffered()))
             await conn.receive(consumed)
+            deadline = conn.allow_for(deadline, consumed)
         await self._finish(reader.message())
 
     async def _bdat(self, bdat: Bdat) -> bool:
@@ -277,9 +284,10 @@ class Session:
                 )
             collector = transaction.chunks
         remaining = bdat.size
+        deadline = self.conn.deadline(bdat.size)
         while remaining > 0:
             data = await self.conn.receive(
-                min(remaining, CHUNK), timeout=self.settings.timeout.data
+                min(remaining, CHUNK), timeout=self.settings.timeout.data, deadline=deadline
             )
             remaining -= len(data)
             if collector is not None:
@@ -388,7 +396,9 @@ class Session:
         encoded = binascii.b2a_base64(challenge, newline=False).decode("ascii")
         await self.send_now(reply(334, None, encoded))
         try:
-            line = await self.conn.readline(AUTH_LIMIT, timeout=self.settings.timeout.command)
+            line = await self.conn.readline(
+                AUTH_LIMIT, timeout=self.settings.timeout.command, deadline=self.conn.deadline()
+            )
         except LineTooLong:
             raise _ResponseTooLong from None
         return sasl.decode_response(line)

@@ -78,7 +78,19 @@ class ListenerSettings:
 
     hostname: Hostname = field(default_factory=system_hostname)
     max_connections: Annotated[int, Range(1)] | None = None
-    idle_timeout: Duration = 300.0
+    # Connections one client address may hold open on the listener at once, so that one
+    # address cannot take every connection; IPv6 clients count by their /64 (one host, or
+    # one home, usually has a whole /64). Behind a proxy, the address its PROXY header gives.
+    max_connections_per_ip: Annotated[int, Range(1)] | None = 50
+    ipv6_prefix_length: Annotated[int, Range(1, 128)] = 64
+    idle_timeout: Duration = 300.0  # waiting for the client's next command
+    # A command, once its first byte arrived, must arrive whole within this (its literals or
+    # data may take longer: see min-data-rate); a client trickling a byte at a time cannot
+    # keep a connection by sending just before each idle timeout.
+    command_timeout: Duration = 60.0
+    # Bulk data (an IMAP literal, SMTP DATA or BDAT, a Sieve script) must arrive at least
+    # this fast on average, in bytes per second, on top of the command timeout.
+    min_data_rate: Annotated[Size, Range(1)] = 500
     socket: SocketSettings = field(default_factory=SocketSettings)
     tls: TLSSettings = field(default_factory=TLSSettings)
     proxy: ProxySettings = field(default_factory=ProxySettings)

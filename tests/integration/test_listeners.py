@@ -280,6 +280,29 @@ tls.min-version = "1.3"
         assert client.info()["tls"] == "TLSv1.3"
 
 
+def test_a_tls_client_closing_leaves_no_noise_in_the_log(
+    start_server, server_cert, client_tls, caplog
+):
+    """Every TLS connection closed by its client logged asyncio's "returning true from
+    eof_received() has no effect when using ssl" (341 times in one test run)."""
+    cert, key = server_cert
+    server = start_server(f"""
+[server.listener.probes]
+bind = "127.0.0.1:0"
+protocol = "probe"
+tls.implicit = true
+tls.certificate = "{cert}"
+tls.private-key = "{key}"
+""")
+    for _ in range(3):
+        client = LineClient(server.address("probes"), tls=client_tls, server_hostname="localhost")
+        assert client.info()["tls"]
+        client.sock.unwrap().shutdown(socket.SHUT_WR)  # close_notify, then the TCP FIN
+        client.close()
+    server.wait_until(lambda: server.registry.listeners["probes"].open_connections == 0)
+    assert "eof_received" not in caplog.text
+
+
 def test_implicit_tls_falls_back_to_a_self_signed_certificate(start_server, tmp_path, caplog):
     server = start_server("""
 [server]
@@ -361,7 +384,9 @@ def test_proxy_v2_from_a_trusted_address(start_server):
     with LineClient(server.address("probe"), prelude=header) as client:
         assert client.info()["peer"] == "203.0.113.9:1234"
     with LineClient(server.address("probe"), prelude=build_v2(None, None)) as client:
-        assert client.info()["peer_ip"] == "127.0.0.1"  # LOCAL: the proxy itself
+        info = client.info()
+    # LOCAL names no client: unknown, never the proxy's own (loopback, trusted) address
+    assert (info["peer"], info["peer_ip"]) == ("unknown", None)
 
 
 def test_proxy_header_from_an_untrusted_address_is_just_data(start_server):

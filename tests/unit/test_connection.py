@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import struct
 import threading
+import time
 from types import SimpleNamespace
 
 import anyio
@@ -127,3 +129,70 @@ async def test_the_peer_half_closing_after_its_last_line():
     with pytest.raises(ConnectionClosed):
         await conn.readline(100)
     assert peer.recv(100) == b"221 bye\r\n"
+
+
+async def test_an_exact_read_far_larger_than_the_buffer():
+    """An IMAP literal of megabytes: reading must go on while the read waits (it stopped at
+    the high-water mark and never resumed: the 400 KB APPEND that hung)."""
+    conn, peer = await make_connection()
+    size = 5 * HIGH_WATER + 17
+    data = bytes(range(256)) * (size // 256) + b"x" * (size % 256)
+    writer = threading.Thread(target=peer.sendall, args=(data + b"after\n",))
+    writer.start()
+    with anyio.fail_after(10):
+        assert await conn.receive_exactly(size) == data
+        assert await conn.readline(100) == b"after\n"
+    writer.join()
+    assert conn._stream.buffer == b""
+
+
+async def test_a_deadline_bounds_a_trickle_that_each_timeout_would_allow():
+    """One byte at a time, each well within the idle timeout: the deadline still ends it."""
+    conn, peer = await make_connection(idle_timeout=5.0)
+    conn.listener = ListenerView(
+        "test", "probe", ListenerSettings(idle_timeout=5.0, command_timeout=0.3), ()
+    )
+    deadline = conn.deadline()
+
+    async def trickle() -> None:
+        for byte in b"NOOP NOOP NOOP\r\n":
+            peer.send(bytes([byte]))
+            await anyio.sleep(0.05)  # ok: the slow client under test
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(trickle)
+        with pytest.raises(ReadTimeout, match="did not finish in time"):
+            await conn.readline(100, deadline=deadline)
+        group.cancel_scope.cancel()
+
+
+async def test_allow_for_moves_a_deadline_at_the_minimum_data_rate():
+    conn, _ = await make_connection()
+    conn.listener = ListenerView(
+        "test", "probe", ListenerSettings(command_timeout=10.0, min_data_rate=1000), ()
+    )
+    assert conn.allow_for(100.0, 5000) == 105.0
+    assert 10.0 <= conn.deadline(2000) - time.monotonic() <= 12.1
+
+
+async def test_half_close_after_the_peer_reset_is_quiet():
+    """HTTP half-closes after its answer; a TCP peer already gone (reset) made shutdown()
+    fail with ENOTCONN, and a traceback was logged."""
+    listening = socket.create_server(("127.0.0.1", 0))
+    client = socket.create_connection(listening.getsockname())
+    ours, _ = listening.accept()
+    listening.close()
+    loop = asyncio.get_running_loop()
+    _, stream = await loop.connect_accepted_socket(ClientStream, ours)
+    conn = Connection(
+        stream,
+        raw_socket=ours,
+        peer=Address("", 0, None),
+        local=Address("", 0, None),
+        listener=ListenerView("test", "probe", ListenerSettings(), ()),
+        server=SimpleNamespace(draining=anyio.Event()),
+        session_id="t",
+    )
+    client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    client.close()  # a reset (on loopback, delivered at once); the event loop has not seen it
+    conn.send_eof()  # no exception
