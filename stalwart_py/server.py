@@ -31,6 +31,13 @@ from anyio.abc import TaskStatus
 
 from stalwart_py.config import Config, ConfigError, load_config
 from stalwart_py.context import ServerContext
+from stalwart_py.files import (
+    DIRECTORY_MODE,
+    FILE_MODE,
+    loose_entries,
+    private_dir,
+    write_private,
+)
 from stalwart_py.listeners import ApplyError, ListenerRegistry, ReloadReport
 from stalwart_py.plugin import Protocol, discover_protocols
 from stalwart_py.queue import QueueManager
@@ -40,6 +47,7 @@ log = logging.getLogger("stalwart_py.server")
 
 PID_FILE = "stalwart-py.pid"
 STATUS_FILE = "stalwart-py.status.json"
+MAX_LOOSE_SHOWN = 10  # warning lines about loose modes at start; then one line with the rest
 
 
 class StartupError(Exception):
@@ -83,11 +91,12 @@ class Server:
     ) -> None:
         data_dir = self.config.storage.data_dir
         try:
-            data_dir.mkdir(parents=True, exist_ok=True)
+            private_dir(data_dir)
         except OSError as exc:
             raise StartupError(
-                f"cannot create the data directory {data_dir}: {exc.strerror}"
+                f"cannot create the data directory {data_dir}: {exc.strerror or exc}"
             ) from None
+        _warn_if_loose(data_dir)
         with _locked_pid_file(data_dir / PID_FILE):
             store = create_store(self.config.storage)
             try:
@@ -314,7 +323,7 @@ def _summary(report: ReloadReport) -> str:
 @contextlib.contextmanager
 def _locked_pid_file(path: Path) -> Iterator[None]:
     """Hold an exclusive lock on the pid file for the server's lifetime."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, FILE_MODE)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -358,9 +367,27 @@ def read_status(data_dir: Path) -> dict[str, Any] | None:
 
 
 def _write_atomically(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
     try:
-        tmp.write_text(text)
-        os.replace(tmp, path)
+        write_private(path, text.encode())
     except OSError as exc:
         log.warning("cannot write %s: %s", path, exc.strerror)
+
+
+def _warn_if_loose(data_dir: Path) -> None:
+    """Name what others may read in the data directory (a directory made by an older version,
+    or by hand under the usual umask); left as it is, since it is the operator's."""
+    loose = loose_entries(data_dir)
+    for path, mode in loose[:MAX_LOOSE_SHOWN]:
+        wanted = DIRECTORY_MODE if path.is_dir() else FILE_MODE
+        log.warning(
+            "%s is mode %04o: the data directory holds all mail and the password verifiers, "
+            "so only the server's user should reach it (chmod %o %s)",
+            path,
+            mode,
+            wanted,
+            path,
+        )
+    if len(loose) > MAX_LOOSE_SHOWN:
+        log.warning(
+            "%d more entries of %s are readable by others", len(loose) - MAX_LOOSE_SHOWN, data_dir
+        )

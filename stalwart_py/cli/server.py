@@ -18,6 +18,7 @@ from pathlib import Path
 import anyio
 
 from stalwart_py.config import ConfigError, explain
+from stalwart_py.files import private_umask
 from stalwart_py.logs import configure_logging
 from stalwart_py.server import Server, StartupError, load, read_pid, read_status
 from stalwart_py.tls import TLSSetupError, build_context
@@ -90,7 +91,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
     # bench/smtp_throughput.py (16 clients): about 10% more messages a second at 0.5 ms.
     sys.setswitchinterval(0.0005)
     try:
-        anyio.run(lambda: server.run(handle_signals=True))
+        # Belt to the explicit modes of every file in the data directory: what a library
+        # makes without one is private too. (A Unix listener without socket.file-mode is
+        # then 0600 as well.)
+        with private_umask():
+            anyio.run(lambda: server.run(handle_signals=True))
     except StartupError as exc:
         print(f"stalwart-py: cannot start: {exc}", file=sys.stderr)
         return 1
