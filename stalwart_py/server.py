@@ -22,14 +22,15 @@ import signal
 import sqlite3
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import anyio
 from anyio.abc import TaskStatus
 
-from stalwart_py.config import Config, ConfigError, load_config
+from stalwart_py.config import Config, ConfigError, LoggingSettings, load_config
+from stalwart_py.config.running import needs_restart, require_listener
 from stalwart_py.context import ServerContext
 from stalwart_py.files import (
     DIRECTORY_MODE,
@@ -58,9 +59,15 @@ def protocol_settings(classes: dict[str, type[Protocol]]) -> dict[str, type | No
     return {name: cls.settings for name, cls in classes.items()}
 
 
-def load(path: Path, classes: dict[str, type[Protocol]] | None = None) -> Config:
-    """Load a configuration against the installed protocols (raises ConfigError)."""
-    return load_config(path, protocol_settings(classes or discover_protocols()))
+def load(
+    path: Path, classes: dict[str, type[Protocol]] | None = None, *, serving: bool = False
+) -> Config:
+    """Load a configuration against the installed protocols (raises ConfigError). To serve
+    with (``serving``), it must also have an enabled listener."""
+    config = load_config(path, protocol_settings(classes or discover_protocols()))
+    if serving:
+        require_listener(config)
+    return config
 
 
 class Server:
@@ -76,7 +83,10 @@ class Server:
         self.notify_fd = notify_fd
         self._fixed_protocols = protocols
         self.protocol_classes = protocols if protocols is not None else discover_protocols()
-        self.config = load(config_path, self.protocol_classes)
+        self.config = load(config_path, self.protocol_classes, serving=True)
+        # Applies [logging] (start and reload) when the server owns the process's logging
+        # (``serve`` sets it); a server embedded in another program leaves logging to it.
+        self.configure_logging: Callable[[LoggingSettings], None] | None = None
         self.protocols: dict[str, Protocol] = {}
         self.generation = 0
         self.context: ServerContext | None = None
@@ -178,7 +188,9 @@ class Server:
         try:
             if self._fixed_protocols is None:
                 self.protocol_classes = discover_protocols()
-            config = load(self.config_path, self.protocol_classes)
+            config = load(self.config_path, self.protocol_classes, serving=True)
+            if problems := needs_restart(self.config, config):
+                raise ConfigError(problems)
             self._instantiate_protocols()
             report = await self.registry.apply(config)
         except (ConfigError, ApplyError) as exc:
@@ -189,6 +201,8 @@ class Server:
                 log.error("reload failed, nothing changed: %s", problem)
             self._announce("reload-failed", errors=problems)
             raise
+        if config.logging != self.config.logging and self.configure_logging is not None:
+            self.configure_logging(config.logging)
         self.config = config
         assert self.context is not None
         self.context.directory.configure(config.directory)
