@@ -180,9 +180,15 @@ class Server:
         )
         self._notify({"event": "stopping"})
 
-    async def reload(self) -> ReloadReport:
+    async def reload(self, *, resume: bool = True) -> ReloadReport:
         """Re-read and apply the configuration file. On a ConfigError or ApplyError nothing
-        changes and the error is raised; either way the outcome is logged and announced."""
+        changes and the error is raised; either way the outcome is logged and announced.
+
+        The file is the truth about which listeners run: a reload brings back a listener that
+        was disabled at run time (``re-enabled`` in the report), so that one who disabled the
+        listener serving the API has a way back short of a restart. ``resume=False`` keeps
+        run-time state: the automatic reload after a certificate renewal, which nobody asked
+        for, does not undo what an operator disabled."""
         assert self.registry is not None
         self.generation += 1
         try:
@@ -204,6 +210,11 @@ class Server:
         if config.logging != self.config.logging and self.configure_logging is not None:
             self.configure_logging(config.logging)
         self.config = config
+        if resume:
+            for lid, runtime in self.registry.listeners.items():
+                if runtime.suspended:  # enabled in the file, or apply() would have removed it
+                    self.registry.set_suspended(lid, False)
+                    report.reenabled.append(lid)
         assert self.context is not None
         self.context.directory.configure(config.directory)
         if self.context.queue is not None:
@@ -254,7 +265,7 @@ class Server:
             if current != seen:
                 log.info("a certificate file changed: reloading %s", self.config_path)
                 with contextlib.suppress(ConfigError, ApplyError):
-                    await self.reload()
+                    await self.reload(resume=False)
                 seen = current
 
     def _certificate_stamps(self) -> dict[str, tuple[int, int] | None]:
