@@ -6,7 +6,8 @@ period over), the task group is cancelled and ``run`` returns.
 
 A running server keeps ``<data-dir>/stalwart-py.pid`` locked (two servers on one data
 directory would fight over it) and writes ``<data-dir>/stalwart-py.status.json`` after it
-starts and after every reload attempt, which ``stalwart-py reload`` waits for. With
+starts and after every reload attempt, which ``stalwart-py reload`` waits for, and listens on
+``<data-dir>/stalwart-py.sock`` for ``stalwart-py listener`` (``control.py``). With
 ``--notify-fd`` the same events go as JSON lines to a file descriptor, so that whoever
 started the server (a test, a supervisor) can wait for readiness instead of sleeping.
 """
@@ -32,6 +33,7 @@ from anyio.abc import TaskStatus
 from stalwart_py.config import Config, ConfigError, LoggingSettings, load_config
 from stalwart_py.config.running import needs_restart, require_listener
 from stalwart_py.context import ServerContext
+from stalwart_py.control import ControlServer, listener_commands
 from stalwart_py.files import (
     DIRECTORY_MODE,
     FILE_MODE,
@@ -155,6 +157,7 @@ class Server:
                 tg.start_soon(self._watch_certificates)
                 await tg.start(self.context.queue.run)
                 await tg.start(self._run_registry)
+                await self._start_control(tg)
                 await self._log_how_to_log_in()
                 self._announce("ready")
                 task_status.started(self)
@@ -167,6 +170,24 @@ class Server:
         await self.registry.run(self.config, on_drain=self._draining, task_status=task_status)
         if self._task_group is not None:
             self._task_group.cancel_scope.cancel()  # the signal watcher's work is done too
+
+    async def _start_control(self, tg: anyio.abc.TaskGroup) -> None:
+        """The control socket (``stalwart-py listener ...``), in the server's task group: up
+        before the server reports ready, gone when it stops. Without it the server still
+        serves mail, so a failure is logged rather than fatal."""
+        assert self.registry is not None
+        control = ControlServer(self.config.storage.data_dir, listener_commands(self.registry))
+        try:
+            control.bind()
+        except OSError as exc:
+            log.error(
+                "no control socket, so `stalwart-py listener` cannot reach this server: "
+                "cannot bind %s: %s",
+                control.path,
+                exc.strerror or exc,
+            )
+            return
+        await tg.start(control.run)
 
     def stop(self) -> None:
         """Begin a graceful stop: no new connections, open sessions get the grace period."""
