@@ -112,6 +112,7 @@ class ReloadReport:
     removed: list[str] = field(default_factory=list)
     rebound: list[str] = field(default_factory=list)
     updated: list[str] = field(default_factory=list)
+    reenabled: list[str] = field(default_factory=list)  # disabled at run time until the reload
 
     def as_dict(self) -> dict[str, list[str]]:
         return {
@@ -119,6 +120,7 @@ class ReloadReport:
             "removed": self.removed,
             "rebound": self.rebound,
             "updated": self.updated,
+            "re-enabled": self.reenabled,
         }
 
 

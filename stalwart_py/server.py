@@ -6,7 +6,8 @@ period over), the task group is cancelled and ``run`` returns.
 
 A running server keeps ``<data-dir>/stalwart-py.pid`` locked (two servers on one data
 directory would fight over it) and writes ``<data-dir>/stalwart-py.status.json`` after it
-starts and after every reload attempt, which ``stalwart-py reload`` waits for. With
+starts and after every reload attempt, which ``stalwart-py reload`` waits for, and listens on
+``<data-dir>/stalwart-py.sock`` for ``stalwart-py listener`` (``control.py``). With
 ``--notify-fd`` the same events go as JSON lines to a file descriptor, so that whoever
 started the server (a test, a supervisor) can wait for readiness instead of sleeping.
 """
@@ -22,15 +23,24 @@ import signal
 import sqlite3
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import anyio
 from anyio.abc import TaskStatus
 
-from stalwart_py.config import Config, ConfigError, load_config
+from stalwart_py.config import Config, ConfigError, LoggingSettings, load_config
+from stalwart_py.config.running import needs_restart, require_listener
 from stalwart_py.context import ServerContext
+from stalwart_py.control import ControlServer, listener_commands
+from stalwart_py.files import (
+    DIRECTORY_MODE,
+    FILE_MODE,
+    loose_entries,
+    private_dir,
+    write_private,
+)
 from stalwart_py.listeners import ApplyError, ListenerRegistry, ReloadReport
 from stalwart_py.plugin import Protocol, discover_protocols
 from stalwart_py.queue import QueueManager
@@ -40,6 +50,7 @@ log = logging.getLogger("stalwart_py.server")
 
 PID_FILE = "stalwart-py.pid"
 STATUS_FILE = "stalwart-py.status.json"
+MAX_LOOSE_SHOWN = 10  # warning lines about loose modes at start; then one line with the rest
 
 
 class StartupError(Exception):
@@ -50,9 +61,15 @@ def protocol_settings(classes: dict[str, type[Protocol]]) -> dict[str, type | No
     return {name: cls.settings for name, cls in classes.items()}
 
 
-def load(path: Path, classes: dict[str, type[Protocol]] | None = None) -> Config:
-    """Load a configuration against the installed protocols (raises ConfigError)."""
-    return load_config(path, protocol_settings(classes or discover_protocols()))
+def load(
+    path: Path, classes: dict[str, type[Protocol]] | None = None, *, serving: bool = False
+) -> Config:
+    """Load a configuration against the installed protocols (raises ConfigError). To serve
+    with (``serving``), it must also have an enabled listener."""
+    config = load_config(path, protocol_settings(classes or discover_protocols()))
+    if serving:
+        require_listener(config)
+    return config
 
 
 class Server:
@@ -68,7 +85,10 @@ class Server:
         self.notify_fd = notify_fd
         self._fixed_protocols = protocols
         self.protocol_classes = protocols if protocols is not None else discover_protocols()
-        self.config = load(config_path, self.protocol_classes)
+        self.config = load(config_path, self.protocol_classes, serving=True)
+        # Applies [logging] (start and reload) when the server owns the process's logging
+        # (``serve`` sets it); a server embedded in another program leaves logging to it.
+        self.configure_logging: Callable[[LoggingSettings], None] | None = None
         self.protocols: dict[str, Protocol] = {}
         self.generation = 0
         self.context: ServerContext | None = None
@@ -83,11 +103,12 @@ class Server:
     ) -> None:
         data_dir = self.config.storage.data_dir
         try:
-            data_dir.mkdir(parents=True, exist_ok=True)
+            private_dir(data_dir)
         except OSError as exc:
             raise StartupError(
-                f"cannot create the data directory {data_dir}: {exc.strerror}"
+                f"cannot create the data directory {data_dir}: {exc.strerror or exc}"
             ) from None
+        _warn_if_loose(data_dir)
         with _locked_pid_file(data_dir / PID_FILE):
             store = create_store(self.config.storage)
             try:
@@ -136,6 +157,7 @@ class Server:
                 tg.start_soon(self._watch_certificates)
                 await tg.start(self.context.queue.run)
                 await tg.start(self._run_registry)
+                await self._start_control(tg)
                 await self._log_how_to_log_in()
                 self._announce("ready")
                 task_status.started(self)
@@ -149,6 +171,24 @@ class Server:
         if self._task_group is not None:
             self._task_group.cancel_scope.cancel()  # the signal watcher's work is done too
 
+    async def _start_control(self, tg: anyio.abc.TaskGroup) -> None:
+        """The control socket (``stalwart-py listener ...``), in the server's task group: up
+        before the server reports ready, gone when it stops. Without it the server still
+        serves mail, so a failure is logged rather than fatal."""
+        assert self.registry is not None
+        control = ControlServer(self.config.storage.data_dir, listener_commands(self.registry))
+        try:
+            control.bind()
+        except OSError as exc:
+            log.error(
+                "no control socket, so `stalwart-py listener` cannot reach this server: "
+                "cannot bind %s: %s",
+                control.path,
+                exc.strerror or exc,
+            )
+            return
+        await tg.start(control.run)
+
     def stop(self) -> None:
         """Begin a graceful stop: no new connections, open sessions get the grace period."""
         if self.registry is not None:
@@ -161,15 +201,23 @@ class Server:
         )
         self._notify({"event": "stopping"})
 
-    async def reload(self) -> ReloadReport:
+    async def reload(self, *, resume: bool = True) -> ReloadReport:
         """Re-read and apply the configuration file. On a ConfigError or ApplyError nothing
-        changes and the error is raised; either way the outcome is logged and announced."""
+        changes and the error is raised; either way the outcome is logged and announced.
+
+        The file is the truth about which listeners run: a reload brings back a listener that
+        was disabled at run time (``re-enabled`` in the report), so that one who disabled the
+        listener serving the API has a way back short of a restart. ``resume=False`` keeps
+        run-time state: the automatic reload after a certificate renewal, which nobody asked
+        for, does not undo what an operator disabled."""
         assert self.registry is not None
         self.generation += 1
         try:
             if self._fixed_protocols is None:
                 self.protocol_classes = discover_protocols()
-            config = load(self.config_path, self.protocol_classes)
+            config = load(self.config_path, self.protocol_classes, serving=True)
+            if problems := needs_restart(self.config, config):
+                raise ConfigError(problems)
             self._instantiate_protocols()
             report = await self.registry.apply(config)
         except (ConfigError, ApplyError) as exc:
@@ -180,7 +228,14 @@ class Server:
                 log.error("reload failed, nothing changed: %s", problem)
             self._announce("reload-failed", errors=problems)
             raise
+        if config.logging != self.config.logging and self.configure_logging is not None:
+            self.configure_logging(config.logging)
         self.config = config
+        if resume:
+            for lid, runtime in self.registry.listeners.items():
+                if runtime.suspended:  # enabled in the file, or apply() would have removed it
+                    self.registry.set_suspended(lid, False)
+                    report.reenabled.append(lid)
         assert self.context is not None
         self.context.directory.configure(config.directory)
         if self.context.queue is not None:
@@ -231,7 +286,7 @@ class Server:
             if current != seen:
                 log.info("a certificate file changed: reloading %s", self.config_path)
                 with contextlib.suppress(ConfigError, ApplyError):
-                    await self.reload()
+                    await self.reload(resume=False)
                 seen = current
 
     def _certificate_stamps(self) -> dict[str, tuple[int, int] | None]:
@@ -314,7 +369,7 @@ def _summary(report: ReloadReport) -> str:
 @contextlib.contextmanager
 def _locked_pid_file(path: Path) -> Iterator[None]:
     """Hold an exclusive lock on the pid file for the server's lifetime."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, FILE_MODE)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -358,9 +413,27 @@ def read_status(data_dir: Path) -> dict[str, Any] | None:
 
 
 def _write_atomically(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
     try:
-        tmp.write_text(text)
-        os.replace(tmp, path)
+        write_private(path, text.encode())
     except OSError as exc:
         log.warning("cannot write %s: %s", path, exc.strerror)
+
+
+def _warn_if_loose(data_dir: Path) -> None:
+    """Name what others may read in the data directory (a directory made by an older version,
+    or by hand under the usual umask); left as it is, since it is the operator's."""
+    loose = loose_entries(data_dir)
+    for path, mode in loose[:MAX_LOOSE_SHOWN]:
+        wanted = DIRECTORY_MODE if path.is_dir() else FILE_MODE
+        log.warning(
+            "%s is mode %04o: the data directory holds all mail and the password verifiers, "
+            "so only the server's user should reach it (chmod %o %s)",
+            path,
+            mode,
+            wanted,
+            path,
+        )
+    if len(loose) > MAX_LOOSE_SHOWN:
+        log.warning(
+            "%d more entries of %s are readable by others", len(loose) - MAX_LOOSE_SHOWN, data_dir
+        )

@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from stalwart_py.config import TLSSettings
-from stalwart_py.files import write_private
+from stalwart_py.files import private_dir, write_private
 
 log = logging.getLogger("stalwart_py.tls")
 
@@ -86,7 +86,7 @@ class TLSManager:
             "will not trust; set server.tls.certificate and server.tls.private-key",
             hostname,
         )
-        directory.mkdir(parents=True, exist_ok=True)
+        private_dir(directory)
         cert_pem, key_pem = generate_self_signed(hostname)
         write_private(key_path, key_pem)
         write_private(cert_path, cert_pem)

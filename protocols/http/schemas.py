@@ -123,8 +123,12 @@ COMPONENTS: dict[str, dict[str, Any]] = {
             "removed": array(STRING),
             "rebound": array(STRING),
             "updated": array(STRING),
+            "re-enabled": {
+                **array(STRING),
+                "description": "disabled at run time, enabled again as the file says",
+            },
         },
-        ("changed", "added", "removed", "rebound", "updated"),
+        ("changed", "added", "removed", "rebound", "updated", "re-enabled"),
     ),
     "ReloadFailure": obj(
         {

@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 
 from stalwart_py import __version__
-from stalwart_py.cli import directory, queue, server
+from stalwart_py.cli import directory, listener, queue, server
 
 DEFAULT_CONFIG = "/etc/stalwart-py/config.toml"
 
@@ -43,6 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     server.register(command)
     directory.register(commands, command)
     queue.register(commands, command)
+    listener.register(commands, command)
     return parser
 
 

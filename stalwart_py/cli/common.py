@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable
 import anyio
 
 from stalwart_py.config import Config, ConfigError
+from stalwart_py.files import private_umask
 from stalwart_py.server import load
 from stalwart_py.store import Store, StoreError, create_store
 
@@ -39,7 +40,9 @@ def store_command(
                 await store.close()
 
         try:
-            anyio.run(main)
+            # Belt to the explicit modes: whatever else a command writes is private too.
+            with private_umask():
+                anyio.run(main)
         except reported as exc:
             print(f"stalwart-py: {exc}", file=sys.stderr)
             return 1

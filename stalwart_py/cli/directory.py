@@ -16,6 +16,7 @@ from stalwart_py.cli.common import store_command
 from stalwart_py.config import Config
 from stalwart_py.config.types import parse_size
 from stalwart_py.directory import Directory
+from stalwart_py.files import private_dir
 from stalwart_py.store import Store
 
 Command = Callable[..., argparse.ArgumentParser]
@@ -204,7 +205,7 @@ def _copy_other_files(data_dir: Path, destination: Path, database: set[str]) -> 
         if source.name.split("-")[0] in database:  # the database, its -wal and -shm
             continue
         target = destination / source.relative_to(data_dir)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(source, target)
+        private_dir(target.parent)
+        shutil.copy2(source, target)  # with the source's mode
         copied.append(target)
     return copied

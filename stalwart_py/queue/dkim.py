@@ -31,7 +31,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
 from stalwart_py.config.schema import DkimSettings
-from stalwart_py.files import write_private
+from stalwart_py.files import private_dir, write_private
 
 log = logging.getLogger("stalwart_py.queue.dkim")
 
@@ -117,7 +117,7 @@ def generate_key(
     pem = key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
-    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    private_dir(directory)
     write_private(path, pem)
     return load_key(domain.lower(), selector, path)
 

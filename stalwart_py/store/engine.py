@@ -37,6 +37,7 @@ from typing import Any, TypeVar
 
 import anyio
 
+from stalwart_py.files import create_private_file, private_dir
 from stalwart_py.store.schema import migrate
 
 log = logging.getLogger("stalwart_py.store")
@@ -157,12 +158,16 @@ class Engine:
 
     async def open(self) -> None:
         self._loop = asyncio.get_running_loop()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         await anyio.to_thread.run_sync(self._prepare)
         self._writer = threading.Thread(target=self._write_loop, name="store-writer", daemon=True)
         self._writer.start()
 
     def _prepare(self) -> None:
+        # It holds all mail and the password verifiers: 0600 before SQLite first opens it
+        # (SQLite would make it 0644 under the usual umask, and its -wal and -shm files
+        # take the database's mode).
+        private_dir(self.path.parent)
+        create_private_file(self.path)
         conn = connect(self.path)
         try:
             (mode,) = conn.execute("PRAGMA journal_mode = WAL").fetchone()

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import anyio
 
+from stalwart_py.files import create_private_file, private_dir
 from stalwart_py.store.base import Store
 from stalwart_py.store.engine import Engine
 from stalwart_py.store.sqlite_accounts import AccountsMixin
@@ -43,7 +44,9 @@ class SqliteStore(AccountsMixin, MailMixin, QueueMixin, SieveMixin, Store):
 
         def copy() -> None:
             # SQLite's online backup: a consistent snapshot while writers go on.
-            directory.mkdir(parents=True, exist_ok=True)
+            # A backup holds the same mail and secrets as the data directory.
+            private_dir(directory)
+            create_private_file(target)
             source = sqlite3.connect(self.path)
             destination = sqlite3.connect(target)
             try:

@@ -14,6 +14,12 @@ from stalwart_py.passwords import verify_password
 from stalwart_py.store.sqlite import SqliteStore
 from tests.support.servers import ServerProcess, write_config
 
+# What a server started on the data directory needs besides: a listener.
+SERVED = (
+    '[server]\nhostname = "mx.example.test"\n\n'
+    '[server.listener.smtp]\nbind = "127.0.0.1:0"\nprotocol = "smtp"\n'
+)
+
 
 @pytest.fixture
 def config(tmp_path, monkeypatch):
@@ -101,7 +107,7 @@ def test_domains_accounts_and_aliases(capsys, config, monkeypatch):
 
 
 def test_the_first_start_creates_and_shows_an_administrator(tmp_path):
-    path = write_config(tmp_path, '[server]\nhostname = "mx.example.test"\n')
+    path = write_config(tmp_path, SERVED)
     with ServerProcess(path) as running:
         shown = re.search(
             r"Created the administrator account (\S+) with the password\n\n    (\S+)\n",
@@ -125,7 +131,7 @@ async def stored_secret(data_dir, address: str) -> str:
 
 
 def test_backup_while_a_server_runs(tmp_path, capsys):
-    path = write_config(tmp_path, '[server]\nhostname = "mx.example.test"\n')
+    path = write_config(tmp_path, SERVED)
     with ServerProcess(path):  # holds the data directory, writes nothing meanwhile
         assert cli.main(["domain", "add", "example.test", "--config", str(path)]) == 0
         code = cli.main(["backup", str(tmp_path / "copy"), "--config", str(path)])

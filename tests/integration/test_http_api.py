@@ -183,6 +183,7 @@ def test_reload_with_a_valid_and_an_invalid_file(server, admin, tmp_path):
         "removed": [],
         "rebound": [],
         "updated": [],
+        "re-enabled": [],
     }
     ids = {item["id"] for item in admin.get("/api/listeners").json["listeners"]}
     assert ids == {"http", "probe", "extra"}

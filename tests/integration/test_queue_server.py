@@ -7,6 +7,7 @@ import signal
 import anyio
 import pytest
 
+from protocols.smtp import Smtp
 from stalwart_py import cli
 from stalwart_py.store import OutboundMessage, QueuedRecipient
 from stalwart_py.store.sqlite import SqliteStore
@@ -15,6 +16,7 @@ from tests.support.queue_world import MESSAGE
 from tests.support.servers import InProcessServer, ServerProcess, write_config
 
 MX_ADDRESS = "127.0.0.13"
+SMTP = {"smtp": Smtp}
 
 
 @pytest.fixture
@@ -45,6 +47,10 @@ data-timeout = "20s"
 
 [queue.dns]
 nameservers = ["127.0.0.1:{zone.port}"]
+
+[server.listener.smtp]  # a server serves something (what the queue does needs no listener)
+bind = "127.0.0.1:0"
+protocol = "smtp"
 """
 
 
@@ -73,7 +79,7 @@ def test_messages_survive_a_restart_and_queue_retry(tmp_path, outside, capsys):
     portal, zone, peer = outside
     portal.call(peer.stop)  # the MX is down for the first run
     path = write_config(tmp_path, config_text(zone, peer))
-    with InProcessServer(path, {}) as server:
+    with InProcessServer(path, SMTP) as server:
         queue_id = enqueue_offline_in(server, "bob@remote.test")
         server.run(server.context.queue.flush)
         entry = server.run(server.context.store.queue_entry, queue_id)
@@ -86,7 +92,7 @@ def test_messages_survive_a_restart_and_queue_retry(tmp_path, outside, capsys):
     assert "last error: 4.4.1 cannot connect to mx.remote.test" in out
     portal.call(peer.start, MX_ADDRESS, peer.port)
     assert run_cli(capsys, path, "queue", "retry")[1] == "1 recipient(s) due now\n"
-    with InProcessServer(path, {}) as server:
+    with InProcessServer(path, SMTP) as server:
         [message] = peer.wait_for(1)
         assert message.rcpt_tos == ["bob@remote.test"]
         server.run(server.context.queue.flush)
@@ -154,7 +160,7 @@ def test_dkim_generate_prints_the_record_and_signs(tmp_path, outside, capsys):
     code, out = run_cli(capsys, path, "dkim", "list")
     assert out.startswith(f"example.test\ts1\ted25519-sha256\t{key_path}\n")
     enqueue_offline(tmp_path / "var", "bob@remote.test")
-    with InProcessServer(path, {}):
+    with InProcessServer(path, SMTP):
         [message] = peer.wait_for(1)
     assert message.data.startswith(b"DKIM-Signature: v=1; a=ed25519-sha256; c=relaxed/relaxed;")
 
@@ -162,7 +168,7 @@ def test_dkim_generate_prints_the_record_and_signs(tmp_path, outside, capsys):
 def test_reload_applies_new_queue_settings(tmp_path, outside):
     _portal, zone, peer = outside
     path = write_config(tmp_path, config_text(zone, peer))
-    with InProcessServer(path, {}) as server:
+    with InProcessServer(path, SMTP) as server:
         assert server.context.queue.settings.retry == (3600.0,)
         path.write_text(path.read_text().replace('retry = ["1h"]', 'retry = ["2m", "1h"]'))
         server.reload()

@@ -121,9 +121,10 @@ def test_an_invalid_file_changes_nothing(start_server, tmp_path):
 
 
 def test_disable_in_the_file_stops_the_listener(start_server, tmp_path):
-    server = start_server(listener("probe", '"127.0.0.1:0"'))
+    other = listener("other", '"127.0.0.1:0"')  # a file must leave one listener enabled
+    server = start_server(listener("probe", '"127.0.0.1:0"') + other)
     address = server.address("probe")
-    write_config(tmp_path, listener("probe", '"127.0.0.1:0"', enable="false"))
+    write_config(tmp_path, listener("probe", '"127.0.0.1:0"', enable="false") + other)
     assert server.reload().removed == ["probe"]
     assert refused(address)
 

@@ -2,8 +2,13 @@
 
 Disabling a listener is Momentum's ``config set esmtp_listener listen :25 enable false`` at run
 time: its sockets stay bound, new connections hear the protocol's refusal (SMTP 421, IMAP
-BYE, HTTP 503), sessions already open go on. It lasts until enabled again or the server stops;
-the configuration file is not changed (a reload keeps the state of a listener that stays).
+BYE, HTTP 503), sessions already open go on. It lasts until enabled again, the next reload
+(the file says which listeners run; the report lists those ``re-enabled``) or the server stops;
+the configuration file is not changed.
+
+Disabling the listener a request came through would cut off the API that could enable it
+again: that answers 409 unless the request says ``?force=true`` (the way back is then a
+reload, ``stalwart-py listener enable ID`` on the server's machine, or a restart).
 """
 
 from __future__ import annotations
@@ -59,6 +64,13 @@ async def get_listener(request: Request) -> Response:
 
 async def _suspend(request: Request, suspended: bool) -> Response:
     lid = _listener(request)["id"]
+    if suspended and lid == request.session.listener and not _force(request):
+        raise HttpError(
+            409,
+            f"this request came through listener {lid}: disabling it would leave this API "
+            "unreachable through it; use ?force=true to do so anyway (then a reload, "
+            f"`stalwart-py listener enable {lid}` or a restart brings it back)",
+        )
     _registry(request).set_suspended(lid, suspended)
     who = request.account.address if request.account else "?"
     state = "disabled" if suspended else "enabled"
@@ -66,12 +78,30 @@ async def _suspend(request: Request, suspended: bool) -> Response:
     return json_response(200, _listener(request))
 
 
+def _force(request: Request) -> bool:
+    value = request.query_value("force")
+    if value not in (None, "true", "false"):
+        raise HttpError(400, "force: expected true or false")
+    return value == "true"
+
+
 @routes.post(
     "/api/listeners/{id}/disable",
     tag="listeners",
     params=(LISTENER,),
-    summary="Suspend a listener: new connections are refused, open sessions go on",
-    responses={200: ("the listener, now disabled", ref("Listener"))},
+    query=(
+        Param(
+            "force",
+            "true: disable it even when this request came through it",
+            {"type": "boolean", "default": False},
+        ),
+    ),
+    summary="Suspend a listener until enabled again or the next reload: new connections are "
+    "refused, open sessions go on",
+    responses={
+        200: ("the listener, now disabled", ref("Listener")),
+        409: ("the request came through this listener, without force=true", ref("Error")),
+    },
 )
 async def disable_listener(request: Request) -> Response:
     return await _suspend(request, True)
