@@ -225,7 +225,28 @@ class Directory:
         accounts: dict[int, Account] = {}
         forwards: dict[str, None] = {}
         await self._expand(address, accounts, forwards, set(), 0)
+        # RFC 5321 4.5.1: every domain must accept mail for its postmaster.
+        if (
+            not (accounts or forwards)
+            and split_address(address)[0] == "postmaster"
+            and (admin := await self.postmaster()) is not None
+        ):
+            accounts[admin.id] = admin
         return Resolution(True, tuple(accounts.values()), tuple(forwards))
+
+    async def resolve_postmaster(self, hostname: str) -> Resolution:
+        """The bare ``<Postmaster>`` of RFC 5321 4.5.1, which names no domain: the host's
+        own postmaster when its name is one of our domains, else the first administrator."""
+        if await self.is_local_domain(hostname):
+            return await self.resolve(f"postmaster@{hostname}")
+        admin = await self.postmaster()
+        return Resolution(True, (admin,) if admin is not None else ())
+
+    async def postmaster(self) -> Account | None:
+        """Who reads postmaster mail that no account or alias claims: the first
+        administrator (the one made at the first start, unless it was deleted)."""
+        admins = [account for account in await self.store.list_accounts() if account.is_admin]
+        return min(admins, key=lambda account: account.id, default=None)
 
     async def _expand(
         self,

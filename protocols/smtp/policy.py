@@ -84,15 +84,22 @@ async def check_recipient(
     rcpt: RcptTo,
     *,
     may_relay: bool,
+    bare_postmaster: bool = False,
 ) -> tuple[Reply | None, str | None, Resolution | None]:
     """(None, report kind or None, the directory's answer) when the recipient is accepted,
-    else (refusal, None, None)."""
+    else (refusal, None, None). ``bare_postmaster``: the client wrote ``<Postmaster>``, now
+    ``rcpt`` names postmaster at our host name; accepted from anyone (RFC 5321 4.5.1)."""
     if len(transaction.recipients) >= settings.max_recipients_per_message:
         return replies.TOO_MANY_RECIPIENTS, None, None
     mailbox = rcpt.recipient
     if mailbox.utf8 and not transaction.params.smtputf8:
         return replies.NON_ASCII_NEEDS_SMTPUTF8, None, None
     domain, address = mailbox.domain, mailbox.address
+    if bare_postmaster:
+        resolution = await directory.resolve_postmaster(domain)
+        if resolution.exists:
+            return None, None, resolution
+        return replies.NO_SUCH_USER, None, None
     if isinstance(settings, SmtpSettings) and settings.domains:
         options = resolve_domain(settings.domains, domain)
         if options.report_kind is not None:

@@ -227,7 +227,8 @@ class Session:
         self.reply(replies.SENDER_OK)
 
     async def _rcpt(self, rcpt: RcptTo) -> None:
-        if not rcpt.recipient.domain:  # <Postmaster>: ours (RFC 5321 4.5.1)
+        bare_postmaster = not rcpt.recipient.domain  # <Postmaster>: ours (RFC 5321 4.5.1)
+        if bare_postmaster:
             rcpt = RcptTo(Mailbox("postmaster", self.hostname), rcpt.params)
         transaction = self.machine.transaction
         assert transaction is not None
@@ -238,6 +239,7 @@ class Session:
                 transaction,
                 rcpt,
                 may_relay=self._may_relay or self.account is not None,
+                bare_postmaster=bare_postmaster,
             )
         except Exception:
             self.conn.log.exception("checking the recipient failed")

@@ -316,3 +316,23 @@ def test_a_directory_failure_is_a_temporary_failure(server):
             b"4.3.0 Temporary local failure, try again later",
         )
         assert client.noop()[0] == 250  # and the session goes on
+
+
+def test_postmaster_is_always_accepted(server):
+    """RFC 5321 4.5.1: <Postmaster> (no domain) and postmaster@ every local domain must be
+    accepted, from anyone; they were refused (relay denied, no such user). Without an alias
+    they reach the first administrator; an alias says otherwise."""
+    admin = server.run(server.context.directory.postmaster)
+    assert admin is not None and admin.is_admin
+    with connect(server) as client:  # 127.0.0.1 is not a relay host in this configuration
+        client.ehlo("c.test")
+        client.mail("someone@remote.test")
+        assert rcpt(client, "<Postmaster>")[0] == 250
+        assert rcpt(client, "POSTMASTER@example.test")[0] == 250
+        assert client.data(b"Subject: to the postmaster\r\n\r\nhello\r\n")[0] == 250
+    assert len(mailbox_messages(server, admin.address)) == 1  # both name the same account
+    server.run(server.context.directory.add_alias, "postmaster@example.test", ["bob@example.test"])
+    with connect(server) as client:
+        client.sendmail("someone@remote.test", ["postmaster@example.test"], b"Subject: x\r\n\r\n.")
+    assert len(mailbox_messages(server, "bob@example.test")) == 1
+    assert len(mailbox_messages(server, admin.address)) == 1
