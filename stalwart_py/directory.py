@@ -13,6 +13,11 @@ LOGIN, SCRAM-SHA-256) over a protocol's own framing, ``login`` checks a user nam
 (IMAP LOGIN, HTTP Basic). Failed attempts are counted per client address and per account in a
 sliding window; past the limit further attempts are refused without checking the password, and
 every failure is answered only after ``failure-delay``, which makes guessing slow.
+
+Every refused login, in every protocol, is logged at INFO on the session's logger as one line
+``login failed from <address>: mechanism=<M> reason=<R> user=<name>`` (``_refused``), the
+line the README's fail2ban filter matches; ``reason`` is ``invalid-credentials``,
+``throttled`` or ``authzid-refused``.
 """
 
 from __future__ import annotations
@@ -29,11 +34,14 @@ import anyio
 from stalwart_py import passwords, sasl
 from stalwart_py.config import DirectorySettings, ThrottleSettings
 from stalwart_py.config.types import IPAddress
+from stalwart_py.logs import client_address
 from stalwart_py.store import Account, Alias, Domain, NotFound, Store, StoreError
 
-log = logging.getLogger("stalwart_py.directory")
+_log = logging.getLogger("stalwart_py.directory")
+Logger = logging.Logger | logging.LoggerAdapter[logging.Logger]
 
 MAX_ALIAS_DEPTH = 10
+MAX_LOGGED_USER = 200  # characters of a refused user name that go into the log
 MAX_TRACKED = 100_000  # client addresses and accounts remembered by the throttle
 
 
@@ -299,40 +307,62 @@ class Directory:
         initial_response: bytes | None,
         exchange: Callable[[bytes], Awaitable[bytes]],
         peer: IPAddress | None,
+        *,
+        log: Logger | None = None,
     ) -> Account:
         """Run a SASL exchange; raises sasl.AuthFailed (AuthThrottled), SaslError,
-        AuthAborted or ValueError (unknown mechanism)."""
-        if mechanism.upper() not in self.mechanisms():
+        AuthAborted or ValueError (unknown mechanism). A refusal is logged (see
+        ``_refused``) on ``log``, the session's logger, so that the line names the session."""
+        mechanism = mechanism.upper()
+        if mechanism not in self.mechanisms():
             raise ValueError(f"unsupported mechanism {mechanism}")
         if self.throttle.blocked(peer, None):
+            _refused(log, peer, mechanism, "throttled", None)
             raise AuthThrottled("too many failed logins from your address; try again later")
         store = _Credentials(self, peer)
         try:
-            result = await sasl.authenticate(mechanism.upper(), initial_response, exchange, store)
+            result = await sasl.authenticate(mechanism, initial_response, exchange, store)
             if result.authzid is not None:
                 # Acting as another identity (RFC 4616 authzid) is not something any account
                 # may do here; the exchange fails rather than logging in as oneself.
                 raise sasl.AuthFailed(
                     f"not authorized to act as {result.authzid}", mechanism=result.mechanism
                 )
-        except sasl.AuthFailed:
+        except sasl.AuthFailed as error:
+            if isinstance(error, AuthThrottled):
+                reason = "throttled"
+            elif error.authcid is None:
+                reason = "authzid-refused"
+            else:
+                reason = "invalid-credentials"
+            _refused(log, peer, mechanism, reason, error.authcid or store.tried)
             await self._failed(peer, store.tried)
             raise
         return await self._succeeded(result.address)
 
-    async def login(self, username: str, password: str, peer: IPAddress | None) -> Account:
-        """Check a user name and password (IMAP LOGIN, HTTP Basic); raises sasl.AuthFailed."""
+    async def login(
+        self,
+        username: str,
+        password: str,
+        peer: IPAddress | None,
+        *,
+        mechanism: str = "LOGIN",
+        log: Logger | None = None,
+    ) -> Account:
+        """Check a user name and password (IMAP LOGIN, HTTP Basic as ``mechanism="BASIC"``);
+        raises sasl.AuthFailed (AuthThrottled). A refusal is logged as by ``authenticate``."""
         address = normalize(username)
         if self.throttle.blocked(peer, address):
+            _refused(log, peer, mechanism, "throttled", username)
             raise AuthThrottled("too many failed logins; try again later")
         if await _Credentials(self, peer).verify_password(address, password) is None:
+            _refused(log, peer, mechanism, "invalid-credentials", username)
             await self._failed(peer, address)
             raise sasl.AuthFailed("invalid credentials")
         return await self._succeeded(address)
 
     async def _failed(self, peer: IPAddress | None, account: str | None) -> None:
         self.throttle.failed(peer, account)
-        log.info("failed login for %s from %s", account or "?", peer or "local")
         await anyio.sleep(self.settings.throttle.failure_delay)
 
     async def _succeeded(self, address: str) -> Account:
@@ -341,6 +371,24 @@ class Directory:
         if account is None:  # deleted during the exchange
             raise sasl.AuthFailed("invalid credentials")
         return account
+
+
+def _refused(
+    log: Logger | None, peer: IPAddress | None, mechanism: str, reason: str, user: str | None
+) -> None:
+    """The line every refused login writes, in every protocol, for people and for fail2ban:
+    ``login failed from <address>: mechanism=<M> reason=<R> user=<name>``. The address comes
+    first, so that nothing the client chose (the user name, last) can stand before it; the
+    formatter escapes what could break the line."""
+    if user is not None and len(user) > MAX_LOGGED_USER:
+        user = user[:MAX_LOGGED_USER] + "..."
+    (log or _log).info(
+        "login failed from %s: mechanism=%s reason=%s user=<%s>",
+        client_address(peer),
+        mechanism,
+        reason,
+        user or "",
+    )
 
 
 class _Credentials:

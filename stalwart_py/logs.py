@@ -23,6 +23,8 @@ import sys
 import time
 from typing import Any, TextIO
 
+from stalwart_py.config.types import IPAddress
+
 # What must not reach a text log line raw; see the module docstring.
 _UNSAFE = re.compile(
     r"[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\u2028\u2029\ud800-\udfff]"
@@ -89,6 +91,16 @@ class JSONFormatter(logging.Formatter):
         # ensure_ascii (the default) is what keeps a record on one line: it escapes every
         # control, DEL, U+2028/U+2029 and all other non-ASCII characters as \\uNNNN.
         return json.dumps(entry, default=str, ensure_ascii=True)
+
+
+def client_address(ip: IPAddress | None) -> str:
+    """A client's address as refusal lines show it (``login failed from <address>: ...``):
+    an IPv4 client on a dual-stack socket as IPv4 (what a firewall must block), a Unix-socket
+    client as ``local`` (nothing to ban)."""
+    if ip is None:
+        return "local"
+    mapped = getattr(ip, "ipv4_mapped", None)
+    return str(mapped if mapped is not None else ip)
 
 
 def configure_logging(level: str = "info", fmt: str = "text", stream: TextIO | None = None) -> None:

@@ -95,13 +95,13 @@ class Authenticator:
             # password was verified against, and the pair can be remembered with it.
             before = await session.server.store.get_credentials(normalize(user))
             try:
-                account = await directory.login(user, password, session.peer.ip)
-            except AuthThrottled as exc:
-                session.log.info("HTTP login for %s throttled", user)
+                account = await directory.login(
+                    user, password, session.peer.ip, mechanism="BASIC", log=session.log
+                )
+            except AuthThrottled as exc:  # the directory logs refusals
                 _count_failure(request, "throttled")
                 raise HttpError(429, str(exc), headers=[("Retry-After", "60")]) from None
             except AuthFailed:
-                session.log.info("HTTP login failed for %s from %s", user, session.peer)
                 _count_failure(request, "invalid")
                 raise self.challenge(request, "invalid credentials") from None
             if before is not None:

@@ -1,4 +1,6 @@
-"""What refused logins write to the log: one line each, that nothing a client sends can forge.
+"""What refused logins and relay denials write to the log: one line each, in one format for
+every protocol, that fail2ban's filter (deploy/fail2ban) matches and nothing a client sends can
+forge.
 
 The field failure: an IMAP LOGIN whose user name was a literal holding CR LF and a made-up log
 line (``a LOGIN {131+}``, a non-synchronizing literal) wrote that line into the log as if the
@@ -16,45 +18,16 @@ from tests.support.clients import LineClient
 from tests.support.http import basic
 from tests.support.logs import CapturedLog, capture_log
 from tests.support.proxied import ProxiedHTTP, proxy_header
-
-PASSWORD = "correct horse battery"
-USER = "alice@example.test"
-
-CONFIG = """
-[server]
-hostname = "mail.example.test"
-proxy.trusted-networks = ["127.0.0.0/8"]
-
-[directory.throttle]
-failure-delay = 0
-
-[server.listener.imap]
-bind = "127.0.0.1:0"
-protocol = "imap"
-imap.auth.allow-plaintext = true
-
-[server.listener.submission]
-bind = "127.0.0.1:0"
-protocol = "smtp"
-smtp.auth.allow-plaintext = true
-
-[server.listener.managesieve]
-bind = "127.0.0.1:0"
-protocol = "managesieve"
-managesieve.auth.require-tls = false
-
-[server.listener.http]
-bind = "127.0.0.1:0"
-protocol = "http"
-http.allow-plaintext-from = ["0.0.0.0/0", "::/0"]
-"""
-
-# What an attacker would have the log say: a well-formed line blaming someone else.
-FORGED = (
-    "2030-01-01T00:00:00.000Z INFO  stalwart_py.imap [0badf00d] "
-    "login failed from 203.0.113.66: mechanism=LOGIN reason=invalid-credentials user=<admin>"
+from tests.support.refusals import (
+    CONFIG,
+    FORGED,
+    INJECTED_USER,
+    PASSWORD,
+    USER,
+    banned,
+    imap_login_literal,
+    refuse_everywhere,
 )
-INJECTED_USER = f"nobody\r\n{FORGED}\r\n"
 
 
 @pytest.fixture
@@ -69,19 +42,6 @@ def assert_one_line_per_record(log: CapturedLog) -> None:
     assert len(log.text_lines()) == len(log.records), log.text
     assert len(log.json_lines()) == len(log.records)
     assert not any(line.startswith(FORGED[:30]) for line in log.text_lines()), log.text
-
-
-def imap_login_literal(server, client: str, user: bytes, password: bytes) -> bytes:
-    """``a1 LOGIN {n+}`` with the user name as a non-synchronizing literal (LITERAL+); the
-    tagged answer."""
-    host, port = server.address("imap")
-    with LineClient((host, port), prelude=proxy_header(client, port)) as imap:
-        assert imap.readline().startswith(b"* OK")
-        imap.send(b"a1 LOGIN {%d+}\r\n%s %s\r\n" % (len(user), user, password))
-        answer = imap.readline()
-        while answer.startswith(b"*"):
-            answer = imap.readline()
-        return answer
 
 
 def test_a_crlf_in_an_imap_login_literal_forges_no_log_line(server):
@@ -115,3 +75,38 @@ def test_a_crlf_in_a_sasl_user_name_forges_no_log_line(server):
         imap.send(b"a1 AUTHENTICATE PLAIN " + plain + b"\r\n")
         assert imap.readline().startswith(b"a1 NO [AUTHENTICATIONFAILED]")
     assert_one_line_per_record(log)
+
+
+def test_every_refusal_writes_one_line_that_the_fail2ban_filter_matches(server):
+    with capture_log() as log:
+        done = refuse_everywhere(server, USER)
+    expected = list(done.values())
+    assert banned(log.text_lines()) == expected, log.text
+    assert banned(log.json_lines()) == expected
+    by_logger = {
+        (r.name, r.getMessage().split(": ", 1)[0]) for r in log.records if r.levelname == "INFO"
+    }
+    assert by_logger >= {
+        ("stalwart_py.imap", "login failed from 10.0.0.11"),
+        ("stalwart_py.imap", "login failed from 2001:db8::12"),
+        ("stalwart_py.smtp", "login failed from 10.0.0.13"),
+        ("stalwart_py.managesieve", "login failed from 10.0.0.14"),
+        ("stalwart_py.http", "login failed from 10.0.0.15"),
+        ("stalwart_py.smtp", "relay denied from 10.0.0.16"),
+    }
+    text = log.text
+    assert "mechanism=LOGIN reason=invalid-credentials user=<alice@example.test>" in text
+    assert "mechanism=PLAIN reason=invalid-credentials user=<alice@example.test>" in text
+    assert "mechanism=BASIC reason=invalid-credentials user=<alice@example.test>" in text
+    assert "sender=<someone@remote.test> recipient=<far@elsewhere.test>" in text
+
+
+def test_a_forged_line_in_a_user_name_matches_nothing(server):
+    """The forged line names 203.0.113.66: fail2ban must only ever see the real clients."""
+    with capture_log() as log:
+        done = refuse_everywhere(server, INJECTED_USER)
+    assert_one_line_per_record(log)
+    expected = list(done.values())
+    assert banned(log.text_lines()) == expected, log.text
+    assert banned(log.json_lines()) == expected
+    assert "user=<nobody\\r\\n2030-01-01T00:00:00.000Z INFO  stalwart_py.imap" in log.text
