@@ -10,9 +10,11 @@ Resolution of a recipient ``local+tag@domain`` (RFC 5233 subaddressing):
 
 Authentication is shared by every protocol: ``authenticate`` runs a SASL exchange (PLAIN,
 LOGIN, SCRAM-SHA-256) over a protocol's own framing, ``login`` checks a user name and password
-(IMAP LOGIN, HTTP Basic). Failed attempts are counted per client address and per account in a
-sliding window; past the limit further attempts are refused without checking the password, and
-every failure is answered only after ``failure-delay``, which makes guessing slow.
+(IMAP LOGIN, HTTP Basic). Failed attempts are counted per client address and per (client
+address, account) by the ``LoginThrottle`` (``stalwart_py.throttle``): past a limit, that
+address or pair is blocked for a time that doubles with each further failure, and attempts
+while blocked are refused (``AuthThrottled``) without checking the password or counting. Every
+checked failure is answered only after ``failure-delay``.
 
 Every refused login, in every protocol, is logged at INFO on the session's logger as one line
 ``login failed from <address>: mechanism=<M> reason=<R> user=<name>`` (``_refused``), the
@@ -24,18 +26,19 @@ from __future__ import annotations
 
 import logging
 import secrets
-import time
-from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 import anyio
 
 from stalwart_py import passwords, sasl
-from stalwart_py.config import DirectorySettings, ThrottleSettings
+from stalwart_py.config import DirectorySettings
 from stalwart_py.config.types import IPAddress
 from stalwart_py.logs import client_address
 from stalwart_py.store import Account, Alias, Domain, NotFound, Store, StoreError
+from stalwart_py.throttle import AuthThrottled, LoginThrottle
+
+__all__ = ["AuthThrottled", "Directory", "LoginThrottle", "Resolution", "normalize"]
 
 _log = logging.getLogger("stalwart_py.directory")
 Logger = logging.Logger | logging.LoggerAdapter[logging.Logger]
@@ -58,10 +61,6 @@ class Resolution:
         return bool(self.accounts or self.forwards)
 
 
-class AuthThrottled(sasl.AuthFailed):
-    """Too many failures from this client or for this account: not even checked."""
-
-
 def normalize(address: str) -> str:
     return address.strip().lower()
 
@@ -69,51 +68,6 @@ def normalize(address: str) -> str:
 def split_address(address: str) -> tuple[str, str]:
     local, sep, domain = address.rpartition("@")
     return (local, domain) if sep else (address, "")
-
-
-class LoginThrottle:
-    """Sliding-window failure counts per client address and per account, bounded in size."""
-
-    def __init__(self, settings: ThrottleSettings) -> None:
-        self.settings = settings
-        self._failures: OrderedDict[str, deque[float]] = OrderedDict()
-
-    def _recent(self, key: str, now: float) -> deque[float]:
-        entries = self._failures.get(key)
-        if entries is None:
-            return deque()
-        while entries and entries[0] <= now - self.settings.window:
-            entries.popleft()
-        if not entries:
-            del self._failures[key]
-        return entries
-
-    def blocked(self, ip: IPAddress | None, account: str | None) -> bool:
-        now = time.monotonic()
-        if ip is not None and len(self._recent(f"ip:{ip}", now)) >= (
-            self.settings.max_failures_per_address
-        ):
-            return True
-        return account is not None and len(self._recent(f"account:{account}", now)) >= (
-            self.settings.max_failures_per_account
-        )
-
-    def failed(self, ip: IPAddress | None, account: str | None) -> None:
-        now = time.monotonic()
-        for key in (
-            f"ip:{ip}" if ip is not None else None,
-            f"account:{account}" if account else None,
-        ):
-            if key is None:
-                continue
-            entries = self._failures.setdefault(key, deque())
-            entries.append(now)
-            self._failures.move_to_end(key)
-        while len(self._failures) > MAX_TRACKED:
-            self._failures.popitem(last=False)
-
-    def succeeded(self, account: str) -> None:
-        self._failures.pop(f"account:{account}", None)
 
 
 class Directory:
@@ -316,9 +270,11 @@ class Directory:
         mechanism = mechanism.upper()
         if mechanism not in self.mechanisms():
             raise ValueError(f"unsupported mechanism {mechanism}")
-        if self.throttle.blocked(peer, None):
+        try:
+            self.throttle.check(peer)  # the address alone: the account is not known yet
+        except AuthThrottled:
             _refused(log, peer, mechanism, "throttled", None)
-            raise AuthThrottled("too many failed logins from your address; try again later")
+            raise
         store = _Credentials(self, peer)
         try:
             result = await sasl.authenticate(mechanism, initial_response, exchange, store)
@@ -328,17 +284,15 @@ class Directory:
                 raise sasl.AuthFailed(
                     f"not authorized to act as {result.authzid}", mechanism=result.mechanism
                 )
+        except AuthThrottled:  # refused unchecked (_Credentials): not a failure to count
+            _refused(log, peer, mechanism, "throttled", store.tried)
+            raise
         except sasl.AuthFailed as error:
-            if isinstance(error, AuthThrottled):
-                reason = "throttled"
-            elif error.authcid is None:
-                reason = "authzid-refused"
-            else:
-                reason = "invalid-credentials"
+            reason = "invalid-credentials" if error.authcid is not None else "authzid-refused"
             _refused(log, peer, mechanism, reason, error.authcid or store.tried)
             await self._failed(peer, store.tried)
             raise
-        return await self._succeeded(result.address)
+        return await self._succeeded(peer, result.address)
 
     async def login(
         self,
@@ -352,21 +306,23 @@ class Directory:
         """Check a user name and password (IMAP LOGIN, HTTP Basic as ``mechanism="BASIC"``);
         raises sasl.AuthFailed (AuthThrottled). A refusal is logged as by ``authenticate``."""
         address = normalize(username)
-        if self.throttle.blocked(peer, address):
+        try:
+            verified = await _Credentials(self, peer).verify_password(address, password)
+        except AuthThrottled:
             _refused(log, peer, mechanism, "throttled", username)
-            raise AuthThrottled("too many failed logins; try again later")
-        if await _Credentials(self, peer).verify_password(address, password) is None:
+            raise
+        if verified is None:
             _refused(log, peer, mechanism, "invalid-credentials", username)
             await self._failed(peer, address)
             raise sasl.AuthFailed("invalid credentials")
-        return await self._succeeded(address)
+        return await self._succeeded(peer, address)
 
     async def _failed(self, peer: IPAddress | None, account: str | None) -> None:
         self.throttle.failed(peer, account)
         await anyio.sleep(self.settings.throttle.failure_delay)
 
-    async def _succeeded(self, address: str) -> Account:
-        self.throttle.succeeded(address)
+    async def _succeeded(self, peer: IPAddress | None, address: str) -> Account:
+        self.throttle.succeeded(peer, address)
         account = await self.store.get_account(address)
         if account is None:  # deleted during the exchange
             raise sasl.AuthFailed("invalid credentials")
@@ -392,7 +348,8 @@ def _refused(
 
 
 class _Credentials:
-    """The directory as the SASL layer's credential store, with throttling per account."""
+    """The directory as the SASL layer's credential store; where the account becomes known,
+    the throttle is asked about the (address, account) pair before the password is checked."""
 
     def __init__(self, directory: Directory, peer: IPAddress | None) -> None:
         self.directory = directory
@@ -401,8 +358,7 @@ class _Credentials:
 
     async def verify_password(self, authcid: str, password: str) -> str | None:
         address = self.tried = normalize(authcid)
-        if self.directory.throttle.blocked(self.peer, address):
-            raise AuthThrottled("too many failed logins; try again later")
+        self.directory.throttle.check(self.peer, address)
         credentials = await self.directory.store.get_credentials(address)
         if credentials is None:
             await anyio.to_thread.run_sync(passwords.dummy_verify)
@@ -414,8 +370,7 @@ class _Credentials:
         self, authcid: str
     ) -> tuple[str, passwords.ScramCredentials] | None:
         address = self.tried = normalize(authcid)
-        if self.directory.throttle.blocked(self.peer, address):
-            raise AuthThrottled("too many failed logins; try again later")
+        self.directory.throttle.check(self.peer, address)
         credentials = await self.directory.store.get_credentials(address)
         if credentials is None or credentials.scram is None:
             return None
