@@ -76,6 +76,8 @@ class JSONFormatter(logging.Formatter):
     """One JSON object per line: ts, level, logger, session, msg, any extra fields, exc."""
 
     def format(self, record: logging.LogRecord) -> str:
+        # The order of the first four keys is part of the format: the fail2ban filter in
+        # deploy/fail2ban reads them in this order, before anything a client chose.
         entry: dict[str, Any] = {
             "ts": _timestamp(record),
             "level": record.levelname.lower(),
