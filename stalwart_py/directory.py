@@ -10,30 +10,41 @@ Resolution of a recipient ``local+tag@domain`` (RFC 5233 subaddressing):
 
 Authentication is shared by every protocol: ``authenticate`` runs a SASL exchange (PLAIN,
 LOGIN, SCRAM-SHA-256) over a protocol's own framing, ``login`` checks a user name and password
-(IMAP LOGIN, HTTP Basic). Failed attempts are counted per client address and per account in a
-sliding window; past the limit further attempts are refused without checking the password, and
-every failure is answered only after ``failure-delay``, which makes guessing slow.
+(IMAP LOGIN, HTTP Basic). Failed attempts are counted per client address and per (client
+address, account) by the ``LoginThrottle`` (``stalwart_py.throttle``): past a limit, that
+address or pair is blocked for a time that doubles with each further failure, and attempts
+while blocked are refused (``AuthThrottled``) without checking the password or counting. Every
+checked failure is answered only after ``failure-delay``.
+
+Every refused login, in every protocol, is logged at INFO on the session's logger as one line
+``login failed from <address>: mechanism=<M> reason=<R> user=<name>`` (``_refused``), the
+line the README's fail2ban filter matches; ``reason`` is ``invalid-credentials``,
+``throttled`` or ``authzid-refused``.
 """
 
 from __future__ import annotations
 
 import logging
 import secrets
-import time
-from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 import anyio
 
 from stalwart_py import passwords, sasl
-from stalwart_py.config import DirectorySettings, ThrottleSettings
+from stalwart_py.config import DirectorySettings
 from stalwart_py.config.types import IPAddress
+from stalwart_py.logs import client_address
 from stalwart_py.store import Account, Alias, Domain, NotFound, Store, StoreError
+from stalwart_py.throttle import AuthThrottled, LoginThrottle
 
-log = logging.getLogger("stalwart_py.directory")
+__all__ = ["AuthThrottled", "Directory", "LoginThrottle", "Resolution", "normalize"]
+
+_log = logging.getLogger("stalwart_py.directory")
+Logger = logging.Logger | logging.LoggerAdapter[logging.Logger]
 
 MAX_ALIAS_DEPTH = 10
+MAX_LOGGED_USER = 200  # characters of a refused user name that go into the log
 MAX_TRACKED = 100_000  # client addresses and accounts remembered by the throttle
 
 
@@ -50,10 +61,6 @@ class Resolution:
         return bool(self.accounts or self.forwards)
 
 
-class AuthThrottled(sasl.AuthFailed):
-    """Too many failures from this client or for this account: not even checked."""
-
-
 def normalize(address: str) -> str:
     return address.strip().lower()
 
@@ -61,51 +68,6 @@ def normalize(address: str) -> str:
 def split_address(address: str) -> tuple[str, str]:
     local, sep, domain = address.rpartition("@")
     return (local, domain) if sep else (address, "")
-
-
-class LoginThrottle:
-    """Sliding-window failure counts per client address and per account, bounded in size."""
-
-    def __init__(self, settings: ThrottleSettings) -> None:
-        self.settings = settings
-        self._failures: OrderedDict[str, deque[float]] = OrderedDict()
-
-    def _recent(self, key: str, now: float) -> deque[float]:
-        entries = self._failures.get(key)
-        if entries is None:
-            return deque()
-        while entries and entries[0] <= now - self.settings.window:
-            entries.popleft()
-        if not entries:
-            del self._failures[key]
-        return entries
-
-    def blocked(self, ip: IPAddress | None, account: str | None) -> bool:
-        now = time.monotonic()
-        if ip is not None and len(self._recent(f"ip:{ip}", now)) >= (
-            self.settings.max_failures_per_address
-        ):
-            return True
-        return account is not None and len(self._recent(f"account:{account}", now)) >= (
-            self.settings.max_failures_per_account
-        )
-
-    def failed(self, ip: IPAddress | None, account: str | None) -> None:
-        now = time.monotonic()
-        for key in (
-            f"ip:{ip}" if ip is not None else None,
-            f"account:{account}" if account else None,
-        ):
-            if key is None:
-                continue
-            entries = self._failures.setdefault(key, deque())
-            entries.append(now)
-            self._failures.move_to_end(key)
-        while len(self._failures) > MAX_TRACKED:
-            self._failures.popitem(last=False)
-
-    def succeeded(self, account: str) -> None:
-        self._failures.pop(f"account:{account}", None)
 
 
 class Directory:
@@ -320,52 +282,95 @@ class Directory:
         initial_response: bytes | None,
         exchange: Callable[[bytes], Awaitable[bytes]],
         peer: IPAddress | None,
+        *,
+        log: Logger | None = None,
     ) -> Account:
         """Run a SASL exchange; raises sasl.AuthFailed (AuthThrottled), SaslError,
-        AuthAborted or ValueError (unknown mechanism)."""
-        if mechanism.upper() not in self.mechanisms():
+        AuthAborted or ValueError (unknown mechanism). A refusal is logged (see
+        ``_refused``) on ``log``, the session's logger, so that the line names the session."""
+        mechanism = mechanism.upper()
+        if mechanism not in self.mechanisms():
             raise ValueError(f"unsupported mechanism {mechanism}")
-        if self.throttle.blocked(peer, None):
-            raise AuthThrottled("too many failed logins from your address; try again later")
+        try:
+            self.throttle.check(peer)  # the address alone: the account is not known yet
+        except AuthThrottled:
+            _refused(log, peer, mechanism, "throttled", None)
+            raise
         store = _Credentials(self, peer)
         try:
-            result = await sasl.authenticate(mechanism.upper(), initial_response, exchange, store)
+            result = await sasl.authenticate(mechanism, initial_response, exchange, store)
             if result.authzid is not None:
                 # Acting as another identity (RFC 4616 authzid) is not something any account
                 # may do here; the exchange fails rather than logging in as oneself.
                 raise sasl.AuthFailed(
                     f"not authorized to act as {result.authzid}", mechanism=result.mechanism
                 )
-        except sasl.AuthFailed:
+        except AuthThrottled:  # refused unchecked (_Credentials): not a failure to count
+            _refused(log, peer, mechanism, "throttled", store.tried)
+            raise
+        except sasl.AuthFailed as error:
+            reason = "invalid-credentials" if error.authcid is not None else "authzid-refused"
+            _refused(log, peer, mechanism, reason, error.authcid or store.tried)
             await self._failed(peer, store.tried)
             raise
-        return await self._succeeded(result.address)
+        return await self._succeeded(peer, result.address)
 
-    async def login(self, username: str, password: str, peer: IPAddress | None) -> Account:
-        """Check a user name and password (IMAP LOGIN, HTTP Basic); raises sasl.AuthFailed."""
+    async def login(
+        self,
+        username: str,
+        password: str,
+        peer: IPAddress | None,
+        *,
+        mechanism: str = "LOGIN",
+        log: Logger | None = None,
+    ) -> Account:
+        """Check a user name and password (IMAP LOGIN, HTTP Basic as ``mechanism="BASIC"``);
+        raises sasl.AuthFailed (AuthThrottled). A refusal is logged as by ``authenticate``."""
         address = normalize(username)
-        if self.throttle.blocked(peer, address):
-            raise AuthThrottled("too many failed logins; try again later")
-        if await _Credentials(self, peer).verify_password(address, password) is None:
+        try:
+            verified = await _Credentials(self, peer).verify_password(address, password)
+        except AuthThrottled:
+            _refused(log, peer, mechanism, "throttled", username)
+            raise
+        if verified is None:
+            _refused(log, peer, mechanism, "invalid-credentials", username)
             await self._failed(peer, address)
             raise sasl.AuthFailed("invalid credentials")
-        return await self._succeeded(address)
+        return await self._succeeded(peer, address)
 
     async def _failed(self, peer: IPAddress | None, account: str | None) -> None:
         self.throttle.failed(peer, account)
-        log.info("failed login for %s from %s", account or "?", peer or "local")
         await anyio.sleep(self.settings.throttle.failure_delay)
 
-    async def _succeeded(self, address: str) -> Account:
-        self.throttle.succeeded(address)
+    async def _succeeded(self, peer: IPAddress | None, address: str) -> Account:
+        self.throttle.succeeded(peer, address)
         account = await self.store.get_account(address)
         if account is None:  # deleted during the exchange
             raise sasl.AuthFailed("invalid credentials")
         return account
 
 
+def _refused(
+    log: Logger | None, peer: IPAddress | None, mechanism: str, reason: str, user: str | None
+) -> None:
+    """The line every refused login writes, in every protocol, for people and for fail2ban:
+    ``login failed from <address>: mechanism=<M> reason=<R> user=<name>``. The address comes
+    first, so that nothing the client chose (the user name, last) can stand before it; the
+    formatter escapes what could break the line."""
+    if user is not None and len(user) > MAX_LOGGED_USER:
+        user = user[:MAX_LOGGED_USER] + "..."
+    (log or _log).info(
+        "login failed from %s: mechanism=%s reason=%s user=<%s>",
+        client_address(peer),
+        mechanism,
+        reason,
+        user or "",
+    )
+
+
 class _Credentials:
-    """The directory as the SASL layer's credential store, with throttling per account."""
+    """The directory as the SASL layer's credential store; where the account becomes known,
+    the throttle is asked about the (address, account) pair before the password is checked."""
 
     def __init__(self, directory: Directory, peer: IPAddress | None) -> None:
         self.directory = directory
@@ -374,8 +379,7 @@ class _Credentials:
 
     async def verify_password(self, authcid: str, password: str) -> str | None:
         address = self.tried = normalize(authcid)
-        if self.directory.throttle.blocked(self.peer, address):
-            raise AuthThrottled("too many failed logins; try again later")
+        self.directory.throttle.check(self.peer, address)
         credentials = await self.directory.store.get_credentials(address)
         if credentials is None:
             await anyio.to_thread.run_sync(passwords.dummy_verify)
@@ -387,8 +391,7 @@ class _Credentials:
         self, authcid: str
     ) -> tuple[str, passwords.ScramCredentials] | None:
         address = self.tried = normalize(authcid)
-        if self.directory.throttle.blocked(self.peer, address):
-            raise AuthThrottled("too many failed logins; try again later")
+        self.directory.throttle.check(self.peer, address)
         credentials = await self.directory.store.get_credentials(address)
         if credentials is None or credentials.scram is None:
             return None

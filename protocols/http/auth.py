@@ -7,8 +7,9 @@ Order of checks for an authenticated route:
    (by a 401) to send a password in clear text.
 2. No or malformed ``Authorization``: 401 with
    ``WWW-Authenticate: Basic realm="...", charset="UTF-8"``.
-3. Wrong credentials: 401 after the directory's failure delay; too many failures from the
-   client or for the account: 429 (the directory's throttle, shared with IMAP and SMTP AUTH).
+3. Wrong credentials: 401 after the directory's failure delay; while the client's address,
+   or the account from that address, is blocked after too many failures: 429 with
+   ``Retry-After`` the seconds left (the directory's throttle, shared with every protocol).
 4. A valid account that is not an administrator: 403.
 
 Basic authentication sends the password with every request, and checking a scrypt hash costs
@@ -24,6 +25,7 @@ import base64
 import binascii
 import hashlib
 import hmac
+import math
 import secrets
 import time
 from collections import OrderedDict
@@ -85,23 +87,24 @@ class Authenticator:
             raise self.challenge(request, "authentication required")
         user, password = credentials
         account = await self._cached(user, password, request)
-        if account is not None and session.server.directory.throttle.blocked(
+        if account is not None and session.server.directory.throttle.wait(
             session.peer.ip, account.address
         ):
-            account = None  # a throttled client is refused even the right password: below
+            account = None  # a blocked client is refused even the right password: below
         if account is None:
             directory = session.server.directory
             # The hash before and after the check: when they are the same, it is the one the
             # password was verified against, and the pair can be remembered with it.
             before = await session.server.store.get_credentials(normalize(user))
             try:
-                account = await directory.login(user, password, session.peer.ip)
-            except AuthThrottled as exc:
-                session.log.info("HTTP login for %s throttled", user)
+                account = await directory.login(
+                    user, password, session.peer.ip, mechanism="BASIC", log=session.log
+                )
+            except AuthThrottled as exc:  # the directory logs refusals
                 _count_failure(request, "throttled")
-                raise HttpError(429, str(exc), headers=[("Retry-After", "60")]) from None
+                retry_after = str(max(1, math.ceil(exc.retry_after)))  # whole seconds, RFC 9110
+                raise HttpError(429, str(exc), headers=[("Retry-After", retry_after)]) from None
             except AuthFailed:
-                session.log.info("HTTP login failed for %s from %s", user, session.peer)
                 _count_failure(request, "invalid")
                 raise self.challenge(request, "invalid credentials") from None
             if before is not None:

@@ -133,7 +133,9 @@ async def login(session: Session, command: Command) -> Ok:
         raise No("Plaintext login is disabled until STARTTLS", "PRIVACYREQUIRED")
     directory = session.conn.server.directory
     try:
-        account = await directory.login(args.user, args.password, session.conn.peer.ip)
+        account = await directory.login(
+            args.user, args.password, session.conn.peer.ip, log=session.conn.log
+        )
     except sasl.AuthFailed as error:
         raise _failed(session, "LOGIN", error) from None
     return await _logged_in(session, account, "LOGIN")
@@ -168,7 +170,7 @@ async def authenticate(session: Session, command: Command) -> Ok:
         if args.initial_response is not None:
             initial = sasl.decode_response(args.initial_response)
         account = await conn.server.directory.authenticate(
-            mechanism, initial, exchange, conn.peer.ip
+            mechanism, initial, exchange, conn.peer.ip, log=conn.log
         )
     except sasl.AuthAborted:
         raise Bad("Authentication cancelled") from None
@@ -182,10 +184,10 @@ async def authenticate(session: Session, command: Command) -> Ok:
 
 
 def _failed(session: Session, how: str, error: sasl.AuthFailed) -> No:
-    """Count a failure; the NO to raise, or Logout after too many."""
+    """Count a failure (the directory has logged it); the NO to raise, or Logout after too
+    many."""
     session.metrics["logins"].labels(session.conn.listener.id, "failure").inc()
     session.auth_failures += 1
-    session.conn.log.info("%s failed from %s: %s", how, session.conn.peer, error)
     if session.auth_failures >= session.settings.auth.max_failures:
         session.write(response.status("*", "BYE", "Too many failed logins"))
         raise Logout

@@ -77,12 +77,13 @@ class _Loop:
             peer_ip=conn.peer.ip,
             tls=conn.tls is not None,
             on_login=self._login_result,
+            log=conn.log,
         )
         self.bad_commands = 0
 
     def _login_result(self, result: str) -> None:
         self.logins.labels(self.conn.listener.id, result).inc()
-        if result != "success":
+        if result not in ("success", "failure", "throttled"):  # those the directory logs
             self.conn.log.info("authentication %s", result)
 
     async def run(self) -> None:

@@ -33,7 +33,7 @@ from protocols.managesieve import responses
 from protocols.managesieve.parser import Atom, Item, String
 from stalwart_py import __version__, sasl
 from stalwart_py.config.types import IPAddress
-from stalwart_py.directory import AuthThrottled, Directory
+from stalwart_py.directory import AuthThrottled, Directory, Logger
 from stalwart_py.sieve import EXTENSIONS, Limits, SieveSyntaxError, parse_script
 from stalwart_py.store import Account, AlreadyExists, NotFound, Store, StoreError
 
@@ -81,6 +81,7 @@ class Session:
         tls: bool,
         tls_available: bool = True,
         on_login: Callable[[str], None] | None = None,
+        log: Logger | None = None,
     ) -> None:
         self.store = store
         self.directory = directory
@@ -90,6 +91,7 @@ class Session:
         self.tls_available = tls_available
         self.account: Account | None = None
         self.on_login = on_login or (lambda result: None)
+        self.log = log  # where the directory logs refused logins (the session's logger)
 
     # -- capabilities -------------------------------------------------------------------
 
@@ -178,7 +180,9 @@ class Session:
                 self.on_login("error")
                 raise CommandError(error.reason) from None
         try:
-            account = await self.directory.authenticate(mechanism, initial, exchange, self.peer_ip)
+            account = await self.directory.authenticate(
+                mechanism, initial, exchange, self.peer_ip, log=self.log
+            )
         except AuthThrottled as error:
             self.on_login("throttled")
             raise CommandError(str(error), "TRYLATER") from None

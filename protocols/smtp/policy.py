@@ -18,7 +18,9 @@ RCPT TO:
   target (subaddresses and catch-alls included), else ``550 5.1.1``.
 * Any other domain: accepted only from an authenticated user, from a ``relay-hosts`` address
   (a Unix-socket peer is local and counts as one), or when the domain has ``relay = true``;
-  else ``554 5.7.1``. LMTP never relays: ``550 5.1.2``.
+  else ``554 5.7.1``, which the session logs at INFO as ``relay denied from <address>:
+  sender=<...> recipient=<...>`` (for fail2ban, like the directory's ``login failed`` line).
+  LMTP never relays: ``550 5.1.2``.
 """
 
 from __future__ import annotations

@@ -37,6 +37,7 @@ from protocols.smtp.settings import LmtpSettings, SmtpSettings
 from protocols.smtp.syntax import AUTH_LIMIT, LINE_LIMIT, CommandError, Mailbox
 from stalwart_py import sasl
 from stalwart_py.directory import AuthThrottled
+from stalwart_py.logs import client_address
 from stalwart_py.plugin import Connection, LineTooLong, ReadTimeout
 from stalwart_py.store import Account
 
@@ -245,6 +246,15 @@ class Session:
             self.conn.log.exception("checking the recipient failed")
             refusal, report_kind, resolution = replies.TEMPORARY_FAILURE, None, None
         if refusal is not None:
+            if refusal is replies.RELAY_DENIED:
+                # For people and fail2ban, like the directory's "login failed" line: the
+                # address first, then what the client chose.
+                self.conn.log.info(
+                    "relay denied from %s: sender=<%s> recipient=<%s>",
+                    client_address(self.conn.peer.ip),
+                    transaction.mail_from,
+                    rcpt.recipient.address,
+                )
             self.reply(refusal)
             return
         self.machine.accept_rcpt(rcpt, report_kind, resolution)
@@ -373,13 +383,11 @@ class Session:
             if auth.initial_response is not None:
                 initial = sasl.decode_response(auth.initial_response.encode())
             account = await conn.server.directory.authenticate(
-                auth.mechanism, initial, self._exchange, conn.peer.ip
+                auth.mechanism, initial, self._exchange, conn.peer.ip, log=conn.log
             )
-        except AuthThrottled:
-            conn.log.info("AUTH throttled for %s", conn.peer)
+        except AuthThrottled:  # the directory logs refusals
             return "throttled", replies.AUTH_THROTTLED
         except sasl.AuthFailed:
-            conn.log.info("AUTH %s failed from %s", auth.mechanism, conn.peer)
             return "failure", replies.AUTH_FAILED
         except sasl.AuthAborted:
             return "aborted", replies.AUTH_ABORTED

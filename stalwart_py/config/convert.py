@@ -8,6 +8,9 @@ from the configuration file's directory), ``Literal[...]``, ``X | None``, ``tupl
 may be an ``Annotated`` type with a ``ValueParser``), nested dataclasses, and ``Annotated``
 types carrying a ``ValueParser`` or a ``Range`` (see ``types.py``).
 
+A class may list keys it no longer has in a ``renamed_keys`` class variable (old key ->
+message): such a key is an error with that message rather than "unknown key".
+
 Values arrive wrapped in ``Sourced`` so that an error names the key where the value was
 *written* (``server.socket.backlog``), not every listener that inherited it.
 """
@@ -127,8 +130,11 @@ class Converter:
             if f.init and f.metadata.get("toml", True)
         }
         hints = typing.get_type_hints(cls, include_extras=True)
+        renamed: dict[str, str] = getattr(cls, "renamed_keys", {})
         for key, node in table.value.items():
-            if key not in fields:
+            if key in renamed:  # a key that was: say what it became, not "did you mean"
+                self.error(node.path, renamed[key])
+            elif key not in fields:
                 self.error(node.path, unknown_key_message(key, [*fields, *also_valid]))
         kwargs: dict[str, Any] = {}
         failed = False

@@ -10,7 +10,7 @@ from __future__ import annotations
 import socket
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from stalwart_py.config.types import (
     Duration,
@@ -128,12 +128,31 @@ class LoggingSettings:
 
 @dataclass(frozen=True, slots=True)
 class ThrottleSettings:
-    """``[directory.throttle]``: failed logins allowed per window, per account and per client."""
+    """``[directory.throttle]``: how failed logins slow down the client that makes them.
 
-    window: Duration = 300.0
-    max_failures_per_account: int = 10
-    max_failures_per_address: int = 30
-    failure_delay: Duration = 1.0
+    Failures are counted in a sliding ``window`` per client address (an IPv6 client by its /64)
+    and per (client address, account). Past its limit, an address or a pair is blocked for
+    ``block-time`` after its latest failure, doubling with each further failure up to
+    ``max-block-time``; attempts while blocked are refused unchecked and not counted. An
+    account is never blocked for everyone: from an address without failures, the right
+    password always works. See ``stalwart_py.directory.LoginThrottle``.
+    """
+
+    window: Duration = 3600.0  # failures older than this are forgotten
+    max_failures_per_address: Annotated[int, Range(1)] = 30  # any accounts, from one address
+    max_failures_per_address_and_account: Annotated[int, Range(1)] = 5
+    block_time: Duration = 1.0  # the first block; 0 turns blocking off
+    max_block_time: Duration = 900.0
+    failure_delay: Duration = 1.0  # every failed attempt is answered only after this
+    max_tracked: Annotated[int, Range(1000)] = 100_000  # addresses and pairs remembered
+
+    # Keys that were; a file that still has one is refused with this message.
+    renamed_keys: ClassVar[dict[str, str]] = {
+        "max-failures-per-account": (
+            "renamed to max-failures-per-address-and-account: failures now count per account "
+            "from each client address, so that no address can lock an account for everyone"
+        )
+    }
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,7 +25,7 @@ async def directory(tmp_path):
     await store.open()
     settings = DirectorySettings(
         throttle=ThrottleSettings(
-            max_failures_per_account=3, max_failures_per_address=5, failure_delay=0
+            max_failures_per_address_and_account=3, max_failures_per_address=5, failure_delay=0
         )
     )
     directory = Directory(store, settings)
@@ -167,22 +167,69 @@ async def test_scram_sha_256_with_stored_credentials(directory):
     assert account.address == "bob@example.test"
 
 
-async def test_throttle_per_account_and_per_address(directory):
-    for _ in range(3):
-        with pytest.raises(sasl.AuthFailed):
+class Clock:
+    """The throttle's clock, moved by hand."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def test_a_burst_from_one_address_does_not_lock_the_account_elsewhere(directory):
+    """The field failure: ten wrong passwords from any address locked the account for
+    everyone. Now they block that address (for that account), and only for a while."""
+    directory.throttle.clock = clock = Clock()
+    outcomes = []
+    for _ in range(20):
+        try:
             await directory.login("bob@example.test", "nope", CLIENT)
-    with pytest.raises(AuthThrottled):  # even the right password is not checked now
-        await directory.login("bob@example.test", PASSWORD, CLIENT)
+        except AuthThrottled:
+            outcomes.append("throttled")
+        except sasl.AuthFailed:
+            outcomes.append("failed")
+    assert outcomes == ["failed"] * 3 + ["throttled"] * 17  # checked 3 times, then refused
     other_client = ipaddress.ip_address("198.51.100.1")
-    with pytest.raises(AuthThrottled):  # the account is throttled from anywhere
-        await directory.login("bob@example.test", PASSWORD, other_client)
+    assert (await directory.login("bob@example.test", PASSWORD, other_client)).address
+    with pytest.raises(AuthThrottled) as refused:  # even the right password, from there
+        await directory.login("bob@example.test", PASSWORD, CLIENT)
+    assert refused.value.retry_after == 1.0  # block-time: the 17 refusals did not extend it
     await directory.login("carol@example.test", PASSWORD, CLIENT)  # 3 failures < 5 per address
-    for _ in range(2):
+    clock.now += 1.0
+    assert (await directory.login("bob@example.test", PASSWORD, CLIENT)).address
+
+
+async def test_the_address_is_blocked_after_failures_for_any_accounts(directory):
+    directory.throttle.clock = Clock()
+    for name in ("bob", "carol", "dave", "erin", "frank"):
         with pytest.raises(sasl.AuthFailed):
-            await directory.login("carol@example.test", "nope", CLIENT)
+            await directory.login(f"{name}@example.test", "nope", CLIENT)
     with pytest.raises(AuthThrottled):  # 5 failures from this address
         await directory.login("carol@example.test", PASSWORD, CLIENT)
+    other_client = ipaddress.ip_address("198.51.100.1")
     assert (await directory.login("carol@example.test", PASSWORD, other_client)).address
+
+
+async def test_sasl_attempts_refused_as_throttled_do_not_extend_the_block(directory):
+    """SMTP AUTH and ManageSieve (SASL) counted a throttled attempt as a failure, so a client
+    that kept trying kept itself, and the account, locked."""
+    directory.throttle.clock = clock = Clock()
+
+    async def plain(password: str):
+        credentials = b"\0bob@example.test\0" + password.encode()
+        return await directory.authenticate("PLAIN", credentials, None, CLIENT)
+
+    for _ in range(3):
+        with pytest.raises(sasl.AuthFailed) as failed:
+            await plain("nope")
+        assert not isinstance(failed.value, AuthThrottled)
+    for _ in range(10):
+        with pytest.raises(AuthThrottled):
+            await plain("nope")
+    assert directory.throttle.wait(CLIENT, "bob@example.test") == 1.0
+    clock.now += 1.0
+    assert (await plain(PASSWORD)).address == "bob@example.test"
 
 
 async def test_first_start_creates_an_administrator(tmp_path):

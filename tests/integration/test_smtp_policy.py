@@ -14,6 +14,7 @@ import pytest
 
 from stalwart_py.delivery import RecipientResult
 from stalwart_py.dsn import RecipientStatus, build_dsn
+from tests.support.proxied import ProxiedSMTP
 from tests.support.smtp import PASSWORD, connect, mailbox_messages, metric, queue, smtp_config
 
 
@@ -77,21 +78,6 @@ bind = "127.0.0.1:0"
 protocol = "smtp"
 proxy.trusted-networks = ["127.0.0.1/32"]
 """
-
-
-class ProxiedSMTP(smtplib.SMTP):
-    """smtplib behind a PROXY protocol v1 header that names ``client`` as the peer."""
-
-    def __init__(self, client: str, host: str, port: int) -> None:
-        self.client = client
-        super().__init__(host, port, timeout=20)
-
-    def _get_socket(self, host: str, port: int, timeout: float) -> socket.socket:
-        sock = super()._get_socket(host, port, timeout)
-        family = "TCP6" if ":" in self.client else "TCP4"
-        destination = "::1" if family == "TCP6" else host
-        sock.sendall(f"PROXY {family} {self.client} {destination} 40000 {port}\r\n".encode())
-        return sock
 
 
 def test_relay_hosts_default_to_loopback_only(start_server):

@@ -99,7 +99,8 @@ def test_repeated_failures_are_throttled(start_server, server_cert, client_tls):
     directory = Path(tempfile.mkdtemp(prefix="smtp", dir="/tmp"))
     server = start_server(
         smtp_config(server_cert, directory / "lmtp.sock").replace(
-            "failure-delay = 0", "failure-delay = 0\nmax-failures-per-address = 2"
+            "failure-delay = 0",
+            'failure-delay = 0\nmax-failures-per-address = 2\nblock-time = "1m"',
         )
     )
     server.add_account("bob@example.test", PASSWORD)

@@ -274,7 +274,7 @@ hostname = "mail.example.test"
 
 [directory.throttle]
 failure-delay = "0s"
-max-failures-per-account = 1000
+max-failures-per-address-and-account = 1000
 max-failures-per-address = 1000
 
 [queue]

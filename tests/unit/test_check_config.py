@@ -128,6 +128,12 @@ BROKEN = [
         GOOD + 'enable = "yes"\n',
         'FILE: server.listener.probe.enable: expected true or false, found "yes" (a string)',
     ),
+    (
+        GOOD + "\n[directory.throttle]\nmax-failures-per-account = 10\n",
+        "FILE: directory.throttle.max-failures-per-account: renamed to "
+        "max-failures-per-address-and-account: failures now count per account from each "
+        "client address, so that no address can lock an account for everyone",
+    ),
 ]
 
 
