@@ -6,31 +6,19 @@ from __future__ import annotations
 
 import json
 import signal
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
 from protocols.http import Http
 from tests.support.clients import LineClient
 from tests.support.http import BASE, ApiClient, Referee, http_listener
-from tests.support.servers import ServerProcess, write_config
+from tests.support.servers import ServerProcess, stalwart_cli, write_config
 
 REFEREE = Referee(Http().app.document)
 PASSWORD = "a-long-enough-secret"
 ADMIN_OF_PROCESS = ("admin@mail.example.test", PASSWORD)  # made at the first start
 SMTP = '[server.listener.smtp]\nbind = "127.0.0.1:0"\nprotocol = "smtp"\n\n'
 PROBE = '[server.listener.probe]\nbind = "127.0.0.1:0"\nprotocol = "probe"\n\n'
-
-
-def stalwart(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "stalwart_py", *args, "--config", str(config)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
 
 
 @pytest.fixture
@@ -56,7 +44,7 @@ def test_the_api_will_not_disable_the_listener_it_came_through(process):
     with ApiClient(process.address("http")) as client:
         assert client.get("/healthz").status == 503  # locked out, as asked
     # A reload brings back what the file enables, and says so.
-    result = stalwart(path, "reload")
+    result = stalwart_cli(path, "reload")
     assert result.returncode == 0, result.stderr
     assert "re-enabled: http, smtp" in result.stdout
     assert json.loads((path.parent / "var" / "stalwart-py.status.json").read_text())["changes"][

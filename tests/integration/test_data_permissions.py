@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import os
 import stat
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,7 +13,7 @@ import pytest
 
 from stalwart_py.server import STATUS_FILE
 from stalwart_py.store.sqlite import DATABASE_FILE
-from tests.support.servers import ServerProcess, write_config
+from tests.support.servers import ServerProcess, stalwart_cli, write_config
 
 # smtp offers STARTTLS, so a start without a certificate writes a self-signed one and its key.
 CONFIG = """
@@ -48,16 +46,6 @@ def loose(found: dict[str, str]) -> dict[str, str]:
     return {name: mode for name, mode in found.items() if int(mode, 8) & 0o077}
 
 
-def cli(config: Path, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "stalwart_py", *args, "--config", str(config)],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-
-
 def test_serve_under_umask_022_writes_nothing_others_can_read(tmp_path, umask_022):
     config = write_config(tmp_path, CONFIG)
     data_dir = tmp_path / "var"
@@ -75,20 +63,20 @@ def test_serve_under_umask_022_writes_nothing_others_can_read(tmp_path, umask_02
 def test_the_cli_under_umask_022_creates_a_private_data_directory(tmp_path, umask_022):
     config = write_config(tmp_path, '[server]\nhostname = "mx.example.test"\n')
     data_dir = tmp_path / "var"
-    assert cli(config, "domain", "add", "example.test").returncode == 0
-    added = cli(
+    assert stalwart_cli(config, "domain", "add", "example.test").returncode == 0
+    added = stalwart_cli(
         config, "account", "add", "bob@example.test", "--password-file", "-", stdin="secret123\n"
     )
     assert added.returncode == 0, added.stderr
     assert DATABASE_FILE in modes(data_dir)
-    generated = cli(config, "dkim", "generate", "example.test", "--algorithm", "ed25519")
+    generated = stalwart_cli(config, "dkim", "generate", "example.test", "--algorithm", "ed25519")
     assert generated.returncode == 0, generated.stderr
     found = modes(data_dir)
     assert any(name.startswith("dkim/example.test/") for name in found), found
     assert loose(found) == {}
     assert found["."] == "0o700"
     backup = tmp_path / "backup"
-    assert cli(config, "backup", str(backup)).returncode == 0
+    assert stalwart_cli(config, "backup", str(backup)).returncode == 0
     assert loose(modes(backup)) == {}  # a copy of the same secrets
 
 

@@ -9,8 +9,6 @@ import os
 import smtplib
 import socket
 import stat
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -20,22 +18,13 @@ from stalwart_py import control
 from stalwart_py.control import SOCKET_FILE
 from tests.support.clients import LineClient
 from tests.support.http import BASE, ApiClient, Referee, http_listener
-from tests.support.servers import ServerProcess, write_config
+from tests.support.servers import ServerProcess, stalwart_cli, write_config
 
 REFEREE = Referee(Http().app.document)
 PASSWORD = "a-long-enough-secret"
 ADMIN_OF_PROCESS = ("admin@mail.example.test", PASSWORD)  # made at the first start
 SMTP = '[server.listener.smtp]\nbind = "127.0.0.1:0"\nprotocol = "smtp"\n\n'
 PROBE = '[server.listener.probe]\nbind = "127.0.0.1:0"\nprotocol = "probe"\n\n'
-
-
-def stalwart(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "stalwart_py", *args, "--config", str(config)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
 
 
 @pytest.fixture
@@ -50,7 +39,7 @@ def test_the_listener_command(process):
     path = process.config_path
     host, port = process.address("smtp")
     with smtplib.SMTP(host, port, timeout=10) as session:  # an open session shows in the list
-        result = stalwart(path, "listener", "list")
+        result = stalwart_cli(path, "listener", "list")
         assert result.returncode == 0, result.stderr
         lines = sorted(result.stdout.splitlines())
         http_host, http_port = process.address("http")
@@ -58,7 +47,7 @@ def test_the_listener_command(process):
             f"http\thttp\tenabled\t0 open\t{http_host}:{http_port}",
             f"smtp\tsmtp\tenabled\t1 open\t{host}:{port}",
         ]
-        disabled = stalwart(path, "listener", "disable", "smtp")
+        disabled = stalwart_cli(path, "listener", "disable", "smtp")
         assert disabled.returncode == 0, disabled.stderr
         assert disabled.stdout == f"smtp\tsmtp\tdisabled\t1 open\t{host}:{port}\n"
         assert disabled.stderr == ""
@@ -66,19 +55,19 @@ def test_the_listener_command(process):
     with pytest.raises(smtplib.SMTPConnectError) as refused:
         smtplib.SMTP(host, port, timeout=10)
     assert refused.value.smtp_code == 421
-    assert stalwart(path, "listener", "enable", "smtp").returncode == 0
+    assert stalwart_cli(path, "listener", "enable", "smtp").returncode == 0
     with smtplib.SMTP(host, port, timeout=10) as session:
         assert session.noop()[0] == 250
     # The last http listener: done (the command is the server's user, no force), with a warning.
-    last = stalwart(path, "listener", "disable", "http")
+    last = stalwart_cli(path, "listener", "disable", "http")
     assert last.returncode == 0
     assert "warning: http was the last enabled http listener" in last.stderr
     with ApiClient(process.address("http")) as client:
         assert client.get("/healthz").status == 503
-    assert stalwart(path, "listener", "enable", "http").returncode == 0
+    assert stalwart_cli(path, "listener", "enable", "http").returncode == 0
     with ApiClient(process.address("http")) as client:
         assert client.get("/healthz").status == 200
-    unknown = stalwart(path, "listener", "disable", "nope")
+    unknown = stalwart_cli(path, "listener", "disable", "nope")
     assert unknown.returncode == 1
     assert unknown.stderr == "stalwart-py: no running listener nope\n"
     assert "control socket: disable smtp (pid " in process.log()
@@ -93,11 +82,11 @@ def test_the_control_socket_is_private_and_goes_with_the_server(tmp_path):
         assert stat.S_ISSOCK(mode) and stat.S_IMODE(mode) == 0o600
         server.kill()  # no chance to clean up: the socket file stays
     assert socket_path.is_socket()
-    assert stalwart(path, "listener", "list").stderr == (
+    assert stalwart_cli(path, "listener", "list").stderr == (
         f"stalwart-py: no server is running on {tmp_path / 'var'}\n"
     )
     with ServerProcess(path, env=env):  # the next start replaces it
-        assert stalwart(path, "listener", "list").returncode == 0
+        assert stalwart_cli(path, "listener", "list").returncode == 0
     assert not socket_path.exists()
 
 

@@ -6,10 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -18,7 +15,7 @@ from stalwart_py.config import ConfigError, parse_config
 from stalwart_py.config.running import needs_restart, require_listener
 from stalwart_py.server import STATUS_FILE
 from tests.support.clients import LineClient
-from tests.support.servers import ServerProcess, write_config
+from tests.support.servers import ServerProcess, stalwart_cli, write_config
 
 ECHO = """
 [server]
@@ -28,16 +25,6 @@ hostname = "mx.example.test"
 bind = ["127.0.0.1:0"]
 protocol = "echo"
 """
-
-
-def stalwart(config: Path, *args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "stalwart_py", *args, "--config", str(config)],
-        capture_output=True,
-        text=True,
-        env={**os.environ, **env},
-        timeout=60,
-    )
 
 
 @pytest.mark.parametrize(
@@ -51,7 +38,7 @@ def stalwart(config: Path, *args: str, env: dict[str, str]) -> subprocess.Comple
 def test_check_config_refuses_a_file_that_serves_nothing(tmp_path, echo_plugin, text, expected):
     path = tmp_path / "config.toml"
     path.write_text(text)
-    result = stalwart(path, "check-config", env=echo_plugin)
+    result = stalwart_cli(path, "check-config", env=echo_plugin)
     assert result.returncode == 1, result.stdout
     assert f"{path}: server.listener: {expected}" in result.stderr
 
@@ -61,7 +48,7 @@ def test_a_reload_to_an_empty_file_keeps_every_listener(tmp_path, echo_plugin):
     with ServerProcess(path, env=echo_plugin) as server:
         address = server.address("echo")
         path.write_text("")
-        result = stalwart(path, "reload", env=echo_plugin)  # refused before signalling
+        result = stalwart_cli(path, "reload", env=echo_plugin)  # refused before signalling
         assert result.returncode == 1
         assert f"{path}: server.listener: expected at least one listener" in result.stderr
         server.signal(signal.SIGHUP)  # and the server refuses it too
@@ -88,7 +75,7 @@ def test_a_new_data_dir_needs_a_restart(tmp_path, echo_plugin):
         assert status["event"] == "reload-failed" and status["errors"] == [reason]
         assert not new.exists()  # nothing was made of the new one
         # The command finds no server on the new directory, and says why that may be.
-        result = stalwart(path, "reload", env=echo_plugin)
+        result = stalwart_cli(path, "reload", env=echo_plugin)
         assert result.returncode == 1
         assert f"no server is running on {new}" in result.stderr
         assert "changing storage.data-dir needs a restart" in result.stderr
@@ -96,7 +83,7 @@ def test_a_new_data_dir_needs_a_restart(tmp_path, echo_plugin):
             assert client.readline().startswith(b"+OK ")
         # Back to the old directory and another change: the reload goes through.
         write_config(tmp_path, ECHO.replace("mx.example.test", "mx2.example.test"))
-        result = stalwart(path, "reload", env=echo_plugin)
+        result = stalwart_cli(path, "reload", env=echo_plugin)
         assert result.returncode == 0, result.stderr
     assert "storage.data-dir: cannot change on a running server" in server.log()
 

@@ -43,6 +43,20 @@ def write_config(directory: Path, text: str, name: str = "config.toml") -> Path:
     return path
 
 
+def stalwart_cli(
+    config: Path, *args: str, env: dict[str, str] | None = None, stdin: str = ""
+) -> subprocess.CompletedProcess[str]:
+    """Run ``stalwart-py ARGS --config CONFIG`` as a child process; its output as text."""
+    return subprocess.run(
+        [sys.executable, "-m", "stalwart_py", *args, "--config", str(config)],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        timeout=60,
+    )
+
+
 def free_port() -> int:
     """A port free on every address right now (the kernel's pick, released)."""
     with socket.socket() as probe:
