@@ -228,6 +228,10 @@ def test_the_queue_and_the_reports(server, admin):
     assert admin.post(f"/api/queue/{entry['id']}/retry").status == 404
     assert admin.request("DELETE", f"/api/queue/{entry['id']}").status == 404
     assert admin.get("/api/queue/nonsense").status == 404
+    # /api/queue/retry is the retry-all resource: other methods are 405, not a message "retry"
+    for method in ("GET", "DELETE", "HEAD"):
+        answer = admin.request(method, "/api/queue/retry")
+        assert (answer.status, answer.headers["allow"]) == (405, "POST")
     for id_ in ("99999999999999999999", "%C2%B2", "0"):  # past SQLite's integers, "²", zero
         assert admin.get(f"/api/queue/{id_}").status == 404
         assert admin.post(f"/api/queue/{id_}/retry").status == 404

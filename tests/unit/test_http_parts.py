@@ -42,6 +42,10 @@ def test_routes_match_by_segment_with_decoded_parameters():
         ROUTER.match("PUT", "/api/domains")
     assert info.value.status == 405 and info.value.headers == [("Allow", "GET, HEAD, POST")]
     assert ROUTER.match("GET", "/api/accounts/")[0].name == "list_accounts"
+    for method in ("GET", "DELETE"):  # the literal /api/queue/retry wins over /api/queue/{id}
+        with pytest.raises(HttpError) as info:
+            ROUTER.match(method, "/api/queue/retry")
+        assert info.value.status == 405 and info.value.headers == [("Allow", "POST")]
     for path in ("/api/nothing", "/api/accounts/%ff", "/"):
         with pytest.raises(HttpError) as info:
             ROUTER.match("GET", path)
