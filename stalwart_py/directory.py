@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 import anyio
 
-from stalwart_py import passwords, sasl
+from stalwart_py import names, passwords, sasl
 from stalwart_py.config import DirectorySettings, ThrottleSettings
 from stalwart_py.config.types import IPAddress
 from stalwart_py.store import Account, Alias, Domain, NotFound, Store, StoreError
@@ -55,7 +55,19 @@ class AuthThrottled(sasl.AuthFailed):
 
 
 def normalize(address: str) -> str:
+    """An address or domain as looked up: without surrounding spaces, in lower case (local
+    parts are case-insensitive here). For lookups; a name to be stored goes through
+    ``_checked`` as well."""
     return address.strip().lower()
+
+
+def _checked(check: Callable[[str], str], text: str) -> str:
+    """``text`` normalized and checked by one of ``names``'s validators, in its canonical
+    form; a name that is not valid is a StoreError saying what was expected."""
+    try:
+        return check(normalize(text))
+    except names.InvalidName as exc:
+        raise StoreError(str(exc)) from None
 
 
 def split_address(address: str) -> tuple[str, str]:
@@ -122,7 +134,7 @@ class Directory:
     # -- management -------------------------------------------------------------------------
 
     async def add_domain(self, name: str) -> Domain:
-        return await self.store.add_domain(normalize(name))
+        return await self.store.add_domain(_checked(names.domain, name))
 
     async def delete_domain(self, name: str) -> None:
         await self.store.delete_domain(normalize(name))
@@ -139,10 +151,8 @@ class Directory:
         quota_bytes: int | None = None,
         quota_messages: int | None = None,
     ) -> Account:
-        address = normalize(address)
-        local, domain = split_address(address)
-        if not local or not domain:
-            raise StoreError(f"{address!r} is not an address (local@domain)")
+        address = _checked(names.mailbox, address)
+        _, domain = split_address(address)
         if not await self.store.is_local_domain(domain):
             raise NotFound(
                 f"{domain} is not a local domain; add it first: stalwart-py domain add {domain}"
@@ -167,14 +177,9 @@ class Directory:
         await self.store.delete_account(normalize(address))
 
     async def add_alias(self, address: str, targets: Sequence[str]) -> Alias:
-        address = normalize(address)
-        _, domain = split_address(address)
-        if not domain:
-            raise StoreError(f"{address!r} is not an alias address (local@domain or @domain)")
-        for target in targets:
-            if "@" not in target:
-                raise StoreError(f"{target!r} is not an address")
-        return await self.store.add_alias(address, [normalize(t) for t in targets])
+        address = _checked(names.alias, address)
+        checked = [_checked(names.mailbox, target) for target in targets]
+        return await self.store.add_alias(address, checked)
 
     async def delete_alias(self, address: str, targets: Sequence[str] = ()) -> None:
         await self.store.delete_alias(normalize(address), [normalize(t) for t in targets])
@@ -187,7 +192,7 @@ class Directory:
         directory already has accounts."""
         if await self.store.count_accounts():
             return None
-        domain = hostname.lower()
+        domain = _checked(names.domain, hostname)
         if not await self.store.is_local_domain(domain):
             await self.store.add_domain(domain)
         if password is None:

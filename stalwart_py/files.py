@@ -1,4 +1,5 @@
-"""Writing small files safely: atomically, durably, and readable by their owner only."""
+"""Files made from names: paths that stay inside their directory, and small files written
+safely (atomically, durably, and readable by their owner only)."""
 
 from __future__ import annotations
 
@@ -21,3 +22,26 @@ def write_private(path: Path, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def safe_join(base: Path, *parts: str) -> Path:
+    """``base / part / ...``, proven to stay inside ``base``: each part must be one plain path
+    component (not empty, not ``.`` or ``..``, without a separator or NUL), and the result,
+    with symbolic links resolved as far as they exist, must still be under ``base`` resolved.
+    A name a client gave (a domain, a selector) becomes a file name only through this;
+    ValueError says which part was refused."""
+    path = base
+    for part in parts:
+        if (
+            not part
+            or part in (".", "..")
+            or "/" in part
+            or "\0" in part
+            or (os.altsep is not None and os.altsep in part)
+        ):
+            raise ValueError(f"{part!r} cannot be a file name: it must be one plain path component")
+        path = path / part
+    root = base.resolve()
+    if not path.resolve().is_relative_to(root):
+        raise ValueError(f"{path} is outside {base}")
+    return path

@@ -245,6 +245,34 @@ def test_the_queue_and_the_reports(server, admin):
     assert report["summary"] == {"status": "5.1.1", "recipient": "x@far.test"}
 
 
+HOSTILE_DOMAINS = ["e.x/../../../../evil", "..", "a/b.example", "e\x01x.test", "crlf\r\n.test"]
+HOSTILE_ADDRESSES = [
+    "../../etc/passwd@example.test",
+    "a\x00b@example.test",
+    "crlf\r\nx@example.test",
+]
+
+
+def test_hostile_names_are_refused_with_the_reason(admin):
+    """The field failures: each of these was answered 201 and stored."""
+    for name in HOSTILE_DOMAINS:
+        answer = admin.post("/api/domains", {"name": name})
+        assert answer.status == 422 and "not a valid domain name" in answer.json["error"], name
+    for address in HOSTILE_ADDRESSES:
+        answer = admin.post("/api/accounts", {"address": address, "password": "long-enough"})
+        assert answer.status == 422 and "the local part" in answer.json["error"], address
+        answer = admin.post("/api/aliases", {"address": address, "targets": [USER[0]]})
+        assert answer.status == 422 and "the local part" in answer.json["error"], address
+        answer = admin.post("/api/aliases", {"address": "x@example.test", "targets": [address]})
+        assert answer.status == 422 and "the local part" in answer.json["error"], address
+    assert {d["name"] for d in admin.get("/api/domains").json["domains"]} == {
+        "example.test",
+        "mail.example.test",
+    }
+    assert len(admin.get("/api/accounts").json["accounts"]) == 3
+    assert admin.get("/api/aliases").json == {"aliases": []}
+
+
 def test_bodies_are_checked_against_their_schema(admin):
     assert admin.post("/api/domains", {"name": "x.test", "extra": 1}).json == {
         "error": "body: unknown field 'extra' (known: name)"
