@@ -205,10 +205,20 @@ class Directory:
         return address, password
 
     def _check_password(self, password: str) -> None:
-        if len(password) < self.settings.min_password_length:
-            raise StoreError(
-                f"the password must have at least {self.settings.min_password_length} characters"
+        """A password is hashed in its SASLprep form (``passwords``), so that is what must be
+        allowed (RFC 4013 refuses control characters, unassigned bidirectional mixes and the
+        like) and long enough (soft hyphens, for one, are mapped to nothing): StoreError says
+        which, before anything is hashed."""
+        try:
+            prepared = passwords.saslprep(password)
+        except ValueError as exc:
+            raise StoreError(f"the password is not allowed: {exc} (RFC 4013)") from None
+        minimum = self.settings.min_password_length
+        if len(prepared) < minimum:
+            after = (
+                "" if prepared == password else f" after SASLprep (RFC 4013), not {len(prepared)}"
             )
+            raise StoreError(f"the password must have at least {minimum} characters{after}")
 
     async def _hash(self, password: str) -> tuple[str, str | None]:
         secret = await anyio.to_thread.run_sync(passwords.hash_password, password)

@@ -24,8 +24,10 @@ A **mailbox** (RFC 5321 4.1.2 ``Mailbox``, with RFC 6531 3.3's UTF-8) is ``local
 * beyond ASCII (RFC 6531 ``UTF8-non-ascii``), letters, marks, digits, punctuation and symbols
   are taken; control, format, separator, surrogate, private-use and unassigned code points are
   not: they print as nothing or move text around, and make an address that looks like another;
-* the domain is a domain name as above; an address literal (``[192.0.2.1]``) names no account
-  or alias of a server, so it is refused here (SMTP takes it in a path, ``protocols/smtp``);
+* the domain is a domain name as above, or, where ``literal`` is true (an envelope address,
+  such as the injection API's), an address literal (RFC 5321 4.1.3: ``[192.0.2.1]``,
+  ``[IPv6:2001:db8::1]``); a literal names no account or alias of a server, so it is refused
+  by default;
 * the address has at most 254 octets (the 256 of RFC 5321 4.5.3.1.3's path, less ``<>``).
 
 An **alias** is a mailbox, or ``@domain`` for the catch-all of a domain.
@@ -36,6 +38,7 @@ was expected.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import string
 import unicodedata
@@ -171,7 +174,7 @@ def _quote(content: str) -> str:
     return '"' + content.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def mailbox(text: str) -> str:
+def mailbox(text: str, *, literal: bool = False) -> str:
     """The canonical form of an address ``local@domain`` (see the module's docstring)."""
     if not isinstance(text, str) or "@" not in text:
         raise InvalidName(f"{_show(str(text))} is not an address: expected local@domain")
@@ -179,11 +182,28 @@ def mailbox(text: str) -> str:
         raise InvalidName(f"{_show(text)} is longer than {MAX_ADDRESS} octets")
     local, _, host = text.rpartition("@")
     if host.startswith("["):
-        raise InvalidName(f"{_show(text)}: an address literal names no mailbox here")
-    canonical = f"{local_part(local)}@{domain(host)}"
+        if not literal:
+            raise InvalidName(f"{_show(text)}: an address literal names no mailbox here")
+        host = address_literal(host)
+    else:
+        host = domain(host)
+    canonical = f"{local_part(local)}@{host}"
     if len(canonical.encode("utf-8")) > MAX_ADDRESS:
         raise InvalidName(f"{_show(text)} is longer than {MAX_ADDRESS} octets")
     return canonical
+
+
+def address_literal(text: str) -> str:
+    """``[192.0.2.1]`` or ``[IPv6:2001:db8::1]`` (RFC 5321 4.1.3), in canonical form."""
+    inner = text[1:-1] if text.startswith("[") and text.endswith("]") else ""
+    try:
+        if inner[:5].lower() == "ipv6:":
+            return f"[IPv6:{ipaddress.IPv6Address(inner[5:])}]"
+        return f"[{ipaddress.IPv4Address(inner)}]"
+    except ValueError:
+        raise InvalidName(
+            f"{_show(text)} is not an address literal: expected [192.0.2.1] or [IPv6:2001:db8::1]"
+        ) from None
 
 
 def alias(text: str) -> str:

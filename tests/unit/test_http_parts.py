@@ -104,9 +104,12 @@ def test_envelope_addresses():
         "first.last+tag@example.com",
         '"with space"@x.test',
         "u@[192.0.2.1]",
-        "jörg@例え.jp",
+        "u@[IPv6:2001:db8::1]",
     ):
         assert check_envelope_address(good, "x") == good
+    # the canonical form SMTP gives: IDNs as A-labels, needless quotes dropped
+    assert check_envelope_address("jörg@例え.jp", "x") == "jörg@xn--r8jz45g.jp"
+    assert check_envelope_address('"ab"@X.test', "x") == "ab@x.test"
     for bad in (
         "",
         "a",
@@ -118,6 +121,11 @@ def test_envelope_addresses():
         "a@b..c",
         "a@-b.c",
         "x" * 65 + "@b.c",
+        "a\x00b@c.test",
+        "crlf\r\n@c.test",
+        '"a\x01"@c.test',
+        "u@[192.0.2.256]",
+        "a@e.x/../../evil",
     ):
         with pytest.raises(CompositionError):
             check_envelope_address(bad, "x")
