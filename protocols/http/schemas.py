@@ -60,11 +60,15 @@ DOMAIN_NAME = {
     "description": "a domain name: labels of letters, digits and hyphens of at most 63 "
     "characters, or IDN labels (IDNA 2008, kept as A-labels); the last label not all digits",
 }
+_LABEL = "[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 CATCH_ALL = {
     "type": "string",
-    "pattern": "^@[^@\\s]+$",
+    # ASCII only, so that every JSON Schema dialect reads the pattern alike; the last label
+    # begins with a letter, so that it is not all digits
+    "pattern": f"^@(?:{_LABEL}\\.)*[A-Za-z](?:[A-Za-z0-9-]{{0,61}}[A-Za-z0-9])?$",
     "maxLength": MAX_ADDRESS,
-    "description": "@ and a domain name (as for a domain): the catch-all of that domain",
+    "description": "@ and a domain name in its ASCII form (an IDN as A-labels): "
+    "the catch-all of that domain",
 }
 PASSWORD = {
     "type": "string",
