@@ -67,6 +67,7 @@ def test_schemathesis_finds_nothing_wrong_with_the_api(start_server, tmp_path):
         check=False,
     )
     elapsed = time.monotonic() - started
+    phases = [line for line in result.stdout.splitlines() if "(in " in line or "Scenarios" in line]
     summary = result.stdout[result.stdout.find("SUMMARY") :]
-    print(f"schemathesis: {elapsed:.1f}s\n{summary}")
+    print(f"schemathesis: {elapsed:.1f}s\n" + "\n".join(phases) + f"\n{summary}")
     assert result.returncode == 0, result.stdout[-20000:] + result.stderr[-5000:]
