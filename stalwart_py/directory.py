@@ -31,7 +31,7 @@ from dataclasses import dataclass
 
 import anyio
 
-from stalwart_py import passwords, sasl
+from stalwart_py import names, passwords, sasl
 from stalwart_py.config import DirectorySettings
 from stalwart_py.config.types import IPAddress
 from stalwart_py.logs import client_address
@@ -45,7 +45,6 @@ Logger = logging.Logger | logging.LoggerAdapter[logging.Logger]
 
 MAX_ALIAS_DEPTH = 10
 MAX_LOGGED_USER = 200  # characters of a refused user name that go into the log
-MAX_TRACKED = 100_000  # client addresses and accounts remembered by the throttle
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,7 +61,19 @@ class Resolution:
 
 
 def normalize(address: str) -> str:
+    """An address or domain as looked up: without surrounding spaces, in lower case (local
+    parts are case-insensitive here). For lookups; a name to be stored goes through
+    ``_checked`` as well."""
     return address.strip().lower()
+
+
+def _checked(check: Callable[[str], str], text: str) -> str:
+    """``text`` normalized and checked by one of ``names``'s validators, in its canonical
+    form; a name that is not valid is a StoreError saying what was expected."""
+    try:
+        return check(normalize(text))
+    except names.InvalidName as exc:
+        raise StoreError(str(exc)) from None
 
 
 def split_address(address: str) -> tuple[str, str]:
@@ -84,7 +95,7 @@ class Directory:
     # -- management -------------------------------------------------------------------------
 
     async def add_domain(self, name: str) -> Domain:
-        return await self.store.add_domain(normalize(name))
+        return await self.store.add_domain(_checked(names.domain, name))
 
     async def delete_domain(self, name: str) -> None:
         await self.store.delete_domain(normalize(name))
@@ -101,10 +112,8 @@ class Directory:
         quota_bytes: int | None = None,
         quota_messages: int | None = None,
     ) -> Account:
-        address = normalize(address)
-        local, domain = split_address(address)
-        if not local or not domain:
-            raise StoreError(f"{address!r} is not an address (local@domain)")
+        address = _checked(names.mailbox, address)
+        _, domain = split_address(address)
         if not await self.store.is_local_domain(domain):
             raise NotFound(
                 f"{domain} is not a local domain; add it first: stalwart-py domain add {domain}"
@@ -129,14 +138,9 @@ class Directory:
         await self.store.delete_account(normalize(address))
 
     async def add_alias(self, address: str, targets: Sequence[str]) -> Alias:
-        address = normalize(address)
-        _, domain = split_address(address)
-        if not domain:
-            raise StoreError(f"{address!r} is not an alias address (local@domain or @domain)")
-        for target in targets:
-            if "@" not in target:
-                raise StoreError(f"{target!r} is not an address")
-        return await self.store.add_alias(address, [normalize(t) for t in targets])
+        address = _checked(names.alias, address)
+        checked = [_checked(names.mailbox, target) for target in targets]
+        return await self.store.add_alias(address, checked)
 
     async def delete_alias(self, address: str, targets: Sequence[str] = ()) -> None:
         await self.store.delete_alias(normalize(address), [normalize(t) for t in targets])
@@ -149,7 +153,7 @@ class Directory:
         directory already has accounts."""
         if await self.store.count_accounts():
             return None
-        domain = hostname.lower()
+        domain = _checked(names.domain, hostname)
         if not await self.store.is_local_domain(domain):
             await self.store.add_domain(domain)
         if password is None:
@@ -162,10 +166,20 @@ class Directory:
         return address, password
 
     def _check_password(self, password: str) -> None:
-        if len(password) < self.settings.min_password_length:
-            raise StoreError(
-                f"the password must have at least {self.settings.min_password_length} characters"
+        """A password is hashed in its SASLprep form (``passwords``), so that is what must be
+        allowed (RFC 4013 refuses control characters, unassigned bidirectional mixes and the
+        like) and long enough (soft hyphens, for one, are mapped to nothing): StoreError says
+        which, before anything is hashed."""
+        try:
+            prepared = passwords.saslprep(password)
+        except ValueError as exc:
+            raise StoreError(f"the password is not allowed: {exc} (RFC 4013)") from None
+        minimum = self.settings.min_password_length
+        if len(prepared) < minimum:
+            after = (
+                "" if prepared == password else f" after SASLprep (RFC 4013), not {len(prepared)}"
             )
+            raise StoreError(f"the password must have at least {minimum} characters{after}")
 
     async def _hash(self, password: str) -> tuple[str, str | None]:
         secret = await anyio.to_thread.run_sync(passwords.hash_password, password)

@@ -1,4 +1,5 @@
-"""Files the server keeps: written atomically and durably, readable by their owner only.
+"""Files the server keeps: written atomically and durably, readable by their owner only, and
+made from names only through ``safe_join``, which proves a path stays inside its directory.
 
 The data directory holds every message and the password verifiers, so everything stalwart-py
 creates in it (the database with its -wal and -shm files, certificates and keys, the pid and
@@ -100,3 +101,26 @@ def loose_entries(directory: Path) -> list[tuple[Path, int]]:
         if not (stat.S_ISLNK(mode) or stat.S_ISSOCK(mode)) and stat.S_IMODE(mode) & 0o077:
             found.append((path, stat.S_IMODE(mode)))
     return found
+
+
+def safe_join(base: Path, *parts: str) -> Path:
+    """``base / part / ...``, proven to stay inside ``base``: each part must be one plain path
+    component (not empty, not ``.`` or ``..``, without a separator or NUL), and the result,
+    with symbolic links resolved as far as they exist, must still be under ``base`` resolved.
+    A name a client gave (a domain, a selector) becomes a file name only through this;
+    ValueError says which part was refused."""
+    path = base
+    for part in parts:
+        if (
+            not part
+            or part in (".", "..")
+            or "/" in part
+            or "\0" in part
+            or (os.altsep is not None and os.altsep in part)
+        ):
+            raise ValueError(f"{part!r} cannot be a file name: it must be one plain path component")
+        path = path / part
+    root = base.resolve()
+    if not path.resolve().is_relative_to(root):
+        raise ValueError(f"{path} is outside {base}")
+    return path

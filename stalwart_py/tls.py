@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from stalwart_py.config import TLSSettings
-from stalwart_py.files import private_dir, write_private
+from stalwart_py.files import private_dir, safe_join, write_private
 
 log = logging.getLogger("stalwart_py.tls")
 
@@ -77,8 +77,9 @@ class TLSManager:
     def self_signed(self, hostname: str) -> tuple[Path, Path]:
         """A self-signed certificate and key for ``hostname``, created when needed."""
         directory = self.data_dir / "tls"
-        cert_path = directory / f"self-signed-{hostname}.crt"
-        key_path = directory / f"self-signed-{hostname}.key"
+        # the hostname is a validated configuration value; the file name is checked all the same
+        cert_path = safe_join(directory, f"self-signed-{hostname}.crt")
+        key_path = safe_join(directory, f"self-signed-{hostname}.key")
         if _still_valid(cert_path) and key_path.exists():
             return cert_path, key_path
         log.warning(

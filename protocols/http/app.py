@@ -20,7 +20,7 @@ from protocols.http.handlers import control, directory, health, inject, queue
 from protocols.http.messages import HttpError, Request, Response, json_response
 from protocols.http.openapi import build_document
 from protocols.http.router import Access, Route, Router, RouteTable
-from protocols.http.schemas import COMPONENTS
+from protocols.http.schemas import COMPONENTS, components_for
 from protocols.http.validation import SchemaError, validate
 from stalwart_py.metrics import Metrics
 
@@ -54,15 +54,28 @@ class Application:
         )(self.openapi)
         routes: list[Route] = [route for table in (*ROUTE_TABLES, own) for route in table.routes]
         self.router = Router(routes)
-        self.document = build_document(self.router.routes, _version())
-        self._document_body = json.dumps(self.document, indent=1).encode() + b"\n"
+        self.document = build_document(self.router.routes, _version(), COMPONENTS)
+        # the document as served, by directory.min-password-length (which it states)
+        self._document_bodies: dict[int, bytes] = {}
         # the labelled children of the request counter, per server (its Metrics)
         self._counters: weakref.WeakKeyDictionary[Metrics, dict[tuple[str, int], Any]] = (
             weakref.WeakKeyDictionary()
         )
 
+    def document_for(self, min_password_length: int) -> bytes:
+        """The document as served when the directory asks for passwords of at least
+        ``min_password_length`` characters."""
+        body = self._document_bodies.get(min_password_length)
+        if body is None:
+            components = components_for(min_password_length)
+            document = build_document(self.router.routes, _version(), components)
+            body = json.dumps(document, indent=1).encode() + b"\n"
+            self._document_bodies[min_password_length] = body
+        return body
+
     async def openapi(self, request: Request) -> Response:
-        return Response(200, self._document_body, "application/json")
+        length = request.session.server.directory.settings.min_password_length
+        return Response(200, self.document_for(length), "application/json")
 
     async def dispatch(self, request: Request) -> Response:
         route: Route | None = None
@@ -73,7 +86,8 @@ class Application:
             ):
                 request.account = await self.auth.admin(request)
             if route.body is not None:
-                self._read_body(route, request)
+                directory = request.session.server.directory
+                self._read_body(route, request, directory.settings.min_password_length)
             response = await route.handler(request)
         except HttpError as exc:
             response = exc.response()
@@ -88,7 +102,7 @@ class Application:
         return response
 
     @staticmethod
-    def _read_body(route: Route, request: Request) -> None:
+    def _read_body(route: Route, request: Request, min_password_length: int) -> None:
         kind = request.content_type
         if kind in route.body_types and kind != "application/json":
             return  # the handler reads it as it is
@@ -97,7 +111,7 @@ class Application:
             raise HttpError(415, f"expected {accepted}, got {kind}")
         data = request.json()
         try:
-            validate(data, route.body or {}, COMPONENTS)
+            validate(data, route.body or {}, components_for(min_password_length))
         except SchemaError as exc:
             raise HttpError(400, str(exc)) from None
         request.data = data

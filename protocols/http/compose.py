@@ -17,19 +17,8 @@ from typing import Any
 
 from protocols.http import mimebuild
 from protocols.http.mimebuild import MimeError
+from stalwart_py import names
 from stalwart_py.mime import date_now
-
-# RFC 5321 4.1.2 Mailbox, with the dot-string local part most mail uses, a quoted local part,
-# and a domain or an address literal. An envelope address has no comments, no display name.
-_U = "\u0080-\U0010ffff"  # UTF-8 in addresses (RFC 6531)
-_ATEXT = rf"[A-Za-z0-9!#$%&'*+/=?^_`{{|}}~\-{_U}]+"
-_LOCAL = rf'(?:{_ATEXT}(?:\.{_ATEXT})*|"(?:[^"\\\r\n]|\\[ -~])*")'
-_LABEL = rf"[A-Za-z0-9{_U}](?:[A-Za-z0-9\-{_U}]*[A-Za-z0-9{_U}])?"
-_DOMAIN = rf"{_LABEL}(?:\.{_LABEL})*"
-_LITERAL = r"\[[^\[\]\\\s]+\]"
-ENVELOPE_ADDRESS = re.compile(rf"{_LOCAL}@(?:{_DOMAIN}|{_LITERAL})")
-MAX_LOCAL_PART = 64
-MAX_DOMAIN = 255
 
 _HEADER_NAME = re.compile(r"[!-9;-~]+")  # RFC 5322 2.2: printable ASCII but ":"
 # Fields the form sets itself; "headers" may not set them again.
@@ -45,15 +34,13 @@ class CompositionError(ValueError):
 
 
 def check_envelope_address(address: str, where: str) -> str:
-    """An RFC 5321 mailbox (``local@domain``), or CompositionError."""
-    local, _, domain = address.rpartition("@")
-    if (
-        not ENVELOPE_ADDRESS.fullmatch(address)
-        or len(local) > MAX_LOCAL_PART
-        or len(domain) > MAX_DOMAIN
-    ):
-        raise CompositionError(f"{where}: {address!r} is not an address (local@domain)")
-    return address
+    """An RFC 5321 mailbox (``local@domain``, the domain may be an address literal) in the
+    canonical form SMTP would give it (``names.mailbox``: IDNs as A-labels), or
+    CompositionError saying why."""
+    try:
+        return names.mailbox(address, literal=True)
+    except names.InvalidName as exc:
+        raise CompositionError(f"{where}: {exc}") from None
 
 
 def normalize_line_endings(data: bytes) -> bytes:
@@ -136,14 +123,17 @@ def envelope_of(data: dict[str, Any]) -> tuple[str, list[str]]:
         if sender:
             check_envelope_address(sender, "sender")
     elif "from" in data:
-        sender = parse_address_fields([data["from"]], "from")[0][1]
+        sender = check_envelope_address(parse_address_fields([data["from"]], "from")[0][1], "from")
     else:
         raise CompositionError('sender: required with raw (use "" for a null sender)')
     if "recipients" in data:
         recipients = [check_envelope_address(r, "recipients") for r in _as_list(data["recipients"])]
     else:
         fields = [v for key in ("to", "cc", "bcc") for v in _as_list(data.get(key))]
-        recipients = [address for _, address in parse_address_fields(fields, "to")]
+        recipients = [
+            check_envelope_address(address, "to")
+            for _, address in parse_address_fields(fields, "to")
+        ]
     if not recipients:
         raise CompositionError("recipients: at least one is required")
     return sender, list(dict.fromkeys(recipients))

@@ -104,7 +104,9 @@ def operation(route: Route) -> dict[str, Any]:
     return op
 
 
-def build_document(routes: list[Route], version: str) -> dict[str, Any]:
+def build_document(
+    routes: list[Route], version: str, components: dict[str, Any] = COMPONENTS
+) -> dict[str, Any]:
     paths: dict[str, dict[str, Any]] = {}
     for route in routes:
         paths.setdefault(route.template, {})[route.method.lower()] = operation(route)
@@ -116,7 +118,7 @@ def build_document(routes: list[Route], version: str) -> dict[str, Any]:
         "security": [{"basic": []}],
         "paths": paths,
         "components": {
-            "schemas": COMPONENTS,
+            "schemas": components,
             "securitySchemes": {"basic": {"type": "http", "scheme": "basic"}},
         },
     }

@@ -3,9 +3,12 @@
 A route carries its own documentation (summary, parameters, request and response schemas,
 who may call it), and the OpenAPI document is generated from the routes (``openapi.py``), so
 the two cannot drift. Matching is by path segments: ``/api/accounts/{address}`` matches
-``/api/accounts/alice%40example.com`` with ``address = "alice@example.com"``. A path that
-matches with another method is a 405 with ``Allow`` (RFC 9110 15.5.6); HEAD is served by the
-GET route (RFC 9110 9.3.2).
+``/api/accounts/alice%40example.com`` with ``address = "alice@example.com"``. Where a literal
+segment and a parameter could both match (``/api/queue/retry`` and ``/api/queue/{id}``), the
+literal wins, whatever the method: ``/api/queue/retry`` names the one resource the document
+lists under that path, so ``GET /api/queue/retry`` is a 405, not a read of a message whose
+id is "retry". A path that matches with another method is a 405 with ``Allow`` (RFC 9110
+15.5.6); HEAD is served by the GET route (RFC 9110 9.3.2).
 """
 
 from __future__ import annotations
@@ -117,12 +120,19 @@ class Router:
     def match(self, method: str, path: str) -> tuple[Route, dict[str, str]]:
         """The route for a request, with its decoded path parameters; HttpError 404 or 405."""
         segments = path.strip("/").split("/")
-        allowed: list[str] = []
         wanted = "GET" if method == "HEAD" else method
+        # The templates that match the path, the most specific first: at the first segment
+        # where two differ, the literal one (a parameter sorts after any literal).
+        bound = []
         for route in self._by_length.get(len(segments), ()):
             params = _bind(route.segments, segments)
-            if params is None:
-                continue
+            if params is not None:
+                bound.append((tuple(s.startswith("{") for s in route.segments), route, params))
+        bound.sort(key=lambda item: item[0])
+        allowed: list[str] = []
+        for shape, route, params in bound:
+            if shape != bound[0][0]:
+                break  # a less specific template: the path is not its resource
             if route.method == wanted:
                 return route, params
             allowed.append(route.method)

@@ -7,10 +7,15 @@ accepts. Field names are kebab-case like the configuration's keys.
 
 from __future__ import annotations
 
+import copy
+import functools
 from typing import Any
 
-MAX_ADDRESS = 320  # RFC 5321 4.5.3.1: local part 64 + "@" + domain 255
+from stalwart_py import names
+
+MAX_ADDRESS = names.MAX_ADDRESS  # RFC 5321 4.5.3.1.3: a path of 256 octets less "<>"
 MAX_RECIPIENTS = 1000
+MIN_PASSWORD_LENGTH = 8  # directory.min-password-length's default; see components_for
 
 
 def ref(name: str) -> dict[str, Any]:
@@ -37,11 +42,58 @@ INTEGER = {"type": "integer"}
 COUNT = {"type": "integer", "minimum": 0}
 BOOLEAN = {"type": "boolean"}
 TIMESTAMP = {"type": "number", "description": "seconds since the Unix epoch"}
-ADDRESS = {"type": "string", "minLength": 3, "maxLength": MAX_ADDRESS}
+ADDRESS = {
+    "type": "string",
+    "format": "idn-email",
+    "minLength": 3,
+    "maxLength": MAX_ADDRESS,
+    "description": "an address, local@domain (RFC 5321 4.1.2 with RFC 6531's UTF-8): a "
+    "dot-atom or quoted local part of at most 64 octets, without control, format or space "
+    "characters, and a domain name (IDNA 2008; kept as A-labels); 254 octets in all. An "
+    "address literal ([192.0.2.1]) is an envelope address only, never an account or an alias",
+}
+DOMAIN_NAME = {
+    "type": "string",
+    "format": "idn-hostname",
+    "minLength": 1,
+    "maxLength": 253,
+    "description": "a domain name: labels of letters, digits and hyphens of at most 63 "
+    "characters, or IDN labels (IDNA 2008, kept as A-labels); the last label not all digits",
+}
+_LABEL = "[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+CATCH_ALL = {
+    "type": "string",
+    # ASCII only, so that every JSON Schema dialect reads the pattern alike; the last label
+    # begins with a letter, so that it is not all digits
+    "pattern": f"^@(?:{_LABEL}\\.)*[A-Za-z](?:[A-Za-z0-9-]{{0,61}}[A-Za-z0-9])?$",
+    "maxLength": MAX_ADDRESS,
+    "description": "@ and a domain name in its ASCII form (an IDN as A-labels): "
+    "the catch-all of that domain",
+}
+PASSWORD = {
+    "type": "string",
+    "minLength": MIN_PASSWORD_LENGTH,
+    "maxLength": 1024,
+    "description": "at least directory.min-password-length characters after SASLprep (RFC "
+    "4013), which is how passwords are compared; a password SASLprep refuses (control "
+    "characters, for one) or maps to fewer characters (soft hyphens map to nothing) is 422",
+}
 OPTIONAL_LIMIT = {"type": ["integer", "null"], "minimum": 0, "description": "null: no limit"}
-ADDRESSES = {"anyOf": [ADDRESS, array(ADDRESS, maxItems=MAX_RECIPIENTS)]}
+ADDRESSES = {"anyOf": [ADDRESS, array(ADDRESS, minItems=1, maxItems=MAX_RECIPIENTS)]}
 ADDRESS_FIELD = {"type": "string", "maxLength": 4096}  # a header field: "Name <a@b>, ..."
 ADDRESS_FIELDS = {"anyOf": [ADDRESS_FIELD, array(ADDRESS_FIELD, maxItems=MAX_RECIPIENTS)]}
+ENVELOPE = {
+    "sender": {
+        "anyOf": [ADDRESS, {"type": "string", "enum": [""]}],
+        "description": "the envelope sender, or empty for a null sender; "
+        "with the message fields, the address of from by default",
+    },
+    "recipients": {
+        **ADDRESSES,
+        "description": "envelope recipients; with the message fields, the addresses of "
+        "to, cc and bcc by default",
+    },
+}
 
 COMPONENTS: dict[str, dict[str, Any]] = {
     "Error": obj(
@@ -73,7 +125,7 @@ COMPONENTS: dict[str, dict[str, Any]] = {
     "NewAccount": obj(
         {
             "address": ADDRESS,
-            "password": {"type": "string", "minLength": 1, "maxLength": 1024},
+            "password": PASSWORD,
             "admin": BOOLEAN,
             "quota-bytes": OPTIONAL_LIMIT,
             "quota-messages": OPTIONAL_LIMIT,
@@ -82,7 +134,7 @@ COMPONENTS: dict[str, dict[str, Any]] = {
     ),
     "AccountUpdate": obj(
         {
-            "password": {"type": "string", "minLength": 1, "maxLength": 1024},
+            "password": PASSWORD,
             "admin": BOOLEAN,
             "quota-bytes": OPTIONAL_LIMIT,
             "quota-messages": OPTIONAL_LIMIT,
@@ -90,7 +142,7 @@ COMPONENTS: dict[str, dict[str, Any]] = {
     ),
     "Domain": obj({"name": STRING, "created": TIMESTAMP}, ("name",)),
     "DomainList": obj({"domains": array(ref("Domain"))}, ("domains",)),
-    "NewDomain": obj({"name": {"type": "string", "minLength": 1, "maxLength": 253}}, ("name",)),
+    "NewDomain": obj({"name": DOMAIN_NAME}, ("name",)),
     "Alias": obj(
         {
             "address": {**STRING, "description": "local@domain, or @domain for a catch-all"},
@@ -100,7 +152,10 @@ COMPONENTS: dict[str, dict[str, Any]] = {
     ),
     "AliasList": obj({"aliases": array(ref("Alias"))}, ("aliases",)),
     "NewAlias": obj(
-        {"address": ADDRESS, "targets": array(ADDRESS, minItems=1, maxItems=MAX_RECIPIENTS)},
+        {
+            "address": {"anyOf": [ADDRESS, CATCH_ALL]},
+            "targets": array(ADDRESS, minItems=1, maxItems=MAX_RECIPIENTS),
+        },
         ("address", "targets"),
     ),
     "Listener": obj(
@@ -211,34 +266,47 @@ COMPONENTS: dict[str, dict[str, Any]] = {
         ("id", "kind", "received", "domain", "from", "summary"),
     ),
     "ReportList": obj({"reports": array(ref("Report"))}, ("reports",)),
-    "Injection": obj(
+    "Injection": {
+        "description": "a whole message (raw), or the fields to make one of: not both",
+        "oneOf": [ref("RawInjection"), ref("ComposedInjection")],
+    },
+    "RawInjection": obj(
         {
-            "sender": {
+            **ENVELOPE,
+            "raw": {
                 "type": "string",
-                "maxLength": MAX_ADDRESS,
-                "description": "envelope sender; default: the address of from; "
-                "empty for a null sender",
+                "pattern": "^[!-9;-~]+:",
+                "description": "a whole RFC 5322 message, starting with a header field",
             },
-            "recipients": {
-                **ADDRESSES,
-                "description": "envelope recipients; default: the addresses of to, cc, bcc",
-            },
-            "raw": {"type": "string", "description": "a whole RFC 5322 message"},
-            "from": {**ADDRESS_FIELD, "description": "with the fields below instead of raw"},
-            "to": ADDRESS_FIELDS,
-            "cc": ADDRESS_FIELDS,
-            "bcc": {**ADDRESS_FIELDS, "description": "recipients not shown in the header"},
-            "reply-to": ADDRESS_FIELDS,
-            "subject": {"type": "string", "maxLength": 998},
-            "text": {"type": "string", "description": "the text/plain body"},
-            "html": {"type": "string", "description": "the text/html body"},
-            "headers": {
-                "type": "object",
-                "description": "further header fields, name -> value",
-                "additionalProperties": {"type": "string", "maxLength": 998},
-            },
-        }
+        },
+        ("raw", "sender", "recipients"),
     ),
+    "ComposedInjection": {
+        **obj(
+            {
+                **ENVELOPE,
+                "from": ADDRESS_FIELD,
+                "to": ADDRESS_FIELDS,
+                "cc": ADDRESS_FIELDS,
+                "bcc": {**ADDRESS_FIELDS, "description": "recipients not shown in the header"},
+                "reply-to": ADDRESS_FIELDS,
+                "subject": {"type": "string", "maxLength": 998},
+                "text": {"type": "string", "description": "the text/plain body"},
+                "html": {"type": "string", "description": "the text/html body"},
+                "headers": {
+                    "type": "object",
+                    "description": "further header fields, name -> value",
+                    "additionalProperties": {"type": "string", "maxLength": 998},
+                },
+            }
+        ),
+        "description": "address fields are RFC 5322 address lists (Name <local@domain>, ...)",
+        "allOf": [
+            {"anyOf": [{"required": ["text"]}, {"required": ["html"]}]},
+            {"anyOf": [{"required": ["sender"]}, {"required": ["from"]}]},
+            {"anyOf": [{"required": [key]} for key in ("recipients", "to", "cc", "bcc")]},
+        ],
+    },
     "InjectionResult": obj(
         {
             "message-id": {"type": ["string", "null"]},
@@ -261,3 +329,13 @@ COMPONENTS: dict[str, dict[str, Any]] = {
         ("message-id", "size", "accepted", "failed", "results"),
     ),
 }
+
+
+@functools.lru_cache(maxsize=8)
+def components_for(min_password_length: int) -> dict[str, dict[str, Any]]:
+    """COMPONENTS with the configured ``directory.min-password-length``: the document says,
+    and request validation enforces, the length the directory asks for."""
+    components = copy.deepcopy(COMPONENTS)
+    for name in ("NewAccount", "AccountUpdate"):
+        components[name]["properties"]["password"]["minLength"] = min_password_length
+    return components

@@ -11,7 +11,11 @@ requests are answered in order), for as long as both sides keep the connection a
   in ``http.max-body-size`` (else 413, RFC 9110 15.5.14), whether it is framed by Content-Length
   (refused before reading any of it) or chunked (RFC 9112 7.1, counted as it arrives). A client
   that waits for ``100 Continue`` (RFC 9110 10.1.1) gets it only when the body will be read.
-* A request h11 cannot parse gets 400 (or the status h11 hints at).
+* A request h11 cannot parse gets 400 (or the status h11 hints at). So does one framed both
+  by Transfer-Encoding and by Content-Length: h11 would follow Transfer-Encoding, but a proxy in
+  front may have followed Content-Length, and the bytes the two disagree on would be read as a
+  second, smuggled request; RFC 9112 6.1 lets a server refuse it and makes it close the
+  connection after answering.
 * After an error answer the connection is closed gracefully: what the client still sends is
   read and dropped for a moment (RFC 9112 9.6), so that the answer is not lost to a reset.
 * HEAD is answered like GET without the body, Content-Length included (RFC 9110 9.3.2).
@@ -231,6 +235,8 @@ def _request(event: h11.Request, settings: HttpSettings, session: Session) -> Re
     if size > settings.max_header_size:
         raise _Refused(431, f"the request head is larger than {settings.max_header_size} bytes")
     length = headers.get("content-length")
+    if length is not None and "transfer-encoding" in headers:
+        raise _Refused(400, "a request may not have both Transfer-Encoding and Content-Length")
     if length is not None and int(length.partition(",")[0]) > settings.max_body_size:
         raise _Refused(413, f"the body is larger than {settings.max_body_size} bytes")
     return Request.build(

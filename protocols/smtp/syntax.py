@@ -30,6 +30,7 @@ import re
 from dataclasses import dataclass
 
 from protocols.smtp.replies import Reply, reply
+from stalwart_py import names
 
 COMMAND_LIMIT = 512  # RFC 5321 4.5.3.1.4, with the CRLF
 PARAMETER_LIMIT = 512 + 100 + 500 + 26 + 64  # MAIL/RCPT with DSN, AUTH=, SIZE, BODY, SMTPUTF8
@@ -166,7 +167,10 @@ def _canonical_quoted(content: str) -> str:
 
 
 def parse_domain(text: str, bad: Reply) -> str:
-    """A domain (lowercased, IDNs as A-labels) or an address literal, else CommandError."""
+    """A domain (lowercased, IDNs as A-labels) or an address literal, else CommandError.
+
+    The domain is checked and converted by the core's ``names.domain`` (IDNA 2008), the one
+    the directory stores local domains with, so that a lookup finds what was stored."""
     if text.startswith("[") and text.endswith("]"):
         return "[" + _address_literal(text[1:-1], bad) + "]"
     if len(text.encode()) > DOMAIN_LIMIT:
@@ -174,12 +178,11 @@ def parse_domain(text: str, bad: Reply) -> str:
     labels = text.split(".")
     if not all(_LABEL.fullmatch(label) for label in labels):
         raise CommandError(bad)
-    domain = ".".join(labels).lower()
-    if domain.isascii():
-        return domain
     try:
-        return domain.encode("idna").decode("ascii")
-    except UnicodeError:
+        return names.domain(text)
+    except names.InvalidName:
+        if text.isascii():
+            raise CommandError(bad) from None
         raise CommandError(reply(501, bad.enhanced, "Invalid internationalized domain")) from None
 
 

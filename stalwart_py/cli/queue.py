@@ -11,6 +11,7 @@ import argparse
 import datetime
 from collections.abc import Callable
 
+from stalwart_py import names
 from stalwart_py.cli.common import StoreCommand, store_command
 from stalwart_py.config import Config
 from stalwart_py.queue.dkim import ALGORITHMS, DkimKeyError, DkimSigner, generate_key, zone_record
@@ -105,7 +106,7 @@ async def queue_delete(store: Store, _config: Config, args: argparse.Namespace) 
 
 
 async def dkim_generate(store: Store, config: Config, args: argparse.Namespace) -> None:
-    domain = args.domain.strip().lower()
+    domain = names.domain(args.domain.strip())
     if not await store.is_local_domain(domain):
         raise ValueError(f"{domain} is not a local domain (add it with: stalwart-py domain add)")
     key = generate_key(

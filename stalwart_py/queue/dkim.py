@@ -30,8 +30,9 @@ import dkim
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
+from stalwart_py import names
 from stalwart_py.config.schema import DkimSettings
-from stalwart_py.files import private_dir, write_private
+from stalwart_py.files import private_dir, safe_join, write_private
 
 log = logging.getLogger("stalwart_py.queue.dkim")
 
@@ -97,7 +98,11 @@ def generate_key(
     selector: str | None = None,
     bits: int = 2048,
 ) -> DkimKey:
-    """Create a key under ``<data-dir>/dkim/<domain>/``, which turns signing on for ``domain``."""
+    """Create a key under ``<data-dir>/dkim/<domain>/``, which turns signing on for ``domain``.
+    ``domain`` must be a domain name (``names.domain``; it is used in its A-label form, as
+    signing looks it up) and the selector letters, digits and hyphens: both become file names.
+    """
+    domain = names.domain(domain)
     if algorithm not in ALGORITHMS:
         raise ValueError(f"algorithm must be one of {', '.join(ALGORITHMS)}")
     if selector is None:
@@ -105,8 +110,8 @@ def generate_key(
         selector = f"{'rsa' if algorithm == 'rsa' else 'ed'}{month}"
     if not selector.replace("-", "").isalnum() or not selector.isascii():
         raise ValueError(f"a selector is letters, digits and hyphens, not {selector!r}")
-    directory = data_dir / KEY_DIR / domain.lower()
-    path = directory / f"{selector}.pem"
+    directory = safe_join(data_dir / KEY_DIR, domain)
+    path = safe_join(directory, f"{selector}.pem")
     if path.exists():
         raise ValueError(f"{path} exists already; choose another --selector")
     key: rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey = (
@@ -119,7 +124,7 @@ def generate_key(
     )
     private_dir(directory)
     write_private(path, pem)
-    return load_key(domain.lower(), selector, path)
+    return load_key(domain, selector, path)
 
 
 def zone_record(key: DkimKey) -> str:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
+from stalwart_py import names
 from stalwart_py.store.base import UNCHANGED, Unchanged
 from stalwart_py.store.blobs import release_mailbox_blobs
 from stalwart_py.store.engine import Engine, Txn
@@ -33,6 +34,15 @@ def domain_of(address: str) -> str:
     return address.rpartition("@")[2].lower()
 
 
+def valid_name(check: Callable[[str], str], text: str) -> str:
+    """``text`` in lower case, checked by one of ``names``'s validators (whoever calls the
+    store: a name that is not valid is never stored); StoreError says what was expected."""
+    try:
+        return check(text.lower())
+    except names.InvalidName as exc:
+        raise StoreError(str(exc)) from None
+
+
 def next_uidvalidity(txn: Txn) -> int:
     """A UIDVALIDITY greater than every one given before: a mailbox deleted and created again
     under the same name must not look like the old one to a client."""
@@ -52,7 +62,7 @@ class AccountsMixin:
     # -- domains ----------------------------------------------------------------------------
 
     async def add_domain(self, name: str) -> Domain:
-        name = name.lower()
+        name = valid_name(names.domain, name)
 
         def op(txn: Txn) -> Domain:
             try:
@@ -105,7 +115,7 @@ class AccountsMixin:
         quota_bytes: int | None = None,
         quota_messages: int | None = None,
     ) -> Account:
-        address = address.lower()
+        address = valid_name(names.mailbox, address)
         domain = domain_of(address)
 
         def op(txn: Txn) -> Account:
@@ -239,9 +249,9 @@ class AccountsMixin:
     # -- aliases ----------------------------------------------------------------------------
 
     async def add_alias(self, address: str, targets: Sequence[str]) -> Alias:
-        address = address.lower()
+        address = valid_name(names.alias, address)
         domain = domain_of(address)
-        wanted = [target.lower() for target in targets]
+        wanted = [valid_name(names.mailbox, target) for target in targets]
 
         def op(txn: Txn) -> Alias:
             if not txn.execute("SELECT 1 FROM domains WHERE name = ?", (domain,)).fetchone():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import re
+import sqlite3
 import sys
 
 import anyio
@@ -11,7 +12,8 @@ import pytest
 
 from stalwart_py import cli, server
 from stalwart_py.passwords import verify_password
-from stalwart_py.store.sqlite import SqliteStore
+from stalwart_py.queue import generate_key
+from stalwart_py.store.sqlite import DATABASE_FILE, SqliteStore
 from tests.support.servers import ServerProcess, write_config
 
 # What a server started on the data directory needs besides: a listener.
@@ -104,6 +106,45 @@ def test_domains_accounts_and_aliases(capsys, config, monkeypatch):
     assert run(capsys, config, "account", "delete", "bob@example.test")[0] == 0
     assert run(capsys, config, "domain", "delete", "example.test")[0] == 0
     assert run(capsys, config, "domain", "list")[1] == ""
+
+
+EVIL = "e.x/../../../../evil"
+
+
+def test_hostile_names_are_refused_by_every_command(capsys, config, monkeypatch):
+    """The field failure: a domain named like a path was added, and ``dkim generate`` then
+    wrote its key outside the data directory. Names are checked when they are added, and a
+    key's path is proven to stay inside the data directory even for a domain already stored
+    (here put in the database behind the directory's back, as an older version let it in)."""
+    for name in (EVIL, "..", "a/b.example", "e\x01x.test"):
+        code, _, err = run(capsys, config, "domain", "add", name)
+        assert code == 1 and "not a valid domain name" in err, err
+    assert run(capsys, config, "domain", "add", "example.test")[0] == 0
+    for address in ("../../etc/passwd@example.test", "a\x00b@example.test", "x\r\ny@example.test"):
+        code, _, err = run(
+            capsys,
+            config,
+            "account",
+            "add",
+            address,
+            "--password-file",
+            "-",
+            stdin="password123\n",
+            monkeypatch=monkeypatch,
+        )
+        assert code == 1 and "the local part" in err, err
+    code, _, err = run(capsys, config, "alias", "add", "x@example.test", "../y@example.test")
+    assert code == 1 and "the local part" in err, err
+
+    data_dir = config.parent / "var"
+    with sqlite3.connect(data_dir / DATABASE_FILE) as db:
+        db.execute("INSERT INTO domains(name, created) VALUES (?, 0)", (EVIL,))
+    before = set(config.parent.parent.rglob("*.pem"))
+    code, _, err = run(capsys, config, "dkim", "generate", EVIL, "--algorithm", "ed25519")
+    assert code == 1 and "not a valid domain name" in err, err
+    assert set(config.parent.parent.rglob("*.pem")) == before  # no key written anywhere
+    with pytest.raises(ValueError, match="not a valid domain name"):
+        generate_key(data_dir, EVIL)
 
 
 def test_the_first_start_creates_and_shows_an_administrator(tmp_path):

@@ -5,6 +5,9 @@ no HTTP request gets a 500; and every listener still answers afterwards.
 
 Each of these found a real bug when first run: a non-ASCII IMAP tag broke the session,
 deleting a mailbox that held messages failed, and a queue id past SQLite's integers gave 500.
+The last tests reproduce field failures of the admin API the way they were found: hostile
+names stored, a request framed twice answered on an open connection, and passwords SASLprep
+refuses answered 500.
 """
 
 from __future__ import annotations
@@ -202,3 +205,86 @@ def test_random_admin_api_requests_never_get_a_500(server):
         assert response.status < 500, (path, response.status)
         statuses.add(response.status)
     assert {200, 400, 404} <= statuses  # the requests reached the handlers, not only the router
+
+
+def api(server, method: str, path: str, body=None) -> tuple[int, dict]:
+    """One admin API request on its own connection: (status, JSON body)."""
+    host, port = server.address("http")
+    credentials = base64.b64encode(f"{ADMIN}:{PASSWORD}".encode()).decode()
+    connection = http.client.HTTPConnection(host, port, timeout=10)
+    try:
+        connection.request(
+            method,
+            path,
+            body=None if body is None else json.dumps(body),
+            headers={"Authorization": f"Basic {credentials}", "Content-Type": "application/json"},
+        )
+        response = connection.getresponse()
+        return response.status, json.loads(response.read() or b"{}")
+    finally:
+        connection.close()
+
+
+HOSTILE_DOMAINS = ["e.x/../../../../evil", "..", "a/b.example", "e\x01x.test", "x\r\ny.test"]
+HOSTILE_ADDRESSES = [
+    "../../etc/passwd@mx.example.test",
+    "a\u0000b@mx.example.test",
+    "crlf\r\nx@mx.example.test",
+    "x@e.x/../../../../evil",
+]
+
+
+def test_hostile_names_over_the_api_are_refused_and_never_stored(server):
+    """Field failures: a domain named like a path (whose DKIM key was then written outside the
+    data directory) and addresses with "..", NUL or CRLF were all answered 201 and stored."""
+    for name in HOSTILE_DOMAINS:
+        status, answer = api(server, "POST", "/api/domains", {"name": name})
+        assert status == 400 and "not a valid domain name" in answer["error"], (name, answer)
+    for address in HOSTILE_ADDRESSES:
+        for path, body in (
+            ("/api/accounts", {"address": address, "password": "long-enough"}),
+            ("/api/aliases", {"address": address, "targets": [ADMIN]}),
+            ("/api/aliases", {"address": f"x@{ADMIN.partition('@')[2]}", "targets": [address]}),
+        ):
+            status, answer = api(server, "POST", path, body)
+            assert status == 400 and answer["error"].startswith("body."), (path, body, answer)
+    domains = {d["name"] for d in api(server, "GET", "/api/domains")[1]["domains"]}
+    assert not domains & set(HOSTILE_DOMAINS)
+    accounts = {a["address"] for a in api(server, "GET", "/api/accounts")[1]["accounts"]}
+    assert not accounts & set(HOSTILE_ADDRESSES)
+    assert not list((server.config_path.parent / "var").rglob("*evil*"))
+
+
+def test_a_request_framed_by_content_length_and_chunked_is_refused_and_closed(server):
+    """The smuggling edge: answered (by the chunked framing) on a connection that stayed
+    open, so that a proxy reading Content-Length would see a different second request."""
+    smuggled = b"GET /api/accounts HTTP/1.1\r\nHost: x\r\n\r\n"
+    request = (
+        b"POST /api/domains HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Content-Length: %d\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n" % (5 + len(smuggled))
+    ) + smuggled
+    host, port = server.address("http")
+    with socket.create_connection((host, port), timeout=10) as sock:
+        sock.sendall(request)  # and the stream stays open: the server must close it
+        received = b""
+        while chunk := sock.recv(65536):
+            received += chunk
+    assert received.startswith(b"HTTP/1.1 400 ")
+    assert b"\r\nconnection: close\r\n" in received.lower()
+    assert received.count(b"HTTP/1.1 ") == 1
+
+
+SASLPREP_REFUSED = ["nul\u0000password", "c1\u0083password", "ltr\u200epassword", "\u00ad" * 8]
+
+
+def test_passwords_saslprep_refuses_are_422_not_500(server):
+    """Field failure: each of these answered 500 on POST and PATCH /api/accounts."""
+    for password in SASLPREP_REFUSED:
+        status, answer = api(
+            server, "POST", "/api/accounts", {"address": "p@mx.example.test", "password": password}
+        )
+        assert status == 422 and "SASLprep" in answer["error"], (password, answer)
+        status, answer = api(server, "PATCH", f"/api/accounts/{ADMIN}", {"password": password})
+        assert status == 422 and "SASLprep" in answer["error"], (password, answer)
+    assert api(server, "GET", "/api/accounts/p@mx.example.test")[0] == 404
+    assert api(server, "GET", "/api/accounts")[0] == 200  # the password did not change

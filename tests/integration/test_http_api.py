@@ -45,10 +45,7 @@ def test_accounts_create_read_update_delete(server, admin):
         .startswith("nowhere.test is not a local domain")
     )
     short = admin.post("/api/accounts", {"address": "e@example.test", "password": "short"})
-    assert (short.status, short.json["error"]) == (
-        422,
-        "the password must have at least 8 characters",
-    )
+    assert (short.status, short.json["error"]) == (400, "body.password: at least 8 characters")
     assert admin.post("/api/accounts", {"address": "e@example.test"}).json == {
         "error": "body: password is required"
     }
@@ -229,6 +226,10 @@ def test_the_queue_and_the_reports(server, admin):
     assert admin.post(f"/api/queue/{entry['id']}/retry").status == 404
     assert admin.request("DELETE", f"/api/queue/{entry['id']}").status == 404
     assert admin.get("/api/queue/nonsense").status == 404
+    # /api/queue/retry is the retry-all resource: other methods are 405, not a message "retry"
+    for method in ("GET", "DELETE", "HEAD"):
+        answer = admin.request(method, "/api/queue/retry")
+        assert (answer.status, answer.headers["allow"]) == (405, "POST")
     for id_ in ("99999999999999999999", "%C2%B2", "0"):  # past SQLite's integers, "²", zero
         assert admin.get(f"/api/queue/{id_}").status == 404
         assert admin.post(f"/api/queue/{id_}/retry").status == 404
@@ -240,6 +241,90 @@ def test_the_queue_and_the_reports(server, admin):
     [report] = admin.get("/api/reports?limit=5").json["reports"]
     assert report["kind"] == "dsn" and report["domain"] == "far.test"
     assert report["summary"] == {"status": "5.1.1", "recipient": "x@far.test"}
+
+
+HOSTILE_DOMAINS = ["e.x/../../../../evil", "..", "a/b.example", "e\x01x.test", "crlf\r\n.test"]
+HOSTILE_ADDRESSES = [
+    "../../etc/passwd@example.test",
+    "a\x00b@example.test",
+    "crlf\r\nx@example.test",
+]
+
+
+def test_hostile_names_are_refused_with_the_reason(admin):
+    """The field failures: each of these was answered 201 and stored."""
+    for name in HOSTILE_DOMAINS:
+        answer = admin.post("/api/domains", {"name": name})
+        assert answer.status == 400 and "not a valid domain name" in answer.json["error"], name
+    for address in HOSTILE_ADDRESSES:
+        answer = admin.post("/api/accounts", {"address": address, "password": "long-enough"})
+        assert answer.status == 400 and "the local part" in answer.json["error"], address
+        answer = admin.post("/api/aliases", {"address": address, "targets": [USER[0]]})
+        assert answer.status == 400 and "the local part" in answer.json["error"], address
+        answer = admin.post("/api/aliases", {"address": "x@example.test", "targets": [address]})
+        assert answer.status == 400 and "the local part" in answer.json["error"], address
+    # what the schema's format takes but a directory name may not be: an address literal
+    answer = admin.post("/api/accounts", {"address": "a@[192.0.2.1]", "password": "long-enough"})
+    assert (answer.status, answer.json["error"]) == (
+        422,
+        "'a@[192.0.2.1]': an address literal names no mailbox here",
+    )
+    assert {d["name"] for d in admin.get("/api/domains").json["domains"]} == {
+        "example.test",
+        "mail.example.test",
+    }
+    assert len(admin.get("/api/accounts").json["accounts"]) == 3
+    assert admin.get("/api/aliases").json == {"aliases": []}
+
+
+SASLPREP_REFUSED = {
+    "nul\u0000-password": "U+0000",  # a control character (RFC 3454 C.2.1)
+    "c1\u0083-password": "U+0083",  # a C1 control (C.2.2)
+    "ltr\u200e-password": "U+200E",  # a left-to-right mark (C.8)
+}
+
+
+def test_a_password_saslprep_refuses_is_422_with_the_reason(server, admin):
+    """The field failure: these answered 500 (the hash refused them after every check)."""
+    for password, code in SASLPREP_REFUSED.items():
+        for method, path, body in (
+            ("POST", "/api/accounts", {"address": "p@example.test", "password": password}),
+            ("PATCH", f"/api/accounts/{USER[0]}", {"password": password}),
+        ):
+            answer = admin.request(method, path, body)
+            assert answer.status == 422, (method, code, answer.body)
+            assert answer.json["error"] == (
+                f"the password is not allowed: SASLprep prohibits the character {code} (RFC 4013)"
+            )
+    # soft hyphens are mapped to nothing: eight of them are an empty password
+    for method, path, body in (
+        ("POST", "/api/accounts", {"address": "p@example.test", "password": "\u00ad" * 8}),
+        ("PATCH", f"/api/accounts/{USER[0]}", {"password": "\u00ad" * 8}),
+    ):
+        answer = admin.request(method, path, body)
+        assert (answer.status, answer.json["error"]) == (
+            422,
+            "the password must have at least 8 characters after SASLprep (RFC 4013), not 0",
+        )
+    assert admin.get("/api/accounts/p@example.test").status == 404
+    with ApiClient(server.address("http"), auth=USER) as user:  # its password is unchanged
+        assert user.get("/api/accounts").status == 403
+
+
+def test_the_document_states_the_configured_password_length(start_server):
+    server = start_http(start_server, extra="[directory]\nmin-password-length = 12\n\n")
+    with ApiClient(server.address("http"), auth=ADMIN) as admin:
+        document = admin.get("/api/openapi.json", auth=False).json
+        for name in ("NewAccount", "AccountUpdate"):
+            password = document["components"]["schemas"][name]["properties"]["password"]
+            assert password["minLength"] == 12
+        answer = admin.post("/api/accounts", {"address": "p@example.test", "password": "x" * 11})
+        assert (answer.status, answer.json["error"]) == (
+            400,
+            "body.password: at least 12 characters",
+        )
+        answer = admin.post("/api/accounts", {"address": "p@example.test", "password": "x" * 12})
+        assert answer.status == 201
 
 
 def test_bodies_are_checked_against_their_schema(admin):

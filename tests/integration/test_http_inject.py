@@ -125,27 +125,29 @@ def test_a_raw_message_in_json_with_a_null_sender(server, admin):
 @pytest.mark.parametrize(
     ("body", "error"),
     [
-        ({"to": USER[0], "text": "x"}, 'sender: required with raw (use "" for a null sender)'),
-        ({"from": "a@remote.test", "text": "x"}, "recipients: at least one is required"),
+        ({"to": USER[0], "text": "x"}, "body: one of sender, from is required"),
         (
-            {"from": "a@remote.test", "to": "b@example.test"},
-            "give text, html or both (or raw for a whole message)",
+            {"from": "a@remote.test", "text": "x"},
+            "body: one of recipients, to, cc, bcc is required",
         ),
+        ({"from": "a@remote.test", "to": "b@example.test"}, "body: one of text, html is required"),
+        ({"from": "a@remote.test", "to": [], "text": "x"}, "recipients: at least one is required"),
+        ({"raw": "Subject: x\r\n\r\n", "recipients": USER[0]}, "body: sender is required"),
         (
             {"from": "not an address", "to": USER[0], "text": "x"},
             "from: 'not an address' is not an address list",
         ),
         (
             {"sender": "a@x.test", "recipients": ["bad"], "raw": "Subject: x\r\n\r\n"},
-            "recipients: 'bad' is not an address (local@domain)",
+            "body.recipients[0]: 'bad' is not an address: expected local@domain",
         ),
         (
             {"sender": "a@x.test", "recipients": USER[0], "raw": "no header here"},
-            "raw: the message does not start with a header field",
+            "body.raw: expected a whole RFC 5322 message, starting with a header field",
         ),
         (
             {"sender": "a@x.test", "recipients": USER[0], "raw": "A: b\r\n\r\n", "text": "x"},
-            "raw: give either raw or the message fields, not both",
+            "body: expected a whole message (raw), or the fields to make one of: not both",
         ),
         (
             {"from": "a@x.test", "to": USER[0], "text": "x", "headers": {"Subject": "again"}},

@@ -181,6 +181,28 @@ def test_malformed_requests_get_400_and_a_clean_close(server, request_bytes):
         assert client.get("/healthz").status == 200  # and the server goes on
 
 
+def test_a_request_framed_both_by_content_length_and_chunked_is_refused_and_closed(server):
+    """RFC 9112 6.1: the two framings may be read differently by a proxy in front, and what
+    they disagree on is a smuggled request. Found answered (by the chunked framing) on a
+    connection that stayed open; now 400, no second answer, and the connection closes."""
+    smuggled = b"GET /api/accounts HTTP/1.1\r\nHost: x\r\n\r\n"
+    chunked = b"0\r\n\r\n"
+    with RawClient(server.address("http")) as client:
+        client.send_bytes(
+            b"POST /api/domains HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Content-Length: %d\r\nTransfer-Encoding: chunked\r\n\r\n"
+            % len(chunked + smuggled)
+            + chunked
+            + smuggled
+        )
+        received = client.wait_closed()  # a timeout here: the connection stayed open
+    status, headers, body = raw_response(received)
+    assert status == 400
+    assert headers["connection"] == "close"
+    assert "Transfer-Encoding and Content-Length" in json.loads(body)["error"]
+    assert received.count(b"HTTP/1.1 ") == 1  # the smuggled request was not answered
+
+
 def test_method_not_allowed_names_the_allowed_ones(server):
     with ApiClient(server.address("http"), auth=ADMIN) as client:
         answer = client.request("PUT", "/api/accounts")

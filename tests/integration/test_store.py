@@ -107,6 +107,23 @@ async def test_domains_accounts_and_default_mailboxes(store, account):
     assert not await store.is_local_domain("example.test")
 
 
+async def test_names_that_are_not_valid_are_never_stored(store, account):
+    """The store checks names itself, whoever calls it (the directory checks them first)."""
+    for name in ("e.x/../../../../evil", "..", "a/b.example", "e\x00x.test"):
+        with pytest.raises(StoreError, match="not a valid domain name"):
+            await store.add_domain(name)
+    for address in ("../../etc/passwd@example.test", "a\x00b@example.test", "x\r\n@example.test"):
+        with pytest.raises(StoreError, match="the local part"):
+            await store.add_account(address, "h", None)
+        with pytest.raises(StoreError, match="the local part"):
+            await store.add_alias(address, ["bob@example.test"])
+        with pytest.raises(StoreError, match="the local part"):
+            await store.add_alias("x@example.test", [address])
+    assert [d.name for d in await store.list_domains()] == ["example.test"]
+    assert [a.address for a in await store.list_accounts()] == ["bob@example.test"]
+    assert await store.list_aliases() == []
+
+
 async def test_aliases(store, account):
     await store.add_alias("sales@example.test", ["bob@example.test", "ext@remote.test"])
     await store.add_alias("sales@example.test", ["carol@example.test"])

@@ -55,10 +55,16 @@ class Referee:
         self.templates.sort(key=lambda item: item[2].count("{"))
 
     def operation(self, method: str, path: str) -> tuple[str, str] | None:
+        """The documented operation a request is for: the most specific template matching
+        the path (a literal path before a templated one, as the router does), with the
+        method; None when that path does not have the method."""
         path = path.partition("?")[0]
         wanted = "GET" if method == "HEAD" else method
-        for candidate, pattern, template in self.templates:
-            if candidate == wanted and pattern.match(path):
+        matching = [item for item in self.templates if item[1].match(path)]
+        for candidate, _pattern, template in matching:
+            if template != matching[0][2]:
+                break
+            if candidate == wanted:
                 return candidate, template
         return None
 

@@ -42,6 +42,10 @@ def test_routes_match_by_segment_with_decoded_parameters():
         ROUTER.match("PUT", "/api/domains")
     assert info.value.status == 405 and info.value.headers == [("Allow", "GET, HEAD, POST")]
     assert ROUTER.match("GET", "/api/accounts/")[0].name == "list_accounts"
+    for method in ("GET", "DELETE"):  # the literal /api/queue/retry wins over /api/queue/{id}
+        with pytest.raises(HttpError) as info:
+            ROUTER.match(method, "/api/queue/retry")
+        assert info.value.status == 405 and info.value.headers == [("Allow", "POST")]
     for path in ("/api/nothing", "/api/accounts/%ff", "/"):
         with pytest.raises(HttpError) as info:
             ROUTER.match("GET", path)
@@ -100,9 +104,12 @@ def test_envelope_addresses():
         "first.last+tag@example.com",
         '"with space"@x.test',
         "u@[192.0.2.1]",
-        "jörg@例え.jp",
+        "u@[IPv6:2001:db8::1]",
     ):
         assert check_envelope_address(good, "x") == good
+    # the canonical form SMTP gives: IDNs as A-labels, needless quotes dropped
+    assert check_envelope_address("jörg@例え.jp", "x") == "jörg@xn--r8jz45g.jp"
+    assert check_envelope_address('"ab"@X.test', "x") == "ab@x.test"
     for bad in (
         "",
         "a",
@@ -114,6 +121,11 @@ def test_envelope_addresses():
         "a@b..c",
         "a@-b.c",
         "x" * 65 + "@b.c",
+        "a\x00b@c.test",
+        "crlf\r\n@c.test",
+        '"a\x01"@c.test',
+        "u@[192.0.2.256]",
+        "a@e.x/../../evil",
     ):
         with pytest.raises(CompositionError):
             check_envelope_address(bad, "x")

@@ -205,7 +205,11 @@ async def list_domains(request: Request) -> Response:
     tag="domains",
     summary="Add a local domain",
     body=ref("NewDomain"),
-    responses={201: ("added", ref("Domain")), 409: ("the domain exists", ref("Error"))},
+    responses={
+        201: ("added", ref("Domain")),
+        409: ("the domain exists", ref("Error")),
+        422: ("refused: not a valid domain name", ref("Error")),
+    },
 )
 async def create_domain(request: Request) -> Response:
     try:
