@@ -85,6 +85,9 @@ class Application:
                 route.access is Access.METRICS and not request.session.settings.public_metrics
             ):
                 request.account = await self.auth.admin(request)
+            if route.query and (unknown := set(request.query) - {p.name for p in route.query}):
+                # A misspelt option (?forse=true) must not be ignored by a route that acts.
+                raise HttpError(400, f"unknown query parameter {sorted(unknown)[0]!r}")
             if route.body is not None:
                 directory = request.session.server.directory
                 self._read_body(route, request, directory.settings.min_password_length)

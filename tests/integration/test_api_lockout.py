@@ -38,6 +38,9 @@ def test_the_api_will_not_disable_the_listener_it_came_through(process):
         assert "this request came through listener http" in refused.json["error"]
         assert admin.get("/api/listeners/http").json["enabled"] is True
         assert admin.post("/api/listeners/http/disable?force=maybe").status == 400
+        # found by schemathesis: a bad force was accepted when it named another listener
+        assert admin.post("/api/listeners/smtp/disable?force=null").status == 400
+        assert admin.post("/api/listeners/smtp/disable?forse=true").status == 400  # misspelt
         assert admin.post("/api/listeners/smtp/disable").status == 200  # another one: fine
         forced = admin.post("/api/listeners/http/disable?force=true")
         assert forced.status == 200 and forced.json["enabled"] is False

@@ -7,20 +7,27 @@ Each of these found a real bug when first run: a non-ASCII IMAP tag broke the se
 deleting a mailbox that held messages failed, and a queue id past SQLite's integers gave 500.
 The last tests reproduce field failures of the admin API the way they were found: hostile
 names stored, a request framed twice answered on an open connection, and passwords SASLprep
-refuses answered 500.
+refuses answered 500; and then those of the connections: an APPEND of a megabyte that hung, a
+LOGIN literal that forged a log line, a PROXY header without a client that made anyone a relay
+host, postmaster refused, a trickling client held for ever, a world-readable data directory,
+an empty configuration accepted.
 """
 
 from __future__ import annotations
 
 import base64
 import http.client
+import imaplib
 import json
 import random
+import select
 import socket
+import stat
+import time
 
 import pytest
 
-from tests.support.servers import ServerProcess, write_config
+from tests.support.servers import ServerProcess, stalwart_cli, write_config
 
 PASSWORD = "a-long-enough-secret"
 ADMIN = "admin@mx.example.test"
@@ -48,6 +55,12 @@ protocol = "http"
 [server.listener.managesieve]
 bind = "127.0.0.1:0"
 protocol = "managesieve"
+
+[server.listener.smtp-proxied]
+bind = "127.0.0.1:0"
+protocol = "smtp"
+proxy.trusted-networks = ["127.0.0.0/8"]
+command-timeout = "2s"
 
 [queue]
 hold = true
@@ -89,6 +102,7 @@ def server(tmp_path_factory):
         yield server
         log = server.log()
     assert "Traceback" not in log, log[log.index("Traceback") - 300 :][:3000]
+    assert "eof_received" not in log  # asyncio's noise on every TLS close, once
 
 
 def exchange(address, data: bytes) -> bytes:
@@ -288,3 +302,102 @@ def test_passwords_saslprep_refuses_are_422_not_500(server):
         assert status == 422 and "SASLprep" in answer["error"], (password, answer)
     assert api(server, "GET", "/api/accounts/p@mx.example.test")[0] == 404
     assert api(server, "GET", "/api/accounts")[0] == 200  # the password did not change
+
+
+# -- the connection-level field failures, as they were found ---------------------------------
+
+
+def _imap_admin(server) -> imaplib.IMAP4:
+    client = imaplib.IMAP4(*server.address("imap"), timeout=30)
+    client.login(ADMIN, PASSWORD)
+    return client
+
+
+def test_an_append_of_megabytes_completes(server):
+    """It hung above ~300 KB: the literal was awaited whole while reading had stopped."""
+    message = b"Subject: big\r\n\r\n" + b"x" * 76 + b"\r\n"
+    message *= 1_200_000 // len(message)
+    with _imap_admin(server) as client:
+        typ, answer = client.append("INBOX", None, None, message)
+        assert typ == "OK", answer
+        client.logout()
+
+
+def test_a_login_literal_cannot_forge_a_log_line(server):
+    """A user name holding CR LF and a well-formed log line was written as a log line of its
+    own, and the real client address was dropped."""
+    forged = "2026-01-01 00:00:00 INFO stalwart_py.imap [deadbeef] login ok from 203.0.113.66"
+    user = f"x\r\n{forged}".encode()
+    with socket.create_connection(server.address("imap"), timeout=10) as sock:
+        sock.recv(1000)
+        sock.sendall(b"a LOGIN {%d+}\r\n%s wrong-password\r\n" % (len(user), user))
+        assert b"a NO" in _read_until(sock, b"a ")
+    assert not any(line.startswith(forged) for line in server.log().splitlines())
+
+
+def _read_until(sock: socket.socket, marker: bytes) -> bytes:
+    data = b""
+    while marker not in data:
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+@pytest.mark.parametrize(
+    "header", [b"PROXY UNKNOWN\r\n", b"\r\n\r\n\x00\r\nQUIT\n\x20\x00\x00\x00"]
+)
+def test_a_proxy_header_without_a_client_is_not_a_relay_host(server, header):
+    """The proxy is on loopback, loopback may relay: a header naming no client made anyone a
+    relay host."""
+    answer = exchange(
+        server.address("smtp-proxied"),
+        header + b"EHLO x\r\nMAIL FROM:<a@outside.example>\r\n"
+        b"RCPT TO:<victim@elsewhere.example>\r\nQUIT\r\n",
+    )
+    assert b"554 5.7.1" in answer and b"\r\n250 2.1.5" not in answer, answer
+
+
+def test_postmaster_is_accepted_from_a_stranger(server):
+    answer = exchange(
+        server.address("smtp"),
+        b"EHLO x\r\nMAIL FROM:<a@outside.example>\r\nRCPT TO:<postmaster>\r\n"
+        b"RCPT TO:<Postmaster@mx.example.test>\r\nQUIT\r\n",
+    )
+    assert answer.count(b"250 2.1.5") == 2, answer
+
+
+def test_a_trickling_client_is_cut_off(server):
+    """A byte every half second, far inside the idle timeout: cut at the command deadline."""
+    started = time.monotonic()
+    with socket.create_connection(server.address("smtp-proxied"), timeout=10) as sock:
+        sock.sendall(b"PROXY TCP4 198.51.100.7 192.0.2.1 4000 25\r\n")
+        sock.recv(1000)
+        answer = b""
+        for byte in b"EHLO a-trickling-client.example\r\n":
+            try:
+                sock.sendall(bytes([byte]))
+            except OSError:
+                break
+            readable, _, _ = select.select([sock], [], [], 0.5)
+            if readable:
+                answer += sock.recv(1000)
+                break  # the server spoke before the line was complete: its goodbye
+    assert answer.startswith(b"421"), answer
+    assert time.monotonic() - started < 6
+
+
+def test_the_data_directory_is_private(server):
+    data_dir = server.config_path.parent / "var"
+    assert stat.S_IMODE(data_dir.stat().st_mode) == 0o700
+    for path in data_dir.rglob("*"):
+        if path.is_file():
+            assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
+
+
+def test_an_empty_configuration_is_refused(tmp_path):
+    empty = tmp_path / "empty.toml"
+    empty.write_text("")
+    result = stalwart_cli(empty, "check-config")
+    assert result.returncode == 1 and "server.listener" in result.stderr, result.stderr

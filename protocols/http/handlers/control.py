@@ -64,7 +64,8 @@ async def get_listener(request: Request) -> Response:
 
 async def _suspend(request: Request, suspended: bool) -> Response:
     lid = _listener(request)["id"]
-    if suspended and lid == request.session.listener and not _force(request):
+    force = suspended and _force(request)  # checked whichever listener it names
+    if suspended and lid == request.session.listener and not force:
         raise HttpError(
             409,
             f"this request came through listener {lid}: disabling it would leave this API "
