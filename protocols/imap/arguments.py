@@ -7,7 +7,6 @@ decodes them.
 
 from __future__ import annotations
 
-import datetime
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -79,14 +78,6 @@ class ListArgs:
 class Status:
     mailbox: bytes
     items: tuple[str, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class Append:
-    mailbox: bytes
-    flags: tuple[str, ...]
-    internaldate: datetime.datetime | None
-    message: bytes
 
 
 @dataclass(frozen=True, slots=True)

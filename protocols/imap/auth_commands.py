@@ -59,6 +59,7 @@ def capabilities(session: Session) -> list[str]:
         "IDLE",
         "NAMESPACE",
         "UIDPLUS",
+        "MULTIAPPEND",
         "MOVE",
         "UNSELECT",
         "CHILDREN",

@@ -9,12 +9,11 @@ A ``ParseError`` carries the tag when it could be read, for the ``BAD`` reply.
 
 from __future__ import annotations
 
-import datetime
 from collections.abc import Callable
 from typing import Any
 
+from protocols.imap.append_syntax import flag, flag_list, parse_append
 from protocols.imap.arguments import (
-    Append,
     Authenticate,
     Command,
     CopyMove,
@@ -37,7 +36,6 @@ from protocols.imap.arguments import (
 from protocols.imap.fetch_items import FetchModifiers, parse_fetch_items, parse_fetch_modifiers
 from protocols.imap.lexer import MAX_NUMBER64, ParseError, Reader
 from protocols.imap.search_keys import (
-    MONTHS,
     SUPPORTED_CHARSETS,
     SearchParser,
 )
@@ -72,35 +70,6 @@ LIST_RETURN = frozenset(("SUBSCRIBED", "CHILDREN", "SPECIAL-USE", "STATUS"))
 
 def mailbox(reader: Reader) -> bytes:
     return reader.astring()
-
-
-def flag(reader: Reader) -> str:
-    """``flag``: ``\\Seen`` and the other system flags, ``\\``-extensions, or a keyword."""
-    if reader.skip(b"\\"):
-        return "\\" + reader.atom()
-    return reader.atom()
-
-
-def flag_list(reader: Reader) -> tuple[str, ...]:
-    return tuple(reader.parenthesized(flag))
-
-
-def date_time(reader: Reader) -> datetime.datetime:
-    """``"dd-Mon-yyyy hh:mm:ss +zzzz"`` (the day may be space-padded)."""
-    raw = reader.quoted()
-    try:
-        text = raw.decode("ascii").strip()
-        day, month, rest = text.split("-", 2)
-        month_number = MONTHS.index(month.upper()) + 1
-        year, clock, zone = rest.split(" ")
-        hour, minute, second = (int(x) for x in clock.split(":"))
-        if len(zone) != 5 or zone[0] not in "+-" or not zone[1:].isdigit():
-            raise ValueError
-        offset = datetime.timedelta(hours=int(zone[1:3]), minutes=int(zone[3:5]))
-        tz = datetime.timezone(offset if zone[0] == "+" else -offset)
-        return datetime.datetime(int(year), month_number, int(day), hour, minute, second, tzinfo=tz)
-    except ValueError:
-        raise ParseError("invalid date-time") from None
 
 
 # -- the commands ---------------------------------------------------------------------------
@@ -271,21 +240,6 @@ def _status(reader: Reader, uid: bool) -> Status:
     return Status(name, _status_items(reader))
 
 
-def _append(reader: Reader, uid: bool) -> Append:
-    reader.space()
-    name = mailbox(reader)
-    reader.space()
-    flags: tuple[str, ...] = ()
-    when = None
-    if reader.peek() == b"(":
-        flags = flag_list(reader)
-        reader.space()
-    if reader.peek() == b'"':
-        when = date_time(reader)
-        reader.space()
-    return Append(name, flags, when, reader.literal(binary=True))
-
-
 def _enable(reader: Reader, uid: bool) -> Enable:
     names = []
     while reader.skip(b" "):
@@ -437,7 +391,7 @@ PARSERS: dict[str, Callable[[Reader, bool], Any]] = {
     "LSUB": _lsub,
     "NAMESPACE": _no_args,
     "STATUS": _status,
-    "APPEND": _append,
+    "APPEND": parse_append,
     "IDLE": _no_args,
     "CHECK": _no_args,
     "CLOSE": _no_args,

@@ -14,7 +14,8 @@ Limits (RFC 9051 section 4.3 lets a server refuse a literal it cannot accept):
 
 * every line and every literal of a command count towards ``max_command_length``, except
   the literals of APPEND, which may each be up to ``max_literal_size`` (the message itself;
-  RFC 7889 APPENDLIMIT advertises it);
+  RFC 7889 APPENDLIMIT advertises it) and together up to ``max_append_size`` (MULTIAPPEND,
+  RFC 3502, and the TEXT parts of CATENATE, RFC 4469, send several in one command);
 * a synchronizing literal over its limit is refused before the client sends it: a tagged
   ``NO [TOOBIG]``, and the command is over (the client does not send the octets);
 * a non-synchronizing literal over its limit is already on its way and cannot be skipped
@@ -58,9 +59,12 @@ FramerEvent = CommandComplete | LiteralExpected | CommandRejected
 class CommandFramer:
     """Collects one command at a time; ``reset()`` (or a complete command) starts another."""
 
-    def __init__(self, max_command_length: int, max_literal_size: int) -> None:
+    def __init__(
+        self, max_command_length: int, max_literal_size: int, max_append_size: int | None = None
+    ) -> None:
         self.max_command_length = max_command_length
         self.max_literal_size = max_literal_size
+        self.max_append_size = max_literal_size if max_append_size is None else max_append_size
         self.reset()
 
     def reset(self) -> None:
@@ -68,6 +72,7 @@ class CommandFramer:
         self._length = 0  # octets counted against max_command_length
         self._tag = "*"
         self._is_append = False
+        self._append_total = 0  # the octets of the APPEND literals so far
         self._awaiting: int | None = None  # the size of the literal being waited for
 
     @property
@@ -96,15 +101,16 @@ class CommandFramer:
             return CommandComplete(data)
         size = int(marker.group(2))
         synchronizing = not marker.group(3)
-        if self._is_append:
-            over = size > self.max_literal_size
-        else:
-            over = self._length + size > self.max_command_length
-        if over:
-            limit = self.max_literal_size if self._is_append else self.max_command_length
-            return self._reject(
-                f"literal of {size} octets is over the limit of {limit}", close=not synchronizing
-            )
+        text = None
+        if not self._is_append:
+            if self._length + size > self.max_command_length:
+                text = f"literal of {size} octets is over the limit of {self.max_command_length}"
+        elif size > self.max_literal_size:
+            text = f"literal of {size} octets is over the limit of {self.max_literal_size}"
+        elif self._append_total + size > self.max_append_size:
+            text = f"the messages of this APPEND are over the limit of {self.max_append_size}"
+        if text is not None:
+            return self._reject(text, close=not synchronizing)
         self._awaiting = size
         return LiteralExpected(size, synchronizing)
 
@@ -114,7 +120,9 @@ class CommandFramer:
             raise RuntimeError("literal octets that were not asked for")
         self._awaiting = None
         self._parts.append(data)
-        if not self._is_append:
+        if self._is_append:
+            self._append_total += len(data)
+        else:
             self._length += len(data)
 
     def _reject(self, text: str, *, close: bool) -> CommandRejected:

@@ -4,6 +4,7 @@ section 3 and the command descriptions of section 6)."""
 from __future__ import annotations
 
 from protocols.imap import (
+    append_command,
     auth_commands,
     fetch_command,
     idle,
@@ -37,7 +38,7 @@ HANDLERS: dict[str, tuple[Handler, frozenset[State]]] = {
     "LSUB": (list_command.lsub, AUTHENTICATED),
     "NAMESPACE": (mailbox_commands.namespace, AUTHENTICATED),
     "STATUS": (mailbox_commands.status, AUTHENTICATED),
-    "APPEND": (message_commands.append, AUTHENTICATED),
+    "APPEND": (append_command.append, AUTHENTICATED),
     "IDLE": (idle.idle, AUTHENTICATED),
     "GETQUOTA": (mailbox_commands.getquota, AUTHENTICATED),
     "GETQUOTAROOT": (mailbox_commands.getquotaroot, AUTHENTICATED),

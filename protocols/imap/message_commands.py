@@ -1,4 +1,4 @@
-"""Commands that change messages: APPEND (RFC 9051 6.3.12, UIDPLUS APPENDUID), STORE (6.4.6,
+"""Commands that change messages: STORE (RFC 9051 6.4.6,
 CONDSTORE UNCHANGEDSINCE), COPY (6.4.7, COPYUID), MOVE (RFC 6851), EXPUNGE and UID EXPUNGE
 (6.4.3, RFC 4315), CLOSE, UNSELECT and CHECK.
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from protocols.imap import response
-from protocols.imap.commands import Append, Command, CopyMove, Store, UidSet
+from protocols.imap.commands import Command, CopyMove, Store, UidSet
 from protocols.imap.replies import Bad, No, Ok
 from protocols.imap.sequence import format_set
 from protocols.imap.view import MailboxView
@@ -43,20 +43,6 @@ def _writable(session: Session) -> MailboxView:
     if view.read_only:
         raise No("The mailbox is open read-only (EXAMINE)", "READ-ONLY")
     return view
-
-
-async def append(session: Session, command: Command) -> Ok:
-    args: Append = command.args
-    mailbox = await session.mailbox(args.mailbox, code="TRYCREATE")
-    flags = check_flags(args.flags)
-    if not args.message:
-        raise No("An empty message cannot be appended")
-    when = args.internaldate.timestamp() if args.internaldate is not None else None
-    try:
-        info = await session.store.append(mailbox.id, args.message, flags=flags, internaldate=when)
-    except QuotaExceeded as error:
-        raise No(str(error) or "Quota exceeded", "OVERQUOTA") from None
-    return Ok(code=f"APPENDUID {mailbox.uidvalidity} {info.uid}")
 
 
 async def store(session: Session, command: Command) -> Ok:

@@ -73,7 +73,9 @@ class Session:
         self.bad_in_a_row = 0
         self._out = bytearray()
         self._framer = CommandFramer(
-            self.settings.max_command_length, self.settings.max_literal_size
+            self.settings.max_command_length,
+            self.settings.max_literal_size,
+            self.settings.max_append_size,
         )
 
     # -- output -----------------------------------------------------------------------------

@@ -7,6 +7,7 @@ protocol = "imap"
 imap.auth.allow-plaintext = false   # LOGIN and PLAIN only after STARTTLS
 imap.idle-timeout = "30m"           # RFC 9051 section 5.4: at least 30 minutes
 imap.max-literal-size = "50M"       # the largest message APPEND takes (APPENDLIMIT)
+imap.max-append-size = "100M"       # all the messages of one (MULTI)APPEND together
 imap.max-command-length = "64K"     # every other command, its literals included
 ```
 """
@@ -42,6 +43,10 @@ class ImapSettings:
     # idle-timeout applies.
     idle_timeout: Duration = MIN_IDLE_TIMEOUT
     max_literal_size: Size = 50 * 1024 * 1024
+    # All the messages of one APPEND together: MULTIAPPEND (RFC 3502) sends many in one
+    # command and stores them in one transaction, CATENATE (RFC 4469) builds one from parts.
+    # Over it: NO [TOOBIG] (or BYE [TOOBIG] for a non-synchronizing literal already sent).
+    max_append_size: Size = 100 * 1024 * 1024
     max_command_length: Size = 64 * 1024
     # Commands answered BAD in a row before the session is closed: a client that speaks
     # something else is not kept talking forever.
@@ -52,3 +57,5 @@ class ImapSettings:
             raise ValueError("idle-timeout must be at least 30 minutes (RFC 9051 section 5.4)")
         if self.max_command_length < 1024:
             raise ValueError("max-command-length must be at least 1K")
+        if self.max_append_size < self.max_literal_size:
+            raise ValueError("max-append-size must be at least max-literal-size")

@@ -25,6 +25,7 @@ from stalwart_py.store.model import (
     MailboxChanges,
     MailboxCounts,
     MessageInfo,
+    NewMessage,
     NotFound,
     OutboundMessage,
     QueueEntry,
@@ -195,6 +196,13 @@ class Store(abc.ABC):
         internaldate: float | None = None,
     ) -> MessageInfo:
         """Add a message (IMAP APPEND). Raises QuotaExceeded or NotFound."""
+
+    @abc.abstractmethod
+    async def append_many(
+        self, mailbox_id: int, messages: Sequence[NewMessage]
+    ) -> list[MessageInfo]:
+        """Add several messages in one transaction (IMAP MULTIAPPEND, RFC 3502): all of them,
+        with consecutive UIDs in order, or none (QuotaExceeded, NotFound)."""
 
     @abc.abstractmethod
     async def deliver(

@@ -41,6 +41,14 @@ async def prepare_blob(data: bytes) -> PreparedBlob:
     return await anyio.to_thread.run_sync(_prepare, data)
 
 
+async def prepare_blobs(datas: Sequence[bytes]) -> list[PreparedBlob]:
+    """``prepare_blob`` for several bodies (IMAP MULTIAPPEND): together in one worker thread
+    once they add up to more than ``INLINE_LIMIT``."""
+    if sum(map(len, datas)) <= INLINE_LIMIT:
+        return [_prepare(data) for data in datas]
+    return await anyio.to_thread.run_sync(lambda: [_prepare(data) for data in datas])
+
+
 def put_blob(txn: Txn, blob: PreparedBlob, references: int = 1) -> int:
     """Store a body, or add references to the copy already stored; returns its id."""
     row = txn.execute(

@@ -159,6 +159,16 @@ class MessageInfo:
 
 
 @dataclass(frozen=True, slots=True)
+class NewMessage:
+    """One message of ``Store.append_many`` (IMAP MULTIAPPEND): its octets, flags and
+    internal date (None: now)."""
+
+    data: bytes
+    flags: frozenset[str] = frozenset()
+    internaldate: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class StoredMessage:
     """A message with its cached MIME structure (``stalwart_py.mime`` JSON)."""
 

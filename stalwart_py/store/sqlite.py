@@ -13,6 +13,7 @@ from stalwart_py.files import create_private_file, private_dir
 from stalwart_py.store.base import Store
 from stalwart_py.store.engine import Engine
 from stalwart_py.store.sqlite_accounts import AccountsMixin
+from stalwart_py.store.sqlite_append import AppendMixin
 from stalwart_py.store.sqlite_mail import MailMixin
 from stalwart_py.store.sqlite_queue import QueueMixin
 from stalwart_py.store.sqlite_sieve import SieveMixin
@@ -20,7 +21,7 @@ from stalwart_py.store.sqlite_sieve import SieveMixin
 DATABASE_FILE = "stalwart.sqlite3"
 
 
-class SqliteStore(AccountsMixin, MailMixin, QueueMixin, SieveMixin, Store):
+class SqliteStore(AccountsMixin, AppendMixin, MailMixin, QueueMixin, SieveMixin, Store):
     def __init__(self, data_dir: Path, *, readers: int = 8) -> None:
         self.path = data_dir / DATABASE_FILE
         self._engine = Engine(self.path, readers=readers)

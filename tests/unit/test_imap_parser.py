@@ -7,8 +7,8 @@ import datetime
 
 import pytest
 
+from protocols.imap.append_syntax import Append
 from protocols.imap.commands import (
-    Append,
     CommandError,
     Fetch,
     ListArgs,
@@ -171,13 +171,14 @@ def test_append_with_flags_date_and_literal8():
         b'a APPEND Drafts (\\Draft $Label) " 5-Mar-2024 13:04:05 +0200" ~{4}\r\nab\x00c'
     ).args
     assert args.mailbox == b"Drafts"
-    assert args.flags == ("\\Draft", "$Label")
-    assert args.internaldate == datetime.datetime(
+    (message,) = args.messages
+    assert message.flags == ("\\Draft", "$Label")
+    assert message.internaldate == datetime.datetime(
         2024, 3, 5, 13, 4, 5, tzinfo=datetime.timezone(datetime.timedelta(hours=2))
     )
-    assert args.message == b"ab\x00c"
-    args = parse(b"a APPEND INBOX {5+}\r\nhello").args
-    assert (args.flags, args.internaldate, args.message) == ((), None, b"hello")
+    assert message.data == b"ab\x00c"
+    (message,) = parse(b"a APPEND INBOX {5+}\r\nhello").args.messages
+    assert (message.flags, message.internaldate, message.data) == ((), None, b"hello")
     assert "date-time" in str(error_of('a APPEND INBOX "32-Foo-2024 00:00:00 +0000" {1}\r\nx'))
 
 

@@ -34,6 +34,7 @@ def test_defaults_and_merging():
     assert merged.idle_timeout == 3600.0
     assert merged.max_literal_size == 10 * 1024 * 1024  # from [server.imap]
     assert merged.max_command_length == 64 * 1024
+    assert merged.max_append_size == 100 * 1024 * 1024
     assert ImapSettings().auth.allow_plaintext is False
 
 
@@ -42,6 +43,8 @@ def test_defaults_and_merging():
     [
         ('imap.idle-timeout = "5m"', "idle-timeout must be at least 30 minutes"),
         ("imap.max-command-length = 100", "max-command-length must be at least 1K"),
+        ('imap.max-append-size = "1M"', "max-append-size must be at least max-literal-size"),
+        ("imap.max-append-size = -1", "max-append-size"),
         ("imap.auth.max-failures = 0", "expected an integer from 1 to 100"),
         ("imap.auth.allow-plaintxt = true", 'did you mean "allow-plaintext"'),
     ],
