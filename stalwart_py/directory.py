@@ -14,7 +14,11 @@ LOGIN, SCRAM-SHA-256) over a protocol's own framing, ``login`` checks a user nam
 address, account) by the ``LoginThrottle`` (``stalwart_py.throttle``): past a limit, that
 address or pair is blocked for a time that doubles with each further failure, and attempts
 while blocked are refused (``AuthThrottled``) without checking the password or counting. Every
-checked failure is answered only after ``failure-delay``.
+checked failure is answered only after ``failure-delay``. Passwords are checked in the one
+``HashPool`` (``stalwart_py.hash_pool``): in worker threads, a bounded number at once; a login
+that waits too long for its turn is deferred (``LoginDeferred``, an ``AuthThrottled``) and
+logged at WARNING as ``login deferred from <address>: mechanism=<M> user=<name>``, which is
+not a failed login (not counted, not matched by the fail2ban filter).
 
 Every refused login, in every protocol, is logged at INFO on the session's logger as one line
 ``login failed from <address>: mechanism=<M> reason=<R> user=<name>`` (``_refused``), the
@@ -34,6 +38,7 @@ import anyio
 from stalwart_py import names, passwords, sasl
 from stalwart_py.config import DirectorySettings
 from stalwart_py.config.types import IPAddress
+from stalwart_py.hash_pool import HashPool, LoginDeferred
 from stalwart_py.logs import client_address
 from stalwart_py.store import Account, Alias, Domain, NotFound, Store, StoreError
 from stalwart_py.throttle import AuthThrottled, LoginThrottle
@@ -86,11 +91,13 @@ class Directory:
         self.store = store
         self.settings = settings or DirectorySettings()
         self.throttle = LoginThrottle(self.settings.throttle)
+        self.hashes = HashPool(self.settings.max_concurrent_hashes, self.settings.max_hash_wait)
 
     def configure(self, settings: DirectorySettings) -> None:
         """Take new settings (on reload); failure counts are kept."""
         self.settings = settings
         self.throttle.settings = settings.throttle
+        self.hashes.configure(settings.max_concurrent_hashes, settings.max_hash_wait)
 
     # -- management -------------------------------------------------------------------------
 
@@ -319,6 +326,9 @@ class Directory:
                 raise sasl.AuthFailed(
                     f"not authorized to act as {result.authzid}", mechanism=result.mechanism
                 )
+        except LoginDeferred:  # the server is busy, the password unchecked: not a failure
+            _deferred(log, peer, mechanism, store.tried)
+            raise
         except AuthThrottled:  # refused unchecked (_Credentials): not a failure to count
             _refused(log, peer, mechanism, "throttled", store.tried)
             raise
@@ -343,6 +353,9 @@ class Directory:
         address = normalize(username)
         try:
             verified = await _Credentials(self, peer).verify_password(address, password)
+        except LoginDeferred:
+            _deferred(log, peer, mechanism, username)
+            raise
         except AuthThrottled:
             _refused(log, peer, mechanism, "throttled", username)
             raise
@@ -382,6 +395,19 @@ def _refused(
     )
 
 
+def _deferred(log: Logger | None, peer: IPAddress | None, mechanism: str, user: str | None) -> None:
+    """The line a login deferred by a busy hash pool writes: a WARNING (the server is short of
+    CPU for logins), worded unlike ``_refused`` so that fail2ban never bans its client."""
+    if user is not None and len(user) > MAX_LOGGED_USER:
+        user = user[:MAX_LOGGED_USER] + "..."
+    (log or _log).warning(
+        "login deferred from %s: mechanism=%s user=<%s> (no password-hash worker came free)",
+        client_address(peer),
+        mechanism,
+        user or "",
+    )
+
+
 class _Credentials:
     """The directory as the SASL layer's credential store; where the account becomes known,
     the throttle is asked about the (address, account) pair before the password is checked."""
@@ -395,10 +421,11 @@ class _Credentials:
         address = self.tried = normalize(authcid)
         self.directory.throttle.check(self.peer, address)
         credentials = await self.directory.store.get_credentials(address)
+        hashes = self.directory.hashes
         if credentials is None:
-            await anyio.to_thread.run_sync(passwords.dummy_verify)
+            await hashes.run(passwords.dummy_verify)
             return None
-        ok = await anyio.to_thread.run_sync(passwords.verify_password, password, credentials.secret)
+        ok = await hashes.run(passwords.verify_password, password, credentials.secret)
         return credentials.address if ok else None
 
     async def scram_credentials(

@@ -18,6 +18,7 @@ from protocols.imap.commands import Authenticate, Command, Enable, Id, Login
 from protocols.imap.replies import ANSWERED, Bad, Logout, No, Ok
 from stalwart_py import sasl
 from stalwart_py.directory import AuthThrottled
+from stalwart_py.hash_pool import LoginDeferred
 from stalwart_py.plugin import LineTooLong
 from stalwart_py.store import Account
 
@@ -186,7 +187,10 @@ async def authenticate(session: Session, command: Command) -> Ok:
 
 def _failed(session: Session, how: str, error: sasl.AuthFailed) -> No:
     """Count a failure (the directory has logged it); the NO to raise, or Logout after too
-    many."""
+    many. A login deferred because the server is busy is not the client's failure."""
+    if isinstance(error, LoginDeferred):
+        session.metrics["logins"].labels(session.conn.listener.id, "deferred").inc()
+        return No("Server busy, try again later", "UNAVAILABLE")
     session.metrics["logins"].labels(session.conn.listener.id, "failure").inc()
     session.auth_failures += 1
     if session.auth_failures >= session.settings.auth.max_failures:

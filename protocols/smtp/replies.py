@@ -98,6 +98,7 @@ ENCRYPTION_REQUIRED = reply(538, "5.7.11", "Encryption required for authenticati
 AUTH_FAILED = reply(535, "5.7.8", "Authentication credentials invalid")  # RFC 4954 6
 AUTH_ABORTED = reply(501, "5.0.0", "Authentication aborted")  # RFC 4954 4: the client's "*"
 AUTH_THROTTLED = reply(454, "4.7.0", "Too many failed logins, try again later")
+AUTH_DEFERRED = reply(454, "4.7.0", "Server busy, try again later")  # stalwart_py.hash_pool
 UNKNOWN_MECHANISM = reply(504, "5.5.4", "Unrecognized authentication mechanism")
 NOT_IMPLEMENTED = reply(502, "5.5.1", "Command not implemented")
 TOO_MANY_RECIPIENTS = reply(452, "4.5.3", "Too many recipients")  # RFC 5321 4.5.3.1.10

@@ -37,6 +37,7 @@ from protocols.smtp.settings import LmtpSettings, SmtpSettings
 from protocols.smtp.syntax import AUTH_LIMIT, LINE_LIMIT, CommandError, Mailbox
 from stalwart_py import sasl
 from stalwart_py.directory import AuthThrottled
+from stalwart_py.hash_pool import LoginDeferred
 from stalwart_py.logs import client_address
 from stalwart_py.plugin import Connection, LineTooLong, ReadTimeout
 from stalwart_py.store import Account
@@ -385,6 +386,8 @@ class Session:
             account = await conn.server.directory.authenticate(
                 auth.mechanism, initial, self._exchange, conn.peer.ip, log=conn.log
             )
+        except LoginDeferred:  # the directory logs deferrals
+            return "deferred", replies.AUTH_DEFERRED
         except AuthThrottled:  # the directory logs refusals
             return "throttled", replies.AUTH_THROTTLED
         except sasl.AuthFailed:

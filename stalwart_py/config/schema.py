@@ -162,6 +162,11 @@ class DirectorySettings:
     subaddress_separator: str = "+"  # "" turns plus-addressing off
     scram: bool = True  # keep SCRAM-SHA-256 credentials (offer the mechanism)
     min_password_length: int = 8
+    # Password hashes (scrypt) computed at once, in worker threads; unset: the number of CPUs.
+    # More logins wait their turn in order, each at most max-hash-wait, and are then deferred
+    # ("try again later"), not refused. See stalwart_py.hash_pool.
+    max_concurrent_hashes: Annotated[int, Range(1, 1024)] | None = None
+    max_hash_wait: Duration = 10.0
     throttle: ThrottleSettings = field(default_factory=ThrottleSettings)
 
     def __post_init__(self) -> None:

@@ -1,0 +1,164 @@
+"""Logins under load over real IMAP: the hash pool (stalwart_py.hash_pool) keeps scrypt off the
+event loop and bounded, and a busy pool defers logins instead of failing them."""
+
+from __future__ import annotations
+
+import imaplib
+import threading
+import time
+
+import pytest
+
+from stalwart_py import passwords
+from tests.integration import imap_support as imap
+from tests.support.logs import capture_log
+
+CLIENTS = 50
+# A NOOP on a logged-in session must answer within this while the logins run. One scrypt
+# check at the production cost takes ~50-150 ms; on the event loop, 50 of them would stall
+# the NOOP for seconds.
+RESPONSIVE = 1.0
+# The clients and the probe all come from 127.0.0.1: more than the default 50 per address.
+MANY_CONNECTIONS = '\n[server.listener.imap.peer."127.0.0.0/8"]\nmax-connections-per-ip = 100\n'
+
+
+def _production_hash(password: str) -> str:
+    """An scrypt hash at the production cost (the test suite makes cheap ones by default)."""
+    cheap = passwords.SCRYPT_LOG2_N
+    passwords.SCRYPT_LOG2_N = 15
+    try:
+        return passwords.hash_password(password)
+    finally:
+        passwords.SCRYPT_LOG2_N = cheap
+
+
+def _add_accounts(server, addresses: list[str], secret: str) -> None:
+    """Accounts sharing one production-cost hash of imap.PASSWORD (hashed once, not 50 times)."""
+    store = server.context.store
+
+    async def create() -> None:
+        for address in addresses:
+            await store.add_account(address, secret, None)
+
+    server.run(create)
+
+
+def _login_all(server, users: list[str]) -> list[BaseException | str]:
+    """Each user logs in from its own thread, all released at once; per user the tagged
+    answer's text, or the exception."""
+    barrier = threading.Barrier(len(users))
+    results: list[BaseException | str] = [""] * len(users)
+
+    def one(index: int) -> None:
+        try:
+            client = imap.connect(server)
+            barrier.wait(imap.TIMEOUT)
+            try:
+                typ, data = client.login(users[index], imap.PASSWORD)
+                results[index] = f"{typ} {data[0].decode()}"
+            finally:
+                client.logout()
+        except BaseException as error:  # reported to the test
+            results[index] = error
+            barrier.abort()  # the others fail at once rather than wait for this one
+
+    threads = [threading.Thread(target=one, args=(n,)) for n in range(len(users))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    return results
+
+
+def test_fifty_clients_log_in_at_once_and_open_sessions_stay_responsive(start_server, server_cert):
+    server = imap.start(start_server, server_cert, MANY_CONNECTIONS)
+    users = [f"user{n}@example.test" for n in range(CLIENTS)]
+    _add_accounts(server, users, _production_hash(imap.PASSWORD))
+    probe = imap.login(server)  # logged in before the burst (its hash is a cheap one)
+    latencies: list[float] = []
+    done = threading.Event()
+    outcome: list[list[BaseException | str]] = []
+
+    def burst() -> None:
+        try:
+            outcome.append(_login_all(server, users))
+        finally:
+            done.set()
+
+    thread = threading.Thread(target=burst)
+    thread.start()
+    while not done.is_set():
+        started = time.perf_counter()
+        probe.noop()
+        latencies.append(time.perf_counter() - started)
+    thread.join()
+    probe.logout()
+
+    results = outcome[0]
+    failures = [r for r in results if not (isinstance(r, str) and r.startswith("OK"))]
+    assert not failures, failures[:3]
+    assert len(latencies) >= 3, "the burst ended before the probe could measure it"
+    assert max(latencies) < RESPONSIVE, f"a NOOP took {max(latencies):.2f}s during the logins"
+
+
+def _deferred_config(extra: str = "") -> str:
+    return f"""
+[directory]
+max-concurrent-hashes = 1
+max-hash-wait = "50ms"
+{extra}
+"""
+
+
+def test_a_saturated_pool_defers_logins_with_unavailable_and_a_warning(start_server, server_cert):
+    # Failures would block this address after one; deferrals must not count as failures.
+    text = imap.config(server_cert, _deferred_config()).replace(
+        "[directory.throttle]\n",
+        "[directory.throttle]\nmax-failures-per-address = 1\n"
+        "max-failures-per-address-and-account = 1\n",
+    )
+    server = start_server(text)
+    server.add_account(imap.USER, imap.PASSWORD)
+    directory = server.context.directory
+    release = threading.Event()
+    running = threading.Event()
+
+    def occupy() -> None:  # the pool's one worker, busy until released
+        running.set()
+        release.wait(imap.TIMEOUT)
+
+    async def hold() -> None:
+        await directory.hashes.run(occupy)
+
+    server.portal.start_task_soon(hold)
+    assert running.wait(imap.TIMEOUT)
+    try:
+        with capture_log() as log:
+            for _ in range(3):
+                client = imap.connect(server)
+                with pytest.raises(imaplib.IMAP4.error, match=r"\[UNAVAILABLE\]"):
+                    client.login(imap.USER, imap.PASSWORD)
+                client.logout()
+    finally:
+        release.set()
+    deferred = [r for r in log.records if "login deferred from 127.0.0.1" in r.getMessage()]
+    assert len(deferred) == 3
+    assert all(r.levelname == "WARNING" for r in deferred)
+    assert "login failed" not in log.text  # not a failed login, for fail2ban or the throttle
+    # Once the worker is free, the right password works at once: the deferrals counted for
+    # nothing against the throttle (which would now refuse this address).
+    client = imap.login(server)
+    client.logout()
+
+
+def test_real_cost_logins_on_one_worker_are_deferred_never_failed(start_server, server_cert):
+    server = imap.start(start_server, server_cert, _deferred_config())
+    users = [f"user{n}@example.test" for n in range(8)]
+    _add_accounts(server, users, _production_hash(imap.PASSWORD))
+    results = _login_all(server, users)
+    accepted = [r for r in results if isinstance(r, str) and r.startswith("OK")]
+    deferred = [r for r in results if "[UNAVAILABLE]" in str(r)]
+    assert accepted, results
+    assert deferred, "eight ~100 ms checks on one worker with a 50 ms wait: some must wait out"
+    assert len(accepted) + len(deferred) == len(users), results
+    assert server.context.directory.hashes.running == 0
