@@ -61,6 +61,7 @@ def capabilities(session: Session) -> list[str]:
         "NAMESPACE",
         "UIDPLUS",
         "MULTIAPPEND",
+        "CATENATE",
         "MOVE",
         "UNSELECT",
         "CHILDREN",

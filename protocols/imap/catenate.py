@@ -10,7 +10,7 @@ The URL forms taken (keywords in any case, values percent-encoded)::
 The section is a FETCH section (``HEADER``, ``1.2.MIME``, ``HEADER.FIELDS (From To)``...)
 read by the FETCH grammar; the partial is ``offset[.length]`` (RFC 5092 section 3).
 
-Anything the server cannot or will not resolve is ``NO [BADURL "url"]`` (RFC 4469 section
+Anything the server cannot or will not resolve is ``NO [BADURL url]`` (RFC 4469 section
 5): a URL of another account or another host, URLAUTH (not offered), a mailbox that does
 not exist, a UIDVALIDITY that is not the mailbox's, a message that is not there. Sizes are
 counted as the message is built: over the limit it stops at once with ``NO [TOOBIG]``.
@@ -39,7 +39,7 @@ if TYPE_CHECKING:
 # Blobs read from the store at a time while building: memory stays bounded by a batch.
 READ_BATCH = 64
 _SCHEME = re.compile(r"imap://", re.IGNORECASE)
-_PRINTABLE = "".join(chr(c) for c in range(0x21, 0x7F))
+_PRINTABLE = "".join(chr(c) for c in range(0x21, 0x7F) if chr(c) != "]")
 _PARAM = re.compile(r";([A-Za-z]+)=(.*)\Z", re.DOTALL)
 
 
@@ -186,7 +186,7 @@ def _same_account(session: Session, url: ImapUrl) -> bool:
 
 async def build(session: Session, parts: Sequence[CatPart], budget: int) -> bytes:
     """The message ``parts`` describe, at most ``budget`` octets (else ``NO [TOOBIG]``);
-    a part that cannot be resolved is ``NO [BADURL "url"]``."""
+    a part that cannot be resolved is ``NO [BADURL url]``."""
     urls: list[tuple[str, ImapUrl] | None] = []
     for part in parts:
         if isinstance(part, TextPart):
@@ -266,7 +266,7 @@ async def _mailbox(session: Session, raw: bytes | None, url: str) -> Mailbox:
 
 
 def _badurl(url: str) -> No:
-    """``NO [BADURL "url"]`` (RFC 4469 section 7), the URL as a quoted string of ASCII."""
-    ascii_url = quote(url, safe=_PRINTABLE)
-    quoted = ascii_url.replace("\\", "\\\\").replace('"', '\\"')
-    return No("Bad URL", f'BADURL "{quoted}"')
+    """``NO [BADURL url]``: RFC 4469 section 7 has the URL as text up to the "]" (not a
+    quoted string; Dovecot answers the same), so "]" and what is not printable ASCII are
+    percent-encoded."""
+    return No("Bad URL", f"BADURL {quote(url, safe=_PRINTABLE)}")

@@ -1,5 +1,6 @@
 """The APPEND grammar with MULTIAPPEND (RFC 3502), CATENATE (RFC 4469) and the UTF8 form
-(RFC 6855), and the framer's bound on all the literals of one APPEND."""
+(RFC 6855), the framer's bound on all the literals of one APPEND, and the IMAP URLs
+(RFC 5092) of CATENATE."""
 
 from __future__ import annotations
 
@@ -8,7 +9,9 @@ import datetime
 import pytest
 
 from protocols.imap.append_syntax import Append, AppendMessage, TextPart, UrlPart
+from protocols.imap.catenate import BadUrl, parse_url
 from protocols.imap.commands import CommandError, parse_command
+from protocols.imap.fetch_items import Section
 from protocols.imap.framing import CommandComplete, CommandFramer, CommandRejected, LiteralExpected
 
 
@@ -105,3 +108,48 @@ def test_by_default_the_total_is_the_literal_limit():
     framer.feed_line(b"a APPEND INBOX {100}\r\n")
     framer.feed_literal(b"x" * 100)
     assert isinstance(framer.feed_line(b" {1}\r\n"), CommandRejected)
+
+
+# -- IMAP URLs of CATENATE (RFC 5092) ---------------------------------------------------------
+
+
+def test_url_forms():
+    url = parse_url("/INBOX;UIDVALIDITY=385759045/;UID=20/;SECTION=1.MIME/;PARTIAL=0.1024")
+    assert (url.user, url.host, url.mailbox, url.uidvalidity, url.uid) == (
+        None,
+        None,
+        b"INBOX",
+        385759045,
+        20,
+    )
+    assert url.section == Section((1,), "MIME")
+    assert url.partial == (0, 1024)
+    url = parse_url("imap://alice%40example.test;AUTH=*@[::1]:143/Lists/Py%20Dev/;uid=3")
+    assert (url.user, url.host, url.mailbox) == ("alice@example.test", "::1", b"Lists/Py Dev")
+    assert (url.section, url.partial) == (None, None)
+    url = parse_url(";UID=7/;SECTION=HEADER.FIELDS%20(From%20To)/;PARTIAL=5")
+    assert url.mailbox is None
+    assert url.section == Section((), "HEADER.FIELDS", ("From", "To"))
+    assert url.partial == (5, 0xFFFFFFFF)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "/INBOX",  # no UID
+        "/INBOX/;UID=0",
+        "/INBOX/;UID=1/;UID=2",
+        "/;UID=1",  # no mailbox
+        "/INBOX/;UID=1/;SECTION=",
+        "/INBOX/;UID=1/;SECTION=1.BOGUS",
+        "/INBOX/;UID=1/;PARTIAL=x",
+        "/INBOX/;UID=1/;EXPIRE=2030-01-01T00:00:00Z",
+        "imap://host",
+        "imap://user;AUTH=GSSAPI@host/INBOX/;UID=1",
+        "imap://[::1/INBOX/;UID=1",
+        "INBOX/;UID=1",
+    ],
+)
+def test_bad_urls(text):
+    with pytest.raises(BadUrl):
+        parse_url(text)
