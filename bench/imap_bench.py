@@ -28,10 +28,8 @@ import base64
 import contextlib
 import json
 import os
-import pwd
 import random
 import resource
-import shutil
 import socket
 import statistics
 import subprocess
@@ -46,6 +44,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from tests.support.dovecot import start_dovecot  # noqa: E402
 from tests.support.servers import free_port  # noqa: E402
 
 USER = "bench@bench.test"
@@ -125,19 +124,6 @@ def make_message(n: int) -> bytes:
 
 
 # -- the servers ----------------------------------------------------------------------------
-
-
-def wait_for_port(port: int, process: subprocess.Popen, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"server exited with {process.returncode}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1):
-                return
-        except OSError:
-            time.sleep(0.05)  # a benchmark waiting for a daemon it started, not a test
-    raise TimeoutError(f"nothing listens on {port}")
 
 
 async def _load_ours(data_dir: Path, accounts: dict[str, list[bytes]]) -> None:
@@ -225,87 +211,24 @@ imap.auth.allow-plaintext = true
 
 @contextmanager
 def dovecot(workdir: Path, accounts: dict[str, list[bytes]]) -> Iterator[tuple[int, int]]:
-    """Dovecot as a child process on its own configuration: yields (port, pid)."""
-    binary = shutil.which("dovecot") or "/usr/sbin/dovecot"
-    if not Path(binary).exists():
-        raise FileNotFoundError("dovecot is not installed (apt-get install dovecot-imapd)")
-    owner = pwd.getpwnam("nobody") if os.getuid() == 0 else pwd.getpwuid(os.getuid())
-    base = workdir / "dovecot"
-    workdir.chmod(0o755)  # the mail user must reach its Maildir
-    mail = base / "mail"
-    for address, messages in accounts.items():
-        local, domain = address.split("@")
-        maildir = mail / domain / local / "Maildir"
-        for sub in ("cur", "new", "tmp"):
-            (maildir / sub).mkdir(parents=True, exist_ok=True)
-        now = int(time.time())
-        for index, data in enumerate(messages):
-            (maildir / "cur" / f"{now}.M{index}P1.bench:2,").write_bytes(data)
-    port = free_port()
-    config = base / "dovecot.conf"
-    config.write_text(
-        f"""
-base_dir = {base}/run
-state_dir = {base}/state
-log_path = {base}/dovecot.log
-listen = 127.0.0.1
-protocols = imap
-ssl = no
-disable_plaintext_auth = no
-auth_mechanisms = plain login
-mail_location = maildir:{mail}/%d/%n/Maildir
-first_valid_uid = 1
-passdb {{
-  driver = static
-  args = password={PASSWORD}
-}}
-userdb {{
-  driver = static
-  args = uid={owner.pw_uid} gid={owner.pw_gid} home={base}/home/%d/%n
-}}
-service imap-login {{
-  inet_listener imap {{
-    port = {port}
-  }}
-  inet_listener imaps {{
-    port = 0
-  }}
-  process_min_avail = 2
-  service_count = 0
-  client_limit = 10000
-  vsz_limit = 2G
-}}
-service imap {{
-  process_limit = 10000
-}}
-default_process_limit = 100
-protocol imap {{
-  mail_max_userip_connections = 100000
-}}
-"""
-    )
-    for sub in ("run", "state", "home"):
-        (base / sub).mkdir(parents=True, exist_ok=True)
-    if os.getuid() == 0:
-        subprocess.run(
-            ["chown", "-R", f"{owner.pw_uid}:{owner.pw_gid}", str(mail), str(base / "home")],
-            check=True,
-        )
-    process = subprocess.Popen([binary, "-F", "-c", str(config)], stdout=subprocess.DEVNULL)
-    try:
-        wait_for_port(port, process)
-        for address in accounts:  # build the index and cache, as deliveries would have
-            result = subprocess.run(
-                ["doveadm", "-c", str(config), "index", "-u", address, "INBOX"],
-                capture_output=True,
-                text=True,
-            )
-            if result.returncode:
-                raise RuntimeError(f"doveadm index failed: {result.stderr}")
-        yield port, process.pid
-    finally:
-        process.terminate()
-        process.wait(30)
+    """Dovecot as a child process on its own configuration (tests/support/dovecot.py, the
+    launcher the differential tests use): yields (port, pid)."""
+    with start_dovecot(
+        {address: PASSWORD for address in accounts},
+        login_service=(
+            "  process_min_avail = 2\n  service_count = 0\n  client_limit = 10000\n  vsz_limit = 2G"
+        ),
+        extra=(
+            "service imap {\n  process_limit = 10000\n}\n"
+            "default_process_limit = 100\n"
+            "protocol imap {\n  mail_max_userip_connections = 100000\n}\n"
+        ),
+    ) as server:
+        for address, messages in accounts.items():
+            server.write_messages(address, messages)
+            # build the index and cache, as deliveries would have
+            server.doveadm("index", "-u", address, "INBOX")
+        yield server.port, server.pid
 
 
 # -- a small client -------------------------------------------------------------------------

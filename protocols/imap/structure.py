@@ -103,7 +103,7 @@ def body_structure(part: BodyPart, extended: bool = True) -> bytes:
         b" ",
         string(part.subtype.upper()),
         b" ",
-        _params(part.params),
+        _params(_text_params(part)),
         b" ",
         nstring(part.id),
         b" ",
@@ -137,6 +137,14 @@ def body_structure(part: BodyPart, extended: bool = True) -> bytes:
         ]
     out.append(b")")
     return b"".join(out)
+
+
+def _text_params(part: BodyPart) -> tuple[tuple[str, str], ...]:
+    """A text part without a charset is us-ascii (RFC 2045 5.2, RFC 2046 4.1.2): say so,
+    as RFC 9051's examples and Dovecot do, rather than leave the client to know it."""
+    if part.type != "text" or any(name == "charset" for name, _ in part.params):
+        return part.params
+    return (("charset", "us-ascii"), *part.params)
 
 
 def message_structure(message: ParsedMessage, extended: bool = True) -> bytes:

@@ -173,12 +173,13 @@ class Raw:
 
     def __init__(
         self,
-        server: InProcessServer,
+        server: InProcessServer | tuple[str, int],
         listener: str = "imap",
         *,
         tls: ssl.SSLContext | None = None,
     ) -> None:
-        host, port = server.address(listener)
+        # an (host, port) pair: another server (Dovecot, in the differential tests)
+        host, port = server if isinstance(server, tuple) else server.address(listener)
         self.sock: socket.socket | ssl.SSLSocket = socket.create_connection(
             (host, port), timeout=TIMEOUT
         )
@@ -194,14 +195,14 @@ class Raw:
         self.buffer += chunk
 
     def line(self) -> bytes:
-        """One response, with the octets of its literals in place."""
+        """One response, with the octets of its literals (``{n}`` and ``~{n}``) in place."""
         out = b""
         while True:
             while b"\r\n" not in self.buffer:
                 self._fill()
             line, self.buffer = self.buffer.split(b"\r\n", 1)
             out += line
-            literal = re.search(rb"\{(\d+)\}$", line)
+            literal = re.search(rb"\{(\d+)\}$", line)  # also ~{n}
             if literal is None:
                 return out
             size = int(literal.group(1))

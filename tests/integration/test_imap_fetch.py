@@ -172,7 +172,7 @@ def test_broken_mime_still_has_a_structure(client):
     unclosed = fetch_items(client, "3", "BODYSTRUCTURE")["BODYSTRUCTURE"]
     first, second, subtype = unclosed[:3]
     assert subtype == b"MIXED"
-    assert first[:8] == [b"TEXT", b"PLAIN", None, None, None, b"7BIT", 5, 1]
+    assert first[:8] == [b"TEXT", b"PLAIN", [b"CHARSET", b"us-ascii"], None, None, b"7BIT", 5, 1]
     # the last part runs to the end of the message when the close delimiter is missing
     assert second[:8] == [
         b"TEXT",

@@ -156,6 +156,17 @@ def test_envelope_and_bodystructure_writers():
     )
 
 
+def test_a_text_part_without_charset_says_us_ascii():
+    """RFC 2045 5.2: text without a charset parameter is us-ascii; BODYSTRUCTURE says so
+    (as Dovecot does: found by the differential tests), other parameters kept after it."""
+    parsed = mime.parse_message(b"Content-Type: text/html; format=flowed\r\n\r\n<p>hi</p>")
+    assert body_structure(parsed.body, extended=False) == (
+        b'("TEXT" "HTML" ("CHARSET" "us-ascii" "FORMAT" "flowed") NIL NIL "7BIT" 9 1)'
+    )
+    parsed = mime.parse_message(b"Content-Type: application/pdf\r\n\r\nx")
+    assert body_structure(parsed.body, extended=False).startswith(b'("APPLICATION" "PDF" NIL ')
+
+
 def test_structure_terms_only_where_a_match_needs_them():
     def terms(text: str):
         return structure_terms(SearchParser(Reader(text.encode() + b"\r\n")).keys())
