@@ -14,12 +14,21 @@ from tests.integration import imap_support as imap
 from tests.support.logs import capture_log
 
 CLIENTS = 50
-# A NOOP on a logged-in session must answer within this while the logins run. One scrypt
-# check at the production cost takes ~50-150 ms; on the event loop, 50 of them would stall
-# the NOOP for seconds.
-RESPONSIVE = 1.0
+# A NOOP on a logged-in session must answer in a small part of the time the burst of logins
+# takes. One scrypt check at the production cost takes ~50-150 ms; on the event loop, the 50
+# of them stall the NOOP for about the whole burst (measured: 15 s of a 16 s burst). A
+# ratio rather than a fixed bound, as the machine may be shared with other work.
+RESPONSIVE = 0.2
 # The clients and the probe all come from 127.0.0.1: more than the default 50 per address.
-MANY_CONNECTIONS = '\n[server.listener.imap.peer."127.0.0.0/8"]\nmax-connections-per-ip = 100\n'
+# And fifty production-cost checks on a machine shared with other work may take longer than
+# the default max-hash-wait (10 s): this test is about all of them getting through.
+MANY_CONNECTIONS = """
+[directory]
+max-hash-wait = "120s"
+
+[server.listener.imap.peer."127.0.0.0/8"]
+max-connections-per-ip = 100
+"""
 
 
 def _production_hash(password: str) -> str:
@@ -86,19 +95,23 @@ def test_fifty_clients_log_in_at_once_and_open_sessions_stay_responsive(start_se
             done.set()
 
     thread = threading.Thread(target=burst)
+    began = time.perf_counter()
     thread.start()
     while not done.is_set():
         started = time.perf_counter()
         probe.noop()
         latencies.append(time.perf_counter() - started)
     thread.join()
+    burst_time = time.perf_counter() - began
     probe.logout()
 
     results = outcome[0]
     failures = [r for r in results if not (isinstance(r, str) and r.startswith("OK"))]
     assert not failures, failures[:3]
-    assert len(latencies) >= 3, "the burst ended before the probe could measure it"
-    assert max(latencies) < RESPONSIVE, f"a NOOP took {max(latencies):.2f}s during the logins"
+    assert len(latencies) >= 5, "the burst ended before the probe could measure it"
+    assert max(latencies) < RESPONSIVE * burst_time, (
+        f"a NOOP took {max(latencies):.2f}s of the {burst_time:.2f}s the logins took"
+    )
 
 
 def _deferred_config(extra: str = "") -> str:
