@@ -62,6 +62,7 @@ def capabilities(session: Session) -> list[str]:
         "UIDPLUS",
         "MULTIAPPEND",
         "CATENATE",
+        "UTF8=ACCEPT",
         "MOVE",
         "UNSELECT",
         "CHILDREN",
@@ -213,8 +214,9 @@ async def _logged_in(session: Session, account: Account, how: str) -> Ok:
 
 
 async def enable(session: Session, command: Command) -> Ok:
-    """RFC 5161: CONDSTORE, QRESYNC (which implies CONDSTORE, RFC 7162 section 3.2.3) and
-    IMAP4rev2 (RFC 9051 section 6.3.1); other names are ignored, as the RFC asks."""
+    """RFC 5161: CONDSTORE, QRESYNC (which implies CONDSTORE, RFC 7162 section 3.2.3),
+    IMAP4rev2 (RFC 9051 section 6.3.1) and UTF8=ACCEPT (RFC 6855); other names are ignored,
+    as the RFC asks."""
     args: Enable = command.args
     enabled = []
     for name in args.capabilities:
@@ -225,6 +227,8 @@ async def enable(session: Session, command: Command) -> Ok:
         elif name == "IMAP4REV2":
             session.utf8 = True
             name = "IMAP4rev2"
+        elif name == "UTF8=ACCEPT":
+            session.utf8_accept = True  # RFC 6855 section 3
         else:
             continue
         if name not in enabled:

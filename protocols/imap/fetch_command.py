@@ -32,6 +32,7 @@ from protocols.imap.sections import (
     section_bytes,
 )
 from protocols.imap.sequence import format_set
+from protocols.imap.utf8_downgrade import downgrade_envelope
 from stalwart_py import mime
 from stalwart_py.store import MessageInfo
 
@@ -76,6 +77,8 @@ class _Plan:
         self.parse = any(_needs_structure(item) for item in self.sections)
         self.cached = [CACHED_ITEMS[item] for item in items if item in CACHED_ITEMS]
         self.cache = caches(session.store).messages
+        # RFC 6855 section 3: 8-bit header values reach only a client that accepts them.
+        self.downgrade = not (session.utf8 or session.utf8_accept)
         self.data = bool(self.sections)
         # Only the message's header block is needed (what Thunderbird asks of every message
         # in a first sync): read that prefix, located by the cached header length.
@@ -214,6 +217,8 @@ def _message_response(
         elif item in CACHED_ITEMS:
             assert cached is not None
             value = getattr(cached, CACHED_ITEMS[item])
+            if item == "ENVELOPE" and plan.downgrade and not value.isascii():
+                value = downgrade_envelope(value)
             parts.append(item.encode() + b" " + value)
         elif isinstance(item, BodySection):
             assert data is not None

@@ -69,6 +69,7 @@ class Session:
         self.watch: MailboxWatch | None = None
         self.options = Options()
         self.utf8 = False  # IMAP4rev2 enabled: UTF-8 mailbox names, ESEARCH replies
+        self.utf8_accept = False  # UTF8=ACCEPT enabled (RFC 6855): UTF-8 names and headers
         self.auth_failures = 0
         self.bad_in_a_row = 0
         self._out = bytearray()
@@ -276,14 +277,20 @@ class Session:
         assert self.account is not None
         return self.account.id
 
+    @property
+    def utf8_names(self) -> bool:
+        """Mailbox names are UTF-8, not modified UTF-7: after ENABLE IMAP4rev2 (RFC 9051
+        section 5.1) or ENABLE UTF8=ACCEPT (RFC 6855 section 3)."""
+        return self.utf8 or self.utf8_accept
+
     def decode(self, raw: bytes) -> str:
         try:
-            return decode_name(raw, self.utf8)
+            return decode_name(raw, self.utf8_names)
         except BadMailboxName as error:
             raise Bad(str(error)) from None
 
     def encode(self, name: str) -> bytes:
-        return response.mailbox(name, self.utf8)
+        return response.mailbox(name, self.utf8_names)
 
     async def mailbox(self, raw: bytes, *, code: str = "NONEXISTENT") -> Mailbox:
         name = self.decode(raw)

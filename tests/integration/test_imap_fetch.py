@@ -151,11 +151,14 @@ def test_non_ascii_headers_in_envelope(client):
     envelope = fetch_items(client, "2", "ENVELOPE")["ENVELOPE"]
     date, subject, from_, sender, reply_to, to, cc, bcc, in_reply_to, message_id = envelope
     assert date == b"Thu, 4 Jan 2024 12:00:00 +0100"
-    # raw as in the header: encoded words for the client, raw UTF-8 as a literal
-    assert subject == "=?UTF-8?Q?Gr=C3=BC=C3=9Fe_aus_K=C3=B6ln?= \u2013 und mehr".encode()
+    # Encoded words as in the header. The raw UTF-8 of the header (RFC 6532) reaches only a
+    # session that enabled UTF8=ACCEPT (tests/integration/test_imap_utf8.py); this one did
+    # not, so RFC 6855 section 3 has it downgraded to encoded words (utf8_downgrade.py),
+    # the space after the sender's own encoded word carried inside ours.
+    assert subject == b"=?UTF-8?Q?Gr=C3=BC=C3=9Fe_aus_K=C3=B6ln?= =?utf-8?b?IOKAkw==?= und mehr"
     assert from_ == [address(b"=?ISO-8859-1?Q?J=F6rg_M=FCller?=", b"jorg", b"example.de")]
     assert sender == [address(None, b"list-bounces", b"example.de")]
-    assert reply_to == [address("Müller, Jörg".encode(), b"reply", b"example.de")]
+    assert reply_to == [address(b"=?utf-8?b?TcO8bGxlciwgSsO2cmc=?=", b"reply", b"example.de")]
     assert to == [
         [None, None, b"Team", None],  # group start
         address(None, b"a", b"example.test"),
