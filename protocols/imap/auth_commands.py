@@ -221,9 +221,10 @@ async def enable(session: Session, command: Command) -> Ok:
     enabled = []
     for name in args.capabilities:
         if name == "CONDSTORE":
-            session.options.condstore = True
+            session.enable_condstore()
         elif name == "QRESYNC":
-            session.options.condstore = session.options.qresync = True
+            session.enable_condstore()
+            session.options.qresync = True
         elif name == "IMAP4REV2":
             session.utf8 = True
             name = "IMAP4rev2"

@@ -104,7 +104,7 @@ async def fetch(session: Session, command: Command) -> Ok:
     if modifiers.vanished and not options.qresync:
         raise Bad("VANISHED needs QRESYNC to be enabled")
     if "MODSEQ" in items or modifiers.changed_since is not None:
-        options.condstore = True  # RFC 7162 section 3.1: CONDSTORE-enabling
+        session.enable_condstore()
     if command.uid and "UID" not in items:
         items.insert(0, "UID")  # RFC 9051 section 6.4.9: UID FETCH always returns the UID
     if modifiers.changed_since is not None and "MODSEQ" not in items:
@@ -251,4 +251,4 @@ def _section(
         raise No(f"Unknown Content-Transfer-Encoding {error}", "UNKNOWN-CTE") from None
     if item.kind == "BINARY.SIZE":
         return b"%d" % len(decoded)
-    return response.literal(apply_partial(decoded, item.partial))
+    return response.binary_literal(apply_partial(decoded, item.partial))

@@ -13,7 +13,8 @@ The atoms of the grammar, as implemented:
 * ``quoted``: ``"`` ... ``"`` with ``\\"`` and ``\\\\`` escapes only; any other octet but CR,
   LF and NUL, UTF-8 included (IMAP4rev2 QUOTED-CHAR allows UTF8-2/3/4).
 * ``literal``: ``{n}`` (synchronizing), ``{n+}`` (RFC 7888 non-synchronizing), and
-  ``~{n}`` (RFC 3516 literal8, APPEND only) then CRLF and exactly n octets.
+  ``~{n}`` (RFC 3516 literal8, APPEND only) then CRLF and exactly n octets. Only ``~{``
+  starts a literal8: ``~`` is an ATOM-CHAR, so ``~foo`` is an atom.
 * ``string`` = quoted / literal; ``astring`` = atom-with-] / string; ``nstring`` = NIL /
   string; ``number`` fits 32 bits, ``number64`` 63 bits (RFC 9051 section 9).
 
@@ -173,6 +174,12 @@ class Reader:
         self.pos = start + size
         return data
 
+    def at_literal(self) -> bool:
+        """Whether a literal (``{``) or a literal8 (``~{``) comes next; a ``~`` followed by
+        anything else begins an atom (``LIST "" ~foo``)."""
+        following = self.peek(2)
+        return following[:1] == b"{" or following == b"~{"
+
     def string(self) -> bytes:
         if self.peek() == b'"':
             return self.quoted()
@@ -182,7 +189,7 @@ class Reader:
         following = self.peek()
         if following == b'"':
             return self.quoted()
-        if following in (b"{", b"~"):
+        if self.at_literal():
             return self.literal()
         match = _ASTRING_ATOM.match(self.data, self.pos, self.end)
         if match is None:
@@ -201,7 +208,7 @@ class Reader:
         following = self.peek()
         if following == b'"':
             return self.quoted()
-        if following in (b"{", b"~"):
+        if self.at_literal():
             return self.literal()
         match = _LIST_CHARS.match(self.data, self.pos, self.end)
         if match is None:

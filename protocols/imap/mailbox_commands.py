@@ -46,7 +46,7 @@ async def select(session: Session, command: Command) -> Ok:
         session.close_mailbox()
         session.write(response.status("*", "OK", "Previous mailbox closed", "CLOSED"))
     if args.condstore:
-        session.options.condstore = True
+        session.enable_condstore()  # no mailbox is selected now: SELECT says HIGHESTMODSEQ
     mailbox = await session.mailbox(args.mailbox)
     store = session.store
     watch = store.changes.watch(mailbox.id)
@@ -234,7 +234,7 @@ async def status_items(session: Session, mailbox_id: int, items: tuple[str, ...]
         elif item == "SIZE":
             value = counts.size if counts else 0
         elif item == "HIGHESTMODSEQ":
-            session.options.condstore = True  # RFC 7162 section 3.1: an enabling command
+            session.enable_condstore()
             value = head.highestmodseq
         elif item == "APPENDLIMIT":
             value = session.settings.max_literal_size

@@ -51,7 +51,7 @@ async def store(session: Session, command: Command) -> Ok:
     flags = check_flags(args.flags)
     options = session.options
     if args.unchanged_since is not None:
-        options.condstore = True  # RFC 7162 section 3.1: a CONDSTORE-enabling command
+        session.enable_condstore()
     uids = view.select(args.sequence, command.uid)
     if not uids:
         return Ok()

@@ -1,9 +1,11 @@
 """Writing server responses (RFC 9051 sections 7 and 9): strings that always survive the trip.
 
 A string goes out as a quoted string when that is safe: printable 7-bit ASCII only (``"``
-and ``\\`` escaped), and not too long. Anything else (CR, LF, NUL, 8-bit octets, long
-values) is a literal ``{n}\\r\\n`` followed by the octets, which carries any octet but NUL;
-data with NUL (only ever BINARY content) is a literal8 ``~{n}`` (RFC 3516). IMAP4rev1
+and ``\\`` escaped), and not too long. Anything else (CR, LF, 8-bit octets, long
+values) is a literal ``{n}\\r\\n`` followed by the octets, which carries any octet but NUL.
+RFC 3516 section 4.2 allows a literal8 ``~{n}`` only in a BINARY response
+(``binary_literal``); elsewhere (``BODY[1]`` of a part holding NUL) a NUL is sent as 0x80,
+as Dovecot does, so that the literal stays a literal and keeps its length. IMAP4rev1
 clients cannot take 8-bit octets in quoted strings, and every client takes literals, so
 8-bit text always travels as a literal. Human-readable ``resp-text`` can never be a literal,
 so it is flattened to one line of 7-bit text instead.
@@ -30,7 +32,15 @@ def _bytes(value: str | bytes) -> bytes:
 
 
 def literal(data: bytes) -> bytes:
-    """``{n}\\r\\n`` and the octets, or a literal8 ``~{n}`` when they contain NUL."""
+    """``{n}\\r\\n`` and the octets; a NUL, which a literal cannot carry, becomes 0x80."""
+    if b"\x00" in data:
+        data = data.replace(b"\x00", b"\x80")
+    return b"{" + str(len(data)).encode() + b"}\r\n" + data
+
+
+def binary_literal(data: bytes) -> bytes:
+    """The content of a BINARY response: a literal8 ``~{n}`` when it holds NUL (RFC 3516
+    section 4.2), else a literal."""
     prefix = b"~{" if b"\x00" in data else b"{"
     return prefix + str(len(data)).encode() + b"}\r\n" + data
 

@@ -8,7 +8,8 @@ smaller batches), so a search reads from the store only what its criteria need.
 Replies: an IMAP4rev1 client gets ``* SEARCH 2 5 7`` for a plain SEARCH, an IMAP4rev2
 client (and anyone who asked RETURN options) ``* ESEARCH (TAG "a1") UID COUNT 3 ALL
 2,5:7``. ``RETURN (SAVE)`` alone sends no ESEARCH (RFC 5182 section 2.4). With MODSEQ in
-the criteria, the highest MODSEQ of the messages found is added.
+the criteria, the highest MODSEQ of the messages reported is added: of all matches for a
+plain SEARCH, ALL or COUNT, of the returned message(s) for MIN and MAX alone.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from stalwart_py.store import MessageInfo
 
 if TYPE_CHECKING:
     from protocols.imap.session import Session
+    from protocols.imap.view import MailboxView
 
 STRUCTURE_BATCH = 1000
 BODY_BATCH = 100
@@ -47,7 +49,7 @@ async def search(session: Session, command: Command) -> Ok:
     view = session.require_view()
     with_modseq = uses_modseq(args.criteria)
     if with_modseq:
-        session.options.condstore = True  # RFC 7162 section 3.1
+        session.enable_condstore()
     context = Context(
         count=view.exists,
         largest_uid=view.uids[-1] if view.uids else 0,
@@ -57,13 +59,12 @@ async def search(session: Session, command: Command) -> Ok:
     found.sort()
     numbers = found if command.uid else [view.seq_of(uid) for uid in found]
     returns = args.returns
-    highest = max((view.messages[uid].modseq for uid in found), default=0)
     if returns is not None and "SAVE" in returns:
         _save(session, returns, found)
     if returns is None and not session.utf8:
         line = b"* SEARCH" + b"".join(b" %d" % n for n in numbers)
         if with_modseq and numbers:
-            line += b" (MODSEQ %d)" % highest
+            line += b" (MODSEQ %d)" % _highest_modseq(view, found)
         session.write(line + b"\r\n")
         return Ok()
     options = set(returns or ()) or {"ALL"}
@@ -81,9 +82,27 @@ async def search(session: Session, command: Command) -> Ok:
     if numbers and "ALL" in options:
         parts.append(b"ALL " + format_set(numbers).encode())
     if with_modseq and numbers:
-        parts.append(b"MODSEQ %d" % highest)
+        parts.append(b"MODSEQ %d" % _highest_modseq(view, _reported(found, options)))
     session.write(b" ".join(parts) + b"\r\n")
     return Ok()
+
+
+def _reported(found: list[int], options: set[str]) -> list[int]:
+    """The messages an ESEARCH reply's MODSEQ is about (RFC 7162 section 3.1.5): with ALL or
+    COUNT every match; with only MIN and/or MAX, just the message(s) they return, so that
+    ``RETURN (MIN)`` tells the mod-sequence of the lowest match, not of all matches."""
+    if options & {"ALL", "COUNT"} or not found:
+        return found
+    reported = []
+    if "MIN" in options:
+        reported.append(found[0])
+    if "MAX" in options:
+        reported.append(found[-1])
+    return reported
+
+
+def _highest_modseq(view: MailboxView, uids: list[int]) -> int:
+    return max((view.messages[uid].modseq for uid in uids), default=0)
 
 
 def _save(session: Session, returns: tuple[str, ...], uids: list[int]) -> None:

@@ -14,7 +14,8 @@ structure (``stalwart_py.mime``): nothing is parsed again but the header lines t
 * A section that names nothing (part 7 of a 2-part message, HEADER of a part that is not a
   message) is the empty string, as most servers answer.
 * ``BINARY[part]`` is the part's body with its Content-Transfer-Encoding undone (base64,
-  quoted-printable; the identity encodings as they are); an encoding it cannot undo is
+  quoted-printable as RFC 2045 section 6.7 says, padding and all; the identity encodings
+  as they are); an encoding it cannot undo is
   ``UnknownEncoding`` (``NO [UNKNOWN-CTE]``). ``BINARY[]`` is the whole message as stored.
 """
 
@@ -29,6 +30,10 @@ from stalwart_py.mime import BodyPart, ParsedMessage, find_part
 
 IDENTITY = frozenset(("7bit", "8bit", "binary"))
 _NOT_BASE64 = re.compile(rb"[^A-Za-z0-9+/]")
+# RFC 2045 section 6.7 rule 3: whitespace at the end of an encoded line is transport padding
+# and is deleted; after that, ``=`` at a line end (rule 5, even when spaces or tabs followed
+# it) is a soft line break.
+_QP_TRAILING_SPACE = re.compile(rb"[ \t]+(?=\r?\n|\Z)")
 
 
 class UnknownEncoding(ValueError):
@@ -131,8 +136,18 @@ def decode_body(raw: bytes, encoding: str) -> bytes:
         except binascii.Error:
             return b""
     if encoding == "quoted-printable":
-        return binascii.a2b_qp(raw)
+        return decode_quoted_printable(raw)
     raise UnknownEncoding(encoding)
+
+
+def decode_quoted_printable(raw: bytes) -> bytes:
+    """Quoted-printable (RFC 2045 section 6.7): ``=XX`` is an octet, ``=`` at the end of a
+    line a soft line break, and whitespace at the end of a line is padding added in transit,
+    so it is dropped, and with it a soft break can be ``=`` followed by spaces or tabs. A
+    ``=`` not followed by two hex digits is kept as it is (the robust reading of rule 1).
+    Line ends are kept as they are (CRLF, or a bare LF)."""
+    # binascii does the octets and the soft breaks (in C), once the padding is gone.
+    return binascii.a2b_qp(_QP_TRAILING_SPACE.sub(b"", raw))
 
 
 def apply_partial(data: bytes, partial: tuple[int, int] | None) -> bytes:

@@ -266,6 +266,19 @@ class Session:
         if self.state is State.SELECTED:
             self.state = State.AUTHENTICATED
 
+    def enable_condstore(self) -> None:
+        """A CONDSTORE-enabling command (RFC 7162 section 3.1: SELECT/EXAMINE (CONDSTORE),
+        STATUS HIGHESTMODSEQ, FETCH MODSEQ or CHANGEDSINCE, SEARCH MODSEQ, STORE
+        UNCHANGEDSINCE, ENABLE CONDSTORE) turns MODSEQ reporting on for the rest of the
+        session. The first one, when a mailbox is selected, also tells the client the
+        mailbox's HIGHESTMODSEQ (section 3.1.2.1: ``* OK [HIGHESTMODSEQ n]``), as SELECT
+        would have, since the client did not ask for it then; Dovecot does the same."""
+        if self.options.condstore:
+            return
+        self.options.condstore = True
+        if self.view is not None:
+            self.write(response.status("*", "OK", "Highest", f"HIGHESTMODSEQ {self.view.modseq}"))
+
     def require_view(self) -> MailboxView:
         assert self.view is not None  # the dispatcher checked the state
         return self.view

@@ -52,7 +52,9 @@ def test_strings_are_quoted_only_when_safe():
     assert response.string("Grüße") == b"{7}\r\n" + "Grüße".encode()
     assert response.string(b"a\r\nb") == b"{4}\r\na\r\nb"
     assert response.string("x" * 2000).startswith(b"{2000}\r\n")
-    assert response.literal(b"a\x00b") == b"~{3}\r\na\x00b"
+    assert response.literal(b"a\x00b") == b"{3}\r\na\x80b"  # literal8 only in BINARY
+    assert response.binary_literal(b"a\x00b") == b"~{3}\r\na\x00b"
+    assert response.binary_literal(b"ab") == b"{2}\r\nab"
     assert response.nstring(None) == b"NIL"
     assert response.astring("INBOX") == b"INBOX"
     assert response.astring("NIL") == b'"NIL"'
@@ -81,8 +83,12 @@ def test_any_string_survives_the_round_trip(value: bytes):
 @FUZZ
 @given(st.binary(max_size=500))
 def test_any_octets_survive_as_a_literal(value: bytes):
-    reader = Reader(response.literal(value) + b"\r\n")
+    """A BINARY literal carries every octet; a plain literal every octet but NUL, which it
+    sends as 0x80 (RFC 3516 section 4.2: no literal8 outside BINARY)."""
+    reader = Reader(response.binary_literal(value) + b"\r\n")
     assert reader.literal(binary=True) == value
+    reader = Reader(response.literal(value) + b"\r\n")
+    assert reader.literal() == value.replace(b"\x00", b"\x80")
 
 
 # -- mailbox names --------------------------------------------------------------------------
