@@ -234,7 +234,9 @@ def test_body_sections_partials_and_binary(client):
     assert items["BODY[3.TEXT]"] == corpus.INNER_BODY
     assert items["BODY[]<10>"] == nested[10:30]
     assert items["BODY[2]<4>"] == corpus.PDF_BODY[4:9]
-    assert items["BINARY[1.1]"] == "Hallö Welt,\r\nsee the attachment.\r\n-- \r\nAnn".encode()
+    # The unencoded space of "-- " at a line end is transport padding to a decoder (RFC 2045
+    # section 6.7 rule 3: an encoder writes "--=20"), so it goes, as in Dovecot.
+    assert items["BINARY[1.1]"] == "Hallö Welt,\r\nsee the attachment.\r\n--\r\nAnn".encode()
     assert items["BINARY[2]"] == b"%PDF-1.4\n%\xc7\xec\x8f\xa2\n1 0 obj\n"
     assert items["BINARY.SIZE[2]"] == len(items["BINARY[2]"])
     # PEEK left \Seen alone; RFC822.SIZE and friends

@@ -82,7 +82,8 @@ def test_store_variants(raw):
 
 def test_conditional_store(raw):
     untagged, _ = raw.command("FETCH 1:4 (MODSEQ)")
-    modseqs = [int(re.search(rb"MODSEQ \((\d+)\)", line).group(1)) for line in untagged]
+    assert untagged[0].startswith(b"* OK [HIGHESTMODSEQ ")  # the first enabling command
+    modseqs = [int(re.search(rb"MODSEQ \((\d+)\)", line).group(1)) for line in untagged[1:]]
     highest = max(modseqs)
     raw.command("STORE 2 +FLAGS.SILENT ($Later)")  # now message 2 changed after `highest`
     untagged, tagged = raw.command(f"STORE 1:3 (UNCHANGEDSINCE {highest}) +FLAGS (\\Deleted)")
@@ -225,7 +226,8 @@ def test_esearch_save_and_modseq(raw):
     assert raw.command("FETCH $ (UID)")[0] == [b"* 4 FETCH (UID 4)"]
     assert search(raw, "OR $ ANSWERED") == [2, 4]
     untagged, _ = raw.command("SEARCH MODSEQ 1")
-    assert re.fullmatch(rb"\* SEARCH 1 2 3 4 \(MODSEQ \d+\)", untagged[0])
+    assert re.fullmatch(rb"\* OK \[HIGHESTMODSEQ \d+\] Highest", untagged[0])  # enables CONDSTORE
+    assert re.fullmatch(rb"\* SEARCH 1 2 3 4 \(MODSEQ \d+\)", untagged[1])
     raw.command("ENABLE IMAP4rev2")
     untagged, _ = raw.command("SEARCH SEEN", "s4")
     assert untagged == [b'* ESEARCH (TAG "s4") ALL 1:2']
