@@ -32,9 +32,14 @@ from stalwart_py.config.types import IPAddress
 from stalwart_py.transport import ClientStream, StreamClosed, StreamTimeout
 
 if TYPE_CHECKING:
+    from stalwart_py.compression import Deflate
     from stalwart_py.context import ServerContext
 
 RECEIVE_SIZE = 65536
+# With compression: the most plaintext one wait for data inflates into the buffer. The line
+# reader discards an over-long line as it grows, so no read holds more than its own limit
+# and this much, however well the client's data compresses.
+INFLATE_CHUNK = 64 * 1024
 # Reads answered from the buffer in a row before the session yields to the event loop, so a
 # client that pipelines thousands of commands cannot keep the others waiting.
 YIELD_EVERY = 64
@@ -42,6 +47,11 @@ YIELD_EVERY = 64
 
 class ConnectionClosed(Exception):
     """The client went away (or the stream broke): nothing more can be read or sent."""
+
+
+class CorruptStream(ConnectionClosed):
+    """The client's compressed stream (COMPRESS=DEFLATE) cannot be inflated: nothing more can
+    be read from it, so the connection ends (the ``Connection`` has logged why)."""
 
 
 class ReadTimeout(TimeoutError):
@@ -131,6 +141,7 @@ class Connection:
         self._scanned = 0  # bytes of the buffer already searched for an end of line
         self._discarding = False  # inside an over-long line: skip to its end
         self._unyielded = 0
+        self._deflate: Deflate | None = None  # COMPRESS=DEFLATE, once started
         self.raw_socket = raw_socket
         self.peer = peer
         self.local = local
@@ -272,6 +283,10 @@ class Connection:
         return bytes(self._buffer[:count])
 
     async def _fill(self, timeout: float | None, deadline: float | None) -> None:
+        """Until more bytes are in the buffer (plaintext: with compression, what the client
+        sent is inflated into the buffer here, ``INFLATE_CHUNK`` at most per call)."""
+        if self._deflate is not None and self._inflate():
+            return
         limit = self.listener.settings.idle_timeout if timeout is None else timeout
         if deadline is not None:
             remaining = deadline - time.monotonic()
@@ -279,15 +294,64 @@ class Connection:
                 raise ReadTimeout("the client did not finish in time")
             if limit <= 0 or remaining < limit:
                 limit = remaining
+        # Compressed bytes may inflate to nothing (an empty flush block): the timeout is for
+        # plaintext, so it is not renewed by them.
+        until = time.monotonic() + limit if limit > 0 else None
         self._unyielded = 0
+        while True:
+            try:
+                await self._stream.wait_for_data(limit)
+            except StreamTimeout:
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise ReadTimeout("the client did not finish in time") from None
+                raise ReadTimeout(f"no data for {limit:g} seconds") from None
+            except StreamClosed as exc:
+                raise ConnectionClosed(str(exc)) from None
+            if self._deflate is None or self._inflate():
+                return
+            if until is not None:
+                left = until - time.monotonic()
+                if left <= 0:
+                    raise ReadTimeout(f"no data for {limit:g} seconds")
+                limit = left
+
+    def _inflate(self) -> bool:
+        """Inflate what the stream has received into the buffer; True if plaintext came."""
+        assert self._deflate is not None
         try:
-            await self._stream.wait_for_data(limit)
-        except StreamTimeout:
-            if deadline is not None and time.monotonic() >= deadline:
-                raise ReadTimeout("the client did not finish in time") from None
-            raise ReadTimeout(f"no data for {limit:g} seconds") from None
-        except StreamClosed as exc:
-            raise ConnectionClosed(str(exc)) from None
+            produced = self._deflate.inflate(self._stream.buffer, self._buffer, INFLATE_CHUNK)
+        except CorruptStream as exc:
+            self.log.warning("closing the connection: %s", exc)
+            self._deflate.ended = True
+            self._stream.buffer.clear()
+            transport = self._stream.transport
+            if transport is not None:
+                transport.abort()
+            raise
+        self._stream.consumed()
+        if not produced and self._deflate.ended:
+            raise ConnectionClosed("the client ended its compressed stream")
+        return produced > 0
+
+    @property
+    def compressed(self) -> bool:
+        """COMPRESS=DEFLATE is active."""
+        return self._deflate is not None
+
+    def start_compression(self, level: int | None = None) -> None:
+        """From now on both directions are raw DEFLATE streams (RFC 4978; see
+        ``stalwart_py.compression``). Call it right after sending the reply that agrees to
+        compression: every byte received from then on, including any already buffered, is
+        compressed data. Works the same over TLS and behind a PROXY header."""
+        from stalwart_py.compression import DEFAULT_LEVEL, Deflate
+
+        if self._deflate is not None:
+            raise RuntimeError("compression is already active")
+        self._deflate = Deflate(DEFAULT_LEVEL if level is None else level)
+        # The stream's buffer holds compressed bytes from now on; plaintext gets its own.
+        self._buffer = bytearray()
+        self._scanned = 0
+        self._discarding = False
 
     async def _taken(self) -> None:
         """Bytes left the buffer: let the stream read again, and now and then let others run."""
@@ -302,6 +366,8 @@ class Connection:
     async def send(self, data: bytes, *, timeout: float | None = None) -> None:
         """Send ``data``; a client that stops reading for the idle timeout is cut off."""
         limit = self.listener.settings.idle_timeout if timeout is None else timeout
+        if self._deflate is not None:
+            data = self._deflate.compress(data)
         try:
             self._stream.write(data)
             await self._stream.drain(limit)
@@ -332,6 +398,8 @@ class Connection:
         (``keep_buffered``) they are the start of the handshake: a proxy writes its PROXY
         header and the client's ClientHello in one segment, so both arrive together.
         """
+        if self._deflate is not None:
+            raise RuntimeError("TLS cannot start inside a compressed stream")
         early = b""
         if self._buffer:
             if keep_buffered:

@@ -80,6 +80,7 @@ def capabilities(session: Session) -> list[str]:
         "QUOTA",
         "QUOTA=RES-STORAGE",
         "QUOTA=RES-MESSAGE",
+        "COMPRESS=DEFLATE",
     ]
     return caps
 

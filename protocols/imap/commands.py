@@ -33,6 +33,7 @@ from protocols.imap.arguments import (
     Store,
     UidSet,
 )
+from protocols.imap.compress import parse_compress
 from protocols.imap.fetch_items import FetchModifiers, parse_fetch_items, parse_fetch_modifiers
 from protocols.imap.lexer import MAX_NUMBER64, ParseError, Reader
 from protocols.imap.search_keys import (
@@ -406,6 +407,7 @@ PARSERS: dict[str, Callable[[Reader, bool], Any]] = {
     "GETQUOTA": _quota_root,
     "GETQUOTAROOT": _mailbox_only,
     "SETQUOTA": _setquota,
+    "COMPRESS": parse_compress,
 }
 UID_COMMANDS = frozenset(("FETCH", "STORE", "COPY", "MOVE", "SEARCH", "EXPUNGE"))
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 from protocols.imap import (
     append_command,
     auth_commands,
+    compress,
     fetch_command,
     idle,
     list_command,
@@ -43,6 +44,7 @@ HANDLERS: dict[str, tuple[Handler, frozenset[State]]] = {
     "GETQUOTA": (mailbox_commands.getquota, AUTHENTICATED),
     "GETQUOTAROOT": (mailbox_commands.getquotaroot, AUTHENTICATED),
     "SETQUOTA": (mailbox_commands.setquota, AUTHENTICATED),
+    "COMPRESS": (compress.compress, AUTHENTICATED),  # RFC 4978
     # selected (section 6.4)
     "CHECK": (message_commands.check, SELECTED),
     "CLOSE": (message_commands.close, SELECTED),
