@@ -18,7 +18,9 @@ checked failure is answered only after ``failure-delay``. Passwords are checked 
 ``HashPool`` (``stalwart_py.hash_pool``): in worker threads, a bounded number at once; a login
 that waits too long for its turn is deferred (``LoginDeferred``, an ``AuthThrottled``) and
 logged at WARNING as ``login deferred from <address>: mechanism=<M> user=<name>``, which is
-not a failed login (not counted, not matched by the fail2ban filter).
+not a failed login (not counted, not matched by the fail2ban filter). Before that, the
+``AuthCache`` (``stalwart_py.auth_cache``) answers for a password that was verified recently
+against the account's current hash; the throttle is asked first, and a failure is never cached.
 
 Every refused login, in every protocol, is logged at INFO on the session's logger as one line
 ``login failed from <address>: mechanism=<M> reason=<R> user=<name>`` (``_refused``), the
@@ -36,6 +38,7 @@ from dataclasses import dataclass
 import anyio
 
 from stalwart_py import names, passwords, sasl
+from stalwart_py.auth_cache import AuthCache
 from stalwart_py.config import DirectorySettings
 from stalwart_py.config.types import IPAddress
 from stalwart_py.hash_pool import HashPool, LoginDeferred
@@ -92,12 +95,14 @@ class Directory:
         self.settings = settings or DirectorySettings()
         self.throttle = LoginThrottle(self.settings.throttle)
         self.hashes = HashPool(self.settings.max_concurrent_hashes, self.settings.max_hash_wait)
+        self.auth_cache = AuthCache(self.settings.auth_cache)
 
     def configure(self, settings: DirectorySettings) -> None:
         """Take new settings (on reload); failure counts are kept."""
         self.settings = settings
         self.throttle.settings = settings.throttle
         self.hashes.configure(settings.max_concurrent_hashes, settings.max_hash_wait)
+        self.auth_cache.configure(settings.auth_cache)
 
     # -- management -------------------------------------------------------------------------
 
@@ -421,12 +426,19 @@ class _Credentials:
         address = self.tried = normalize(authcid)
         self.directory.throttle.check(self.peer, address)
         credentials = await self.directory.store.get_credentials(address)
-        hashes = self.directory.hashes
+        hashes, cache = self.directory.hashes, self.directory.auth_cache
         if credentials is None:
             await hashes.run(passwords.dummy_verify)
             return None
+        # The row was just read: a hit means this password was verified against the hash
+        # stored now, so a change or a deletion by anyone is seen here at once.
+        if cache.verified(credentials.account_id, credentials.secret, password):
+            return credentials.address
         ok = await hashes.run(passwords.verify_password, password, credentials.secret)
-        return credentials.address if ok else None
+        if not ok:
+            return None
+        cache.remember(credentials.account_id, credentials.secret, password)
+        return credentials.address
 
     async def scram_credentials(
         self, authcid: str

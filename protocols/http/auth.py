@@ -13,30 +13,21 @@ Order of checks for an authenticated route:
 4. A valid account that is not an administrator: 403.
 
 Basic authentication sends the password with every request, and checking a scrypt hash costs
-tens of milliseconds, so a verified (user, password) pair is remembered for a while: by an HMAC
-under a key that lives only in this process, together with the password hash it was verified
-against. A hit still reads the account's current hash and is honoured only while it is the same,
-so a password change (from anywhere: the API, the CLI) takes effect at once.
+tens of milliseconds: the directory's authentication cache (``stalwart_py.auth_cache``, shared
+by every protocol) answers the requests after the first without scrypt, and still sees a
+password change (from anywhere: the API, the CLI) at once.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
-import hmac
 import math
-import secrets
-import time
-from collections import OrderedDict
 
 from protocols.http.messages import HttpError, Request
-from stalwart_py.directory import AuthThrottled, normalize
+from stalwart_py.directory import AuthThrottled
 from stalwart_py.sasl import AuthFailed
 from stalwart_py.store import Account
-
-CACHE_TTL = 300.0  # seconds a verified password is remembered
-CACHE_SIZE = 1024
 
 
 def parse_basic(header: str) -> tuple[str, str] | None:
@@ -56,11 +47,7 @@ def parse_basic(header: str) -> tuple[str, str] | None:
 
 
 class Authenticator:
-    """One per protocol instance: the cache of verified passwords and the failure counter."""
-
-    def __init__(self) -> None:
-        self._key = secrets.token_bytes(32)
-        self._verified: OrderedDict[bytes, tuple[str, str, float]] = OrderedDict()
+    """One per protocol instance: who may authenticate, and how a request is checked."""
 
     def plaintext_allowed(self, request: Request) -> bool:
         session = request.session
@@ -86,29 +73,17 @@ class Authenticator:
             _count_failure(request, "missing")
             raise self.challenge(request, "authentication required")
         user, password = credentials
-        account = await self._cached(user, password, request)
-        if account is not None and session.server.directory.throttle.wait(
-            session.peer.ip, account.address
-        ):
-            account = None  # a blocked client is refused even the right password: below
-        if account is None:
-            directory = session.server.directory
-            # The hash before and after the check: when they are the same, it is the one the
-            # password was verified against, and the pair can be remembered with it.
-            before = await session.server.store.get_credentials(normalize(user))
-            try:
-                account = await directory.login(
-                    user, password, session.peer.ip, mechanism="BASIC", log=session.log
-                )
-            except AuthThrottled as exc:  # the directory logs refusals
-                _count_failure(request, "throttled")
-                retry_after = str(max(1, math.ceil(exc.retry_after)))  # whole seconds, RFC 9110
-                raise HttpError(429, str(exc), headers=[("Retry-After", retry_after)]) from None
-            except AuthFailed:
-                _count_failure(request, "invalid")
-                raise self.challenge(request, "invalid credentials") from None
-            if before is not None:
-                await self._remember(user, password, account, before.secret, request)
+        try:
+            account = await session.server.directory.login(
+                user, password, session.peer.ip, mechanism="BASIC", log=session.log
+            )
+        except AuthThrottled as exc:  # throttled or deferred; the directory logs both
+            _count_failure(request, "throttled")
+            retry_after = str(max(1, math.ceil(exc.retry_after)))  # whole seconds, RFC 9110
+            raise HttpError(429, str(exc), headers=[("Retry-After", retry_after)]) from None
+        except AuthFailed:
+            _count_failure(request, "invalid")
+            raise self.challenge(request, "invalid credentials") from None
         if not account.is_admin:
             _count_failure(request, "not-admin")
             raise HttpError(403, f"{account.address} is not an administrator")
@@ -126,34 +101,6 @@ class Authenticator:
             message,
             headers=[("WWW-Authenticate", f'Basic realm="{realm}", charset="UTF-8"')],
         )
-
-    def _digest(self, user: str, password: str) -> bytes:
-        return hmac.digest(self._key, f"{user}\0{password}".encode(), hashlib.sha256)
-
-    async def _cached(self, user: str, password: str, request: Request) -> Account | None:
-        digest = self._digest(user, password)
-        entry = self._verified.get(digest)
-        if entry is None:
-            return None
-        address, secret, expires = entry
-        store = request.session.server.store
-        credentials = await store.get_credentials(address)
-        if time.monotonic() > expires or credentials is None or credentials.secret != secret:
-            self._verified.pop(digest, None)
-            return None
-        return await store.get_account(address)
-
-    async def _remember(
-        self, user: str, password: str, account: Account, secret: str, request: Request
-    ) -> None:
-        credentials = await request.session.server.store.get_credentials(account.address)
-        if credentials is None or credentials.secret != secret:
-            return
-        digest = self._digest(user, password)
-        self._verified[digest] = (account.address, credentials.secret, time.monotonic() + CACHE_TTL)
-        self._verified.move_to_end(digest)
-        while len(self._verified) > CACHE_SIZE:
-            self._verified.popitem(last=False)
 
 
 def _count_failure(request: Request, reason: str) -> None:

@@ -16,6 +16,7 @@ from stalwart_py.config.loader import (
     parse_config,
 )
 from stalwart_py.config.schema import (
+    AuthCacheSettings,
     DirectorySettings,
     ListenerSettings,
     LoggingSettings,
@@ -41,6 +42,7 @@ from stalwart_py.config.types import (
 
 __all__ = [
     "NO_SCOPE",
+    "AuthCacheSettings",
     "BindAddress",
     "Config",
     "ConfigError",

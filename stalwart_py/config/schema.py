@@ -156,6 +156,19 @@ class ThrottleSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class AuthCacheSettings:
+    """``[directory.auth-cache]``: successful logins remembered, like Dovecot's auth_cache.
+
+    A verified (account, password) pair is kept as a keyed hash (never the password) for
+    ``ttl``, and honoured only while the account's stored password hash is the one it was
+    verified against; see ``stalwart_py.auth_cache``. ``ttl = "0"`` turns the cache off.
+    """
+
+    ttl: Duration = 300.0
+    max_entries: Annotated[int, Range(1)] = 10_000
+
+
+@dataclass(frozen=True, slots=True)
 class DirectorySettings:
     """``[directory]``."""
 
@@ -168,6 +181,7 @@ class DirectorySettings:
     max_concurrent_hashes: Annotated[int, Range(1, 1024)] | None = None
     max_hash_wait: Duration = 10.0
     throttle: ThrottleSettings = field(default_factory=ThrottleSettings)
+    auth_cache: AuthCacheSettings = field(default_factory=AuthCacheSettings)
 
     def __post_init__(self) -> None:
         if len(self.subaddress_separator) > 1:

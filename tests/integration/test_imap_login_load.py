@@ -1,5 +1,6 @@
 """Logins under load over real IMAP: the hash pool (stalwart_py.hash_pool) keeps scrypt off the
-event loop and bounded, and a busy pool defers logins instead of failing them."""
+event loop and bounded, a busy pool defers logins instead of failing them, and the
+authentication cache (stalwart_py.auth_cache) forgets a password the CLI changed at once."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import pytest
 from stalwart_py import passwords
 from tests.integration import imap_support as imap
 from tests.support.logs import capture_log
+from tests.support.servers import stalwart_cli
 
 CLIENTS = 50
 # A NOOP on a logged-in session must answer in a small part of the time the burst of logins
@@ -114,12 +116,15 @@ def test_fifty_clients_log_in_at_once_and_open_sessions_stay_responsive(start_se
     )
 
 
-def _deferred_config(extra: str = "") -> str:
-    return f"""
+def _deferred_config() -> str:
+    """One worker, a short wait, and no cache (every login costs a check)."""
+    return """
 [directory]
 max-concurrent-hashes = 1
 max-hash-wait = "50ms"
-{extra}
+
+[directory.auth-cache]
+ttl = "0"
 """
 
 
@@ -175,3 +180,29 @@ def test_real_cost_logins_on_one_worker_are_deferred_never_failed(start_server, 
     assert deferred, "eight ~100 ms checks on one worker with a 50 ms wait: some must wait out"
     assert len(accepted) + len(deferred) == len(users), results
     assert server.context.directory.hashes.running == 0
+
+
+def test_a_cli_password_change_ends_a_cached_password_at_once(start_server, server_cert, tmp_path):
+    server = imap.start(start_server, server_cert)
+    cache = server.context.directory.auth_cache
+    for _ in range(2):  # verified by scrypt once, then answered by the cache
+        imap.login(server).logout()
+    assert len(cache) == 1
+    config = tmp_path / "config.toml"  # the file start_server wrote
+    changed = stalwart_cli(
+        config, "account", "passwd", imap.USER, "--password-file", "-", stdin="a new password\n"
+    )
+    assert changed.returncode == 0, changed.stderr
+    client = imap.connect(server)
+    with pytest.raises(imaplib.IMAP4.error, match=r"\[AUTHENTICATIONFAILED\]"):
+        client.login(imap.USER, imap.PASSWORD)
+    client.logout()
+    client = imap.connect(server)
+    client.login(imap.USER, "a new password")
+    client.logout()
+    deleted = stalwart_cli(config, "account", "delete", imap.USER)
+    assert deleted.returncode == 0, deleted.stderr
+    client = imap.connect(server)
+    with pytest.raises(imaplib.IMAP4.error, match=r"\[AUTHENTICATIONFAILED\]"):
+        client.login(imap.USER, "a new password")
+    client.logout()

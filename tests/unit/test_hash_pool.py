@@ -1,4 +1,5 @@
-"""The hash pool (stalwart_py.hash_pool): bounded, in order, deferring; and its configuration."""
+"""The hash pool (stalwart_py.hash_pool): bounded, in order, deferring; and the configuration
+of the pool and of the authentication cache."""
 
 from __future__ import annotations
 
@@ -134,6 +135,14 @@ def test_the_default_size_is_the_number_of_cpus():
         (
             "\n[directory]\nmax-hashes = 4\n",
             "FILE: directory.max-hashes: unknown key",
+        ),
+        (
+            "\n[directory.auth-cache]\nmax-entries = 0\n",
+            "FILE: directory.auth-cache.max-entries: expected an integer of at least 1, found 0",
+        ),
+        (
+            '\n[directory.auth-cache]\nttl = "-5m"\n',
+            'FILE: directory.auth-cache.ttl: expected a duration such as "30s"',
         ),
     ],
 )
