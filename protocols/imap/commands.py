@@ -37,7 +37,6 @@ from protocols.imap.compress import parse_compress
 from protocols.imap.fetch_items import FetchModifiers, parse_fetch_items, parse_fetch_modifiers
 from protocols.imap.lexer import MAX_NUMBER64, ParseError, Reader
 from protocols.imap.search_keys import (
-    SUPPORTED_CHARSETS,
     SearchParser,
 )
 from protocols.imap.sequence import parse_sequence_set
@@ -339,9 +338,7 @@ def _search(reader: Reader, uid: bool) -> Search:
         reader.pos += len(b"CHARSET")
         reader.space()
         charset = reader.astring().decode("ascii", "replace").upper()
-        if charset not in SUPPORTED_CHARSETS:
-            raise ParseError(f"unsupported charset {charset}", code="BADCHARSET (UTF-8 US-ASCII)")
-        reader.space()
+        reader.space()  # an unknown charset is NO, not BAD (search_command.py)
     criteria = SearchParser(reader).keys()
     return Search(criteria, returns, charset)
 

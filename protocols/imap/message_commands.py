@@ -123,6 +123,12 @@ async def expunge(session: Session, command: Command) -> Ok:
             return Ok()
     expunged = await session.store.expunge(view.mailbox_id, uids)
     session.write(view.remove(expunged, session.options))
+    if expunged and session.options.qresync:
+        # RFC 7162 3.2.10's example: the mailbox's new HIGHESTMODSEQ in the tagged OK, so a
+        # QRESYNC client need not ask for it (Dovecot does the same)
+        mailbox = await session.store.get_mailbox_by_id(view.mailbox_id)
+        if mailbox is not None:
+            return Ok(code=f"HIGHESTMODSEQ {mailbox.highestmodseq}")
     return Ok()
 
 

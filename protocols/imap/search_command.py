@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from protocols.imap.cache import caches
 from protocols.imap.commands import Command, Search
-from protocols.imap.replies import Ok
+from protocols.imap.replies import No, Ok
 from protocols.imap.search_data import SearchFields
 from protocols.imap.search_eval import (
     Candidate,
@@ -29,7 +29,7 @@ from protocols.imap.search_eval import (
     uses_envelope,
     uses_view,
 )
-from protocols.imap.search_keys import uses_modseq
+from protocols.imap.search_keys import SUPPORTED_CHARSETS, uses_modseq
 from protocols.imap.sequence import format_set
 from stalwart_py.store import MessageInfo
 
@@ -47,6 +47,9 @@ SPANS = ("spans",)
 async def search(session: Session, command: Command) -> Ok:
     args: Search = command.args
     view = session.require_view()
+    if args.charset is not None and args.charset not in SUPPORTED_CHARSETS:
+        # RFC 9051 6.4.4: "a tagged NO response (not a BAD)"
+        raise No(f"unsupported charset {args.charset}", "BADCHARSET (UTF-8 US-ASCII)")
     with_modseq = uses_modseq(args.criteria)
     if with_modseq:
         session.enable_condstore()

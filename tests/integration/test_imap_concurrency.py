@@ -193,6 +193,13 @@ def test_condstore_and_qresync_resynchronization(server):
             d.command("EXPUNGE")
         untagged, _ = c.command("NOOP")
         assert untagged == [b"* VANISHED 1"]
+        # and an EXPUNGE of one's own ends with the new HIGHESTMODSEQ (RFC 7162 3.2.10)
+        c.command("STORE 2 +FLAGS.SILENT (\\Deleted)")
+        untagged, tagged = c.command("EXPUNGE")
+        assert untagged == [b"* VANISHED 4"]
+        status, _ = c.command("STATUS INBOX (HIGHESTMODSEQ)")
+        highest = re.search(rb"HIGHESTMODSEQ (\d+)", status[0]).group(1)
+        assert tagged == b"t1 OK [HIGHESTMODSEQ " + highest + b"] EXPUNGE completed"
         # a stale UIDVALIDITY gets no resync data, just the mailbox
         untagged, _ = c.command("SELECT INBOX (QRESYNC (1 1))")
         assert not any(b"VANISHED" in line or b"FETCH" in line for line in untagged)

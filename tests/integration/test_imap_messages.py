@@ -185,7 +185,8 @@ def test_search_keys(raw):
     assert search(raw, "RECENT") == [] and search(raw, "OLD") == [1, 2, 3, 4]
     assert search(raw, "CHARSET UTF-8 SUBJECT {6}\r\nGrüße".replace("{6}", "{7}")) == [3]
     _, tagged = raw.command("SEARCH CHARSET ISO-8859-5 ALL")
-    assert tagged == b"t1 BAD [BADCHARSET (UTF-8 US-ASCII)] unsupported charset ISO-8859-5"
+    # RFC 9051 6.4.4: an unknown charset is "a tagged NO response (not a BAD)"
+    assert tagged == b"t1 NO [BADCHARSET (UTF-8 US-ASCII)] unsupported charset ISO-8859-5"
 
 
 def test_search_bcc_draft_undeleted_unflagged(server, raw):

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import difflib
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from itertools import takewhile
 from typing import Any
@@ -121,21 +121,32 @@ def compact(numbers: Iterable[int]) -> str:
 
 
 class ModSeqs:
-    """MODSEQ values of one server in one script, replaced by their rank (``m1``, ``m2``...):
-    the ranks of two servers compare when both assign values in the same order."""
+    """MODSEQ values of one server in one script, replaced by ranks. The first
+    HIGHESTMODSEQ the script sees is the base: it and every value below it are ``m0``
+    (servers number what was there before differently: Dovecot gives all appended
+    messages one MODSEQ, we give each its own); values above it are ``m1``, ``m2``... in
+    order, which compare when both servers order the script's own changes alike."""
 
     def __init__(self) -> None:
         self.seen: set[int] = set()
+        self.base: int | None = None
 
-    def note(self, value: int) -> None:
+    def note(self, value: int, highest: bool = False) -> None:
         self.seen.add(value)
+        if highest and self.base is None:
+            self.base = value
 
     def rank(self, value: int) -> str:
-        return f"m{sorted(self.seen).index(value) + 1}" if value else "m0"
+        base = self.base or 0
+        if value <= base:
+            return "m0"
+        return f"m{sorted(v for v in self.seen if v > base).index(value) + 1}"
 
 
 _MODSEQ_NUMBERS = re.compile(
-    rb"(?:MODSEQ \(|HIGHESTMODSEQ |MODSEQ |NOMODSEQ|CHANGEDSINCE )(\d+)", re.IGNORECASE
+    rb"(MODSEQ \(|HIGHESTMODSEQ |MODSEQ |CHANGEDSINCE |QRESYNC \(\d+ |(?:all|priv|shared) )"
+    rb"(\d+)",
+    re.IGNORECASE,
 )
 
 
@@ -229,9 +240,18 @@ def _code(rest: bytes, modseqs: ModSeqs) -> str:
         code = [code[0], "*", *code[2:]]
     elif name == "HIGHESTMODSEQ":
         code = [code[0], modseqs.rank(code[1])]
+    elif name == "MODIFIED":
+        code = [code[0], compact(expand(code[1]))]
+    elif name == "BADCHARSET":  # the list of supported charsets is optional (RFC 9051 7.1)
+        code = code[:1]
     elif name == "PERMANENTFLAGS":
         code = [code[0], sorted(str(flag) for flag in code[1])]
     return "[" + " ".join(show(item) for item in code) + "]"
+
+
+def _name(value: Any) -> Any:
+    """A mailbox name: an atom, a quoted string or a literal, the same name."""
+    return value.encode() if isinstance(value, Atom) else value
 
 
 def normalise_untagged(line: bytes, modseqs: ModSeqs) -> str:
@@ -257,7 +277,7 @@ def normalise_untagged(line: bytes, modseqs: ModSeqs) -> str:
         return "FLAGS " + show(sorted(str(flag) for flag in tokens[1]))
     if head in ("LIST", "LSUB"):
         attributes = sorted(str(a).upper() for a in tokens[1])
-        rest = [show(item) for item in tokens[2:]]
+        rest = [show(tokens[2]), show(_name(tokens[3])), *(show(t) for t in tokens[4:])]
         return " ".join([head, show(attributes), *rest])
     if head == "STATUS":
         items = tokens[2]
@@ -270,7 +290,7 @@ def normalise_untagged(line: bytes, modseqs: ModSeqs) -> str:
                 value = modseqs.rank(value)
             pairs[name] = value
         body = " ".join(f"{k} {v}" for k, v in sorted(pairs.items()))
-        return f"STATUS {show(tokens[1])} ({body})"
+        return f"STATUS {show(_name(tokens[1]))} ({body})"
     if head == "VANISHED":
         earlier = tokens[1] == ["EARLIER"]
         numbers = expand(tokens[-1])
@@ -288,12 +308,13 @@ class Deliberate:
     """A place where we answer otherwise than Dovecot on purpose. In the answers to
     commands matching ``command``, the untagged answers matching ``answer`` (a regex on
     the normalised text) are dropped from both transcripts, or, with ``replace``, rewritten
-    by ``re.sub`` on both. ``reason`` says why we differ; keep these few and narrow."""
+    by ``re.sub`` on both (the tagged status too). ``reason`` says why we differ; keep
+    these few and narrow."""
 
     command: str
     answer: str
     reason: str
-    replace: str | None = None
+    replace: str | Callable[[re.Match[str]], str] | None = None
 
     def apply(self, command: str, answer: str) -> str | None:
         if not re.search(self.command, command, re.IGNORECASE):
@@ -316,6 +337,27 @@ LAST_LINE_COUNTS = Deliberate(
     "before a MIME delimiter never has one: the CRLF belongs to the delimiter, RFC 2046 "
     "5.1.1); Dovecot counts line feeds. RFC 9051 only says 'the size in text lines'.",
     replace="lines=?",
+)
+
+
+def _system_flags_only(flags: str) -> str:
+    kept = " ".join(flag for flag in flags.split() if flag.startswith("\\"))
+    return f"OK [PERMANENTFLAGS ({kept})]"
+
+
+NONEXISTENT_CODE = Deliberate(
+    r"^STATUS ",
+    r"^NO \[NONEXISTENT\]$",
+    "STATUS of a mailbox that does not exist says NO [NONEXISTENT] (RFC 5530), as SELECT "
+    "does; Dovecot 2.3 says a plain NO.",
+    replace="NO",
+)
+KEYWORDS_IN_PERMANENTFLAGS = Deliberate(
+    r"",
+    r"^OK \[PERMANENTFLAGS \((.*)\)\]$",
+    "PERMANENTFLAGS lists the system flags and \\* (any keyword may be created); Dovecot "
+    "also names the keywords the mailbox has. RFC 9051 7.1 allows both.",
+    replace=lambda found: _system_flags_only(found.group(1)),
 )
 RFC2231_DECODED = Deliberate(
     r"BODY",
@@ -379,12 +421,15 @@ def run_script(
                 found = re.search(pattern.encode(), joined)
                 assert found is not None, f"{pattern!r} not in the answer to {text!r}"
                 values[name] = found.group(1).decode()
+                if values[name].isdigit():  # SEARCH MODSEQ is >=, CHANGEDSINCE is >
+                    values[name + "_next"] = str(int(values[name]) + 1)
             raw.append((text, untagged, tagged))
     modseqs = ModSeqs()
     for text, untagged, tagged in raw:
-        for line in [text.encode(), *untagged, tagged]:
+        for index, line in enumerate([text.encode(), *untagged, tagged]):
             for found in _MODSEQ_NUMBERS.finditer(line):
-                modseqs.note(int(found.group(1)))
+                highest = found.group(1).upper() == b"HIGHESTMODSEQ " and index > 0
+                modseqs.note(int(found.group(2)), highest)
     transcript = []
     for text, untagged, tagged in raw:
         shown = _rank_command(text, modseqs)
@@ -397,7 +442,10 @@ def run_script(
                 answers.append(answer)
         answers.sort()
         word, _, rest = tagged.split(b" ", 1)[1].partition(b" ")
-        status = f"{word.decode().upper()} {_code(rest, modseqs)}".strip()
+        status: str | None = f"{word.decode().upper()} {_code(rest, modseqs)}".strip()
+        for entry in deliberate:  # a status is only ever rewritten, never dropped
+            if entry.replace is not None and status is not None:
+                status = entry.apply(text, status)
         transcript.append(Exchange(shown, answers, status))
     return transcript
 
@@ -407,7 +455,7 @@ def _rank_command(text: str, modseqs: ModSeqs) -> str:
     server) as ranks, UIDVALIDITY arguments of QRESYNC as ``*``."""
     text = re.sub(r"QRESYNC \((\d+)", "QRESYNC (*", text)
     return re.sub(
-        r"(CHANGEDSINCE |MODSEQ |QRESYNC \(\* )(\d+)",
+        r"(CHANGEDSINCE |MODSEQ |QRESYNC \(\* |(?:all|priv|shared) )(\d+)",
         lambda m: m.group(1) + modseqs.rank(int(m.group(2))),
         text,
         flags=re.IGNORECASE,
