@@ -126,7 +126,9 @@ def make_message(n: int) -> bytes:
 # -- the servers ----------------------------------------------------------------------------
 
 
-async def _load_ours(data_dir: Path, accounts: dict[str, list[bytes]]) -> None:
+async def _load_ours(
+    data_dir: Path, accounts: dict[str, list[bytes]], cheap_passwords: bool = True
+) -> None:
     import anyio
 
     from stalwart_py import passwords
@@ -134,8 +136,10 @@ async def _load_ours(data_dir: Path, accounts: dict[str, list[bytes]]) -> None:
     from stalwart_py.store.sqlite import SqliteStore
 
     # Account setup only: a cheap password hash, so that thousands of logins in the IDLE
-    # test measure sessions, not scrypt. Nothing else depends on it.
-    passwords.SCRYPT_LOG2_N = 8
+    # test measure sessions, not scrypt. Nothing else depends on it. Without it, the hashes
+    # the CLI makes (bench/imap_login_load.py).
+    if cheap_passwords:
+        passwords.SCRYPT_LOG2_N = 8
     store = SqliteStore(data_dir)
     await store.open()
     try:
@@ -154,12 +158,20 @@ async def _load_ours(data_dir: Path, accounts: dict[str, list[bytes]]) -> None:
 
 
 @contextmanager
-def ours(workdir: Path, accounts: dict[str, list[bytes]]) -> Iterator[tuple[int, int]]:
-    """stalwart-py serve as a child process: yields (port, pid)."""
+def ours(
+    workdir: Path,
+    accounts: dict[str, list[bytes]],
+    *,
+    cheap_passwords: bool = True,
+    extra: str = "",
+) -> Iterator[tuple[int, int]]:
+    """stalwart-py serve as a child process: yields (port, pid). ``cheap_passwords`` hashes
+    the accounts' passwords at a low scrypt cost; ``extra`` is appended to the configuration
+    (after the ``[server.listener.imap]`` table)."""
     import anyio
 
     data_dir = workdir / "ours"
-    anyio.run(_load_ours, data_dir, accounts)
+    anyio.run(_load_ours, data_dir, accounts, cheap_passwords)
     port = free_port()
     config = workdir / "ours.toml"
     config.write_text(
@@ -174,6 +186,7 @@ level = "warning"
 bind = "127.0.0.1:{port}"
 protocol = "imap"
 imap.auth.allow-plaintext = true
+{extra}
 """
     )
     read_fd, write_fd = os.pipe()
@@ -210,11 +223,15 @@ imap.auth.allow-plaintext = true
 
 
 @contextmanager
-def dovecot(workdir: Path, accounts: dict[str, list[bytes]]) -> Iterator[tuple[int, int]]:
+def dovecot(
+    workdir: Path, accounts: dict[str, list[bytes]], *, password_scheme: str = "PLAIN"
+) -> Iterator[tuple[int, int]]:
     """Dovecot as a child process on its own configuration (tests/support/dovecot.py, the
-    launcher the differential tests use): yields (port, pid)."""
+    launcher the differential tests use): yields (port, pid). ``password_scheme`` is how
+    its passdb keeps the passwords (``SHA512-CRYPT``, ...)."""
     with start_dovecot(
         {address: PASSWORD for address in accounts},
+        password_scheme=password_scheme,
         login_service=(
             "  process_min_avail = 2\n  service_count = 0\n  client_limit = 10000\n  vsz_limit = 2G"
         ),
