@@ -12,6 +12,7 @@ import pytest
 
 from stalwart_py import passwords
 from tests.integration import imap_support as imap
+from tests.support.hash_pool import hash_pool_held
 from tests.support.logs import capture_log
 from tests.support.servers import stalwart_cli
 
@@ -137,28 +138,12 @@ def test_a_saturated_pool_defers_logins_with_unavailable_and_a_warning(start_ser
     )
     server = start_server(text)
     server.add_account(imap.USER, imap.PASSWORD)
-    directory = server.context.directory
-    release = threading.Event()
-    running = threading.Event()
-
-    def occupy() -> None:  # the pool's one worker, busy until released
-        running.set()
-        release.wait(imap.TIMEOUT)
-
-    async def hold() -> None:
-        await directory.hashes.run(occupy)
-
-    server.portal.start_task_soon(hold)
-    assert running.wait(imap.TIMEOUT)
-    try:
-        with capture_log() as log:
-            for _ in range(3):
-                client = imap.connect(server)
-                with pytest.raises(imaplib.IMAP4.error, match=r"\[UNAVAILABLE\]"):
-                    client.login(imap.USER, imap.PASSWORD)
-                client.logout()
-    finally:
-        release.set()
+    with hash_pool_held(server), capture_log() as log:
+        for _ in range(3):
+            client = imap.connect(server)
+            with pytest.raises(imaplib.IMAP4.error, match=r"\[UNAVAILABLE\]"):
+                client.login(imap.USER, imap.PASSWORD)
+            client.logout()
     deferred = [r for r in log.records if "login deferred from 127.0.0.1" in r.getMessage()]
     assert len(deferred) == 3
     assert all(r.levelname == "WARNING" for r in deferred)
