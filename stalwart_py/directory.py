@@ -194,7 +194,8 @@ class Directory:
             raise StoreError(f"the password must have at least {minimum} characters{after}")
 
     async def _hash(self, password: str) -> tuple[str, str | None]:
-        secret = await anyio.to_thread.run_sync(passwords.hash_password, password)
+        # In the hash pool, as a login's check: 32 MiB and tens of milliseconds each, bounded.
+        secret = await self.hashes.run(passwords.hash_password, password, may_defer=False)
         scram = None
         if self.settings.scram:
             scram = await anyio.to_thread.run_sync(passwords.scram_credentials, password)

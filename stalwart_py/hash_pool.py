@@ -17,11 +17,13 @@ once take 1.6 GB and leave each other no CPU. So a check runs here:
   the server being busy), and the login throttle does not count it.
 
 The authentication cache (``stalwart_py.auth_cache``) answers most logins before they get
-here; this bounds what the rest cost.
+here; this bounds what the rest cost. New passwords (accounts made or changed by the CLI or the
+API) are hashed here too, so that they share the same bound; they wait as long as it takes.
 """
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable
 from typing import TypeVar
@@ -82,10 +84,12 @@ class HashPool:
     def waiting(self) -> int:
         return self._turns.statistics().tasks_waiting if self._turns is not None else 0
 
-    async def run(self, func: Callable[..., T], *args: object) -> T:
+    async def run(self, func: Callable[..., T], *args: object, may_defer: bool = True) -> T:
         """``func(*args)`` in a worker thread when its turn comes; LoginDeferred when it does
-        not come within ``max_wait``. A running hash is not abandoned on cancellation (its
-        thread could not be stopped anyway, and it still holds its turn)."""
+        not come within ``max_wait``, unless not ``may_defer`` (hashing a new password for the
+        CLI or the API: it waits its turn however long, and is bounded all the same). A
+        running hash is not abandoned on cancellation (its thread could not be stopped anyway,
+        and it still holds its turn)."""
         if self._turns is None or self._threads is None:
             self._turns = anyio.CapacityLimiter(self.size)
             # A limiter of its own for the threads, as large as the turns: never waited on,
@@ -96,7 +100,7 @@ class HashPool:
             turns.acquire_nowait()  # a free worker: no wait at all, even with max_wait 0
         except anyio.WouldBlock:
             acquired = False
-            with anyio.move_on_after(self.max_wait):
+            with anyio.move_on_after(self.max_wait if may_defer else math.inf):
                 await turns.acquire()
                 acquired = True
             if not acquired:

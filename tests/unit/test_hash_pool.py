@@ -84,6 +84,25 @@ async def test_a_wait_that_runs_out_defers_and_frees_its_place():
     assert await pool.run(lambda: 42) == 42  # the worker is free again
 
 
+async def test_work_that_may_not_be_deferred_waits_its_turn_however_long():
+    pool = HashPool(size=1, max_wait=0.0)
+    gate = threading.Event()
+    results: list[int] = []
+
+    async def patient() -> None:
+        results.append(await pool.run(lambda: 7, may_defer=False))
+
+    async with anyio.create_task_group() as group:
+        await _occupied(pool, gate, group)
+        group.start_soon(patient)
+        await anyio.wait_all_tasks_blocked()
+        assert pool.waiting == 1  # still queued, past max_wait
+        with pytest.raises(LoginDeferred):
+            await pool.run(lambda: None)
+        gate.set()
+    assert results == [7]
+
+
 async def test_a_free_worker_runs_even_with_no_wait_allowed():
     pool = HashPool(size=1, max_wait=0.0)
     assert await pool.run(sum, [1, 2]) == 3
