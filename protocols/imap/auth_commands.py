@@ -81,6 +81,7 @@ def capabilities(session: Session) -> list[str]:
         "QUOTA=RES-STORAGE",
         "QUOTA=RES-MESSAGE",
         "COMPRESS=DEFLATE",
+        "NOTIFY",
     ]
     return caps
 

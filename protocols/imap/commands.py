@@ -36,6 +36,7 @@ from protocols.imap.arguments import (
 from protocols.imap.compress import parse_compress
 from protocols.imap.fetch_items import FetchModifiers, parse_fetch_items, parse_fetch_modifiers
 from protocols.imap.lexer import MAX_NUMBER64, ParseError, Reader
+from protocols.imap.notify_args import parse_notify
 from protocols.imap.search_keys import (
     SearchParser,
 )
@@ -405,6 +406,7 @@ PARSERS: dict[str, Callable[[Reader, bool], Any]] = {
     "GETQUOTAROOT": _mailbox_only,
     "SETQUOTA": _setquota,
     "COMPRESS": parse_compress,
+    "NOTIFY": parse_notify,
 }
 UID_COMMANDS = frozenset(("FETCH", "STORE", "COPY", "MOVE", "SEARCH", "EXPUNGE"))
 

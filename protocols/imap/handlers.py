@@ -12,6 +12,7 @@ from protocols.imap import (
     list_command,
     mailbox_commands,
     message_commands,
+    notify,
     search_command,
 )
 from protocols.imap.session import ANY, AUTHENTICATED, NOT_AUTHENTICATED, SELECTED, Handler, State
@@ -45,6 +46,7 @@ HANDLERS: dict[str, tuple[Handler, frozenset[State]]] = {
     "GETQUOTAROOT": (mailbox_commands.getquotaroot, AUTHENTICATED),
     "SETQUOTA": (mailbox_commands.setquota, AUTHENTICATED),
     "COMPRESS": (compress.compress, AUTHENTICATED),  # RFC 4978
+    "NOTIFY": (notify.notify, AUTHENTICATED),  # RFC 5465
     # selected (section 6.4)
     "CHECK": (message_commands.check, SELECTED),
     "CLOSE": (message_commands.close, SELECTED),

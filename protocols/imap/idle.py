@@ -55,7 +55,11 @@ async def idle(session: Session, command: Command) -> Ok:
 
     line = b""
     async with anyio.create_task_group() as group:
-        group.start_soon(report_changes, group.cancel_scope)
+        notifier = session.notifier
+        if notifier is not None:  # NOTIFY: its reporter covers the selected mailbox too
+            group.start_soon(lambda: notifier.report_loop(group.cancel_scope, idle=True))
+        else:
+            group.start_soon(report_changes, group.cancel_scope)
         try:
             timeout = session.settings.idle_timeout
             deadline = await session.conn.begin_command(timeout=timeout)
@@ -68,6 +72,8 @@ async def idle(session: Session, command: Command) -> Ok:
         except ConnectionClosed as error:
             closed = error
         group.cancel_scope.cancel()
+    if session.notifier is not None:
+        session.notifier.raise_failure()
     if closed is not None:
         raise closed
     if ended_by_server:

@@ -37,6 +37,8 @@ from stalwart_py.store import Account, Mailbox, MailboxWatch, NotFound, Store, S
 if TYPE_CHECKING:
     from prometheus_client import Counter
 
+    from protocols.imap.notify import Notifier
+
 FLUSH_AT = 64 * 1024  # buffered response octets that trigger a write
 
 
@@ -68,6 +70,7 @@ class Session:
         self.view: MailboxView | None = None
         self.watch: MailboxWatch | None = None
         self.options = Options()
+        self.notifier: Notifier | None = None  # NOTIFY SET (RFC 5465) is in force
         self.utf8 = False  # IMAP4rev2 enabled: UTF-8 mailbox names, ESEARCH replies
         self.utf8_accept = False  # UTF8=ACCEPT enabled (RFC 6855): UTF-8 names and headers
         self.auth_failures = 0
@@ -111,7 +114,10 @@ class Session:
         framer.reset()
         # Waiting for a command may take the autologout time; once begun, the command and
         # its literals must arrive by their deadline (a trickle is cut off).
-        deadline = await self.conn.begin_command(timeout=self.read_timeout)
+        if self.notifier is not None:  # NOTIFY: changes are reported while we wait
+            deadline = await self.notifier.until_command(self.read_timeout)
+        else:
+            deadline = await self.conn.begin_command(timeout=self.read_timeout)
         while True:
             try:
                 line = await self.conn.readline(
@@ -163,6 +169,9 @@ class Session:
         except Logout:
             return
         finally:
+            if self.notifier is not None:
+                self.notifier.close()
+                self.notifier = None
             if self.watch is not None:
                 self.watch.close()
                 self.watch = None

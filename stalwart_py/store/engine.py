@@ -38,6 +38,7 @@ from typing import Any, TypeVar
 import anyio
 
 from stalwart_py.files import create_private_file, private_dir
+from stalwart_py.store.account_watch import AccountWatch, mailbox_owners
 from stalwart_py.store.schema import migrate
 
 log = logging.getLogger("stalwart_py.store")
@@ -50,11 +51,13 @@ _STOP = object()
 @dataclass
 class Txn:
     """What a write function gets: the connection (inside a transaction), the time of the
-    batch, and the set of mailboxes it changed (for the change hub)."""
+    batch, the set of mailboxes it changed and the set of accounts whose mailbox list or
+    subscriptions it changed (for the change hub)."""
 
     conn: sqlite3.Connection
     now: float
     touched: set[int] = field(default_factory=set)
+    listings: set[int] = field(default_factory=set)  # account ids
 
     def execute(self, sql: str, params: Any = ()) -> sqlite3.Cursor:
         return self.conn.execute(sql, params)
@@ -105,16 +108,44 @@ class ChangeHub:
 
     def __init__(self) -> None:
         self._watches: dict[int, set[MailboxWatch]] = {}
+        self._account_watches: dict[int, set[AccountWatch]] = {}
 
     def watch(self, mailbox_id: int) -> MailboxWatch:
         watch = MailboxWatch(self, mailbox_id)
         self._watches.setdefault(mailbox_id, set()).add(watch)
         return watch
 
-    def notify(self, mailbox_ids: set[int]) -> None:
+    def watch_account(self, account_id: int) -> AccountWatch:
+        """A watch over every mailbox of the account, its mailbox list and subscriptions."""
+        watch = AccountWatch(self, account_id)
+        self._account_watches.setdefault(account_id, set()).add(watch)
+        return watch
+
+    def notify(
+        self,
+        mailbox_ids: set[int],
+        owners: dict[int, set[int]] | None = None,
+        listings: set[int] | frozenset[int] = frozenset(),
+    ) -> None:
+        """Wake the watches of ``mailbox_ids``, and the account watches of ``owners``
+        (account id -> its mailboxes among them) and of ``listings`` (accounts whose mailbox
+        list or subscriptions changed)."""
         for mailbox_id in mailbox_ids:
             for watch in self._watches.get(mailbox_id, ()):
                 watch._set()
+        if not self._account_watches:
+            return
+        owners = owners or {}
+        for account_id in owners.keys() | listings:
+            for account_watch in self._account_watches.get(account_id, ()):
+                account_watch._set(owners.get(account_id, ()), account_id in listings)
+
+    def _remove_account_watch(self, watch: AccountWatch) -> None:
+        watches = self._account_watches.get(watch.account_id)
+        if watches is not None:
+            watches.discard(watch)
+            if not watches:
+                del self._account_watches[watch.account_id]
 
     def _remove(self, watch: MailboxWatch) -> None:
         watches = self._watches.get(watch.mailbox_id)
@@ -227,6 +258,8 @@ class Engine:
 
     def _run_batch(self, conn: sqlite3.Connection, batch: list[_Job]) -> None:
         touched: set[int] = set()
+        listings: set[int] = set()
+        owners: dict[int, set[int]] = {}
         try:
             conn.execute("BEGIN IMMEDIATE")
             now = time.time()
@@ -240,7 +273,11 @@ class Engine:
                     job.error = exc
                 else:
                     touched |= txn.touched
+                    listings |= txn.listings
                 conn.execute("RELEASE job")
+            # Whose mailboxes these are, for account-wide watches (NOTIFY). A mailbox this
+            # batch deleted is not found, but its account is in ``listings``.
+            owners = mailbox_owners(conn, touched)
             conn.execute("COMMIT")
         except Exception as exc:
             log.error("store commit failed, %d writes refused: %s", len(batch), exc)
@@ -248,16 +285,22 @@ class Engine:
                 conn.execute("ROLLBACK")
             for job in batch:
                 job.result, job.error = None, exc
-            touched = set()
+            touched, listings, owners = set(), set(), {}
         self.batches += 1
         self.writes += len(batch)
         assert self._loop is not None
         with contextlib.suppress(RuntimeError):  # the loop closed: nobody is waiting
-            self._loop.call_soon_threadsafe(self._finish, batch, touched)
+            self._loop.call_soon_threadsafe(self._finish, batch, touched, owners, listings)
 
-    def _finish(self, batch: list[_Job], touched: set[int]) -> None:
-        if touched:
-            self.changes.notify(touched)
+    def _finish(
+        self,
+        batch: list[_Job],
+        touched: set[int],
+        owners: dict[int, set[int]] | None = None,
+        listings: set[int] | None = None,
+    ) -> None:
+        if touched or listings:
+            self.changes.notify(touched, owners, listings or set())
         for job in batch:
             if not job.done.done():  # not cancelled by its caller
                 job.done.set_result(None)

@@ -196,6 +196,7 @@ class MailMixin:
                 f"VALUES (?, ?, ?, ?) RETURNING {MAILBOX_COLUMNS}",
                 (account_id, name, special_use, next_uidvalidity(txn)),
             ).fetchone()
+            txn.listings.add(account_id)
             return mailbox_from_row(row)
 
         return await self._engine.write(op)
@@ -219,6 +220,7 @@ class MailMixin:
             )
             txn.execute("DELETE FROM mailboxes WHERE id = ?", (mailbox.id,))
             txn.touched.add(mailbox.id)
+            txn.listings.add(account_id)
 
         await self._engine.write(op)
 
@@ -229,6 +231,7 @@ class MailMixin:
                 raise NotFound(f"no mailbox {old}")
             if _find_mailbox(txn.conn, account_id, new) is not None:
                 raise AlreadyExists(f"mailbox {new} already exists")
+            txn.listings.add(account_id)
             if mailbox.name == "INBOX":
                 _rename_inbox(txn, mailbox, new)
                 return
@@ -255,6 +258,7 @@ class MailMixin:
             txn.execute(
                 "UPDATE mailboxes SET subscribed = ? WHERE id = ?", (int(subscribed), mailbox.id)
             )
+            txn.listings.add(account_id)
 
         await self._engine.write(op)
 
@@ -533,6 +537,7 @@ def _delivery_mailbox(txn: Txn, delivery: LocalDelivery) -> Mailbox:
             (delivery.account_id, delivery.mailbox, next_uidvalidity(txn)),
         ).fetchone()
         mailbox = mailbox_from_row(row)
+        txn.listings.add(delivery.account_id)
     if mailbox is None:
         mailbox = _find_mailbox(txn.conn, delivery.account_id, "INBOX")
     if mailbox is None:
