@@ -82,6 +82,12 @@ def capabilities(session: Session) -> list[str]:
         "QUOTA=RES-MESSAGE",
         "COMPRESS=DEFLATE",
         "NOTIFY",
+        # RFC 5256, RFC 5957, RFC 5267
+        "SORT",
+        "SORT=DISPLAY",
+        "THREAD=ORDEREDSUBJECT",
+        "THREAD=REFERENCES",
+        "ESORT",
     ]
     return caps
 

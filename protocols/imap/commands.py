@@ -41,6 +41,7 @@ from protocols.imap.search_keys import (
     SearchParser,
 )
 from protocols.imap.sequence import parse_sequence_set
+from protocols.imap.sort_parse import parse_sort, parse_thread
 
 MAX_LIST_PATTERNS = 64
 MAX_ID_FIELDS = 30  # RFC 2971 section 3.3
@@ -407,8 +408,10 @@ PARSERS: dict[str, Callable[[Reader, bool], Any]] = {
     "SETQUOTA": _setquota,
     "COMPRESS": parse_compress,
     "NOTIFY": parse_notify,
+    "SORT": parse_sort,  # RFC 5256, ESORT (RFC 5267)
+    "THREAD": parse_thread,
 }
-UID_COMMANDS = frozenset(("FETCH", "STORE", "COPY", "MOVE", "SEARCH", "EXPUNGE"))
+UID_COMMANDS = frozenset(("FETCH", "STORE", "COPY", "MOVE", "SEARCH", "EXPUNGE", "SORT", "THREAD"))
 
 
 class CommandError(ParseError):

@@ -14,6 +14,7 @@ from protocols.imap import (
     message_commands,
     notify,
     search_command,
+    sort_command,
 )
 from protocols.imap.session import ANY, AUTHENTICATED, NOT_AUTHENTICATED, SELECTED, Handler, State
 
@@ -57,4 +58,6 @@ HANDLERS: dict[str, tuple[Handler, frozenset[State]]] = {
     "STORE": (message_commands.store, SELECTED),
     "COPY": (message_commands.copy, SELECTED),
     "MOVE": (message_commands.copy, SELECTED),
+    "SORT": (sort_command.sort, SELECTED),  # RFC 5256
+    "THREAD": (sort_command.thread, SELECTED),
 }

@@ -247,7 +247,7 @@ class Session:
         FETCH, STORE or SEARCH by sequence number (RFC 9051 section 7.5.1)."""
         if self.view is None or command.name in ("LOGOUT", "SELECT", "EXAMINE"):
             return
-        allow = command.uid or command.name not in ("FETCH", "STORE", "SEARCH")
+        allow = command.uid or command.name not in ("FETCH", "STORE", "SEARCH", "SORT", "THREAD")
         await self.sync(allow_expunge=allow)
 
     async def sync(self, *, allow_expunge: bool, force: bool = False) -> None:

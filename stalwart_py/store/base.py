@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
 
+from stalwart_py.mime.sortfields import SortFields
 from stalwart_py.store.engine import ChangeHub
 from stalwart_py.store.model import (
     Account,
@@ -234,6 +235,11 @@ class Store(abc.ABC):
             for uid, stored in found.items()
             if any(term in stored.structure.translate(_ASCII_LOWER) for term in lowered)
         }
+
+    @abc.abstractmethod
+    async def sort_fields(self, blob_ids: Sequence[int]) -> dict[int, SortFields]:
+        """What IMAP SORT and THREAD compare of each body (``mime.sortfields``), computed
+        when it was stored; missing ids are left out."""
 
     @abc.abstractmethod
     async def read_blobs(self, blob_ids: Sequence[int]) -> dict[int, bytes]: ...

@@ -16,7 +16,9 @@ from dataclasses import dataclass
 import anyio
 
 from stalwart_py import mime
+from stalwart_py.mime.sortfields import SortFields, compute
 from stalwart_py.store.engine import Txn
+from stalwart_py.store.sqlite_sort import insert_sort_fields
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,6 +26,7 @@ class PreparedBlob:
     digest: bytes
     structure: str  # stalwart_py.mime JSON
     data: bytes
+    sort: SortFields | None = None  # what IMAP SORT and THREAD compare (sqlite_sort)
 
 
 # Below this size a body is hashed and parsed right on the event loop (a fraction of a
@@ -32,7 +35,13 @@ INLINE_LIMIT = 256 * 1024
 
 
 def _prepare(data: bytes) -> PreparedBlob:
-    return PreparedBlob(hashlib.sha256(data).digest(), mime.to_json(mime.parse_message(data)), data)
+    parsed = mime.parse_message(data)
+    return PreparedBlob(
+        hashlib.sha256(data).digest(),
+        mime.to_json(parsed),
+        data,
+        compute(data, parsed.envelope),
+    )
 
 
 async def prepare_blob(data: bytes) -> PreparedBlob:
@@ -56,11 +65,14 @@ def put_blob(txn: Txn, blob: PreparedBlob, references: int = 1) -> int:
     ).fetchone()
     if row is not None:
         return row[0]
-    return txn.execute(
+    blob_id = txn.execute(
         "INSERT INTO blobs(id, hash, size, refs, structure, data) VALUES (?, ?, ?, ?, ?, ?)"
         " RETURNING id",
         (_next_blob_id(txn), blob.digest, len(blob.data), references, blob.structure, blob.data),
     ).fetchone()[0]
+    if blob.sort is not None:
+        insert_sort_fields(txn, blob_id, blob.sort)
+    return blob_id
 
 
 def _next_blob_id(txn: Txn) -> int:

@@ -154,7 +154,19 @@ def _v2_sieve_vacation(conn: sqlite3.Connection) -> None:
     conn.execute("CREATE INDEX sieve_vacation_expiry ON sieve_vacation(account_id, expires)")
 
 
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_v1, _v2_sieve_vacation]
+def _v3_sort_fields(conn: sqlite3.Connection) -> None:
+    """What IMAP SORT and THREAD compare, per message body (RFC 5256, RFC 5957), with the
+    bodies already stored filled in here (see ``sqlite_sort``)."""
+    from stalwart_py.store.sqlite_sort import create_and_backfill
+
+    create_and_backfill(conn)
+
+
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
+    _v1,
+    _v2_sieve_vacation,
+    _v3_sort_fields,
+]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -1,0 +1,123 @@
+"""SORT, UID SORT (RFC 5256, SORT=DISPLAY RFC 5957, ESORT RFC 5267) and THREAD, UID
+THREAD (RFC 5256): the handlers.
+
+Both first find the matching messages exactly as SEARCH does (``search_command.find``), then
+order them from the sort fields the store computed when each body arrived (never from the
+bodies). Replies: ``* SORT 5 3 4`` and ``* THREAD (3 6 (4 23)(44 7 96))``; with RETURN
+options (ESORT) an ``* ESEARCH`` whose MIN and MAX are the first and last message in sort
+order and whose ALL is the sorted list as a sequence-set (RFC 5267 section 3.1).
+
+A charset other than UTF-8 and US-ASCII is ``NO [BADCHARSET (UTF-8 US-ASCII)]``
+(RFC 5256 section 3).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from protocols.imap.commands import Command, Search
+from protocols.imap.replies import No, Ok
+from protocols.imap.search_command import find
+from protocols.imap.search_eval import Context
+from protocols.imap.search_keys import SUPPORTED_CHARSETS
+from protocols.imap.sort import needs_fields, sort_caches, sort_messages
+from protocols.imap.sort_parse import Returns, Sort, Thread
+from protocols.imap.thread import ThreadMessage, ordered_subject, references, render
+
+if TYPE_CHECKING:
+    from protocols.imap.session import Session
+
+BADCHARSET = "BADCHARSET (" + " ".join(SUPPORTED_CHARSETS) + ")"
+
+
+def _check_charset(charset: str) -> None:
+    if charset not in SUPPORTED_CHARSETS:
+        raise No(f"Unsupported charset {charset}", BADCHARSET)
+
+
+async def matching(session: Session, criteria: object) -> list[int]:
+    """The UIDs of the view's messages matching search ``criteria``, ascending."""
+    view = session.require_view()
+    context = Context(
+        count=view.exists,
+        largest_uid=view.uids[-1] if view.uids else 0,
+        saved=frozenset(view.saved or ()),
+    )
+    found = await find(session, Search(criteria), context)  # type: ignore[arg-type]
+    found.sort()
+    return found
+
+
+async def sorted_uids(session: Session, args: Sort) -> list[int]:
+    """The matching UIDs in the order ``args.criteria`` asks."""
+    view = session.require_view()
+    found = await matching(session, args.search)
+    caches = sort_caches(session.store)
+    memo_key = ("SORT", view.mailbox_id, view.uidvalidity, args.criteria, tuple(found))
+    answer = caches.memo.get(memo_key)
+    if answer is not None:
+        return answer
+    infos = [view.messages[uid] for uid in found]
+    keys = {}
+    if needs_fields(args.criteria):
+        keys = await caches.keys.keys(session.store, [info.blob_id for info in infos])
+    answer = sort_messages(infos, args.criteria, keys)
+    caches.memo.put(memo_key, answer)
+    return answer
+
+
+async def sort(session: Session, command: Command) -> Ok:
+    args: Sort = command.args
+    _check_charset(args.charset)
+    uids = await sorted_uids(session, args)
+    view = session.require_view()
+    numbers = uids if command.uid else [view.seq_of(uid) for uid in uids]
+    if args.returns is None:
+        session.write(b"* SORT" + b"".join(b" %d" % n for n in numbers) + b"\r\n")
+        return Ok()
+    from protocols.imap.esearch import esearch_response
+
+    session.write(esearch_response(command, args.returns, numbers, ordered=True))
+    return Ok()
+
+
+def _thread_messages(session: Session, found: list[int], keys: dict) -> list[ThreadMessage]:
+    view = session.require_view()
+    out = []
+    for uid in found:
+        info = view.messages[uid]
+        entry = keys.get(info.blob_id)
+        if entry is None:  # expunged meanwhile: it still threads, on its arrival alone
+            out.append(ThreadMessage(uid, info.internaldate, "", False, None, ()))
+            continue
+        fields = entry.fields
+        sent = info.internaldate if fields.sent is None else fields.sent
+        out.append(
+            ThreadMessage(
+                uid, sent, entry.subject, fields.reply, fields.message_id, fields.references
+            )
+        )
+    return out
+
+
+async def thread(session: Session, command: Command) -> Ok:
+    args: Thread = command.args
+    _check_charset(args.charset)
+    view = session.require_view()
+    found = await matching(session, args.search)
+    caches = sort_caches(session.store)
+    memo_key = ("THREAD", view.mailbox_id, view.uidvalidity, args.algorithm, tuple(found))
+    roots = caches.memo.get(memo_key)
+    if roots is None:
+        keys = await caches.keys.keys(session.store, [view.messages[uid].blob_id for uid in found])
+        messages = _thread_messages(session, found, keys)
+        algorithm = references if args.algorithm == "REFERENCES" else ordered_subject
+        roots = algorithm(messages)
+        caches.memo.put(memo_key, roots)
+    number = (lambda uid: uid) if command.uid else view.seq_of
+    threads = render(roots, number)
+    session.write(b"* THREAD" + (b" " + threads if threads else b"") + b"\r\n")
+    return Ok()
+
+
+__all__ = ["Returns", "sort", "sorted_uids", "thread"]

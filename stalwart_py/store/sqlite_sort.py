@@ -1,0 +1,118 @@
+"""SQLite backend: the sort fields of message bodies (``stalwart_py.mime.sortfields``).
+
+One row per body in ``sort_fields``, keyed by the blob id, written in the same transaction
+as the body (``put_blob``) and deleted with it (a trigger on ``blobs``). A body delivered to
+many mailboxes, or copied, has one row. Bodies stored before the table existed are filled
+in by the migration that creates it (``backfill``), so a row is always there for every
+message.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Sequence
+from typing import Protocol
+
+from stalwart_py import mime
+from stalwart_py.mime.headers import MAX_HEADER_SCAN
+from stalwart_py.mime.sortfields import SortFields, compute
+from stalwart_py.store.engine import Engine
+
+COLUMNS = (
+    "blob_id, subject, reply, sent, from_mailbox, from_display, to_mailbox, to_display,"
+    " cc_mailbox, message_id, in_reply_to, refs"
+)
+SCHEMA = (
+    "CREATE TABLE sort_fields ("
+    " blob_id INTEGER PRIMARY KEY,"
+    " subject TEXT NOT NULL,"
+    " reply INTEGER NOT NULL,"
+    " sent REAL,"
+    " from_mailbox TEXT NOT NULL,"
+    " from_display TEXT NOT NULL,"
+    " to_mailbox TEXT NOT NULL,"
+    " to_display TEXT NOT NULL,"
+    " cc_mailbox TEXT NOT NULL,"
+    " message_id TEXT,"
+    " in_reply_to TEXT,"
+    " refs TEXT NOT NULL"
+    ")",
+    # The row goes with its body, whoever deletes the body (expunge, queue, reports).
+    "CREATE TRIGGER sort_fields_gone AFTER DELETE ON blobs BEGIN"
+    " DELETE FROM sort_fields WHERE blob_id = old.id; END",
+)
+
+
+class _Executes(Protocol):
+    def execute(self, sql: str, params: tuple = ..., /) -> sqlite3.Cursor: ...
+
+
+def insert_sort_fields(conn: _Executes, blob_id: int, fields: SortFields) -> None:
+    conn.execute(
+        f"INSERT OR REPLACE INTO sort_fields({COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+        (
+            blob_id,
+            fields.subject,
+            int(fields.reply),
+            fields.sent,
+            fields.from_mailbox,
+            fields.from_display,
+            fields.to_mailbox,
+            fields.to_display,
+            fields.cc_mailbox,
+            fields.message_id,
+            fields.in_reply_to,
+            " ".join(fields.references),
+        ),
+    )
+
+
+def _from_row(row: tuple) -> SortFields:
+    return SortFields(
+        row[1],
+        bool(row[2]),
+        row[3],
+        row[4],
+        row[5],
+        row[6],
+        row[7],
+        row[8],
+        row[9],
+        row[10],
+        tuple(row[11].split()),
+    )
+
+
+def create_and_backfill(conn: sqlite3.Connection) -> None:
+    """The schema migration: the table, its trigger, and a row for every body a message
+    refers to (computed from the stored structure and the header block; bodies are never
+    parsed again)."""
+    for statement in SCHEMA:
+        conn.execute(statement)
+    rows = conn.execute(
+        "SELECT id, structure, substr(data, 1, ?) FROM blobs"
+        " WHERE id IN (SELECT DISTINCT blob_id FROM messages)",
+        (MAX_HEADER_SCAN,),
+    )
+    for blob_id, structure, head in rows.fetchall():
+        try:
+            envelope = mime.from_json(structure).envelope
+        except ValueError:
+            envelope = mime.parse_message(bytes(head)).envelope
+        insert_sort_fields(conn, blob_id, compute(bytes(head), envelope))
+
+
+class SortMixin:
+    _engine: Engine
+
+    async def sort_fields(self, blob_ids: Sequence[int]) -> dict[int, SortFields]:
+        def op(conn: sqlite3.Connection) -> dict[int, SortFields]:
+            rows = conn.execute(
+                f"SELECT {COLUMNS} FROM sort_fields"
+                " WHERE blob_id IN (SELECT value FROM json_each(?))",
+                (json.dumps(list(blob_ids)),),
+            )
+            return {row[0]: _from_row(row) for row in rows}
+
+        return await self._engine.read(op)
