@@ -267,3 +267,27 @@ def test_mbsync_syncs_through_compression(server, tmp_path):
     assert "COMPRESS DEFLATE" in result.stdout + result.stderr
     assert "compression started" in log.text
     assert len(maildir_messages(maildir / "INBOX")) == 20
+
+
+def test_unsolicited_responses_are_flushed_at_once(server):
+    """NOTIFY under compression: a notification written while the client sends nothing
+    arrives whole (each send ends with a sync flush), or the client would wait forever."""
+    with Raw(server) as raw, Raw(server) as other:
+        _compress_raw(raw)
+        other.login()
+        deflater = zlib.compressobj(6, zlib.DEFLATED, -15)
+        inflater = zlib.decompressobj(-15)
+
+        def line() -> bytes:
+            while b"\r\n" not in raw.buffer:
+                chunk = raw.sock.recv(65536)
+                assert chunk, "connection closed"
+                raw.buffer += inflater.decompress(chunk)
+            out, raw.buffer = raw.buffer.split(b"\r\n", 1)
+            return out
+
+        raw.send(deflater.compress(b"n1 NOTIFY SET (personal (MailboxName))\r\n"))
+        raw.send(deflater.flush(zlib.Z_SYNC_FLUSH))
+        assert line() == b"n1 OK NOTIFY completed"
+        assert other.command("CREATE Compressed")[1] == b"t1 OK CREATE completed"
+        assert line() == b'* LIST (\\HasNoChildren \\Subscribed) "/" "Compressed"'
