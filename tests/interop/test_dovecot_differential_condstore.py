@@ -111,6 +111,10 @@ def test_condstore_fetch_store_and_search(servers):
             "UID SEARCH MODSEQ {start_next} FLAGGED",
             'SEARCH MODSEQ "/flags/\\\\Seen" all {start_next}',
             "SEARCH RETURN (COUNT) MODSEQ {start_next}",
+            "SEARCH RETURN (MIN) MODSEQ {start_next}",
+            "SEARCH RETURN (MAX) MODSEQ {start_next}",
+            "UID SEARCH RETURN (MIN MAX) MODSEQ {start_next}",
+            "SEARCH RETURN (ALL) MODSEQ {start_next} UNFLAGGED",
             Step("STATUS Condstore (HIGHESTMODSEQ)", {"later": r"HIGHESTMODSEQ (\d+)\)"}),
             "STORE 1:* (UNCHANGEDSINCE {start}) +FLAGS (\\Draft)",
             "STORE 1:* (UNCHANGEDSINCE {later}) +FLAGS (\\Deleted)",
@@ -118,6 +122,24 @@ def test_condstore_fetch_store_and_search(servers):
             "FETCH 1:* (FLAGS MODSEQ)",
             "EXPUNGE",
             "FETCH 1:* (UID MODSEQ) (CHANGEDSINCE {later})",
+            "NOOP",
+        ],
+        DELIBERATE,
+    )
+
+
+def test_the_first_condstore_command_enables_it(servers):
+    """RFC 7162 3.1: a FETCH of MODSEQ (or a SEARCH MODSEQ) enables CONDSTORE, and the
+    first such command gets OK [HIGHESTMODSEQ] before its tagged reply."""
+    compare(
+        *servers,
+        [
+            "EXAMINE Status",
+            "FETCH 1:2 (UID)",
+            "FETCH 1:2 (UID MODSEQ)",
+            "FETCH 1:2 (FLAGS)",
+            "EXAMINE Status/Child",
+            "SEARCH MODSEQ 1",
             "NOOP",
         ],
         DELIBERATE,
