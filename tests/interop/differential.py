@@ -452,8 +452,9 @@ def run_script(
 
 def _rank_command(text: str, modseqs: ModSeqs) -> str:
     """The command as shown in the transcript: its MODSEQ arguments (which differ per
-    server) as ranks, UIDVALIDITY arguments of QRESYNC as ``*``."""
+    server) as ranks, UIDVALIDITY arguments of QRESYNC and of IMAP URLs as ``*``."""
     text = re.sub(r"QRESYNC \((\d+)", "QRESYNC (*", text)
+    text = re.sub(r";UIDVALIDITY=\d+", ";UIDVALIDITY=*", text, flags=re.IGNORECASE)  # URLs
     return re.sub(
         r"(CHANGEDSINCE |MODSEQ |QRESYNC \(\* |(?:all|priv|shared) )(\d+)",
         lambda m: m.group(1) + modseqs.rank(int(m.group(2))),
