@@ -1,12 +1,22 @@
 """APPEND, MULTIAPPEND (RFC 3502) and CATENATE (RFC 4469) against Dovecot: the same
-appends, refusals and URL forms on both servers, then what was stored, fetched back."""
+appends, refusals and URL forms on both servers, then what was stored, fetched back; and
+the ENVELOPE of raw UTF-8 headers for a session that enabled UTF8=ACCEPT (RFC 6855)."""
 
 from __future__ import annotations
 
 import pytest
 
 from tests.integration.imap_support import Raw
-from tests.interop.differential import HIGHESTMODSEQ_ALWAYS, Deliberate, Step, compare
+from tests.integration.mime_corpus import CORPUS
+from tests.interop.differential import (
+    HIGHESTMODSEQ_ALWAYS,
+    LAST_LINE_COUNTS,
+    Deliberate,
+    Message,
+    Step,
+    append_all,
+    compare,
+)
 from tests.support.dovecot import Dovecot
 from tests.support.servers import InProcessServer
 
@@ -60,7 +70,7 @@ def test_append_multiappend_and_catenate_answers_and_results(servers):
         Step(f"STATUS {MAILBOX} (UIDVALIDITY)", capture={"uv": r"UIDVALIDITY (\d+)"}),
         Step(f'APPEND {MAILBOX} (\\Seen) "01-Jan-2024 12:00:00 +0000"', literal=SEED),
         # three messages, each with its options, in one command
-        f"APPEND {MAILBOX} {literal(message(1))}"
+        f'APPEND {MAILBOX} "01-Jan-2024 13:00:00 +0000" {literal(message(1))}'
         f' (\\Flagged $Work) "02-Jan-2024 11:00:00 +0000" {literal(message(2))}'
         f' "03-Jan-2024 12:00:00 +0000" {literal(message(3))}',
         # (A bad date or an unknown \\-flag in a later message is not compared: Dovecot
@@ -91,9 +101,33 @@ def test_append_multiappend_and_catenate_answers_and_results(servers):
         *servers,
         [
             f"EXAMINE {MAILBOX}",
-            "UID FETCH 1:* (FLAGS INTERNALDATE RFC822.SIZE ENVELOPE)",
+            "UID FETCH 1:4 (FLAGS INTERNALDATE RFC822.SIZE ENVELOPE)",
+            "UID FETCH 5:* (FLAGS RFC822.SIZE ENVELOPE)",  # dated "now", by each server
             "UID FETCH 1:* BODY.PEEK[]",
         ],
         # HIGHESTMODSEQ_ALWAYS's reason; its pattern takes a mailbox name without spaces
         (Deliberate(r"^EXAMINE ", r"^OK \[HIGHESTMODSEQ ", HIGHESTMODSEQ_ALWAYS.reason),),
+    )
+
+
+def test_an_enabled_utf8_session_gets_the_raw_header_text(servers):
+    """With UTF8=ACCEPT enabled our ENVELOPE carries the header's raw UTF-8, as Dovecot's
+    does (Dovecot 2.3 sends it to every session: it has no UTF8=ACCEPT and ignores the
+    ENABLE)."""
+    data = CORPUS[1]
+    assert not data.isascii()
+    for address in servers:
+        append_all(address, "Utf8", [Message(data)])
+    compare(
+        *servers,
+        ["ENABLE UTF8=ACCEPT", "EXAMINE Utf8", "FETCH 1 (ENVELOPE BODYSTRUCTURE)"],
+        (
+            HIGHESTMODSEQ_ALWAYS,
+            LAST_LINE_COUNTS,
+            Deliberate(
+                r"^ENABLE",
+                r"^ENABLED",
+                "We have UTF8=ACCEPT (RFC 6855) and say so; Dovecot 2.3 enables nothing.",
+            ),
+        ),
     )
