@@ -345,6 +345,12 @@ def _system_flags_only(flags: str) -> str:
     return f"OK [PERMANENTFLAGS ({kept})]"
 
 
+KEYWORD_SEARCH_ADDS_NOTHING = Deliberate(
+    r"KEYWORD",
+    r"^(FLAGS|OK \[PERMANENTFLAGS)",
+    "Dovecot adds a keyword that a SEARCH (or SORT) names to the mailbox's keywords and "
+    "announces the new FLAGS; a search changes nothing here.",
+)
 NONEXISTENT_CODE = Deliberate(
     r"^STATUS ",
     r"^NO \[NONEXISTENT\]$",
