@@ -48,13 +48,6 @@ DELIBERATE = (
     Deliberate(r"^FETCH (1:\*|[45]) ", r"^[45] FETCH .*(BODY|ENVELOPE)", BROKEN_MIME_REASON),
     Deliberate(r"^FETCH [45] ", r"", BROKEN_MIME_REASON),
     Deliberate(
-        r"^FETCH 1:\* ENVELOPE$",
-        r"^2 FETCH ENVELOPE=",
-        "Raw 8-bit UTF-8 header text (message 2) goes to a session that enabled neither "
-        "UTF8=ACCEPT nor IMAP4rev2 as RFC 2047 encoded words (RFC 6855 3: such clients need "
-        "not read raw UTF-8); Dovecot, without UTF8=ACCEPT, sends the octets as they are.",
-    ),
-    Deliberate(
         r"^FETCH 1 \(?BODY\.PEEK\[1\]",
         r'--alt--\r\n"',
         "The body of a multipart part ends before the CRLF that precedes the enclosing "
