@@ -117,6 +117,7 @@ class Search:
     criteria: SearchKey
     returns: tuple[str, ...] | None = None  # None: plain SEARCH; () is RETURN ()
     charset: str | None = None
+    partial: tuple[int, int] | None = None  # RETURN (PARTIAL a:b), RFC 9394
 
 
 @dataclass(frozen=True, slots=True)

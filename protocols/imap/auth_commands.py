@@ -88,6 +88,8 @@ def capabilities(session: Session) -> list[str]:
         "THREAD=ORDEREDSUBJECT",
         "THREAD=REFERENCES",
         "ESORT",
+        "CONTEXT=SEARCH",
+        "CONTEXT=SORT",
     ]
     return caps
 

@@ -41,7 +41,7 @@ from protocols.imap.search_keys import (
     SearchParser,
 )
 from protocols.imap.sequence import parse_sequence_set
-from protocols.imap.sort_parse import parse_sort, parse_thread
+from protocols.imap.sort_parse import parse_returns, parse_sort, parse_thread
 
 MAX_LIST_PATTERNS = 64
 MAX_ID_FIELDS = 30  # RFC 2971 section 3.3
@@ -328,13 +328,11 @@ def _search(reader: Reader, uid: bool) -> Search:
     reader.space()
     returns = None
     charset = None
+    partial = None
     if reader.peek_upper(b"RETURN"):
-        reader.pos += len(b"RETURN")
-        reader.space()
-        returns = tuple(reader.parenthesized(lambda r: r.keyword()))
-        unknown = set(returns) - SEARCH_RETURN_OPTIONS
-        if unknown:
-            raise ParseError(f"unknown SEARCH return option {min(unknown)}")
+        # RFC 4731 options, and CONTEXT, UPDATE (RFC 5267) and PARTIAL (RFC 9394)
+        parsed = parse_returns(reader)
+        returns, partial = parsed.given, parsed.partial
         reader.space()
     if reader.peek_upper(b"CHARSET"):
         reader.pos += len(b"CHARSET")
@@ -342,7 +340,17 @@ def _search(reader: Reader, uid: bool) -> Search:
         charset = reader.astring().decode("ascii", "replace").upper()
         reader.space()  # an unknown charset is NO, not BAD (search_command.py)
     criteria = SearchParser(reader).keys()
-    return Search(criteria, returns, charset)
+    return Search(criteria, returns, charset, partial)
+
+
+def parse_cancel_update(reader: Reader, uid: bool) -> tuple[str, ...]:
+    """``CANCELUPDATE "tag" *(SP "tag")`` (RFC 5267 section 4.2)."""
+    tags = []
+    while reader.skip(b" "):
+        tags.append(reader.string().decode("utf-8", "replace"))
+    if not tags:
+        raise ParseError("CANCELUPDATE needs the tag of a search")
+    return tuple(tags)
 
 
 def _expunge(reader: Reader, uid: bool) -> UidSet | None:
@@ -410,6 +418,7 @@ PARSERS: dict[str, Callable[[Reader, bool], Any]] = {
     "NOTIFY": parse_notify,
     "SORT": parse_sort,  # RFC 5256, ESORT (RFC 5267)
     "THREAD": parse_thread,
+    "CANCELUPDATE": parse_cancel_update,  # RFC 5267
 }
 UID_COMMANDS = frozenset(("FETCH", "STORE", "COPY", "MOVE", "SEARCH", "EXPUNGE", "SORT", "THREAD"))
 

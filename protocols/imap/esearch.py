@@ -30,7 +30,9 @@ def esearch_response(
     command: Command, returns: Returns, numbers: list[int], *, ordered: bool = False
 ) -> bytes:
     """The ESEARCH line for ``numbers`` (ascending, or in sort order when ``ordered``)."""
-    options = returns.options or frozenset(("ALL",))
+    options = returns.options
+    if not options - {"CONTEXT", "UPDATE"} and returns.partial is None:
+        options = options | {"ALL"}
     parts = [b'* ESEARCH (TAG "' + command.tag.encode() + b'")']
     if command.uid:
         parts.append(b"UID")
@@ -43,8 +45,12 @@ def esearch_response(
     if numbers and "ALL" in options:
         parts.append(b"ALL " + format_set(numbers).encode())
     if returns.partial is not None:
-        first, last = returns.partial
-        chosen = partial_slice(numbers, returns.partial)
-        found = format_set(chosen).encode() if chosen else b"NIL"
-        parts.append(b"PARTIAL (%d:%d %s)" % (first, last, found))
+        parts.append(partial_response(numbers, returns.partial))
     return b" ".join(parts) + b"\r\n"
+
+
+def partial_response(numbers: list[int], bounds: tuple[int, int]) -> bytes:
+    """``PARTIAL (a:b set)``, ``NIL`` for the set when the range holds no result."""
+    chosen = partial_slice(numbers, bounds)
+    found = format_set(chosen).encode() if chosen else b"NIL"
+    return b"PARTIAL (%d:%d %s)" % (bounds[0], bounds[1], found)

@@ -7,6 +7,7 @@ from protocols.imap import (
     append_command,
     auth_commands,
     compress,
+    contexts,
     fetch_command,
     idle,
     list_command,
@@ -60,4 +61,5 @@ HANDLERS: dict[str, tuple[Handler, frozenset[State]]] = {
     "MOVE": (message_commands.copy, SELECTED),
     "SORT": (sort_command.sort, SELECTED),  # RFC 5256
     "THREAD": (sort_command.thread, SELECTED),
+    "CANCELUPDATE": (contexts.cancel_update, SELECTED),  # RFC 5267
 }

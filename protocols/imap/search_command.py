@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 from protocols.imap.cache import caches
 from protocols.imap.commands import Command, Search
+from protocols.imap.esearch import partial_response
 from protocols.imap.replies import No, Ok
 from protocols.imap.search_data import SearchFields
 from protocols.imap.search_eval import (
@@ -70,7 +71,13 @@ async def search(session: Session, command: Command) -> Ok:
             line += b" (MODSEQ %d)" % _highest_modseq(view, found)
         session.write(line + b"\r\n")
         return Ok()
-    options = set(returns or ()) or {"ALL"}
+    options = set(returns or ())
+    if "UPDATE" in options:  # RFC 5267: keep it up to date
+        from protocols.imap import contexts
+
+        contexts.register(session, command, args.criteria, found)
+    if not options - {"CONTEXT", "UPDATE"} and args.partial is None:
+        options.add("ALL")
     if options == {"SAVE"}:
         return Ok()
     parts = [b'* ESEARCH (TAG "' + command.tag.encode() + b'")']
@@ -84,6 +91,8 @@ async def search(session: Session, command: Command) -> Ok:
         parts.append(b"COUNT %d" % len(numbers))
     if numbers and "ALL" in options:
         parts.append(b"ALL " + format_set(numbers).encode())
+    if args.partial is not None:
+        parts.append(partial_response(numbers, args.partial))
     if with_modseq and numbers:
         parts.append(b"MODSEQ %d" % _highest_modseq(view, _reported(found, options)))
     session.write(b" ".join(parts) + b"\r\n")

@@ -70,6 +70,7 @@ class Session:
         self.view: MailboxView | None = None
         self.watch: MailboxWatch | None = None
         self.options = Options()
+        self.search_contexts: dict = {}  # tag -> contexts.SearchContext (RFC 5267)
         self.notifier: Notifier | None = None  # NOTIFY SET (RFC 5465) is in force
         self.utf8 = False  # IMAP4rev2 enabled: UTF-8 mailbox names, ESEARCH replies
         self.utf8_accept = False  # UTF8=ACCEPT enabled (RFC 6855): UTF-8 names and headers
@@ -264,6 +265,10 @@ class Session:
                 self.write(response.status("*", "BYE", "The selected mailbox was deleted"))
                 raise Logout from None
             self.write(view.apply(changes, self.options, allow_expunge=allow_expunge))
+            if self.search_contexts:
+                from protocols.imap import contexts
+
+                await contexts.refresh(self)
         elif allow_expunge and view.deferred:
             self.write(view.remove(view.deferred, self.options))
 
@@ -272,6 +277,7 @@ class Session:
             self.watch.close()
         self.watch = None
         self.view = None
+        self.search_contexts.clear()
         if self.state is State.SELECTED:
             self.state = State.AUTHENTICATED
 

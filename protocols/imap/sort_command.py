@@ -16,6 +16,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from protocols.imap.commands import Command, Search
+from protocols.imap.esearch import esearch_response
 from protocols.imap.replies import No, Ok
 from protocols.imap.search_command import find
 from protocols.imap.search_eval import Context
@@ -75,9 +76,11 @@ async def sort(session: Session, command: Command) -> Ok:
     if args.returns is None:
         session.write(b"* SORT" + b"".join(b" %d" % n for n in numbers) + b"\r\n")
         return Ok()
-    from protocols.imap.esearch import esearch_response
-
     session.write(esearch_response(command, args.returns, numbers, ordered=True))
+    if "UPDATE" in args.returns.options:  # RFC 5267: keep it up to date
+        from protocols.imap import contexts
+
+        contexts.register(session, command, args.search, uids, args.criteria, args.charset)
     return Ok()
 
 

@@ -37,6 +37,7 @@ class Returns:
 
     options: frozenset[str]
     partial: tuple[int, int] | None = None
+    given: tuple[str, ...] = ()  # the options in the order written
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,16 +86,17 @@ def parse_returns(reader: Reader) -> Returns:
         nonlocal partial
         name = reader.keyword()
         if name not in RETURN_OPTIONS:
-            raise ParseError(f"unknown RETURN option {name}")
+            raise ParseError(f"unknown return option {name}")
         if name == "PARTIAL":
             reader.space()
             partial = parse_partial(reader)
         return name
 
-    names = frozenset(reader.parenthesized(option))
+    given = tuple(reader.parenthesized(option))
+    names = frozenset(given)
     if "PARTIAL" in names and "ALL" in names:  # RFC 9394 section 3.1
         raise ParseError("PARTIAL and ALL cannot be used together")
-    return Returns(names, partial)
+    return Returns(names, partial, given)
 
 
 def _charset_and_search(reader: Reader) -> tuple[str, SearchKey]:
