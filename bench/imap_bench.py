@@ -362,7 +362,10 @@ def mixed_load(port: int, sessions: int = 16, rounds: int = 20) -> None:
         raise errors[0]
 
 
-def run_operations(port: int, runs: int) -> dict[str, float]:
+REPLIES: dict[str, dict[str, bytes]] = {}  # server -> SORT/THREAD command -> its reply
+
+
+def run_operations(port: int, runs: int, name: str = "") -> dict[str, float]:
     client = logged_in(port)
     results: dict[str, float] = {}
     results["SELECT INBOX"] = measure(runs, lambda _: client.command("SELECT INBOX"))
@@ -383,9 +386,12 @@ def run_operations(port: int, runs: int) -> dict[str, float]:
     )
     # SORT and THREAD (RFC 5256). The first run of each is reported too: later runs of
     # the same command on an unchanged mailbox may be answered from a memo.
+    server = name
     for name, command in SORT_COMMANDS:
         first: list[float] = []
         results[name] = measure(runs, lambda _, c=command: client.command(c), first)
+        reply = client.command(command)
+        REPLIES.setdefault(server, {})[command] = reply[: reply.rindex(b"\r\n", 0, -2) + 2]
         results[name + " (first run)"] = first[0]
     last = min(1000, len(uids))
     results[f"STORE 1:{last} +/-FLAGS (\\Flagged)"] = measure(
@@ -507,7 +513,7 @@ def main() -> None:
             print(f"loading {name} ...", flush=True)
             with start(Path(tmp), {USER: messages}) as (port, _pid):
                 print(f"measuring {name} ...", flush=True)
-                results[name] = run_operations(port, args.runs)
+                results[name] = run_operations(port, args.runs, name)
     print()
     header = f"{'operation (median of ' + str(args.runs) + ')':<36} {'stalwart-py':>12}"
     if "dovecot" in results:
@@ -519,6 +525,17 @@ def main() -> None:
             theirs = results["dovecot"][operation]
             line += f" {theirs * 1000:>8.1f}ms {ours_time / theirs:>12.2f}x"
         print(line)
+    if "dovecot" in REPLIES:
+        # ARRIVAL orders by INTERNALDATE, which the two servers set differently (our append
+        # time, Dovecot's file time), so only the others are expected to match.
+        print()
+        for _, command in SORT_COMMANDS:
+            same = REPLIES["stalwart-py"][command] == REPLIES["dovecot"][command]
+            size = len(REPLIES["dovecot"][command])
+            print(
+                f"{command:<36} reply {'identical to' if same else 'DIFFERS from'} Dovecot's"
+                f" ({size} octets)"
+            )
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ is decomposed (NFD), and the strings are compared by code point. It is what SORT
 as RFC 5255 section 4.2 (I18NLEVEL=1) and Dovecot do: for ASCII text the two agree, and for
 the rest (``ä`` and ``Ä``, ``ß``) it is the case-insensitive order a reader expects.
 
-Keys are computed once per message body and cached (``sort.SortKeys``), so their cost is
+Keys are computed once per message body and cached (``sort.KeyCache``), so their cost is
 paid at the first SORT of a mailbox, not at every one.
 """
 

@@ -24,7 +24,6 @@ from __future__ import annotations
 import weakref
 from collections import OrderedDict
 from collections.abc import Hashable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from protocols.imap.collation import DEFAULT
@@ -37,48 +36,50 @@ MEMO_CAPACITY = 16  # SORT/THREAD answers kept
 READ_BATCH = 5000  # sort fields read from the store at once
 
 
-@dataclass(frozen=True, slots=True)
-class SortKeys:
-    """A body's sort fields with their strings collated."""
-
-    fields: SortFields
-    subject: str
-    from_: str
-    to: str
-    cc: str
-    display_from: str
-    display_to: str
-
-
-def collate(fields: SortFields) -> SortKeys:
-    return SortKeys(
-        fields,
-        DEFAULT(fields.subject),
-        DEFAULT(fields.from_mailbox),
-        DEFAULT(fields.to_mailbox),
-        DEFAULT(fields.cc_mailbox),
-        DEFAULT(fields.from_display),
-        DEFAULT(fields.to_display),
-    )
+# sort key -> the SortFields attribute its collated string comes from
+TEXT_KEYS = {
+    "SUBJECT": "subject",
+    "FROM": "from_mailbox",
+    "TO": "to_mailbox",
+    "CC": "cc_mailbox",
+    "DISPLAYFROM": "from_display",
+    "DISPLAYTO": "to_display",
+}
 
 
 class KeyCache:
+    """Sort fields by body id, and their collated strings, each computed when first asked
+    for (a SORT by SUBJECT does not pay for collating addresses)."""
+
     def __init__(self, capacity: int = KEY_CAPACITY) -> None:
         self.capacity = capacity
-        self._keys: dict[int, SortKeys] = {}
+        self.fields: dict[int, SortFields] = {}
+        self._collated: dict[str, dict[int, str]] = {name: {} for name in TEXT_KEYS.values()}
 
-    async def keys(self, store: Store, blob_ids: Sequence[int]) -> dict[int, SortKeys]:
-        """The keys of these bodies, read from the store for those not cached (bodies
+    async def load(self, store: Store, blob_ids: Sequence[int]) -> dict[int, SortFields]:
+        """The fields of these bodies, read from the store for those not cached (bodies
         gone meanwhile are left out)."""
-        known = self._keys
+        known = self.fields
         missing = [blob_id for blob_id in blob_ids if blob_id not in known]
         for start in range(0, len(missing), READ_BATCH):
-            found = await store.sort_fields(missing[start : start + READ_BATCH])
-            for blob_id, fields in found.items():
-                known[blob_id] = collate(fields)
-        while len(known) > self.capacity:  # oldest first (dicts keep insertion order)
-            del known[next(iter(known))]
+            known.update(await store.sort_fields(missing[start : start + READ_BATCH]))
+        if len(known) > self.capacity:  # oldest first (dicts keep insertion order)
+            for blob_id in list(known)[: len(known) - self.capacity]:
+                del known[blob_id]
+                for table in self._collated.values():
+                    table.pop(blob_id, None)
         return known
+
+    def collated(self, attribute: str, blob_ids: Sequence[int]) -> dict[int, str]:
+        """``attribute`` of these bodies' fields under the collation (loaded bodies only)."""
+        table = self._collated[attribute]
+        fields = self.fields
+        for blob_id in blob_ids:
+            if blob_id not in table:
+                entry = fields.get(blob_id)
+                if entry is not None:
+                    table[blob_id] = DEFAULT(getattr(entry, attribute))
+        return table
 
 
 class ResultMemo:
@@ -114,35 +115,23 @@ def sort_caches(store: Store) -> SortCaches:
     return found
 
 
-def _key_function(name: str, keys: dict[int, SortKeys]) -> Any:
+def _key_function(name: str, cache: KeyCache, blob_ids: list[int]) -> Any:
     """The key of one criterion, as a function of a MessageInfo."""
-    empty = ""
     if name == "ARRIVAL":
         return lambda info: info.internaldate
     if name == "SIZE":
         return lambda info: info.size
     if name == "DATE":
+        fields = cache.fields
 
         def sent(info: MessageInfo) -> float:
-            entry = keys.get(info.blob_id)
-            value = entry.fields.sent if entry is not None else None
+            entry = fields.get(info.blob_id)
+            value = entry.sent if entry is not None else None
             return info.internaldate if value is None else value
 
         return sent
-    attribute = {
-        "SUBJECT": "subject",
-        "FROM": "from_",
-        "TO": "to",
-        "CC": "cc",
-        "DISPLAYFROM": "display_from",
-        "DISPLAYTO": "display_to",
-    }[name]
-
-    def text(info: MessageInfo) -> str:
-        entry = keys.get(info.blob_id)
-        return empty if entry is None else getattr(entry, attribute)
-
-    return text
+    table = cache.collated(TEXT_KEYS[name], blob_ids)
+    return lambda info: table.get(info.blob_id, "")
 
 
 def needs_fields(criteria: Sequence[SortCriterion]) -> bool:
@@ -150,10 +139,12 @@ def needs_fields(criteria: Sequence[SortCriterion]) -> bool:
 
 
 def sort_messages(
-    infos: list[MessageInfo], criteria: Sequence[SortCriterion], keys: dict[int, SortKeys]
+    infos: list[MessageInfo], criteria: Sequence[SortCriterion], cache: KeyCache
 ) -> list[int]:
-    """The UIDs of ``infos`` (in UID order) sorted by ``criteria``."""
+    """The UIDs of ``infos`` (in UID order) sorted by ``criteria`` (their fields loaded
+    into ``cache`` when ``needs_fields``)."""
     ordered = list(infos)
+    blob_ids = [info.blob_id for info in infos]
     for criterion in reversed(criteria):
-        ordered.sort(key=_key_function(criterion.key, keys), reverse=criterion.reverse)
+        ordered.sort(key=_key_function(criterion.key, cache, blob_ids), reverse=criterion.reverse)
     return [info.uid for info in ordered]

@@ -21,7 +21,7 @@ from protocols.imap.replies import No, Ok
 from protocols.imap.search_command import find
 from protocols.imap.search_eval import Context
 from protocols.imap.search_keys import SUPPORTED_CHARSETS
-from protocols.imap.sort import needs_fields, sort_caches, sort_messages
+from protocols.imap.sort import KeyCache, needs_fields, sort_caches, sort_messages
 from protocols.imap.sort_parse import Returns, Sort, Thread
 from protocols.imap.thread import ThreadMessage, ordered_subject, references, render
 
@@ -59,10 +59,9 @@ async def sorted_uids(session: Session, args: Sort) -> list[int]:
     if answer is not None:
         return answer
     infos = [view.messages[uid] for uid in found]
-    keys = {}
     if needs_fields(args.criteria):
-        keys = await caches.keys.keys(session.store, [info.blob_id for info in infos])
-    answer = sort_messages(infos, args.criteria, keys)
+        await caches.keys.load(session.store, [info.blob_id for info in infos])
+    answer = sort_messages(infos, args.criteria, caches.keys)
     caches.memo.put(memo_key, answer)
     return answer
 
@@ -84,20 +83,21 @@ async def sort(session: Session, command: Command) -> Ok:
     return Ok()
 
 
-def _thread_messages(session: Session, found: list[int], keys: dict) -> list[ThreadMessage]:
+def _thread_messages(session: Session, found: list[int], cache: KeyCache) -> list[ThreadMessage]:
     view = session.require_view()
+    infos = [view.messages[uid] for uid in found]
+    subjects = cache.collated("subject", [info.blob_id for info in infos])
     out = []
-    for uid in found:
-        info = view.messages[uid]
-        entry = keys.get(info.blob_id)
-        if entry is None:  # expunged meanwhile: it still threads, on its arrival alone
-            out.append(ThreadMessage(uid, info.internaldate, "", False, None, ()))
+    for info in infos:
+        fields = cache.fields.get(info.blob_id)
+        if fields is None:  # expunged meanwhile: it still threads, on its arrival alone
+            out.append(ThreadMessage(info.uid, info.internaldate, "", False, None, ()))
             continue
-        fields = entry.fields
         sent = info.internaldate if fields.sent is None else fields.sent
+        subject = subjects[info.blob_id]
         out.append(
             ThreadMessage(
-                uid, sent, entry.subject, fields.reply, fields.message_id, fields.references
+                info.uid, sent, subject, fields.reply, fields.message_id, fields.references
             )
         )
     return out
@@ -112,8 +112,8 @@ async def thread(session: Session, command: Command) -> Ok:
     memo_key = ("THREAD", view.mailbox_id, view.uidvalidity, args.algorithm, tuple(found))
     roots = caches.memo.get(memo_key)
     if roots is None:
-        keys = await caches.keys.keys(session.store, [view.messages[uid].blob_id for uid in found])
-        messages = _thread_messages(session, found, keys)
+        await caches.keys.load(session.store, [view.messages[uid].blob_id for uid in found])
+        messages = _thread_messages(session, found, caches.keys)
         algorithm = references if args.algorithm == "REFERENCES" else ordered_subject
         roots = algorithm(messages)
         caches.memo.put(memo_key, roots)

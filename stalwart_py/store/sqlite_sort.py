@@ -69,19 +69,7 @@ def insert_sort_fields(conn: _Executes, blob_id: int, fields: SortFields) -> Non
 
 
 def _from_row(row: tuple) -> SortFields:
-    return SortFields(
-        row[1],
-        bool(row[2]),
-        row[3],
-        row[4],
-        row[5],
-        row[6],
-        row[7],
-        row[8],
-        row[9],
-        row[10],
-        tuple(row[11].split()),
-    )
+    return SortFields(row[1], row[2] == 1, *row[3:11], tuple(row[11].split()))
 
 
 def create_and_backfill(conn: sqlite3.Connection) -> None:
