@@ -10,6 +10,10 @@ correct servers may legitimately answer differently:
 - the order of untagged responses within one command, of flags in a list, of LIST and
   STATUS items (no RFC fixes them), and the form of a string (quoted or literal) or of a
   sequence set (``1:3`` or ``1,2,3``);
+- \\HasChildren and \\HasNoChildren in the answer to a LIST that did not ask for them
+  with RETURN (CHILDREN) (RFC 5258 section 4: a server MAY send them);
+- the case of case-insensitive BODYSTRUCTURE fields (type, subtype, parameter names,
+  encoding, disposition) and the optional charset list of BADCHARSET;
 - ESEARCH's ``(TAG "...")`` correlator.
 
 What is left must be equal, except where an entry of ``DELIBERATE`` says why we answer
@@ -254,7 +258,7 @@ def _name(value: Any) -> Any:
     return value.encode() if isinstance(value, Atom) else value
 
 
-def normalise_untagged(line: bytes, modseqs: ModSeqs) -> str:
+def normalise_untagged(line: bytes, modseqs: ModSeqs, children: bool = True) -> str:
     word = line[2:].split(b" ", 1)[0].upper()
     if word in (b"OK", b"NO", b"BAD", b"BYE", b"PREAUTH"):
         return f"{word.decode()} {_code(line[3 + len(word) :], modseqs)}".strip()
@@ -277,6 +281,8 @@ def normalise_untagged(line: bytes, modseqs: ModSeqs) -> str:
         return "FLAGS " + show(sorted(str(flag) for flag in tokens[1]))
     if head in ("LIST", "LSUB"):
         attributes = sorted(str(a).upper() for a in tokens[1])
+        if not children:  # unasked, a server MAY send them (RFC 5258 4): not compared
+            attributes = [a for a in attributes if a not in ("\\HASCHILDREN", "\\HASNOCHILDREN")]
         rest = [show(tokens[2]), show(_name(tokens[3])), *(show(t) for t in tokens[4:])]
         return " ".join([head, show(attributes), *rest])
     if head == "STATUS":
@@ -441,7 +447,7 @@ def run_script(
         shown = _rank_command(text, modseqs)
         answers = []
         for line in untagged:
-            answer: str | None = normalise_untagged(line, modseqs)
+            answer: str | None = normalise_untagged(line, modseqs, _asks_children(text))
             for entry in deliberate:
                 answer = entry.apply(text, answer) if answer is not None else None
             if answer is not None:
@@ -454,6 +460,13 @@ def run_script(
                 status = entry.apply(text, status)
         transcript.append(Exchange(shown, answers, status))
     return transcript
+
+
+def _asks_children(command: str) -> bool:
+    """Whether a LIST asks for \\HasChildren/\\HasNoChildren (RETURN (CHILDREN), RFC 5258);
+    other commands' answers keep them."""
+    upper = command.upper()
+    return not upper.startswith(("LIST", "LSUB")) or bool(re.search(r"RETURN \(.*CHILDREN", upper))
 
 
 def _rank_command(text: str, modseqs: ModSeqs) -> str:
