@@ -518,7 +518,8 @@ def append_all(address: tuple[str, int], mailbox: str, messages: Sequence[Messag
             assert b"c OK" in tagged, tagged
         for message in messages:
             head = f'APPEND "{mailbox}" ({message.flags}) "{message.date}" '
-            payload = f"{head}{{{len(message.data)}+}}\r\n".encode() + message.data
+            tilde = "~" if b"\0" in message.data else ""  # NUL only in literal8 (RFC 3516)
+            payload = f"{head}{tilde}{{{len(message.data)}+}}\r\n".encode() + message.data
             _, tagged = client.command(payload, "a")
             assert tagged.startswith(b"a OK"), tagged
         _, tagged = client.command(f'SELECT "{mailbox}"', "s")

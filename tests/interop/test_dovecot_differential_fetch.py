@@ -142,3 +142,32 @@ def test_every_part_of_every_message(servers):
                 f"FETCH {number} BINARY.PEEK[{part}]<1.5>",
             ]
     compare(*servers, steps, DELIBERATE)
+
+
+NUL_MESSAGE = (
+    b"From: x@example.org\r\nSubject: binary\r\nMIME-Version: 1.0\r\n"
+    b'Content-Type: multipart/mixed; boundary="b"\r\n\r\n'
+    b"--b\r\nContent-Type: application/octet-stream\r\nContent-Transfer-Encoding: binary\r\n"
+    b"\r\nbefore\x00after\x00\r\n"
+    b"--b\r\nContent-Type: application/octet-stream\r\nContent-Transfer-Encoding: base64\r\n"
+    b"\r\nAAEC/w==\r\n--b--\r\n"
+)
+
+
+def test_nul_octets(stalwart: InProcessServer, dovecot: Dovecot):
+    """NUL in a part, APPENDed as literal8: BINARY sends literal8 (~{n}) with the octets,
+    decoded or not. (Not compared: BODY[1]. Dovecot stores a binary part it is given in
+    APPEND re-encoded as base64, as RFC 3516 4.3 allows; we store the octets as given.)"""
+    servers = stalwart.address("imap"), ("127.0.0.1", dovecot.port)
+    for address in servers:
+        append_all(address, "Nul", [Message(NUL_MESSAGE, "", DATE)])
+    compare(
+        *servers,
+        [
+            "EXAMINE Nul",
+            "FETCH 1 (BINARY.PEEK[1] BINARY.SIZE[1])",
+            "FETCH 1 (BINARY.PEEK[2] BINARY.SIZE[2])",
+            "FETCH 1 BINARY.PEEK[2]<1.2>",
+        ],
+        DELIBERATE,
+    )

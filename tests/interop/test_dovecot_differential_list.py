@@ -38,6 +38,7 @@ def test_list_extended(servers):
             # (Not compared: LIST "" *x*. Dovecot matches every pattern against INBOX
             # case-insensitively, so it finds INBOX; we do where the pattern names INBOX.)
             'LIST "" *rch*',
+            'LIST "" ~foo',  # an atom may begin with "~" (it is not a literal8 here)
             'LIST "" INBOX',
             'LIST "" inbox',
             'LIST (SPECIAL-USE) "" *',
