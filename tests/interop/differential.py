@@ -283,7 +283,9 @@ def normalise_untagged(line: bytes, modseqs: ModSeqs, children: bool = True) -> 
         attributes = sorted(str(a).upper() for a in tokens[1])
         if not children:  # unasked, a server MAY send them (RFC 5258 4): not compared
             attributes = [a for a in attributes if a not in ("\\HASCHILDREN", "\\HASNOCHILDREN")]
-        rest = [show(tokens[2]), show(_name(tokens[3])), *(show(t) for t in tokens[4:])]
+        rest = [show(tokens[2]), show(_name(tokens[3]))]
+        if len(tokens) > 4 and isinstance(tokens[4], list):  # extended data: tags are astrings
+            rest.append(show([_name(t) if i % 2 == 0 else t for i, t in enumerate(tokens[4])]))
         return " ".join([head, show(attributes), *rest])
     if head == "STATUS":
         items = tokens[2]
