@@ -32,7 +32,10 @@ def stalwart(
     """Our server, one for the session, as the IMAP integration tests configure it, with
     USER/PASSWORD (hashed at the tests' cheap scrypt cost: logins are many)."""
     path = write_config(tmp_path_factory.mktemp("stalwart"), config(server_cert))
-    with InProcessServer(path, discover_protocols()) as server, pytest.MonkeyPatch.context() as mp:
-        mp.setattr(passwords, "SCRYPT_LOG2_N", 8)
-        server.add_account(USER, PASSWORD)
+    with InProcessServer(path, discover_protocols()) as server:
+        # Only around the hashing: held for the session, the cheap cost leaked into
+        # tests/unit/test_passwords.py, which checks the production cost.
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(passwords, "SCRYPT_LOG2_N", 8)
+            server.add_account(USER, PASSWORD)
         yield server
