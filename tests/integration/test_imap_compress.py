@@ -290,4 +290,7 @@ def test_unsolicited_responses_are_flushed_at_once(server):
         raw.send(deflater.flush(zlib.Z_SYNC_FLUSH))
         assert line() == b"n1 OK NOTIFY completed"
         assert other.command("CREATE Compressed")[1] == b"t1 OK CREATE completed"
-        assert line() == b'* LIST (\\HasNoChildren \\Subscribed) "/" "Compressed"'
+        listed = line()  # whether CREATE subscribes is not this test's business
+        assert listed.startswith(b"* LIST (\\HasNoChildren") and listed.endswith(
+            b'"/" "Compressed"'
+        )
