@@ -246,7 +246,7 @@ class Notifier:
     async def report_loop(self, scope: anyio.CancelScope, *, idle: bool = False) -> None:
         """Report each change as it is committed, until cancelled. A failure that ends the
         session (the client gone, the selected mailbox deleted) is kept in ``failure`` and
-        cancels ``scope``; a store failure is logged and reporting goes on."""
+        cancels ``scope``; any other failure is logged and reporting goes on."""
         while True:
             await self.watch.wait()
             with anyio.CancelScope(shield=True):
@@ -259,6 +259,9 @@ class Notifier:
                     return
                 except StoreError as error:
                     self.session.conn.log.warning("NOTIFY report failed: %s", error)
+                except Exception:
+                    # A bug of ours: logged, and the session goes on (as a command's would).
+                    self.session.conn.log.exception("NOTIFY report failed")
 
     def raise_failure(self) -> None:
         failure, self.failure = self.failure, None
