@@ -90,6 +90,7 @@ def capabilities(session: Session) -> list[str]:
         "ESORT",
         "CONTEXT=SEARCH",
         "CONTEXT=SORT",
+        "PARTIAL",  # RFC 9394
     ]
     return caps
 

@@ -124,6 +124,10 @@ async def fetch(session: Session, command: Command) -> Ok:
     if modifiers.changed_since is not None:
         since = modifiers.changed_since
         uids = [uid for uid in uids if view.messages[uid].modseq > since]
+    if modifiers.partial is not None:  # RFC 9394: only those positions of the set
+        from protocols.imap.esearch import partial_slice
+
+        uids = partial_slice(uids, modifiers.partial)
     plan = _Plan(items, session, view.read_only)
     missing = False
     if plan.bodies:

@@ -86,6 +86,7 @@ FetchItem = str | BodySection  # a simple item's name, or a section
 class FetchModifiers:
     changed_since: int | None = None  # RFC 7162 CHANGEDSINCE
     vanished: bool = False  # RFC 7162 VANISHED (UID FETCH only)
+    partial: tuple[int, int] | None = None  # RFC 9394 PARTIAL a:b or -a:-b
 
 
 def parse_fetch_items(reader: Reader) -> tuple[FetchItem, ...]:
@@ -198,22 +199,28 @@ def parse_fetch_modifiers(reader: Reader) -> FetchModifiers:
     """``(CHANGEDSINCE n [VANISHED])`` after the items (RFC 7162 section 3.1.4 and 3.2.6)."""
     changed_since: int | None = None
     vanished = False
+    partial: tuple[int, int] | None = None
 
     def modifier(reader: Reader) -> None:
-        nonlocal changed_since, vanished
+        nonlocal changed_since, vanished, partial
         name = reader.keyword()
         if name == "CHANGEDSINCE":
             reader.space()
             changed_since = reader.number(0x7FFFFFFFFFFFFFFF)
         elif name == "VANISHED":
             vanished = True
+        elif name == "PARTIAL":  # RFC 9394 section 4
+            from protocols.imap.sort_parse import parse_partial
+
+            reader.space()
+            partial = parse_partial(reader)
         else:
             raise ParseError(f"unknown FETCH modifier {name}")
 
     reader.parenthesized(modifier, allow_empty=False)
     if vanished and changed_since is None:
         raise ParseError("VANISHED needs CHANGEDSINCE")
-    return FetchModifiers(changed_since, vanished)
+    return FetchModifiers(changed_since, vanished, partial)
 
 
 def _astring_text(name: str) -> str:

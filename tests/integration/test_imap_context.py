@@ -106,3 +106,18 @@ def test_partial(raw, command, expected):
 def test_partial_errors(raw, command):
     _, tagged = raw.command(command, "p2")
     assert tagged.startswith(b"p2 BAD"), tagged
+
+
+@pytest.mark.parametrize(
+    ("modifier", "uids"),
+    [("1:2", [1, 2]), ("-1:-2", [3, 4]), ("2:3", [2, 3]), ("5:9", []), ("-3:-9", [1, 2])],
+)
+def test_uid_fetch_partial(raw, modifier, uids):
+    untagged, tagged = raw.command(f"UID FETCH 1:* (FLAGS) (PARTIAL {modifier})", "f1")
+    assert tagged.startswith(b"f1 OK"), tagged
+    assert [int(line.split(b"UID ")[1].split()[0]) for line in untagged] == uids
+
+
+def test_partial_is_advertised(raw):
+    untagged, _ = raw.command("CAPABILITY")
+    assert b"PARTIAL" in untagged[0].split()
