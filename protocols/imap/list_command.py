@@ -1,8 +1,11 @@
 """LIST and LSUB (RFC 9051 section 6.3.9, RFC 3501 section 6.3.9) with LIST-EXTENDED
 (RFC 5258), LIST-STATUS (RFC 5819), SPECIAL-USE (RFC 6154) and CHILDREN (RFC 3348).
 
-The hierarchy is built from the account's mailbox names. A name that only exists as the
-parent of another (``a`` when there is only ``a/b``) is listed ``\\NonExistent`` (or
+The hierarchy is built from the account's mailbox names and, for the SUBSCRIBED options and
+LSUB, its subscribed names, which need not exist: such a name lists as ``\\Subscribed
+\\NonExistent`` under LIST (SUBSCRIBED) and never in a plain LIST (RFC 5258 section 3).
+A name that only exists as the parent of another (``a`` when there is only ``a/b``) is
+listed ``\\NonExistent`` (or
 ``\\Noselect`` to an IMAP4rev1 client using the basic syntax). Every mailbox carries
 ``\\HasChildren`` or ``\\HasNoChildren`` and its special-use attribute.
 
@@ -16,6 +19,7 @@ given, ``STATUS (...)`` adds a STATUS response after each selectable mailbox.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -31,27 +35,34 @@ if TYPE_CHECKING:
 @dataclass
 class Node:
     name: str
-    mailbox_id: int | None = None  # None: only a parent of existing mailboxes
+    mailbox_id: int | None = None  # None: no mailbox has this name
+    listed: bool = False  # a mailbox or the parent of one: a plain LIST shows it
     subscribed: bool = False
     special_use: str | None = None
-    has_children: bool = False
-    subscribed_child: bool = False  # a descendant is subscribed
+    has_children: bool = False  # a mailbox below it
+    subscribed_child: bool = False  # a subscribed name below it
     children: list[str] = field(default_factory=list)
 
 
-async def _hierarchy(session: Session) -> dict[str, Node]:
+async def _hierarchy(session: Session, subscriptions: bool) -> dict[str, Node]:
+    """The account's mailboxes and their parents, and (when asked) the subscribed names,
+    which need not be mailboxes (RFC 9051 section 6.3.7)."""
     nodes: dict[str, Node] = {}
-    for mailbox in await session.store.list_mailboxes(session.account_id):
+    mailboxes = await session.store.list_mailboxes(session.account_id)
+    for mailbox in mailboxes:
         node = nodes.setdefault(mailbox.name, Node(mailbox.name))
         node.mailbox_id = mailbox.id
-        node.subscribed = mailbox.subscribed
+        node.listed = True
         node.special_use = mailbox.special_use
-    for name in list(nodes):
-        for parent in parents(name):
+    for mailbox in mailboxes:
+        for parent in parents(mailbox.name):
             node = nodes.setdefault(parent, Node(parent))
-            node.has_children = True
-            if nodes[name].subscribed:
-                node.subscribed_child = True
+            node.listed = node.has_children = True
+    if subscriptions:
+        for name in await session.store.subscriptions(session.account_id):
+            nodes.setdefault(name, Node(name)).subscribed = True
+            for parent in parents(name):
+                nodes.setdefault(parent, Node(parent)).subscribed_child = True
     return nodes
 
 
@@ -68,39 +79,46 @@ async def list_mailboxes(session: Session, command: Command) -> Ok:
         return Ok()
     reference = session.decode(args.reference) if args.reference else ""
     regexes = [pattern_regex(reference, _decode_pattern(session, p)) for p in args.patterns]
-    nodes = await _hierarchy(session)
     subscribed_only = lsub or "SUBSCRIBED" in args.selection
     recursive = "RECURSIVEMATCH" in args.selection
     special_only = "SPECIAL-USE" in args.selection
     show_subscribed = subscribed_only or "SUBSCRIBED" in args.returns
+    nodes = await _hierarchy(session, show_subscribed)
     keyword = "LSUB" if lsub else "LIST"
     for name in sorted(nodes, key=_order):
         if not any(regex.match(name) for regex in regexes):
             continue
         node = nodes[name]
-        child_info = False
-        if subscribed_only and not node.subscribed:
-            if not (recursive and node.subscribed_child):
+        if lsub:
+            attributes = _lsub_attributes(node, nodes, regexes)
+            if attributes is None:
                 continue
-            child_info = True
-        if special_only and node.special_use is None:
-            continue
-        attributes = []
-        if node.mailbox_id is None:
-            attributes.append("\\NonExistent" if args.extended else "\\Noselect")
-        if not lsub:
-            attributes.append("\\HasChildren" if node.has_children else "\\HasNoChildren")
-        if show_subscribed and node.subscribed and not lsub:
-            attributes.append("\\Subscribed")
-        if node.special_use:
-            attributes.append(node.special_use)
+        else:
+            child_info = False
+            if subscribed_only and not node.subscribed:
+                if not (recursive and node.subscribed_child):
+                    continue
+                child_info = True
+            elif not subscribed_only and not node.listed:
+                continue  # a subscribed name without a mailbox: only LIST (SUBSCRIBED)
+            if special_only and node.special_use is None:
+                continue
+            attributes = []
+            if node.mailbox_id is None:
+                attributes.append("\\NonExistent" if args.extended else "\\Noselect")
+            if node.listed:
+                attributes.append("\\HasChildren" if node.has_children else "\\HasNoChildren")
+            if show_subscribed and node.subscribed:
+                attributes.append("\\Subscribed")
+            if node.special_use:
+                attributes.append(node.special_use)
         line = (
             f"* {keyword} (".encode()
             + " ".join(attributes).encode("ascii")
             + b') "/" '
             + session.encode(name)
         )
-        if child_info:
+        if not lsub and child_info:
             line += b' ("CHILDINFO" ("SUBSCRIBED"))'
         session.write(line + b"\r\n")
         if args.status_items and node.mailbox_id is not None:
@@ -108,6 +126,27 @@ async def list_mailboxes(session: Session, command: Command) -> Ok:
             session.write(b"* STATUS " + session.encode(name) + b" (" + items + b")\r\n")
         await session.flush_if_full()
     return Ok()
+
+
+def _lsub_attributes(
+    node: Node, nodes: dict[str, Node], regexes: list[re.Pattern[str]]
+) -> list[str] | None:
+    """LSUB (RFC 3501 section 6.3.9) lists subscribed names, existing or not (with no
+    attribute, as Dovecot does). An unsubscribed name is listed, ``\\Noselect``, when a
+    subscribed name below it does not match the pattern because a ``%`` stopped at this
+    level ("foo/bar" subscribed, "foo" not: ``LSUB "" %`` returns "foo")."""
+    if node.subscribed:
+        return [node.special_use] if node.special_use else []
+    if not node.subscribed_child:
+        return None
+    prefix = node.name + DELIMITER
+    hidden = any(
+        other.subscribed
+        and name.startswith(prefix)
+        and not any(regex.match(name) for regex in regexes)
+        for name, other in nodes.items()
+    )
+    return ["\\Noselect"] if hidden else None
 
 
 def _decode_pattern(session: Session, raw: bytes) -> str:

@@ -181,12 +181,16 @@ async def rename(session: Session, command: Command) -> Ok:
 
 
 async def subscribe(session: Session, command: Command) -> Ok:
+    """SUBSCRIBE and UNSUBSCRIBE (RFC 9051 section 6.3.7 and 6.3.8): subscriptions are names.
+    SUBSCRIBE checks that the mailbox exists (the RFC allows it, Dovecot does it, and it
+    catches a misspelt name); UNSUBSCRIBE takes any name, including one whose mailbox is
+    gone, and one that was not subscribed is no error."""
     args: MailboxArg = command.args
     name = session.decode(args.mailbox)
-    try:
-        await session.store.subscribe(session.account_id, name, command.name == "SUBSCRIBE")
-    except NotFound:
-        raise No(f"No mailbox {name}", "NONEXISTENT") from None
+    subscribing = command.name == "SUBSCRIBE"
+    if subscribing and await session.store.get_mailbox(session.account_id, name) is None:
+        raise No(f"No mailbox {name}", "NONEXISTENT")
+    await session.store.subscribe(session.account_id, name, subscribing)
     return Ok()
 
 

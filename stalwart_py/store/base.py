@@ -180,7 +180,26 @@ class Store(abc.ABC):
         UIDVALIDITY. Raises NotFound or AlreadyExists."""
 
     @abc.abstractmethod
-    async def subscribe(self, account_id: int, name: str, subscribed: bool) -> None: ...
+    async def subscribe(self, account_id: int, name: str, subscribed: bool) -> None:
+        """Add or remove a name from the account's subscriptions, whether or not a mailbox
+        has that name (RFC 9051 section 6.3.7); removing one that is not there is no error.
+        CREATE, DELETE and RENAME never change subscriptions."""
+
+    @abc.abstractmethod
+    async def subscriptions(self, account_id: int) -> list[str]:
+        """The subscribed names, sorted."""
+
+    @abc.abstractmethod
+    async def claim_recent(self, mailbox_id: int, up_to: int) -> int:
+        """\\Recent (RFC 3501 section 2.3.2): claim for the calling session every message of
+        the mailbox with a UID up to ``up_to`` that no session has claimed; returns the mark
+        before, so the session's recent messages are those above it (none when it is
+        ``up_to`` or more). Atomic: a message is claimed by one session only."""
+
+    @abc.abstractmethod
+    async def unclaimed_recent(self, mailbox_id: int) -> tuple[int, int]:
+        """(the highest UID claimed so far, how many messages are above it): what an
+        EXAMINE shows as \\Recent without claiming it, and STATUS RECENT counts."""
 
     @abc.abstractmethod
     async def mailbox_counts(self, mailbox_id: int) -> MailboxCounts: ...

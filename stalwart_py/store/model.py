@@ -131,7 +131,6 @@ class Mailbox:
     account_id: int
     name: str  # full name with "/" between levels; "INBOX" for the inbox
     special_use: str | None  # "\\Sent", ... (RFC 6154)
-    subscribed: bool
     uidvalidity: int
     uidnext: int
     highestmodseq: int

@@ -162,10 +162,37 @@ def _v3_sort_fields(conn: sqlite3.Connection) -> None:
     create_and_backfill(conn)
 
 
+def _v4_recent(conn: sqlite3.Connection) -> None:
+    """\\Recent for IMAP4rev1 sessions (RFC 3501 section 2.3.2): the highest UID of each
+    mailbox that some session has claimed. The mail already there counts as claimed: it
+    arrived before any session could claim it, and its users have long seen it."""
+    conn.execute("ALTER TABLE mailboxes ADD COLUMN recent_uid INTEGER NOT NULL DEFAULT 0")
+    conn.execute("UPDATE mailboxes SET recent_uid = uidnext - 1")
+
+
+def _v5_subscriptions(conn: sqlite3.Connection) -> None:
+    """Subscriptions are names, not a flag of a mailbox (RFC 9051 section 6.3.7): a name
+    stays subscribed when its mailbox is deleted or renamed. The flags set so far move over."""
+    conn.execute(
+        "CREATE TABLE subscriptions ("
+        " account_id INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,"
+        " name TEXT NOT NULL,"
+        " PRIMARY KEY (account_id, name)"
+        ") WITHOUT ROWID"
+    )
+    conn.execute(
+        "INSERT INTO subscriptions(account_id, name)"
+        " SELECT account_id, name FROM mailboxes WHERE subscribed != 0"
+    )
+    conn.execute("ALTER TABLE mailboxes DROP COLUMN subscribed")
+
+
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     _v1,
     _v2_sieve_vacation,
     _v3_sort_fields,
+    _v4_recent,
+    _v5_subscriptions,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

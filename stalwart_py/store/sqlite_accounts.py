@@ -20,6 +20,7 @@ from stalwart_py.store.model import (
     SieveScript,
     StoreError,
 )
+from stalwart_py.store.sqlite_imap import add_subscription
 
 ACCOUNT_COLUMNS = (
     "id, address, is_admin, quota_bytes, quota_messages, used_bytes, used_messages, created"
@@ -145,6 +146,7 @@ class AccountsMixin:
                     " VALUES (?, ?, ?, ?)",
                     (account_id, name, special_use, next_uidvalidity(txn)),
                 )
+                add_subscription(txn, account_id, name)
             return Account(
                 account_id, address, is_admin, quota_bytes, quota_messages, 0, 0, txn.now
             )

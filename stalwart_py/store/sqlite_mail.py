@@ -41,15 +41,14 @@ from stalwart_py.store.model import (
     split_flags,
 )
 from stalwart_py.store.sqlite_accounts import next_uidvalidity
+from stalwart_py.store.sqlite_imap import add_subscription
 
-MAILBOX_COLUMNS = (
-    "id, account_id, name, special_use, subscribed, uidvalidity, uidnext, highestmodseq"
-)
+MAILBOX_COLUMNS = "id, account_id, name, special_use, uidvalidity, uidnext, highestmodseq"
 MESSAGE_COLUMNS = "uid, modseq, flags, keywords, internaldate, size, blob_id"
 
 
 def mailbox_from_row(row: tuple) -> Mailbox:
-    return Mailbox(row[0], row[1], row[2], row[3], bool(row[4]), row[5], row[6], row[7])
+    return Mailbox(row[0], row[1], row[2], row[3], row[4], row[5], row[6])
 
 
 def message_from_row(row: tuple) -> MessageInfo:
@@ -247,18 +246,6 @@ class MailMixin:
                     (new + MAILBOX_DELIMITER + child_name[len(prefix) :], child_id),
                 )
             txn.touched.add(mailbox.id)
-
-        await self._engine.write(op)
-
-    async def subscribe(self, account_id: int, name: str, subscribed: bool) -> None:
-        def op(txn: Txn) -> None:
-            mailbox = _find_mailbox(txn.conn, account_id, name)
-            if mailbox is None:
-                raise NotFound(f"no mailbox {name}")
-            txn.execute(
-                "UPDATE mailboxes SET subscribed = ? WHERE id = ?", (int(subscribed), mailbox.id)
-            )
-            txn.listings.add(account_id)
 
         await self._engine.write(op)
 
@@ -538,6 +525,7 @@ def _delivery_mailbox(txn: Txn, delivery: LocalDelivery) -> Mailbox:
         ).fetchone()
         mailbox = mailbox_from_row(row)
         txn.listings.add(delivery.account_id)
+        add_subscription(txn, delivery.account_id, mailbox.name)  # as a user expects
     if mailbox is None:
         mailbox = _find_mailbox(txn.conn, delivery.account_id, "INBOX")
     if mailbox is None:

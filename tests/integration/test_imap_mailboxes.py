@@ -89,9 +89,12 @@ def test_subscriptions_lsub_and_list_extended(server):
         raw.login()
         raw.command("CREATE Lists/python")
         raw.command("CREATE Lists/rust")
+        # CREATE subscribes nothing; UNSUBSCRIBE of a name not subscribed (or of no
+        # mailbox) is OK (RFC 9051 section 6.3.7: subscriptions are names).
+        assert raw.command("SUBSCRIBE Lists/python")[1] == b"t1 OK SUBSCRIBE completed"
         assert raw.command("UNSUBSCRIBE Lists")[1] == b"t1 OK UNSUBSCRIBE completed"
-        assert raw.command("UNSUBSCRIBE Lists/rust")[1] == b"t1 OK UNSUBSCRIBE completed"
-        assert raw.command("UNSUBSCRIBE Nope")[1] == b"t1 NO [NONEXISTENT] No mailbox Nope"
+        assert raw.command("UNSUBSCRIBE Nope")[1] == b"t1 OK UNSUBSCRIBE completed"
+        assert raw.command("SUBSCRIBE Nope")[1] == b"t1 NO [NONEXISTENT] No mailbox Nope"
         assert raw.command('LSUB "" "Lists*"')[0] == [b'* LSUB () "/" "Lists/python"']
         untagged, _ = raw.command('LIST (SUBSCRIBED) "" "Lists*"')
         assert untagged == [b'* LIST (\\HasNoChildren \\Subscribed) "/" "Lists/python"']
