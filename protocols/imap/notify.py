@@ -102,6 +102,7 @@ class Notifier:
         self.fetch_items = tuple(_peek(item) for item in items)
         self.watch = session.store.changes.watch_account(session.account_id)
         self.listing: dict[int, Mailbox] = {}
+        self.subscribed: set[str] = set()  # subscriptions are names (RFC 9051 6.3.7)
         self.told: dict[int, tuple[int, ...]] = {}  # mailbox id -> the last STATUS values
         self.failure: BaseException | None = None
 
@@ -116,7 +117,7 @@ class Notifier:
         if view is not None and view.mailbox_id == mailbox.id:
             return NO_EVENTS
         for group in self.groups:
-            if group.matches(mailbox.name, mailbox.subscribed):
+            if group.matches(mailbox.name, mailbox.name in self.subscribed):
                 return group.events
         return NO_EVENTS
 
@@ -131,6 +132,7 @@ class Notifier:
         message events at once (section 3)."""
         mailboxes = await self.session.store.list_mailboxes(self.session.account_id)
         self.listing = {mailbox.id: mailbox for mailbox in mailboxes}
+        self.subscribed = set(await self.session.store.subscriptions(self.session.account_id))
         for mailbox in mailboxes:
             if self.events_for(mailbox) & {MESSAGE_NEW, MESSAGE_EXPUNGE}:
                 values = await self._status_values(mailbox.id)
@@ -200,6 +202,8 @@ class Notifier:
         mailboxes = await session.store.list_mailboxes(session.account_id)
         now = {mailbox.id: mailbox for mailbox in mailboxes}
         before, self.listing = self.listing, now
+        subscribed_now = set(await session.store.subscriptions(session.account_id))
+        subscribed_before, self.subscribed = self.subscribed, subscribed_now
         parents_now = {parent for mailbox in mailboxes for parent in parents(mailbox.name)}
         for mailbox_id, old in before.items():
             if mailbox_id not in now and MAILBOX_NAME in self.events_for(old):
@@ -215,10 +219,12 @@ class Notifier:
                     continue
                 if old is not None:
                     extra = b' ("OLDNAME" (' + session.encode(old.name) + b"))"
-            elif old.subscribed == mailbox.subscribed or SUBSCRIPTION_CHANGE not in events:
+            elif (old.name in subscribed_before) == (
+                mailbox.name in subscribed_now
+            ) or SUBSCRIPTION_CHANGE not in events:
                 continue
             attributes = ["\\HasChildren" if mailbox.name in parents_now else "\\HasNoChildren"]
-            if mailbox.subscribed:
+            if mailbox.name in subscribed_now:
                 attributes.append("\\Subscribed")
             if mailbox.special_use:
                 attributes.append(mailbox.special_use)

@@ -58,6 +58,8 @@ def test_mailbox_events_without_commands(server):
         assert statuses[b"INBOX"]["MESSAGES"] == 0 and "UIDVALIDITY" in statuses[b"INBOX"]
 
         assert b.command("CREATE Projects")[1] == b"t1 OK CREATE completed"
+        assert a.line() == b'* LIST (\\HasNoChildren) "/" "Projects"'  # CREATE subscribes nothing
+        assert b.command("SUBSCRIBE Projects")[1] == b"t1 OK SUBSCRIBE completed"
         assert a.line() == b'* LIST (\\HasNoChildren \\Subscribed) "/" "Projects"'
         assert b.command("UNSUBSCRIBE Projects")[1] == b"t1 OK UNSUBSCRIBE completed"
         assert a.line() == b'* LIST (\\HasNoChildren) "/" "Projects"'
@@ -81,9 +83,8 @@ def test_mailbox_events_without_commands(server):
         assert b.command("CLOSE")[1] == b"t1 OK CLOSE completed"
 
         assert b.command("RENAME Projects Work")[1] == b"t1 OK RENAME completed"
-        assert (
-            a.line() == b'* LIST (\\HasNoChildren \\Subscribed) "/" "Work" ("OLDNAME" ("Projects"))'
-        )
+        # The subscription stays with the old name (RFC 9051 section 6.3.7).
+        assert a.line() == b'* LIST (\\HasNoChildren) "/" "Work" ("OLDNAME" ("Projects"))'
         assert b.command("DELETE Work")[1] == b"t1 OK DELETE completed"
         assert a.line() == b'* LIST (\\NonExistent) "/" "Work"'
 
@@ -168,7 +169,7 @@ def test_notify_during_idle(server):
         a.send("i1 IDLE\r\n")
         assert a.line() == b"+ idling"
         b.command("CREATE During")
-        assert a.line() == b'* LIST (\\HasNoChildren \\Subscribed) "/" "During"'
+        assert a.line() == b'* LIST (\\HasNoChildren) "/" "During"'
         append(server, USER, "INBOX", message("while idle"))
         assert a.line() == b"* 1 EXISTS"  # IDLE reports the selected mailbox as ever
         append(server, USER, "During", message("elsewhere"))
