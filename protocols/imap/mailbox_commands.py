@@ -13,7 +13,7 @@ import contextlib
 import math
 from typing import TYPE_CHECKING
 
-from protocols.imap import response
+from protocols.imap import recent, response
 from protocols.imap.cache import caches
 from protocols.imap.commands import Command, MailboxArg, QuotaRoot, Rename, Select, Status
 from protocols.imap.mailbox_names import (
@@ -74,7 +74,7 @@ async def select(session: Session, command: Command) -> Ok:
     write(response.status("*", "OK", "Flags permitted", f"PERMANENTFLAGS ({permanent})"))
     write(b"* %d EXISTS\r\n" % view.exists)
     if not session.utf8:  # IMAP4rev1 clients expect RECENT and UNSEEN
-        write(b"* 0 RECENT\r\n")
+        write(b"* %d RECENT\r\n" % await recent.on_select(session, view))
         unseen = view.first_unseen()
         if unseen:
             write(response.status("*", "OK", "First unseen", f"UNSEEN {unseen}"))
@@ -242,8 +242,8 @@ async def status_items(session: Session, mailbox_id: int, items: tuple[str, ...]
             value = head.highestmodseq
         elif item == "APPENDLIMIT":
             value = session.settings.max_literal_size
-        else:  # RECENT: this server keeps no \Recent (RFC 9051 appendix E.1)
-            value = 0
+        else:  # RECENT (IMAP4rev1 only, RFC 3501 section 2.3.2)
+            value = await recent.status_count(session, mailbox_id)
         values.append(f"{item} {value}")
     return " ".join(values).encode("ascii")
 

@@ -68,7 +68,8 @@ async def store(session: Session, command: Command) -> Ok:
         if command.uid or options.qresync:
             items.append(b"UID %d" % info.uid)
         if not args.silent:
-            items.append(b"FLAGS " + response.flags(info.flags))
+            # the view's flags: they carry \\Recent where this session has it
+            items.append(b"FLAGS " + response.flags(view.messages.get(info.uid, info).flags))
         if options.condstore and (not args.silent or info.uid in changed):
             # RFC 7162 section 3.1.3: with CONDSTORE, a changed message is reported with
             # its new MODSEQ even after .SILENT.

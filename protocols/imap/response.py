@@ -20,7 +20,7 @@ from protocols.imap.mailbox_names import encode_name
 
 CRLF = b"\r\n"
 MAX_QUOTED = 1024  # longer strings are sent as literals, which clients read in one piece
-SYSTEM_FLAG_ORDER = ("\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft")
+SYSTEM_FLAG_ORDER = ("\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft", "\\Recent")
 
 _QUOTABLE = re.compile(rb"[\x20-\x7e]*")
 _ATOM_SAFE = re.compile(rb"[!#$&'+,\-./0-9:;<=>?@A-Z\[^_`a-z|}~]+")

@@ -1,8 +1,8 @@
 """SEARCH criteria (RFC 9051 sections 6.4.4 and 9, ``search-key``) as a small tree.
 
-Every RFC 9051 key is here, the IMAP4rev1 keys IMAP4rev2 dropped (NEW, OLD, RECENT: this
-server keeps no \\Recent flag, RFC 9051 appendix E.1, so RECENT matches nothing and OLD
-everything) and CONDSTORE's ``MODSEQ`` (RFC 7162 section 3.1.5). Keys in a row are ANDed;
+Every RFC 9051 key is here, the IMAP4rev1 keys IMAP4rev2 dropped (NEW, OLD, RECENT: about
+the \\Recent flag, which only IMAP4rev1 sessions see, ``recent.py``) and CONDSTORE's
+``MODSEQ`` (RFC 7162 section 3.1.5). Keys in a row are ANDed;
 ``OR a b``, ``NOT a`` and ``(a b ...)`` nest, at most ``MAX_DEPTH`` deep.
 
 Strings are UTF-8 (``CHARSET UTF-8`` or ``US-ASCII``; any other charset is refused with
@@ -46,7 +46,7 @@ DATE_KEYS = {
 
 @dataclass(frozen=True, slots=True)
 class Constant:
-    value: bool  # ALL is True; RECENT (no \Recent here) is False
+    value: bool  # ALL is True
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,11 +203,14 @@ class SearchParser:
             return Or(left, self.key(depth + 1))
         if name == "MODSEQ":
             return self._modseq()
-        # IMAP4rev1 keys about \Recent, which this server does not keep (RFC 9051 E.1)
-        if name in ("RECENT", "NEW"):
-            return Constant(False)
+        # IMAP4rev1 keys about \Recent (RFC 3501 section 6.4.4), which only a rev1 session's
+        # view carries (protocols/imap/recent.py): for a rev2 one RECENT matches nothing.
+        if name == "RECENT":
+            return HasFlag("\\Recent", True)
+        if name == "NEW":
+            return And((HasFlag("\\Recent", True), HasFlag("\\Seen", False)))
         if name == "OLD":
-            return Constant(True)
+            return HasFlag("\\Recent", False)
         raise ParseError(f"unknown search key {name}")
 
     def _group(self, depth: int) -> SearchKey:

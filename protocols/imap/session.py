@@ -19,7 +19,7 @@ import enum
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
-from protocols.imap import response
+from protocols.imap import recent, response
 from protocols.imap.commands import Command, CommandError, parse_command
 from protocols.imap.framing import (
     CommandComplete,
@@ -264,7 +264,9 @@ class Session:
             except NotFound:
                 self.write(response.status("*", "BYE", "The selected mailbox was deleted"))
                 raise Logout from None
+            last_uid = view.uids[-1] if view.uids else 0
             self.write(view.apply(changes, self.options, allow_expunge=allow_expunge))
+            self.write(await recent.after_update(self, view, last_uid))
             if self.search_contexts:
                 from protocols.imap import contexts
 

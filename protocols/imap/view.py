@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from protocols.imap import response
 from protocols.imap.replies import Bad
@@ -28,6 +28,7 @@ from protocols.imap.sequence import SequenceSet, format_set
 from stalwart_py.store import MailboxChanges, MessageInfo
 
 SYSTEM_FLAGS = ("\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft")
+RECENT = frozenset(("\\Recent",))
 
 
 @dataclass
@@ -51,6 +52,7 @@ class MailboxView:
     deferred: set[int] = field(default_factory=set)  # expunged, not yet announced
     keywords: set[str] = field(default_factory=set)
     saved: list[int] | None = None  # SEARCH RETURN (SAVE): UIDs (RFC 5182)
+    recent: set[int] = field(default_factory=set)  # \Recent to this session (recent.py)
 
     @classmethod
     def create(
@@ -123,6 +125,25 @@ class MailboxView:
                 return index + 1
         return 0
 
+    # -- \Recent (protocols/imap/recent.py) -------------------------------------------------
+
+    def mark_recent(self, uids: Iterable[int]) -> None:
+        """These messages are recent to this session: their flags carry \\Recent from now
+        on, whatever the store says of them."""
+        for uid in uids:
+            info = self.messages.get(uid)
+            if info is not None:
+                self.recent.add(uid)
+                self.messages[uid] = replace(info, flags=info.flags | RECENT)
+
+    def recent_count(self) -> int:
+        return sum(1 for uid in self.recent if uid in self.messages)
+
+    def _marked(self, info: MessageInfo) -> MessageInfo:
+        if info.uid in self.recent:
+            return replace(info, flags=info.flags | RECENT)
+        return info
+
     # -- changes ----------------------------------------------------------------------------
 
     def _note_keywords(self, flags: Iterable[str]) -> bool:
@@ -150,6 +171,7 @@ class MailboxView:
         new_keyword = False
         for info in infos:
             if info.uid in self.messages:
+                info = self._marked(info)
                 self.messages[info.uid] = info
                 new_keyword |= self._note_keywords(info.flags)
         return response.untagged(b"FLAGS " + self.flags_list()) if new_keyword else b""
@@ -174,6 +196,7 @@ class MailboxView:
                 continue
             if info.uid in self.deferred or info.modseq <= current.modseq:
                 continue
+            info = self._marked(info)
             self.messages[info.uid] = info
             if info.flags != current.flags or options.condstore:
                 changed_flags.append(info)

@@ -74,8 +74,18 @@ def connect_tls(server: InProcessServer, context: ssl.SSLContext) -> imaplib.IMA
     return imaplib.IMAP4_SSL(host, port, ssl_context=context, timeout=TIMEOUT)
 
 
-def append(server: InProcessServer, address: str, mailbox: str, data: bytes, **kw: Any) -> int:
-    """Store a message directly (as delivery would); returns its UID."""
+def append(
+    server: InProcessServer,
+    address: str,
+    mailbox: str,
+    data: bytes,
+    *,
+    recent: bool = False,
+    **kw: Any,
+) -> int:
+    """Store a message directly (as delivery would); returns its UID. Unless ``recent``,
+    it counts as seen by an earlier IMAP4rev1 session (``Store.claim_recent``), as mail
+    loaded before a test mostly is: no session of the test sees it as \\Recent."""
 
     async def run() -> int:
         context = server.context
@@ -84,6 +94,8 @@ def append(server: InProcessServer, address: str, mailbox: str, data: bytes, **k
         box = await context.store.get_mailbox(account.id, mailbox)
         assert box is not None
         info = await context.store.append(box.id, data, **kw)
+        if not recent:
+            await context.store.claim_recent(box.id, info.uid)
         return info.uid
 
     return server.run(run)

@@ -98,6 +98,7 @@ def test_idle_is_woken_by_a_delivery_through_smtp_and_by_other_sessions(server):
         assert a.line() == b"+ idling"
         deliver(server, "fresh mail")
         assert a.line() == b"* 6 EXISTS"
+        assert a.line() == b"* 1 RECENT"  # the first session told of it claims it
         b.command("STORE 1 +FLAGS.SILENT (\\Seen)")
         assert a.line() == b"* 1 FETCH (UID 1 FLAGS (\\Seen))"
         b.command("STORE 3 +FLAGS.SILENT (\\Deleted)")
@@ -120,6 +121,7 @@ def test_idle_is_woken_by_an_lmtp_delivery(server):
         with smtplib.LMTP(host, port, timeout=20) as client:
             assert client.sendmail("bob@example.org", [USER], message("via lmtp")) == {}
         assert a.line() == b"* 6 EXISTS"
+        assert a.line() == b"* 1 RECENT"
         a.send("DONE\r\n")
         assert a.line() == b"i1 OK IDLE terminated"
         untagged, _ = a.command("FETCH 6 (UID BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
@@ -138,7 +140,7 @@ def test_idle_with_aioimaplib(server):
         idle = await client.idle_start(timeout=60)
         await asyncio.to_thread(deliver, server, "pushed")
         push = await client.wait_server_push(timeout=20)
-        assert push == [b"6 EXISTS"]
+        assert push == [b"6 EXISTS", b"1 RECENT"]
         client.idle_done()
         response = await asyncio.wait_for(idle, 20)
         assert response.result == "OK"

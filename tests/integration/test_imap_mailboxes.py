@@ -133,7 +133,7 @@ def test_status_and_list_status(server):
     typ, data = client.status("INBOX", "(MESSAGES UIDNEXT UNSEEN DELETED SIZE RECENT)")
     size = sum(len(message(f"m{i}")) for i in range(3))
     assert data == [
-        f'"INBOX" (MESSAGES 3 UIDNEXT 4 UNSEEN 1 DELETED 0 SIZE {size} RECENT 0)'.encode()
+        f'"INBOX" (MESSAGES 3 UIDNEXT 4 UNSEEN 1 DELETED 0 SIZE {size} RECENT 3)'.encode()
     ]
     uidvalidity = client.status("INBOX", "(UIDVALIDITY)")[1][0]
     assert uidvalidity.startswith(b'"INBOX" (UIDVALIDITY ')
@@ -158,7 +158,8 @@ def test_append_forms_and_errors(server):
     assert uid == b"1"
     client.select("Drafts")
     typ, data = client.fetch("1", "(FLAGS INTERNALDATE)")
-    assert data == [b'1 (FLAGS (\\Draft $Todo) INTERNALDATE "05-Mar-2024 11:04:05 +0000")']
+    # new to every session, so \\Recent to this one, which selected the mailbox first
+    assert data == [b'1 (FLAGS (\\Draft $Todo \\Recent) INTERNALDATE "05-Mar-2024 11:04:05 +0000")']
     typ, data = client.append("Nope", None, None, b"x")
     assert (typ, data) == ("NO", [b"[TRYCREATE] No mailbox Nope"])
     with Raw(server) as raw:

@@ -126,9 +126,10 @@ def test_move_by_sequence_number(raw):
     assert untagged[1:] == [b"* 2 EXPUNGE"]
     raw.command("SELECT Archive")
     assert raw.command("FETCH 1:* (UID FLAGS)")[0] == [  # flags move with the messages
-        b"* 1 FETCH (UID 1 FLAGS (\\Seen))",
-        b"* 2 FETCH (UID 2 FLAGS ())",
-        b"* 3 FETCH (UID 3 FLAGS (\\Flagged $Invoice))",
+        # moved messages are new in Archive: \\Recent to the first session to select it
+        b"* 1 FETCH (UID 1 FLAGS (\\Seen \\Recent))",
+        b"* 2 FETCH (UID 2 FLAGS (\\Recent))",
+        b"* 3 FETCH (UID 3 FLAGS (\\Flagged \\Recent $Invoice))",
     ]
 
 

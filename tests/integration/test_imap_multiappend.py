@@ -62,11 +62,11 @@ def test_three_messages_in_one_append_with_their_own_flags_and_dates(server):
     first = fetch_items(client, "1", "(FLAGS INTERNALDATE RFC822.SIZE)")
     second = fetch_items(client, "2", "(FLAGS INTERNALDATE)")
     third = fetch_items(client, "3", "(FLAGS INTERNALDATE)")
-    assert first["FLAGS"] == [b"\\Seen"]
+    assert first["FLAGS"] == [b"\\Seen", b"\\Recent"]  # new: \\Recent to this session
     assert first["RFC822.SIZE"] == len(bodies[0])
-    assert second["FLAGS"] == []
+    assert second["FLAGS"] == [b"\\Recent"]
     assert second["INTERNALDATE"] == b"05-Mar-2024 11:04:05 +0000"  # the same instant, in UTC
-    assert sorted(third["FLAGS"]) == [b"$Work", b"\\Flagged"]
+    assert sorted(third["FLAGS"]) == [b"$Work", b"\\Flagged", b"\\Recent"]
     assert third["INTERNALDATE"] == b"06-Mar-2024 00:00:00 +0000"
     _, data = client.fetch("1:3", "(BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
     subjects = [part[1].strip() for part in data if isinstance(part, tuple)]

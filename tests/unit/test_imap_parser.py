@@ -307,12 +307,12 @@ def test_every_search_key():
     )
     assert keys[12:20] == (
         SizeCompare(True, 10),
-        Constant(False),
+        And((HasFlag("\\Recent", True), HasFlag("\\Seen", False))),  # NEW
         Not(HasFlag("\\Seen", True)),
-        Constant(True),
+        HasFlag("\\Recent", False),  # OLD
         DateCompare(False, "on", day(2024, 2, 2)),
         Or(HasFlag("\\Seen", True), HasFlag("\\Seen", False)),
-        Constant(False),
+        HasFlag("\\Recent", True),  # RECENT
         DateCompare(True, "before", day(2024, 3, 3)),
     )
     assert keys[-5:] == (
