@@ -159,7 +159,7 @@ def test_append_forms_and_errors(server):
     client.select("Drafts")
     typ, data = client.fetch("1", "(FLAGS INTERNALDATE)")
     # new to every session, so \\Recent to this one, which selected the mailbox first
-    assert data == [b'1 (FLAGS (\\Draft $Todo \\Recent) INTERNALDATE "05-Mar-2024 11:04:05 +0000")']
+    assert data == [b'1 (FLAGS (\\Draft \\Recent $Todo) INTERNALDATE "05-Mar-2024 11:04:05 +0000")']
     typ, data = client.append("Nope", None, None, b"x")
     assert (typ, data) == ("NO", [b"[TRYCREATE] No mailbox Nope"])
     with Raw(server) as raw:

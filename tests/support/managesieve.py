@@ -167,6 +167,8 @@ def mailbox_contents(server, address: str) -> dict[str, list[tuple[frozenset[str
                 for item in fetched:
                     if isinstance(item, tuple):
                         flags = frozenset(f.decode() for f in imaplib.ParseFlags(item[0]))
+                        # what Sieve set: \\Recent is the server's (new mail, RFC 3501 2.3.2)
+                        flags -= {"\\Recent"}
                         messages.append((flags, item[1]))
             out[name] = messages
     return out
