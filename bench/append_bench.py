@@ -28,7 +28,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.imap_bench import USER, Client, dovecot, logged_in, make_message, ours  # noqa: E402
+from bench.imap_bench import (  # noqa: E402
+    USER,
+    Client,
+    dovecot,
+    logged_in,
+    make_message,
+    ours,
+    print_table,
+)
 
 
 def literal(data: bytes) -> str:
@@ -94,16 +102,7 @@ def main() -> None:
             print(f"measuring {name} ...", flush=True)
             results[name] = run_operations(port, args.count, args.runs)
     print()
-    header = f"{'operation (median of ' + str(args.runs) + ')':<28} {'stalwart-py':>12}"
-    if "dovecot" in results:
-        header += f" {'dovecot':>10} {'ours/dovecot':>13}"
-    print(header)
-    for operation, ours_time in results["stalwart-py"].items():
-        line = f"{operation:<28} {ours_time * 1000:>10.1f}ms"
-        if "dovecot" in results:
-            theirs = results["dovecot"][operation]
-            line += f" {theirs * 1000:>8.1f}ms {ours_time / theirs:>12.2f}x"
-        print(line)
+    print_table(results, args.runs, width=28)
 
 
 if __name__ == "__main__":

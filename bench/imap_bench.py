@@ -484,6 +484,20 @@ def idle_memory(name: str, port: int, pid: int, count: int, users: list[str]) ->
 # -- main -----------------------------------------------------------------------------------
 
 
+def print_table(results: dict[str, dict[str, float]], runs: int, width: int) -> None:
+    """One line per operation: our median, Dovecot's beside it and the ratio, when it ran."""
+    header = f"{'operation (median of ' + str(runs) + ')':<{width}} {'stalwart-py':>12}"
+    if "dovecot" in results:
+        header += f" {'dovecot':>10} {'ours/dovecot':>13}"
+    print(header)
+    for operation, ours_time in results["stalwart-py"].items():
+        line = f"{operation:<{width}} {ours_time * 1000:>10.1f}ms"
+        if "dovecot" in results:
+            theirs = results["dovecot"][operation]
+            line += f" {theirs * 1000:>8.1f}ms {ours_time / theirs:>12.2f}x"
+        print(line)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--messages", type=int, default=10_000)
@@ -515,16 +529,7 @@ def main() -> None:
                 print(f"measuring {name} ...", flush=True)
                 results[name] = run_operations(port, args.runs, name)
     print()
-    header = f"{'operation (median of ' + str(args.runs) + ')':<36} {'stalwart-py':>12}"
-    if "dovecot" in results:
-        header += f" {'dovecot':>10} {'ours/dovecot':>13}"
-    print(header)
-    for operation, ours_time in results["stalwart-py"].items():
-        line = f"{operation:<36} {ours_time * 1000:>10.1f}ms"
-        if "dovecot" in results:
-            theirs = results["dovecot"][operation]
-            line += f" {theirs * 1000:>8.1f}ms {ours_time / theirs:>12.2f}x"
-        print(line)
+    print_table(results, args.runs, width=36)
     if "dovecot" in REPLIES:
         # ARRIVAL orders by INTERNALDATE, which the two servers set differently (our append
         # time, Dovecot's file time), so only the others are expected to match.

@@ -112,15 +112,27 @@ def message(subject: str, body: str = "Hello.\r\n", sender: str = "bob@example.o
 # -- an independent reader of response data -------------------------------------------------
 
 _TOKEN = re.compile(
-    rb'\s*(?:(\()|(\))|"((?:[^"\\]|\\.)*)"|\{(\d+)\}(?:\r\n)?'
-    rb'|([^\s()"{\[]+(?:\[[^\]]*\](?:<\d+>)?)?))',  # an atom, with a [section]<n>
+    rb'\s*(?:(\()|(\))|"((?:[^"\\]|\\.)*)"|(~?)\{(\d+)\+?\}(?:\r\n)?'
+    rb"|([^\s()\"{\[]+(?:\[[^\]]*\](?:<\d+>)?)?)|(\[)|(\]))",  # an atom, with a [section]<n>
     re.S,
 )
 
 
-def parse_data(data: bytes) -> list[Any]:
+class Literal8(bytes):
+    """A ``~{n}`` literal (RFC 3516): allowed only in BINARY answers, so kept distinct."""
+
+
+class Atom(str):
+    """An atom (NIL, flags, item names), kept distinct from a string of the same text."""
+
+
+def parse_data(data: bytes, *, typed: bool = False) -> list[Any]:
     """IMAP data as nested lists: strings as bytes, NIL as None, numbers as int, atoms as
-    bytes. ``{n}`` literals are read in place."""
+    bytes. ``{n}`` literals are read in place.
+
+    ``typed`` keeps what plain bytes would blur (the Dovecot differential compares it):
+    atoms become :class:`Atom`, ``~{n}`` literals :class:`Literal8`, and the brackets of a
+    response code the atoms ``[`` and ``]``."""
     stack: list[list[Any]] = [[]]
     pos = 0
     while pos < len(data):
@@ -128,9 +140,9 @@ def parse_data(data: bytes) -> list[Any]:
         if match is None:
             if data[pos:].strip() == b"":
                 break
-            raise ValueError(f"unreadable response data at {data[pos : pos + 40]!r}")
+            raise ValueError(f"unreadable response data at {data[pos : pos + 60]!r}")
         pos = match.end()
-        opening, closing, quoted, literal, atom = match.groups()
+        opening, closing, quoted, tilde, size, atom, left, _right = match.groups()
         if opening:
             stack.append([])
         elif closing:
@@ -138,18 +150,22 @@ def parse_data(data: bytes) -> list[Any]:
             stack[-1].append(done)
         elif quoted is not None:
             stack[-1].append(re.sub(rb"\\(.)", rb"\1", quoted))
-        elif literal is not None:
-            size = int(literal)
-            stack[-1].append(data[pos : pos + size])
-            pos += size
+        elif size is not None:
+            value = data[pos : pos + int(size)]
+            stack[-1].append(Literal8(value) if tilde and typed else bytes(value))
+            pos += int(size)
         elif atom is not None:
             if atom == b"NIL":
                 stack[-1].append(None)
             elif atom.isdigit():
                 stack[-1].append(int(atom))
             else:
-                stack[-1].append(atom)
-    assert len(stack) == 1, "unbalanced parentheses"
+                stack[-1].append(Atom(atom.decode("utf-8", "replace")) if typed else atom)
+        else:
+            bracket = "[" if left else "]"
+            stack[-1].append(Atom(bracket) if typed else bracket.encode())
+    if len(stack) != 1:
+        raise ValueError(f"unbalanced parentheses in {data[:200]!r}")
     return stack[0]
 
 

@@ -30,61 +30,14 @@ from dataclasses import dataclass, field
 from itertools import takewhile
 from typing import Any
 
-from tests.integration.imap_support import Raw
+from tests.integration.imap_support import Atom, Literal8, Raw, parse_data
 
 # -- reading response data -------------------------------------------------------------------
 
-_TOKEN = re.compile(
-    rb'\s*(?:(\()|(\))|"((?:[^"\\]|\\.)*)"|(~?)\{(\d+)\+?\}\r\n'
-    rb"|([^\s()\"{\[]+(?:\[[^\]]*\](?:<\d+>)?)?)|(\[)|(\]))",
-    re.S,
-)
-
-
-class Literal8(bytes):
-    """A ``~{n}`` literal (RFC 3516): allowed only in BINARY answers, so kept distinct."""
-
-
-class Atom(str):
-    """An atom (NIL, flags, item names), kept distinct from a string of the same text."""
-
 
 def parse(data: bytes) -> list[Any]:
-    """IMAP data as nested lists: strings as bytes, literal8 as Literal8, atoms as Atom,
-    numbers as int, NIL as None; a response code's brackets as the atoms ``[`` and ``]``."""
-    stack: list[list[Any]] = [[]]
-    pos = 0
-    while pos < len(data):
-        match = _TOKEN.match(data, pos)
-        if match is None:
-            if data[pos:].strip() == b"":
-                break
-            raise ValueError(f"unreadable response data at {data[pos : pos + 60]!r}")
-        pos = match.end()
-        opening, closing, quoted, tilde, size, atom, left, _right = match.groups()
-        if opening:
-            stack.append([])
-        elif closing:
-            done = stack.pop()
-            stack[-1].append(done)
-        elif quoted is not None:
-            stack[-1].append(re.sub(rb"\\(.)", rb"\1", quoted))
-        elif size is not None:
-            value = data[pos : pos + int(size)]
-            stack[-1].append(Literal8(value) if tilde else bytes(value))
-            pos += int(size)
-        elif atom is not None:
-            if atom == b"NIL":
-                stack[-1].append(None)
-            elif atom.isdigit():
-                stack[-1].append(int(atom))
-            else:
-                stack[-1].append(Atom(atom.decode("utf-8", "replace")))
-        else:
-            stack[-1].append(Atom("[" if left else "]"))
-    if len(stack) != 1:
-        raise ValueError(f"unbalanced parentheses in {data[:200]!r}")
-    return stack[0]
+    """IMAP data as nested lists, atoms and literal8 kept apart from strings."""
+    return parse_data(data, typed=True)
 
 
 def show(value: Any) -> str:
