@@ -165,9 +165,10 @@ class _Search:
         matches go to ``found``, the undecided are returned."""
         messages, seq_of, probe, test = self.view.messages, self.view.seq_of, self.probe, self.test
         found, undecided = self.found, []
+        whole_view = uids is self.view.uids  # then a UID's sequence number is its position
         for index, uid in enumerate(uids):
             probe.info = messages[uid]
-            probe.seq = seq_of(uid)
+            probe.seq = index + 1 if whole_view else seq_of(uid)
             probe.fields = fields[index] if fields is not None else None
             result = test(probe)
             if result:

@@ -13,6 +13,7 @@ A charset other than UTF-8 and US-ASCII is ``NO [BADCHARSET (UTF-8 US-ASCII)]``
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from protocols.imap.commands import Command, Search
@@ -71,9 +72,9 @@ async def sort(session: Session, command: Command) -> Ok:
     _check_charset(args.charset)
     uids = await sorted_uids(session, args)
     view = session.require_view()
-    numbers = uids if command.uid else [view.seq_of(uid) for uid in uids]
+    numbers = uids if command.uid else view.seq_numbers(uids)
     if args.returns is None:
-        session.write(b"* SORT" + b"".join(b" %d" % n for n in numbers) + b"\r\n")
+        session.write(("* SORT" + "".join(map(" {}".format, numbers)) + "\r\n").encode())
         return Ok()
     session.write(esearch_response(command, args.returns, numbers, ordered=True))
     if "UPDATE" in args.returns.options:  # RFC 5267: keep it up to date
@@ -117,7 +118,13 @@ async def thread(session: Session, command: Command) -> Ok:
         algorithm = references if args.algorithm == "REFERENCES" else ordered_subject
         roots = algorithm(messages)
         caches.memo.put(memo_key, roots)
-    number = (lambda uid: uid) if command.uid else view.seq_of
+    number: Callable[[int], int] = int
+    if not command.uid:
+        position = {uid: seq for seq, uid in enumerate(view.uids, 1)}
+
+        def number(uid: int) -> int:
+            return position.get(uid, 0)
+
     threads = render(roots, number)
     session.write(b"* THREAD" + (b" " + threads if threads else b"") + b"\r\n")
     return Ok()

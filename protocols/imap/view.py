@@ -85,6 +85,15 @@ class MailboxView:
         index = bisect.bisect_left(self.uids, uid)
         return index + 1 if index < len(self.uids) and self.uids[index] == uid else 0
 
+    def seq_numbers(self, uids: list[int]) -> list[int]:
+        """The sequence numbers of many UIDs in the view, in their order (0 for one that is
+        not there): one pass over the view, not a search per UID, for SORT and THREAD
+        answers that number the whole mailbox."""
+        if len(uids) < 64:
+            return [self.seq_of(uid) for uid in uids]
+        position = {uid: seq for seq, uid in enumerate(self.uids, 1)}
+        return [position.get(uid, 0) for uid in uids]
+
     def select(self, numbers: SequenceSet, uid: bool) -> list[int]:
         """The UIDs a sequence set names, ascending: by UID or by sequence number. ``$`` is
         the saved search result (of the messages still in the view)."""
