@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.integration.imap_support import Raw, append, start
+from tests.integration.imap_support import append, start
 
 JAN_1 = 1704067200.0
 USER = "alice@example.test"
@@ -22,14 +22,6 @@ def server(start_server, server_cert):
     for index, subject in enumerate(["delta", "bravo", "echo", "alpha"]):
         append(server, USER, "INBOX", mail(subject), internaldate=JAN_1 + index)
     return server
-
-
-@pytest.fixture
-def raw(server):
-    with Raw(server) as raw:
-        raw.login()
-        raw.command("SELECT INBOX")
-        yield raw
 
 
 def esearch(untagged: list[bytes]) -> list[bytes]:

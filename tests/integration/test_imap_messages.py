@@ -43,14 +43,6 @@ def server(start_server, server_cert):
     return server
 
 
-@pytest.fixture
-def raw(server):
-    with Raw(server) as raw:
-        raw.login()
-        raw.command("SELECT INBOX")
-        yield raw
-
-
 def search(raw: Raw, criteria: str, uid: bool = False) -> list[int]:
     untagged, tagged = raw.command(("UID SEARCH " if uid else "SEARCH ") + criteria)
     assert tagged.endswith(b"SEARCH completed"), tagged

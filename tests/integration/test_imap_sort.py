@@ -59,14 +59,6 @@ def server(start_server, server_cert):
     return server
 
 
-@pytest.fixture
-def raw(server):
-    with Raw(server) as raw:
-        raw.login()
-        raw.command("SELECT INBOX")
-        yield raw
-
-
 def sort(raw: Raw, text: str) -> list[int]:
     untagged, tagged = raw.command(text)
     assert b" OK " in tagged, tagged
