@@ -151,3 +151,22 @@ def test_capability_and_a_single_append_still_answers_one_uid(server):
     assert typ == "OK"
     assert re.fullmatch(rb"\[APPENDUID \d+ 1\] APPEND completed", data[0]), data
     client.logout()
+
+
+def test_megabyte_messages_in_one_append_at_the_default_limits(start_server, server_cert):
+    """Real sizes: three messages of 3 MB each in one MULTIAPPEND, stored whole."""
+    server = start(start_server, server_cert)
+    bodies = [message(f"Big {n}", f"line {n} of a big one\r\n" * 150_000) for n in range(3)]
+    assert all(len(body) > 3_000_000 for body in bodies)
+    with Raw(server) as raw:
+        raw.login()
+        reply = send_append(raw, b"INBOX", [(b"", body) for body in bodies])
+        assert re.fullmatch(rb"t1 OK \[APPENDUID \d+ \d+:\d+\] APPEND completed", reply), reply
+        assert exists(raw) == 3
+    client = login(server)
+    client.select("INBOX")
+    for number, body in enumerate(bodies, 1):
+        assert fetch_items(client, str(number), "RFC822.SIZE")["RFC822.SIZE"] == len(body)
+    typ, data = client.fetch("3", "(BODY.PEEK[])")
+    assert typ == "OK" and data[0][1] == bodies[2]
+    client.logout()
