@@ -11,7 +11,8 @@ the delivery pipeline runs for every local recipient.
 Modules: ``lexer`` and ``parser`` (syntax), ``grammar`` (what each command and test takes),
 ``validate`` (the checks and compilation), ``match`` (comparators and match types),
 ``variables``, ``message`` (headers, addresses and bodies of the message), ``actions``,
-``interpreter``, ``vacation`` (RFC 5230 and RFC 3834) and ``filter``.
+``interpreter``, ``vacation`` (RFC 5230 and RFC 3834), ``mimeparts`` (RFC 5703: mime,
+foreverypart, extracttext) and ``filter``.
 """
 
 from __future__ import annotations

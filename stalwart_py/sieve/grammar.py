@@ -9,7 +9,7 @@ Tagged arguments come before positional ones (RFC 5228 section 2.6.2).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 # Argument kinds.
 STRING = "string"  # exactly one string
@@ -34,6 +34,9 @@ EXTENSIONS: tuple[str, ...] = (
     "variables",
     "body",
     "mailbox",
+    "mime",
+    "foreverypart",
+    "extracttext",
 )
 
 # Always there (RFC 5228 2.7.3) and not advertised, but a script may still require them.
@@ -206,3 +209,27 @@ TESTS: dict[str, Spec] = {
     ),
     "mailboxexists": Spec("mailbox", positional=((STRINGS, "mailbox names"),)),
 }
+
+
+# RFC 5703: ":mime" and ":anychild" on header, address and exists, the MIME options on header
+# (mimeparts.py checks that they come with ":mime"), foreverypart, break and extracttext.
+MIME_TAGS = {"mime": TagSpec(None, "mime"), "anychild": TagSpec(None, "mime")}
+MIME_OPTION_TAGS = {
+    "type": TagSpec(None, "mime", "mime-option"),
+    "subtype": TagSpec(None, "mime", "mime-option"),
+    "contenttype": TagSpec(None, "mime", "mime-option"),
+    "param": TagSpec(STRINGS, "mime", "mime-option"),
+}
+for _test, _tags in (
+    ("header", {**MIME_TAGS, **MIME_OPTION_TAGS}),
+    ("address", MIME_TAGS),
+    ("exists", MIME_TAGS),
+):  # new dicts: "header" shares MATCH_TAGS with "string" and "hasflag"
+    TESTS[_test] = replace(TESTS[_test], tags={**TESTS[_test].tags, **_tags})
+COMMANDS["foreverypart"] = Spec("foreverypart", tags={"name": TagSpec(STRING)}, block=True)
+COMMANDS["break"] = Spec("foreverypart", tags={"name": TagSpec(STRING)})
+COMMANDS["extracttext"] = Spec(
+    "extracttext",
+    tags={**MODIFIER_TAGS, "first": TagSpec(NUMBER)},
+    positional=((STRING, "variable name"),),
+)

@@ -50,6 +50,7 @@ from stalwart_py.sieve.actions import (
 from stalwart_py.sieve.grammar import ADDRESS_HEADERS
 from stalwart_py.sieve.match import MatchError, count_match, match
 from stalwart_py.sieve.message import MessageView
+from stalwart_py.sieve.mimeparts import MimeCommands
 from stalwart_py.sieve.validate import ADDRESS, Conditional, Node, Script
 from stalwart_py.sieve.variables import Scope, Variables, apply_modifiers
 
@@ -76,7 +77,7 @@ class _Return(Exception):
     pass
 
 
-class Interpreter:
+class Interpreter(MimeCommands):
     def __init__(
         self,
         script: Script,
@@ -290,6 +291,8 @@ class Interpreter:
         if name == "anyof":
             return any(self.test(test) for test in node.tests)
         if name == "exists":
+            if "mime" in node.tags:  # RFC 5703 4.1: the current part's header
+                return self.parts_have(node, self.expand_all(node.args[0]))
             return all(self.env.message.has(header) for header in self.expand_all(node.args[0]))
         if name == "size":
             limit = node.args[0]
@@ -323,6 +326,9 @@ class Interpreter:
 
     def values_header(self, node: Node) -> list[str]:
         message = self.env.message
+        if "mime" in node.tags:  # RFC 5703 4.1: the current part's header
+            headers = self.expand_all(node.args[0])
+            return [value for header in headers for value in self.part_header_values(node, header)]
         return [
             value for header in self.expand_all(node.args[0]) for value in message.values(header)
         ]
@@ -332,7 +338,11 @@ class Interpreter:
         for header in self.expand_all(node.args[0]):
             if header.lower() not in ADDRESS_HEADERS:
                 continue  # a name built from variables: only address fields count (5.1)
-            for raw in self.env.message.raw_values(header):
+            mime = "mime" in node.tags  # RFC 5703 4.1: the current part's header
+            raw_values = (
+                self.part_raw_values if mime else lambda _, name: self.env.message.raw_values(name)
+            )
+            for raw in raw_values(node, header):
                 for address in parse_address_list(raw) or ():
                     if address.host is None or address.mailbox is None:
                         continue  # a group marker
