@@ -11,6 +11,7 @@ import anyio
 from stalwart_py.config import Config
 from stalwart_py.delivery import Delivery
 from stalwart_py.directory import Directory
+from stalwart_py.inbound.state import Inbound
 from stalwart_py.metrics import Metrics
 from stalwart_py.sieve import SieveFilter
 from stalwart_py.store import Store
@@ -45,6 +46,7 @@ class ServerContext:
             memory_queue=lambda: self.queue,
         )
         self.tls = TLSManager(config.storage.data_dir)
+        self.inbound = Inbound()  # checks of mail from strangers: shared state (rate limits)
         self.logger = logging.getLogger("stalwart_py")
         self.draining = anyio.Event()  # set when the server starts to stop
         self.listeners: ListenerRegistry | None = None

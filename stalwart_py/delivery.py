@@ -41,6 +41,7 @@ import anyio
 
 from stalwart_py.connection import Address, TLSInfo
 from stalwart_py.directory import Directory, Resolution
+from stalwart_py.inbound.junk import junk_mailbox, quarantined
 from stalwart_py.metrics import Metrics
 from stalwart_py.mime import date_now
 from stalwart_py.mime.headers import scan_header
@@ -91,6 +92,9 @@ class Origin:
     authenticated: str | None = None  # the account that submitted it
     source: str = "smtp"  # for the queue: smtp, lmtp, http
     by: str | None = None  # the name the receiving listener gives itself; None: the server's
+    # Why the intake checks want it in Junk (a DMARC p=quarantine, a DNSBL with action
+    # "junk"); None: not quarantined. See stalwart_py/inbound/junk.py.
+    quarantine: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -280,6 +284,8 @@ class Delivery:
         for account_id, (account, indexes) in plan.local.items():
             recipient = envelope.recipients[indexes[0]].address
             disposition = await self._filter(account, envelope, recipient, local_data)
+            if origin.quarantine is not None:
+                disposition = await self._quarantine(account, disposition, origin)
             if disposition.reject is not None:
                 rejected.add(account_id)
                 for index in indexes:
@@ -405,6 +411,23 @@ class Delivery:
         except Exception:
             log.exception("filter failed for %s; keeping the message", account.address)
             return KEEP
+
+    async def _quarantine(
+        self, account: Account, disposition: Disposition, origin: Origin
+    ) -> Disposition:
+        """What the filter keeps goes to the account's Junk mailbox instead, with $Junk."""
+        try:
+            junk = await junk_mailbox(self.store, account.id)
+        except Exception:  # the store: deliver with $Junk anyway, where the filter said
+            log.exception("session %s: finding the Junk mailbox failed", origin.session_id)
+            junk = "Junk"
+        log.info(
+            "session %s: quarantined for %s: %s",
+            origin.session_id,
+            account.address,
+            origin.quarantine,
+        )
+        return quarantined(disposition, junk)
 
     async def _send_outgoing(self, reply: Outgoing) -> None:
         try:

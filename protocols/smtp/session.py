@@ -21,6 +21,7 @@ import binascii
 from protocols.smtp import policy, replies
 from protocols.smtp.data import ChunkCollector, DataReader
 from protocols.smtp.delivering import SessionFacts, complete
+from protocols.smtp.intake import Intake
 from protocols.smtp.machine import (
     Auth,
     Bdat,
@@ -86,6 +87,8 @@ class Session:
         self._may_relay = isinstance(self.settings, SmtpSettings) and policy.is_relay_host(
             self.settings, conn.peer
         )
+        # Checks of mail from strangers: MX sessions only (see intake.py).
+        self.intake = Intake.for_session(conn, may_relay=self._may_relay, hostname=self.hostname)
 
     # -- replies ----------------------------------------------------------------------------
 
@@ -106,8 +109,16 @@ class Session:
 
     # -- the command loop -------------------------------------------------------------------
 
+    @property
+    def checked(self) -> Intake | None:
+        """The intake while this session's mail is checked: a stranger's, not a user's."""
+        return self.intake if self.account is None else None
+
     async def run(self) -> None:
         conn = self.conn
+        if self.intake is not None and (refusal := self.intake.connected()) is not None:
+            await self.send_now(refusal)  # in place of the greeting (RFC 5321 3.1)
+            return
         await conn.send(f"220 {self.hostname} {self.settings.banner}\r\n".encode())
         try:
             while await self._next_command():
@@ -222,6 +233,8 @@ class Session:
         except Exception:  # the directory's database: a transient failure, not the client's
             self.conn.log.exception("checking the sender failed")
             refusal = replies.TEMPORARY_FAILURE
+        if refusal is None and (intake := self.checked) is not None:
+            refusal = intake.mail()
         if refusal is not None:
             self.reply(refusal)
             return

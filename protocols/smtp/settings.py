@@ -91,6 +91,18 @@ class TimeoutSettings:
     data: Duration = 600.0  # for the next block of DATA or BDAT content
 
 
+@dataclass(frozen=True, slots=True)
+class RateSettings:
+    """``rate.*``: per-minute limits for strangers on MX listeners (not submission, not
+    authenticated clients, not ``relay-hosts``), counted per client address (IPv6 per /64,
+    ``ipv6-prefix-length``) over this server's listeners together. Unset: no limit. Over the
+    limit: ``421 4.7.0`` and the connection is closed, or ``451 4.7.0`` for MAIL FROM; the text
+    says how many seconds until a retry can succeed. See stalwart_py/inbound/rate.py."""
+
+    connections_per_ip: Annotated[int, Range(1)] | None = None
+    messages_per_ip: Annotated[int, Range(1)] | None = None
+
+
 BareLineEnd = Literal["reject", "fix"]
 
 
@@ -118,6 +130,7 @@ class SmtpSettings(LmtpSettings):
     relay_hosts: tuple[Network, ...] = field(default=LOOPBACK, metadata={"one_or_many": True})
     domains: dict[str, DomainPolicy] = field(default_factory=dict)
     auth: AuthSettings = field(default_factory=AuthSettings)
+    rate: RateSettings = field(default_factory=RateSettings)
     # Hold messages for remote recipients in memory until their first transient failure
     # (KumoMTA's deferred_spool): faster, but a crash loses what is held. README: SMTP.
     deferred_spool: bool = False

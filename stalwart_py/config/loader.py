@@ -28,6 +28,7 @@ from stalwart_py.config.convert import (
     wrap,
 )
 from stalwart_py.config.errors import ConfigError, ConfigIssue, describe
+from stalwart_py.config.inbound import AuthSettings, SpamSettings
 from stalwart_py.config.schema import (
     LISTENER_ONLY_KEYS,
     LISTENING_SOCKET_KEYS,
@@ -57,6 +58,8 @@ SECTIONS: dict[str, type] = {
     "directory": DirectorySettings,
     "queue": QueueSettings,
     "dkim": dict[Hostname, DkimSettings],  # [dkim."example.com"]
+    "auth": AuthSettings,  # sender authentication of mail from strangers (config/inbound.py)
+    "spam": SpamSettings,
 }
 
 # A connection's scope: (index into server scopes, index into listener scopes); -1 for none.
@@ -123,6 +126,8 @@ class Config:
     directory: DirectorySettings
     queue: QueueSettings = field(default_factory=QueueSettings)
     dkim: dict[str, DkimSettings] = field(default_factory=dict)
+    auth: AuthSettings = field(default_factory=AuthSettings)
+    spam: SpamSettings = field(default_factory=SpamSettings)
     raw: dict[str, Any] = field(repr=False, default_factory=dict)
 
 
@@ -270,6 +275,8 @@ class _Loader:
             directory=sections["directory"],
             queue=sections["queue"],
             dkim=sections["dkim"],
+            auth=sections["auth"],
+            spam=sections["spam"],
             raw=data,
         )
 
