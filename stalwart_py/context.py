@@ -41,7 +41,14 @@ class ServerContext:
             lambda: self.config.hostname,
             metrics=self.metrics,
             message_filter=SieveFilter(
-                store, self.directory, lambda: self.config.hostname, metrics=self.metrics
+                store,
+                self.directory,
+                lambda: self.config.hostname,
+                metrics=self.metrics,
+                vacation_periods=lambda: (
+                    self.config.sieve.vacation.min_period,
+                    self.config.sieve.vacation.max_period,
+                ),
             ),
             memory_queue=lambda: self.queue,
         )

@@ -40,6 +40,7 @@ from stalwart_py.config.schema import (
     LoggingSettings,
     QueueSettings,
     ServerSettings,
+    SieveSettings,
     StorageSettings,
 )
 from stalwart_py.config.types import (
@@ -60,6 +61,7 @@ SECTIONS: dict[str, type] = {
     "dkim": dict[Hostname, DkimSettings],  # [dkim."example.com"]
     "auth": AuthSettings,  # sender authentication of mail from strangers (config/inbound.py)
     "spam": SpamSettings,
+    "sieve": SieveSettings,
 }
 
 # A connection's scope: (index into server scopes, index into listener scopes); -1 for none.
@@ -128,6 +130,7 @@ class Config:
     dkim: dict[str, DkimSettings] = field(default_factory=dict)
     auth: AuthSettings = field(default_factory=AuthSettings)
     spam: SpamSettings = field(default_factory=SpamSettings)
+    sieve: SieveSettings = field(default_factory=SieveSettings)
     raw: dict[str, Any] = field(repr=False, default_factory=dict)
 
 
@@ -277,6 +280,7 @@ class _Loader:
             dkim=sections["dkim"],
             auth=sections["auth"],
             spam=sections["spam"],
+            sieve=sections["sieve"],
             raw=data,
         )
 

@@ -276,3 +276,27 @@ class DkimSettings:
 SERVER_ONLY_KEYS = frozenset({"max-connections", "shutdown-timeout", "certificate-watch"})
 LISTENER_ONLY_KEYS = ("bind", "protocol", "enable")
 SCOPE_ONLY_KEYS = frozenset({"allow"})
+
+
+# -- Sieve ([sieve]) ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SieveVacationSettings:
+    """``[sieve.vacation]``: the bounds of a vacation reply's period (``:days``, ``:seconds``),
+    as Pigeonhole's sieve_vacation_min_period and sieve_vacation_max_period. A script asking
+    for less or more gets the bound. RFC 5230 4.1: a site maximum SHOULD NOT be under 30 days."""
+
+    min_period: Duration = 86400.0  # Pigeonhole's default: one day
+    max_period: Duration = 90 * 86400.0
+
+    def __post_init__(self) -> None:
+        if self.min_period > self.max_period:
+            raise ValueError("min-period must not be over max-period")
+
+
+@dataclass(frozen=True, slots=True)
+class SieveSettings:
+    """``[sieve]``: the Sieve filter run at delivery."""
+
+    vacation: SieveVacationSettings = field(default_factory=SieveVacationSettings)

@@ -16,6 +16,7 @@ from stalwart_py.store import FLAG_NAMES
 
 # An IMAP keyword is an atom (RFC 9051 section 9): no controls, space or atom-specials.
 _KEYWORD = re.compile(r"[^\x00-\x20\x7f(){%*\"\\\]]+\Z")
+DAY = 86400.0
 _CANONICAL_FLAGS = {name: "\\" + name[1:].capitalize() for name in FLAG_NAMES}
 
 
@@ -32,6 +33,10 @@ class Limits:
     max_variables: int = 256  # per scope (RFC 5229 section 6)
     max_variable_size: int = 4096  # characters; longer values are truncated (RFC 5229 3)
     max_body: int = 1 << 20  # characters of body text a body test examines
+    # The bounds of a vacation period, :days or :seconds (sieve.vacation.min-period and
+    # max-period): RFC 5230 4.1 says a site maximum SHOULD NOT be under 30 days.
+    vacation_min_period: float = DAY
+    vacation_max_period: float = 90 * DAY
 
 
 class SieveRuntimeError(Exception):

@@ -26,6 +26,7 @@ import logging
 import re
 from collections import OrderedDict
 from collections.abc import Callable
+from dataclasses import replace
 
 from stalwart_py.delivery import KEEP, Disposition, Envelope, FileInto, Outgoing
 from stalwart_py.directory import Directory
@@ -65,11 +66,15 @@ class SieveFilter:
         *,
         limits: Limits | None = None,
         metrics: Metrics | None = None,
+        vacation_periods: Callable[[], tuple[float, float]] | None = None,
     ) -> None:
+        """``vacation_periods`` gives the (minimum, maximum) vacation period in force
+        (``[sieve.vacation]``, read at each delivery so that a reload applies)."""
         self.store = store
         self.directory = directory
         self.hostname = hostname
         self.limits = limits or Limits()
+        self.vacation_periods = vacation_periods
         self._cache: OrderedDict[str, Script | SieveSyntaxError] = OrderedDict()
         self._runs = (
             metrics.counter("stalwart_sieve_runs", "Sieve scripts run at delivery", ["result"])
@@ -114,7 +119,11 @@ class SieveFilter:
                 mailboxes,
                 self.directory.settings.subaddress_separator,
             )
-            outcome = Interpreter(script, environment, limits=self.limits, includes=includes).run()
+            limits = self.limits
+            if self.vacation_periods is not None:
+                low, high = self.vacation_periods()
+                limits = replace(limits, vacation_min_period=low, vacation_max_period=high)
+            outcome = Interpreter(script, environment, limits=limits, includes=includes).run()
             disposition = await self._disposition(account, envelope, recipient, view, outcome)
         except (SieveSyntaxError, SieveRuntimeError) as exc:
             log.warning("sieve script of %s failed, keeping the message: %s", account.address, exc)

@@ -34,6 +34,7 @@ from typing import Any
 
 from stalwart_py.mime import parse_address_list
 from stalwart_py.sieve.actions import (
+    DAY,
     Action,
     Discard,
     FileInto,
@@ -51,11 +52,8 @@ from stalwart_py.sieve.grammar import ADDRESS_HEADERS
 from stalwart_py.sieve.match import MatchError, count_match, match
 from stalwart_py.sieve.message import MessageView
 from stalwart_py.sieve.mimeparts import MimeCommands
-from stalwart_py.sieve.validate import ADDRESS, Conditional, Node, Script
+from stalwart_py.sieve.validate import Conditional, Node, Script, redirect_target
 from stalwart_py.sieve.variables import Scope, Variables, apply_modifiers
-
-DAY = 86400.0
-MAX_VACATION_PERIOD = 30 * DAY  # RFC 5230 section 4.1: sites may bound :days
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,9 +159,10 @@ class Interpreter(MimeCommands):
         self.add(node, Discard(), cancels_keep=True)
 
     def do_redirect(self, node: Node) -> None:
-        address = self.expand(node.args[0]).strip().strip("<>")
-        if not ADDRESS.match(address):
-            raise SieveRuntimeError(f'"{address}" is not a valid address', node.line, node.column)
+        text = self.expand(node.args[0])
+        address = redirect_target(text)
+        if address is None:
+            raise SieveRuntimeError(f'"{text}" is not a valid address', node.line, node.column)
         self.redirects += 1
         if self.redirects > self.limits.max_redirects:
             raise SieveRuntimeError(
@@ -173,7 +172,9 @@ class Interpreter(MimeCommands):
         self.add(node, Redirect(address, copy), cancels_keep=not copy)
 
     def do_fileinto(self, node: Node) -> None:
-        mailbox = self.expand(node.args[0])
+        # A TAB (kept by the unfolding of a header a variable was set from, RFC 5322 2.2.3)
+        # becomes a space, as Pigeonhole does, rather than failing the run.
+        mailbox = self.expand(node.args[0]).replace("\t", " ")
         if not mailbox or any(ord(char) < 0x20 for char in mailbox):
             raise SieveRuntimeError(f'"{mailbox}" is not a mailbox name', node.line, node.column)
         copy = "copy" in node.tags
@@ -193,10 +194,11 @@ class Interpreter(MimeCommands):
         reason = self.expand(node.args[0])
         subject = self.expand(tags["subject"]) if "subject" in tags else None
         sender = self.expand(tags["from"]) if "from" in tags else None
-        if "seconds" in tags:
-            period = min(max(float(tags["seconds"]), 0.0), MAX_VACATION_PERIOD)
-        else:
-            period = min(max(float(tags.get("days", 7)), 1.0) * DAY, MAX_VACATION_PERIOD)
+        # RFC 5230 4.1 / RFC 6131 2: the site bounds the period (sieve.vacation.min-period
+        # and max-period; Pigeonhole's sieve_vacation_min/max_period).
+        asked = float(tags["seconds"]) if "seconds" in tags else float(tags.get("days", 7)) * DAY
+        limits = self.limits
+        period = min(max(asked, limits.vacation_min_period), limits.vacation_max_period)
         handle = self.expand(tags["handle"]) if "handle" in tags else _default_handle(
             subject, sender, "mime" in tags, reason
         )  # fmt: skip
@@ -303,6 +305,8 @@ class Interpreter(MimeCommands):
                 _mailbox_exists(self.env.mailboxes, box) for box in self.expand_all(node.args[0])
             )
         values = getattr(self, "values_" + name)(node)
+        if name == "hasflag":
+            return self.compare(node, values, self.keys_hasflag(node))
         return self.compare(node, values, self.expand_all(node.args[-1]))
 
     def compare(self, node: Node, values: list[str], keys: list[str]) -> bool:
@@ -346,8 +350,13 @@ class Interpreter(MimeCommands):
                 for address in parse_address_list(raw) or ():
                     if address.host is None or address.mailbox is None:
                         continue  # a group marker
-                    full = f"{address.mailbox}@{address.host}" if address.host else address.mailbox
-                    part = self.address_part(node, full)
+                    if not address.host:
+                        # Not a valid address ("From: Whomever"): RFC 5228 2.7.4, only
+                        # :all sees it; its local part or domain matches nothing.
+                        if _address_part_tag(node.tags) == "all":
+                            out.append(address.mailbox)
+                        continue
+                    part = self.address_part(node, f"{address.mailbox}@{address.host}")
                     if part is not None:
                         out.append(part)
         return out
@@ -370,7 +379,7 @@ class Interpreter(MimeCommands):
     def address_part(self, node: Node, address: str) -> str | None:
         """RFC 5228 section 2.7.4 and RFC 5233: the part of ``address`` to match."""
         tags = node.tags
-        if "all" in tags or not any(t in tags for t in ("localpart", "domain", "user", "detail")):
+        if _address_part_tag(tags) == "all":
             return address
         local, at, domain = address.rpartition("@")
         if not at:
@@ -399,6 +408,12 @@ class Interpreter(MimeCommands):
             return [value for value in values if value]
         return values
 
+    def keys_hasflag(self, node: Node) -> list[str]:
+        """RFC 5232 section 4: each key is a space-separated list of flags, compared one
+        by one (after setflag "A B", hasflag :is "b A" is true); :count keys are numbers."""
+        keys = self.expand_all(node.args[-1])
+        return keys if "count" in node.tags else [f for k in keys for f in k.split()]
+
     def values_hasflag(self, node: Node) -> list[str]:
         if len(node.args) == 2:
             names = self.expand_all(node.args[0])
@@ -420,6 +435,11 @@ class Interpreter(MimeCommands):
         }
         if others:
             raise SieveRuntimeError(f"reject cannot be combined with {', '.join(sorted(others))}")
+
+
+def _address_part_tag(tags: Mapping[str, Any]) -> str:
+    """The address part a test asks for (":all" when none is given)."""
+    return next((t for t in ("localpart", "domain", "user", "detail") if t in tags), "all")
 
 
 def _mailbox_exists(mailboxes: frozenset[str], name: str) -> bool:

@@ -79,23 +79,38 @@ class MessageView:
         return self.data[start : start + self.max_body].decode("utf-8", "replace")
 
     def bodies(self, content_types: tuple[str, ...] | None) -> list[str]:
-        """Decoded leaf parts whose type matches one of ``content_types`` ("" every type,
-        "text" every text/*, "text/plain" exactly that); None means :text."""
+        """The texts a ``body`` test matches (RFC 5173 section 5.2), None meaning :text.
+
+        For ``:content``, every entity whose type matches one of ``content_types`` ("" every
+        type, "text" every text/*, "text/plain" exactly that): a leaf gives its decoded
+        content, a multipart its preamble and epilogue (RFC 2046 5.1.1), a message/rfc822 the
+        header of the enclosed message; the entities nested in either are examined in turn.
+        ``:text`` takes the text/* leaves, text/html turned into its text."""
         out: list[str] = []
         budget = [self.max_body]
-        for part in _leaves(self.parsed.body):
+        for part in _entities(self.parsed.body):
             if budget[0] <= 0:
                 break
             if content_types is None:
-                if part.type != "text":
+                if part.type != "text" or part.parts or part.message is not None:
                     continue
             elif not any(_type_matches(part, wanted) for wanted in content_types):
                 continue
-            text = _decode_part(self.data, part, budget[0])
-            if content_types is None and part.subtype == "html":
-                text = html_to_text(text)
-            budget[0] -= len(text)
-            out.append(text)
+            if part.parts:
+                texts = _preamble_epilogue(self.data, part)
+            elif part.message is not None:
+                inner = part.message.body
+                header = self.data[inner.header_offset : inner.header_end]
+                texts = [header.decode("utf-8", "replace")]
+            else:
+                text = _decode_part(self.data, part, budget[0])
+                if content_types is None and part.subtype == "html":
+                    text = html_to_text(text)
+                texts = [text]
+            for text in texts:
+                text = text[: max(budget[0], 0)]
+                budget[0] -= len(text)
+                out.append(text)
         return out
 
 
@@ -108,22 +123,47 @@ def header_fields(data: bytes, start: int, length: int) -> list[tuple[str, str]]
     ]
 
 
-def _leaves(part: BodyPart) -> Iterator[BodyPart]:
+def _entities(part: BodyPart) -> Iterator[BodyPart]:
+    """Every MIME entity, depth first: a multipart, then its parts; a message/rfc822, then
+    the entities of the enclosed message."""
+    yield part
     if part.parts:
         for child in part.parts:
-            yield from _leaves(child)
+            yield from _entities(child)
     elif part.message is not None:
-        yield from _leaves(part.message.body)
-    else:
-        yield part
+        yield from _entities(part.message.body)
 
 
 def _type_matches(part: BodyPart, wanted: str) -> bool:
+    """RFC 5173 5.2: "" matches every type, "type" every subtype of it, "type/subtype" that
+    type; a leading or trailing "/" ("text/", "/plain") is not a type and matches nothing."""
     wanted = wanted.strip().lower()
     if not wanted:
         return True
-    kind, _, subtype = wanted.partition("/")
-    return part.type == kind and (not subtype or part.subtype == subtype)
+    kind, slash, subtype = wanted.partition("/")
+    if slash and (not kind or not subtype):
+        return False
+    return part.type == kind and (not slash or part.subtype == subtype)
+
+
+def _preamble_epilogue(data: bytes, part: BodyPart) -> list[str]:
+    """The preamble (before the first delimiter line, without the CRLF that belongs to the
+    delimiter) and the epilogue (after the close-delimiter line) of a multipart."""
+    boundary = (part.param("boundary") or "").encode("utf-8", "replace")
+    body = data[part.body_offset : part.body_end]
+    first = part.parts[0].header_offset - part.body_offset
+    preamble = body[:first]
+    cut = preamble.rfind(b"--" + boundary)
+    preamble = preamble[:cut] if cut >= 0 else b""
+    if preamble.endswith(b"\n"):
+        preamble = preamble[:-2] if preamble.endswith(b"\r\n") else preamble[:-1]
+    tail = body[part.parts[-1].body_end - part.body_offset :]
+    close = tail.find(b"--" + boundary + b"--")
+    epilogue = b""
+    if close >= 0:
+        line_end = tail.find(b"\n", close)
+        epilogue = tail[line_end + 1 :] if line_end >= 0 else b""
+    return [text.decode("utf-8", "replace") for text in (preamble, epilogue)]
 
 
 def _decode_part(data: bytes, part: BodyPart, limit: int) -> str:

@@ -24,6 +24,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from stalwart_py.mime import parse_address_list
 from stalwart_py.sieve import grammar
 from stalwart_py.sieve.grammar import NUMBER, STRING, STRINGS, Spec
 from stalwart_py.sieve.lexer import TAG, SieveSyntaxError
@@ -37,6 +38,19 @@ _VARIABLE_NAME = re.compile(r"(?:global\.)?[A-Za-z_][A-Za-z0-9_]*\Z", re.IGNOREC
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 ADDRESS = re.compile(r"[^\s@<>()\[\],;:\"\\]+@[^\s@<>()\[\],;:\"\\]+\Z")
 SCRIPT_NAME = re.compile(r"[^\x00-\x1f\x7f-\x9f\u2028\u2029/]{1,128}\Z")
+
+
+def redirect_target(text: str) -> str | None:
+    """The address a ``redirect`` sends to, or None if ``text`` is not one: an addr-spec,
+    bare or in angle brackets, or the ``phrase <addr-spec>`` form (RFC 5228 2.4.2.3)."""
+    bare = text.strip().strip("<>").strip()
+    if ADDRESS.match(bare):
+        return bare
+    parsed = [a for a in parse_address_list(text) or () if a.mailbox is not None]
+    if len(parsed) == 1 and parsed[0].host:
+        address = f"{parsed[0].mailbox}@{parsed[0].host}"
+        return address if ADDRESS.match(address) else None
+    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +132,8 @@ class _Validator:
                 argument = command.arguments[0]
                 self.error(argument, f'unsupported extension "{name}" in require')
             self.extensions.add(capability)
+            if capability == "vacation-seconds":
+                self.extensions.add("vacation")  # RFC 6131 section 2: it implies vacation
 
     def needs(self, extension: str | None, where: Any, what: str) -> None:
         if extension is not None and extension not in self.extensions:
@@ -168,7 +184,7 @@ class _Validator:
         node = self.node(command, spec, "command")
         name = node.name
         if name == "redirect" and not _has_variables(node.args[0], self.extensions):
-            if not ADDRESS.match(node.args[0].strip("<> ")):
+            if redirect_target(node.args[0]) is None:
                 self.error(command.arguments[-1], f'"{node.args[0]}" is not a valid address')
         elif name in ("setflag", "addflag", "removeflag") and len(node.args) == 2:
             self.variable_name(node.args[0], command.arguments[0])
@@ -194,8 +210,6 @@ class _Validator:
     def vacation(self, node: Node, command: Command) -> None:
         sender = node.tags.get("from")
         if sender is not None and not _has_variables(sender, self.extensions):
-            from stalwart_py.mime import parse_address_list
-
             addresses = [a for a in parse_address_list(sender) or () if a.host]
             if not addresses:
                 self.error(_tag_argument(command, "from"), f'"{sender}" is not a valid address')
@@ -401,4 +415,13 @@ def _tag_argument(item: Command | Test, tag: str) -> Argument | Command | Test:
     return item
 
 
-__all__ = ["NUMBER", "STRING", "STRINGS", "Conditional", "Node", "Script", "parse_script"]
+__all__ = [
+    "NUMBER",
+    "STRING",
+    "STRINGS",
+    "Conditional",
+    "Node",
+    "Script",
+    "parse_script",
+    "redirect_target",
+]

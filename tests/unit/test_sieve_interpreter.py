@@ -238,11 +238,16 @@ def test_vacation_arguments():
     assert action == Vacation("reason", "Away: ", "Bob <bob@example.test>", ("b@example.test",),
                               False, "h1", 3 * 86400.0)  # fmt: skip
     [seconds] = run('vacation :seconds 0 :mime "Content-Type: text/plain\r\n\r\nx";').actions
-    assert seconds.period == 0 and seconds.mime
+    assert seconds.period == 86400 and seconds.mime  # the minimum period, as Pigeonhole
+    no_minimum = Limits(vacation_min_period=0)
+    [seconds] = run('vacation :seconds 0 "r";', limits=no_minimum).actions
+    assert seconds.period == 0  # every message is answered
     [default] = run('vacation "r";').actions
     assert default.period == 7 * 86400 and len(default.handle) == 32
     [clamped] = run('vacation :days 365 "r";').actions
-    assert clamped.period == 30 * 86400
+    assert clamped.period == 90 * 86400  # sieve.vacation.max-period
+    [clamped] = run('vacation :days 365 "r";', limits=Limits(vacation_max_period=86400)).actions
+    assert clamped.period == 86400
     assert run('vacation "r";').implicit_keep
     with pytest.raises(SieveRuntimeError, match="more than one vacation"):
         run('vacation "a"; vacation "b";')
