@@ -13,6 +13,7 @@ from stalwart_py.delivery import Delivery
 from stalwart_py.directory import Directory
 from stalwart_py.inbound.state import Inbound
 from stalwart_py.metrics import Metrics
+from stalwart_py.resolver import Resolver
 from stalwart_py.sieve import SieveFilter
 from stalwart_py.store import Store
 from stalwart_py.tls import TLSManager
@@ -34,6 +35,8 @@ class ServerContext:
         self.config = config
         self.metrics = metrics or Metrics()
         self.store = store
+        # The one DNS resolver (``[resolver]``): the queue, SPF, DKIM, DMARC, DNSBLs.
+        self.resolver = Resolver.from_settings(config.resolver)
         self.directory = Directory(store, config.directory)
         self.delivery = Delivery(
             store,

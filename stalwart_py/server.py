@@ -67,6 +67,8 @@ def load(
     """Load a configuration against the installed protocols (raises ConfigError). To serve
     with (``serving``), it must also have an enabled listener."""
     config = load_config(path, protocol_settings(classes or discover_protocols()))
+    for warning in config.warnings:  # deprecated keys: used, and said so at every load
+        log.warning("%s", warning)
     if serving:
         require_listener(config)
     return config
@@ -148,6 +150,7 @@ class Server:
             data_dir=self.config.storage.data_dir,
             dkim=self.config.dkim,
             metrics=self.context.metrics,
+            resolver=self.context.resolver,
         )
         try:
             async with anyio.create_task_group() as tg:
@@ -238,6 +241,7 @@ class Server:
                     report.reenabled.append(lid)
         assert self.context is not None
         self.context.directory.configure(config.directory)
+        self.context.resolver.apply(config.resolver)
         if self.context.queue is not None:
             self.context.queue.configure(config.queue, config.dkim)
         log.info("reloaded %s: %s", self.config_path, _summary(report))

@@ -39,6 +39,7 @@ from stalwart_py.config.schema import (
     ListenerSettings,
     LoggingSettings,
     QueueSettings,
+    ResolverSettings,
     ServerSettings,
     SieveSettings,
     StorageSettings,
@@ -58,6 +59,7 @@ SECTIONS: dict[str, type] = {
     "logging": LoggingSettings,
     "directory": DirectorySettings,
     "queue": QueueSettings,
+    "resolver": ResolverSettings,
     "dkim": dict[Hostname, DkimSettings],  # [dkim."example.com"]
     "auth": AuthSettings,  # sender authentication of mail from strangers (config/inbound.py)
     "spam": SpamSettings,
@@ -131,7 +133,10 @@ class Config:
     auth: AuthSettings = field(default_factory=AuthSettings)
     spam: SpamSettings = field(default_factory=SpamSettings)
     sieve: SieveSettings = field(default_factory=SieveSettings)
+    resolver: ResolverSettings = field(default_factory=ResolverSettings)
     raw: dict[str, Any] = field(repr=False, default_factory=dict)
+    # Deprecated keys and the like: the file is used, and each is logged at start and reload.
+    warnings: tuple[ConfigIssue, ...] = ()
 
 
 def load_config(
@@ -215,6 +220,7 @@ class _Loader:
     def __init__(self, conv: Converter, protocols: Mapping[str, type | None]) -> None:
         self.conv = conv
         self.protocols = protocols
+        self.warnings: list[ConfigIssue] = []
 
     def load(self, data: dict[str, Any], file: Path) -> Config | None:
         root = wrap(data, "", "file")
@@ -265,6 +271,7 @@ class _Loader:
                 if listener is not None:
                     listeners[listener_id] = listener
         self._check_bind_conflicts(listeners)
+        resolver = self._resolver_aliases(root, sections["resolver"], sections["queue"])
         if base_settings is INVALID or server_settings is INVALID or INVALID in sections.values():
             return None
         return Config(
@@ -281,8 +288,37 @@ class _Loader:
             auth=sections["auth"],
             spam=sections["spam"],
             sieve=sections["sieve"],
+            resolver=resolver,
             raw=data,
+            warnings=tuple(self.warnings),
         )
+
+    def _resolver_aliases(self, root: Sourced, resolver: Any, queue_settings: Any) -> Any:
+        """``queue.dns.<key>`` is the deprecated spelling of ``resolver.<key>``: read it as
+        that, with a warning; both at once is an error (which one would be meant?)."""
+        dns = _table(_table(root).get("queue")).get("dns")
+        if dns is None or not isinstance(dns.value, dict) or resolver is INVALID:
+            return resolver
+        written_keys = _table(root.value.get("resolver"))
+        if queue_settings is INVALID:
+            return resolver
+        aliased: dict[str, Any] = {}
+        for key, node in dns.value.items():
+            if key in written_keys:
+                self.conv.error(
+                    node.path, f"deprecated alias of resolver.{key}, which is also set: remove it"
+                )
+                continue
+            field_name = key.replace("-", "_")
+            aliased[field_name] = getattr(queue_settings.dns, field_name)
+            self.warnings.append(
+                ConfigIssue(
+                    self.conv.source_of(node.path),
+                    node.path,
+                    f"deprecated: write resolver.{key} (the one DNS resolver); read as that",
+                )
+            )
+        return dataclasses.replace(resolver, **aliased)
 
     def _relabel(self, node: Sourced, origin: str) -> Sourced:
         """Label every node of a subtree with the layer it was written in (or the variable
@@ -468,6 +504,11 @@ class _Loader:
                         f"server.listener.{listener.id}.bind",
                         f"{address} is already bound by listener {other}",
                     )
+
+
+def _table(node: Sourced | None) -> dict[str, Sourced]:
+    """The children of a table node; none for a missing node or a value that is no table."""
+    return node.value if node is not None and isinstance(node.value, dict) else {}
 
 
 def _best_scope(scopes: tuple[PeerScope, ...], ip: IPAddress) -> int:

@@ -223,8 +223,22 @@ class RelaySettings(RouteSettings):
 
 
 @dataclass(frozen=True, slots=True)
+class ResolverSettings:
+    """``[resolver]``: the one DNS resolver, for the queue's MX lookups, SPF, DKIM, DMARC,
+    iprev and DNSBLs alike; see ``stalwart_py.resolver``."""
+
+    nameservers: tuple[NameServer, ...] = ()  # empty: the system's (/etc/resolv.conf)
+    timeout: Duration = 5.0  # one try at one server
+    attempts: Annotated[int, Range(1, 10)] = 2  # tries in all before a temporary failure
+    cache_size: Annotated[int, Range(0)] = 10_000  # entries (answers and negative answers)
+    max_ttl: Duration = 86400.0  # an answer is cached for its TTL, at most this
+    max_negative_ttl: Duration = 3600.0  # NXDOMAIN/NODATA: the SOA's negative TTL, at most this
+
+
+@dataclass(frozen=True, slots=True)
 class QueueDnsSettings:
-    """``[queue.dns]``: the resolver for MX, A and AAAA lookups."""
+    """``[queue.dns]``: deprecated alias of ``[resolver]``'s keys of the same names (read as
+    them, with a warning naming the new key)."""
 
     nameservers: tuple[NameServer, ...] = ()  # empty: the system's (/etc/resolv.conf)
     timeout: Duration = 5.0

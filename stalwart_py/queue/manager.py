@@ -52,6 +52,7 @@ from stalwart_py.queue.routes import Destination, RouteFailed, Router, make_reso
 from stalwart_py.queue.schedule import Clock, RetrySchedule, SystemClock
 from stalwart_py.queue.session import SessionFailed, SmtpSession, Timeouts
 from stalwart_py.queue.spool import MemorySpool
+from stalwart_py.resolver import Resolver
 from stalwart_py.store import OutboundMessage, Store
 from stalwart_py.store.engine import QUEUE_CHANNEL
 
@@ -76,8 +77,11 @@ class QueueManager:
         dkim: dict[str, DkimSettings] | None = None,
         metrics: Metrics | None = None,
         clock: Clock | None = None,
+        resolver: Resolver | None = None,
     ) -> None:
         self.store = store
+        # The server's one resolver; a queue run on its own makes one from [queue.dns].
+        self._resolver = resolver
         self.delivery = delivery
         self.hostname = hostname
         self.clock: Clock = clock or SystemClock()
@@ -110,7 +114,7 @@ class QueueManager:
         """Apply a (re)loaded configuration; jobs under way finish with the old one."""
         self.settings = settings
         self.schedule = RetrySchedule(settings.retry, settings.max_age)
-        self.router = Router(settings, make_resolver(settings))
+        self.router = Router(settings, self._resolver or make_resolver(settings))
         timeouts = Timeouts(
             settings.connect_timeout, settings.command_timeout, settings.data_timeout
         )

@@ -14,13 +14,8 @@ import random
 from dataclasses import dataclass
 from typing import Literal
 
-import dns.asyncresolver
-import dns.exception
-import dns.name
-import dns.nameserver
-import dns.resolver
-
 from stalwart_py.config.schema import QueueSettings, RouteSettings, RouteTLS
+from stalwart_py.resolver import DnsError, DnsTemporaryError, NameNotFound, Resolver
 
 Kind = Literal["local", "mx", "route", "relay"]
 
@@ -58,22 +53,14 @@ class RouteFailed(Exception):
         return self.status.startswith("5")
 
 
-def make_resolver(settings: QueueSettings) -> dns.asyncresolver.Resolver:
-    """A resolver on ``[queue.dns]``'s nameservers, or the system's when none are given."""
-    dns_settings = settings.dns
-    resolver = dns.asyncresolver.Resolver(configure=not dns_settings.nameservers)
-    if dns_settings.nameservers:
-        resolver.nameservers = [
-            dns.nameserver.Do53Nameserver(address, port)
-            for address, port in dns_settings.nameservers
-        ]
-    resolver.lifetime = dns_settings.timeout
-    resolver.timeout = dns_settings.timeout
-    return resolver
+def make_resolver(settings: QueueSettings) -> Resolver:
+    """A resolver on ``[queue.dns]``'s nameservers (the system's when none are given), for a
+    queue run without a server; the server passes its one ``[resolver]`` instead."""
+    return Resolver(settings.dns.nameservers, timeout=settings.dns.timeout, attempts=1)
 
 
 class Router:
-    def __init__(self, settings: QueueSettings, resolver: dns.asyncresolver.Resolver) -> None:
+    def __init__(self, settings: QueueSettings, resolver: Resolver) -> None:
         self.settings = settings
         self.resolver = resolver
 
@@ -104,17 +91,14 @@ class Router:
     async def mx_hosts(self, domain: str) -> list[str]:
         """RFC 5321 5.1: the mail exchangers of ``domain``, most preferred first."""
         try:
-            answer = await self.resolver.resolve(domain, "MX")
-        except dns.resolver.NXDOMAIN:
+            records = await self.resolver.mx(domain)
+        except NameNotFound:
             raise RouteFailed("5.1.2", f"the domain {domain} does not exist") from None
-        except dns.resolver.NoAnswer:
+        except DnsError as exc:
+            raise RouteFailed("4.4.3", f"DNS lookup of MX {domain} failed: {exc}") from None
+        if not records:
             return [domain]  # no MX: the domain is its own mail exchanger (implicit MX)
-        except dns.exception.DNSException as exc:
-            raise RouteFailed(
-                "4.4.3", f"DNS lookup of MX {domain} failed: {_dns_reason(exc)}"
-            ) from None
-        records = [(r.preference, r.exchange.to_text(omit_final_dot=True).lower()) for r in answer]
-        if any(name in ("", ".") for _, name in records):
+        if any(name == "" for _, name in records):
             raise RouteFailed("5.1.10", f"{domain} accepts no mail (null MX, RFC 7505)")
         random.shuffle(records)  # equal preferences in random order; sort is stable
         records.sort(key=lambda record: record[0])
@@ -132,15 +116,13 @@ class Router:
             pass
         found: list[str] = []
         errors: list[str] = []
-        for rdtype in ("A", "AAAA"):
+        for lookup in (self.resolver.a, self.resolver.aaaa):
             try:
-                answer = await self.resolver.resolve(host, rdtype)
-            except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer):
+                found += await lookup(host)
+            except DnsTemporaryError as exc:
+                errors.append(str(exc))
+            except DnsError:  # no such name, or not one that can be asked
                 continue
-            except dns.exception.DNSException as exc:
-                errors.append(_dns_reason(exc))
-                continue
-            found += [rdata.address for rdata in answer]
         if not found and errors:
             raise RouteFailed("4.4.3", f"DNS lookup of {host} failed: {errors[0]}")
         return found
@@ -148,11 +130,3 @@ class Router:
 
 def _host(route: RouteSettings, tls: RouteTLS) -> Host:
     return Host(route.host, route.port, tls, route.user, route.password)
-
-
-def _dns_reason(exc: dns.exception.DNSException) -> str:
-    if isinstance(exc, dns.resolver.LifetimeTimeout | dns.exception.Timeout):
-        return "timed out"
-    if isinstance(exc, dns.resolver.NoNameservers):
-        return "no name server answered (SERVFAIL)"
-    return exc.__class__.__name__

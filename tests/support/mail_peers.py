@@ -21,6 +21,7 @@ from typing import Any
 
 import anyio.from_thread
 import dns.message
+import dns.name
 import dns.rcode
 import dns.rdatatype
 import dns.resolver
@@ -33,11 +34,19 @@ WAIT = 20.0
 class ZoneServer(asyncio.DatagramProtocol):
     """``records``: name -> [(type, text)], e.g. ``{"example.test": [("MX", "10 mx.test.")]}``.
     A name with no records of the asked type answers NODATA; an unknown name NXDOMAIN; a
-    name in ``servfail`` SERVFAIL."""
+    name in ``servfail`` SERVFAIL; a name in ``timeout`` (or a (name, type) pair in
+    ``timeout_types``) no answer at all, so the asker times out. A CNAME is followed to the
+    records of its target when those are here too, as a recursive resolver's answer does.
+    Answers carry ``ttl``; with ``negative_ttl`` set, NXDOMAIN and NODATA answers carry an SOA
+    with that TTL and MINIMUM (RFC 2308: what lets a resolver cache them)."""
 
     def __init__(self, records: dict[str, list[tuple[str, str]]] | None = None) -> None:
         self.records: dict[str, list[tuple[str, str]]] = dict(records or {})
         self.servfail: set[str] = set()
+        self.timeout: set[str] = set()
+        self.timeout_types: set[tuple[str, str]] = set()
+        self.ttl = 60
+        self.negative_ttl: int | None = None
         self.queries: list[tuple[str, str]] = []
         self.port = 0
         self._transport: asyncio.DatagramTransport | None = None
@@ -65,14 +74,30 @@ class ZoneServer(asyncio.DatagramProtocol):
         name = question.name.to_text(omit_final_dot=True).lower()
         rdtype = dns.rdatatype.to_text(question.rdtype)
         self.queries.append((name, rdtype))
+        if name in self.timeout or (name, rdtype) in self.timeout_types:
+            return
         if name in self.servfail:
             response.set_rcode(dns.rcode.SERVFAIL)
         elif name not in self.records:
             response.set_rcode(dns.rcode.NXDOMAIN)
         else:
-            texts = [text for kind, text in self.records[name] if kind == rdtype]
+            owner = question.name
+            for _ in range(8):  # a CNAME chain, as far as this zone has it
+                texts = [text for kind, text in self.records.get(name, ()) if kind == rdtype]
+                alias = [text for kind, text in self.records.get(name, ()) if kind == "CNAME"]
+                if texts or not alias or rdtype == "CNAME":
+                    break
+                cname = dns.rrset.from_text(owner, self.ttl, "IN", "CNAME", alias[0])
+                response.answer.append(cname)
+                owner = dns.name.from_text(alias[0])
+                name = owner.to_text(omit_final_dot=True).lower()
             if texts:
-                response.answer.append(dns.rrset.from_text(question.name, 60, "IN", rdtype, *texts))
+                response.answer.append(dns.rrset.from_text(owner, self.ttl, "IN", rdtype, *texts))
+        if not response.answer and self.negative_ttl is not None:
+            soa = f"ns.test. hostmaster.test. 1 3600 600 86400 {self.negative_ttl}"
+            response.authority.append(
+                dns.rrset.from_text("test.", self.negative_ttl, "IN", "SOA", soa)
+            )
         assert self._transport is not None
         self._transport.sendto(response.to_wire(), addr)
 
