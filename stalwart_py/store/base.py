@@ -21,6 +21,7 @@ from stalwart_py.store.model import (
     DeliveryOutcome,
     Domain,
     FlagUpdate,
+    JunkCounts,
     LocalDelivery,
     Mailbox,
     MailboxChanges,
@@ -347,6 +348,25 @@ class Store(abc.ABC):
         """Sieve vacation (RFC 5230 4.2): True, and recorded, when no reply with ``handle``
         went to ``sender`` (case-insensitive) within the last ``period`` seconds; False
         otherwise. Atomic: of two concurrent claims, one wins. Expired records are purged."""
+
+    # -- the junk classifier (stalwart_py.junk) ---------------------------------------------
+
+    @abc.abstractmethod
+    async def junk_counts(self, account_id: int, tokens: Sequence[str]) -> JunkCounts:
+        """The account's trained message counts, and the counts of those ``tokens`` it has."""
+
+    @abc.abstractmethod
+    async def junk_trained_as(self, account_id: int, blob_ids: Sequence[int]) -> dict[int, bool]:
+        """Of these message bodies, those the account trained on: True as junk, False as not."""
+
+    @abc.abstractmethod
+    async def junk_train(
+        self, account_id: int, blob_id: int, junk: bool, tokens: Sequence[str], *, max_tokens: int
+    ) -> str:
+        """Train the account on the message with body ``blob_id`` (its ``tokens``) as junk or
+        not: ``"trained"``, ``"retrained"`` (it was trained as the other class, which it
+        leaves), ``"unchanged"`` (already trained so) or ``"gone"`` (no such body). Keeps at
+        most ``max_tokens`` tokens, pruning the rarest. Atomic."""
 
     # -- outbound queue and reports ---------------------------------------------------------
 

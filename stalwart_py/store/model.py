@@ -202,6 +202,17 @@ class SieveScript:
 
 
 @dataclass(frozen=True, slots=True)
+class JunkCounts:
+    """What the junk classifier knows of some tokens, for one account: the messages it
+    trained on of each class, and per token (of those asked for that it has seen) the
+    (non-junk, junk) messages it appeared in."""
+
+    ham: int
+    spam: int
+    tokens: dict[str, tuple[int, int]]
+
+
+@dataclass(frozen=True, slots=True)
 class LocalDelivery:
     """One copy of a message for a local account, as filtering decided."""
 

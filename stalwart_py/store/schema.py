@@ -187,12 +187,21 @@ def _v5_subscriptions(conn: sqlite3.Connection) -> None:
     conn.execute("ALTER TABLE mailboxes DROP COLUMN subscribed")
 
 
+def _v6_junk(conn: sqlite3.Connection) -> None:
+    """The junk classifier's token counts, per account, and what each trained message was
+    trained as (see ``sqlite_junk``)."""
+    from stalwart_py.store.sqlite_junk import create_tables
+
+    create_tables(conn)
+
+
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     _v1,
     _v2_sieve_vacation,
     _v3_sort_fields,
     _v4_recent,
     _v5_subscriptions,
+    _v6_junk,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

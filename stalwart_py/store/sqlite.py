@@ -15,6 +15,7 @@ from stalwart_py.store.engine import Engine
 from stalwart_py.store.sqlite_accounts import AccountsMixin
 from stalwart_py.store.sqlite_append import AppendMixin
 from stalwart_py.store.sqlite_imap import ImapMixin
+from stalwart_py.store.sqlite_junk import JunkMixin
 from stalwart_py.store.sqlite_mail import MailMixin
 from stalwart_py.store.sqlite_queue import QueueMixin
 from stalwart_py.store.sqlite_sieve import SieveMixin
@@ -24,7 +25,15 @@ DATABASE_FILE = "stalwart.sqlite3"
 
 
 class SqliteStore(
-    AccountsMixin, AppendMixin, ImapMixin, MailMixin, QueueMixin, SieveMixin, SortMixin, Store
+    AccountsMixin,
+    AppendMixin,
+    ImapMixin,
+    JunkMixin,
+    MailMixin,
+    QueueMixin,
+    SieveMixin,
+    SortMixin,
+    Store,
 ):
     def __init__(self, data_dir: Path, *, readers: int = 8) -> None:
         self.path = data_dir / DATABASE_FILE
