@@ -34,7 +34,7 @@ from protocols.managesieve.parser import Atom, Item, String
 from stalwart_py import __version__, sasl
 from stalwart_py.config.types import IPAddress
 from stalwart_py.directory import AuthThrottled, Directory, Logger
-from stalwart_py.sieve import EXTENSIONS, Limits, SieveSyntaxError, parse_script
+from stalwart_py.sieve import EXTENSIONS, NOTIFY_METHODS, Limits, SieveSyntaxError, parse_script
 from stalwart_py.store import Account, AlreadyExists, NotFound, Store, StoreError
 
 _SCRIPT_NAME = re.compile(r"[^\x00-\x1f\x7f-\x9f\u2028\u2029/]{1,128}\Z")
@@ -104,6 +104,7 @@ class Session:
             ("IMPLEMENTATION", f"stalwart-py {__version__}"),
             ("SASL", mechanisms),
             ("SIEVE", " ".join(EXTENSIONS)),
+            ("NOTIFY", " ".join(NOTIFY_METHODS)),  # RFC 5804 1.7: the enotify methods
         ]
         if not self.tls and self.tls_available:
             items.append(("STARTTLS", None))

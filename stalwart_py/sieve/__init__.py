@@ -6,13 +6,14 @@ the delivery pipeline runs for every local recipient.
   and CHECKSCRIPT answer with it).
 * ``Interpreter(script, environment).run()`` gives the actions (sans-IO).
 * ``SieveFilter`` is the ``MessageFilter`` of ``stalwart_py.delivery``.
-* ``EXTENSIONS`` is the supported capability list (ManageSieve's SIEVE capability).
+* ``EXTENSIONS`` is the supported capability list (ManageSieve's SIEVE capability),
+  ``NOTIFY_METHODS`` the enotify methods (its NOTIFY capability).
 
 Modules: ``lexer`` and ``parser`` (syntax), ``grammar`` (what each command and test takes),
 ``validate`` (the checks and compilation), ``match`` (comparators and match types),
 ``variables``, ``message`` (headers, addresses and bodies of the message), ``actions``,
 ``interpreter``, ``vacation`` (RFC 5230 and RFC 3834), ``mimeparts`` (RFC 5703: mime,
-foreverypart, extracttext) and ``filter``.
+foreverypart, extracttext), ``notify`` (RFC 5435 and RFC 5436) and ``filter``.
 """
 
 from __future__ import annotations
@@ -23,10 +24,12 @@ from stalwart_py.sieve.grammar import EXTENSIONS
 from stalwart_py.sieve.interpreter import Environment, Interpreter
 from stalwart_py.sieve.lexer import SieveSyntaxError
 from stalwart_py.sieve.message import MessageView
+from stalwart_py.sieve.notify import METHODS as NOTIFY_METHODS
 from stalwart_py.sieve.validate import Script, parse_script
 
 __all__ = [
     "EXTENSIONS",
+    "NOTIFY_METHODS",
     "Environment",
     "Interpreter",
     "Limits",

@@ -92,7 +92,18 @@ class Vacation:
     period: float  # seconds between two replies to the same sender (0: always)
 
 
-Action = Keep | FileInto | Redirect | Reject | Discard | Vacation
+@dataclass(frozen=True, slots=True)
+class Notify:
+    """RFC 5435: a notification by the method (a mailto URI, see notify.py)."""
+
+    method: str
+    sender: str | None  # :from
+    importance: int  # 1 high, 2 normal, 3 low
+    options: tuple[str, ...]
+    message: str | None
+
+
+Action = Keep | FileInto | Redirect | Reject | Discard | Vacation | Notify
 
 
 @dataclass(frozen=True, slots=True)

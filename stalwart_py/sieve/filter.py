@@ -31,11 +31,13 @@ from dataclasses import replace
 from stalwart_py.delivery import KEEP, Disposition, Envelope, FileInto, Outgoing
 from stalwart_py.directory import Directory
 from stalwart_py.metrics import Metrics
+from stalwart_py.sieve import notify as notify_rules
 from stalwart_py.sieve import vacation as vacation_rules
 from stalwart_py.sieve.actions import (
     Discard,
     Keep,
     Limits,
+    Notify,
     Outcome,
     Redirect,
     Reject,
@@ -168,6 +170,7 @@ class SieveFilter:
         redirects: dict[str, str] = {}
         reject: str | None = None
         outgoing: list[Outgoing] = []
+        notified: set[str] = set()  # RFC 5435 3.8: each recipient notified once
 
         def file(mailbox: str, flags: frozenset[str], create: bool) -> None:
             key = "INBOX" if mailbox.upper() == "INBOX" else mailbox
@@ -190,6 +193,8 @@ class SieveFilter:
                 reply = await self._vacation(account, envelope, recipient, view, action)
                 if reply is not None:
                     outgoing.append(reply)
+            elif isinstance(action, Notify):
+                outgoing += await self._notify(account, envelope, view, action, notified)
             else:
                 assert isinstance(action, Discard)
         if outcome.implicit_keep:
@@ -235,6 +240,48 @@ class SieveFilter:
             action, view, sender=from_, recipient=sender, hostname=self.hostname()
         )
         return Outgoing("", (sender,), data)
+
+    async def _notify(
+        self,
+        account: Account,
+        envelope: Envelope,
+        view: MessageView,
+        action: Notify,
+        notified: set[str],
+    ) -> list[Outgoing]:
+        """RFC 5436: the notification, through the outbound queue, from the account's own
+        address (bounces of a broken target come back to the user), unless section 2.7's
+        rules say none."""
+        why_not = notify_rules.refusal(view, envelope.mail_from)
+        if why_not is not None:
+            log.info("no notification for %s: %s", account.address, why_not)
+            return []
+        uri = notify_rules.parse_mailto(action.method)
+        recipients = tuple(
+            address for address in (*uri.to, *uri.cc) if address.lower() not in notified
+        )
+        if not recipients:
+            return []
+        notified.update(address.lower() for address in recipients)
+        data = notify_rules.build(
+            action,
+            view,
+            owner=account.address,
+            sender=await _notify_from(self.directory, account, action),
+            recipients=recipients,
+            hostname=self.hostname(),
+        )
+        return [Outgoing(account.address, recipients, data)]
+
+
+async def _notify_from(directory: Directory, account: Account, action: Notify) -> str:
+    """The From of a notification: ``:from`` when the account owns it, else its address."""
+    if action.sender is not None:
+        bare = notify_rules.valid_address(action.sender)
+        if bare is not None and await directory.owns(account, bare):
+            return vacation_rules.header_address(action.sender)
+        log.info("notify :from %s is not an address of %s", action.sender, account.address)
+    return account.address
 
 
 def safe_reason(reason: str) -> str:

@@ -37,6 +37,7 @@ EXTENSIONS: tuple[str, ...] = (
     "mime",
     "foreverypart",
     "extracttext",
+    "enotify",
 )
 
 # Always there (RFC 5228 2.7.3) and not advertised, but a script may still require them.
@@ -233,3 +234,23 @@ COMMANDS["extracttext"] = Spec(
     tags={**MODIFIER_TAGS, "first": TagSpec(NUMBER)},
     positional=((STRING, "variable name"),),
 )
+
+# RFC 5435 (enotify, the mailto method of RFC 5436): notify.py checks the constant arguments.
+COMMANDS["notify"] = Spec(
+    "enotify",
+    tags={
+        "from": TagSpec(STRING),
+        "importance": TagSpec(STRING),
+        "options": TagSpec(STRINGS),
+        "message": TagSpec(STRING),
+    },
+    positional=((STRING, "method"),),
+)
+TESTS["valid_notify_method"] = Spec("enotify", positional=((STRINGS, "notification URIs"),))
+TESTS["notify_method_capability"] = Spec(
+    "enotify",
+    tags=MATCH_TAGS,
+    positional=((STRING, "notification URI"), (STRING, "capability"), (STRINGS, "keys")),
+)
+ENCODEURL_TAG = {"encodeurl": TagSpec(None, "enotify", "modifier-15")}  # RFC 5435 section 6
+COMMANDS["set"] = replace(COMMANDS["set"], tags={**COMMANDS["set"].tags, **ENCODEURL_TAG})

@@ -52,6 +52,7 @@ from stalwart_py.sieve.grammar import ADDRESS_HEADERS
 from stalwart_py.sieve.match import MatchError, count_match, match
 from stalwart_py.sieve.message import MessageView
 from stalwart_py.sieve.mimeparts import MimeCommands
+from stalwart_py.sieve.notify import NotifyCommands
 from stalwart_py.sieve.validate import Conditional, Node, Script, redirect_target
 from stalwart_py.sieve.variables import Scope, Variables, apply_modifiers
 
@@ -75,7 +76,7 @@ class _Return(Exception):
     pass
 
 
-class Interpreter(MimeCommands):
+class Interpreter(MimeCommands, NotifyCommands):
     def __init__(
         self,
         script: Script,
@@ -300,6 +301,8 @@ class Interpreter(MimeCommands):
             limit = node.args[0]
             size = self.env.message.size
             return size > limit if "over" in node.tags else size < limit
+        if name == "valid_notify_method":  # RFC 5435 section 5
+            return self.test_valid_notify_method(node)
         if name == "mailboxexists":
             return all(
                 _mailbox_exists(self.env.mailboxes, box) for box in self.expand_all(node.args[0])

@@ -110,9 +110,10 @@ class _Validator:
             self.require(tree[index])
             index += 1
         commands = self.block(tree[index:], top_level=True)
-        from stalwart_py.sieve import mimeparts  # it imports this module
+        from stalwart_py.sieve import mimeparts, notify  # they import this module
 
         mimeparts.check(commands, frozenset(self.extensions))
+        notify.check(commands, frozenset(self.extensions))
         return Script(
             commands,
             frozenset(self.extensions),

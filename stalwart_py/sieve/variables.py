@@ -7,13 +7,15 @@ start a valid reference stays as written. Names are case-insensitive. Values are
 at ``max_variable_size`` characters and a scope holds at most ``max_variables`` names.
 
 ``set`` modifiers apply by precedence, highest first (section 4.1): ``:lower``/``:upper``
-(40), ``:lowerfirst``/``:upperfirst`` (30), ``:quotewildcard`` (20), ``:length`` (10).
+(40), ``:lowerfirst``/``:upperfirst`` (30), ``:quotewildcard`` (20), ``:encodeurl`` (15, RFC
+5435 section 6), ``:length`` (10).
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from urllib.parse import quote
 
 from stalwart_py.sieve.actions import Limits, SieveRuntimeError
 
@@ -25,6 +27,7 @@ _MODIFIERS = (
     ("lowerfirst", lambda text: text[:1].lower() + text[1:]),
     ("upperfirst", lambda text: text[:1].upper() + text[1:]),
     ("quotewildcard", lambda text: re.sub(r"([*?\\])", r"\\\1", text)),
+    ("encodeurl", lambda text: quote(text.encode("utf-8", "surrogatepass"), safe="-._~")),
     ("length", lambda text: str(len(text))),
 )
 

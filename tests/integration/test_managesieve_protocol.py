@@ -43,6 +43,7 @@ def test_greeting_lists_the_capabilities(server):
             b'"IMPLEMENTATION" "stalwart-py 0.1.0"\r\n',
             b'"SASL" "PLAIN LOGIN SCRAM-SHA-256"\r\n',
             b'"SIEVE" "' + " ".join(EXTENSIONS).encode() + b'"\r\n',
+            b'"NOTIFY" "mailto"\r\n',
             b'"STARTTLS"\r\n',
             b'"MAXREDIRECTS" "4"\r\n',
             b'"VERSION" "1.0"\r\n',
