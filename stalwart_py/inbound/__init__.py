@@ -7,4 +7,10 @@ block- and allowlists; ``checks`` runs them for one SMTP transaction and applies
 ``[auth]`` policy (stalwart_py/config/inbound.py). The SMTP session calls them through
 ``protocols/smtp/intake.py``; ``Inbound`` (on ``ServerContext.inbound``) holds what they share
 across sessions.
+
+The verifiers each return a small frozen result carrying what RFC 8601 needs: ``dkim``
+(RFC 6376/8463, one result per signature), ``arc`` (RFC 8617, the sealers in instance order),
+``dmarc`` (RFC 7489, alignment and the policy to apply) and ``iprev`` (RFC 8601 2.7.3); their
+DNS goes through the one ``stalwart_py.resolver``, DKIM and ARC keys fetched before dkimpy
+runs (``keys``).
 """
