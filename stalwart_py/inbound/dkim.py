@@ -12,7 +12,9 @@ fail       body hash mismatch; signature mismatch; the key is revoked (``p=`` em
 policy     signed, but in a way we do not accept (RFC 8601: "some aspect of the signature or
            signatures was not acceptable"): ``a=rsa-sha1`` and RSA keys under 1024 bits, which
            RFC 8301 says verifiers must not consider valid; signatures past the first
-           ``MAX_SIGNATURES``; a message over ``MAX_MESSAGE`` octets
+           ``MAX_SIGNATURES`` (up to ``MAX_REPORTED`` results in all, the others are
+           left out: a message with a thousand signatures must not make a header of a
+           thousand lines); a message over ``MAX_MESSAGE`` octets
 neutral    the signature itself is unusable (RFC 8601: "contained syntax errors or were not
            otherwise able to be processed"): a missing or malformed tag, an unknown algorithm
            or canonicalization, ``i=`` outside ``d=``, ``h=`` without From, expired ``x=``
@@ -26,7 +28,7 @@ temperror  the key could not be fetched now (SERVFAIL, timeout): RFC 6376 6.1.2 
 
 A missing key is ``permerror`` rather than ``neutral``: RFC 6376 6.1.2 makes it a PERMFAIL,
 and RFC 8601 2.7.1 defines permerror as an error that a later attempt is unlikely to cure,
-which is what an absent record is (OpenDKIM and Stalwart report it the same way).
+which is what an absent record is.
 
 Keys are fetched first, all at once, through the one resolver (``keys.fetch_keys``), then
 dkimpy runs on what was fetched. Verifying a 10 KB message takes a few milliseconds of CPU
@@ -50,6 +52,7 @@ from stalwart_py.inbound.keys import QUIET, KeyLookup, dnsfunc, fetch_keys, key_
 from stalwart_py.resolver import Resolver
 
 MAX_SIGNATURES = 10  # signatures verified per message; the rest are "policy"
+MAX_REPORTED = 20  # results per message at most: each becomes a line of Authentication-Results
 MAX_MESSAGE = 64 * 1024 * 1024  # octets; larger messages are not hashed at all
 THREAD_THRESHOLD = 256 * 1024  # octets from which verification runs in a worker thread
 MIN_RSA_BITS = 1024  # RFC 8301 3.2
@@ -109,7 +112,7 @@ def _header_fields(message: bytes) -> list[tuple[bytes, bytes]]:
 def _signatures(message: bytes) -> list[_Signature]:
     found = []
     fields = [v for k, v in _header_fields(message) if k.lower() == b"dkim-signature"]
-    for index, value in enumerate(fields):
+    for index, value in enumerate(fields[:MAX_REPORTED]):
         try:
             tags = dkim.util.parse_tag_value(value)
         except dkim.util.InvalidTagValueList as exc:

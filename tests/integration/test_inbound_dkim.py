@@ -171,6 +171,9 @@ async def test_bounds_on_signatures(world, ed, monkeypatch):
     assert [r.result for r in results] == ["pass"] * 10 + ["policy"] * 2
     # The key was asked for once, however many signatures name it.
     assert world.dns.queries.count(("ed1._domainkey.example.test", "TXT")) == 1
+    monkeypatch.setattr(inbound_dkim, "MAX_REPORTED", 11)
+    results = await verify_dkim(world.resolver, signed)
+    assert [r.result for r in results] == ["pass"] * 10 + ["policy"]
     monkeypatch.setattr(inbound_dkim, "MAX_MESSAGE", 100)
     results = await verify_dkim(world.resolver, ed.sign(message(), "example.test", "ed1"))
     assert [r.result for r in results] == ["policy"]
