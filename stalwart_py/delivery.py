@@ -59,6 +59,7 @@ log = logging.getLogger("stalwart_py.delivery")
 
 MAX_HOPS = 100  # Received fields a message may already carry (RFC 5321 6.3: at least 100)
 _RECEIVED_FIELD = re.compile(rb"^received[ \t]*:", re.IGNORECASE | re.MULTILINE)
+_RETURN_PATH = re.compile(rb"Return-Path:[^\r\n]*\r?\n")  # what local copies start with
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,6 +142,7 @@ class Disposition:
     redirect: tuple[str, ...] = ()
     reject: str | None = None
     outgoing: tuple[Outgoing, ...] = ()
+    message: bytes | None = None  # the filter edited the message (Sieve editheader): this copy
 
 
 KEEP = Disposition()
@@ -281,6 +283,7 @@ class Delivery:
         redirecting: set[int] = set()  # accounts whose filter redirected the message
         rejected: set[int] = set()
         outgoing: list[Outgoing] = []
+        edited: list[tuple[int, str, Disposition]] = []  # accounts whose copy differs
         for account_id, (account, indexes) in plan.local.items():
             recipient = envelope.recipients[indexes[0]].address
             disposition = await self._filter(account, envelope, recipient, local_data)
@@ -295,6 +298,10 @@ class Delivery:
                             envelope.recipients[index].address, 550, "5.7.1", disposition.reject
                         ),
                     )
+                continue
+            if disposition.message is not None:
+                edited.append((account_id, recipient, disposition))
+                outgoing += disposition.outgoing
                 continue
             for target in disposition.file:
                 deliveries.append(
@@ -348,6 +355,13 @@ class Delivery:
             await store_locally()
         elif outbound:
             await queue_remote()
+        edited_failures = {
+            account_id
+            for account_id, recipient, disposition in edited
+            if not await self._deliver_edited(
+                account_id, recipient, disposition, envelope, origin, local_errors
+            )
+        }
         for account_id, (_account, indexes) in plan.local.items():
             if account_id in rejected:
                 continue
@@ -356,6 +370,8 @@ class Delivery:
                 address = envelope.recipients[index].address
                 plan.settle(index, _local_result(address, error))
                 if account_id in redirecting and queue_error is not None:
+                    plan.settle(index, _queue_failure(address))
+                if account_id in edited_failures:
                     plan.settle(index, _queue_failure(address))
         for index, _queued in plan.remote:
             address = envelope.recipients[index].address
@@ -370,6 +386,42 @@ class Delivery:
         results = [plan.results[index] for index in range(len(envelope.recipients))]
         self._count(results)
         return results
+
+    async def _deliver_edited(
+        self,
+        account_id: int,
+        recipient: str,
+        disposition: Disposition,
+        envelope: Envelope,
+        origin: Origin,
+        local_errors: dict[int, StoreError | None],
+    ) -> bool:
+        """Store and redirect one account's own copy (its filter edited the header); False
+        when its redirects could not be queued. Stored errors go to ``local_errors``."""
+        data = disposition.message
+        assert data is not None
+        own = [LocalDelivery(account_id, t.mailbox, t.flags, t.create) for t in disposition.file]
+        if own:
+            try:
+                errors = [o.error for o in await self.store.deliver(data, own)]
+            except Exception as exc:
+                log.error("session %s: storing failed: %s", origin.session_id, exc)
+                errors = [StoreError("temporary storage failure")] * len(own)
+            local_errors[account_id] = None if None in errors else errors[0]
+        if not disposition.redirect:
+            return True
+        forwards = tuple(QueuedRecipient(a, f"rfc822;{recipient}") for a in disposition.redirect)
+        remote = data[len(m.group(0)) :] if (m := _RETURN_PATH.match(data)) else data
+        queued = OutboundMessage(
+            envelope.mail_from, forwards, envelope.ret, envelope.envid, origin.source,
+            envelope.smtputf8,
+        )  # fmt: skip
+        try:
+            await self.store.enqueue(remote, queued)
+        except Exception as exc:
+            log.error("session %s: queueing failed: %s", origin.session_id, exc)
+            return False
+        return True
 
     async def _spool(self, data: bytes, message: OutboundMessage, origin: Origin) -> bool:
         queue = self.memory_queue()

@@ -114,6 +114,9 @@ class Outcome:
     actions: tuple[Action, ...]
     implicit_keep: bool
     keep_flags: frozenset[str]
+    message: bytes | None = None  # the message as editheader left it, if it edited it
+    # RFC 7352: (key, seconds, :last) of each duplicate test run, recorded if the run ends well
+    duplicates: tuple[tuple[str, float, bool], ...] = ()
 
 
 def split_flags(strings: tuple[str, ...] | list[str]) -> list[str]:

@@ -31,6 +31,7 @@ from dataclasses import replace
 from stalwart_py.delivery import KEEP, Disposition, Envelope, FileInto, Outgoing
 from stalwart_py.directory import Directory
 from stalwart_py.metrics import Metrics
+from stalwart_py.sieve import ext_delivery
 from stalwart_py.sieve import notify as notify_rules
 from stalwart_py.sieve import vacation as vacation_rules
 from stalwart_py.sieve.actions import (
@@ -120,13 +121,20 @@ class SieveFilter:
                 recipient,
                 mailboxes,
                 self.directory.settings.subaddress_separator,
+                ext_delivery.environment_items(self.hostname(), message),
             )
             limits = self.limits
             if self.vacation_periods is not None:
                 low, high = self.vacation_periods()
                 limits = replace(limits, vacation_min_period=low, vacation_max_period=high)
-            outcome = Interpreter(script, environment, limits=limits, includes=includes).run()
+            outcome = await ext_delivery.run(
+                lambda env: Interpreter(script, env, limits=limits, includes=includes).run(),
+                environment,
+                self.store,
+                account.id,
+            )
             disposition = await self._disposition(account, envelope, recipient, view, outcome)
+            await ext_delivery.record(self.store, account.id, outcome)
         except (SieveSyntaxError, SieveRuntimeError) as exc:
             log.warning("sieve script of %s failed, keeping the message: %s", account.address, exc)
             self._count("error")
@@ -204,7 +212,11 @@ class SieveFilter:
                 f"not redirecting a message with {MAX_REDIRECT_HOPS} hops or more"
             )
         return Disposition(
-            tuple(files.values()), tuple(redirects.values()), reject, tuple(outgoing)
+            tuple(files.values()),
+            tuple(redirects.values()),
+            reject,
+            tuple(outgoing),
+            outcome.message,  # editheader's edits (RFC 5293 section 5)
         )
 
     async def _vacation(

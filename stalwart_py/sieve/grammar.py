@@ -38,6 +38,14 @@ EXTENSIONS: tuple[str, ...] = (
     "foreverypart",
     "extracttext",
     "enotify",
+    # ext_checks.py and ext_run.py check and run these (dates, editheader, regex_match)
+    "date",
+    "index",
+    "editheader",
+    "environment",
+    "ihave",
+    "regex",
+    "duplicate",
 )
 
 # Always there (RFC 5228 2.7.3) and not advertised, but a script may still require them.
@@ -77,6 +85,7 @@ class Spec:
     test: str = "none"  # "none", "one", "list"
     block: bool = False
     required_group: str | None = None  # one tag of this group must be given
+    optional_last: bool = False  # the last positional may be left out (deleteheader)
 
 
 MATCH_TAGS = {
@@ -86,6 +95,7 @@ MATCH_TAGS = {
     "value": TagSpec(STRING, "relational", "match"),
     "count": TagSpec(STRING, "relational", "match"),
     "comparator": TagSpec(STRING, None, "comparator"),
+    "regex": TagSpec(None, "regex", "match"),  # draft-ietf-sieve-regex
 }
 ADDRESS_PART_TAGS = {
     "all": TagSpec(group="address-part"),
@@ -100,9 +110,13 @@ MODIFIER_TAGS = {
     "lowerfirst": TagSpec(group="modifier-30"),
     "upperfirst": TagSpec(group="modifier-30"),
     "quotewildcard": TagSpec(group="modifier-20"),
+    "quoteregex": TagSpec(None, "regex", "modifier-20"),  # draft-ietf-sieve-regex 5
     "length": TagSpec(group="modifier-10"),
 }
 FLAGS_TAG = {"flags": TagSpec(STRINGS, "imap4flags")}
+# RFC 5260 section 6 (index) on header, address and date; editheader's own on deleteheader.
+INDEX_TAGS = {"index": TagSpec(NUMBER, "index"), "last": TagSpec(None, "index")}
+ZONE_TAGS = {"zone": TagSpec(STRING, None, "zone"), "originalzone": TagSpec(None, None, "zone")}
 
 COMMANDS: dict[str, Spec] = {
     "require": Spec(positional=((STRINGS, "capabilities"),)),
@@ -165,11 +179,24 @@ COMMANDS: dict[str, Spec] = {
     ),
     "return": Spec("include"),
     "global": Spec("include", positional=((STRINGS, "variable names"),)),
+    # RFC 5293 editheader, RFC 5463 error
+    "addheader": Spec(
+        "editheader",
+        tags={"last": TagSpec()},
+        positional=((STRING, "field name"), (STRING, "value")),
+    ),
+    "deleteheader": Spec(
+        "editheader",
+        tags={**MATCH_TAGS, "index": TagSpec(NUMBER), "last": TagSpec()},
+        positional=((STRING, "field name"), (STRINGS, "value patterns")),
+        optional_last=True,
+    ),
+    "error": Spec("ihave", positional=((STRING, "message"),)),
 }
 
 TESTS: dict[str, Spec] = {
     "address": Spec(
-        tags={**MATCH_TAGS, **ADDRESS_PART_TAGS},
+        tags={**MATCH_TAGS, **ADDRESS_PART_TAGS, **INDEX_TAGS},
         positional=((STRINGS, "header names"), (STRINGS, "keys")),
     ),
     "envelope": Spec(
@@ -177,7 +204,10 @@ TESTS: dict[str, Spec] = {
         tags={**MATCH_TAGS, **ADDRESS_PART_TAGS},
         positional=((STRINGS, "envelope parts"), (STRINGS, "keys")),
     ),
-    "header": Spec(tags=MATCH_TAGS, positional=((STRINGS, "header names"), (STRINGS, "keys"))),
+    "header": Spec(
+        tags={**MATCH_TAGS, **INDEX_TAGS},
+        positional=((STRINGS, "header names"), (STRINGS, "keys")),
+    ),
     "exists": Spec(positional=((STRINGS, "header names"),)),
     "size": Spec(
         tags={"over": TagSpec(group="size"), "under": TagSpec(group="size")},
@@ -209,6 +239,31 @@ TESTS: dict[str, Spec] = {
         optional_first="variables",
     ),
     "mailboxexists": Spec("mailbox", positional=((STRINGS, "mailbox names"),)),
+    # RFC 5260 date and index, RFC 5183 environment, RFC 5463 ihave, RFC 7352 duplicate
+    "date": Spec(
+        "date",
+        tags={**MATCH_TAGS, **INDEX_TAGS, **ZONE_TAGS},
+        positional=((STRING, "header name"), (STRING, "date part"), (STRINGS, "keys")),
+    ),
+    "currentdate": Spec(
+        "date",
+        tags={**MATCH_TAGS, "zone": TagSpec(STRING)},
+        positional=((STRING, "date part"), (STRINGS, "keys")),
+    ),
+    "environment": Spec(
+        "environment", tags=MATCH_TAGS, positional=((STRING, "name"), (STRINGS, "keys"))
+    ),
+    "ihave": Spec("ihave", positional=((STRINGS, "capabilities"),)),
+    "duplicate": Spec(
+        "duplicate",
+        tags={
+            "handle": TagSpec(STRING),
+            "header": TagSpec(STRING, None, "id"),
+            "uniqueid": TagSpec(STRING, None, "id"),
+            "seconds": TagSpec(NUMBER),
+            "last": TagSpec(),
+        },
+    ),
 }
 
 

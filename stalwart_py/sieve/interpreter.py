@@ -27,12 +27,15 @@ Notable rules:
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import functools
 import hashlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from stalwart_py.mime import parse_address_list
+from stalwart_py.sieve import ext_run
 from stalwart_py.sieve.actions import (
     DAY,
     Action,
@@ -53,6 +56,7 @@ from stalwart_py.sieve.match import MatchError, count_match, match
 from stalwart_py.sieve.message import MessageView
 from stalwart_py.sieve.mimeparts import MimeCommands
 from stalwart_py.sieve.notify import NotifyCommands
+from stalwart_py.sieve.regex_match import RegexError, regex_match
 from stalwart_py.sieve.validate import Conditional, Node, Script, redirect_target
 from stalwart_py.sieve.variables import Scope, Variables, apply_modifiers
 
@@ -66,6 +70,13 @@ class Environment:
     envelope_to: str  # the recipient this delivery is for
     mailboxes: frozenset[str] = frozenset()  # for mailboxexists
     subaddress_separator: str = "+"
+    items: Mapping[str, str] = dataclasses.field(default_factory=dict)  # RFC 5183 environment
+    now: float | None = None  # for currentdate; None: the clock
+    duplicates: Mapping[str, bool] | None = None  # RFC 7352: keys looked up, seen before?
+
+    def replace_message(self, message: MessageView) -> Environment:
+        """The same delivery with an edited message (editheader)."""
+        return dataclasses.replace(self, message=message)
 
 
 class _Stop(Exception):
@@ -99,12 +110,21 @@ class Interpreter(MimeCommands, NotifyCommands):
         self.include_stack: list[str] = []
         self.included: set[str] = set()
         self.include_count = 0
+        self.edits = 0  # editheader (ext_run)
+        self.edited = False
+        self.duplicate_records: dict[str, tuple[float, bool]] = {}  # RFC 7352 (ext_run)
 
     def run(self) -> Outcome:
         with contextlib.suppress(_Stop, _Return):
             self.execute(self.script.commands)
         self._check_conflicts()
-        return Outcome(tuple(self.actions), self.implicit_keep, store_flags(self.internal_flags))
+        return Outcome(
+            tuple(self.actions),
+            self.implicit_keep,
+            store_flags(self.internal_flags),
+            self.env.message.data if self.edited else None,
+            tuple((key, *record) for key, record in self.duplicate_records.items()),
+        )
 
     # -- commands ---------------------------------------------------------------------------
 
@@ -127,7 +147,9 @@ class Interpreter(MimeCommands, NotifyCommands):
                     if command.otherwise is not None:
                         self.execute(command.otherwise)
                 continue
-            handler: Callable[[Node], None] = getattr(self, "do_" + command.name)
+            handler: Callable[[Node], None] = getattr(self, "do_" + command.name, None) or (
+                functools.partial(ext_run.COMMANDS[command.name], self)
+            )
             handler(command)
 
     def expand(self, text: str) -> str:
@@ -307,6 +329,9 @@ class Interpreter(MimeCommands, NotifyCommands):
             return all(
                 _mailbox_exists(self.env.mailboxes, box) for box in self.expand_all(node.args[0])
             )
+        special = ext_run.TESTS.get(name)
+        if special is not None:
+            return special(self, node)
         values = getattr(self, "values_" + name)(node)
         if name == "hasflag":
             return self.compare(node, values, self.keys_hasflag(node))
@@ -323,8 +348,11 @@ class Interpreter(MimeCommands, NotifyCommands):
                 (kind for kind in ("is", "contains", "matches", "value") if kind in tags), "is"
             )
             operator = str(tags["value"]) if "value" in tags else None
-            result, captured = match(values, keys, match_type, comparator, operator)
-        except MatchError as exc:
+            if "regex" in tags:
+                result, captured = regex_match(values, keys, comparator)
+            else:
+                result, captured = match(values, keys, match_type, comparator, operator)
+        except (MatchError, RegexError) as exc:
             raise SieveRuntimeError(str(exc), node.line, node.column) from None
         # RFC 5173 section 6: a body test's wildcards do not set the match variables.
         if captured is not None and "variables" in self.extensions and node.name != "body":
@@ -337,7 +365,9 @@ class Interpreter(MimeCommands, NotifyCommands):
             headers = self.expand_all(node.args[0])
             return [value for header in headers for value in self.part_header_values(node, header)]
         return [
-            value for header in self.expand_all(node.args[0]) for value in message.values(header)
+            value
+            for header in self.expand_all(node.args[0])
+            for value in ext_run.indexed(node.tags, message.values(header))
         ]
 
     def values_address(self, node: Node) -> list[str]:
@@ -349,7 +379,7 @@ class Interpreter(MimeCommands, NotifyCommands):
             raw_values = (
                 self.part_raw_values if mime else lambda _, name: self.env.message.raw_values(name)
             )
-            for raw in raw_values(node, header):
+            for raw in ext_run.indexed(node.tags, raw_values(node, header)):
                 for address in parse_address_list(raw) or ():
                     if address.host is None or address.mailbox is None:
                         continue  # a group marker

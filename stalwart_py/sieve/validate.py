@@ -20,12 +20,13 @@ The checks, each an error with the line and column of what is wrong:
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass, field
 from typing import Any
 
 from stalwart_py.mime import parse_address_list
-from stalwart_py.sieve import grammar
+from stalwart_py.sieve import ext_checks, grammar
 from stalwart_py.sieve.grammar import NUMBER, STRING, STRINGS, Spec
 from stalwart_py.sieve.lexer import TAG, SieveSyntaxError
 from stalwart_py.sieve.parser import Argument, Command, Test, parse_tree
@@ -177,6 +178,8 @@ class _Validator:
         return tuple(out)
 
     def branch(self, command: Command) -> tuple[Node, tuple[Any, ...]]:
+        if ext_checks.guarded_by_missing(command, self.extensions):  # RFC 5463 ihave
+            command = dataclasses.replace(command, block=())
         node = self.node(command, grammar.COMMANDS[command.name], "command")
         return node.tests[0], node.block
 
@@ -206,6 +209,7 @@ class _Validator:
                 self.includes.add(script_name)
         elif name == "vacation":
             self.vacation(node, command)
+        ext_checks.check(self, node, command)
         return node
 
     def vacation(self, node: Node, command: Command) -> None:
@@ -251,6 +255,7 @@ class _Validator:
             for part in node.args[0]:
                 if not _has_variables(part, self.extensions) and part.lower() not in ("from", "to"):
                     self.error(test.arguments[-2], f'unknown envelope part "{part}" (from, to)')
+        ext_checks.check(self, node, test)
         return node
 
     def match_arguments(self, node: Node, test: Test) -> None:
@@ -313,7 +318,9 @@ class _Validator:
                     argument, f'the tag ":{argument.value}" must come before the other arguments'
                 )
         wanted = list(spec.positional)
-        if spec.optional_first is not None and len(positional) == len(wanted) - 1:
+        if spec.optional_last and len(positional) == len(wanted) - 1:
+            wanted = wanted[:-1]
+        elif spec.optional_first is not None and len(positional) == len(wanted) - 1:
             wanted = wanted[1:]
         elif spec.optional_first is not None and len(positional) == len(wanted):
             self.needs(spec.optional_first, positional[0], f'the {wanted[0][1]} of "{name}"')

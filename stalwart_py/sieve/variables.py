@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from urllib.parse import quote
 
 from stalwart_py.sieve.actions import Limits, SieveRuntimeError
+from stalwart_py.sieve.regex_match import quote_regex
 
 _REFERENCE = re.compile(r"\$\{([^{}]*)\}")
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
@@ -28,6 +29,7 @@ _MODIFIERS = (
     ("upperfirst", lambda text: text[:1].upper() + text[1:]),
     ("quotewildcard", lambda text: re.sub(r"([*?\\])", r"\\\1", text)),
     ("encodeurl", lambda text: quote(text.encode("utf-8", "surrogatepass"), safe="-._~")),
+    ("quoteregex", quote_regex),
     ("length", lambda text: str(len(text))),
 )
 

@@ -368,6 +368,20 @@ class Store(abc.ABC):
         leaves), ``"unchanged"`` (already trained so) or ``"gone"`` (no such body). Keeps at
         most ``max_tokens`` tokens, pruning the rarest. Atomic."""
 
+    @abc.abstractmethod
+    async def duplicate_seen(self, account_id: int, key: str) -> bool:
+        """Sieve duplicate (RFC 7352): was ``key`` (a hash of the handle and unique ID)
+        recorded for this account by an earlier run, and is its entry still live?"""
+
+    @abc.abstractmethod
+    async def record_duplicates(
+        self, account_id: int, entries: Sequence[tuple[str, float, bool]]
+    ) -> None:
+        """Record (key, seconds, last) after a successful run (RFC 7352 section 3): a new or
+        expired key lives ``seconds`` from now; a live one keeps its expiry unless ``last``
+        (":last": measured from the latest run). Expired entries are purged and an account
+        keeps at most ``MAX_DUPLICATES`` entries, the oldest dropped first."""
+
     # -- outbound queue and reports ---------------------------------------------------------
 
     @abc.abstractmethod

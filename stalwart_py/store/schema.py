@@ -154,6 +154,21 @@ def _v2_sieve_vacation(conn: sqlite3.Connection) -> None:
     conn.execute("CREATE INDEX sieve_vacation_expiry ON sieve_vacation(account_id, expires)")
 
 
+def _v7_sieve_duplicates(conn: sqlite3.Connection) -> None:
+    """Unique IDs the Sieve duplicate test saw, per account, until they expire (RFC 7352):
+    ``key`` is a hash of the :handle and the ID; ``created`` orders the oldest for the cap."""
+    conn.execute(
+        "CREATE TABLE sieve_duplicates ("
+        " account_id INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,"
+        " key TEXT NOT NULL,"
+        " expires REAL NOT NULL,"
+        " created REAL NOT NULL,"
+        " PRIMARY KEY (account_id, key)"
+        ") WITHOUT ROWID"
+    )
+    conn.execute("CREATE INDEX sieve_duplicates_expiry ON sieve_duplicates(account_id, expires)")
+
+
 def _v3_sort_fields(conn: sqlite3.Connection) -> None:
     """What IMAP SORT and THREAD compare, per message body (RFC 5256, RFC 5957), with the
     bodies already stored filled in here (see ``sqlite_sort``)."""
@@ -202,6 +217,7 @@ MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     _v4_recent,
     _v5_subscriptions,
     _v6_junk,
+    _v7_sieve_duplicates,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
