@@ -17,6 +17,8 @@ anything. Chains of more than ``MAX_INSTANCES`` sets fail (RFC 8617 4.2.1: at mo
 
 from __future__ import annotations
 
+import logging
+import re
 from dataclasses import dataclass
 
 import anyio.to_thread
@@ -26,6 +28,8 @@ import dkim.util
 from stalwart_py.inbound import dkim as inbound_dkim
 from stalwart_py.inbound.keys import QUIET, KeyLookup, dnsfunc, fetch_keys, key_name
 from stalwart_py.resolver import Resolver
+
+log = logging.getLogger("stalwart_py.inbound.arc")
 
 MAX_INSTANCES = 50
 _SIGNED = (b"arc-seal", b"arc-message-signature")
@@ -63,8 +67,13 @@ async def verify_arc(resolver: Resolver, message: bytes) -> ArcResult:
         return ArcResult(
             "fail", (), f"not verified: message over {inbound_dkim.MAX_MESSAGE} octets"
         )
-    verifier = dkim.ARC(message, logger=QUIET, minkey=inbound_dkim.MIN_RSA_BITS)
-    top, fields = _chain(verifier)
+    try:
+        verifier = dkim.ARC(message, logger=QUIET, minkey=inbound_dkim.MIN_RSA_BITS)
+        top, fields = _chain(verifier)
+    except dkim.DKIMException as exc:  # a header block dkimpy cannot read
+        if re.search(rb"(?im)^arc-seal[ \t]*:", message.split(b"\r\n\r\n", 1)[0]):
+            return ArcResult("fail", (), f"message header does not parse: {exc}")
+        return ArcResult("none", (), "no ARC sets")
     if top == 0:
         return ArcResult("none", (), "no ARC sets")
     seals = sorted((i, tags) for i, name, tags in fields if name == b"arc-seal")
@@ -101,6 +110,9 @@ async def verify_arc(resolver: Resolver, message: bytes) -> ArcResult:
             cv, reason = _run(verifier, fetched)
     except dkim.DKIMException as exc:  # a malformed set dkimpy did not catch itself
         return done("fail", str(exc))
+    except Exception as exc:  # dkimpy on hostile input: a verdict, never a crashed session
+        log.info("dkimpy failed on an ARC chain: %r", exc)
+        return done("fail", f"chain does not parse: {type(exc).__name__}")
     if cv == dkim.CV_Pass:
         return done("pass", f"chain of {top} valid")
     if cv == dkim.CV_None:

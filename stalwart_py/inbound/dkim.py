@@ -41,6 +41,7 @@ on the loaded 2-core machine, for 1.5x the total time).
 
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass
 
@@ -50,6 +51,8 @@ import dkim.util
 
 from stalwart_py.inbound.keys import QUIET, KeyLookup, dnsfunc, fetch_keys, key_name
 from stalwart_py.resolver import Resolver
+
+log = logging.getLogger("stalwart_py.inbound.dkim")
 
 MAX_SIGNATURES = 10  # signatures verified per message; the rest are "policy"
 MAX_REPORTED = 20  # results per message at most: each becomes a line of Authentication-Results
@@ -122,6 +125,24 @@ def _signatures(message: bytes) -> list[_Signature]:
             sig = _Signature(index, tags)
         found.append(sig)
     return found
+
+
+def _unreadable(message: bytes, reason: str) -> list[DkimResult]:
+    """A header block dkimpy cannot read (a line that is no field): nothing can be verified,
+    so each DKIM-Signature found by a plain scan is a permerror, with what tags it shows."""
+    end = message.find(b"\r\n\r\n")
+    head = message if end < 0 else message[:end]
+    results = []
+    pattern = rb"(?im)^dkim-signature[ \t]*:(.*(?:\r?\n[ \t].*)*)"
+    for index, match in enumerate(re.finditer(pattern, head)):
+        if index >= MAX_REPORTED:
+            break
+        try:
+            tags = dkim.util.parse_tag_value(match.group(1))
+        except dkim.util.InvalidTagValueList:
+            tags = {}
+        results.append(_Signature(index, tags).result("permerror", reason))
+    return results
 
 
 def _precheck(sig: _Signature, message_size: int) -> None:
@@ -225,6 +246,10 @@ def _verify_crypto(message: bytes, pending: list[_Signature], fetched: dict[str,
         except dkim.DKIMException as exc:
             sig.outcome = sig.result("permerror", f"cannot verify: {exc}")
             continue
+        except Exception as exc:  # dkimpy on hostile input: a verdict, never a crashed session
+            log.info("dkimpy failed on signature %d: %r", sig.index, exc)
+            sig.outcome = sig.result("permerror", f"cannot verify: {type(exc).__name__}")
+            continue
         if valid:
             sig.outcome = sig.result("pass", "good signature")
         else:
@@ -233,7 +258,10 @@ def _verify_crypto(message: bytes, pending: list[_Signature], fetched: dict[str,
 
 async def verify_dkim(resolver: Resolver, message: bytes) -> list[DkimResult]:
     """One ``DkimResult`` per ``DKIM-Signature`` field of ``message``, top first."""
-    signatures = _signatures(message)
+    try:
+        signatures = _signatures(message)
+    except dkim.DKIMException as exc:
+        return _unreadable(message, f"message header does not parse: {exc}")
     for sig in signatures:
         _precheck(sig, len(message))
     wanted = [sig for sig in signatures if sig.outcome is None]

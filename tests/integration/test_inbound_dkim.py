@@ -189,3 +189,14 @@ async def test_large_message_is_verified_off_the_event_loop(world, rsa):
 
 async def test_unsigned_message_has_no_results(world):
     assert await verify_dkim(world.resolver, message()) == []
+
+
+async def test_a_header_block_that_does_not_parse(world, ed):
+    """A line that is no header field (dkimpy refuses the message): each signature found is a
+    permerror, with the tags it shows."""
+    world.publish_key(ed, "example.test", "ed1")
+    signed = ed.sign(message(), "example.test", "ed1")
+    broken = signed.replace(b"To: Bob", b"this is no field\r\nTo: Bob")
+    [result] = await verify_dkim(world.resolver, broken)
+    assert (result.result, result.domain, result.selector) == ("permerror", "example.test", "ed1")
+    assert "does not parse" in result.reason
