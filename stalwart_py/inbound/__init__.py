@@ -1,6 +1,9 @@
 """Checks of mail from strangers (issue 15): sender authentication, DNS blocklists, rate
 limits, and filing quarantined mail into Junk.
 
+``spf`` checks SPF (RFC 7208) for MAIL FROM and HELO and writes ``Received-SPF``
+(``spf_record`` parses records, ``spf_macros`` expands macros); every check asks DNS through
+the server's one resolver (``stalwart_py.resolver``, ``ServerContext.resolver``).
 ``results`` writes the ``Authentication-Results`` header (RFC 8601) and removes forged ones;
 ``rate`` is the per-client rate limiter; ``junk`` files quarantined mail; ``dnsbl`` asks DNS
 block- and allowlists; ``checks`` runs them for one SMTP transaction and applies the

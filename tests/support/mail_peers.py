@@ -71,7 +71,7 @@ class ZoneServer(asyncio.DatagramProtocol):
         query = dns.message.from_wire(data)
         response = dns.message.make_response(query)
         question = query.question[0]
-        name = question.name.to_text(omit_final_dot=True).lower()
+        name = _key(question.name)
         rdtype = dns.rdatatype.to_text(question.rdtype)
         self.queries.append((name, rdtype))
         if name in self.timeout or (name, rdtype) in self.timeout_types:
@@ -90,7 +90,7 @@ class ZoneServer(asyncio.DatagramProtocol):
                 cname = dns.rrset.from_text(owner, self.ttl, "IN", "CNAME", alias[0])
                 response.answer.append(cname)
                 owner = dns.name.from_text(alias[0])
-                name = owner.to_text(omit_final_dot=True).lower()
+                name = _key(owner)
             if texts:
                 response.answer.append(dns.rrset.from_text(owner, self.ttl, "IN", rdtype, *texts))
         if not response.answer and self.negative_ttl is not None:
@@ -100,6 +100,12 @@ class ZoneServer(asyncio.DatagramProtocol):
             )
         assert self._transport is not None
         self._transport.sendto(response.to_wire(), addr)
+
+
+def _key(name: dns.name.Name) -> str:
+    """A name as ``records`` has it: its labels as written (no zone-file escapes, so that a
+    label may hold a space or a ``%``), lowercased, without the final dot."""
+    return ".".join(label.decode("utf-8", "replace") for label in name.labels if label).lower()
 
 
 def dkim_key_lookup(zone_port: int) -> Callable[..., bytes]:
