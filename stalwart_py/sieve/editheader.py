@@ -59,7 +59,9 @@ def _value(field: bytes) -> str:
 
 def _encode(value: str) -> str:
     """``value`` as a field body: encoded words when it is not ASCII (RFC 2047 5(1))."""
-    value = " ".join(value.split())[:MAX_VALUE]
+    # A line break in the value would end the field: it becomes a space (the value is
+    # unstructured text, RFC 5293 section 4); other spacing is kept.
+    value = re.sub(r"\r\n|[\r\n]", " ", value)[:MAX_VALUE]
     if value.isascii():
         return value
     words: list[str] = []
