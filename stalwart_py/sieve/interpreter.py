@@ -383,6 +383,10 @@ class Interpreter(MimeCommands, NotifyCommands):
                 for address in parse_address_list(raw) or ():
                     if address.host is None or address.mailbox is None:
                         continue  # a group marker
+                    if "count" in node.tags:
+                        # RFC 5231 4.1: :count counts the addresses, whatever the part.
+                        out.append(f"{address.mailbox}@{address.host}")
+                        continue
                     if not address.host:
                         # Not a valid address ("From: Whomever"): RFC 5228 2.7.4, only
                         # :all sees it; its local part or domain matches nothing.
@@ -403,6 +407,9 @@ class Interpreter(MimeCommands, NotifyCommands):
             elif lowered == "to":
                 address = self.env.envelope_to
             else:
+                continue
+            if "count" in node.tags:  # RFC 5231 4.1: the addresses, whatever the part
+                out.append(address)
                 continue
             part = self.address_part(node, address)
             if part is not None:

@@ -190,3 +190,15 @@ def test_vacation_period_settings():
         parse_config(SIEVE_CONFIG.format(low="soon", high="1d"), Path("/etc/s.toml"), {})
     [issue] = info.value.issues
     assert str(issue).startswith("/etc/s.toml: sieve.vacation.min-period: expected a duration")
+
+
+def test_count_counts_addresses_whatever_the_address_part():
+    # RFC 5231 4.1: with address and envelope, :count counts the addresses; the address
+    # part does not change the count (found by the differential test: an envelope
+    # recipient without a detail counted 0 with :detail).
+    script = (
+        'require ["relational", "envelope", "subaddress", "fileinto"];\r\n'
+        'if envelope :detail :count "eq" "to" "1" { fileinto "envelope"; }\r\n'
+        'if address :domain :count "eq" "from" "1" { fileinto "invalid"; }\r\n'
+    )
+    assert filed(script, INVALID_FROM) == ["envelope", "invalid"]

@@ -1,0 +1,431 @@
+"""The corpus of the Sieve differential test (test_sieve_pigeonhole.py): MIME messages with
+their envelopes, the RFC examples of every extension we support, and generated scripts.
+
+Two kinds of script:
+
+* whole scripts (the RFC examples and generated combinations of actions): each run on each
+  message, compared on everything they do;
+* probe scripts: many generated tests packed into one script, each recording its result as
+  a keyword (``if <test> { addflag "pN"; }``), so that one ``sieve-test`` run compares
+  hundreds of (test, message) cases. Keys are derived from the messages' own values
+  (exact, other case, a substring, wildcards in place of some characters, a number near
+  one), so that probes match about as often as they do not.
+
+Everything is generated from a fixed seed: a failure names a case that stays the same.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+from tests.support.pigeonhole import Envelope
+
+SEED = 22  # the issue's number
+
+
+@dataclass(frozen=True)
+class Message:
+    name: str
+    data: bytes
+    envelope: Envelope
+
+
+def _crlf(text: str) -> bytes:
+    return text.replace("\r\n", "\n").replace("\n", "\r\n").encode("utf-8")
+
+
+BOB = "bob@example.test"
+MESSAGES: tuple[Message, ...] = (
+    Message(
+        "plain",
+        _crlf(
+            "Return-Path: <ann@remote.test>\nFrom: Ann Smith <ann@remote.test>\n"
+            "To: Bob <bob@example.test>\nSubject: Lunch on Friday?\n"
+            "Date: Fri, 4 Dec 2026 10:00:00 +0000\nMessage-ID: <p1@remote.test>\n"
+            "X-Spam-Score: 3\n\nShall we have lunch on Friday? The usual place.\n"
+        ),
+        Envelope("ann@remote.test", BOB),
+    ),
+    Message(
+        "alternative",
+        _crlf(
+            'From: "Shop" <news@shop.test>\nTo: bob@example.test\nCc: carol@example.test,'
+            " Dave <dave@remote.test>\nSubject: [Offers] 50% off\nX-Spam-Score: 7\n"
+            "List-Id: Shop offers <offers.shop.test>\nPrecedence: bulk\nMIME-Version: 1.0\n"
+            'Content-Type: multipart/alternative; boundary="alt"\n\nThis is a preamble.\n'
+            "--alt\nContent-Type: text/plain; charset=iso-8859-1\n"
+            "Content-Transfer-Encoding: quoted-printable\n\nGr=FC=DFe, half price on=\n"
+            " everything. Unsubscribe here.\n--alt\nContent-Type: text/html; charset=utf-8\n"
+            "\n<p>Half <b>price</b> on everything</p>\n--alt--\nThe epilogue.\n"
+        ),
+        Envelope("bounces+123@shop.test", BOB),
+    ),
+    Message(
+        "forwarded",
+        _crlf(
+            "From: carol@example.test\nTo: bob+work@example.test\nSubject: Fwd: the report\n"
+            'MIME-Version: 1.0\nContent-Type: multipart/mixed; boundary="mix"\n\n'
+            "--mix\nContent-Type: text/plain\n\nSee below.\n--mix\n"
+            "Content-Type: message/rfc822\n\nFrom: boss@corp.test\nTo: carol@example.test\n"
+            "Subject: Quarterly report\n\nThe numbers are in.\n--mix\n"
+            'Content-Type: application/pdf; name="r.pdf"\nContent-Transfer-Encoding: base64\n'
+            "\nJVBERi0xLjQK\n--mix--\n"
+        ),
+        Envelope("carol@example.test", "bob+work@example.test"),
+    ),
+    Message(
+        "encoded",
+        _crlf(
+            "From: =?utf-8?q?J=C3=BCrgen_M=C3=BCller?= <juergen@remote.test>\n"
+            "To: bob@example.test\nSubject: =?iso-8859-1?q?Gr=FC=DFe?= aus =?utf-8?b?S8O2bG4=?=\n"
+            "MIME-Version: 1.0\nContent-Type: text/plain; charset=utf-8\n"
+            "Content-Transfer-Encoding: base64\n\nR3LDvMOfZSBhdXMgS8O2bG4uCg==\n"
+        ),
+        Envelope("juergen@remote.test", BOB),
+    ),
+    Message(
+        "invalid-from",
+        _crlf(
+            "From: Whomever\nTo: undisclosed-recipients:;\nCc: team: eve@remote.test,"
+            " fay@remote.test;\nSubject: no address\n\nbody\n"
+        ),
+        Envelope("nobody@remote.test", BOB),
+    ),
+    Message(
+        "folded",
+        _crlf(
+            "From: ann@remote.test\nTo: bob@example.test\nSubject: Project\n\tAlpha status\n"
+            "X-Tag: one\nX-Tag: two\nX-Tag: three\nX-Folded: first\n second\n"
+            "Received: from a.remote.test by mx.example.test; Fri, 4 Dec 2026 10:00:00 +0000\n"
+            "Received: from b.remote.test by a.remote.test; Fri, 4 Dec 2026 09:59:00 +0000\n"
+            "X-Spam-Score: 12\nX-Number: 0042\n\nStatus: all green.\n"
+        ),
+        Envelope("ann+alpha@remote.test", BOB),
+    ),
+    Message(
+        "auto",
+        _crlf(
+            "From: MAILER-DAEMON@remote.test\nTo: bob@example.test\n"
+            "Subject: Undelivered Mail Returned to Sender\nAuto-Submitted: auto-replied\n"
+            "X-Spam-Score: 0\n\nThis is the mail system.\n"
+        ),
+        Envelope("MAILER-DAEMON@remote.test", BOB),  # sieve-test takes no null sender
+    ),
+    Message(
+        "html-only",
+        _crlf(
+            "From: promo@deals.test\nTo: Bob <BOB@EXAMPLE.TEST>\nSubject: Deals\n"
+            "MIME-Version: 1.0\nContent-Type: text/html; charset=utf-8\n\n"
+            "<html><body><h1>Deals</h1><p>Click to unsubscribe</p></body></html>\n"
+        ),
+        Envelope("promo@deals.test", BOB),
+    ),
+    Message(
+        "big",
+        _crlf(
+            "From: ann@remote.test\nTo: bob@example.test\nSubject: a large attachment\n"
+            "X-Spam-Score: 5\n\n" + "The quick brown fox jumps over the lazy dog.\n" * 1200
+        ),
+        Envelope("ann@remote.test", BOB),
+    ),
+    Message(
+        "cc-only",
+        _crlf(
+            "From: dave@remote.test\nTo: list@lists.test\nCc: Bob <bob@example.test>\n"
+            "Reply-To: list@lists.test\nSubject: Re: meeting\nX-Priority: 1\n\nAgreed.\n"
+        ),
+        Envelope("dave@remote.test", BOB),
+    ),
+    Message(
+        "empty-body",
+        _crlf("From: x@remote.test\nTo: bob@example.test\nSubject:\n\n"),
+        Envelope("x@remote.test", BOB),
+    ),
+    Message(
+        "resent",
+        _crlf(
+            "From: a@remote.test\nSender: secretary@remote.test\nResent-From: c@remote.test\n"
+            "To: someone@else.test\nBcc: bob@example.test\nSubject: FYI resent\n\nFYI\n"
+        ),
+        Envelope("c@remote.test", BOB),
+    ),
+)
+
+
+# -- the RFC examples ------------------------------------------------------------------------
+
+RFC_EXAMPLES: dict[str, str] = {
+    # RFC 5228 (Sieve)
+    "5228-2.5.1": 'if allof (header :contains "from" "Ann", header :contains "subject" "lunch")'
+    " { discard; }",
+    "5228-4.1-fileinto": 'require "fileinto";\nif header :contains "from" "shop" '
+    '{ fileinto "INBOX.shop"; } else { fileinto "INBOX.harassment"; }',
+    "5228-4.2-redirect": 'redirect "bart@example.com";',
+    "5228-4.3-keep": "if size :under 1M { keep; } else { discard; }",
+    "5228-4.4-discard": 'if header :contains ["from"] ["idiot@example.com"] { discard; }',
+    "5228-5.1-address": 'if address :is :all "from" "ann@remote.test" { discard; }',
+    "5228-5.1-domain": 'if address :domain :is ["from", "cc"] "remote.test" { discard; }',
+    "5228-5.2-allof": 'if allof (header :contains "From" "ann", header :contains "X-Tag" "two")'
+    " { discard; }",
+    "5228-5.3-anyof": 'if anyof (size :over 10K, header :contains "subject" "deal") { discard; }',
+    "5228-5.4-envelope": 'require "envelope";\nif envelope :all :is "from" "ann@remote.test" '
+    "{ discard; }",
+    "5228-5.5-exists": 'if exists ["From","Date"] { discard; }',
+    "5228-5.6-false": "if false { discard; }",
+    "5228-5.7-header": 'if header :is ["X-Caffeine"] [""] { discard; }',
+    "5228-5.8-not": 'if not exists ["From","Date"] { discard; }',
+    "5228-5.9-size": "if size :over 500K { discard; }",
+    "5228-9-full": 'require "fileinto";\n'
+    'if header :is "Sender" "owner-ietf-mta-filters@imc.org" { fileinto "filter"; }\n'
+    'elsif address :DOMAIN :is ["From", "To"] "example.com" { keep; }\n'
+    'elsif anyof (NOT address :all :contains ["To", "Cc", "Bcc"] "me@example.com",'
+    ' header :matches "subject" ["*make*money*fast*", "*university*dipl*mas*"])'
+    ' { fileinto "spam"; }\nelse { fileinto "personal"; }',
+    "5228-2.4.2.4-encoded": 'require ["encoded-character", "fileinto"];\n'
+    'if header :contains "Subject" "${hex:47 72 C3 BC}" { fileinto "hex"; }\n'
+    'if header :contains "Subject" "${unicode:FC DF}" { fileinto "unicode"; }\n'
+    'fileinto "${hex:41 42}";',
+    "5228-encoded-not-utf8": 'require ["encoded-character", "fileinto"];\n'
+    'fileinto "${hex:47 72 FC}";',
+    "5228-comparators": 'require ["fileinto", "comparator-i;ascii-numeric"];\n'
+    'if header :is :comparator "i;octet" "subject" "lunch on friday?" { fileinto "octet"; }\n'
+    'if header :is :comparator "i;ascii-numeric" "x-number" "42" { fileinto "numeric"; }\n'
+    'if header :is "subject" "LUNCH ON FRIDAY?" { fileinto "casemap"; }',
+    # RFC 5229 (variables)
+    "5229-3-matches": 'require ["fileinto", "variables"];\n'
+    'if header :matches "List-ID" "*<*@*" { fileinto "INBOX.lists.${2}"; stop; }\n'
+    'if header :matches "Subject" "[*] *" { fileinto "INBOX.lists.${1}"; stop; }\n'
+    'if address :matches ["To", "Cc"] ["coyote@**.com", "wile@**.com"]'
+    ' { fileinto "INBOX.business.${2}"; stop; }',
+    "5229-4-modifiers": 'require ["variables", "fileinto"];\n'
+    'set "honorific" "Mr";\nset "first_name" "Wile";\nset "last_name" "Coyote";\n'
+    'set "vacation" "Dear ${HONORIFIC} ${last_name}, I am out, please leave a message";\n'
+    'set :length "len" "${vacation}";\nset :upper "up" "${first_name}";\n'
+    'set :lowerfirst "lf" "${last_name}";\nset :upperfirst :lower "uf" "mIXED";\n'
+    'set :quotewildcard "qw" "a*b?c\\\\";\n'
+    'fileinto "${len}.${up}.${lf}.${uf}.${qw}";',
+    "5229-5-string": 'require ["variables", "fileinto"];\n'
+    'set "a" "juMBlEd lETteRS";\nif string :is "${a}" "jumbled letters" { fileinto "casemap"; }\n'
+    'if string :count "eq" :comparator "i;ascii-numeric" ["${a}", "", "x"] "2"'
+    ' { fileinto "count"; }',
+    "5229-match-vars": 'require ["variables", "fileinto"];\n'
+    'if header :matches "subject" "*o*" { fileinto "m.${0}.${1}.${2}.${3}"; }',
+    # RFC 5230 (vacation) and RFC 6131 (vacation-seconds)
+    "5230-4.8-a": 'require "vacation";\nif header :contains "subject" "cyrus"'
+    ' { vacation "I\'m out -- send mail to cyrus-bugs"; } else { vacation "I\'m out"; }',
+    "5230-4.8-b": 'require "vacation";\nvacation :days 23 :addresses ["tjs@example.edu",'
+    ' "ts4z@landru.example.edu"] "I\'m away until October 19."',
+    "5230-4.8-c": 'require ["vacation", "variables"];\nif header :matches "subject" "*"'
+    ' { vacation :subject "Automatic response to: ${1}" "I\'m away"; }',
+    "5230-4.8-d": 'require "vacation";\nvacation :days 7 :from "hemberger@example.com"'
+    ' :handle "ran-away" "I\'m in the jungle."',
+    "5230-days-bounds": 'require ["vacation", "fileinto"];\nfileinto "x";\n'
+    'vacation :days 365 :subject "long" "r";',
+    "6131-seconds": 'require "vacation-seconds";\nvacation :seconds 1800 "Back in half an hour";',
+    # RFC 5231 (relational)
+    "5231-count": 'require ["relational", "comparator-i;ascii-numeric", "fileinto"];\n'
+    'if header :count "ge" :comparator "i;ascii-numeric" ["to", "cc"] ["3"]'
+    ' { fileinto "3plus"; }\n'
+    'if address :count "ge" :comparator "i;ascii-numeric" ["to", "cc"] ["3"]'
+    ' { fileinto "3addresses"; }',
+    "5231-value": 'require ["relational", "comparator-i;ascii-numeric", "fileinto"];\n'
+    'if header :value "gt" :comparator "i;ascii-numeric" "x-spam-score" "5"'
+    ' { fileinto "spam"; }\n'
+    'if header :value "lt" "subject" "M" { fileinto "a-to-l"; }',
+    "5231-priority": 'require ["relational", "comparator-i;ascii-numeric", "fileinto"];\n'
+    'if header :value "lt" :comparator "i;ascii-numeric" ["x-priority"] ["3"]'
+    ' { fileinto "Priority"; } elsif address :count "gt" :comparator "i;ascii-numeric"'
+    ' ["to"] ["5"] { fileinto "SPAM"; }',
+    # RFC 5232 (imap4flags)
+    "5232-7": 'require ["imap4flags", "fileinto"];\n'
+    'if header :contains "from" "ann" { setflag "\\\\Deleted"; fileinto "INBOX.From-ann"; }\n'
+    'if header :contains "subject" "lunch" { addflag "\\\\Answered"; }\n'
+    'if hasflag :contains "MyVar" "Junk" { fileinto "junk"; }',
+    "5232-variables": 'require ["imap4flags", "variables", "fileinto"];\n'
+    'set "MyFlags" "";\naddflag "MyFlags" "$Junk";\naddflag "MyFlags" ["\\\\Seen", "$Junk"];\n'
+    'removeflag "MyFlags" "\\\\seen";\nif hasflag "MyFlags" "$junk" { fileinto :flags "${MyFlags}"'
+    ' "Junk"; }\nkeep :flags "kept";',
+    "5232-keep-flags": 'require ["imap4flags"];\nsetflag "\\\\Seen";\n'
+    'if header :contains "subject" "deal" { addflag "$Deal"; }\n'
+    'if hasflag :count "ge" "1" { removeflag "\\\\Seen"; }',
+    # RFC 5173 (body)
+    "5173-text": 'require ["body", "fileinto"];\n'
+    'if body :text :contains "unsubscribe" { fileinto "lists"; }\n'
+    'if body :raw :contains "=FC" { fileinto "raw-qp"; }\n'
+    'if body :content "text/html" :contains "<b>" { fileinto "html"; }\n'
+    'if body :content ["application", "image"] :matches "*" { fileinto "attached"; }',
+    "5173-multipart": 'require ["body", "fileinto"];\n'
+    'if body :content "multipart" :contains "preamble" { fileinto "preamble"; }\n'
+    'if body :content "message/rfc822" :contains "Quarterly" { fileinto "inner"; }\n'
+    'if body :content "text/" :contains "e" { fileinto "text-slash"; }',
+    # RFC 5429 (reject), RFC 3894 (copy), RFC 5233 (subaddress), RFC 5490 (fileinto :create)
+    "5429-reject": 'require "reject";\nif header :contains "subject" "offers"'
+    ' { reject "I no longer accept offers."; }',
+    "5429-reject-fileinto": 'require ["reject", "fileinto"];\nfileinto "x";\nreject "no";',
+    "3894-copy": 'require ["copy", "fileinto"];\nredirect :copy "archive@example.test";\n'
+    'fileinto :copy "Archive";',
+    "5233-subaddress": 'require ["envelope", "subaddress", "fileinto"];\n'
+    'if envelope :detail "to" "work" { fileinto "work"; }\n'
+    'if envelope :user "from" "ann" { fileinto "from-ann"; }\n'
+    'if address :detail :is "to" "" { fileinto "empty-detail"; }\n'
+    'if envelope :detail :is "from" "" { fileinto "from-empty-detail"; }',
+    "5490-create": 'require ["fileinto", "mailbox"];\nfileinto :create "Archive/2026";',
+    # The issue's bugs, as they were found.
+    "bug-hasflag-split": 'require ["imap4flags", "fileinto"];\nsetflag "A B";\n'
+    'if hasflag :is "b A" { fileinto "yes"; }',
+    "bug-redirect-named": 'redirect "Name <named@example.org>";',
+    "bug-localpart-invalid": 'require "fileinto";\n'
+    'if address :localpart :matches "from" "*" { fileinto "lp"; }',
+    "decided-flags-twice": 'require ["fileinto", "imap4flags"];\n'
+    'fileinto :flags "\\\\Seen" "A";\nfileinto :flags "other" "A";',
+    "decided-tab": 'require ["fileinto", "variables"];\n'
+    'if header :matches "subject" "*" { fileinto "${1}"; }',
+}
+
+
+# -- generated probes ------------------------------------------------------------------------
+
+HEADERS = ("from", "to", "cc", "subject", "x-spam-score", "x-tag", "list-id", "x-folded",
+           "reply-to", "sender", "resent-from", "bcc", "x-number", "auto-submitted",
+           "date")  # fmt: skip
+ADDRESS_HEADERS = ("from", "to", "cc", "reply-to", "sender", "resent-from", "bcc")
+PARTS = ("", ":all", ":localpart", ":domain", ":user", ":detail")
+COMPARATORS = ("", ':comparator "i;octet"', ':comparator "i;ascii-casemap"')
+RELATIONS = ("gt", "ge", "lt", "le", "eq", "ne")
+ENVELOPE_KEYS = ("ann@remote.test", "bob@example.test", "", "work", "remote.test", "bob", "ann",
+                 "*@*", "alpha", "bob+work@example.test", "BOB")  # fmt: skip
+BODY_KEYS = ("price", "unsubscribe", "Gr", "<b>", "numbers", "*", "green", "preamble", "epilogue",
+             "Quarterly", "fox", "=FC", "half", "lunch", "Subject:")  # fmt: skip
+
+
+def _quote(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _key_from(value: str, rng: random.Random) -> str:
+    """A key derived from a value the message has: it matches often, but not always."""
+    choice = rng.randrange(7)
+    if not value or choice == 0:
+        return rng.choice(["", "x", "remote", "Lunch", "*", "?", "0", "10"])
+    if choice == 1:
+        return value
+    if choice == 2:
+        return value.swapcase()
+    if choice == 3:
+        start = rng.randrange(len(value))
+        return value[start : start + rng.randrange(1, 8)]
+    if choice == 4:  # wildcards in place of some characters
+        chars = list(value)
+        for _ in range(rng.randrange(1, 3)):
+            at = rng.randrange(len(chars))
+            chars[at] = rng.choice("*?")
+        return "".join(chars)
+    if choice == 5:
+        return "*" + value[rng.randrange(len(value)) :]
+    return value[: rng.randrange(len(value) + 1)] + rng.choice(["*", "", "x"])
+
+
+def _values(header: str) -> list[str]:
+    """Values of ``header`` across the corpus (raw, unfolded), to derive keys from."""
+    out = []
+    for message in MESSAGES:
+        head = message.data.split(b"\r\n\r\n", 1)[0].decode("utf-8", "replace")
+        for line in head.replace("\r\n ", " ").replace("\r\n\t", "\t").split("\r\n"):
+            name, _, value = line.partition(":")
+            if name.lower() == header:
+                out.append(value.strip())
+    return out
+
+
+def _match_type(rng: random.Random, numeric_ok: bool) -> str:
+    kind = rng.choice(["", ":is", ":contains", ":matches", ":value", ":count"])
+    if kind in (":value", ":count"):
+        kind += " " + _quote(rng.choice(RELATIONS))
+    comparator = rng.choice(COMPARATORS)
+    numeric_kind = kind.startswith((":value", ":count", ":is")) or not kind
+    if numeric_ok and numeric_kind and rng.random() < 0.4:
+        comparator = ':comparator "i;ascii-numeric"'
+    return f"{kind} {comparator}".strip()
+
+
+def _probe_test(rng: random.Random) -> str:
+    kind = rng.choice(["header", "header", "address", "address", "envelope", "exists", "size",
+                       "body", "string", "hasflag", "not", "anyof"])  # fmt: skip
+    if kind == "header":
+        header = rng.choice(HEADERS)
+        match = _match_type(rng, True)
+        keys = [
+            _key_from(rng.choice(_values(header) or [""]), rng) for _ in range(rng.randint(1, 2))
+        ]
+        if ":count" in match or "numeric" in match:
+            keys = [str(rng.randrange(0, 14))]
+        return f"header {match} {_quote(header)} [{', '.join(map(_quote, keys))}]"
+    if kind == "address":
+        header = rng.choice(ADDRESS_HEADERS)
+        match = _match_type(rng, True)
+        keys = [_key_from(v, rng) for v in rng.sample(_values(header) or [""], 1)]
+        keys += [rng.choice(["remote.test", "bob", "ann", "example.test", "work", ""])]
+        if ":count" in match or "numeric" in match:
+            keys = [str(rng.randrange(0, 4))]
+        return (
+            f"address {rng.choice(PARTS)} {match} {_quote(header)} [{', '.join(map(_quote, keys))}]"
+        )
+    if kind == "envelope":
+        match = _match_type(rng, False).replace(':comparator "i;ascii-numeric"', "")
+        part = rng.choice(["from", "to"])
+        key = rng.choice(ENVELOPE_KEYS)
+        if ":count" in match:
+            key = str(rng.randrange(0, 3))
+        return f"envelope {rng.choice(PARTS)} {match} {_quote(part)} {_quote(key)}"
+    if kind == "exists":
+        return (
+            f"exists [{', '.join(_quote(rng.choice(HEADERS)) for _ in range(rng.randint(1, 2)))}]"
+        )
+    if kind == "size":
+        limit = rng.choice(["100", "500", "1K", "10K", "50K"])
+        return f"size {rng.choice([':over', ':under'])} {limit}"
+    if kind == "body":
+        transform = rng.choice(["", ":raw", ":text", ':content "text"', ':content "text/plain"',
+                                ':content "multipart"', ':content "text/html"',
+                                ':content ""', ':content "message/rfc822"'])  # fmt: skip
+        key = rng.choice(BODY_KEYS)
+        match = rng.choice([":contains", ":is", ":matches"])
+        if match == ":matches":
+            key = f"*{key}*"
+        return f"body {transform} {match} {_quote(key)}"
+    if kind == "string":
+        match = _match_type(rng, True)
+        source = rng.choice(["${subj}", "${from}", "abc", "", "${subj}${from}", "12"])
+        key = rng.choice(["*", "abc", "12", "", "lunch*", "*@*", "?*", "ABC", "3"])
+        return f"string {match} {_quote(source)} {_quote(key)}"
+    if kind == "hasflag":
+        match = rng.choice([":is", ":contains", ":matches", ':count "ge"', ':value "gt"'])
+        key = rng.choice(["\\\\Seen", "flag1", "FLAG1 other", "*", "1", "f*", "\\\\seen flag2"])
+        return f"hasflag {match} {_quote(key)}"
+    if kind == "not":
+        return f"not {_probe_test(rng)}"
+    return f"anyof ({_probe_test(rng)}, {_probe_test(rng)})"
+
+
+PROBE_HEAD = (
+    'require ["envelope", "body", "variables", "imap4flags", "relational", "subaddress",'
+    ' "comparator-i;ascii-numeric"];\n'
+    'set "subj" "";\nset "from" "";\n'
+    'if header :matches "subject" "*" { set "subj" "${1}"; }\n'
+    'if address :all :matches "from" "*" { set "from" "${1}"; }\n'
+    'setflag "flag1 \\\\Seen";\naddflag "flag2";\n'
+)
+
+
+def probe_scripts(count: int, per_script: int) -> list[tuple[str, list[str]]]:
+    """``count`` scripts of ``per_script`` probes each: (script, [probe tests])."""
+    rng = random.Random(SEED)
+    out = []
+    for _ in range(count):
+        tests = [_probe_test(rng) for _ in range(per_script)]
+        body = "".join(
+            f'if {test} {{ set "hit" "${{hit}} p{n}"; }}\n' for n, test in enumerate(tests)
+        )
+        out.append((PROBE_HEAD + 'set "hit" "";\n' + body + 'addflag "${hit}";\n', tests))
+    return out
