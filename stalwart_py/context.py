@@ -12,6 +12,7 @@ from stalwart_py.config import Config
 from stalwart_py.delivery import Delivery
 from stalwart_py.directory import Directory
 from stalwart_py.inbound.state import Inbound
+from stalwart_py.junk.filter import JunkFilter
 from stalwart_py.metrics import Metrics
 from stalwart_py.resolver import Resolver
 from stalwart_py.sieve import SieveFilter
@@ -38,6 +39,11 @@ class ServerContext:
         # The one DNS resolver (``[resolver]``): the queue, SPF, DKIM, DMARC, DNSBLs.
         self.resolver = Resolver.from_settings(config.resolver)
         self.directory = Directory(store, config.directory)
+        # The junk filter that learns: scores at delivery, trains from IMAP (its worker runs in
+        # the server's task group).
+        self.junk = JunkFilter(
+            store, lambda: self.config.spam.classifier, lambda: self.config.hostname
+        )
         self.delivery = Delivery(
             store,
             self.directory,
@@ -54,6 +60,7 @@ class ServerContext:
                 ),
             ),
             memory_queue=lambda: self.queue,
+            junk=self.junk,
         )
         self.tls = TLSManager(config.storage.data_dir)
         self.inbound = Inbound()  # checks of mail from strangers: shared state (rate limits)

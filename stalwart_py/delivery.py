@@ -157,6 +157,24 @@ class MemoryQueue(Protocol):
         ...
 
 
+class JunkClassifier(Protocol):
+    """The junk filter that learns (``stalwart_py.junk.filter.JunkFilter``)."""
+
+    @property
+    def enabled(self) -> bool: ...
+
+    def strip(self, message: bytes) -> bytes:
+        """``message`` without the verdict fields a sender may have forged."""
+        ...
+
+    async def classify(self, account_id: int, message: bytes) -> Verdict: ...
+
+
+class Verdict(Protocol):
+    fields: bytes  # the X-Spam-* header fields to add to this account's copy
+    junk: bool
+
+
 class MessageFilter(Protocol):
     async def evaluate(
         self, account: Account, envelope: Envelope, recipient: str, message: bytes
@@ -235,11 +253,13 @@ class Delivery:
         metrics: Metrics | None = None,
         message_filter: MessageFilter | None = None,
         memory_queue: Callable[[], MemoryQueue | None] | None = None,
+        junk: JunkClassifier | None = None,
     ) -> None:
         self.store = store
         self.directory = directory
         self.hostname = hostname
         self.message_filter = message_filter
+        self.junk = junk
         # The queue that takes deferred-spool messages, when one runs (the server's).
         self.memory_queue = memory_queue or (lambda: None)
         self._counter = (
@@ -275,9 +295,15 @@ class Delivery:
             return results
         plan = await self._plan(envelope)
         trace = received_header(origin, origin.by or self.hostname(), envelope.recipients)
-        local_data = return_path_header(envelope.mail_from) + trace + message
+        # Mail that is not submission is scored per account by the junk filter, after losing
+        # any verdict a sender wrote into it (stalwart_py/junk/headers.py).
+        scored = self.junk is not None and self.junk.enabled and origin.authenticated is None
+        body = self.junk.strip(message) if scored and self.junk is not None else message
+        local_head = return_path_header(envelope.mail_from) + trace
+        local_data = local_head + body
         remote_data = trace + message
         deliveries: list[LocalDelivery] = []
+        copies: list[bytes] = []  # what each delivery stores: the verdict differs per account
         owners: list[int] = []
         redirects: list[QueuedRecipient] = []
         redirecting: set[int] = set()  # accounts whose filter redirected the message
@@ -286,9 +312,14 @@ class Delivery:
         edited: list[tuple[int, str, Disposition]] = []  # accounts whose copy differs
         for account_id, (account, indexes) in plan.local.items():
             recipient = envelope.recipients[indexes[0]].address
-            disposition = await self._filter(account, envelope, recipient, local_data)
+            data, junk = local_data, False
+            if scored:
+                data, junk = await self._classify(account, local_head, body, local_data)
+            disposition = await self._filter(account, envelope, recipient, data)
             if origin.quarantine is not None:
                 disposition = await self._quarantine(account, disposition, origin)
+            elif junk:
+                disposition = await self._quarantine(account, disposition, origin, "junk filter")
             if disposition.reject is not None:
                 rejected.add(account_id)
                 for index in indexes:
@@ -307,6 +338,7 @@ class Delivery:
                 deliveries.append(
                     LocalDelivery(account_id, target.mailbox, target.flags, target.create)
                 )
+                copies.append(data)
                 owners.append(account_id)
             if disposition.redirect:
                 redirecting.add(account_id)
@@ -318,12 +350,30 @@ class Delivery:
         local_errors: dict[int, StoreError | None] = {}
         queue_error: Exception | None = None
 
-        async def store_locally() -> None:
+        async def store_group(
+            data: bytes, group: list[int], errors: list[StoreError | None]
+        ) -> None:
             try:
-                errors = [o.error for o in await self.store.deliver(local_data, deliveries)]
+                outcomes = await self.store.deliver(data, [deliveries[i] for i in group])
+                for index, outcome in zip(group, outcomes, strict=True):
+                    errors[index] = outcome.error
             except Exception as exc:  # the disk, the database: nothing was stored
                 log.error("session %s: storing failed: %s", origin.session_id, exc)
-                errors = [StoreError("temporary storage failure")] * len(deliveries)
+                for index in group:
+                    errors[index] = StoreError("temporary storage failure")
+
+        async def store_locally() -> None:
+            # One store call per distinct copy (accounts' verdict fields differ)
+            groups: dict[int, tuple[bytes, list[int]]] = {}
+            for index, data in enumerate(copies):
+                groups.setdefault(id(data), (data, []))[1].append(index)
+            errors: list[StoreError | None] = [None] * len(deliveries)
+            if len(groups) == 1:
+                await store_group(copies[0], list(range(len(deliveries))), errors)
+            else:  # concurrently, so that the writer commits them in one batch
+                async with anyio.create_task_group() as group:
+                    for data, indexes in groups.values():
+                        group.start_soon(store_group, data, indexes, errors)
             for account_id, error in zip(owners, errors, strict=True):
                 # An account is served once one of its copies is stored.
                 if error is None or account_id not in local_errors:
@@ -464,8 +514,21 @@ class Delivery:
             log.exception("filter failed for %s; keeping the message", account.address)
             return KEEP
 
+    async def _classify(
+        self, account: Account, head: bytes, body: bytes, data: bytes
+    ) -> tuple[bytes, bool]:
+        """(this account's copy with the junk filter's verdict fields, whether it is junk);
+        on a failure, the copy without them: mail is never lost to a filter."""
+        assert self.junk is not None
+        try:
+            verdict = await self.junk.classify(account.id, data)
+        except Exception:
+            log.exception("junk classification failed for %s", account.address)
+            return data, False
+        return head + verdict.fields + body, verdict.junk
+
     async def _quarantine(
-        self, account: Account, disposition: Disposition, origin: Origin
+        self, account: Account, disposition: Disposition, origin: Origin, why: str | None = None
     ) -> Disposition:
         """What the filter keeps goes to the account's Junk mailbox instead, with $Junk."""
         try:
@@ -477,7 +540,7 @@ class Delivery:
             "session %s: quarantined for %s: %s",
             origin.session_id,
             account.address,
-            origin.quarantine,
+            why or origin.quarantine,
         )
         return quarantined(disposition, junk)
 

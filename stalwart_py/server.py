@@ -159,6 +159,7 @@ class Server:
                     tg.start_soon(self._watch_signals)
                 tg.start_soon(self._watch_certificates)
                 await tg.start(self.context.queue.run)
+                await tg.start(self.context.junk.run)  # junk training from IMAP
                 await tg.start(self._run_registry)
                 await self._start_control(tg)
                 await self._log_how_to_log_in()

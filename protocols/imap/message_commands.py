@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from protocols.imap import response
 from protocols.imap.commands import Command, CopyMove, Store, UidSet
+from protocols.imap.junk_training import after_copy, after_store
 from protocols.imap.replies import Bad, No, Ok
 from protocols.imap.sequence import format_set
 from protocols.imap.view import MailboxView
@@ -59,6 +60,7 @@ async def store(session: Session, command: Command) -> Ok:
         view.mailbox_id, uids, args.mode, flags, unchanged_since=args.unchanged_since
     )
     session.write(view.update(result.changed + result.unchanged))
+    after_store(session, args.mode, flags, result.changed + result.unchanged)
     changed = {info.uid for info in result.changed}
     for info in sorted(result.changed + result.unchanged, key=lambda i: i.uid):
         seq = view.seq_of(info.uid)
@@ -102,6 +104,7 @@ async def copy(session: Session, command: Command) -> Ok:
         raise No(str(error) or "Quota exceeded", "OVERQUOTA") from None
     if not mapping:
         return Ok("No messages")
+    await after_copy(session, view, [source for source, _ in mapping], target)
     code = (
         f"COPYUID {target.uidvalidity} {format_set(s for s, _ in mapping)} "
         f"{format_set(d for _, d in mapping)}"

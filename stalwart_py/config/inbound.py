@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from stalwart_py.config.types import Hostname
+from stalwart_py.junk.settings import ClassifierSettings
 
 VerifyMode = Literal["relaxed", "strict", "disable"]
 
@@ -82,3 +83,4 @@ class SpamSettings:
     """``[spam]``: what is done about unwanted mail."""
 
     dnsbl: DnsblSettings = field(default_factory=DnsblSettings)
+    classifier: ClassifierSettings = field(default_factory=ClassifierSettings)  # junk/settings.py

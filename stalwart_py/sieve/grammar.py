@@ -46,6 +46,9 @@ EXTENSIONS: tuple[str, ...] = (
     "ihave",
     "regex",
     "duplicate",
+    "spamtest",
+    "spamtestplus",
+    "virustest",
 )
 
 # Always there (RFC 5228 2.7.3) and not advertised, but a script may still require them.
@@ -264,6 +267,13 @@ TESTS: dict[str, Spec] = {
             "last": TagSpec(),
         },
     ),
+    # RFC 5235: on the junk filter's verdict field (stalwart_py/junk/headers.py)
+    "spamtest": Spec(
+        "spamtest",
+        tags={**MATCH_TAGS, "percent": TagSpec(extension="spamtestplus")},
+        positional=((STRING, "value"),),
+    ),
+    "virustest": Spec("virustest", tags=MATCH_TAGS, positional=((STRING, "value"),)),
 }
 
 

@@ -34,6 +34,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from stalwart_py.junk.headers import spamtest_value
 from stalwart_py.mime import parse_address_list
 from stalwart_py.sieve import ext_run
 from stalwart_py.sieve.actions import (
@@ -335,7 +336,10 @@ class Interpreter(MimeCommands, NotifyCommands):
         values = getattr(self, "values_" + name)(node)
         if name == "hasflag":
             return self.compare(node, values, self.keys_hasflag(node))
-        return self.compare(node, values, self.expand_all(node.args[-1]))
+        keys = node.args[-1]  # a string list, or one string (spamtest's value, RFC 5235)
+        return self.compare(
+            node, values, self.expand_all((keys,) if isinstance(keys, str) else keys)
+        )
 
     def compare(self, node: Node, values: list[str], keys: list[str]) -> bool:
         tags = node.tags
@@ -453,6 +457,14 @@ class Interpreter(MimeCommands, NotifyCommands):
         by one (after setflag "A B", hasflag :is "b A" is true); :count keys are numbers."""
         keys = self.expand_all(node.args[-1])
         return keys if "count" in node.tags else [f for k in keys for f in k.split()]
+
+    def values_spamtest(self, node: Node) -> list[str]:
+        """RFC 5235: the junk filter's score as our X-Spam-Status field carries it."""
+        status = self.env.message.first("x-spam-status")
+        return [spamtest_value(status, percent="percent" in node.tags)]
+
+    def values_virustest(self, node: Node) -> list[str]:
+        return ["0"]  # RFC 5235 3.4: no virus scanner here, so never tested
 
     def values_hasflag(self, node: Node) -> list[str]:
         if len(node.args) == 2:

@@ -136,6 +136,8 @@ class _Validator:
             self.extensions.add(capability)
             if capability == "vacation-seconds":
                 self.extensions.add("vacation")  # RFC 6131 section 2: it implies vacation
+            elif capability == "spamtestplus":
+                self.extensions.add("spamtest")  # RFC 5235 3.3: spamtest with :percent
 
     def needs(self, extension: str | None, where: Any, what: str) -> None:
         if extension is not None and extension not in self.extensions:

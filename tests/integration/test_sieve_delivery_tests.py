@@ -33,7 +33,7 @@ MESSAGE = (
     b"To: Bob <bob@example.test>, carol@example.test\r\n"
     b"Cc: team: dave@remote.test, eve@remote.test;\r\n"
     b"Subject: [Fruit] Hello World\r\n"
-    b"X-Spam-Score: 12\r\n"
+    b"X-Score: 12\r\n"
     b"X-Tag: a\r\n"
     b"X-Tag: b\r\n"
     b"X-Tag: c\r\n"
@@ -108,13 +108,13 @@ def test_relational_value_and_count_with_ascii_numeric(server):
         server,
         script("""
             require ["relational", "comparator-i;ascii-numeric", "imap4flags"];
-            if header :value "ge" :comparator "i;ascii-numeric" "x-spam-score" "10" {
+            if header :value "ge" :comparator "i;ascii-numeric" "x-score" "10" {
               addflag "numeric_ge_10";
             }
-            if header :value "lt" :comparator "i;ascii-numeric" "x-spam-score" "9" {
+            if header :value "lt" :comparator "i;ascii-numeric" "x-score" "9" {
               addflag "numeric_lt_9";
             }
-            if header :value "ge" "x-spam-score" "9" { addflag "casemap_ge_9"; }
+            if header :value "ge" "x-score" "9" { addflag "casemap_ge_9"; }
             if header :count "eq" :comparator "i;ascii-numeric" "x-tag" "3" {
               addflag "three_tags";
             }
@@ -127,7 +127,7 @@ def test_relational_value_and_count_with_ascii_numeric(server):
         """),
     )
     for score in ("12", "5", "n/a"):
-        deliver(server, with_header("X-Spam-Score", score), "bob@example.test")
+        deliver(server, with_header("X-Score", score), "bob@example.test")
     common = ["four_addresses", "three_tags"]
     assert where(server) == {
         "INBOX": [
@@ -226,8 +226,8 @@ def test_address_parts_match_types_and_match_variables(server):
             if header :is "subject" "[Fruit] *" { addflag "is_has_no_wildcards"; }
             if header :matches "subject" "[fruit] hello*" { addflag "matches"; }
             if header :matches "subject" "Hello*" { addflag "matches_is_anchored"; }
-            if header :matches "x-spam-score" "\\*" { addflag "quoted_star"; }
-            if header :matches "x-spam-score" "1?" { addflag "score_${0}_${1}"; }
+            if header :matches "x-score" "\\*" { addflag "quoted_star"; }
+            if header :matches "x-score" "1?" { addflag "score_${0}_${1}"; }
             if address :all :matches "from" "*.*@*" {
               set "first" "${1}"; set "last" "${2}"; set "domain" "${3}";
             }

@@ -94,7 +94,8 @@ def queue(server: InProcessServer) -> list[Any]:
 
 
 def without_trace(stored: bytes) -> bytes:
-    """The message as sent: the Return-Path and Received fields prepended on delivery go."""
+    """The message as sent: the Return-Path and Received fields prepended on delivery go,
+    with the junk filter's X-Spam-* verdict fields after them."""
     assert stored.startswith(b"Return-Path: <"), stored[:80]
     rest = stored.split(b"\r\n", 1)[1]
     assert rest.startswith(b"Received: ")
@@ -102,6 +103,9 @@ def without_trace(stored: bytes) -> bytes:
     lines = rest.split(b"\r\n")
     index = 1
     while lines[index].startswith(b"\t"):
+        index += 1
+    # and the junk filter's verdict on mail that is not submission (stalwart_py/junk)
+    while lines[index].startswith((b"X-Spam-Status: ", b"X-Spam-Score: ")):
         index += 1
     return b"\r\n".join(lines[index:])
 
