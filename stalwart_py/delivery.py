@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -143,6 +143,9 @@ class Disposition:
     reject: str | None = None
     outgoing: tuple[Outgoing, ...] = ()
     message: bytes | None = None  # the filter edited the message (Sieve editheader): this copy
+    # what the filter keeps once this account's copy is delivered (Sieve duplicate, RFC 7352 3:
+    # a failed delivery that is retried must not then look like a duplicate)
+    on_delivered: Callable[[], Awaitable[None]] | None = None
 
 
 KEEP = Disposition()
@@ -310,6 +313,7 @@ class Delivery:
         rejected: set[int] = set()
         outgoing: list[Outgoing] = []
         edited: list[tuple[int, str, Disposition]] = []  # accounts whose copy differs
+        delivered_hooks: dict[int, Callable[[], Awaitable[None]]] = {}
         for account_id, (account, indexes) in plan.local.items():
             recipient = envelope.recipients[indexes[0]].address
             data, junk = local_data, False
@@ -330,6 +334,8 @@ class Delivery:
                         ),
                     )
                 continue
+            if disposition.on_delivered is not None:
+                delivered_hooks[account_id] = disposition.on_delivered
             if disposition.message is not None:
                 edited.append((account_id, recipient, disposition))
                 outgoing += disposition.outgoing
@@ -423,6 +429,17 @@ class Delivery:
                     plan.settle(index, _queue_failure(address))
                 if account_id in edited_failures:
                     plan.settle(index, _queue_failure(address))
+            hook = delivered_hooks.get(account_id)
+            failed = (
+                error is not None
+                or account_id in edited_failures
+                or (account_id in redirecting and queue_error is not None)
+            )
+            if hook is not None and not failed:
+                try:
+                    await hook()
+                except Exception:  # a record lost is a duplicate missed, never mail lost
+                    log.exception("session %s: the filter's record failed", origin.session_id)
         for index, _queued in plan.remote:
             address = envelope.recipients[index].address
             plan.settle(

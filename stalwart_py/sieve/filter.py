@@ -134,7 +134,6 @@ class SieveFilter:
                 account.id,
             )
             disposition = await self._disposition(account, envelope, recipient, view, outcome)
-            await ext_delivery.record(self.store, account.id, outcome)
         except (SieveSyntaxError, SieveRuntimeError) as exc:
             log.warning("sieve script of %s failed, keeping the message: %s", account.address, exc)
             self._count("error")
@@ -217,6 +216,7 @@ class SieveFilter:
             reject,
             tuple(outgoing),
             outcome.message,  # editheader's edits (RFC 5293 section 5)
+            ext_delivery.recorder(self.store, account.id, outcome),  # duplicate (RFC 7352 3)
         )
 
     async def _vacation(

@@ -106,6 +106,16 @@ def test_editheader_changes_what_is_stored_and_redirected(server):
     assert copy.startswith(b"X-Filtered: ") and b"X-Spam" not in copy  # no Return-Path either
 
 
+def test_an_edit_changes_only_the_copy_of_the_account_that_made_it(server):
+    activate(server, 'require "editheader"; deleteheader "subject"; addheader "X-Bob" "1";')
+    [reply] = deliver(server, MESSAGE, "bob@example.test", "carol@example.test")
+    assert reply.code == 250
+    [(_, bobs)] = mailbox_contents(server, "bob@example.test")["INBOX"]
+    [(_, carols)] = mailbox_contents(server, "carol@example.test")["INBOX"]
+    assert b"\r\nX-Bob: 1\r\n" in bobs and b"\r\nSubject:" not in bobs
+    assert b"X-Bob" not in carols and b"\r\nSubject: [alerts] disk full on web3\r\n" in carols
+
+
 def test_regex_files_by_a_captured_group(server):
     activate(
         server,
@@ -154,6 +164,20 @@ def test_duplicate_is_tracked_per_account_and_only_after_a_successful_run(server
     assert where(server) == {"INBOX": [[], [], [], []], "Duplicates": [[]]}
     deliver(server, MESSAGE, "carol@example.test")  # carol saw dup-1 once: discarded now
     assert where(server, "carol@example.test") == {"INBOX": [[]]}
+
+
+def test_a_duplicate_is_not_recorded_when_the_delivery_fails(server):
+    activate(server, 'require "duplicate"; if duplicate { discard; }', "carol@example.test")
+    store = server.context.store
+    server.run(lambda: store.update_account("carol@example.test", quota_bytes=100))
+    [reply] = deliver(server, MESSAGE, "carol@example.test")
+    assert reply.code == 552  # over quota: the sender keeps the message and may try again
+    server.run(lambda: store.update_account("carol@example.test", quota_bytes=None))
+    [reply] = deliver(server, MESSAGE, "carol@example.test")
+    assert reply.code == 250
+    assert where(server, "carol@example.test") == {"INBOX": [[]]}  # not taken for a duplicate
+    deliver(server, MESSAGE, "carol@example.test")
+    assert where(server, "carol@example.test") == {"INBOX": [[]]}  # now it is one
 
 
 def test_error_and_unknown_requirements_are_refused_at_upload_with_position(server):

@@ -347,3 +347,30 @@ def test_duplicate_asks_for_each_key_and_records_what_it_saw():
     assert run('if duplicate :header "x-missing" { discard; }', duplicates={}).duplicates == ()
     assert run('if duplicate :header "bad name" { discard; }', duplicates={}).implicit_keep
     assert "cannot be used together" in error('if duplicate :header "a" :uniqueid "b" {}')
+
+
+def test_environment_items_of_a_delivery_come_from_our_own_fields():
+    from stalwart_py.sieve.ext_delivery import VERSION, environment_items
+
+    message = (
+        b"Return-Path: <ann@remote.test>\r\n"
+        b"Received: from helo.remote.test ([IPv6:2001:db8::1])\r\n"
+        b"\tby mail.example.test (stalwart-py) with ESMTP id 1; date\r\n"
+        b"Authentication-Results: evil.test; iprev=pass policy.iprev=2001:db8::1 (forged.test)\r\n"
+        b"Authentication-Results: Mail.Example.Test;\r\n"
+        b"\tiprev=pass policy.iprev=2001:DB8::1 (MX.Remote.Test.);\r\n"
+        b"\tspf=none smtp.mailfrom=ann@remote.test\r\n"
+        b"\r\n"
+    )
+    assert environment_items("Mail.Example.Test.", message) == {
+        "name": "stalwart-py", "version": VERSION, "host": "mail.example.test",
+        "domain": "example.test", "location": "MDA", "phase": "during",
+        "remote-ip": "2001:db8::1", "remote-host": "mx.remote.test",
+    }  # fmt: skip
+    failed = message.replace(
+        b"iprev=pass policy.iprev=2001:DB8", b"iprev=fail policy.iprev=2001:DB8"
+    )
+    assert "remote-host" not in environment_items("mail.example.test", failed)
+    forged = b"Received: from x ([192.0.2.1])\r\n\r\n"  # not first after Return-Path: not ours
+    assert "remote-ip" not in environment_items("h.example.test", b"X: y\r\n" + forged)
+    assert environment_items("localhost", b"\r\n")["domain"] == "localhost"
