@@ -25,6 +25,7 @@ header of section 9.1 (``spf_macros`` holds the macros, ``spf_record`` the recor
 from __future__ import annotations
 
 import dataclasses
+import functools
 import ipaddress
 from dataclasses import dataclass
 
@@ -38,7 +39,6 @@ from stalwart_py.inbound.spf_macros import (
     parse_macro_string,
 )
 from stalwart_py.inbound.spf_record import (
-    DNS_TERMS,
     Mechanism,
     PermError,
     Record,
@@ -191,10 +191,17 @@ class _Check:
         record = await self._record(domain)
         if record is None:
             return _Outcome("none", f"no SPF record at {domain}")
+        ip = self.ip
         for mechanism in record.mechanisms:
-            if mechanism.name in DNS_TERMS:
-                self._count_term(mechanism.text)
-            if await self._matches(mechanism, context):
+            network = mechanism.network
+            if network is not None:  # ip4, ip6: no DNS, so no coroutine (records list dozens)
+                matched = ip.version == network.version and ip in network
+            elif mechanism.name == "all":
+                matched = True
+            else:
+                self._count_term(mechanism.text)  # every other mechanism asks DNS
+                matched = await self._matches(mechanism, context)
+            if matched:
                 explanation = None
                 if mechanism.qualifier == "fail":
                     explanation = await self._explanation(record, context)
@@ -231,10 +238,6 @@ class _Check:
 
     async def _matches(self, mechanism: Mechanism, context: MacroContext) -> bool:
         name = mechanism.name
-        if name == "all":
-            return True
-        if mechanism.network is not None:  # ip4, ip6
-            return self.ip.version == mechanism.network.version and self.ip in mechanism.network
         target = context.domain
         if mechanism.domain is not None:
             target = await expand(mechanism.domain, context)
@@ -276,11 +279,7 @@ class _Check:
 
     def _in_any(self, addresses: list[str], mechanism: Mechanism) -> bool:
         length = mechanism.cidr4 if self.ip.version == 4 else mechanism.cidr6
-        for text in addresses:
-            network = ipaddress.ip_network(f"{text}/{length}", strict=False)
-            if self.ip in network:
-                return True
-        return False
+        return any(self.ip in _network(text, length) for text in addresses)
 
     async def _lookup(self, name: str, rdtype: str, *, void: bool) -> list[str]:
         """Records, or [] for a name that does not exist (or cannot be asked); a void
@@ -357,6 +356,13 @@ class _Check:
             return await _expand_text(texts[0], context)
         except MacroError:
             return None
+
+
+@functools.lru_cache(maxsize=4096)
+def _network(address: str, length: int) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    """An answer's address widened to the mechanism's CIDR length (parsing costs more than
+    the comparison, and the same answers come back message after message)."""
+    return ipaddress.ip_network(f"{address}/{length}", strict=False)
 
 
 async def _expand_text(text: str, context: MacroContext) -> str:
