@@ -12,11 +12,12 @@ subject; FROM, TO, CC the addr-mailbox of the first address; DISPLAYFROM, DISPLA
 display name or else the address (RFC 5957). Strings compare under i;unicode-casemap
 (``collation``); a missing field is the empty string, which sorts first.
 
-Caches. ``KeyCache``: the collated keys of a body never change, so they are computed once per
-body id (the store never reuses one) and shared by every session and mailbox. ``ResultMemo``:
-a SORT or THREAD of the same messages of a mailbox by the same criteria has the same answer,
-so the last few answers are kept (keyed by mailbox, UIDVALIDITY, criteria and the matching
-UIDs), which is what a webmail re-sorting one folder on every page view asks for.
+Caches. ``KeyCache``: the collated keys of a body never change, so they are read and
+computed once per body id (the store never reuses one), one key column at a time, and shared
+by every session and mailbox. ``ResultMemo``: a SORT or THREAD of the same messages of a
+mailbox by the same criteria has the same answer, so the last few answers are kept (keyed by
+mailbox, UIDVALIDITY, criteria and the matching UIDs), which is what a webmail re-sorting
+one folder on every page view asks for.
 """
 
 from __future__ import annotations
@@ -36,50 +37,65 @@ MEMO_CAPACITY = 16  # SORT/THREAD answers kept
 READ_BATCH = 5000  # sort fields read from the store at once
 
 
-# sort key -> the SortFields attribute its collated string comes from
-TEXT_KEYS = {
+# sort key -> the sort_fields column its key comes from (a collated string, or DATE's time)
+KEY_COLUMNS = {
     "SUBJECT": "subject",
     "FROM": "from_mailbox",
     "TO": "to_mailbox",
     "CC": "cc_mailbox",
     "DISPLAYFROM": "from_display",
     "DISPLAYTO": "to_display",
+    "DATE": "sent",
 }
 
 
 class KeyCache:
-    """Sort fields by body id, and their collated strings, each computed when first asked
-    for (a SORT by SUBJECT does not pay for collating addresses)."""
+    """Per body id: the sort key of each column, and the whole sort fields THREAD needs,
+    each read from the store when first asked for. A SORT by SUBJECT reads and collates the
+    subjects alone: on the first SORT of a large mailbox, reading every column into
+    ``SortFields`` objects cost three times what the sort did."""
 
     def __init__(self, capacity: int = KEY_CAPACITY) -> None:
         self.capacity = capacity
         self.fields: dict[int, SortFields] = {}
-        self._collated: dict[str, dict[int, str]] = {name: {} for name in TEXT_KEYS.values()}
+        self._keys: dict[str, dict[int, Any]] = {column: {} for column in KEY_COLUMNS.values()}
 
     async def load(self, store: Store, blob_ids: Sequence[int]) -> dict[int, SortFields]:
-        """The fields of these bodies, read from the store for those not cached (bodies
-        gone meanwhile are left out)."""
+        """The whole fields of these bodies, read from the store for those not cached
+        (bodies gone meanwhile are left out)."""
         known = self.fields
         missing = [blob_id for blob_id in blob_ids if blob_id not in known]
         for start in range(0, len(missing), READ_BATCH):
             known.update(await store.sort_fields(missing[start : start + READ_BATCH]))
-        if len(known) > self.capacity:  # oldest first (dicts keep insertion order)
-            for blob_id in list(known)[: len(known) - self.capacity]:
-                del known[blob_id]
-                for table in self._collated.values():
-                    table.pop(blob_id, None)
+        _trim(known, self.capacity)
         return known
 
-    def collated(self, attribute: str, blob_ids: Sequence[int]) -> dict[int, str]:
-        """``attribute`` of these bodies' fields under the collation (loaded bodies only)."""
-        table = self._collated[attribute]
+    async def keys(
+        self, store: Store, column: str, blob_ids: Sequence[int], mailbox_id: int
+    ) -> dict[int, Any]:
+        """``column``'s key of these bodies of a mailbox: strings under the collation,
+        ``sent`` as stored (None: no usable Date). Bodies gone meanwhile are left out."""
+        table = self._keys[column]
+        missing = [blob_id for blob_id in blob_ids if blob_id not in table]
+        if not missing:
+            return table
         fields = self.fields
-        for blob_id in blob_ids:
-            if blob_id not in table:
-                entry = fields.get(blob_id)
-                if entry is not None:
-                    table[blob_id] = DEFAULT(getattr(entry, attribute))
+        values = {b: getattr(fields[b], column) for b in missing if b in fields}
+        unread = [blob_id for blob_id in missing if blob_id not in values]
+        if unread:
+            values.update(await store.sort_column(column, unread, mailbox_id))
+        if column != "sent":
+            values = {blob_id: DEFAULT(value) for blob_id, value in values.items()}
+        table.update(values)
+        _trim(table, self.capacity)
         return table
+
+
+def _trim(table: dict[int, Any], capacity: int) -> None:
+    """Drop the oldest entries past ``capacity`` (dicts keep insertion order)."""
+    if len(table) > capacity:
+        for blob_id in list(table)[: len(table) - capacity]:
+            del table[blob_id]
 
 
 class ResultMemo:
@@ -115,36 +131,47 @@ def sort_caches(store: Store) -> SortCaches:
     return found
 
 
-def _key_function(name: str, cache: KeyCache, blob_ids: list[int]) -> Any:
+async def key_tables(
+    store: Store,
+    criteria: Sequence[SortCriterion],
+    cache: KeyCache,
+    blob_ids: Sequence[int],
+    mailbox_id: int,
+) -> dict[str, dict[int, Any]]:
+    """The key tables ``sort_messages`` needs for ``criteria`` (of these bodies of a
+    mailbox), loaded into ``cache``."""
+    return {
+        criterion.key: await cache.keys(store, KEY_COLUMNS[criterion.key], blob_ids, mailbox_id)
+        for criterion in criteria
+        if criterion.key in KEY_COLUMNS
+    }
+
+
+def _key_function(name: str, tables: dict[str, dict[int, Any]]) -> Any:
     """The key of one criterion, as a function of a MessageInfo."""
     if name == "ARRIVAL":
         return lambda info: info.internaldate
     if name == "SIZE":
         return lambda info: info.size
+    table = tables[name]
     if name == "DATE":
-        fields = cache.fields
 
         def sent(info: MessageInfo) -> float:
-            entry = fields.get(info.blob_id)
-            value = entry.sent if entry is not None else None
+            value = table.get(info.blob_id)
             return info.internaldate if value is None else value
 
         return sent
-    table = cache.collated(TEXT_KEYS[name], blob_ids)
     return lambda info: table.get(info.blob_id, "")
 
 
-def needs_fields(criteria: Sequence[SortCriterion]) -> bool:
-    return any(criterion.key not in ("ARRIVAL", "SIZE") for criterion in criteria)
-
-
 def sort_messages(
-    infos: list[MessageInfo], criteria: Sequence[SortCriterion], cache: KeyCache
+    infos: list[MessageInfo],
+    criteria: Sequence[SortCriterion],
+    tables: dict[str, dict[int, Any]],
 ) -> list[int]:
-    """The UIDs of ``infos`` (in UID order) sorted by ``criteria`` (their fields loaded
-    into ``cache`` when ``needs_fields``)."""
+    """The UIDs of ``infos`` (in UID order) sorted by ``criteria``, their keys in
+    ``tables`` (``key_tables``)."""
     ordered = list(infos)
-    blob_ids = [info.blob_id for info in infos]
     for criterion in reversed(criteria):
-        ordered.sort(key=_key_function(criterion.key, cache, blob_ids), reverse=criterion.reverse)
+        ordered.sort(key=_key_function(criterion.key, tables), reverse=criterion.reverse)
     return [info.uid for info in ordered]

@@ -16,13 +16,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from protocols.imap.collation import DEFAULT
 from protocols.imap.commands import Command, Search
 from protocols.imap.esearch import esearch_response
 from protocols.imap.replies import No, Ok
 from protocols.imap.search_command import find
 from protocols.imap.search_eval import Context
 from protocols.imap.search_keys import SUPPORTED_CHARSETS
-from protocols.imap.sort import KeyCache, needs_fields, sort_caches, sort_messages
+from protocols.imap.sort import KeyCache, key_tables, sort_caches, sort_messages
 from protocols.imap.sort_parse import Returns, Sort, Thread
 from protocols.imap.thread import ThreadMessage, ordered_subject, references, render
 
@@ -60,9 +61,9 @@ async def sorted_uids(session: Session, args: Sort) -> list[int]:
     if answer is not None:
         return answer
     infos = [view.messages[uid] for uid in found]
-    if needs_fields(args.criteria):
-        await caches.keys.load(session.store, [info.blob_id for info in infos])
-    answer = sort_messages(infos, args.criteria, caches.keys)
+    blob_ids = [info.blob_id for info in infos]
+    tables = await key_tables(session.store, args.criteria, caches.keys, blob_ids, view.mailbox_id)
+    answer = sort_messages(infos, args.criteria, tables)
     caches.memo.put(memo_key, answer)
     return answer
 
@@ -84,10 +85,14 @@ async def sort(session: Session, command: Command) -> Ok:
     return Ok()
 
 
-def _thread_messages(session: Session, found: list[int], cache: KeyCache) -> list[ThreadMessage]:
+async def _thread_messages(
+    session: Session, found: list[int], cache: KeyCache
+) -> list[ThreadMessage]:
     view = session.require_view()
     infos = [view.messages[uid] for uid in found]
-    subjects = cache.collated("subject", [info.blob_id for info in infos])
+    blob_ids = [info.blob_id for info in infos]
+    await cache.load(session.store, blob_ids)
+    subjects = await cache.keys(session.store, "subject", blob_ids, view.mailbox_id)
     out = []
     for info in infos:
         fields = cache.fields.get(info.blob_id)
@@ -95,7 +100,7 @@ def _thread_messages(session: Session, found: list[int], cache: KeyCache) -> lis
             out.append(ThreadMessage(info.uid, info.internaldate, "", False, None, ()))
             continue
         sent = info.internaldate if fields.sent is None else fields.sent
-        subject = subjects[info.blob_id]
+        subject = subjects.get(info.blob_id) or DEFAULT(fields.subject)  # past the cache's size
         out.append(
             ThreadMessage(
                 info.uid, sent, subject, fields.reply, fields.message_id, fields.references
@@ -113,8 +118,7 @@ async def thread(session: Session, command: Command) -> Ok:
     memo_key = ("THREAD", view.mailbox_id, view.uidvalidity, args.algorithm, tuple(found))
     roots = caches.memo.get(memo_key)
     if roots is None:
-        await caches.keys.load(session.store, [view.messages[uid].blob_id for uid in found])
-        messages = _thread_messages(session, found, caches.keys)
+        messages = await _thread_messages(session, found, caches.keys)
         algorithm = references if args.algorithm == "REFERENCES" else ordered_subject
         roots = algorithm(messages)
         caches.memo.put(memo_key, roots)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import abc
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from stalwart_py.mime.sortfields import SortFields
 from stalwart_py.store.engine import ChangeHub
@@ -260,6 +260,15 @@ class Store(abc.ABC):
     async def sort_fields(self, blob_ids: Sequence[int]) -> dict[int, SortFields]:
         """What IMAP SORT and THREAD compare of each body (``mime.sortfields``), computed
         when it was stored; missing ids are left out."""
+
+    @abc.abstractmethod
+    async def sort_column(
+        self, column: str, blob_ids: Sequence[int], mailbox_id: int | None = None
+    ) -> dict[int, Any]:
+        """One column of ``sort_fields`` (a SortFields attribute other than ``reply``,
+        the ids and ``references``) by body id: what one SORT key needs, without building
+        whole ``SortFields``; missing ids are left out. With ``mailbox_id`` (the mailbox
+        of ``blob_ids``) the answer may hold the mailbox's other bodies too."""
 
     @abc.abstractmethod
     async def read_blobs(self, blob_ids: Sequence[int]) -> dict[int, bytes]: ...

@@ -12,13 +12,18 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
 from stalwart_py import mime
 from stalwart_py.mime.headers import MAX_HEADER_SCAN
 from stalwart_py.mime.sortfields import SortFields, compute
 from stalwart_py.store.engine import Engine
 
+# The columns a SORT key is read from alone (``sort_column``).
+KEY_COLUMNS = frozenset(
+    ("subject", "sent", "from_mailbox", "from_display", "to_mailbox", "to_display", "cc_mailbox")
+)
+BY_MAILBOX = 1000  # more ids than this, of one mailbox: read the mailbox's (``sort_column``)
 COLUMNS = (
     "blob_id, subject, reply, sent, from_mailbox, from_display, to_mailbox, to_display,"
     " cc_mailbox, message_id, in_reply_to, refs"
@@ -102,5 +107,33 @@ class SortMixin:
                 (json.dumps(list(blob_ids)),),
             )
             return {row[0]: _from_row(row) for row in rows}
+
+        return await self._engine.read(op)
+
+    async def sort_column(
+        self, column: str, blob_ids: Sequence[int], mailbox_id: int | None = None
+    ) -> dict[int, Any]:
+        if column not in KEY_COLUMNS:
+            raise ValueError(f"not a sort key column: {column!r}")
+        # The rows come back as two JSON arrays: building ten thousand row tuples cost
+        # twice what SQLite's reading them did. Many ids of one mailbox are read by the
+        # mailbox, which spares SQLite looking each up.
+        if mailbox_id is not None and len(blob_ids) > BY_MAILBOX:
+            sql = (
+                f"SELECT json_group_array(s.blob_id), json_group_array(s.{column})"
+                " FROM messages m JOIN sort_fields s ON s.blob_id = m.blob_id"
+                " WHERE m.mailbox_id = ?"
+            )
+            params: tuple = (mailbox_id,)
+        else:
+            sql = (
+                f"SELECT json_group_array(blob_id), json_group_array({column}) FROM sort_fields"
+                " WHERE blob_id IN (SELECT value FROM json_each(?))"
+            )
+            params = (json.dumps(list(blob_ids)),)
+
+        def op(conn: sqlite3.Connection) -> dict[int, Any]:
+            ids, values = conn.execute(sql, params).fetchone()
+            return dict(zip(json.loads(ids), json.loads(values), strict=True))
 
         return await self._engine.read(op)

@@ -8,7 +8,7 @@ import sqlite3
 
 import pytest
 
-from stalwart_py.store import LocalDelivery, schema
+from stalwart_py.store import LocalDelivery, schema, sqlite_sort
 from stalwart_py.store.sqlite import DATABASE_FILE, SqliteStore
 
 pytestmark = pytest.mark.anyio
@@ -62,6 +62,21 @@ async def test_fields_written_with_the_body(store):
     assert (fields.from_mailbox, fields.from_display, fields.to_display) == ("", "", "")
     # no References: the In-Reply-To id stands in (RFC 5256 section 2.2 step 1.A)
     assert fields.references == ("<parent@x>",)
+
+
+@pytest.mark.parametrize("by_mailbox", [False, True])
+async def test_one_column_alone_is_what_the_whole_fields_hold(store, monkeypatch, by_mailbox):
+    box = await inbox(store)
+    ids = [(await store.append(box, data)).blob_id for data in (REPLY, BARE)]
+    if by_mailbox:  # as for a large mailbox: read by the mailbox, not id by id
+        monkeypatch.setattr(sqlite_sort, "BY_MAILBOX", 0)
+    whole = await store.sort_fields(ids)
+    for column in ("subject", "sent", "from_mailbox", "from_display", "to_display", "cc_mailbox"):
+        found = await store.sort_column(column, [*ids, 999_999], box)
+        assert found == {blob_id: getattr(whole[blob_id], column) for blob_id in ids}
+    # the column name reaches SQL: only the sort key columns are accepted
+    with pytest.raises(ValueError):
+        await store.sort_column("subject FROM blobs --", ids)
 
 
 async def test_one_row_per_body_and_gone_with_it(store, tmp_path):
