@@ -44,6 +44,7 @@ class SessionFacts:
     helo: str | None
     authenticated: str | None  # the account's address
     hostname: str
+    quarantine: str | None = None  # why the intake checks want it in Junk (intake.py)
 
 
 def protocol_keyword(facts: SessionFacts, *, tls: bool, smtputf8: bool) -> str:
@@ -121,6 +122,7 @@ async def _deliver(
         authenticated=facts.authenticated,
         source="lmtp" if facts.lmtp else "smtp",
         by=facts.hostname,
+        quarantine=facts.quarantine,
     )
     settings = conn.settings
     deferred_spool = isinstance(settings, SmtpSettings) and settings.deferred_spool

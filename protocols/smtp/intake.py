@@ -8,13 +8,21 @@ our users submitting mail). LMTP is never checked: it hands over mail that an MT
 At each step (the checks themselves are core modules, ``stalwart_py/inbound``):
 
 * connection: ``smtp.rate.connections-per-ip`` (``421 4.7.0`` and close);
-* MAIL FROM: ``smtp.rate.messages-per-ip`` (``451 4.7.0``).
+* MAIL FROM: ``smtp.rate.messages-per-ip`` (``451 4.7.0``), then SPF;
+* RCPT TO (once the recipient is accepted): the DNS block- and allowlists;
+* end of DATA: DKIM, ARC, iprev, DMARC and the policy; the accepted message gets our
+  ``Authentication-Results`` and ``Received-SPF``, and may be quarantined (Junk).
+
+A failure of the checks themselves (a bug, not DNS: DNS failures are results) answers
+``451 4.3.0``: the sender tries again later, and nothing is let through unchecked.
 """
 
 from __future__ import annotations
 
+from protocols.smtp import replies
 from protocols.smtp.replies import Reply, reply
 from protocols.smtp.settings import SmtpSettings
+from stalwart_py.inbound.checks import Accepted, Refusal, SessionChecks
 from stalwart_py.inbound.rate import rate_key, retry_text
 from stalwart_py.plugin import Connection
 
@@ -29,6 +37,19 @@ class Intake:
         self.inbound = conn.server.inbound
         self._rate_key = rate_key(
             conn.listener.id, conn.peer.ip, conn.listener.settings.ipv6_prefix_length
+        )
+        server, ip = conn.server, conn.peer.ip
+        self.checks = (
+            SessionChecks(
+                server.resolver,
+                server.config.auth,
+                server.config.spam.dnsbl,
+                ip,
+                hostname,
+                conn.log,
+            )
+            if ip is not None
+            else None
         )
 
     @classmethod
@@ -57,15 +78,46 @@ class Intake:
             f"{self.hostname} Too many connections from your address, {retry_text(wait)}",
         )
 
-    def mail(self) -> Reply | None:
-        """The message rate of this client, at MAIL FROM: None, or the 451."""
+    async def mail(self, sender: str, helo: str) -> Reply | None:
+        """MAIL FROM: None, or the refusal."""
         limit = self.settings.rate.messages_per_ip
-        if limit is None:
+        if limit is not None and (wait := self.inbound.messages.take(self._rate_key, limit)):
+            self.conn.log.info(
+                "message rate limit (%d per minute) reached by %s", limit, self.conn.peer
+            )
+            return reply(451, "4.7.0", f"Too many messages from your address, {retry_text(wait)}")
+        if self.checks is None:
             return None
-        wait = self.inbound.messages.take(self._rate_key, limit)
-        if not wait:
+        try:
+            return _reply(await self.checks.mail(sender, helo))
+        except Exception:
+            self.conn.log.exception("checking the sender failed")
+            return replies.TEMPORARY_FAILURE
+
+    async def rcpt(self) -> Reply | None:
+        """An accepted RCPT TO: None, or the DNSBL refusal."""
+        if self.checks is None:
             return None
-        self.conn.log.info(
-            "message rate limit (%d per minute) reached by %s", limit, self.conn.peer
-        )
-        return reply(451, "4.7.0", f"Too many messages from your address, {retry_text(wait)}")
+        try:
+            return _reply(await self.checks.rcpt())
+        except Exception:
+            self.conn.log.exception("checking the DNS lists failed")
+            return replies.TEMPORARY_FAILURE
+
+    async def data(self, message: bytes) -> Reply | Accepted:
+        """The content: the refusal, or the message to deliver (and whether to Junk)."""
+        if self.checks is None:
+            return Accepted(message)
+        try:
+            outcome = await self.checks.data(message)
+        except Exception:
+            self.conn.log.exception("checking the message failed")
+            return replies.TEMPORARY_FAILURE
+        if isinstance(outcome, Refusal):
+            self.conn.log.info("message refused: %d %s", outcome.code, outcome.text)
+            return reply(outcome.code, outcome.enhanced, outcome.text)
+        return outcome
+
+
+def _reply(refusal: Refusal | None) -> Reply | None:
+    return None if refusal is None else reply(refusal.code, refusal.enhanced, refusal.text)

@@ -234,7 +234,9 @@ class Session:
             self.conn.log.exception("checking the sender failed")
             refusal = replies.TEMPORARY_FAILURE
         if refusal is None and (intake := self.checked) is not None:
-            refusal = intake.mail()
+            hello = self.machine.hello
+            sender = mail.sender.address if mail.sender is not None else ""
+            refusal = await intake.mail(sender, hello.domain if hello is not None else "")
         if refusal is not None:
             self.reply(refusal)
             return
@@ -270,6 +272,10 @@ class Session:
                     rcpt.recipient.address,
                 )
             self.reply(refusal)
+            return
+        intake = self.checked if report_kind is None else None
+        if intake is not None and (refusal := await intake.rcpt()) is not None:
+            self.reply(refusal)  # a DNS blocklist (intake.py)
             return
         self.machine.accept_rcpt(rcpt, report_kind, resolution)
         self.reply(replies.RECIPIENT_OK)
@@ -346,6 +352,13 @@ class Session:
                 self.reply(message)
             return
         self.metrics.received.inc()
+        quarantine = None
+        if (intake := self.checked) is not None:
+            outcome = await intake.data(message)
+            if isinstance(outcome, Reply):
+                self.reply(outcome)
+                return
+            message, quarantine = outcome.message, outcome.quarantine
         hello = self.machine.hello
         facts = SessionFacts(
             lmtp=self.lmtp,
@@ -353,6 +366,7 @@ class Session:
             helo=hello.domain if hello is not None else None,
             authenticated=self.account.address if self.account is not None else None,
             hostname=self.hostname,
+            quarantine=quarantine,
         )
         answers = await complete(self.conn, facts, transaction, message)
         if any(answer.code < 300 for answer in answers):
