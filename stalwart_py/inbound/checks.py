@@ -50,19 +50,10 @@ from stalwart_py.inbound.dkim import DkimResult, verify_dkim
 from stalwart_py.inbound.dmarc import DmarcResult, from_domains, verify_dmarc
 from stalwart_py.inbound.iprev import IprevResult, verify_iprev
 from stalwart_py.inbound.results import AuthenticationResults, remove_ours
+from stalwart_py.inbound.spf import SpfResult, received_spf, verify_spf
 from stalwart_py.resolver import Resolver
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
-
-
-@dataclass(frozen=True, slots=True)
-class SpfResult:
-    """SPF as DMARC reads it, until the SPF check (stalwart_py/inbound/spf.py) is plugged in:
-    nothing checked."""
-
-    result: str = "none"
-    domain: str = ""
-    reason: str = "not checked"
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,7 +114,21 @@ class SessionChecks:
 
     async def mail(self, sender: str, helo: str) -> Refusal | None:
         """A new transaction from ``sender`` ("" for the null sender) after ``helo``."""
-        self._txn = _Transaction(sender=sender, helo=helo)
+        self._txn = txn = _Transaction(sender=sender, helo=helo)
+        if self.auth.spf.verify == "disable":
+            return None
+        txn.spf_mailfrom, txn.spf_helo = await verify_spf(
+            self.resolver, str(self.ip), sender, helo, self.hostname
+        )
+        result = txn.spf_mailfrom
+        if self.auth.spf.verify != "strict":
+            return None
+        if result.result == "fail":
+            self.log.info("SPF fail for <%s> from %s: refused (strict)", sender, self.ip)
+            text = result.explanation or f"{result.domain} does not allow {self.ip} to send"
+            return Refusal(550, "5.7.23", f"SPF check failed: {text}")
+        if result.result == "temperror":
+            return Refusal(451, "4.7.24", f"SPF check of {result.domain} failed for now")
         return None
 
     # -- RCPT TO ----------------------------------------------------------------------------
@@ -210,7 +215,7 @@ class SessionChecks:
                 group.start_soon(run_domains)
         dmarc: DmarcResult | None = None
         if auth.dmarc.verify != "disable":
-            spf = txn.spf_mailfrom or SpfResult()
+            spf = txn.spf_mailfrom or SpfResult("none", "", "mailfrom", reason="not checked")
             dmarc = await verify_dmarc(self.resolver, authors, spf, dkim)
         overridden = self._arc_override(dmarc, arc)
         refusal = self._policy(dmarc, overridden, dkim, arc)
@@ -223,6 +228,8 @@ class SessionChecks:
         # Every method disabled: nothing was checked, nothing to record (forgeries still go).
         checked = any(method.verify != "disable" for method in methods)
         header = self._results(dmarc, overridden, dkim, arc) if checked else b""
+        if txn.spf_mailfrom is not None:
+            header += received_spf(txn.spf_mailfrom, str(self.ip), self.hostname)
         cleaned, removed = remove_ours(message, self.hostname)
         if removed:
             self.log.info("removed %d Authentication-Results field(s) claiming to be ours", removed)

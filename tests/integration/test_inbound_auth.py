@@ -76,6 +76,32 @@ def results_of(server, subject: str, mailbox: str = "INBOX") -> str:
     return field
 
 
+# -- SPF --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("domain", "ip", "expected"),
+    [
+        ("pass.test", GOOD_IP, "pass"),
+        ("pass.test", STRANGER_IP, "fail"),
+        ("softfail.test", GOOD_IP, "softfail"),
+        ("neutral.test", GOOD_IP, "neutral"),
+        ("none.test", GOOD_IP, "none"),
+        ("permerror.test", GOOD_IP, "permerror"),
+        ("temperror.test", GOOD_IP, "temperror"),
+    ],
+)
+def test_spf_results_are_recorded_and_refuse_nothing_when_relaxed(server, domain, ip, expected):
+    subject = f"spf {domain} {ip}"
+    code, _ = send(server, message(f"a@{domain}", subject), sender=f"a@{domain}", ip=ip)
+    assert code == 250
+    field = results_of(server, subject)
+    assert f"spf={expected} " in field and f"smtp.mailfrom=a@{domain}" in field, field
+    assert "smtp.helo=mx.sender.test" in field, field
+    _, data = delivered(server, subject)
+    assert data.index(b"Received-SPF: " + expected.encode()) < data.index(b"\r\n\r\n")
+
+
 # -- DKIM -------------------------------------------------------------------------------------
 
 
@@ -117,6 +143,12 @@ def test_dkim_failures_are_recorded(outside, server, case, expected):
 # -- DMARC ------------------------------------------------------------------------------------
 
 
+def test_dmarc_aligned_by_spf_passes(server):
+    assert send(server, message("a@sender.test", "aligned"), sender="bounce@sender.test")[0] == 250
+    field = results_of(server, "aligned")
+    assert "dmarc=pass" in field and "policy.dmarc=reject" in field, field
+
+
 def test_dmarc_aligned_by_dkim_passes(outside, server):
     data = outside.sign(message("a@sender.test", "dkim aligned"), "sender.test", "s1")
     assert send(server, data, sender="x@pass.test")[0] == 250
@@ -147,6 +179,10 @@ def test_dmarc_p_none_is_recorded_only(server):
 def test_dmarc_sp_applies_to_subdomains(server):
     code, text = send(server, message("a@sub.parent.test", "subdomain"), sender="x@pass.test")
     assert (code, text[:5]) == (550, b"5.7.1"), text
+    # Aligned (relaxed) through the organisational domain: passes.
+    ok = send(server, message("a@sub.parent.test", "sub ok"), sender="x@parent.test")
+    assert ok[0] == 250
+    assert "dmarc=pass" in results_of(server, "sub ok")
 
 
 def forwarded(outside, sealer: str, subject: str) -> bytes:
@@ -184,7 +220,7 @@ def test_a_spoofed_authentication_results_is_removed(server):
     _, stored = delivered(server, "forged results")
     [field] = our_results(stored)
     assert "bank.test" not in stored.decode()
-    assert "dkim=none" in field and "iprev=pass" in field, field
+    assert "spf=pass" in field and "iprev=pass" in field, field
 
 
 def test_iprev_fails_without_a_confirmed_name(server):
@@ -210,7 +246,7 @@ def test_no_checks_refuse_nothing_when_dns_is_down(server, outside):
     code, _ = send(server, message("a@down.test", "dns down"), sender="a@down.test")
     assert code == 250
     field = results_of(server, "dns down")
-    assert "dmarc=temperror" in field, field
+    assert "spf=temperror" in field and "dmarc=temperror" in field, field
 
 
 def test_smtp_refusals_are_not_delivered_anywhere(server):
@@ -221,3 +257,9 @@ def test_smtp_refusals_are_not_delivered_anywhere(server):
         client.sendmail("x@pass.test", [USER], message("ceo@sender.test", "refused"))
     for mailbox in ("INBOX", "Junk"):
         assert not [m for _, m in fetch_mailbox(server, mailbox) if b"Subject: refused" in m]
+
+
+def test_a_bounce_is_checked_as_postmaster_at_the_helo_name(server):
+    assert send(server, message("mailer-daemon@pass.test", "bounce"), sender="")[0] == 250
+    field = results_of(server, "bounce")
+    assert "spf=none" in field and "smtp.mailfrom=postmaster@mx.sender.test" in field, field

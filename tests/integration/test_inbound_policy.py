@@ -118,11 +118,23 @@ def landed(server, subject: str) -> list[tuple[str, bytes, bytes]]:
 # -- strict -----------------------------------------------------------------------------------
 
 
-def test_strict_accepts_what_passes(strict, outside):
+def test_strict_spf_fail_is_refused_at_mail_from(strict):
+    [(code, text)] = transaction(strict, STRANGER_IP, "a@pass.test", message("a@pass.test"))
+    assert code == 550 and text.startswith(b"5.7.23 SPF check failed"), text
+
+
+def test_strict_spf_temperror_is_451_at_mail_from(strict):
+    [(code, text)] = transaction(strict, GOOD_IP, "a@temperror.test", b"")
+    assert code == 451 and text.startswith(b"4.7.24 "), text
+
+
+def test_strict_accepts_what_passes_and_softfail(strict, outside):
     data = outside.sign(message("a@sender.test", "strict ok"), "sender.test", "s1")
     assert transaction(strict, GOOD_IP, "a@sender.test", data)[-1][0] == 250
-    [(mailbox, _, stored)] = landed(strict, "strict ok")
-    assert mailbox == "INBOX" and "dkim=pass" in our_results(stored)[0]
+    data = message("a@softfail.test", "strict softfail")
+    assert transaction(strict, GOOD_IP, "a@softfail.test", data)[-1][0] == 250  # not definite
+    [(mailbox, _, stored)] = landed(strict, "strict softfail")
+    assert mailbox == "INBOX" and "spf=softfail" in our_results(stored)[0]
 
 
 def test_strict_dkim_without_a_passing_signature_is_550_5_7_20(strict, outside):
