@@ -33,8 +33,8 @@ from stalwart_py.inbound.arc import verify_arc  # noqa: E402
 from stalwart_py.inbound.dkim import DkimResult, verify_dkim  # noqa: E402
 from stalwart_py.inbound.dmarc import verify_dmarc  # noqa: E402
 from stalwart_py.inbound.iprev import verify_iprev  # noqa: E402
+from stalwart_py.inbound.spf import SpfResult  # noqa: E402
 from tests.integration.test_inbound_arc import seal  # noqa: E402
-from tests.integration.test_inbound_dmarc import Spf  # noqa: E402
 from tests.support.auth_world import auth_world, ed25519_key, message, rsa_key  # noqa: E402
 
 BODY = b"The quick brown fox jumps over the lazy dog, again and again.\r\n" * 160  # ~10 KB
@@ -89,7 +89,7 @@ async def main(count: int) -> None:
         both = ed.sign(by_rsa, "example.test", "ed1")
         sealed = seal(by_rsa, rsa, "lists.example.org", "arc1", "dkim=pass header.d=example.test")
         records = {b"rsa1._domainkey.example.test.": rsa.record.encode()}
-        spf = Spf("pass", "example.test")
+        spf = SpfResult("pass", "example.test", "mailfrom")
         passed = [DkimResult("pass", "example.test", "rsa1", "rsa-sha256", "x" * 12, "")]
         resolver = world.resolver
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import pytest
 
 from stalwart_py.inbound.dkim import DkimResult, verify_dkim
@@ -13,6 +11,7 @@ from stalwart_py.inbound.dmarc import (
     parse_record,
     verify_dmarc,
 )
+from stalwart_py.inbound.spf import SpfResult, verify_spf
 from tests.support.auth_world import auth_world, ed25519_key, message
 
 pytestmark = pytest.mark.anyio
@@ -24,16 +23,8 @@ async def world():
         yield world
 
 
-@dataclass(frozen=True)
-class Spf:
-    """The MAIL FROM SPF verdict as DMARC reads it (``dmarc.SpfVerdict``)."""
-
-    result: str
-    domain: str
-
-
-def spf(result: str = "none", domain: str = "example.test") -> Spf:
-    return Spf(result, domain)
+def spf(result: str = "none", domain: str = "example.test") -> SpfResult:
+    return SpfResult(result, domain, "mailfrom")
 
 
 def dkim(result: str = "pass", domain: str = "example.test") -> list[DkimResult]:
@@ -223,4 +214,22 @@ async def test_a_signed_message_end_to_end(world):
     result = await verify_dmarc(
         world.resolver, author, spf(), await verify_dkim(world.resolver, spoofed)
     )
+    assert (result.result, result.policy) == ("fail", "reject")
+
+
+async def test_spf_through_the_resolver_aligns(world):
+    """SPF checked for real (inbound.spf) for a bounce address of the author's domain."""
+    world.publish("bounces.example.test", "TXT", "v=spf1 ip4:192.0.2.7 -all")
+    world.publish("_dmarc.example.test", "TXT", "v=DMARC1; p=reject")
+    mailfrom, _helo = await verify_spf(
+        world.resolver, "192.0.2.7", "b-123@bounces.example.test", "mx.example.test", "mx.test"
+    )
+    assert mailfrom.result == "pass"
+    result = await verify_dmarc(world.resolver, "example.test", mailfrom, [])
+    assert (result.result, result.aligned_by) == ("pass", "spf")
+    elsewhere, _helo = await verify_spf(
+        world.resolver, "198.51.100.9", "b-123@bounces.example.test", "mx.evil.test", "mx.test"
+    )
+    assert elsewhere.result == "fail"
+    result = await verify_dmarc(world.resolver, "example.test", elsewhere, [])
     assert (result.result, result.policy) == ("fail", "reject")
