@@ -63,7 +63,8 @@ class NameNotFound(DnsError):
 
 
 class InvalidName(DnsError):
-    """The name cannot be asked: an empty label, a label over 63 or a name over 255 octets."""
+    """The name cannot be asked: an empty label, a label over 63 or a name over 255 octets, or
+    characters that IDNA cannot encode."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,17 +163,21 @@ class Resolver:
                 self.hits += 1
                 return _answer(key, entry.records)
             del self._cache[key]
-        pending = self._pending.get(key)
-        if pending is not None:  # someone is asking already: wait for their answer
+        while (pending := self._pending.get(key)) is not None:
+            # Someone is asking already: wait for their answer; if they were cancelled
+            # before it came, ask ourselves.
             await pending.done.wait()
-            return _answer(key, pending.result())
+            if pending.finished:
+                return _answer(key, pending.result())
         pending = self._pending[key] = _Pending()
         self.misses += 1
         try:
             records, ttl = await self._query(*key)
             pending.records = records
+            pending.finished = True
         except DnsError as exc:
             pending.error = exc
+            pending.finished = True
             raise
         finally:
             pending.done.set()
@@ -220,7 +225,12 @@ class Resolver:
             answer = await self._stub.resolve(qname, rdtype, raise_on_no_answer=False)
         except dns.resolver.NXDOMAIN as exc:
             return None, self._negative_ttl(exc.responses().values())
-        except (dns.name.EmptyLabel, dns.name.LabelTooLong, dns.name.NameTooLong) as exc:
+        except (
+            dns.name.EmptyLabel,
+            dns.name.LabelTooLong,
+            dns.name.NameTooLong,
+            dns.name.IDNAException,  # a name with characters IDNA cannot encode
+        ) as exc:
             raise InvalidName(f"{name}: {_describe(exc)}") from None
         except dns.rdatatype.UnknownRdatatype:
             raise ValueError(f"unknown record type {rdtype}") from None
@@ -257,6 +267,7 @@ class _Pending:
         self.done = anyio.Event()
         self.records: tuple[str, ...] | None = None
         self.error: DnsError | None = None
+        self.finished = False  # False when done: the asker was cancelled
 
     def result(self) -> tuple[str, ...] | None:
         if self.error is not None:

@@ -155,3 +155,30 @@ async def test_cname_is_followed(zone):
     zone.add("alias.test", "CNAME", "real.test.")
     zone.add("real.test", "A", "192.0.2.7")
     assert await resolver_for(zone).a("alias.test") == ["192.0.2.7"]
+
+
+async def test_a_cancelled_asker_does_not_answer_for_the_others(zone):
+    zone.timeout.add("silent.test")
+    resolver = resolver_for(zone, timeout=0.3, attempts=1)
+    outcome: list[str] = []
+
+    async def impatient() -> None:
+        with anyio.move_on_after(0.05):
+            await resolver.a("silent.test")
+
+    async def patient() -> None:
+        await anyio.sleep(0.01)  # ok: to be the second asker, waiting on the first
+        try:
+            await resolver.a("silent.test")
+        except DnsTemporaryError as exc:
+            outcome.append(str(exc))
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(impatient)
+        group.start_soon(patient)
+    assert outcome == ["A silent.test: timed out"]  # its own query, not a false NXDOMAIN
+
+
+async def test_names_idna_cannot_encode_are_invalid(zone):
+    with pytest.raises(InvalidName):
+        await resolver_for(zone).a("xn--.\u00df\u0301-.test")
