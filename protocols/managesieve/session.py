@@ -21,6 +21,9 @@ Rules implemented (section numbers of RFC 5804):
   the active script ``NO (ACTIVE)``; 2.11.1 RENAMESCRIPT; missing scripts ``NO (NONEXISTENT)``,
   a taken name ``NO (ALREADYEXISTS)``; 2.11.2 NOOP echoes its tag ``OK (TAG "...")``;
   2.14 UNAUTHENTICATE returns to the unauthenticated state.
+* RFC 6609 global scripts: an administrator reads, writes and deletes the server's global
+  scripts as ``global/<name>`` (listed by LISTSCRIPTS for administrators, never active);
+  anyone else is refused. PUTSCRIPT refuses a script whose includes lead back to itself.
 """
 
 from __future__ import annotations
@@ -35,10 +38,13 @@ from stalwart_py import __version__, sasl
 from stalwart_py.config.types import IPAddress
 from stalwart_py.directory import AuthThrottled, Directory, Logger
 from stalwart_py.sieve import EXTENSIONS, NOTIFY_METHODS, Limits, SieveSyntaxError, parse_script
+from stalwart_py.sieve.include import check_upload
+from stalwart_py.sieve.validate import GLOBAL_PREFIX
 from stalwart_py.store import Account, AlreadyExists, NotFound, Store, StoreError
 
 _SCRIPT_NAME = re.compile(r"[^\x00-\x1f\x7f-\x9f\u2028\u2029/]{1,128}\Z")
 MAX_REDIRECTS = Limits().max_redirects
+MAX_INCLUDE_DEPTH = Limits().max_include_depth
 
 
 class CommandError(Exception):
@@ -251,11 +257,43 @@ class Session:
 
     async def cmd_putscript(self, args: tuple[Item, ...], exchange: Exchange) -> Reply:
         _arity(args, 2, "PUTSCRIPT")
-        name = _script_name(args[0])
+        global_name = self._global_name(args[0])
+        name = global_name if global_name is not None else _script_name(args[0])
         text = self._check_script(args[1])
+        await self._check_includes(name, global_name is not None, text)
+        if global_name is not None:
+            await self.store.put_global_script(global_name, text)
+            return Reply(responses.ok("Putscript completed (global script)"))
         await self._check_quota(name, len(text.encode("utf-8")))
         await self.store.put_script(self.account_id, name, text)
         return Reply(responses.ok("Putscript completed"))
+
+    def _global_name(self, item: Item) -> str | None:
+        """RFC 6609 global scripts: ``global/<name>`` names the administrator's global script
+        ``<name>`` (no personal script name has a "/"); only administrators reach them."""
+        if not isinstance(item, String) or not item.data.startswith(GLOBAL_PREFIX.encode()):
+            return None
+        if self.account is None or not self.account.is_admin:
+            raise CommandError("only an administrator may manage global scripts")
+        name = _text(item, "the script name")[len(GLOBAL_PREFIX) :]
+        if not _SCRIPT_NAME.match(name):
+            raise CommandError(f"invalid global script name {name[:40]!r}")
+        return name
+
+    async def _check_includes(self, name: str, is_global: bool, text: str) -> None:
+        """RFC 6609 3.2: a script whose includes lead back to it is refused now."""
+        key = GLOBAL_PREFIX + name if is_global else name
+        try:
+            await check_upload(
+                self.store,
+                None if is_global else self.account_id,
+                key,
+                parse_script(text, max_size=self.policy.max_script_size),
+                lambda body: parse_script(body, max_size=self.policy.max_script_size),
+                MAX_INCLUDE_DEPTH,
+            )
+        except SieveSyntaxError as error:
+            raise CommandError(str(error)) from None
 
     async def cmd_checkscript(self, args: tuple[Item, ...], exchange: Exchange) -> Reply:
         _arity(args, 1, "CHECKSCRIPT")
@@ -268,11 +306,18 @@ class Session:
             responses.string(script.name) + (b" ACTIVE" if script.active else b"") + b"\r\n"
             for script in await self.store.list_scripts(self.account_id)
         ]
+        if self.account is not None and self.account.is_admin:  # the global ones, by name
+            lines += [
+                responses.string(GLOBAL_PREFIX + script.name) + b"\r\n"
+                for script in await self.store.list_global_scripts()
+            ]
         return Reply(b"".join(lines) + responses.ok("Listscripts completed"))
 
     async def cmd_setactive(self, args: tuple[Item, ...], exchange: Exchange) -> Reply:
         _arity(args, 1, "SETACTIVE")
         name = _text(args[0], "the script name")
+        if self._global_name(args[0]) is not None:
+            raise CommandError("a global script is only included, never active")
         try:
             await self.store.set_active_script(
                 self.account_id, _script_name(args[0]) if name else None
@@ -283,8 +328,13 @@ class Session:
 
     async def cmd_getscript(self, args: tuple[Item, ...], exchange: Exchange) -> Reply:
         _arity(args, 1, "GETSCRIPT")
-        name = _script_name(args[0])
-        script = await self.store.get_script(self.account_id, name)
+        global_name = self._global_name(args[0])
+        if global_name is not None:
+            script = await self.store.get_global_script(global_name)
+            name = GLOBAL_PREFIX + global_name
+        else:
+            name = _script_name(args[0])
+            script = await self.store.get_script(self.account_id, name)
         if script is None:
             raise CommandError(f"there is no script {name}", "NONEXISTENT")
         data = script.body.encode("utf-8")
@@ -292,6 +342,15 @@ class Session:
 
     async def cmd_deletescript(self, args: tuple[Item, ...], exchange: Exchange) -> Reply:
         _arity(args, 1, "DELETESCRIPT")
+        global_name = self._global_name(args[0])
+        if global_name is not None:
+            try:
+                await self.store.delete_global_script(global_name)
+            except NotFound:
+                raise CommandError(
+                    f"there is no global script {global_name}", "NONEXISTENT"
+                ) from None
+            return Reply(responses.ok("Deletescript completed"))
         name = _script_name(args[0])
         script = await self.store.get_script(self.account_id, name)
         if script is None:
@@ -308,6 +367,8 @@ class Session:
 
     async def cmd_renamescript(self, args: tuple[Item, ...], exchange: Exchange) -> Reply:
         _arity(args, 2, "RENAMESCRIPT")
+        if self._global_name(args[0]) is not None or self._global_name(args[1]) is not None:
+            raise CommandError("global scripts are renamed by PUTSCRIPT and DELETESCRIPT")
         old, new = _script_name(args[0]), _script_name(args[1])
         try:
             await self.store.rename_script(self.account_id, old, new)

@@ -32,6 +32,7 @@ from stalwart_py.delivery import KEEP, Disposition, Envelope, FileInto, Outgoing
 from stalwart_py.directory import Directory
 from stalwart_py.metrics import Metrics
 from stalwart_py.sieve import ext_delivery
+from stalwart_py.sieve import include as include_rules
 from stalwart_py.sieve import notify as notify_rules
 from stalwart_py.sieve import vacation as vacation_rules
 from stalwart_py.sieve.actions import (
@@ -128,7 +129,9 @@ class SieveFilter:
                 low, high = self.vacation_periods()
                 limits = replace(limits, vacation_min_period=low, vacation_max_period=high)
             outcome = await ext_delivery.run(
-                lambda env: Interpreter(script, env, limits=limits, includes=includes).run(),
+                lambda env: Interpreter(
+                    script, env, limits=limits, includes=includes, own_key=stored.name
+                ).run(),
                 environment,
                 self.store,
                 account.id,
@@ -150,15 +153,16 @@ class SieveFilter:
             self._runs.labels(result).inc()
 
     async def _includes(self, account_id: int, script: Script) -> dict[str, Script]:
-        """Every personal script reachable through include, compiled (missing ones left
-        out: the interpreter decides whether that is an error, per :optional)."""
+        """Every script reachable through include, personal and global (include.py),
+        compiled (missing ones left out: the interpreter decides whether that is an error,
+        per :optional)."""
         found: dict[str, Script] = {}
         pending = list(script.includes)
         while pending and len(found) < self.limits.max_includes:
             name = pending.pop()
             if name in found:
                 continue
-            stored = await self.store.get_script(account_id, name)
+            stored = await include_rules.fetch(self.store, account_id, name)
             if stored is None:
                 continue
             found[name] = included = self.compile(stored.body)

@@ -58,7 +58,7 @@ from stalwart_py.sieve.message import MessageView
 from stalwart_py.sieve.mimeparts import MimeCommands
 from stalwart_py.sieve.notify import NotifyCommands
 from stalwart_py.sieve.regex_match import RegexError, regex_match
-from stalwart_py.sieve.validate import Conditional, Node, Script, redirect_target
+from stalwart_py.sieve.validate import Conditional, Node, Script, include_key, redirect_target
 from stalwart_py.sieve.variables import Scope, Variables, apply_modifiers
 
 
@@ -96,6 +96,7 @@ class Interpreter(MimeCommands, NotifyCommands):
         *,
         limits: Limits | None = None,
         includes: Mapping[str, Script] | None = None,
+        own_key: str | None = None,
     ) -> None:
         self.script = script
         self.env = environment
@@ -114,6 +115,7 @@ class Interpreter(MimeCommands, NotifyCommands):
         self.edits = 0  # editheader (ext_run)
         self.edited = False
         self.duplicate_records: dict[str, tuple[float, bool]] = {}  # RFC 7352 (ext_run)
+        self.own_key = own_key  # the running script's include key: including it is a loop
 
     def run(self) -> Outcome:
         with contextlib.suppress(_Stop, _Return):
@@ -272,16 +274,16 @@ class Interpreter(MimeCommands, NotifyCommands):
         raise _Return
 
     def do_include(self, node: Node) -> None:
-        name = node.args[0]
-        script = None if "global" in node.tags else self.includes.get(name)
+        name = include_key(node.args[0], "global" in node.tags)
+        script = self.includes.get(name)
         if script is None:
             if "optional" in node.tags:
                 return
             where = "global" if "global" in node.tags else "personal"
-            raise SieveRuntimeError(f'no {where} script "{name}"', node.line, node.column)
+            raise SieveRuntimeError(f'no {where} script "{node.args[0]}"', node.line, node.column)
         if "once" in node.tags and name in self.included:
             return
-        if name in self.include_stack:
+        if name in self.include_stack or name == self.own_key:  # RFC 6609 3.2: no recursion
             raise SieveRuntimeError(f'"{name}" includes itself', node.line, node.column)
         self.include_count += 1
         if (

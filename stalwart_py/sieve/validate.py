@@ -39,6 +39,14 @@ _VARIABLE_NAME = re.compile(r"(?:global\.)?[A-Za-z_][A-Za-z0-9_]*\Z", re.IGNOREC
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 ADDRESS = re.compile(r"[^\s@<>()\[\],;:\"\\]+@[^\s@<>()\[\],;:\"\\]+\Z")
 SCRIPT_NAME = re.compile(r"[^\x00-\x1f\x7f-\x9f\u2028\u2029/]{1,128}\Z")
+# RFC 6609: global scripts are a namespace of their own; "/" is never in a script name, so
+# "global/<name>" can name them beside the personal ones (include keys, ManageSieve names).
+GLOBAL_PREFIX = "global/"
+
+
+def include_key(name: str, is_global: bool) -> str:
+    """The key of an included script: its name, or ``global/`` and its name."""
+    return GLOBAL_PREFIX + name if is_global else name
 
 
 def redirect_target(text: str) -> str | None:
@@ -82,7 +90,7 @@ class Conditional:
 class Script:
     commands: tuple[Any, ...]
     extensions: frozenset[str]
-    includes: frozenset[str]  # the personal scripts it may include
+    includes: frozenset[str]  # the scripts it may include, by include_key
     uses_mailboxes: bool  # mailboxexists is used: the interpreter needs the mailbox list
     size: int
 
@@ -207,8 +215,7 @@ class _Validator:
                 self.error(command.arguments[-1], "the script name of include must be constant")
             if not SCRIPT_NAME.match(script_name):
                 self.error(command.arguments[-1], f'"{script_name}" is not a valid script name')
-            if "global" not in node.tags:
-                self.includes.add(script_name)
+            self.includes.add(include_key(script_name, "global" in node.tags))
         elif name == "vacation":
             self.vacation(node, command)
         ext_checks.check(self, node, command)

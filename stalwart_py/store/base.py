@@ -350,6 +350,23 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def active_script(self, account_id: int) -> SieveScript | None: ...
 
+    # The administrator's global scripts (RFC 6609 include :global): one namespace for the
+    # server, never active, only included.
+
+    @abc.abstractmethod
+    async def list_global_scripts(self) -> list[SieveScript]: ...
+
+    @abc.abstractmethod
+    async def get_global_script(self, name: str) -> SieveScript | None: ...
+
+    @abc.abstractmethod
+    async def put_global_script(self, name: str, body: str) -> None:
+        """Create or replace a global script."""
+
+    @abc.abstractmethod
+    async def delete_global_script(self, name: str) -> None:
+        """Raises NotFound."""
+
     @abc.abstractmethod
     async def claim_vacation_reply(
         self, account_id: int, sender: str, handle: str, period: float

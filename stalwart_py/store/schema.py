@@ -210,6 +210,14 @@ def _v6_junk(conn: sqlite3.Connection) -> None:
     create_tables(conn)
 
 
+def _v8_sieve_global(conn: sqlite3.Connection) -> None:
+    """The administrator's global Sieve scripts, for ``include :global`` (RFC 6609; see
+    ``sqlite_sieve_global``)."""
+    from stalwart_py.store.sqlite_sieve_global import create_table
+
+    create_table(conn)
+
+
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     _v1,
     _v2_sieve_vacation,
@@ -218,6 +226,7 @@ MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     _v5_subscriptions,
     _v6_junk,
     _v7_sieve_duplicates,
+    _v8_sieve_global,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

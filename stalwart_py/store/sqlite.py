@@ -19,6 +19,7 @@ from stalwart_py.store.sqlite_junk import JunkMixin
 from stalwart_py.store.sqlite_mail import MailMixin
 from stalwart_py.store.sqlite_queue import QueueMixin
 from stalwart_py.store.sqlite_sieve import SieveMixin
+from stalwart_py.store.sqlite_sieve_global import GlobalScriptsMixin
 from stalwart_py.store.sqlite_sort import SortMixin
 
 DATABASE_FILE = "stalwart.sqlite3"
@@ -27,6 +28,7 @@ DATABASE_FILE = "stalwart.sqlite3"
 class SqliteStore(
     AccountsMixin,
     AppendMixin,
+    GlobalScriptsMixin,
     ImapMixin,
     JunkMixin,
     MailMixin,
