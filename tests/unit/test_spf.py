@@ -5,10 +5,18 @@ from __future__ import annotations
 
 import email
 import email.policy
+import ipaddress
 
 import pytest
 
 from stalwart_py.inbound.spf import SpfResult, check_host, received_spf, verify_spf
+from stalwart_py.inbound.spf_macros import (
+    MacroContext,
+    MacroError,
+    expand,
+    parse_domain_spec,
+    parse_macro_string,
+)
 from stalwart_py.resolver import Resolver
 from tests.support.mail_peers import ZoneServer
 
@@ -137,3 +145,65 @@ def test_received_spf_errors_quote_what_they_must():
     assert header.endswith("identity=helo\r\n")
     unfolded = header.replace("\r\n ", " ")
     assert unfolded.count("\r\n") == 1
+
+
+RFC_7208_7_4 = [  # section 7.4's examples: sender strong-bad@email.example.com, 192.0.2.3
+    ("%{s}", "strong-bad@email.example.com"),
+    ("%{o}", "email.example.com"),
+    ("%{d}", "email.example.com"),
+    ("%{d4}", "email.example.com"),
+    ("%{d3}", "email.example.com"),
+    ("%{d2}", "example.com"),
+    ("%{d1}", "com"),
+    ("%{dr}", "com.example.email"),
+    ("%{d2r}", "example.email"),
+    ("%{l}", "strong-bad"),
+    ("%{l-}", "strong.bad"),
+    ("%{lr}", "strong-bad"),
+    ("%{lr-}", "bad.strong"),
+    ("%{l1r-}", "strong"),
+    ("%{ir}.%{v}._spf.%{d2}", "3.2.0.192.in-addr._spf.example.com"),
+    ("%{lr-}.lp._spf.%{d2}", "bad.strong.lp._spf.example.com"),
+    ("%{lr-}.lp.%{ir}.%{v}._spf.%{d2}", "bad.strong.lp.3.2.0.192.in-addr._spf.example.com"),
+    ("%{ir}.%{v}.%{l1r-}.lp._spf.%{d2}", "3.2.0.192.in-addr.strong.lp._spf.example.com"),
+    ("%{d2}.trusted-domains.example.net", "example.com.trusted-domains.example.net"),
+]
+
+
+@pytest.mark.parametrize(("spec", "expanded"), RFC_7208_7_4)
+async def test_macro_examples_of_the_rfc(spec, expanded):
+    context = macro_context("192.0.2.3")
+    assert await expand(parse_domain_spec(spec), context) == expanded
+
+
+async def test_macros_of_ipv6_and_explanations():
+    context = macro_context("2001:db8::cb01")
+    spec = parse_domain_spec("%{ir}.%{v}._spf.%{d2}")
+    nibbles = "1.0.b.c." + "0." * 20 + "8.b.d.0.1.0.0.2"
+    # RFC 7208 7.4 writes the nibbles in lowercase, the OpenSPF suite in uppercase; DNS
+    # does not mind, and we follow the suite (its explanations show them).
+    assert (await expand(spec, context)).lower() == f"{nibbles}.ip6._spf.example.com"
+    text = parse_macro_string("%{c} %{r} %% %_ %-|%{L}|%{p}", explanation=True)
+    assert await expand(text, context, domain=False) == (
+        "2001:db8::cb01 mx.receiver.test %   %20|strong-bad|host.example.com"
+    )
+    for bad in ("%{c}.example.com", "%{x}.example.com", "%{d0}.example.com", "a%b.example.com"):
+        with pytest.raises(MacroError):
+            parse_domain_spec(bad)
+    # A domain longer than 253 characters loses labels on the left (section 7.3).
+    long = parse_domain_spec("%{d}." * 20 + "example.net")
+    assert len(await expand(long, context)) <= 253
+
+
+def macro_context(ip: str) -> MacroContext:
+    async def validated(domain: str) -> str:
+        return "host.example.com"
+
+    return MacroContext(
+        "strong-bad@email.example.com",
+        "email.example.com",
+        ipaddress.ip_address(ip),
+        "mx.email.example.com",
+        "mx.receiver.test",
+        validated,
+    )
