@@ -23,8 +23,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from stalwart_py.config.junk import ClassifierSettings
 from stalwart_py.config.types import Hostname
-from stalwart_py.junk.settings import ClassifierSettings
 
 VerifyMode = Literal["relaxed", "strict", "disable"]
 
@@ -83,4 +83,4 @@ class SpamSettings:
     """``[spam]``: what is done about unwanted mail."""
 
     dnsbl: DnsblSettings = field(default_factory=DnsblSettings)
-    classifier: ClassifierSettings = field(default_factory=ClassifierSettings)  # junk/settings.py
+    classifier: ClassifierSettings = field(default_factory=ClassifierSettings)  # config/junk.py

@@ -8,7 +8,7 @@
   RFC 5235 values Sieve's ``spamtest``/``spamtestplus`` read from them.
 * ``filter``: ``JunkFilter``, classification at delivery and training from IMAP moves and
   ``$Junk``/``$NotJunk`` (a worker owned by the server).
-* ``settings``: ``[spam.classifier]``.
+* ``[spam.classifier]`` is ``stalwart_py.config.junk.ClassifierSettings``.
 
 The counts live in the store (``Store.junk_counts``, ``junk_train``, ``junk_trained_as``;
 ``store/sqlite_junk.py``), bounded per account. Modules are imported directly (this package

@@ -6,8 +6,9 @@ scored (``bayes.py``) and turned into the ``X-Spam-Status`` fields (``headers.py
 account that has not yet trained on ``min-junk`` junk and ``min-not-junk`` other messages
 gets no score ("not enough training") and nothing is filed. A message scoring
 ``junk-threshold`` or more is junk: the delivery pipeline files what the account's Sieve
-script keeps in INBOX into the Junk mailbox with ``$Junk`` instead (``junk_disposition``); a
-script that files it elsewhere itself, or discards it, wins.
+script keeps in INBOX into the Junk mailbox with ``$Junk`` instead, as for a DMARC
+quarantine (``stalwart_py/inbound/junk.py``); a script that files it elsewhere itself, or
+discards it, wins.
 
 Training (``trained_by_move``, ``trained_by_flags``), as a user's mail client does it:
 
@@ -28,24 +29,19 @@ server stops is lost (the user's mailboxes are unchanged; only that lesson is mi
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import math
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import anyio
 
+from stalwart_py.config.junk import ClassifierSettings
 from stalwart_py.junk.bayes import classify as bayes_classify
 from stalwart_py.junk.headers import status_fields, strip_fields
-from stalwart_py.junk.settings import ClassifierSettings
 from stalwart_py.junk.tokens import tokenize
-from stalwart_py.store import AlreadyExists, Store
-
-if TYPE_CHECKING:  # delivery is wired to this filter, not the other way round
-    from stalwart_py.delivery import Disposition
+from stalwart_py.store import Store
 
 log = logging.getLogger("stalwart_py.junk")
 
@@ -62,7 +58,7 @@ class Verdict:
     """What the classifier said of one message for one account."""
 
     score: float | None  # None: not classified (not enough training)
-    junk: bool
+    junk: bool  # to be filed into Junk (judged junk, and file-junk is on)
     fields: bytes  # the header fields to add
 
 
@@ -103,7 +99,7 @@ class JunkFilter:
         score = math.floor(score * 100 + 0.5) / 100
         junk = score >= settings.junk_threshold
         fields = status_fields(score, junk, settings.junk_threshold, (counts.ham, counts.spam))
-        return Verdict(score, junk, fields)
+        return Verdict(score, junk and settings.file_junk, fields)
 
     async def _tokens(self, message: bytes) -> frozenset[str]:
         hostname = self.hostname()
@@ -202,28 +198,3 @@ class JunkFilter:
                     self.trained += 1
                     log.debug("account %d: %s message as %s", account_id, outcome,
                               "junk" if junk else "not junk")  # fmt: skip
-
-
-def junk_disposition(disposition: Disposition, junk_mailbox: str) -> Disposition:
-    """``disposition`` (a ``delivery.Disposition``) with what it keeps in INBOX filed into
-    ``junk_mailbox`` with ``$Junk`` instead; other targets stay where the script put them."""
-    files = tuple(
-        dataclasses.replace(target, mailbox=junk_mailbox, flags=target.flags | {JUNK}, create=True)
-        if target.mailbox.upper() == "INBOX"
-        else target
-        for target in disposition.file
-    )
-    return dataclasses.replace(disposition, file=files)
-
-
-async def junk_mailbox(store: Store, account_id: int) -> str:
-    """The name of the account's ``\\Junk`` mailbox (RFC 6154), created when it has none."""
-    for mailbox in await store.list_mailboxes(account_id):
-        if mailbox.special_use == JUNK_USE:
-            return mailbox.name
-    try:
-        await store.create_mailbox(account_id, "Junk", JUNK_USE)
-    except AlreadyExists:  # a "Junk" without the special use: use it
-        return "Junk"
-    await store.subscribe(account_id, "Junk", True)
-    return "Junk"

@@ -43,16 +43,16 @@ _RESINFO = re.compile(r"([a-z0-9-]+)\s*=\s*([a-z0-9-]+)", re.IGNORECASE)
 _COMMENT = re.compile(r"\((?:[^()\\]|\\.)*\)")
 
 
-def words(text: str) -> list[str]:
-    """The words of ``text`` worth counting, lowercased, in order."""
-    out = []
-    for match in _WORD.finditer(text):
-        word = match.group().lower()
+def words(text: str) -> set[str]:
+    """The distinct words of ``text`` worth counting, lowercased."""
+    out = set()
+    # each distinct word is judged once: most words of a message repeat
+    for word in set(_WORD.findall(text.lower())):
         if len(word) < 3 or len(word) > MAX_WORD or word.isdigit():
             continue
         if word.isascii() and (_RANDOM.search(word) or _NUMERIC.match(word)):
             continue
-        out.append(word)
+        out.add(word)
     return out
 
 

@@ -18,6 +18,7 @@ from tests.support.managesieve import (
     PASSWORD,
     TIMEOUT,
     activate,
+    config,
     deliver,
     deliver_lmtp,
     mailbox_contents,
@@ -207,3 +208,22 @@ def test_a_junk_verdict_kept_by_sieve_goes_to_junk(server):
     ]
     assert {"$Junk", "seen-by-sieve"} <= flags
     assert b"X-Spam-Status: Yes, score=" in data
+
+
+def test_a_disabled_classifier_neither_scores_nor_trains(start_server):
+    server = start_server(
+        config(extra="managesieve.auth.require-tls = false\n")
+        + "\n[spam.classifier]\nenable = false\n"
+    )
+    server.add_account(BOB, PASSWORD)
+    samples = corpus(1)
+    send_all(server, samples)
+    client = imap(server)
+    client.select("INBOX")
+    assert client.uid("MOVE", b"1", "Junk")[0] == "OK"
+    assert client.uid("STORE", b"2", "+FLAGS", "($NotJunk)")[0] == "OK"
+    client.logout()
+    settle(server)
+    assert trained_counts(server) == (0, 0)
+    boxes = mailbox_contents(server, BOB)
+    assert all(b"X-Spam-Status" not in data for _, data in boxes["INBOX"] + boxes["Junk"])

@@ -82,11 +82,19 @@ def _text(rng: random.Random, own: list[str], other: list[str], words: int) -> l
     return out
 
 
-def message(rng: random.Random, junk: bool, index: int, *, auth: str | None = None) -> Sample:
-    """One message. ``auth``: an Authentication-Results field (without CRLF) to include."""
+def message(
+    rng: random.Random,
+    junk: bool,
+    index: int,
+    *,
+    auth: str | None = None,
+    words: tuple[int, int] = (40, 120),
+) -> Sample:
+    """One message of ``words`` (bounds) body words. ``auth``: an Authentication-Results
+    field (without CRLF) to include."""
     own, other = (SPAM_WORDS, HAM_WORDS) if junk else (HAM_WORDS, SPAM_WORDS)
     subject = " ".join(_text(rng, own, other, rng.randint(3, 7))).capitalize()
-    body_words = _text(rng, own, other, rng.randint(40, 120))
+    body_words = _text(rng, own, other, rng.randint(*words))
     lines = [" ".join(body_words[i : i + 12]) for i in range(0, len(body_words), 12)]
     if junk:
         local = rng.choice(["offers", "info", "noreply", "support"])
@@ -122,11 +130,13 @@ def message(rng: random.Random, junk: bool, index: int, *, auth: str | None = No
     return Sample(junk, data, subject)
 
 
-def corpus(count: int, *, seed: int = 1505, start: int = 0) -> list[Sample]:
+def corpus(
+    count: int, *, seed: int = 1505, start: int = 0, words: tuple[int, int] = (40, 120)
+) -> list[Sample]:
     """``count`` junk and ``count`` non-junk messages, interleaved (junk first)."""
     rng = random.Random(seed)
     out = []
     for index in range(start, start + count):
-        out.append(message(rng, True, index))
-        out.append(message(rng, False, index))
+        out.append(message(rng, True, index, words=words))
+        out.append(message(rng, False, index, words=words))
     return out
