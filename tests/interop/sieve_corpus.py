@@ -271,6 +271,55 @@ RFC_EXAMPLES: dict[str, str] = {
     'if address :detail :is "to" "" { fileinto "empty-detail"; }\n'
     'if envelope :detail :is "from" "" { fileinto "from-empty-detail"; }',
     "5490-create": 'require ["fileinto", "mailbox"];\nfileinto :create "Archive/2026";',
+    # RFC 5260 (date, index): on the Date field, never the clock
+    "5260-date": 'require ["date", "relational", "fileinto", "variables"];\n'
+    'if date :value "ge" :originalzone "date" "date" "2026-01-01" { fileinto "this-year"; }\n'
+    'if date :is :zone "-0500" "date" "hour" "05" { fileinto "five-in-new-york"; }\n'
+    'if date :matches "date" "weekday" "*" { fileinto "day-${1}"; }\n'
+    'if date :matches :originalzone "date" "std11" "*" { fileinto "std11"; }\n'
+    'if date :is "received" "year" "2026" { fileinto "received"; }',
+    "5260-index": 'require ["index", "date", "fileinto", "relational"];\n'
+    'if header :index 2 :contains "received" "a.remote.test" { fileinto "second"; }\n'
+    'if header :index 1 :last :contains "received" "b.remote.test" { fileinto "last"; }\n'
+    'if address :index 1 :is "to" "bob@example.test" { fileinto "first-to"; }',
+    # RFC 5183 (environment), RFC 5463 (ihave)
+    "5183-environment": 'require ["environment", "fileinto", "variables"];\n'
+    'if environment :is "phase" "during" { fileinto "during"; }\n'
+    'if environment :is "location" "MDA" { fileinto "mda"; }\n'
+    'if environment :contains "vnd.unknown" "" { fileinto "unknown"; }',
+    "5463-ihave": 'require ["ihave", "fileinto"];\n'
+    'if ihave "fileinto" { fileinto "has-fileinto"; }\n'
+    'if ihave ["fileinto", "x-unknown-extension"] { fileinto "has-unknown"; }\n'
+    'if ihave "relational" { if header :value "gt" "subject" "M" { fileinto "later"; } }',
+    # draft-ietf-sieve-regex
+    "regex": 'require ["regex", "variables", "fileinto"];\n'
+    'if header :regex "subject" "^(lunch|deals)" { fileinto "regex"; }\n'
+    'if address :regex :domain "from" "^[a-z]+\\\\.test$" { fileinto "dot-test"; }\n'
+    'if header :regex "subject" "([A-Z][a-z]+) ([a-z]+)" { fileinto "w-${1}-${2}"; }',
+    # RFC 5703 (mime, foreverypart, extracttext)
+    "5703-mime": 'require ["mime", "fileinto"];\n'
+    'if header :mime :anychild :contenttype "Content-Type" "application/pdf" { fileinto "pdf"; }\n'
+    'if header :mime :type "Content-Type" "multipart" { fileinto "multipart"; }\n'
+    'if header :mime :param "charset" :anychild "Content-Type" "iso-8859-1"'
+    ' { fileinto "latin1"; }\n'
+    'if exists :mime :anychild "Content-Transfer-Encoding" { fileinto "cte"; }',
+    "5703-foreverypart": 'require ["foreverypart", "mime", "variables", "extracttext",'
+    ' "fileinto"];\n'
+    'set "n" "";\nforeverypart { set "n" "${n}x";\n'
+    '  if header :mime :subtype "Content-Type" "plain" { extracttext :first 10 "t";'
+    ' fileinto "plain-${t}"; }\n'
+    '  if header :mime :type "Content-Type" "message" { break; } }\n'
+    'fileinto "parts-${n}";',
+    # RFC 5293 (editheader): later tests see the edited header; RFC 7352 (duplicate)
+    "5293-editheader": 'require ["editheader", "fileinto", "relational", "index"];\n'
+    'addheader "X-Sieve" "seen";\nif header :is "x-sieve" "seen" { fileinto "added"; }\n'
+    'deleteheader "x-tag";\nif not exists "x-tag" { fileinto "deleted"; }\n'
+    'addheader :last "X-Last" "1";\ndeleteheader :index 1 "received";\n'
+    'if header :count "eq" "received" "1" { fileinto "one-received"; }\n'
+    'deleteheader :contains "subject" "lunch";\nif exists "subject" { fileinto "subject"; }\n'
+    'deleteheader "received";',
+    "7352-duplicate": 'require ["duplicate", "fileinto"];\n'
+    'if duplicate { fileinto "dup"; } else { fileinto "first"; }',
     # The issue's bugs, as they were found.
     "bug-hasflag-split": 'require ["imap4flags", "fileinto"];\nsetflag "A B";\n'
     'if hasflag :is "b A" { fileinto "yes"; }',

@@ -59,6 +59,14 @@ REASONS = {
         'for :is; Pigeonhole 0.5\'s string test finds "Lunch on Friday?" not to match '
         '"lunch*" (while its header test folds)'
     ),
+    "sieve-test-environment": (
+        'RFC 5183 4: at delivery we are the MDA (location "MDA", phase "during"); '
+        "sieve-test is a test tool outside any delivery and sets neither"
+    ),
+    "extracttext-octets": (
+        "RFC 5703 7: extracttext :first counts characters; Pigeonhole counts octets (and "
+        "can cut a UTF-8 sequence in two)"
+    ),
     "empty-mailbox": (
         'fileinto "" (a variable that expanded to nothing): "" is no mailbox name (RFC 3501 '
         "5.1), so the run fails and the message gets the implicit keep (RFC 5228 2.10.6); "
@@ -75,6 +83,7 @@ EXPECTED: dict[str, tuple[str, tuple[str, ...]]] = {
     "probe-9-27": ("empty-group", ("invalid-from",)),
     "rfc-5231-count": ("empty-group", ("invalid-from",)),
     "rfc-decided-tab": ("empty-mailbox", ("empty-body",)),
+    "rfc-5703-foreverypart": ("extracttext-octets", ("alternative", "encoded")),
     "rfc-decided-flags-twice": ("flags-union", ALL),
     "probe-0-3": ("hasflag-matches", ("empty-body",)),
     "probe-2-18": ("hasflag-matches", ALL),
@@ -92,8 +101,10 @@ EXPECTED: dict[str, tuple[str, tuple[str, ...]]] = {
         "numeric-empty",
         ("forwarded", "encoded", "invalid-from", "html-only", "cc-only", "empty-body", "resent"),
     ),
+    "rfc-5183-environment": ("sieve-test-environment", ALL),
     "probe-1-45": ("tab", ("folded",)),
     "rfc-5230-4.8-c": ("tab", ("folded",)),
+    "rfc-regex": ("tab", ("folded",)),
 }
 
 

@@ -24,6 +24,7 @@ The comparable form, ``Result``:
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import shutil
@@ -45,12 +46,14 @@ from stalwart_py.sieve import (
     parse_script,
 )
 from stalwart_py.sieve.actions import Discard, FileInto, Keep, Redirect, Reject, Vacation
+from stalwart_py.sieve.ext_delivery import environment_items
+from stalwart_py.sieve.ext_run import NeedDuplicate
 
 CONFIG = """\
 mail_location = maildir:{home}/mail
 recipient_delimiter = +
 plugin {{
-  sieve_extensions = +vacation-seconds
+  sieve_extensions = +vacation-seconds +editheader
   sieve_max_redirects = 4
   sieve_vacation_min_period = 1d
   sieve_vacation_max_period = 90d
@@ -94,9 +97,17 @@ def run_ours(script_text: str, message: bytes, envelope: Envelope) -> Result:
     except SieveSyntaxError as exc:
         return Result("invalid", detail=str(exc))
     view = MessageView(message)
-    environment = Environment(view, envelope.mail_from, envelope.recipient, frozenset(), "+")
+    items = environment_items("mx.example.test", message)
+    environment = Environment(view, envelope.mail_from, envelope.recipient, frozenset(), "+", items)
+    seen: dict[str, bool] = {}  # RFC 7352: nothing was delivered before (as sieve-test)
     try:
-        outcome = Interpreter(script, environment, limits=Limits()).run()
+        while True:
+            try:
+                with_seen = dataclasses.replace(environment, duplicates=seen)
+                outcome = Interpreter(script, with_seen, limits=Limits()).run()
+                break
+            except NeedDuplicate as need:
+                seen[need.key] = False
     except SieveRuntimeError as exc:
         return Result("error", detail=str(exc))
     stores: dict[str, set[str]] = {}
