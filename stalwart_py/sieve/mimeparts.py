@@ -188,9 +188,13 @@ class MimeCommands:
         part = stack[-1]
         text = ""
         if part.type == "text" and limit > 0:
-            text = _decode_part(self.env.message.data, part, limit)
-            if part.subtype == "html":
-                text = html_to_text(text)
+            if part.subtype == "html":  # markup is longer than its text: decode more of it
+                decoded = _decode_part(self.env.message.data, part, self.limits.max_body)
+                text = html_to_text(decoded).lstrip()
+            else:
+                text = _decode_part(self.env.message.data, part, limit)
+            # RFC 5703 7: the first N characters, as every Sieve string length counts them
+            # (RFC 5229 :length); Pigeonhole cuts at N octets of UTF-8.
             text = text[:limit]
         self.variables.set(node.args[0], apply_modifiers(text, node.tags))
 

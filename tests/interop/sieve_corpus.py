@@ -320,6 +320,33 @@ RFC_EXAMPLES: dict[str, str] = {
     'deleteheader "received";',
     "7352-duplicate": 'require ["duplicate", "fileinto"];\n'
     'if duplicate { fileinto "dup"; } else { fileinto "first"; }',
+    # RFC 5703: walks that name every part, parameters, break :name, extracttext lengths
+    "5703-type": 'require ["mime", "fileinto"];\n'
+    'if header :mime :type "Content-Type" "image" { fileinto "images"; }\n'
+    'if header :mime :anychild :contenttype "Content-Type" "text/html" { fileinto "html"; }',
+    "5703-walk": 'require ["mime", "foreverypart", "variables", "fileinto"];\n'
+    'foreverypart { if header :mime :matches :contenttype "content-type" "*" {'
+    ' fileinto "T-${1}"; } }',
+    "5703-walk-count": 'require ["mime", "foreverypart", "variables", "fileinto"];\n'
+    'set "n" "";\nforeverypart { set "n" "${n}x";'
+    ' if not exists :mime "content-type" { fileinto "none-${n}"; } }\nfileinto "parts-${n}";',
+    "5703-param": 'require ["mime", "foreverypart", "variables", "fileinto"];\n'
+    'foreverypart { if header :mime :param ["charset", "filename", "name"] :matches'
+    ' "content-type" "*" { fileinto "P-${1}"; }'
+    ' if header :mime :param "filename" :matches "content-disposition" "*" { fileinto "F-${1}"; }'
+    ' if header :mime :type :matches "content-disposition" "*" { fileinto "D-${1}"; } }',
+    "5703-anychild": 'require ["mime", "fileinto", "relational", "comparator-i;ascii-numeric"];\n'
+    'if address :mime :anychild :domain "from" "remote.test" { fileinto "any-remote"; }\n'
+    'if exists :mime :anychild "content-transfer-encoding" { fileinto "cte"; }\n'
+    'if header :mime :anychild :count "ge" :comparator "i;ascii-numeric" "content-type" "3"'
+    ' { fileinto "three-types"; }',
+    "5703-break": 'require ["mime", "foreverypart", "variables", "fileinto"];\nset "n" "";\n'
+    'foreverypart :name "outer" { set "n" "${n}o"; foreverypart { set "n" "${n}i";'
+    ' if header :mime :type "content-type" "text" { break :name "outer"; } } }\n'
+    'fileinto "walk-${n}";',
+    "5703-extract": 'require ["mime", "foreverypart", "variables", "extracttext", "fileinto"];\n'
+    'foreverypart { if header :mime :type "content-type" "text" { extracttext :first 12 "t";'
+    ' if string :matches "${t}" "*" { set :length "l" "${1}"; fileinto "len-${l}"; } } }',
     # The bugs, as they were found.
     "bug-hasflag-split": 'require ["imap4flags", "fileinto"];\nsetflag "A B";\n'
     'if hasflag :is "b A" { fileinto "yes"; }',

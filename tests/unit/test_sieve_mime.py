@@ -221,3 +221,14 @@ def test_refused_at_upload_with_line_and_column(script, message):
     with pytest.raises(SieveSyntaxError) as info:
         parse_script(script)
     assert message in str(info.value)
+
+
+def test_extracttext_first_counts_the_text_of_html_not_its_markup():
+    message = (
+        b"Content-Type: text/html; charset=utf-8\r\n\r\n"
+        b"<html><body><h1>Deals</h1><p>Click to unsubscribe</p></body></html>\r\n"
+    )
+    script = 'foreverypart { extracttext :first 12 "t"; set :length "n" "${t}"; fileinto "${n}"; }'
+    assert filed(script, message) == ["12"]
+    script = 'foreverypart { extracttext :first 5 "t"; fileinto "${t}"; }'
+    assert filed(script, message) == ["Deals"]
