@@ -505,3 +505,67 @@ def probe_scripts(count: int, per_script: int) -> list[tuple[str, list[str]]]:
         )
         out.append((PROBE_HEAD + 'set "hit" "";\n' + body + 'addflag "${hit}";\n', tests))
     return out
+
+
+# -- generated whole scripts: combinations of actions ----------------------------------------
+
+ACTION_HEAD = (
+    'require ["fileinto", "copy", "imap4flags", "variables", "envelope", "body", "relational",'
+    ' "subaddress", "comparator-i;ascii-numeric", "mailbox", "vacation", "reject"];\n'
+)
+MESSAGES_PER_ACTION_SCRIPT = 4
+
+
+def _flags(rng: random.Random) -> str:
+    choices = ["\\\\Seen", "\\\\Flagged", "$Work", "later", "\\\\Answered"]
+    flags = rng.sample(choices, rng.randint(1, 2))
+    return "[" + ", ".join(f'"{flag}"' for flag in flags) + "]"
+
+
+def _action(rng: random.Random) -> str:
+    kind = rng.choice(["keep", "fileinto", "fileinto", "redirect", "discard", "stop", "flags",
+                       "flags", "set", "vacation", "reject"])  # fmt: skip
+    if kind == "keep":
+        return "keep;" if rng.random() < 0.5 else f"keep :flags {_flags(rng)};"
+    if kind == "fileinto":
+        tags = [t for t in (":copy", ":create") if rng.random() < 0.3]
+        if rng.random() < 0.4:
+            tags.append(f":flags {_flags(rng)}")
+        box = rng.choice(["Work", "Lists", "Archive", "INBOX", "box-${v}", "Lists/${1}"])
+        return f'fileinto {" ".join(tags)} "{box}";'.replace("  ", " ")
+    if kind == "redirect":
+        copy = ":copy " if rng.random() < 0.4 else ""
+        target = rng.choice(["r1@remote.test", "r2@remote.test", "Some One <r3@remote.test>"])
+        return f'redirect {copy}"{target}";'
+    if kind == "flags":
+        command = rng.choice(["setflag", "addflag", "removeflag"])
+        return f"{command} {_flags(rng)};"
+    if kind == "set":
+        modifier = rng.choice(["", ":lower ", ":upper ", ":length "])
+        return f'set {modifier}"v" "{rng.choice(["A", "b c", "${1}"])}";'
+    if kind == "vacation":
+        return f'vacation :days {rng.choice([1, 7, 100])} :subject "Away ${{v}}" "Back soon";'
+    if kind == "reject":
+        return 'reject "Not wanted";'
+    return kind + ";"
+
+
+def action_scripts(count: int) -> list[tuple[str, tuple[str, ...]]]:
+    """``count`` scripts of conditions and actions, each with the messages it runs on."""
+    rng = random.Random(SEED + 1)
+    names = [message.name for message in MESSAGES]
+    out = []
+    for number in range(count):
+        lines = [ACTION_HEAD, 'set "v" "x";\n']
+        for _ in range(rng.randint(2, 4)):
+            actions = " ".join(_action(rng) for _ in range(rng.randint(1, 2)))
+            if rng.random() < 0.2:
+                lines.append(actions + "\n")
+                continue
+            test = _probe_test(rng)
+            otherwise = f" else {{ {_action(rng)} }}" if rng.random() < 0.3 else ""
+            lines.append(f"if {test} {{ {actions} }}{otherwise}\n")
+        start = number * MESSAGES_PER_ACTION_SCRIPT % len(names)
+        chosen = tuple((names + names)[start : start + MESSAGES_PER_ACTION_SCRIPT])
+        out.append(("".join(lines), chosen))
+    return out
