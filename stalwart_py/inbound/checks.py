@@ -39,6 +39,8 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import re
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 import anyio
@@ -54,6 +56,7 @@ from stalwart_py.inbound.spf import SpfResult, received_spf, verify_spf
 from stalwart_py.resolver import Resolver
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+SPF_CACHE = 16  # SPF answers a session keeps, by (sender, HELO name)
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +111,7 @@ class SessionChecks:
         self._iprev: IprevResult | None = None
         self._ip_listings: list[dnsbl.Listing] | None = None  # asked once per session
         self._allowed = False  # listed by an allow-zone: no blocklist is asked
+        self._spf: dict[tuple[str, str], tuple[SpfResult, SpfResult]] = {}  # (sender, helo)
         self._txn = _Transaction()
 
     # -- MAIL FROM --------------------------------------------------------------------------
@@ -117,9 +121,17 @@ class SessionChecks:
         self._txn = txn = _Transaction(sender=sender, helo=helo)
         if self.auth.spf.verify == "disable":
             return None
-        txn.spf_mailfrom, txn.spf_helo = await verify_spf(
-            self.resolver, str(self.ip), sender, helo, self.hostname
-        )
+        # A client often sends several messages from one sender in a session: the answer
+        # is the same (the resolver's cache keeps the records for their TTLs anyway).
+        key = (sender, helo)
+        cached = self._spf.get(key)
+        if cached is None:
+            cached = await verify_spf(self.resolver, str(self.ip), sender, helo, self.hostname)
+            if len(self._spf) >= SPF_CACHE:
+                self._spf.clear()
+            if "temperror" not in (cached[0].result, cached[1].result):  # may work next time
+                self._spf[key] = cached
+        txn.spf_mailfrom, txn.spf_helo = cached
         result = txn.spf_mailfrom
         if self.auth.spf.verify != "strict":
             return None
@@ -204,15 +216,19 @@ class SessionChecks:
                     await dnsbl.lookup_domain(self.resolver, domain, self.dnsbl.domain_zones)
                 )
 
-        async with anyio.create_task_group() as group:
-            if auth.dkim.verify != "disable" or auth.dmarc.verify != "disable":
-                group.start_soon(run_dkim)
-            if auth.arc.verify != "disable" or auth.arc.trusted_sealers:
-                group.start_soon(run_arc)
-            if auth.iprev.verify != "disable":
-                group.start_soon(run_iprev)
-            if self.dnsbl.domain_zones and not self._allowed:
-                group.start_soon(run_domains)
+        jobs = []
+        if auth.dkim.verify != "disable" or auth.dmarc.verify != "disable":
+            jobs.append(run_dkim)
+        if auth.arc.verify != "disable" or auth.arc.trusted_sealers:
+            if _has_field(message, b"arc-seal"):
+                jobs.append(run_arc)
+            else:  # the common case, without parsing the message for a chain
+                arc = ArcResult("none", (), "no ARC sets")
+        if auth.iprev.verify != "disable" and self._iprev is None:  # once per session
+            jobs.append(run_iprev)
+        if self.dnsbl.domain_zones and not self._allowed and authors:
+            jobs.append(run_domains)
+        await _all(jobs)
         dmarc: DmarcResult | None = None
         if auth.dmarc.verify != "disable":
             spf = txn.spf_mailfrom or SpfResult("none", "", "mailfrom", reason="not checked")
@@ -337,3 +353,21 @@ class SessionChecks:
                 reason=reason,
             )
         return results.header()
+
+
+async def _all(jobs: list[Callable[[], Awaitable[None]]]) -> None:
+    """Run the jobs at once (their DNS queries overlap); one alone is awaited directly, as a
+    task group costs event-loop turns that a warm cache makes the larger part."""
+    if len(jobs) == 1:
+        await jobs[0]()
+        return
+    async with anyio.create_task_group() as group:
+        for job in jobs:
+            group.start_soon(job)
+
+
+def _has_field(message: bytes, name: bytes) -> bool:
+    """Whether the header block has a field called ``name``, without parsing it."""
+    end = message.find(b"\r\n\r\n")
+    head = message if end < 0 else message[: end + 2]
+    return re.search(rb"^" + re.escape(name) + rb"[ \t]*:", head, re.I | re.M) is not None

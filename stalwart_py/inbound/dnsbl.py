@@ -81,6 +81,9 @@ async def lookup_domain(resolver: Resolver, domain: str, zones: Sequence[str]) -
 async def _lookup_all(
     resolver: Resolver, prefix: str, subject: str, zones: Sequence[str]
 ) -> list[Listing]:
+    if len(zones) == 1:  # no task group for one query: it costs more than a cached answer
+        listing = await _lookup(resolver, prefix, subject, zones[0])
+        return [listing] if listing is not None else []
     found: list[Listing | None] = [None] * len(zones)
 
     async def one(index: int, zone: str) -> None:
