@@ -50,6 +50,7 @@ import anyio.to_thread
 import dkim
 import dkim.util
 
+from stalwart_py import names
 from stalwart_py.inbound.keys import QUIET, KeyLookup, dnsfunc, fetch_keys, key_name
 from stalwart_py.resolver import Resolver
 
@@ -170,9 +171,11 @@ def _precheck(sig: _Signature, message_size: int) -> None:
         return
     try:
         selector = sig.tags[b"s"].decode("ascii")
-        domain = sig.tags[b"d"].decode("ascii")
-    except UnicodeDecodeError:
-        sig.outcome = sig.result("neutral", "signature unusable: d= or s= is not ASCII")
+        domain = sig.tags[b"d"].decode("utf-8")
+        if not domain.isascii():  # RFC 8616 3.1: a U-label d=, its key under the A-label
+            domain = names.domain(domain)
+    except (UnicodeDecodeError, ValueError):
+        sig.outcome = sig.result("neutral", "signature unusable: bad d= or s=")
         return
     sig.key_name = key_name(selector, domain)
 
@@ -241,10 +244,17 @@ def _identity_is_domain(tags: dict[bytes, bytes]) -> bool:
     return identity.rpartition(b"@")[2].lower() == tags[b"d"].lower()
 
 
+def _raw_key_name(sig: _Signature) -> str:
+    name = sig.tags[b"s"] + b"._domainkey." + sig.tags[b"d"]
+    return name.decode("utf-8", "replace").lower()
+
+
 def _verify_crypto(message: bytes, pending: list[_Signature], fetched: dict[str, KeyLookup]):
     """The body hash and the signature of each signature still pending (sync: dkimpy)."""
     verifier = dkim.DKIM(message, logger=QUIET, minkey=MIN_RSA_BITS)
-    lookup = dnsfunc(fetched)
+    # dkimpy asks for s=._domainkey.d= as written (a U-label d= too): answer under that name.
+    raw = {_raw_key_name(sig): fetched[sig.key_name] for sig in pending if sig.key_name in fetched}
+    lookup = dnsfunc(fetched | raw)
     for sig in pending:
         try:
             valid = verifier.verify(idx=sig.index, dnsfunc=lookup)

@@ -107,7 +107,10 @@ def from_domains(message: bytes) -> list[str]:
     6.6.1: the pipeline passes them to ``verify_dmarc``, which decides on none or several)."""
     end = message.find(b"\r\n\r\n")
     head = message if end < 0 else message[: end + 2]
-    parsed = email.parser.BytesHeaderParser(policy=email.policy.compat32).parsebytes(head)
+    # UTF-8 header fields (RFC 6532, SMTPUTF8 mail) decoded as such, so that an IDN domain
+    # comes out in its A-label form; the bytes parser would keep the octets as surrogates.
+    text = head.decode("utf-8", "replace")
+    parsed = email.parser.HeaderParser(policy=email.policy.compat32).parsestr(text)
     found: list[str] = []
     for _name, address in email.utils.getaddresses([str(v) for v in parsed.get_all("From", [])]):
         domain = address.rpartition("@")[2] if "@" in address else ""

@@ -200,3 +200,12 @@ async def test_a_header_block_that_does_not_parse(world, ed):
     [result] = await verify_dkim(world.resolver, broken)
     assert (result.result, result.domain, result.selector) == ("permerror", "example.test", "ed1")
     assert "does not parse" in result.reason
+
+
+async def test_a_u_label_signing_domain_finds_its_key_under_the_a_label(world, ed):
+    """RFC 8616: d= may be written in UTF-8; the key lives at the A-label name."""
+    world.publish_key(ed, "xn--bcher-kva.example", "ed1")
+    signed = ed.sign(message(), "bücher.example", "ed1")
+    [result] = await verify_dkim(world.resolver, signed)
+    assert (result.result, result.domain) == ("pass", "bücher.example")
+    assert ("ed1._domainkey.xn--bcher-kva.example", "TXT") in world.dns.queries

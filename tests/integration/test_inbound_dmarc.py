@@ -80,6 +80,10 @@ def test_from_domains():
     assert from_domains(b"From: a@one.test\r\nFrom: b@two.test\r\n\r\n") == ["one.test", "two.test"]
     assert from_domains(b"From: undisclosed\r\nSubject: x\r\n\r\n") == []
     assert from_domains(b"Subject: x\r\n\r\n") == []
+    # SMTPUTF8 mail (RFC 6532): the IDN domain in its A-label form, as DNS and d= use it.
+    utf8 = "From: Jörg <jörg@Bücher.example>\r\n\r\n".encode()
+    assert from_domains(utf8) == ["xn--bcher-kva.example"]
+    assert from_domains(b'From: "a@evil.test" <b@good.test>\r\n\r\n') == ["good.test"]
 
 
 async def test_aligned_dkim_passes_relaxed_and_strict(world):
