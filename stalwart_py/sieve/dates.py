@@ -116,9 +116,9 @@ def date_part(moment: Moment, part: str) -> str | None:
             f"{fields.tm_year:04d}-{fields.tm_mon:02d}-{fields.tm_mday:02d}T"
             f"{fields.tm_hour:02d}:{fields.tm_min:02d}:{fields.tm_sec:02d}{zone}"
         )
-    if part == "std11":  # RFC 5322 date-time
+    if part == "std11":  # RFC 5322 date-time, the day in two digits as Pigeonhole writes it
         return (
-            f"{_WEEKDAYS[fields.tm_wday]}, {fields.tm_mday} {_MONTHS[fields.tm_mon - 1]} "
+            f"{_WEEKDAYS[fields.tm_wday]}, {fields.tm_mday:02d} {_MONTHS[fields.tm_mon - 1]} "
             f"{fields.tm_year:04d} {fields.tm_hour:02d}:{fields.tm_min:02d}:"
             f"{fields.tm_sec:02d} {sign}{hours:02d}{minutes:02d}"
         )

@@ -357,6 +357,61 @@ RFC_EXAMPLES: dict[str, str] = {
     'fileinto :flags "\\\\Seen" "A";\nfileinto :flags "other" "A";',
     "decided-tab": 'require ["fileinto", "variables"];\n'
     'if header :matches "subject" "*" { fileinto "${1}"; }',
+    # RFC 5260 (date and index): section 7's examples, then every date-part of the Date field
+    "5260-7-hours": 'require ["date", "relational", "fileinto"];\n'
+    'if allof(header :contains "from" "ann", date :value "ge" :originalzone "date" "hour" "09",'
+    ' date :value "lt" :originalzone "date" "hour" "17") { fileinto "urgent"; }',
+    "5260-7-weekend": 'require ["date", "fileinto"];\n'
+    'if anyof(date :is "received" "weekday" "0", date :is "received" "weekday" "6")'
+    ' { fileinto "weekend"; }',
+    "5260-7-currentdate": 'require ["date", "variables", "fileinto"];\n'
+    'if currentdate :matches "year" "*" { set "year" "${1}"; }\n'
+    'if currentdate :value "ge" "date" "2026-01-01" { fileinto "after-${year}"; }',
+    "5260-parts": 'require ["date", "variables", "fileinto"];\n'
+    + "".join(
+        f'if date :matches :zone "{zone}" "date" "{part}" "*"'
+        f' {{ fileinto "{part}{zone}=${{1}}"; }}\n'
+        for zone in ("+0100", "-0930")
+        for part in (
+            "year",
+            "month",
+            "day",
+            "date",
+            "julian",
+            "hour",
+            "minute",
+            "second",
+            "time",
+            "iso8601",
+            "zone",
+            "weekday",
+        )
+    )
+    + 'if date :matches :originalzone "date" "std11" "*" { fileinto "std11=${1}"; }',
+    "5260-index": 'require ["date", "index", "variables", "fileinto"];\n'
+    'if date :matches :originalzone :index 1 :last "received" "time" "*" { fileinto "l${1}"; }\n'
+    'if header :index 2 :matches "received" "*by *;*" { fileinto "by-${2}"; }\n'
+    'if address :index 1 :last :matches "to" "*" { fileinto "to-${1}"; }',
+    # RFC 5293 (editheader): later tests see the edits
+    "5293-edits": 'require ["editheader", "fileinto", "relational",'
+    ' "comparator-i;ascii-numeric"];\n'
+    'addheader "X-Source" "filter";\naddheader :last "X-Source" "last";\n'
+    'deleteheader :index 1 :last "x-source";\ndeleteheader :contains "subject" "u";\n'
+    'deleteheader "received";\n'
+    'if header :is "x-source" "filter" { fileinto "added"; }\n'
+    'if not exists "subject" { fileinto "subject-deleted"; }\n'
+    'if header :count "ge" :comparator "i;ascii-numeric" "received" "1" { fileinto "protected"; }',
+    # RFC 5463 (ihave, error)
+    "5463-ihave": 'require ["ihave", "fileinto"];\n'
+    'if ihave "x-frobnicate" { frobnicate :loudly; } elsif ihave "mailbox"'
+    ' { fileinto :create "has-mailbox"; }\n'
+    'if header :contains "subject" "lunch" { error "no lunch filtering"; }',
+    # draft-ietf-sieve-regex
+    "regex-groups": 'require ["regex", "variables", "fileinto"];\n'
+    'if header :regex "subject" "^\\\\[([a-z]+)\\\\] ([0-9]+)%" { fileinto "${1}-${2}"; }\n'
+    'if address :regex :domain "from" "^([[:alpha:]]+)\\\\.test$" { fileinto "dom-${1}"; }\n'
+    'if header :regex :comparator "i;octet" "subject" "^lunch" { fileinto "octet"; }\n'
+    'if header :regex "subject" "(x)|(on)" { fileinto "alt-[${1}][${2}]"; }',
 }
 
 
