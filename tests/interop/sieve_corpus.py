@@ -388,7 +388,7 @@ RFC_EXAMPLES: dict[str, str] = {
         )
     )
     + 'if date :matches :originalzone "date" "std11" "*" { fileinto "std11=${1}"; }',
-    "5260-index": 'require ["date", "index", "variables", "fileinto"];\n'
+    "5260-index-last": 'require ["date", "index", "variables", "fileinto"];\n'
     'if date :matches :originalzone :index 1 :last "received" "time" "*" { fileinto "l${1}"; }\n'
     'if header :index 2 :matches "received" "*by *;*" { fileinto "by-${2}"; }\n'
     'if address :index 1 :last :matches "to" "*" { fileinto "to-${1}"; }',
@@ -402,7 +402,7 @@ RFC_EXAMPLES: dict[str, str] = {
     'if not exists "subject" { fileinto "subject-deleted"; }\n'
     'if header :count "ge" :comparator "i;ascii-numeric" "received" "1" { fileinto "protected"; }',
     # RFC 5463 (ihave, error)
-    "5463-ihave": 'require ["ihave", "fileinto"];\n'
+    "5463-ihave-error": 'require ["ihave", "fileinto"];\n'
     'if ihave "x-frobnicate" { frobnicate :loudly; } elsif ihave "mailbox"'
     ' { fileinto :create "has-mailbox"; }\n'
     'if header :contains "subject" "lunch" { error "no lunch filtering"; }',

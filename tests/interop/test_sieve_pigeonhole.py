@@ -88,7 +88,7 @@ EXPECTED: dict[str, tuple[str, tuple[str, ...]]] = {
     "probe-5-50": ("empty-group", ("invalid-from",)),
     "probe-9-27": ("empty-group", ("invalid-from",)),
     "rfc-5231-count": ("empty-group", ("invalid-from",)),
-    "rfc-5260-index": ("empty-group", ("invalid-from",)),
+    "rfc-5260-index-last": ("empty-group", ("invalid-from",)),
     "rfc-decided-tab": ("empty-mailbox", ("empty-body",)),
     "rfc-5703-foreverypart": ("extracttext-octets", ("alternative", "encoded")),
     "gen-35": ("flags-union", ("big", "cc-only", "empty-body", "resent")),
