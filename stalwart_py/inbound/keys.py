@@ -74,6 +74,8 @@ async def _lookup(resolver: Resolver, name: str) -> KeyLookup:
 async def fetch_keys(resolver: Resolver, names: Iterable[str]) -> dict[str, KeyLookup]:
     """Every distinct name looked up concurrently (at most ``MAX_KEY_LOOKUPS``)."""
     wanted = list(dict.fromkeys(names))[:MAX_KEY_LOOKUPS]
+    if len(wanted) <= 1:  # the usual case: no task group (its turns cost more than a cache hit)
+        return {name: await _lookup(resolver, name) for name in wanted}
     found: dict[str, KeyLookup] = {}
 
     async def one(name: str) -> None:
