@@ -37,7 +37,7 @@ class ServerContext:
         self.metrics = metrics or Metrics()
         self.store = store
         # The one DNS resolver (``[resolver]``): the queue, SPF, DKIM, DMARC, DNSBLs.
-        self.resolver = Resolver.from_settings(config.resolver)
+        self.resolver = Resolver.from_settings(config.resolver, self.metrics)
         self.directory = Directory(store, config.directory)
         # The junk filter that learns: scores at delivery, trains from IMAP (its worker runs in
         # the server's task group).

@@ -43,6 +43,8 @@ import dns.rdatatype
 import dns.resolver
 import dns.reversename
 
+from stalwart_py.metrics import Metrics
+
 if TYPE_CHECKING:
     from stalwart_py.config.schema import ResolverSettings
 
@@ -90,11 +92,18 @@ class Resolver:
         cache_size: int = 10_000,
         max_ttl: float = 86400.0,
         max_negative_ttl: float = 3600.0,
+        metrics: Metrics | None = None,
     ) -> None:
         self._cache: OrderedDict[tuple[str, str], _Entry] = OrderedDict()
         self._pending: dict[tuple[str, str], _Pending] = {}
         self.hits = 0  # answers given from the cache, for tests and metrics
         self.misses = 0
+        self._lookups = (metrics or Metrics()).counter(
+            "stalwart_dns_lookups",
+            "DNS lookups by outcome: cached (no query), answered, not_found (NXDOMAIN), "
+            "failed (SERVFAIL, timeout, no server)",
+            ["result"],
+        )
         self.configure(
             nameservers,
             timeout=timeout,
@@ -105,10 +114,11 @@ class Resolver:
         )
 
     @classmethod
-    def from_settings(cls, settings: ResolverSettings) -> Resolver:
+    def from_settings(cls, settings: ResolverSettings, metrics: Metrics | None = None) -> Resolver:
         """A resolver for ``[resolver]``."""
         return cls(
             settings.nameservers,
+            metrics=metrics,
             timeout=settings.timeout,
             attempts=settings.attempts,
             cache_size=settings.cache_size,
@@ -161,6 +171,7 @@ class Resolver:
             if entry.expires > time.monotonic():
                 self._cache.move_to_end(key)
                 self.hits += 1
+                self._lookups.labels("cached").inc()
                 return _answer(key, entry.records)
             del self._cache[key]
         while (pending := self._pending.get(key)) is not None:
@@ -175,9 +186,13 @@ class Resolver:
             records, ttl = await self._query(*key)
             pending.records = records
             pending.finished = True
+            self._lookups.labels("answered" if records is not None else "not_found").inc()
         except DnsError as exc:
             pending.error = exc
             pending.finished = True
+            self._lookups.labels(
+                "failed" if isinstance(exc, DnsTemporaryError) else "not_found"
+            ).inc()
             raise
         finally:
             pending.done.set()

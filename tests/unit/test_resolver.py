@@ -8,6 +8,7 @@ import time
 import anyio
 import pytest
 
+from stalwart_py.metrics import Metrics
 from stalwart_py.resolver import (
     DnsTemporaryError,
     InvalidName,
@@ -182,3 +183,21 @@ async def test_a_cancelled_asker_does_not_answer_for_the_others(zone):
 async def test_names_idna_cannot_encode_are_invalid(zone):
     with pytest.raises(InvalidName):
         await resolver_for(zone).a("xn--.\u00df\u0301-.test")
+
+
+async def test_lookups_are_counted_by_outcome(zone):
+    zone.add("example.test", "A", "192.0.2.1")
+    zone.servfail.add("broken.test")
+    metrics = Metrics()
+    resolver = Resolver([("127.0.0.1", zone.port)], timeout=1.0, metrics=metrics)
+    await resolver.a("example.test")
+    await resolver.a("example.test")
+    with pytest.raises(NameNotFound):
+        await resolver.a("missing.test")
+    with pytest.raises(DnsTemporaryError):
+        await resolver.a("broken.test")
+
+    def count(result: str) -> float | None:
+        return metrics.registry.get_sample_value("stalwart_dns_lookups_total", {"result": result})
+
+    assert [count(r) for r in ("answered", "cached", "not_found", "failed")] == [1, 1, 1, 1]
