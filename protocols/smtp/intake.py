@@ -47,6 +47,7 @@ class Intake:
                 ip,
                 hostname,
                 conn.log,
+                server.metrics,
             )
             if ip is not None
             else None

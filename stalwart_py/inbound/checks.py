@@ -53,6 +53,7 @@ from stalwart_py.inbound.dmarc import DmarcResult, from_domains, verify_dmarc
 from stalwart_py.inbound.iprev import IprevResult, verify_iprev
 from stalwart_py.inbound.results import AuthenticationResults, remove_ours
 from stalwart_py.inbound.spf import SpfResult, received_spf, verify_spf
+from stalwart_py.metrics import Metrics
 from stalwart_py.resolver import Resolver
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -101,8 +102,25 @@ class SessionChecks:
         ip: IPAddress,
         hostname: str,
         log: logging.Logger | logging.LoggerAdapter,
+        metrics: Metrics | None = None,
     ) -> None:
         self.resolver = resolver
+        self._counted = (
+            metrics.counter(
+                "stalwart_inbound_auth_results",
+                "Sender authentication results of checked mail (Authentication-Results)",
+                ["method", "result"],
+            )
+            if metrics is not None
+            else None
+        )
+        self._listed = (
+            metrics.counter(
+                "stalwart_inbound_dnsbl_listings", "Clients or domains a DNS list named", ["zone"]
+            )
+            if metrics is not None
+            else None
+        )
         self.auth = auth
         self.dnsbl = dnsbl_settings
         self.ip = ip
@@ -157,6 +175,7 @@ class SessionChecks:
                     self.resolver, domain, self.dnsbl.domain_zones
                 )
             txn.listed = listings
+            self._count_listings(listings)
             if listings and self.dnsbl.action == "junk":
                 txn.junk.extend(listings)
         if txn.listed and self.dnsbl.action == "reject":
@@ -175,6 +194,11 @@ class SessionChecks:
                 listings = await dnsbl.lookup_ip(self.resolver, self.ip, settings.ip_zones)
             self._ip_listings = listings
         return self._ip_listings
+
+    def _count_listings(self, listings: list[dnsbl.Listing]) -> None:
+        for listing in listings:
+            if self._listed is not None:
+                self._listed.labels(listing.zone).inc()
 
     def _dnsbl_refusal(self, listing: dnsbl.Listing) -> Refusal:
         self.log.info("DNSBL: %s", listing.describe())
@@ -229,6 +253,7 @@ class SessionChecks:
         if self.dnsbl.domain_zones and not self._allowed and authors:
             jobs.append(run_domains)
         await _all(jobs)
+        self._count_listings(listings)
         dmarc: DmarcResult | None = None
         if auth.dmarc.verify != "disable":
             spf = txn.spf_mailfrom or SpfResult("none", "", "mailfrom", reason="not checked")
@@ -352,6 +377,10 @@ class SessionChecks:
                 [("header.from", dmarc.domain or None), ("policy.dmarc", dmarc.policy)],
                 reason=reason,
             )
+        if self._counted is not None:
+            for entry in results.entries:
+                method, _, rest = entry.partition("=")
+                self._counted.labels(method, rest.split(" ", 1)[0]).inc()
         return results.header()
 
 

@@ -27,6 +27,7 @@ from tests.support.inbound import (
 )
 from tests.support.proxied import ProxiedSMTP
 from tests.support.servers import InProcessServer, write_config
+from tests.support.smtp import metric
 
 
 @pytest.fixture(scope="module")
@@ -114,6 +115,7 @@ def test_dkim_valid_rsa_and_ed25519_signatures_each_get_a_result(outside, server
     assert "dkim=pass" in field and "header.d=sender.test header.s=s1" in field, field
     assert "header.s=s2 header.a=ed25519-sha256" in field, field
     assert field.count("dkim=pass") == 2, field
+    assert metric(server, "stalwart_inbound_auth_results_total", method="dkim", result="pass") >= 2
     assert "dmarc=pass" in field and "header.from=sender.test" in field, field
 
 

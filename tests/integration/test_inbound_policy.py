@@ -21,6 +21,7 @@ from tests.support.inbound import (
 )
 from tests.support.proxied import ProxiedSMTP
 from tests.support.servers import InProcessServer, write_config
+from tests.support.smtp import metric
 
 STRICT = "".join(
     f'[auth.{method}]\nverify = "strict"\n' for method in ("spf", "dkim", "dmarc", "arc", "iprev")
@@ -174,6 +175,7 @@ def test_a_listed_client_is_refused_after_rcpt_naming_the_list(blocking):
         b"5.7.1 Service unavailable; Client host [198.51.100.99] blocked using bl.test;"
         b" Listed: see https://bl.test/198.51.100.99"
     )
+    assert metric(blocking, "stalwart_inbound_dnsbl_listings_total", zone="bl.test") >= 1
 
 
 def test_a_listed_ipv6_client_is_refused(blocking):
