@@ -18,11 +18,17 @@ Ours, through the code the server runs:
 bogofilter: ``-s``/``-n -B`` over the files (one process per class), then ``-t -B`` over the
 held-out files (one process): per message is the total over the count, so it includes its
 process start once, not per message. Without bogofilter installed, only ours is printed.
+
+``--imap N``: also what training costs an IMAP client, on a real server (in this process):
+N messages are appended, then each is marked by its own command as a client's junk button
+does (``UID MOVE`` into Junk, ``UID STORE +FLAGS ($NotJunk)``), timed per command, with the
+classifier on and then off; and how long the training worker takes to catch up.
 """
 
 from __future__ import annotations
 
 import argparse
+import imaplib
 import shutil
 import statistics
 import subprocess
@@ -38,9 +44,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from stalwart_py.config.junk import ClassifierSettings
 from stalwart_py.junk.filter import JunkFilter
 from stalwart_py.junk.tokens import tokenize
+from stalwart_py.server import discover_protocols
 from stalwart_py.store import LocalDelivery
 from stalwart_py.store.sqlite import SqliteStore
 from tests.support.junk_corpus import Sample, corpus
+from tests.support.servers import InProcessServer, write_config
 
 HOST = "mail.example.test"
 
@@ -139,11 +147,53 @@ def bogofilter(training: list[Sample], held_out: list[Sample]) -> dict[str, floa
     }
 
 
+IMAP_CONFIG = """
+[server]
+hostname = "mail.example.test"
+
+[spam.classifier]
+enable = {enable}
+
+[server.listener.imap]
+bind = "127.0.0.1:0"
+protocol = "imap"
+imap.auth.allow-plaintext = true
+"""
+
+
+def imap_marking(samples: list[Sample], enable: bool) -> tuple[list[float], float]:
+    """(seconds per marking command, seconds until the training worker caught up)."""
+    with tempfile.TemporaryDirectory() as directory:
+        path = write_config(Path(directory), IMAP_CONFIG.format(enable=str(enable).lower()))
+        with InProcessServer(path, discover_protocols()) as server:
+            server.add_account("bob@example.test", "bench password")
+            client = imaplib.IMAP4(*server.address("imap"))
+            client.login("bob@example.test", "bench password")
+            for sample in samples:
+                client.append("INBOX", None, None, sample.data)
+            client.select("INBOX")
+            times = []
+            for uid, sample in enumerate(samples, 1):
+                started = time.perf_counter()
+                if sample.junk:
+                    typ, _ = client.uid("MOVE", str(uid), "Junk")
+                else:
+                    typ, _ = client.uid("STORE", str(uid), "+FLAGS", "($NotJunk)")
+                times.append(time.perf_counter() - started)
+                assert typ == "OK"
+            started = time.perf_counter()
+            server.run(server.context.junk.settled)
+            catch_up = time.perf_counter() - started
+            client.logout()
+    return times, catch_up
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--train", type=int, default=50)
     parser.add_argument("--held-out", type=int, default=500)
     parser.add_argument("--words", type=int, nargs=2, default=(40, 120))
+    parser.add_argument("--imap", type=int, default=0, metavar="N")
     args = parser.parse_args()
     words = (args.words[0], args.words[1])
     training = corpus(args.train, words=words)
@@ -168,6 +218,16 @@ def main() -> None:
     print(f"{'classify median, ms':28} {mine['classify_p50_ms']:12.3f}")
     print(f"{'classify CPU, ms':28} {mine['classify_cpu_ms']:12.3f}")
     print(f"{'tokenize alone, ms':28} {mine['tokenize_ms']:12.3f}")
+    if args.imap:
+        samples = corpus(args.imap // 2, seed=77, words=words)
+        on, catch_up = imap_marking(samples, True)
+        off, _ = imap_marking(samples, False)
+        print(f"IMAP marking of {len(samples)} messages, one command each (ms):")
+        print(f"{'':28} {'training on':>12} {'off':>12} {'ratio':>8}")
+        for label, pick in (("mean", statistics.mean), ("median", statistics.median)):
+            a, b = pick(on) * 1000, pick(off) * 1000
+            print(f"{label:28} {a:12.3f} {b:12.3f} {a / b:7.2f}x")
+        print(f"{'worker caught up after, ms':28} {catch_up * 1000:12.1f}")
 
 
 if __name__ == "__main__":

@@ -50,6 +50,8 @@ NOT_JUNK = "$NotJunk"
 JUNK_USE = "\\Junk"
 TRASH_USE = "\\Trash"
 MAX_PENDING = 100_000  # messages waiting to be trained, over all accounts
+BATCH = 256  # messages trained in one transaction at most
+LINGER = 0.2  # seconds the worker lets training requests gather before it starts
 INLINE_TOKENIZE = 16 * 1024  # smaller messages are tokenised on the loop: cheaper than a hop
 
 
@@ -168,7 +170,10 @@ class JunkFilter:
                 await self._wake.wait()
                 self._wake = anyio.Event()
                 continue
-            batch = [self._pending.popleft() for _ in range(min(64, len(self._pending)))]
+            # A client marking many messages sends a command each: let them gather for a
+            # moment, to train them in one transaction rather than compete with each command.
+            await anyio.sleep(LINGER)
+            batch = [self._pending.popleft() for _ in range(min(BATCH, len(self._pending)))]
             try:
                 await self._train(batch)
             except Exception:  # the store: the lesson is lost, the worker goes on
@@ -185,16 +190,19 @@ class JunkFilter:
             if not todo:
                 continue
             bodies = await self.store.read_blobs([b for b, _ in todo])
-            hostname = self.hostname()
-            for blob_id, junk in todo:
-                data = bodies.get(blob_id)
-                if data is None:  # expunged meanwhile
-                    continue
-                tokens = await anyio.to_thread.run_sync(tokenize, data, hostname)
-                outcome = await self.store.junk_train(
-                    account_id, blob_id, junk, sorted(tokens), max_tokens=settings.max_tokens
-                )
-                if outcome in ("trained", "retrained"):
-                    self.trained += 1
-                    log.debug("account %d: %s message as %s", account_id, outcome,
-                              "junk" if junk else "not junk")  # fmt: skip
+            todo = [(b, junk) for b, junk in todo if b in bodies]  # else expunged meanwhile
+            # one thread hop and one transaction (one fsync) for the whole batch
+            prepared = await anyio.to_thread.run_sync(_lessons, todo, bodies, self.hostname())
+            outcomes = await self.store.junk_train_many(
+                account_id, prepared, max_tokens=settings.max_tokens
+            )
+            done = sum(outcome in ("trained", "retrained") for outcome in outcomes)
+            self.trained += done
+            log.debug("account %d: trained on %d messages", account_id, done)
+
+
+def _lessons(
+    todo: list[tuple[int, bool]], bodies: dict[int, bytes], hostname: str
+) -> list[tuple[int, bool, list[str]]]:
+    """(body id, junk, tokens) of each message to train on (in a worker thread)."""
+    return [(blob_id, junk, sorted(tokenize(bodies[blob_id], hostname))) for blob_id, junk in todo]

@@ -386,13 +386,26 @@ class Store(abc.ABC):
         """Of these message bodies, those the account trained on: True as junk, False as not."""
 
     @abc.abstractmethod
+    async def junk_train_many(
+        self,
+        account_id: int,
+        lessons: Sequence[tuple[int, bool, Sequence[str]]],
+        *,
+        max_tokens: int,
+    ) -> list[str]:
+        """Train the account on messages, each (body id, junk or not, its tokens), in one
+        transaction; for each: ``"trained"``, ``"retrained"`` (it was trained as the other
+        class, which it leaves), ``"unchanged"`` (already trained so) or ``"gone"`` (no such
+        body). Keeps at most ``max_tokens`` tokens, pruning the rarest."""
+
     async def junk_train(
         self, account_id: int, blob_id: int, junk: bool, tokens: Sequence[str], *, max_tokens: int
     ) -> str:
-        """Train the account on the message with body ``blob_id`` (its ``tokens``) as junk or
-        not: ``"trained"``, ``"retrained"`` (it was trained as the other class, which it
-        leaves), ``"unchanged"`` (already trained so) or ``"gone"`` (no such body). Keeps at
-        most ``max_tokens`` tokens, pruning the rarest. Atomic."""
+        """``junk_train_many`` for one message."""
+        (outcome,) = await self.junk_train_many(
+            account_id, [(blob_id, junk, tokens)], max_tokens=max_tokens
+        )
+        return outcome
 
     @abc.abstractmethod
     async def duplicate_seen(self, account_id: int, key: str) -> bool:

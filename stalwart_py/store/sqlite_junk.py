@@ -121,54 +121,55 @@ class JunkMixin:
 
         return await self._engine.read(op)
 
-    async def junk_train(
+    async def junk_train_many(
         self,
         account_id: int,
-        blob_id: int,
-        junk: bool,
-        tokens: Sequence[str],
+        lessons: Sequence[tuple[int, bool, Sequence[str]]],
         *,
         max_tokens: int,
-    ) -> str:
-        def op(txn: Txn) -> str:
-            row = txn.execute("SELECT hash FROM blobs WHERE id = ?", (blob_id,)).fetchone()
-            if row is None:
-                return "gone"
-            digest = row[0]
-            previous = txn.execute(
-                "SELECT junk FROM junk_trained WHERE account_id = ? AND hash = ?",
-                (account_id, digest),
-            ).fetchone()
-            if previous is not None and bool(previous[0]) == junk:
-                return "unchanged"
-            txn.execute(
-                "INSERT INTO junk_state(account_id) VALUES (?) ON CONFLICT DO NOTHING",
-                (account_id,),
-            )
-            new, old = ("spam", "ham") if junk else ("ham", "spam")
-            created = _apply(txn, account_id, tokens, new, 1)
-            if previous is not None:  # retraining: the message leaves its old class
-                created += _apply(txn, account_id, tokens, old, -1)
-                txn.execute(
-                    f"UPDATE junk_state SET {new} = {new} + 1, {old} = max(0, {old} - 1),"
-                    " tokens = tokens + ? WHERE account_id = ?",
-                    (created, account_id),
-                )
-            else:
-                txn.execute(
-                    f"UPDATE junk_state SET {new} = {new} + 1, tokens = tokens + ?,"
-                    " trained = trained + 1 WHERE account_id = ?",
-                    (created, account_id),
-                )
-            txn.execute(
-                "INSERT OR REPLACE INTO junk_trained(account_id, hash, junk, trained)"
-                " VALUES (?, ?, ?, ?)",
-                (account_id, digest, int(junk), txn.now),
-            )
+    ) -> list[str]:
+        def op(txn: Txn) -> list[str]:
+            outcomes = [_train_one(txn, account_id, *lesson) for lesson in lessons]
             _prune(txn, account_id, max_tokens)
-            return "retrained" if previous is not None else "trained"
+            return outcomes
 
         return await self._engine.write(op)
+
+
+def _train_one(txn: Txn, account_id: int, blob_id: int, junk: bool, tokens: Sequence[str]) -> str:
+    row = txn.execute("SELECT hash FROM blobs WHERE id = ?", (blob_id,)).fetchone()
+    if row is None:
+        return "gone"
+    digest = row[0]
+    previous = txn.execute(
+        "SELECT junk FROM junk_trained WHERE account_id = ? AND hash = ?",
+        (account_id, digest),
+    ).fetchone()
+    if previous is not None and bool(previous[0]) == junk:
+        return "unchanged"
+    txn.execute(
+        "INSERT INTO junk_state(account_id) VALUES (?) ON CONFLICT DO NOTHING", (account_id,)
+    )
+    new, old = ("spam", "ham") if junk else ("ham", "spam")
+    created = _apply(txn, account_id, tokens, new, 1)
+    if previous is not None:  # retraining: the message leaves its old class
+        created += _apply(txn, account_id, tokens, old, -1)
+        txn.execute(
+            f"UPDATE junk_state SET {new} = {new} + 1, {old} = max(0, {old} - 1),"
+            " tokens = tokens + ? WHERE account_id = ?",
+            (created, account_id),
+        )
+    else:
+        txn.execute(
+            f"UPDATE junk_state SET {new} = {new} + 1, tokens = tokens + ?,"
+            " trained = trained + 1 WHERE account_id = ?",
+            (created, account_id),
+        )
+    txn.execute(
+        "INSERT OR REPLACE INTO junk_trained(account_id, hash, junk, trained) VALUES (?, ?, ?, ?)",
+        (account_id, digest, int(junk), txn.now),
+    )
+    return "retrained" if previous is not None else "trained"
 
 
 def _prune(txn: Txn, account_id: int, max_tokens: int) -> None:
