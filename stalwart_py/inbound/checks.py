@@ -220,7 +220,8 @@ class SessionChecks:
         dkim: list[DkimResult] = []
         arc: ArcResult | None = None
         listings: list[dnsbl.Listing] = []
-        authors = from_domains(message)
+        wanted = auth.dmarc.verify != "disable" or bool(self.dnsbl.domain_zones)
+        authors = from_domains(message) if wanted else []
 
         async def run_dkim() -> None:
             nonlocal dkim

@@ -234,12 +234,15 @@ def test_iprev_fails_without_a_confirmed_name(server):
     assert "iprev=fail" in field and f"policy.iprev={STRANGER_IP}" in field, field
 
 
-def test_submission_and_authenticated_mail_is_not_checked(server):
+def test_submission_authenticated_and_lmtp_mail_is_not_checked(server):
     with ProxiedSMTP(STRANGER_IP, *server.address("submission")) as client:
         client.login(USER, PASSWORD)
         client.sendmail(USER, [USER], message(USER, "my own"))
-    _, data = delivered(server, "my own")
-    assert our_results(data) == [] and b"Received-SPF" not in data
+    with smtplib.LMTP(*server.address("lmtp"), timeout=20) as client:
+        client.sendmail("ceo@sender.test", [USER], message("ceo@sender.test", "over lmtp"))
+    for subject in ("my own", "over lmtp"):
+        _, data = delivered(server, subject)
+        assert our_results(data) == [] and b"Received-SPF" not in data, subject
 
 
 def test_no_checks_refuse_nothing_when_dns_is_down(server, outside):

@@ -56,6 +56,10 @@ smtp.auth.require = true
 smtp.auth.allow-plaintext = true
 proxy.trusted-networks = ["127.0.0.0/8"]
 
+[server.listener.lmtp]
+bind = "127.0.0.1:0"
+protocol = "lmtp"
+
 [server.listener.imap]
 bind = "127.0.0.1:0"
 protocol = "imap"
