@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import random
+
 import pytest
 
+from stalwart_py.inbound import dmarc
 from stalwart_py.inbound.dkim import DkimResult, verify_dkim
 from stalwart_py.inbound.dmarc import (
     from_domains,
@@ -237,3 +240,14 @@ async def test_spf_through_the_resolver_aligns(world):
     assert elsewhere.result == "fail"
     result = await verify_dmarc(world.resolver, "example.test", elsewhere, [])
     assert (result.result, result.policy) == ("fail", "reject")
+
+
+async def test_pct_samples_messages(world, monkeypatch):
+    """pct=50: about half the failing messages get p=, the rest the next lower policy."""
+    monkeypatch.setattr(dmarc, "_sample", random.Random(7489))
+    world.publish("_dmarc.half.test", "TXT", "v=DMARC1; p=reject; pct=50")
+    policies = [
+        (await verify_dmarc(world.resolver, "half.test", spf(), [])).policy for _ in range(200)
+    ]
+    assert set(policies) == {"reject", "quarantine"}
+    assert 70 <= policies.count("reject") <= 130
