@@ -36,8 +36,9 @@ class ProtectedField(Exception):
     """An edit of a protected field, ignored."""
 
 
-def _split(data: bytes) -> tuple[list[bytes], bytes]:
-    """The header fields (each with its folded lines and line ends) and what follows them."""
+def _split(data: bytes) -> tuple[list[bytes], memoryview]:
+    """The header fields (each with its folded lines and line ends) and what follows them
+    (a view: the body is copied once per edit, when the new message is joined)."""
     _, fields_length = scan_header(data, 0, len(data))
     fields: list[bytes] = []
     for line in data[:fields_length].splitlines(keepends=True):
@@ -45,7 +46,7 @@ def _split(data: bytes) -> tuple[list[bytes], bytes]:
             fields[-1] += line
         else:
             fields.append(line)
-    return fields, data[fields_length:]
+    return fields, memoryview(data)[fields_length:]
 
 
 def _name(field: bytes) -> str:
@@ -99,7 +100,7 @@ def add_header(data: bytes, name: str, value: str, *, last: bool) -> bytes:
     else:
         position = 1 if fields and _name(fields[0]) == "return-path" else 0
         fields.insert(position, field)
-    return b"".join(fields) + rest
+    return b"".join([*fields, rest])
 
 
 def delete_header(
@@ -123,4 +124,5 @@ def delete_header(
     drop = {p for p in positions if matches is None or matches(_value(fields[p]))}
     if not drop:
         return data
-    return b"".join(field for number, field in enumerate(fields) if number not in drop) + rest
+    kept = [field for number, field in enumerate(fields) if number not in drop]
+    return b"".join([*kept, rest])
