@@ -15,8 +15,9 @@ from typing import Any
 
 from prometheus_client import Counter
 
+from protocols.http import autoconfig
 from protocols.http.auth import Authenticator
-from protocols.http.handlers import control, directory, health, inject, queue
+from protocols.http.handlers import control, directory, dns, health, inject, queue
 from protocols.http.messages import HttpError, Request, Response, json_response
 from protocols.http.openapi import build_document
 from protocols.http.router import Access, Route, Router, RouteTable
@@ -31,7 +32,14 @@ def request_counter(metrics: Metrics) -> Counter:
     )
 
 
-ROUTE_TABLES = (health.routes, directory.routes, control.routes, queue.routes, inject.routes)
+ROUTE_TABLES = (
+    health.routes,
+    directory.routes,
+    control.routes,
+    queue.routes,
+    inject.routes,
+    dns.routes,
+)
 
 
 def _version() -> str:
@@ -79,8 +87,15 @@ class Application:
 
     async def dispatch(self, request: Request) -> Response:
         route: Route | None = None
+        label = "unmatched"
         try:
+            # Client setup and MTA-STS (autoconfig.py): by path and Host, before the API.
+            if (special := autoconfig.match(request)) is not None:
+                label, handler = special
+                response = await handler(request)
+                return self._count(request, label, response)
             route, request.params = self.router.match(request.method, request.path)
+            label = route.label
             if route.access is Access.ADMIN or (
                 route.access is Access.METRICS and not request.session.settings.public_metrics
             ):
@@ -97,11 +112,15 @@ class Application:
         except Exception:
             request.session.log.exception("%s %s failed", request.method, request.target)
             response = json_response(500, {"error": "internal error; the server log says more"})
+        return self._count(request, label, response)
+
+    @staticmethod
+    def _count(request: Request, label: str, response: Response) -> Response:
         request.session.server.metrics.counter(
             "stalwart_http_requests",
             "HTTP requests answered, by route and status",
             ["route", "status"],
-        ).labels(route.label if route else "unmatched", str(response.status)).inc()
+        ).labels(label, str(response.status)).inc()
         return response
 
     @staticmethod

@@ -29,6 +29,7 @@ TAGS = {
     "server": "configuration: reload and the effective settings",
     "queue": "the outbound queue and the reports received",
     "inject": "message injection",
+    "dns": "the DNS records of hosted domains, and checking them",
     "api": "this document",
 }
 

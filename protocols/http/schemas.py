@@ -171,6 +171,50 @@ COMPONENTS: dict[str, dict[str, Any]] = {
         ("id", "protocol", "bind", "tls", "open-connections", "max-connections", "enabled"),
     ),
     "ListenerList": obj({"listeners": array(ref("Listener"))}, ("listeners",)),
+    # GET /api/dns/{domain} (handlers/dns.py, stalwart_py/dns_records.py)
+    "DnsRecord": obj(
+        {
+            "name": STRING,
+            "type": {"type": "string", "enum": ["MX", "TXT", "SRV", "CNAME", "CAA"]},
+            "value": {**STRING, "description": "the rdata; for TXT the text itself, unquoted"},
+            "purpose": STRING,
+            "zone-line": {**STRING, "description": "the record in zone-file syntax"},
+            "status": {
+                "type": "string",
+                "enum": ["ok", "missing", "different", "error"],
+                "description": "with check=true: what DNS says",
+            },
+            "found": {**array(STRING), "description": "with check=true: what DNS has there"},
+        },
+        ("name", "type", "value", "purpose", "zone-line"),
+    ),
+    "DnsReport": obj(
+        {
+            "domain": STRING,
+            "hostname": STRING,
+            "zone": {**STRING, "description": "every record as a zone file fragment"},
+            "records": array(ref("DnsRecord")),
+            "ok": {**BOOLEAN, "description": "with check=true: every record and PTR is ok"},
+            "reverse": {
+                **array(
+                    obj(
+                        {
+                            "address": STRING,
+                            "status": {
+                                "type": "string",
+                                "enum": ["ok", "missing", "different", "error"],
+                            },
+                            "ptr": array(STRING),
+                            "detail": STRING,
+                        },
+                        ("address", "status", "ptr", "detail"),
+                    )
+                ),
+                "description": "with check=true: FCrDNS of each address of the host name",
+            },
+        },
+        ("domain", "hostname", "zone", "records"),
+    ),
     "ReloadReport": obj(
         {
             "changed": BOOLEAN,

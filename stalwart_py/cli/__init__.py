@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 
 from stalwart_py import __version__
-from stalwart_py.cli import directory, listener, queue, server
+from stalwart_py.cli import directory, dns, listener, queue, server
 
 DEFAULT_CONFIG = "/etc/stalwart-py/config.toml"
 
@@ -44,6 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     directory.register(commands, command)
     queue.register(commands, command)
     listener.register(commands, command)
+    dns.register(commands, command)
     return parser
 
 

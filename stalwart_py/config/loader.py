@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from stalwart_py.config.clients import MtaStsSettings
 from stalwart_py.config.convert import (
     INVALID,
     Converter,
@@ -64,6 +65,7 @@ SECTIONS: dict[str, type] = {
     "auth": AuthSettings,  # sender authentication of mail from strangers (config/inbound.py)
     "spam": SpamSettings,
     "sieve": SieveSettings,
+    "mta-sts": MtaStsSettings,  # the MTA-STS policy served for our domains (config/clients.py)
 }
 
 # A connection's scope: (index into server scopes, index into listener scopes); -1 for none.
@@ -134,6 +136,7 @@ class Config:
     spam: SpamSettings = field(default_factory=SpamSettings)
     sieve: SieveSettings = field(default_factory=SieveSettings)
     resolver: ResolverSettings = field(default_factory=ResolverSettings)
+    mta_sts: MtaStsSettings = field(default_factory=MtaStsSettings)
     raw: dict[str, Any] = field(repr=False, default_factory=dict)
     # Deprecated keys and the like: the file is used, and each is logged at start and reload.
     warnings: tuple[ConfigIssue, ...] = ()
@@ -289,6 +292,7 @@ class _Loader:
             spam=sections["spam"],
             sieve=sections["sieve"],
             resolver=resolver,
+            mta_sts=sections["mta-sts"],
             raw=data,
             warnings=tuple(self.warnings),
         )

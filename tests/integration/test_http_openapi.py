@@ -185,6 +185,7 @@ def _calls(ids: dict[str, str]) -> dict[str, tuple[str, str, object, dict]]:
             {"from": "a@remote.test", "to": "walker@walk.test", "text": "x"},
             {},
         ),
+        "dns_records_of": ("GET", "/api/dns/walk.test", None, {}),
         "delete_queue_entry": ("DELETE", f"/api/queue/{ids['queue']}", None, {}),
         "delete_alias": ("DELETE", "/api/aliases/sales@walk.test", None, {}),
         "delete_account": ("DELETE", "/api/accounts/new@walk.test", None, {}),
