@@ -92,30 +92,29 @@ async def verify_spf(
     timeout: float = CHECK_TIMEOUT,
 ) -> tuple[SpfResult, SpfResult]:
     """Both identities of a transaction: (MAIL FROM, HELO). ``mail_from`` is the reverse-path
-    without brackets ("" for the null one), ``receiver`` this server's host name."""
+    without brackets ("" for the null one), ``receiver`` this server's host name. (The two run
+    one after the other: side by side in a task group, a cold pair waits less, but a warm
+    pair, the usual case, cost a third more CPU.)"""
     helo_name = helo.strip().rstrip(".") if helo else ""
-    options = {"helo": helo, "receiver": receiver, "timeout": timeout}
-    helo_result = await check_host(
-        resolver,
-        ip,
-        helo_name,
-        f"postmaster@{helo_name}",
-        identity="helo",
-        default_explanation=default_explanation,
-        **options,  # type: ignore[arg-type]
-    )
+
+    async def check(domain: str, sender: str, identity: str) -> SpfResult:
+        return await check_host(
+            resolver,
+            ip,
+            domain,
+            sender,
+            helo=helo,
+            receiver=receiver,
+            identity=identity,
+            default_explanation=default_explanation,
+            timeout=timeout,
+        )
+
+    helo_result = await check(helo_name, f"postmaster@{helo_name}", "helo")
     if not mail_from:  # section 2.4: the null reverse-path is postmaster@ the HELO name
         return dataclasses.replace(helo_result, identity="mailfrom"), helo_result
     local, _, domain = mail_from.rpartition("@")
-    mail_result = await check_host(
-        resolver,
-        ip,
-        domain,
-        f"{local or 'postmaster'}@{domain}",
-        identity="mailfrom",
-        default_explanation=default_explanation,
-        **options,  # type: ignore[arg-type]
-    )
+    mail_result = await check(domain, f"{local or 'postmaster'}@{domain}", "mailfrom")
     return mail_result, helo_result
 
 
