@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from stalwart_py.config.junk import ClassifierSettings
+from stalwart_py.junk.filter import JunkFilter
+from stalwart_py.junk.tokens import tokenize
 from stalwart_py.store import LocalDelivery
 from stalwart_py.store.sqlite import SqliteStore
 
@@ -102,3 +105,30 @@ async def test_deleting_the_account_deletes_its_counts(store):
         ]
     )
     assert left == [0, 0, 0]
+
+
+async def test_our_authentication_results_are_evidence(store):
+    """Junk and non-junk that differ only by what our intake recorded of their senders:
+    the classifier learns the auth:* tokens and judges new mail by them alone."""
+    bob = await store.add_account("bob@example.test", "hash", None)
+    junk_filter = JunkFilter(store, ClassifierSettings, lambda: "mail.example.test")
+    failing = "Authentication-Results: mail.example.test; spf=fail; dkim=fail; dmarc=fail"
+    passing = "Authentication-Results: mail.example.test; spf=pass; dkim=pass; dmarc=pass"
+
+    def message(n: int, results: str) -> bytes:
+        return f"{results}\r\nSubject: hello {n}\r\n\r\nsee you tomorrow\r\n".encode()
+
+    lessons = []
+    for n in range(12):
+        for junk, results in ((True, failing), (False, passing)):
+            blob = await _blob(store, bob.id, message(n if junk else 100 + n, results))
+            tokens = sorted(tokenize(message(n, results), "mail.example.test"))
+            lessons.append((blob, junk, tokens))
+    await store.junk_train_many(bob.id, lessons, max_tokens=1000)
+    bad = await junk_filter.classify(bob.id, message(999, failing))
+    good = await junk_filter.classify(bob.id, message(999, passing))
+    assert bad.junk and bad.score is not None and bad.score >= 0.9
+    assert not good.junk and good.score is not None and good.score <= 0.1
+    # a header claiming another authserv-id is no evidence: the score stays in the middle
+    forged = await junk_filter.classify(bob.id, message(999, failing.replace("mail.", "mx.")))
+    assert not forged.junk and forged.score is not None and 0.1 < forged.score < 0.9
