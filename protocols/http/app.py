@@ -17,7 +17,7 @@ from prometheus_client import Counter
 
 from protocols.http import autoconfig
 from protocols.http.auth import Authenticator
-from protocols.http.handlers import control, directory, dns, health, inject, queue
+from protocols.http.handlers import control, directory, dns, health, inject, queue, sieve
 from protocols.http.messages import HttpError, Request, Response, json_response
 from protocols.http.openapi import build_document
 from protocols.http.router import Access, Route, Router, RouteTable
@@ -39,6 +39,7 @@ ROUTE_TABLES = (
     queue.routes,
     inject.routes,
     dns.routes,
+    sieve.routes,
 )
 
 

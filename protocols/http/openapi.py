@@ -30,6 +30,7 @@ TAGS = {
     "queue": "the outbound queue and the reports received",
     "inject": "message injection",
     "dns": "the DNS records of hosted domains, and checking them",
+    "sieve": "the global Sieve scripts (RFC 6609 include :global)",
     "api": "this document",
 }
 

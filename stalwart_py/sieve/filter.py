@@ -5,7 +5,7 @@ For one message and one local account:
 
 1. The active script is read from the store; none means keep. Compiled scripts are cached
    by their text, so a script is parsed once however many messages it filters.
-2. The personal scripts it may ``include`` (transitively) and, when it uses
+2. The personal and global scripts it may ``include`` (transitively) and, when it uses
    ``mailboxexists``, the account's mailbox names are fetched; then the interpreter runs
    without I/O.
 3. The outcome becomes a ``Disposition``: ``keep`` and the implicit keep file into INBOX,

@@ -19,7 +19,8 @@ Notable rules:
   non-empty strings of ``string`` (RFC 5229 section 5).
 * ``reject``/``ereject`` cannot be combined with ``keep``, ``fileinto``, ``redirect`` or
   ``vacation`` (RFC 5429 section 2.3, RFC 5230 section 4.7): such a run is an error.
-* ``include`` (RFC 6609) runs a personal script with its own variables (globals shared);
+* ``include`` (RFC 6609) runs a personal or global script (keyed apart: ``include_key``)
+  with its own variables (globals shared);
   ``:once`` skips one already included, ``:optional`` one that does not exist; including a
   script that is already running is an error, and ``return`` ends the current script.
 """
