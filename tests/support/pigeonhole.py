@@ -53,10 +53,15 @@ CONFIG = """\
 mail_location = maildir:{home}/mail
 recipient_delimiter = +
 plugin {{
-  sieve_extensions = +vacation-seconds +editheader
+  sieve_extensions = +vacation-seconds +editheader +spamtest +spamtestplus
   sieve_max_redirects = 4
   sieve_vacation_min_period = 1d
   sieve_vacation_max_period = 90d
+  # spamtest (RFC 5235) reads the junk filter's score from our X-Spam-Status field, a
+  # probability from 0 to 1 (stalwart_py/junk/headers.py)
+  sieve_spamtest_status_type = score
+  sieve_spamtest_status_header = X-Spam-Status: [^,]*, score=(-?[0-9]+(\\.[0-9]+)?)
+  sieve_spamtest_max_value = 1
 }}
 """
 RUN_TIMEOUT = 30
