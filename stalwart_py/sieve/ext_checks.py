@@ -8,6 +8,11 @@ script runs. ``guarded_by_missing`` gives ihave its compile-time meaning (RFC 54
 never run, so it is not checked either and may use commands we do not know. An ``ihave``
 of extensions we do have makes them usable in the whole script, as Pigeonhole does (it
 loads them when it meets the test).
+
+Stricter than Pigeonhole, by choice: a constant ``:zone`` that is not "+hhmm"/"-hhmm" is
+refused at upload (Pigeonhole warns and uses local time, which RFC 5260 does not ask for: the
+script's author surely meant a zone), while one built from variables is local time at run
+time, as there.
 """
 
 from __future__ import annotations
