@@ -14,6 +14,9 @@ Modules: ``lexer`` and ``parser`` (syntax), ``grammar`` (what each command and t
 ``variables``, ``message`` (headers, addresses and bodies of the message), ``actions``,
 ``interpreter``, ``vacation`` (RFC 5230 and RFC 3834), ``mimeparts`` (RFC 5703: mime,
 foreverypart, extracttext), ``notify`` (RFC 5435 and RFC 5436) and ``filter``.
+date/index, editheader, environment, ihave and duplicate are checked in ``ext_checks`` and
+run by ``ext_run`` (with ``dates``, ``editheader``, ``regex_match`` for ``:regex``), and
+``ext_delivery`` gives them what a delivery knows (environment items, duplicate lookups).
 """
 
 from __future__ import annotations
