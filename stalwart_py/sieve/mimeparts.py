@@ -152,20 +152,27 @@ class MimeCommands:
         def step(self, node: Any, count: int = 1) -> None: ...
         def execute(self, commands: tuple[Any, ...]) -> None: ...
 
-    def _part_stack(self) -> list[BodyPart]:
-        stack: list[BodyPart] | None = self.__dict__.get("_mime_part_stack")
+    def _part_stack(self) -> list[tuple[bytes, BodyPart]]:
+        """The parts the running loops are at, each with the message bytes its offsets are
+        into: editheader (RFC 5293) may replace the message while a loop runs, and a loop
+        walks the message as it was when the loop began."""
+        stack: list[tuple[bytes, BodyPart]] | None = self.__dict__.get("_mime_part_stack")
         if stack is None:
             stack = self.__dict__["_mime_part_stack"] = []
         return stack
 
     def do_foreverypart(self, node: Node) -> None:
         stack = self._part_stack()
-        root = self.env.message.parsed.body
-        parts = descendants(stack[-1]) if stack else iter((root, *descendants(root)))
+        if stack:
+            data, current = stack[-1]
+            parts = descendants(current)
+        else:
+            data, root = self.env.message.data, self.env.message.parsed.body
+            parts = iter((root, *descendants(root)))
         name = node.tags.get("name")
         for part in parts:
             self.step(node)
-            stack.append(part)
+            stack.append((data, part))
             try:
                 self.execute(node.block)
             except Break as leaving:
@@ -185,14 +192,14 @@ class MimeCommands:
         limit = self.limits.max_variable_size
         if "first" in node.tags:
             limit = min(limit, int(node.tags["first"]))
-        part = stack[-1]
+        data, part = stack[-1]
         text = ""
         if part.type == "text" and limit > 0:
             if part.subtype == "html":  # markup is longer than its text: decode more of it
-                decoded = _decode_part(self.env.message.data, part, self.limits.max_body)
+                decoded = _decode_part(data, part, self.limits.max_body)
                 text = html_to_text(decoded).lstrip()
             else:
-                text = _decode_part(self.env.message.data, part, limit)
+                text = _decode_part(data, part, limit)
             # RFC 5703 7: the first N characters, as every Sieve string length counts them
             # (RFC 5229 :length); Pigeonhole cuts at N octets of UTF-8.
             text = text[:limit]
@@ -200,21 +207,26 @@ class MimeCommands:
 
     # -- tests with :mime (header, address, exists) -----------------------------------
 
-    def _mime_parts(self, node: Node) -> list[BodyPart]:
+    def _mime_parts(self, node: Node) -> list[tuple[bytes, BodyPart]]:
         stack = self._part_stack()
-        current = stack[-1] if stack else self.env.message.parsed.body
+        if stack:
+            data, current = stack[-1]
+        else:
+            data, current = self.env.message.data, self.env.message.parsed.body
         if "anychild" not in node.tags:
-            return [current]
-        parts = [current, *descendants(current)]
+            return [(data, current)]
+        parts = [(data, current), *((data, part) for part in descendants(current))]
         self.step(node, len(parts))
         return parts
 
-    def _part_fields(self, part: BodyPart) -> list[tuple[str, str]]:
-        cache: dict[int, list[tuple[str, str]]] = self.__dict__.setdefault("_mime_fields", {})
-        fields = cache.get(part.header_offset)
+    def _part_fields(self, data: bytes, part: BodyPart) -> list[tuple[str, str]]:
+        """The fields of a part's header, cached per message version and part."""
+        cached = self.__dict__.get("_mime_fields")
+        if cached is None or cached[0] is not data:
+            cached = self.__dict__["_mime_fields"] = (data, {})
+        fields = cached[1].get(part.header_offset)
         if fields is None:
-            data = self.env.message.data
-            fields = cache[part.header_offset] = header_fields(
+            fields = cached[1][part.header_offset] = header_fields(
                 data, part.header_offset, part.header_length
             )
         return fields
@@ -224,8 +236,8 @@ class MimeCommands:
         name = name.lower()
         return [
             value
-            for part in self._mime_parts(node)
-            for field, value in self._part_fields(part)
+            for data, part in self._mime_parts(node)
+            for field, value in self._part_fields(data, part)
             if field == name
         ]
 
@@ -260,6 +272,6 @@ class MimeCommands:
         """``exists :mime``: every field in the part (with :anychild, in one of them)."""
         wanted = {name.lower() for name in names}
         return any(
-            wanted <= {field for field, _ in self._part_fields(part)}
-            for part in self._mime_parts(node)
+            wanted <= {field for field, _ in self._part_fields(data, part)}
+            for data, part in self._mime_parts(node)
         )

@@ -232,3 +232,14 @@ def test_extracttext_first_counts_the_text_of_html_not_its_markup():
     assert filed(script, message) == ["12"]
     script = 'foreverypart { extracttext :first 5 "t"; fileinto "${t}"; }'
     assert filed(script, message) == ["Deals"]
+
+
+def test_a_loop_walks_the_message_it_began_with_when_editheader_changes_it():
+    script = (
+        'require "editheader";\n'
+        'foreverypart { if header :mime :matches "X-Test" "*" { fileinto "${1}";'
+        ' addheader "X-Added-Long-Header-Name" "a value that shifts every offset"; } }\n'
+        'if header :mime :count "eq" :comparator "i;ascii-numeric" "X-Added-Long-Header-Name"'
+        ' "8" { fileinto "edited"; }'
+    )
+    assert filed(script) == ["AA", "BB", "CC", "DD", "EE", "FF", "GG", "HH", "edited"]
