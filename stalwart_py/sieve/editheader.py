@@ -27,9 +27,10 @@ from stalwart_py.mime import decode_header_value
 from stalwart_py.mime.headers import scan_header
 
 PROTECTED = frozenset({"received", "auto-submitted"})
-FIELD_NAME = re.compile(r"[\x21-\x39\x3b-\x7e]+\Z")
 _FOLD_AT = 76
-MAX_VALUE = 1 << 14  # characters of an added value
+MAX_VALUE = 1 << 14  # characters of an added value; more is a runtime error, not a cut
+FIELD_NAME_MAX = 200  # a longer name would not fit a line with its value (RFC 5322 2.1.1)
+FIELD_NAME = re.compile(rf"[\x21-\x39\x3b-\x7e]{{1,{FIELD_NAME_MAX}}}\Z")
 
 
 class ProtectedField(Exception):
@@ -62,9 +63,9 @@ def _encode(value: str) -> str:
     """``value`` as a field body: encoded words when it is not ASCII (RFC 2047 5(1))."""
     # A line break in the value would end the field: it becomes a space (the value is
     # unstructured text, RFC 5293 section 4); other spacing is kept.
-    value = re.sub(r"\r\n|[\r\n]", " ", value)[:MAX_VALUE]
-    if value.isascii():
-        return value
+    value = re.sub(r"\r\n|[\r\n]", " ", value)
+    if value.isascii() and all(len(word) < 900 for word in value.split(" ")):
+        return value  # else encoded words, which fold: a line may not pass 998 octets
     words: list[str] = []
     chunk = ""
     for char in value:  # whole characters per word, each word at most 75 characters

@@ -32,7 +32,13 @@ from typing import Any
 
 from stalwart_py.sieve import dates
 from stalwart_py.sieve.actions import SieveRuntimeError
-from stalwart_py.sieve.editheader import FIELD_NAME, ProtectedField, add_header, delete_header
+from stalwart_py.sieve.editheader import (
+    FIELD_NAME,
+    MAX_VALUE,
+    ProtectedField,
+    add_header,
+    delete_header,
+)
 from stalwart_py.sieve.ext_checks import supported
 from stalwart_py.sieve.message import MessageView
 
@@ -157,6 +163,10 @@ def do_addheader(interp: Any, node: Any) -> None:
     value = interp.expand(node.args[1])
     if not FIELD_NAME.match(name):
         raise SieveRuntimeError(f'"{name}" is not a header field name', node.line, node.column)
+    if len(value) > MAX_VALUE:  # as Pigeonhole: refused whole rather than stored cut short
+        raise SieveRuntimeError(
+            f"the value to add is over {MAX_VALUE} characters", node.line, node.column
+        )
     try:
         data = add_header(interp.env.message.data, name, value, last="last" in node.tags)
     except ProtectedField:

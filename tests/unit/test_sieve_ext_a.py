@@ -226,9 +226,18 @@ def test_protected_fields_are_never_added_or_deleted(caplog):
     assert "protected field" in caplog.text
 
 
+def test_addheader_refuses_a_value_too_long_rather_than_cutting_it():
+    with pytest.raises(SieveRuntimeError, match="over 16384 characters"):
+        run('set "v" "${x}"; addheader "X-Big" "' + "v" * 16385 + '";')
+    data = run('addheader "X-Big" "' + "v" * 16384 + '";').message
+    assert max(len(line) for line in data.split(b"\r\n")) <= 78  # folded as encoded words
+    assert MessageView(data).values("x-big") == ["v" * 16384]
+
+
 def test_editheader_is_checked_at_upload():
     assert '"X Bad" is not a header field name' in error('addheader "X Bad" "v";')
     assert '"a:b" is not a header field name' in error('deleteheader "a:b";')
+    assert "is not a header field name" in error('addheader "' + "x" * 201 + '" "v";')
     assert "needs value patterns" in error('deleteheader :contains "x-tag";')
     assert ":index" in error('deleteheader :last "x-tag";')
     assert "takes field name (string), value (string)" in error('addheader "x";')
