@@ -25,7 +25,9 @@ per message, whatever its size.
 
 from __future__ import annotations
 
+import functools
 import re
+from html import unescape
 
 from stalwart_py.sieve.message import MessageView
 
@@ -41,19 +43,30 @@ _RANDOM = re.compile(r"[bcdfghjklmnpqrstvwxz2-9]{6,}")
 _NUMERIC = re.compile(r"(?:0x)?[0-9a-f]*[0-9]{4}|[0-9]{3}")
 _RESINFO = re.compile(r"([a-z0-9-]+)\s*=\s*([a-z0-9-]+)", re.IGNORECASE)
 _COMMENT = re.compile(r"\((?:[^()\\]|\\.)*\)")
+_HTML_SKIP = re.compile(
+    r"<(script|style)\b.*?</\1\s*>|<!--.*?-->|<[^>]*>", re.IGNORECASE | re.DOTALL
+)
 
 
 def words(text: str) -> set[str]:
     """The distinct words of ``text`` worth counting, lowercased."""
-    out = set()
     # each distinct word is judged once: most words of a message repeat
-    for word in set(_WORD.findall(text.lower())):
-        if len(word) < 3 or len(word) > MAX_WORD or word.isdigit():
-            continue
-        if word.isascii() and (_RANDOM.search(word) or _NUMERIC.match(word)):
-            continue
-        out.add(word)
-    return out
+    return {word for word in set(_WORD.findall(text.lower())) if _worth_counting(word)}
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _worth_counting(word: str) -> bool:
+    """Cached: a user's mail repeats its vocabulary from message to message."""
+    if len(word) < 3 or len(word) > MAX_WORD or word.isdigit():
+        return False
+    return not (word.isascii() and (_RANDOM.search(word) or _NUMERIC.match(word)))
+
+
+def html_text(html: str) -> str:
+    """The text of an HTML part, for counting its words: tags, scripts, styles and comments
+    go, entities are decoded. Cruder than a parser, and many times faster; a word split by
+    a tag in the middle of it is two words here, which costs a Bayesian filter nothing."""
+    return unescape(_HTML_SKIP.sub(" ", html))
 
 
 def auth_tokens(view: MessageView, authserv_id: str) -> set[str]:
@@ -85,7 +98,8 @@ def tokenize(data: bytes, authserv_id: str) -> frozenset[str]:
             tokens.add(f"from-domain:{domain.lower().rstrip('.')}")
     tokens |= auth_tokens(view, authserv_id)
     try:
-        bodies = view.bodies(None)
+        bodies = view.bodies(("text/plain",))
+        bodies += [html_text(html) for html in view.bodies(("text/html",))]
     except Exception:  # a body the MIME parser gives up on is tokenised by its header only
         bodies = []
     for text in bodies:
