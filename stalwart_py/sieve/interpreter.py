@@ -370,7 +370,11 @@ class Interpreter(MimeCommands, NotifyCommands):
         message = self.env.message
         if "mime" in node.tags:  # RFC 5703 4.1: the current part's header
             headers = self.expand_all(node.args[0])
-            return [value for header in headers for value in self.part_header_values(node, header)]
+            return [
+                value
+                for header in headers
+                for value in ext_run.indexed(node.tags, self.part_header_values(node, header))
+            ]
         return [
             value
             for header in self.expand_all(node.args[0])

@@ -383,3 +383,19 @@ def test_environment_items_of_a_delivery_come_from_our_own_fields():
     forged = b"Received: from x ([192.0.2.1])\r\n\r\n"  # not first after Return-Path: not ours
     assert "remote-ip" not in environment_items("h.example.test", b"X: y\r\n" + forged)
     assert environment_items("localhost", b"\r\n")["domain"] == "localhost"
+
+
+def test_index_applies_within_the_part_of_a_mime_header_test():
+    message = (
+        b"From: ann@remote.test\r\nTo: bob@example.test\r\nSubject: parts\r\nMIME-Version: 1.0\r\n"
+        b'Content-Type: multipart/mixed; boundary="b"\r\n\r\n--b\r\n'
+        b"Content-Type: text/plain\r\nX-Part: first\r\nX-Part: second\r\n\r\ntext\r\n--b--\r\n"
+    )
+    script = (
+        'require ["foreverypart", "mime", "index", "imap4flags"];\n'
+        'foreverypart { if header :mime :index 2 "x-part" "second" { addflag "second"; }\n'
+        'if header :mime :index 1 :last "x-part" "first" { addflag "wrong"; } }'
+    )
+    environment = Environment(MessageView(message), "ann@remote.test", "bob@example.test")
+    outcome = Interpreter(parse_script(script), environment).run()
+    assert sorted(outcome.keep_flags) == ["second"]
