@@ -67,6 +67,8 @@ def parse_date(text: str, *, received: bool = False) -> Moment | None:
         return None
     year, month, day, hour, minute, second = parsed[:6]
     offset = parsed[9] or 0  # no zone (or -0000): UTC, RFC 5322 3.3
+    if 100 <= year < 1000:  # RFC 5322 4.3 obs-year: three digits mean 1900 + the year
+        year += 1900  # (two are mapped by parsedate_tz; Pigeonhole refuses three)
     if not (1 <= month <= 12 and 0 <= hour <= 23 and 0 <= minute <= 59 and 0 <= second <= 60):
         return None
     if not 1 <= day <= calendar.monthrange(year, month)[1] or not 0 <= year <= 9999:

@@ -29,6 +29,7 @@ MESSAGE = (
     b"X-E: Mon, 1 Jan 2001 10:00:00 EST\r\n"
     b"X-F: garbage\r\n"
     b"X-G: Tue, 29 Feb 2000 23:59:59 (comment) +0000\r\n"
+    b"X-Y: Fri, 14 Nov 108 04:05:06 +0000\r\n"
     b"X-Tag: one\r\n"
     b"X-Tag: two\r\n"
     b"X-Tag: three\r\n"
@@ -100,12 +101,13 @@ def test_date_crossing_midnight_and_obsolete_forms():
     assert out(script) == ["2008-11-13"]
     script = "".join(
         f'if date :matches :originalzone "{name}" "iso8601" "*" {{ {OUT} }}\n'
-        for name in ("x-d", "x-e", "x-f", "x-g", "x-missing")
+        for name in ("x-d", "x-e", "x-f", "x-g", "x-missing", "x-y")
     )
     assert out(script) == [
         "1970-01-01T00:00:00+01:00",  # two-digit year, no seconds
         "2001-01-01T10:00:00-05:00",  # an obsolete zone name
         "2000-02-29T23:59:59Z",  # a comment; garbage and a missing field give nothing
+        "2008-11-14T04:05:06Z",  # a three-digit year is 1900 + it (RFC 5322 4.3)
     ]
 
 
