@@ -315,3 +315,20 @@ def test_mta_sts_defaults(start_server):
     assert answer.body == (
         b"version: STSv1\r\nmode: testing\r\nmx: mail.example.test\r\nmax_age: 604800\r\n"
     )
+
+
+def test_methods_and_metrics(setup):
+    server, client, _ports = setup
+    head = client.request("HEAD", "/.well-known/mta-sts.txt", auth=None,
+                          headers={"Host": "mta-sts.example.test"})  # fmt: skip
+    assert (head.status, head.body) == (200, b"")
+    assert int(head.headers["content-length"]) > 0
+    put = client.request("PUT", "/mail/config-v1.1.xml", auth=None, raw=b"x",
+                         headers={"Host": "autoconfig.example.test"})  # fmt: skip
+    assert (put.status, put.headers["allow"]) == (405, "GET, HEAD")
+    counter = server.context.metrics.counter(
+        "stalwart_http_requests",
+        "HTTP requests answered, by route and status",
+        ["route", "status"],
+    )
+    assert counter.labels("GET /.well-known/mta-sts.txt", "200")._value.get() >= 1
