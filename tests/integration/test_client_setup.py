@@ -5,11 +5,12 @@ against the listeners the server really bound (ephemeral ports), for hosted doma
 from __future__ import annotations
 
 import plistlib
+import socket
 import xml.etree.ElementTree as ET
 
 import pytest
 
-from tests.support.http import ApiClient, start_http
+from tests.support.http import ApiClient, http_listener, raw_response, start_http
 
 LISTENERS = """
 [server.listener.imap]
@@ -332,3 +333,32 @@ def test_methods_and_metrics(setup):
         ["route", "status"],
     )
     assert counter.labels("GET /.well-known/mta-sts.txt", "200")._value.get() >= 1
+
+
+def test_mta_sts_policy_over_verified_https(start_server, ca, client_tls, tmp_path):
+    """As a sending MTA fetches it (RFC 8461 3.3): HTTPS to mta-sts.<domain>, the certificate
+    verified for that name, then the policy."""
+    issued = ca.issue_cert("mta-sts.example.test")
+    cert, key = tmp_path / "sts.pem", tmp_path / "sts.key"
+    issued.private_key_and_cert_chain_pem.write_to_path(str(cert))
+    issued.private_key_pem.write_to_path(str(key))
+    https = http_listener(
+        "https",
+        **{"tls.implicit": "true", "tls.certificate": f'"{cert}"', "tls.private-key": f'"{key}"'},
+    )
+    server = start_http(start_server, extra=https + '[mta-sts]\nmode = "enforce"\n')
+    host, port = server.address("https")
+    with (
+        socket.create_connection((host, port), timeout=20) as raw,
+        client_tls.wrap_socket(raw, server_hostname="mta-sts.example.test") as tls,
+    ):
+        tls.sendall(
+            b"GET /.well-known/mta-sts.txt HTTP/1.1\r\nHost: mta-sts.example.test\r\n"
+            b"Connection: close\r\n\r\n"
+        )
+        data = b""
+        while chunk := tls.recv(65536):
+            data += chunk
+    status, headers, body = raw_response(data)
+    assert status == 200 and headers["content-type"].startswith("text/plain")
+    assert body.startswith(b"version: STSv1\r\nmode: enforce\r\nmx: mail.example.test\r\n")
