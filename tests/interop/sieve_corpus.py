@@ -347,6 +347,19 @@ RFC_EXAMPLES: dict[str, str] = {
     "5703-extract": 'require ["mime", "foreverypart", "variables", "extracttext", "fileinto"];\n'
     'foreverypart { if header :mime :type "content-type" "text" { extracttext :first 12 "t";'
     ' if string :matches "${t}" "*" { set :length "l" "${1}"; fileinto "len-${l}"; } } }',
+    # RFC 5435 (enotify): the notify tests and :encodeurl (the notify action itself is not
+    # compared: sieve-test only prints it; tests/unit/test_sieve_notify.py covers it)
+    "5435-tests": 'require ["enotify", "variables", "fileinto"];\n'
+    'if valid_notify_method "mailto:a@example.org" { fileinto "valid-1"; }\n'
+    'if valid_notify_method ["mailto:a@example.org", "xmpp:b@example.org"] { fileinto "v-2"; }\n'
+    'if valid_notify_method "mailto:a@example.org?subject=a%20b&body=x" { fileinto "valid-3"; }\n'
+    'if valid_notify_method "http://example.org/" { fileinto "valid-4"; }\n'
+    'if notify_method_capability "mailto:a@example.org" "online" "maybe" { fileinto "maybe"; }\n'
+    'if notify_method_capability "mailto:a@example.org" "online" "yes" { fileinto "yes"; }\n'
+    'if notify_method_capability "mailto:a@example.org" "other" "maybe" { fileinto "other"; }\n'
+    'if header :matches "subject" "*" { set :encodeurl "s" "${1}"; fileinto "enc-${s}"; }',
+    "5435-notify": 'require ["enotify", "fileinto"];\n'
+    'notify :importance "1" "mailto:alice@example.org?subject=hi";\nfileinto "notified";',
     # The bugs, as they were found.
     "bug-hasflag-split": 'require ["imap4flags", "fileinto"];\nsetflag "A B";\n'
     'if hasflag :is "b A" { fileinto "yes"; }',

@@ -115,6 +115,7 @@ EXPECTED: dict[str, tuple[str, tuple[str, ...]]] = {
     "rfc-5183-environment": ("sieve-test-environment", ALL),
     "probe-1-45": ("tab", ("folded",)),
     "rfc-5703-param": ("mime-param-absent", ("alternative", "forwarded")),
+    "rfc-5435-tests": ("tab", ("folded",)),
     "rfc-5703-extract": ("extracttext-octets", ("alternative", "encoded")),
     "rfc-5230-4.8-c": ("tab", ("folded",)),
     "rfc-regex": ("tab", ("folded",)),
