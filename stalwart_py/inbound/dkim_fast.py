@@ -91,9 +91,9 @@ def _canonical_body(algorithm: type, body: bytes) -> bytes:
 @functools.lru_cache(maxsize=256)
 def _key(record: str) -> tuple[bytes, object] | None:
     """(key type, key) for a record dkimpy would use as is: an RSA key as (modulus, the
-    ``cryptography`` public key), an Ed25519 key as PyNaCl's VerifyKey. None when dkimpy's parse would fail or flag it
-    (left to dkimpy for the exact verdict). Cached by record text: the same few keys sign
-    most mail."""
+    ``cryptography`` public key), an Ed25519 key as PyNaCl's VerifyKey. None when dkimpy's
+    parse would fail or flag it (left to dkimpy for the exact verdict). Cached by record
+    text: the same few keys sign most mail."""
     try:
         pk, _bits, ktag, tlsrpt = dkim.evaluate_pk("key", record)
     except Exception:  # dkimpy's verdict on a bad key is kept by letting it decide
