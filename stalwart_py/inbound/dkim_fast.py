@@ -79,11 +79,17 @@ def split(message: bytes) -> Message | None:
 
 
 def _canonical_body(algorithm: type, body: bytes) -> bytes:
-    """RFC 6376 3.4.3 (simple) or 3.4.4 (relaxed), with dkimpy's functions, skipping the
-    relaxed regular expressions when they would change nothing."""
+    """RFC 6376 3.4.3 (simple) or 3.4.4 (relaxed). The relaxed rules as dkimpy applies them
+    (WSP before each CRLF removed, then each run of WSP made one space) with bytes methods
+    instead of its regular expressions, which match at every single space of a text."""
     if algorithm is canon.Relaxed:
-        if b"\t" in body or b"  " in body or b" \r\n" in body:
-            body = canon.compress_whitespace(canon.strip_trailing_whitespace(body))
+        if b" \r\n" in body or b"\t\r\n" in body:
+            lines = body.split(b"\r\n")  # the last piece has no CRLF after it: kept as is
+            body = b"\r\n".join([line.rstrip(b" \t") for line in lines[:-1]] + lines[-1:])
+        if b"\t" in body:
+            body = body.replace(b"\t", b" ")
+        while b"  " in body:  # each pass halves every run of spaces
+            body = body.replace(b"  ", b" ")
         return canon.correct_empty_body(canon.strip_trailing_lines(body))
     return canon.strip_trailing_lines(body)
 
