@@ -164,8 +164,16 @@ def test_two_signatures_and_the_second_one() -> None:
     assert _fast(both, 1, rsa.record) == _dkimpy(both, 1, rsa.record) == dkim_fast.PASS
     # the wrong key type for the algorithm is left to dkimpy (our caller rejects it first)
     assert _fast(both, 1, ed.record) is None
-    other = rsa_key(2048)  # another key of the same size: a mismatch, as dkimpy says
-    assert _fast(both, 1, other.record) == _dkimpy(both, 1, other.record) == "signature mismatch"
+    # Another key of the same size: a mismatch, as dkimpy says. (When the signature's value
+    # is over that key's modulus, about one key in two, it is left to dkimpy: try another.)
+    for _ in range(20):
+        other = rsa_key(2048)
+        got = _fast(both, 1, other.record)
+        if got is not None:
+            assert got == _dkimpy(both, 1, other.record) == dkim_fast.BAD_SIGNATURE
+            break
+    else:
+        raise AssertionError("no key of 20 was decided by the fast path")
     small = KEYS["rsa1024"]  # a signature longer than the modulus is left to dkimpy
     assert _fast(both, 1, small.record) is None
 
