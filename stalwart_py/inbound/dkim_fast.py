@@ -39,6 +39,11 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 _FAST_ALGORITHMS = {b"rsa-sha256": b"rsa", b"ed25519-sha256": b"ed25519"}
 _WSP = re.compile(rb"\s+")
+# dkimpy's RE_BTAG (the b= value of the signature field, emptied for hashing), rewritten to
+# match the same text faster: its FWS, ``(?:(?:\s*\r?\n)?\s+)?``, matches exactly the runs of
+# whitespace, so "(FWS base64-char)*" is "the longest run of whitespace and base64 characters
+# that ends in a base64 character", one character-class loop instead of a group per character.
+_BTAG = re.compile(rb"([;\s]b\s*=)(?:[\sa-zA-Z0-9+/=]*[a-zA-Z0-9+/=])?(?:\r?\n\Z)?")
 
 PASS = "pass"
 BAD_BODY_HASH = "body hash mismatch"
@@ -146,9 +151,9 @@ def _verify(message: Message, index: int, tags: dict[bytes, bytes], record: str)
     # and touches only the few signed. The signature field itself goes last, b= emptied,
     # without its line end (RFC 6376 3.7).
     selected = policy.canonicalize_headers(dkim.select_headers(message.headers, include))
-    name, value = policy.canonicalize_headers(
-        [(sig_header[0], dkim.RE_BTAG.sub(b"\\1", sig_header[1]))]
-    )[0]
+    name, value = policy.canonicalize_headers([(sig_header[0], _BTAG.sub(b"\\1", sig_header[1]))])[
+        0
+    ]
     hasher = hashlib.sha256()
     for field_name, field_value in [*selected, (name, value.rstrip())]:
         hasher.update(field_name)
