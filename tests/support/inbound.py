@@ -4,7 +4,6 @@ listener, and an IMAP listener to read where each message landed."""
 
 from __future__ import annotations
 
-import base64
 import imaplib
 import re
 from collections.abc import Iterator
@@ -13,9 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import dkim
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
+from tests.support.auth_world import SigningKey, ed25519_key, rsa_key
 from tests.support.mail_peers import ZoneServer, background_loop, txt_text
 from tests.support.servers import InProcessServer
 
@@ -109,63 +107,15 @@ LIST_IP = "192.0.2.20"  # a mailing list that forwards (and ARC-seals)
 STRANGER_IP = "198.51.100.66"  # no PTR, allowed by nobody
 
 
-@dataclass(frozen=True)
-class Key:
-    """A DKIM/ARC signing key as dkimpy takes it, and its DNS record."""
-
-    algorithm: bytes
-    private: bytes
-    record: str
-
-
-def rsa_key() -> Key:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    private = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.TraditionalOpenSSL,
-        serialization.NoEncryption(),
-    )
-    public = key.public_key().public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-    return Key(b"rsa-sha256", private, f"v=DKIM1; k=rsa; p={base64.b64encode(public).decode()}")
-
-
-def ed25519_key() -> Key:
-    key = ed25519.Ed25519PrivateKey.generate()
-    seed = key.private_bytes(
-        serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption()
-    )
-    public = key.public_key().public_bytes(
-        serialization.Encoding.Raw, serialization.PublicFormat.Raw
-    )
-    return Key(
-        b"ed25519-sha256",
-        base64.b64encode(seed),
-        f"v=DKIM1; k=ed25519; p={base64.b64encode(public).decode()}",
-    )
-
-
 @dataclass
 class World:
     """The zone server (on a loop thread of its own) and the senders' keys."""
 
     zone: ZoneServer
-    keys: dict[str, Key]
+    keys: dict[str, SigningKey]
 
     def sign(self, message: bytes, domain: str, selector: str) -> bytes:
-        key = self.keys[f"{selector}.{domain}"]
-        return (
-            dkim.sign(
-                message,
-                selector.encode(),
-                domain.encode(),
-                key.private,
-                canonicalize=(b"relaxed", b"relaxed"),
-                signature_algorithm=key.algorithm,
-            )
-            + message
-        )
+        return self.keys[f"{selector}.{domain}"].sign(message, domain, selector)
 
     def arc_seal(self, message: bytes, domain: str, selector: str, results: str) -> bytes:
         """What a forwarding list does: add its Authentication-Results (``results``, as it
@@ -182,7 +132,7 @@ def txt(zone: ZoneServer, name: str, value: str) -> None:
     zone.add(name, "TXT", txt_text(value))
 
 
-def publish(zone: ZoneServer) -> dict[str, Key]:
+def publish(zone: ZoneServer) -> dict[str, SigningKey]:
     """Every sender the tests pose as; the keys by ``selector.domain``."""
     keys = {
         "s1.sender.test": rsa_key(),
