@@ -24,8 +24,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -35,11 +33,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.smtp_throughput import Stalwart  # noqa: E402
+
 RECIPIENT = "bob@example.test"
 SENDER = "bounce@sender.test"
 AUTH_OFF = "".join(
     f'[auth.{method}]\nverify = "disable"\n' for method in ("spf", "dkim", "dmarc", "arc", "iprev")
 )
+MX = "[server.smtp]\nrelay-hosts = []\n\n"  # loopback is a stranger, so its mail is checked
 LISTS = '[spam.dnsbl]\nip-zones = ["bl.test"]\ndomain-zones = ["dbl.test"]\n'
 
 
@@ -51,58 +52,6 @@ def make_message(size: int, sign) -> bytes:
     line = b"abcdefghijklmnopqrstuvwxyz0123456789 " * 2 + b"\r\n"
     body = line * ((size - len(head)) // len(line) + 1)
     return sign((head + body)[: size - 2] + b"\r\n")
-
-
-class Server:
-    """``stalwart-py serve`` as a child process, ready once it says so on --notify-fd."""
-
-    def __init__(self, directory: Path, extra: str) -> None:
-        from bench.smtp_throughput import prepare_store
-
-        self.data_dir = directory / "var"
-        self.config = directory / "config.toml"
-        self.config.write_text(
-            f'[storage]\ndata-dir = "{self.data_dir}"\n\n[logging]\nlevel = "warning"\n\n'
-            '[server]\nhostname = "mail.example.test"\n\n'
-            "[server.smtp]\nrelay-hosts = []\n\n"
-            '[server.listener.smtp]\nbind = "127.0.0.1:0"\nprotocol = "smtp"\n\n' + extra
-        )
-        prepare_store(self.data_dir)
-
-    def __enter__(self) -> Server:
-        read_fd, write_fd = os.pipe()
-        self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "stalwart_py",
-                "serve",
-                "--config",
-                str(self.config),
-                "--notify-fd",
-                str(write_fd),
-                "--log-level",
-                "warning",
-            ],
-            pass_fds=(write_fd,),
-            cwd=ROOT,
-        )
-        os.close(write_fd)
-        with os.fdopen(read_fd) as events:
-            for line in events:
-                event = json.loads(line)
-                if event["event"] == "ready":
-                    break
-            else:
-                raise RuntimeError("stalwart-py exited before it was ready")
-        [listener] = event["listeners"]
-        host, _, port = listener["bind"][0].rpartition(":")
-        self.address = (host, int(port))
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.process.terminate()
-        self.process.wait(30)
 
 
 async def _client(address: tuple[str, int], messages: int, clients: int, data: bytes) -> float:
@@ -201,8 +150,8 @@ def main() -> None:
         (directory / "off").mkdir()
         best: dict[str, float] = {}
         with (
-            Server(directory / "on", resolver + LISTS) as on,
-            Server(directory / "off", resolver + AUTH_OFF) as off,
+            Stalwart(directory / "on", MX + resolver + LISTS) as on,
+            Stalwart(directory / "off", MX + resolver + AUTH_OFF) as off,
         ):
             servers = {"checks on": on, "checks off": off}
             for server in servers.values():

@@ -89,15 +89,16 @@ def stored_messages(data_dir: Path) -> int:
 
 
 class Stalwart:
-    """``stalwart-py serve`` as a child process, ready once it says so on --notify-fd."""
+    """``stalwart-py serve`` as a child process, ready once it says so on --notify-fd;
+    ``extra`` is appended to its configuration (after its one SMTP listener)."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, extra: str = "") -> None:
         self.data_dir = directory / "var"
         self.config = directory / "config.toml"
         self.config.write_text(
             f'[storage]\ndata-dir = "{self.data_dir}"\n\n[logging]\nlevel = "warning"\n\n'
             '[server]\nhostname = "mail.example.test"\n\n'
-            '[server.listener.smtp]\nbind = "127.0.0.1:0"\nprotocol = "smtp"\n'
+            '[server.listener.smtp]\nbind = "127.0.0.1:0"\nprotocol = "smtp"\n\n' + extra
         )
         prepare_store(self.data_dir)
 
