@@ -28,8 +28,6 @@ unknown top-level domain is its own public suffix's child (``mail.example.test``
 
 from __future__ import annotations
 
-import email.parser
-import email.policy
 import email.utils
 import functools
 import random
@@ -40,6 +38,7 @@ from typing import TYPE_CHECKING, Protocol
 from publicsuffixlist import PublicSuffixList
 
 from stalwart_py import names
+from stalwart_py.mime import headers
 from stalwart_py.resolver import DnsError, DnsTemporaryError, NameNotFound, Resolver
 
 if TYPE_CHECKING:
@@ -88,6 +87,7 @@ def _psl() -> PublicSuffixList:
     return PublicSuffixList()  # the list inside the package; loaded once, on first use
 
 
+@functools.lru_cache(maxsize=4096)  # the same senders' domains, message after message
 def organizational_domain(domain: str) -> str:
     """RFC 7489 3.2: the public suffix plus one label (``a.b.example.co.uk`` ->
     ``example.co.uk``); a name that is itself a public suffix is its own."""
@@ -105,14 +105,11 @@ def _normalize(domain: str) -> str:
 def from_domains(message: bytes) -> list[str]:
     """The distinct domains of every address in every From field of ``message`` (RFC 7489
     6.6.1: the pipeline passes them to ``verify_dmarc``, which decides on none or several)."""
-    end = message.find(b"\r\n\r\n")
-    head = message if end < 0 else message[: end + 2]
-    # UTF-8 header fields (RFC 6532, SMTPUTF8 mail) decoded as such, so that an IDN domain
-    # comes out in its A-label form; the bytes parser would keep the octets as surrogates.
-    text = head.decode("utf-8", "replace")
-    parsed = email.parser.HeaderParser(policy=email.policy.compat32).parsestr(text)
+    # read_all decodes UTF-8 header fields (RFC 6532, SMTPUTF8 mail) as such, so that an IDN
+    # domain comes out in its A-label form. (The stdlib's header parser cost a tenth of the
+    # checks of a 10 KB message.)
     found: list[str] = []
-    for _name, address in email.utils.getaddresses([str(v) for v in parsed.get_all("From", [])]):
+    for _name, address in email.utils.getaddresses(headers.read_all(message, "from")):
         domain = address.rpartition("@")[2] if "@" in address else ""
         if domain:
             domain = _normalize(domain)

@@ -69,6 +69,19 @@ def read_fields(data: bytes, start: int, length: int, wanted: frozenset[str]) ->
     return fields
 
 
+def read_all(data: bytes, name: str) -> list[str]:
+    """Every value of the field ``name`` (lowercase) in the header block at the start of
+    ``data``, unfolded and stripped, in order: where a repeated field is itself the finding
+    (several From fields, RFC 7489 6.6.1), which ``read_fields`` does not show."""
+    length = scan_header(data, 0, len(data))[1]
+    text = data[: min(length, MAX_HEADER_SCAN)].decode("utf-8", "replace")
+    return [
+        _NEWLINES.sub("", match.group(2)).strip(" \t\r\n")
+        for match in _FIELD.finditer(text)
+        if match.group(1).lower() == name
+    ]
+
+
 def parse_content_type(
     value: str | None, default: tuple[str, str, Params]
 ) -> tuple[str, str, Params]:

@@ -87,6 +87,10 @@ def test_from_domains():
     utf8 = "From: Jörg <jörg@Bücher.example>\r\n\r\n".encode()
     assert from_domains(utf8) == ["xn--bcher-kva.example"]
     assert from_domains(b'From: "a@evil.test" <b@good.test>\r\n\r\n') == ["good.test"]
+    assert from_domains(b"from : Ann\r\n <a@folded.test>\r\n\r\n") == ["folded.test"]
+    # the header block ends at the blank line, or at a line that is not a field
+    assert from_domains(b"Subject: x\r\n\r\nFrom: a@body.test\r\n") == []
+    assert from_domains(b"Subject: x\r\nnot a field\r\nFrom: a@body.test\r\n\r\n") == []
 
 
 async def test_aligned_dkim_passes_relaxed_and_strict(world):
