@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -32,7 +31,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.smtp_throughput import Stalwart, send_messages  # noqa: E402
+from bench.smtp_throughput import Stalwart, client_process, send_messages  # noqa: E402
 
 RECIPIENT = "bob@example.test"
 SENDER = "bounce@sender.test"
@@ -63,22 +62,8 @@ async def _client(address: tuple[str, int], messages: int, clients: int, data: b
 
 
 def send(address: tuple[str, int], messages: int, clients: int, path: Path) -> float:
-    """``_client`` in its own process, so that it has a core of its own."""
-    output = subprocess.run(
-        [
-            sys.executable,
-            __file__,
-            "--client",
-            f"{address[0]}:{address[1]}",
-            str(messages),
-            str(clients),
-            str(path),
-        ],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
-    return float(output)
+    """``_client`` in its own process."""
+    return float(client_process(__file__, address, messages, clients, path))
 
 
 def main() -> None:

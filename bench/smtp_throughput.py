@@ -275,23 +275,16 @@ async def _client(address: tuple[str, int], messages: int, clients: int, size: i
     }
 
 
+def client_process(script: str, address: tuple[str, int], *args: object) -> str:
+    """What ``script --client HOST:PORT ARGS...`` prints: a load client in its own process,
+    so that it has a core of its own."""
+    command = [sys.executable, script, "--client", f"{address[0]}:{address[1]}", *map(str, args)]
+    return subprocess.run(command, check=True, capture_output=True, text=True).stdout
+
+
 def python_client(address: tuple[str, int], messages: int, clients: int, size: int) -> dict:
-    """Run ``_client`` in its own process, so that it has a core of its own."""
-    output = subprocess.run(
-        [
-            sys.executable,
-            __file__,
-            "--client",
-            f"{address[0]}:{address[1]}",
-            str(messages),
-            str(clients),
-            str(size),
-        ],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
-    return json.loads(output)
+    """``_client`` in its own process."""
+    return json.loads(client_process(__file__, address, messages, clients, size))
 
 
 # -- idle connections -----------------------------------------------------------------------

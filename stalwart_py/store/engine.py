@@ -176,6 +176,9 @@ class Engine:
     def __init__(self, path: Path, *, readers: int = 8) -> None:
         self.path = path
         self.changes = ChangeHub()
+        # The time a write batch runs at (``Txn.now``), and what expiring rows are read
+        # against; tests set a fake one to age rows without waiting.
+        self.clock: Callable[[], float] = time.time
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._writer: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -262,7 +265,7 @@ class Engine:
         owners: dict[int, set[int]] = {}
         try:
             conn.execute("BEGIN IMMEDIATE")
-            now = time.time()
+            now = self.clock()
             for job in batch:
                 txn = Txn(conn, now)
                 conn.execute("SAVEPOINT job")

@@ -9,7 +9,6 @@ two deliveries racing for the same sender exactly one sends the reply.
 from __future__ import annotations
 
 import sqlite3
-import time
 from collections.abc import Sequence
 
 from stalwart_py.store.engine import Engine, Txn
@@ -38,7 +37,7 @@ class SieveMixin:
         return await self._engine.write(op)
 
     async def duplicate_seen(self, account_id: int, key: str) -> bool:
-        now = time.time()
+        now = self._engine.clock()
 
         def op(conn: sqlite3.Connection) -> bool:
             row = conn.execute(
