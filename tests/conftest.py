@@ -77,6 +77,21 @@ def start_server(tmp_path: Path) -> Iterator[Callable[..., InProcessServer]]:
         server.__exit__(None, None, None)
 
 
+def heavy_tiers_enabled() -> bool:
+    """The heavier tiers run in CI (.ci/run, CI=true) or when asked for with STALWART_HEAVY=1;
+    a local `make test` stays under ten minutes without them."""
+    return os.environ.get("CI") == "true" or os.environ.get("STALWART_HEAVY") == "1"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if heavy_tiers_enabled():
+        return
+    skip = pytest.mark.skip(reason="heavy tier: runs with CI=true (.ci/run) or STALWART_HEAVY=1")
+    for item in items:
+        if item.get_closest_marker("heavy") is not None:
+            item.add_marker(skip)
+
+
 def require_tool(name: str) -> str:
     """The path of an interop tool. Missing: skip locally, fail under CI=true."""
     path = shutil.which(name)

@@ -36,6 +36,7 @@ SPARE = '[server.listener.smtp]\nbind = "127.0.0.1:0"\nprotocol = "smtp"\n\n'
 RESOLVER = '[resolver]\nnameservers = ["127.0.0.1:9"]\ntimeout = "1s"\nattempts = 1\n\n'
 
 
+@pytest.mark.heavy
 @pytest.mark.timeout(MAX_SECONDS + 30)
 def test_schemathesis_finds_nothing_wrong_with_the_api(start_server, tmp_path):
     server = start_http(start_server, extra=SPARE + RESOLVER)
