@@ -20,6 +20,12 @@ the core closes the connection and releases its counters afterwards, on every ex
 A protocol may declare ``settings``, a frozen dataclass for its ``<name>.*`` table; the core
 validates it and merges it per listener and peer scope exactly like the core keys, and gives
 the result to each connection as ``conn.settings``.
+
+The contract is versioned: :data:`API_VERSION` goes up by one whenever it changes (an addition
+included), and a protocol declares the versions it was written for as ``api_versions = (low,
+high)``, both included. A server whose version is outside a configured protocol's range refuses
+to start (and ``check-config`` and reloads fail) with an error naming both, rather than failing
+at the first client.
 """
 
 from __future__ import annotations
@@ -41,10 +47,11 @@ from stalwart_py.connection import (
 )
 
 if TYPE_CHECKING:
-    from stalwart_py.config import ListenerSettings
+    from stalwart_py.config import Config, ListenerSettings
     from stalwart_py.context import ServerContext
 
 __all__ = [
+    "API_VERSION",
     "ENTRY_POINT_GROUP",
     "Address",
     "Connection",
@@ -57,10 +64,15 @@ __all__ = [
     "Refusal",
     "ServerContext",
     "TLSInfo",
+    "api_mismatch",
     "discover_protocols",
 ]
 
 ENTRY_POINT_GROUP = "stalwart_py.protocols"
+
+# The plugin API's version: one more at every change of what this module exports or promises.
+# 1: Protocol (handle, refuse, notices, settings, starttls), Connection, Refusal, ServerContext.
+API_VERSION = 1
 
 log = logging.getLogger("stalwart_py.plugin")
 
@@ -95,6 +107,9 @@ class Protocol:
 
     name: ClassVar[str]
     settings: ClassVar[type | None] = None  # a dataclass for the ``<name>.*`` table
+    # The plugin API versions this protocol works with, both ends included. A plugin that does
+    # not say was written before versions existed, against version 1.
+    api_versions: ClassVar[tuple[int, int]] = (1, 1)
 
     async def handle(self, conn: Connection) -> None:
         """Serve one connection until it ends; the core closes it afterwards."""
@@ -109,6 +124,51 @@ class Protocol:
         trades safety for speed, say). The core logs each as a warning when the listener
         starts and when a reload changes its settings. The default has nothing to say."""
         return []
+
+
+def api_mismatch(cls: type[Protocol]) -> str | None:
+    """Why ``cls`` cannot run on this server's plugin API, or None when it can."""
+    where = f'protocol plugin "{getattr(cls, "name", cls.__name__)}" ({cls.__module__})'
+    versions = getattr(cls, "api_versions", None)
+    if not (
+        isinstance(versions, tuple)
+        and len(versions) == 2
+        and all(isinstance(v, int) and not isinstance(v, bool) for v in versions)
+        and versions[0] <= versions[1]
+    ):
+        return (
+            f"{where} declares api_versions = {versions!r}; expected (low, high), two integers "
+            f"with low <= high (this server provides plugin API version {API_VERSION})"
+        )
+    low, high = versions
+    if low <= API_VERSION <= high:
+        return None
+    span = f"version {low}" if low == high else f"versions {low} to {high}"
+    remedy = (
+        "upgrade stalwart-py or install an older release of the plugin"
+        if low > API_VERSION
+        else "upgrade the plugin or install an older stalwart-py"
+    )
+    return (
+        f"{where} supports plugin API {span}, but this stalwart-py provides plugin API "
+        f"version {API_VERSION}: {remedy}"
+    )
+
+
+def require_compatible_plugins(config: Config, classes: dict[str, type[Protocol]]) -> None:
+    """Raise ConfigError naming every configured protocol whose ``api_versions`` leave out
+    this server's :data:`API_VERSION` (checked at start, by ``check-config`` and at reload)."""
+    from stalwart_py.config import ConfigError, ConfigIssue
+
+    issues = []
+    for listener in config.listeners.values():
+        cls = classes.get(listener.protocol)
+        problem = api_mismatch(cls) if cls is not None else None
+        if problem is not None:
+            path = f"server.listener.{listener.id}.protocol"
+            issues.append(ConfigIssue(str(config.file), path, problem))
+    if issues:
+        raise ConfigError(issues)
 
 
 def discover_protocols() -> dict[str, type[Protocol]]:

@@ -42,7 +42,7 @@ from stalwart_py.files import (
     write_private,
 )
 from stalwart_py.listeners import ApplyError, ListenerRegistry, ReloadReport
-from stalwart_py.plugin import Protocol, discover_protocols
+from stalwart_py.plugin import Protocol, discover_protocols, require_compatible_plugins
 from stalwart_py.queue import QueueManager
 from stalwart_py.store import Store, StoreError, create_store
 
@@ -66,11 +66,13 @@ def load(
 ) -> Config:
     """Load a configuration against the installed protocols (raises ConfigError). To serve
     with (``serving``), it must also have an enabled listener."""
-    config = load_config(path, protocol_settings(classes or discover_protocols()))
+    classes = classes or discover_protocols()
+    config = load_config(path, protocol_settings(classes))
     for warning in config.warnings:  # deprecated keys: used, and said so at every load
         log.warning("%s", warning)
     if serving:
         require_listener(config)
+        require_compatible_plugins(config, classes)
     return config
 
 
