@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from stalwart_py.config.acme import AcmeSettings
 from stalwart_py.config.clients import MtaStsSettings
 from stalwart_py.config.convert import (
     INVALID,
@@ -66,6 +67,7 @@ SECTIONS: dict[str, type] = {
     "spam": SpamSettings,
     "sieve": SieveSettings,
     "mta-sts": MtaStsSettings,  # the MTA-STS policy served for our domains (config/clients.py)
+    "acme": dict[str, AcmeSettings],  # [acme."<id>"]: certificates from an ACME CA (config/acme.py)
 }
 
 # A connection's scope: (index into server scopes, index into listener scopes); -1 for none.
@@ -137,6 +139,7 @@ class Config:
     sieve: SieveSettings = field(default_factory=SieveSettings)
     resolver: ResolverSettings = field(default_factory=ResolverSettings)
     mta_sts: MtaStsSettings = field(default_factory=MtaStsSettings)
+    acme: dict[str, AcmeSettings] = field(default_factory=dict)
     raw: dict[str, Any] = field(repr=False, default_factory=dict)
     # Deprecated keys and the like: the file is used, and each is logged at start and reload.
     warnings: tuple[ConfigIssue, ...] = ()
@@ -293,6 +296,7 @@ class _Loader:
             sieve=sections["sieve"],
             resolver=resolver,
             mta_sts=sections["mta-sts"],
+            acme=sections["acme"],
             raw=data,
             warnings=tuple(self.warnings),
         )

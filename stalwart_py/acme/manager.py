@@ -1,0 +1,375 @@
+"""The renewal task: one loop per ``[acme."<id>"]``, in the server's task group.
+
+Each loop sleeps until its certificate is due (``schedule.renewal_time``), or until someone
+forces a renewal (``stalwart-py acme renew``, ``POST /api/certificates/{id}/renew``), then:
+
+1. takes ``<data-dir>/acme/<id>.lock`` (an exclusive ``flock``), so that two processes on one
+   data directory (workers, or a second server by mistake) never order at the same time; a
+   process that waited for the lock first reads what the other one wrote and does not order
+   again when that is fresh;
+2. registers the account (newAccount with the stored key finds the existing account, 7.3.1)
+   and runs one order (``orders.issue``);
+3. writes the chain and key to ``<data-dir>/acme/<id>/`` (0600) and installs them in the
+   certificate store, which swaps them into every listener at once (open sessions keep their
+   certificate), or, on any failure, keeps the certificate in use, records the error (log,
+   ``/metrics``, ``GET /api/certificates``) and tries again after a backoff that honours the
+   CA's Retry-After.
+
+A certificate being renewed is still served, so ``/readyz`` does not depend on this task.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import logging
+import os
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import anyio
+from anyio.abc import TaskStatus
+from cryptography import x509
+
+from stalwart_py.acme import challenges, schedule
+from stalwart_py.acme.client import AcmeClient, AcmeError
+from stalwart_py.acme.jws import AccountKey
+from stalwart_py.acme.orders import Challenge, Responder, issue
+from stalwart_py.config.acme import AcmeSettings
+from stalwart_py.files import FILE_MODE, private_dir, safe_join, write_private
+from stalwart_py.metrics import Metrics
+
+log = logging.getLogger("stalwart_py.acme")
+
+LOCK_POLL = 1.0  # seconds between tries of a lock another process holds
+
+
+class CertificateSink(Protocol):
+    """What the renewal task needs of the certificate store (stalwart_py/certificates.py)."""
+
+    def install(self, cert_id: str, chain_pem: bytes, key_pem: bytes) -> None: ...
+    def set_alpn_challenge(self, domain: str, cert_pem: bytes, key_pem: bytes) -> None: ...
+    def clear_alpn_challenge(self, domain: str) -> None: ...
+
+
+@dataclass
+class AcmeState:
+    """What is known of one ACME certificate, as the API and the metrics show it."""
+
+    id: str
+    domains: list[str]
+    not_after: float | None = None
+    next_renewal: float | None = None
+    renewing: bool = False
+    failures: int = 0  # in a row
+    last_error: str | None = None
+    last_error_at: float | None = None
+    last_renewal: float | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "next_renewal": _iso(self.next_renewal),
+            "renewing": self.renewing,
+            "failures": self.failures,
+            "last_error": self.last_error,
+            "last_error_at": _iso(self.last_error_at),
+            "last_renewal": _iso(self.last_renewal),
+        }
+
+
+@dataclass
+class _Slot:
+    settings: AcmeSettings
+    state: AcmeState
+    wake: anyio.Event = field(default_factory=anyio.Event)
+    finished: anyio.Event = field(default_factory=anyio.Event)
+    forced: bool = False
+
+
+class AcmeManager:
+    """Every configured ACME certificate; see the module docstring."""
+
+    def __init__(
+        self,
+        settings: dict[str, AcmeSettings],
+        data_dir: Path,
+        certificates: CertificateSink,
+        metrics: Metrics,
+        *,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.data_dir = data_dir
+        self.certificates = certificates
+        self.metrics = metrics
+        self.rng = rng or random.Random()
+        self.slots = {
+            acme_id: _Slot(conf, AcmeState(acme_id, list(conf.domains)))
+            for acme_id, conf in settings.items()
+        }
+        self._expiry = metrics.gauge(
+            "stalwart_acme_certificate_expiry_timestamp_seconds",
+            "notAfter of the ACME certificate in use",
+            ["id"],
+        )
+        self._next = metrics.gauge(
+            "stalwart_acme_next_renewal_timestamp_seconds",
+            "When the ACME certificate is next renewed (or retried)",
+            ["id"],
+        )
+        self._failing = metrics.gauge(
+            "stalwart_acme_renewal_failing",
+            "1 while the last renewal attempt failed (the error is in GET /api/certificates)",
+            ["id"],
+        )
+        self._renewals = metrics.counter(
+            "stalwart_acme_renewals", "ACME renewal attempts, by result", ["id", "result"]
+        )
+
+    def configure(self, settings: dict[str, AcmeSettings]) -> None:
+        """A reload: new settings of known ids apply from their next order (adding or
+        removing an id takes a restart; see config/running.py)."""
+        for acme_id, conf in settings.items():
+            if acme_id in self.slots:
+                self.slots[acme_id].settings = conf
+                self.slots[acme_id].state.domains = list(conf.domains)
+
+    # -- the task ----------------------------------------------------------------------------
+
+    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        async with anyio.create_task_group() as tg:
+            for slot in self.slots.values():
+                self._load(slot)
+                tg.start_soon(self._loop, slot)
+            task_status.started()
+
+    async def _loop(self, slot: _Slot) -> None:
+        while True:
+            delay = max(0.0, (slot.state.next_renewal or 0.0) - time.time())
+            with anyio.move_on_after(delay):
+                await slot.wake.wait()
+            slot.wake = anyio.Event()
+            await self._renew(slot)
+
+    def _load(self, slot: _Slot) -> None:
+        """At start: install the certificate kept from the last run, if still valid, and
+        plan its renewal; none (or an expired one): order now."""
+        chain, key = self._stored(slot.state.id)
+        not_after = _not_after(chain) if chain is not None else None
+        if chain is not None and key is not None and not_after and not_after > time.time():
+            try:
+                self.certificates.install(slot.state.id, chain, key)
+            except Exception as exc:  # a damaged file: order a new one rather than stop
+                log.warning(
+                    "ACME %s: the stored certificate cannot be used: %s", slot.state.id, exc
+                )
+                not_after = None
+        else:
+            not_after = None
+        self._plan(slot, not_after)
+
+    def _plan(self, slot: _Slot, not_after: float | None) -> None:
+        state = slot.state
+        state.not_after = not_after
+        if not_after is None:
+            state.next_renewal = time.time()
+        else:
+            state.next_renewal = schedule.renewal_time(
+                not_after, slot.settings.renew_before, self.rng
+            )
+            self._expiry.labels(state.id).set(not_after)
+        self._next.labels(state.id).set(state.next_renewal)
+
+    # -- forced renewal ----------------------------------------------------------------------
+
+    async def renew_now(self, acme_id: str) -> AcmeState:
+        """Renew at once and wait for the outcome; one already running is the one waited
+        for (never two orders at a time). KeyError for an unknown id."""
+        slot = self.slots[acme_id]
+        finished = slot.finished
+        if not slot.state.renewing:
+            slot.forced = True
+            slot.wake.set()
+        await finished.wait()
+        return slot.state
+
+    def request_renewal(self, acme_id: str) -> None:
+        """Start a renewal without waiting (the control socket's ``acme-renew``)."""
+        slot = self.slots[acme_id]
+        slot.forced = True
+        slot.wake.set()
+
+    def describe(self) -> dict[str, dict[str, Any]]:
+        """Each id's renewal state, to extend the certificate store's entries with."""
+        return {acme_id: slot.state.as_dict() for acme_id, slot in self.slots.items()}
+
+    # -- one renewal -------------------------------------------------------------------------
+
+    async def _renew(self, slot: _Slot) -> None:
+        state = slot.state
+        forced, slot.forced = slot.forced, False
+        state.renewing = True
+        try:
+            async with self._locked(state.id):
+                chain, key = self._stored(state.id)
+                stored_until = _not_after(chain) if chain is not None else None
+                if (
+                    not forced
+                    and chain is not None
+                    and key is not None
+                    and stored_until is not None
+                    and stored_until != state.not_after
+                    and schedule.renewal_time(stored_until, slot.settings.renew_before, self.rng)
+                    > time.time()
+                ):
+                    # another process renewed it while this one waited for the lock
+                    self.certificates.install(state.id, chain, key)
+                    log.info("ACME %s: renewed by another process; using its certificate", state.id)
+                    self._succeeded(slot, stored_until)
+                    return
+                log.info(
+                    "ACME %s: ordering a certificate for %s", state.id, ", ".join(state.domains)
+                )
+                issued = await self._order(slot)
+                not_after = _not_after(issued.chain_pem)
+                self.certificates.install(state.id, issued.chain_pem, issued.key_pem)
+                self._store(state.id, issued.chain_pem, issued.key_pem)
+                self._succeeded(slot, not_after)
+        except Exception as exc:
+            self._failed(slot, exc)
+        finally:
+            state.renewing = False
+            finished, slot.finished = slot.finished, anyio.Event()
+            finished.set()
+
+    def _succeeded(self, slot: _Slot, not_after: float | None) -> None:
+        state = slot.state
+        state.failures = 0
+        state.last_error = None
+        state.last_renewal = time.time()
+        self._plan(slot, not_after)
+        self._failing.labels(state.id).set(0)
+        self._renewals.labels(state.id, "success").inc()
+        log.info(
+            "ACME %s: certificate installed, valid until %s; next renewal %s",
+            state.id,
+            _iso(not_after),
+            _iso(state.next_renewal),
+        )
+
+    def _failed(self, slot: _Slot, exc: Exception) -> None:
+        state = slot.state
+        state.failures += 1
+        state.last_error = str(exc) or type(exc).__name__
+        state.last_error_at = time.time()
+        retry_after = exc.retry_after if isinstance(exc, AcmeError) else None
+        delay = schedule.retry_delay(state.failures, retry_after, self.rng)
+        state.next_renewal = time.time() + delay
+        self._next.labels(state.id).set(state.next_renewal)
+        self._failing.labels(state.id).set(1)
+        self._renewals.labels(state.id, "failure").inc()
+        kept = "keeping the certificate in use" if state.not_after else "no certificate yet"
+        if not isinstance(exc, AcmeError | OSError | ValueError):
+            log.exception("ACME %s: renewal failed", state.id)
+        log.error(
+            "ACME %s: renewal failed (%s): %s; retrying in %.0fs",
+            state.id,
+            kept,
+            state.last_error,
+            delay,
+        )
+
+    async def _order(self, slot: _Slot) -> Any:
+        conf = slot.settings
+        key = self._account_key(slot.state.id)
+        async with AcmeClient(conf.directory, key, ca_file=conf.ca_file) as client:
+            eab = (conf.eab.kid, conf.eab.hmac_key) if conf.eab is not None else None
+            account = await client.register(list(conf.contact), eab)
+            self._remember_account(slot.state.id, conf.directory, account)
+            return await issue(client, list(conf.domains), conf.challenge, self._responder(conf))
+
+    def _responder(self, conf: AcmeSettings) -> Responder:
+        if conf.challenge == "http-01":
+
+            async def present(c: Challenge) -> None:
+                challenges.publish_http01(self.data_dir, c.token, c.key_authorization)
+
+            async def cleanup(c: Challenge) -> None:
+                challenges.withdraw_http01(self.data_dir, c.token)
+
+        else:
+
+            async def present(c: Challenge) -> None:
+                cert, key = challenges.alpn_certificate(c.domain, c.key_authorization)
+                self.certificates.set_alpn_challenge(c.domain, cert, key)
+
+            async def cleanup(c: Challenge) -> None:
+                self.certificates.clear_alpn_challenge(c.domain)
+
+        return Responder(present, cleanup)
+
+    # -- files -------------------------------------------------------------------------------
+
+    def _dir(self, acme_id: str) -> Path:
+        return safe_join(self.data_dir / "acme", acme_id)
+
+    def _account_key(self, acme_id: str) -> AccountKey:
+        path = self._dir(acme_id) / "account.key"
+        try:
+            return AccountKey.from_pem(path.read_bytes())
+        except FileNotFoundError:
+            pass
+        key = AccountKey.generate()
+        private_dir(self.data_dir / "acme")
+        private_dir(self._dir(acme_id))
+        write_private(path, key.pem())
+        log.info("ACME %s: created an account key in %s", acme_id, path)
+        return key
+
+    def _remember_account(self, acme_id: str, directory: str, url: str) -> None:
+        record = json.dumps({"directory": directory, "account": url}).encode()
+        write_private(self._dir(acme_id) / "account.json", record)
+
+    def _stored(self, acme_id: str) -> tuple[bytes | None, bytes | None]:
+        directory = self._dir(acme_id)
+        try:
+            return (directory / "cert.pem").read_bytes(), (directory / "key.pem").read_bytes()
+        except OSError:
+            return None, None
+
+    def _store(self, acme_id: str, chain: bytes, key: bytes) -> None:
+        private_dir(self._dir(acme_id))
+        write_private(self._dir(acme_id) / "key.pem", key)
+        write_private(self._dir(acme_id) / "cert.pem", chain)
+
+    @contextlib.asynccontextmanager
+    async def _locked(self, acme_id: str) -> Any:
+        private_dir(self.data_dir / "acme")
+        path = safe_join(self.data_dir / "acme", f"{acme_id}.lock")
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, FILE_MODE)
+        try:
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    await anyio.sleep(LOCK_POLL)  # another process is ordering this one
+            yield
+        finally:
+            os.close(fd)  # closing releases the lock
+
+
+def _not_after(chain: bytes) -> float | None:
+    try:
+        return x509.load_pem_x509_certificate(chain).not_valid_after_utc.timestamp()
+    except ValueError:
+        return None
+
+
+def _iso(when: float | None) -> str | None:
+    if when is None:
+        return None
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(when))
