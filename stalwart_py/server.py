@@ -110,7 +110,9 @@ class Server:
             private_dir(data_dir)
         except OSError as exc:
             raise StartupError(
-                f"cannot create the data directory {data_dir}: {exc.strerror or exc}"
+                f"cannot create the data directory {data_dir}: {exc.strerror or exc} (create "
+                f"it, writable by the user the server runs as (uid {os.getuid()}), or set "
+                "storage.data-dir)"
             ) from None
         _warn_if_loose(data_dir)
         with _locked_pid_file(data_dir / PID_FILE):
@@ -154,6 +156,10 @@ class Server:
             metrics=self.context.metrics,
             resolver=self.context.resolver,
         )
+        # A failed start is raised after the task group, not from inside ``except*``: an
+        # exception raised there comes out wrapped in an ExceptionGroup, which printed a
+        # traceback instead of the one line ``serve`` prints for a StartupError.
+        problems: list[str] = []
         try:
             async with anyio.create_task_group() as tg:
                 self._task_group = tg
@@ -169,7 +175,8 @@ class Server:
                 task_status.started(self)
         except* ApplyError as group:
             problems = [p for exc in _leaves(group) for p in exc.problems]
-            raise StartupError("; ".join(problems)) from None
+        if problems:
+            raise StartupError("; ".join(problems))
 
     async def _run_registry(self, *, task_status: TaskStatus[None]) -> None:
         assert self.registry is not None

@@ -51,8 +51,24 @@ def open_listening_socket(address: BindAddress, options: SocketSettings) -> sock
         raise
     except OSError as exc:
         sock.close()
-        raise BindError(exc.errno, f"cannot bind {address}: {exc.strerror}") from None
+        hint = BIND_FIXES.get(exc.errno or 0, "")
+        raise BindError(exc.errno, f"cannot bind {address}: {exc.strerror}{hint}") from None
     return sock
+
+
+# What to do about the usual bind failures, said in the one line a failed start prints.
+BIND_FIXES = {
+    errno.EACCES: (
+        " (ports below 1024 need root or CAP_NET_BIND_SERVICE: `setcap "
+        "cap_net_bind_service=+ep` on the Python interpreter, as the container image does, "
+        "or lower net.ipv4.ip_unprivileged_port_start, or bind a port above 1023)"
+    ),
+    errno.EADDRINUSE: (
+        " (another program listens there: stop it, or change this listener's bind; "
+        "`ss -ltnp` names it)"
+    ),
+    errno.EADDRNOTAVAIL: " (no interface of this machine has that address: fix the bind)",
+}
 
 
 def update_listening_options(
