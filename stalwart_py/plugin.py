@@ -35,6 +35,8 @@ import logging
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from stalwart_py import __version__ as SERVER_VERSION
+from stalwart_py.config.types import Duration, Range, Size
 from stalwart_py.connection import (
     Address,
     Connection,
@@ -46,6 +48,18 @@ from stalwart_py.connection import (
     TLSInfo,
 )
 
+# What a mail-access protocol needs of the core besides the connection (added for POP3, the
+# first plugin built on this module alone): the SASL exchange's framing and errors (the
+# exchange itself runs in ``conn.server.directory.authenticate``), the directory's refusals,
+# the store's records and errors (``conn.server.store``), and the value types a settings
+# dataclass annotates its fields with (``Duration``: "30s"; ``Size``: "25M"; ``Range``).
+from stalwart_py.hash_pool import LoginDeferred
+from stalwart_py.sasl import MAX_ENCODED_RESPONSE as MAX_SASL_RESPONSE
+from stalwart_py.sasl import AuthAborted, AuthFailed, SaslError
+from stalwart_py.sasl import decode_response as decode_sasl_response
+from stalwart_py.store import Account, Mailbox, MessageInfo, NotFound, StoreError
+from stalwart_py.throttle import AuthThrottled
+
 if TYPE_CHECKING:
     from stalwart_py.config import Config, ListenerSettings
     from stalwart_py.context import ServerContext
@@ -53,18 +67,34 @@ if TYPE_CHECKING:
 __all__ = [
     "API_VERSION",
     "ENTRY_POINT_GROUP",
+    "MAX_SASL_RESPONSE",
+    "SERVER_VERSION",
+    "Account",
     "Address",
+    "AuthAborted",
+    "AuthFailed",
+    "AuthThrottled",
     "Connection",
     "ConnectionClosed",
     "CorruptStream",
+    "Duration",
     "LineTooLong",
     "ListenerView",
+    "LoginDeferred",
+    "Mailbox",
+    "MessageInfo",
+    "NotFound",
     "Protocol",
+    "Range",
     "ReadTimeout",
     "Refusal",
+    "SaslError",
     "ServerContext",
+    "Size",
+    "StoreError",
     "TLSInfo",
     "api_mismatch",
+    "decode_sasl_response",
     "discover_protocols",
 ]
 
