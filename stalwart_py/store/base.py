@@ -320,6 +320,14 @@ class Store(abc.ABC):
         """Remove the messages flagged \\Deleted (only those among ``uids`` when given);
         returns the expunged UIDs."""
 
+    async def remove_messages(self, mailbox_id: int, uids: Sequence[int]) -> list[int]:
+        """Remove these messages whatever their flags, all in one transaction (POP3's UPDATE
+        state, RFC 1939 section 6); IMAP sessions see them expunged. UIDs no longer there
+        are passed over; returns the UIDs removed. Backends override this default, which
+        takes two transactions."""
+        await self.update_flags(mailbox_id, uids, "add", frozenset({"\\Deleted"}))
+        return await self.expunge(mailbox_id, uids)
+
     @abc.abstractmethod
     async def changes_since(self, mailbox_id: int, modseq: int) -> MailboxChanges: ...
 

@@ -488,6 +488,17 @@ class MailMixin:
 
         return await self._engine.write(op)
 
+    async def remove_messages(self, mailbox_id: int, uids: Sequence[int]) -> list[int]:
+        def op(txn: Txn) -> list[int]:
+            rows = txn.execute(
+                "SELECT uid, size, blob_id FROM messages WHERE mailbox_id = ? "
+                "AND uid IN (SELECT value FROM json_each(?)) ORDER BY uid",
+                (mailbox_id, uid_list(uids)),
+            ).fetchall()
+            return _remove_messages(txn, mailbox_id, rows)
+
+        return await self._engine.write(op)
+
     async def changes_since(self, mailbox_id: int, modseq: int) -> MailboxChanges:
         def op(conn: sqlite3.Connection) -> MailboxChanges:
             head = conn.execute(
