@@ -231,6 +231,8 @@ def reach(protocol: str, address, implicit_tls: bool) -> None:
             assert greeting.startswith(b"* OK"), greeting
         elif protocol == "managesieve":
             assert greeting.startswith(b'"IMPLEMENTATION"'), greeting
+        elif protocol == "pop3":
+            assert greeting.startswith(b"+OK "), greeting
         else:
             raise AssertionError(f"no check for protocol {protocol}")
 

@@ -29,4 +29,4 @@ def test_both_files_have_the_same_listeners_and_protocols():
     local, image = load("local.toml"), load("config.toml")
     protocols = {lid: listener.protocol for lid, listener in image.listeners.items()}
     assert {lid: listener.protocol for lid, listener in local.listeners.items()} == protocols
-    assert set(protocols.values()) == {"smtp", "lmtp", "imap", "http", "managesieve"}
+    assert set(protocols.values()) == {"smtp", "lmtp", "imap", "http", "managesieve", "pop3"}
