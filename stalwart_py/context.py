@@ -20,6 +20,7 @@ from stalwart_py.store import Store
 from stalwart_py.tls import TLSManager
 
 if TYPE_CHECKING:
+    from stalwart_py.acme import AcmeManager
     from stalwart_py.listeners import ListenerRegistry, ReloadReport
     from stalwart_py.queue import QueueManager
 
@@ -68,6 +69,7 @@ class ServerContext:
         self.draining = anyio.Event()  # set when the server starts to stop
         self.listeners: ListenerRegistry | None = None
         self.queue: QueueManager | None = None  # the outbound queue's workers (set by the server)
+        self.acme: AcmeManager | None = None  # ACME renewals, [acme."<id>"] (set by the server)
         # Re-read and apply the configuration file (set by the server); raises ConfigError
         # or ApplyError and changes nothing when the file cannot be applied.
         self.reload: Callable[[], Awaitable[ReloadReport]] | None = None

@@ -15,9 +15,9 @@ from typing import Any
 
 from prometheus_client import Counter
 
-from protocols.http import autoconfig
+from protocols.http import acme_challenge, autoconfig
 from protocols.http.auth import Authenticator
-from protocols.http.handlers import control, directory, dns, health, inject, queue, sieve
+from protocols.http.handlers import acme, control, directory, dns, health, inject, queue, sieve
 from protocols.http.messages import HttpError, Request, Response, json_response
 from protocols.http.openapi import build_document
 from protocols.http.router import Access, Route, Router, RouteTable
@@ -40,6 +40,7 @@ ROUTE_TABLES = (
     inject.routes,
     dns.routes,
     sieve.routes,
+    acme.routes,
 )
 
 
@@ -90,8 +91,10 @@ class Application:
         route: Route | None = None
         label = "unmatched"
         try:
-            # Client setup and MTA-STS (autoconfig.py): by path and Host, before the API.
-            if (special := autoconfig.match(request)) is not None:
+            # Client setup and MTA-STS (autoconfig.py), ACME HTTP-01 answers (acme_challenge.py):
+            # by path and Host, before the API and its authentication.
+            special = autoconfig.match(request) or acme_challenge.match(request)
+            if special is not None:
                 label, handler = special
                 response = await handler(request)
                 return self._count(request, label, response)

@@ -31,6 +31,7 @@ TAGS = {
     "inject": "message injection",
     "dns": "the DNS records of hosted domains, and checking them",
     "sieve": "the global Sieve scripts (RFC 6609 include :global)",
+    "certificates": "TLS certificates: those in use, and ACME renewal",
     "api": "this document",
 }
 

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import anyio
-from anyio.abc import TaskStatus
+from anyio.abc import TaskGroup, TaskStatus
 from cryptography import x509
 
 from stalwart_py.acme import challenges, schedule
@@ -45,6 +45,7 @@ from stalwart_py.metrics import Metrics
 
 log = logging.getLogger("stalwart_py.acme")
 
+INSTALLED_DIR = "certificates"  # where CertificateStore.install writes (certificates.py)
 LOCK_POLL = 1.0  # seconds between tries of a lock another process holds
 
 
@@ -66,6 +67,7 @@ class AcmeState:
     next_renewal: float | None = None
     renewing: bool = False
     failures: int = 0  # in a row
+    attempts: int = 0  # renewals finished since start, for those who wait for the next one
     last_error: str | None = None
     last_error_at: float | None = None
     last_renewal: float | None = None
@@ -75,6 +77,7 @@ class AcmeState:
             "next_renewal": _iso(self.next_renewal),
             "renewing": self.renewing,
             "failures": self.failures,
+            "attempts": self.attempts,
             "last_error": self.last_error,
             "last_error_at": _iso(self.last_error_at),
             "last_renewal": _iso(self.last_renewal),
@@ -88,6 +91,7 @@ class _Slot:
     wake: anyio.Event = field(default_factory=anyio.Event)
     finished: anyio.Event = field(default_factory=anyio.Event)
     forced: bool = False
+    scope: anyio.CancelScope = field(default_factory=anyio.CancelScope)
 
 
 class AcmeManager:
@@ -106,6 +110,7 @@ class AcmeManager:
         self.certificates = certificates
         self.metrics = metrics
         self.rng = rng or random.Random()
+        self._tg: TaskGroup | None = None
         self.slots = {
             acme_id: _Slot(conf, AcmeState(acme_id, list(conf.domains)))
             for acme_id, conf in settings.items()
@@ -130,46 +135,49 @@ class AcmeManager:
         )
 
     def configure(self, settings: dict[str, AcmeSettings]) -> None:
-        """A reload: new settings of known ids apply from their next order (adding or
-        removing an id takes a restart; see config/running.py)."""
+        """A reload: new settings of known ids apply from their next order; a new id starts
+        its loop (ordering at once when it has no certificate); a removed id stops its loop
+        (its certificate stays installed until it expires or is replaced)."""
+        for acme_id in [i for i in self.slots if i not in settings]:
+            self.slots.pop(acme_id).scope.cancel()
         for acme_id, conf in settings.items():
-            if acme_id in self.slots:
-                self.slots[acme_id].settings = conf
-                self.slots[acme_id].state.domains = list(conf.domains)
+            slot = self.slots.get(acme_id)
+            if slot is not None:
+                slot.settings = conf
+                slot.state.domains = list(conf.domains)
+            else:
+                slot = self.slots[acme_id] = _Slot(conf, AcmeState(acme_id, list(conf.domains)))
+                if self._tg is not None:
+                    self._tg.start_soon(self._loop, slot)
 
     # -- the task ----------------------------------------------------------------------------
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """One loop per id, until the server stops (an order in flight is abandoned; the
+        certificate in use stays, and the next start orders again if it must)."""
         async with anyio.create_task_group() as tg:
+            self._tg = tg
             for slot in self.slots.values():
-                self._load(slot)
                 tg.start_soon(self._loop, slot)
             task_status.started()
+            await anyio.sleep_forever()  # ids added by a reload join this group
 
     async def _loop(self, slot: _Slot) -> None:
-        while True:
-            delay = max(0.0, (slot.state.next_renewal or 0.0) - time.time())
-            with anyio.move_on_after(delay):
-                await slot.wake.wait()
-            slot.wake = anyio.Event()
-            await self._renew(slot)
+        with slot.scope:
+            self._load(slot)
+            while True:
+                delay = max(0.0, (slot.state.next_renewal or 0.0) - time.time())
+                with anyio.move_on_after(delay):
+                    await slot.wake.wait()
+                slot.wake = anyio.Event()
+                await self._renew(slot)
 
     def _load(self, slot: _Slot) -> None:
-        """At start: install the certificate kept from the last run, if still valid, and
-        plan its renewal; none (or an expired one): order now."""
+        """At start: plan the renewal of the certificate installed by the last run (the
+        certificate store loaded it already); none, or an expired one: order now."""
         chain, key = self._stored(slot.state.id)
-        not_after = _not_after(chain) if chain is not None else None
-        if chain is not None and key is not None and not_after and not_after > time.time():
-            try:
-                self.certificates.install(slot.state.id, chain, key)
-            except Exception as exc:  # a damaged file: order a new one rather than stop
-                log.warning(
-                    "ACME %s: the stored certificate cannot be used: %s", slot.state.id, exc
-                )
-                not_after = None
-        else:
-            not_after = None
-        self._plan(slot, not_after)
+        not_after = _not_after(chain) if chain is not None and key is not None else None
+        self._plan(slot, not_after if not_after and not_after > time.time() else None)
 
     def _plan(self, slot: _Slot, not_after: float | None) -> None:
         state = slot.state
@@ -236,12 +244,12 @@ class AcmeManager:
                 issued = await self._order(slot)
                 not_after = _not_after(issued.chain_pem)
                 self.certificates.install(state.id, issued.chain_pem, issued.key_pem)
-                self._store(state.id, issued.chain_pem, issued.key_pem)
                 self._succeeded(slot, not_after)
         except Exception as exc:
             self._failed(slot, exc)
         finally:
             state.renewing = False
+            state.attempts += 1
             finished, slot.finished = slot.finished, anyio.Event()
             finished.set()
 
@@ -334,16 +342,13 @@ class AcmeManager:
         write_private(self._dir(acme_id) / "account.json", record)
 
     def _stored(self, acme_id: str) -> tuple[bytes | None, bytes | None]:
-        directory = self._dir(acme_id)
+        """The chain and key installed under this id, by this process or another one (the
+        certificate store keeps them in ``<data-dir>/certificates/<id>/``)."""
+        directory = safe_join(self.data_dir / INSTALLED_DIR, acme_id)
         try:
             return (directory / "cert.pem").read_bytes(), (directory / "key.pem").read_bytes()
         except OSError:
             return None, None
-
-    def _store(self, acme_id: str, chain: bytes, key: bytes) -> None:
-        private_dir(self._dir(acme_id))
-        write_private(self._dir(acme_id) / "key.pem", key)
-        write_private(self._dir(acme_id) / "cert.pem", chain)
 
     @contextlib.asynccontextmanager
     async def _locked(self, acme_id: str) -> Any:

@@ -141,6 +141,9 @@ def _prepare(server, client: ApiClient) -> dict[str, str]:
     return {"queue": str(entry["id"])}
 
 
+NEEDS_A_CA = {"renew_certificate"}  # answers its documented 404 here (no [acme] configured)
+
+
 def _calls(ids: dict[str, str]) -> dict[str, tuple[str, str, object, dict]]:
     """operationId -> (method, path, JSON body, options), one valid call per operation, in an
     order where each finds what it needs (deletions last)."""
@@ -186,6 +189,8 @@ def _calls(ids: dict[str, str]) -> dict[str, tuple[str, str, object, dict]]:
             {},
         ),
         "dns_records_of": ("GET", "/api/dns/walk.test", None, {}),
+        # no CA here: its success is the Pebble tier's (tests/interop/test_acme_pebble.py)
+        "renew_certificate": ("POST", "/api/certificates/none/renew", None, {}),
         "put_global_script": ("PUT", "/api/sieve/global/walk", {"script": "keep;"}, {}),
         "list_global_scripts": ("GET", "/api/sieve/global", None, {}),
         "get_global_script": ("GET", "/api/sieve/global/walk", None, {}),
@@ -223,10 +228,11 @@ def test_every_operation_answers_as_documented(server):
                     assert ("www-authenticate" in answer.headers) == (status == 401)
         for name, (method, path, body, _options) in calls.items():
             answer = admin.request(method, path, body)
-            assert answer.status < 300, (name, answer.status, answer.body)
+            expected = 404 if name in NEEDS_A_CA else None
+            assert answer.status == expected or answer.status < 300, (name, answer.body)
     operations = {
         f"{method.upper()} {path}"
         for path, methods in DOCUMENT["paths"].items()
         for method in methods
-    }
+    } - {"POST /api/certificates/{id}/renew"}
     assert {operation for operation, status in referee.seen if status < 300} == operations
