@@ -11,6 +11,7 @@ import anyio
 from stalwart_py.config import Config
 from stalwart_py.delivery import Delivery
 from stalwart_py.directory import Directory
+from stalwart_py.filters.runner import Filters
 from stalwart_py.inbound.state import Inbound
 from stalwart_py.junk.filter import JunkFilter
 from stalwart_py.metrics import Metrics
@@ -65,6 +66,8 @@ class ServerContext:
         )
         self.tls = TLSManager(config.storage.data_dir)
         self.inbound = Inbound()  # checks of mail from strangers: shared state (rate limits)
+        # [filter."<id>"]: milters and other filters a listener runs after DATA (filters/)
+        self.filters = Filters(lambda: self.config.filters, self.metrics)
         self.logger = logging.getLogger("stalwart_py")
         self.draining = anyio.Event()  # set when the server starts to stop
         self.listeners: ListenerRegistry | None = None

@@ -21,6 +21,7 @@ import binascii
 from protocols.smtp import policy, replies
 from protocols.smtp.data import ChunkCollector, DataReader
 from protocols.smtp.delivering import SessionFacts, complete
+from protocols.smtp.filtering import run_filters
 from protocols.smtp.intake import Intake
 from protocols.smtp.machine import (
     Auth,
@@ -360,6 +361,23 @@ class Session:
                 return
             message, quarantine = outcome.message, outcome.quarantine
         hello = self.machine.hello
+        if self.settings.filters:  # smtp.filters: after our checks, before delivery
+            accepted = len(transaction.recipients)  # LMTP answers each (RFC 2033 4.2)
+            filtered = await run_filters(
+                self.conn,
+                self.settings.filters,
+                transaction,
+                message,
+                helo=hello.domain if hello is not None else None,
+                authenticated=self.account.address if self.account is not None else None,
+                hostname=self.hostname,
+                quarantine=quarantine,
+            )
+            if isinstance(filtered, Reply):
+                for _ in range(accepted if self.lmtp else 1):
+                    self.reply(filtered)
+                return
+            message, quarantine = filtered.message, filtered.quarantine
         facts = SessionFacts(
             lmtp=self.lmtp,
             extended=hello is not None and hello.extended,

@@ -120,6 +120,8 @@ class LmtpSettings:
     bare_lf: BareLineEnd = "fix"  # a LF without CR in the content: reject, or make it CRLF
     bare_cr: BareLineEnd = "fix"  # a CR without LF in the content: reject, or make it CRLF
     timeout: TimeoutSettings = field(default_factory=TimeoutSettings)
+    # [filter."<id>"] tables run over each message after DATA, in this order (docs/filters.md)
+    filters: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

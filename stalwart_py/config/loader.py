@@ -54,6 +54,7 @@ from stalwart_py.config.types import (
     IPNetwork,
     parse_network,
 )
+from stalwart_py.filters.config import FilterConfig, check_references, load_filters
 
 # Top-level tables besides [server], each validated by its settings class.
 SECTIONS: dict[str, type] = {
@@ -140,6 +141,7 @@ class Config:
     resolver: ResolverSettings = field(default_factory=ResolverSettings)
     mta_sts: MtaStsSettings = field(default_factory=MtaStsSettings)
     acme: dict[str, AcmeSettings] = field(default_factory=dict)
+    filters: dict[str, FilterConfig] = field(default_factory=dict)  # [filter."<id>"]
     raw: dict[str, Any] = field(repr=False, default_factory=dict)
     # Deprecated keys and the like: the file is used, and each is logged at start and reload.
     warnings: tuple[ConfigIssue, ...] = ()
@@ -231,8 +233,10 @@ class _Loader:
     def load(self, data: dict[str, Any], file: Path) -> Config | None:
         root = wrap(data, "", "file")
         for key, node in root.value.items():
-            if key != "server" and key not in SECTIONS:
-                self.conv.error(node.path, unknown_key_message(key, ["server", *SECTIONS]))
+            if key not in ("server", "filter") and key not in SECTIONS:
+                self.conv.error(
+                    node.path, unknown_key_message(key, ["server", "filter", *SECTIONS])
+                )
         sections = {
             name: self.conv.convert(cls, root.value.get(name) or Sourced({}, name, "default"))
             for name, cls in SECTIONS.items()
@@ -277,6 +281,8 @@ class _Loader:
                 if listener is not None:
                     listeners[listener_id] = listener
         self._check_bind_conflicts(listeners)
+        filters = load_filters(self.conv, root.value.get("filter"))  # filters/config.py
+        check_references(self.conv, filters, listeners)
         resolver = self._resolver_aliases(root, sections["resolver"], sections["queue"])
         if base_settings is INVALID or server_settings is INVALID or INVALID in sections.values():
             return None
@@ -297,6 +303,7 @@ class _Loader:
             resolver=resolver,
             mta_sts=sections["mta-sts"],
             acme=sections["acme"],
+            filters=filters,
             raw=data,
             warnings=tuple(self.warnings),
         )
