@@ -21,6 +21,15 @@ record's character-strings joined with nothing between them (RFC 7208 section 3.
 section 3.6.2.2), one string per record. ``[]`` is NODATA; NXDOMAIN raises ``NameNotFound``;
 a failure to get any answer raises ``DnsTemporaryError``; a name that cannot be put in a query
 (an empty label, a label over 63 octets, a name over 255) raises ``InvalidName``.
+
+DNSSEC (for DANE, RFC 7672). This is a stub resolver: it does not validate signatures itself.
+Every query sets the AD bit (RFC 6840 5.7), asking the name server to say whether it validated
+the answer; ``lookup_authenticated``, ``mx_authenticated`` and ``tlsa`` return that AD flag.
+The flag is only as good as the path to the server that sets it: it is trusted because the
+nameservers are the ones the administrator configured (``[resolver] nameservers``, or
+/etc/resolv.conf), which must be a validating resolver on loopback or a trusted network (RFC
+7672 section 2.1: "a trustworthy channel"). A resolver that does not validate never sets it, so
+DANE is then simply not used.
 """
 
 from __future__ import annotations
@@ -36,6 +45,7 @@ from typing import TYPE_CHECKING
 import anyio
 import dns.asyncresolver
 import dns.exception
+import dns.flags
 import dns.message
 import dns.name
 import dns.nameserver
@@ -73,6 +83,17 @@ class InvalidName(DnsError):
 class _Entry:
     expires: float  # time.monotonic()
     records: tuple[str, ...] | None  # None: NXDOMAIN
+    authenticated: bool = False  # the answer came with the AD bit (DNSSEC-validated)
+
+
+@dataclass(frozen=True, slots=True)
+class Tlsa:
+    """One TLSA record (RFC 6698 2.1): how a server's certificate is to be matched."""
+
+    usage: int  # 0 PKIX-TA, 1 PKIX-EE, 2 DANE-TA, 3 DANE-EE
+    selector: int  # 0 the full certificate, 1 its SubjectPublicKeyInfo
+    matching: int  # 0 the data itself, 1 its SHA-256, 2 its SHA-512
+    data: bytes
 
 
 class Resolver:
@@ -165,6 +186,12 @@ class Resolver:
 
     async def lookup(self, name: str, rdtype: str) -> list[str]:
         """The records of type ``rdtype`` at ``name``, as text (see the module docstring)."""
+        records, _ = await self.lookup_authenticated(name, rdtype)
+        return records
+
+    async def lookup_authenticated(self, name: str, rdtype: str) -> tuple[list[str], bool]:
+        """``lookup``, and whether the name server said it validated the answer (the AD bit;
+        see the module docstring for why it is trusted). NXDOMAIN still raises."""
         key = (name.lower().rstrip("."), rdtype.upper())
         entry = self._cache.get(key)
         if entry is not None:
@@ -172,19 +199,20 @@ class Resolver:
                 self._cache.move_to_end(key)
                 self.hits += 1
                 self._lookups.labels("cached").inc()
-                return _answer(key, entry.records)
+                return _answer(key, entry.records), entry.authenticated
             del self._cache[key]
         while (pending := self._pending.get(key)) is not None:
             # Someone is asking already: wait for their answer; if they were cancelled
             # before it came, ask ourselves.
             await pending.done.wait()
             if pending.finished:
-                return _answer(key, pending.result())
+                return _answer(key, pending.result()), pending.authenticated
         pending = self._pending[key] = _Pending()
         self.misses += 1
         try:
-            records, ttl = await self._query(*key)
+            records, ttl, authenticated = await self._query(*key)
             pending.records = records
+            pending.authenticated = authenticated
             pending.finished = True
             self._lookups.labels("answered" if records is not None else "not_found").inc()
         except DnsError as exc:
@@ -198,10 +226,10 @@ class Resolver:
             pending.done.set()
             del self._pending[key]
         if ttl > 0 and self.cache_size > 0:
-            self._cache[key] = _Entry(time.monotonic() + ttl, records)
+            self._cache[key] = _Entry(time.monotonic() + ttl, records, authenticated)
             while len(self._cache) > self.cache_size:
                 self._cache.popitem(last=False)
-        return _answer(key, records)
+        return _answer(key, records), authenticated
 
     async def txt(self, name: str) -> list[str]:
         """TXT records, each one's strings joined."""
@@ -222,6 +250,27 @@ class Resolver:
             found.append((int(preference), exchange.lower().rstrip(".")))
         return found
 
+    async def mx_authenticated(self, name: str) -> bool:
+        """Whether the MX answer for ``name`` (records or their absence) was DNSSEC-validated:
+        RFC 7672 2.2.1 uses DANE only for MX hosts learned from a secure answer."""
+        _, authenticated = await self.lookup_authenticated(name, "MX")
+        return authenticated
+
+    async def tlsa(self, name: str) -> tuple[list[Tlsa], bool]:
+        """The TLSA records at ``name`` (``_25._tcp.<host>``, RFC 7672 2.2), and whether the
+        answer was authenticated (AD). Records that do not parse are left out."""
+        texts, authenticated = await self.lookup_authenticated(name, "TLSA")
+        records = []
+        for text in texts:
+            fields = text.split()
+            try:
+                usage, selector, matching = (int(f) for f in fields[:3])
+                data = bytes.fromhex("".join(fields[3:]))
+            except ValueError:
+                continue
+            records.append(Tlsa(usage, selector, matching, data))
+        return records, authenticated
+
     async def ptr(self, ip: str) -> list[str]:
         """The PTR names of an IPv4 or IPv6 address (its in-addr.arpa / ip6.arpa name),
         lowercased without the final dot."""
@@ -233,13 +282,14 @@ class Resolver:
 
     # -- the query --------------------------------------------------------------------------
 
-    async def _query(self, name: str, rdtype: str) -> tuple[tuple[str, ...] | None, float]:
-        """(records or None for NXDOMAIN, seconds to cache it)."""
+    async def _query(self, name: str, rdtype: str) -> tuple[tuple[str, ...] | None, float, bool]:
+        """(records or None for NXDOMAIN, seconds to cache it, the AD bit)."""
         try:
             qname = dns.name.from_text(name or ".")
             answer = await self._stub.resolve(qname, rdtype, raise_on_no_answer=False)
         except dns.resolver.NXDOMAIN as exc:
-            return None, self._negative_ttl(exc.responses().values())
+            responses = list(exc.responses().values())
+            return None, self._negative_ttl(responses), _authenticated(responses)
         except (
             dns.name.EmptyLabel,
             dns.name.LabelTooLong,
@@ -257,11 +307,12 @@ class Resolver:
             ) from None
         except dns.exception.DNSException as exc:
             raise DnsTemporaryError(f"{rdtype} {name}: {_describe(exc)}") from None
+        authenticated = _authenticated([answer.response])
         if answer.rrset is None:
-            return (), self._negative_ttl([answer.response])
+            return (), self._negative_ttl([answer.response]), authenticated
         records = tuple(_text(rdata) for rdata in answer.rrset)
         ttl = min(answer.chaining_result.minimum_ttl, answer.rrset.ttl)
-        return records, min(float(ttl), self.max_ttl)
+        return records, min(float(ttl), self.max_ttl), authenticated
 
     def _negative_ttl(self, responses: Iterable[dns.message.Message]) -> float:
         """RFC 2308 section 5: min(SOA TTL, SOA MINIMUM) from the authority section; 0 (do
@@ -282,6 +333,7 @@ class _Pending:
         self.done = anyio.Event()
         self.records: tuple[str, ...] | None = None
         self.error: DnsError | None = None
+        self.authenticated = False
         self.finished = False  # False when done: the asker was cancelled
 
     def result(self) -> tuple[str, ...] | None:
@@ -294,6 +346,11 @@ def _answer(key: tuple[str, str], records: tuple[str, ...] | None) -> list[str]:
     if records is None:
         raise NameNotFound(f"{key[1]} {key[0]}: no such domain (NXDOMAIN)")
     return list(records)
+
+
+def _authenticated(responses: Iterable[dns.message.Message]) -> bool:
+    responses = list(responses)
+    return bool(responses) and all(r.flags & dns.flags.AD for r in responses)
 
 
 def _text(rdata: object) -> str:
@@ -333,6 +390,9 @@ def _stub_resolver(
     stub.timeout = timeout
     stub.lifetime = timeout * attempts
     stub.use_edns(0, 0, 1232)  # larger UDP answers (SPF and DKIM TXT); TC falls back to TCP
+    # RFC 6840 5.7: AD in a query asks a validating server to report validation in the answer
+    # (without DO, so answers stay small: we do not validate signatures ourselves).
+    stub.flags = dns.flags.RD | dns.flags.AD
     return stub
 
 

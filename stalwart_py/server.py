@@ -155,6 +155,7 @@ class Server:
             dkim=self.config.dkim,
             metrics=self.context.metrics,
             resolver=self.context.resolver,
+            report=self.config.report.tls,
         )
         # A failed start is raised after the task group, not from inside ``except*``: an
         # exception raised there comes out wrapped in an ExceptionGroup, which printed a
@@ -253,7 +254,7 @@ class Server:
         self.context.directory.configure(config.directory)
         self.context.resolver.apply(config.resolver)
         if self.context.queue is not None:
-            self.context.queue.configure(config.queue, config.dkim)
+            self.context.queue.configure(config.queue, config.dkim, config.report.tls)
         log.info("reloaded %s: %s", self.config_path, _summary(report))
         self._announce("reloaded", changes=report.as_dict())
         return report

@@ -31,6 +31,7 @@ from stalwart_py.config.convert import (
 )
 from stalwart_py.config.errors import ConfigError, ConfigIssue, describe
 from stalwart_py.config.inbound import AuthSettings, SpamSettings
+from stalwart_py.config.outbound_tls import ReportSettings
 from stalwart_py.config.schema import (
     LISTENER_ONLY_KEYS,
     LISTENING_SOCKET_KEYS,
@@ -69,6 +70,7 @@ SECTIONS: dict[str, type] = {
     "sieve": SieveSettings,
     "mta-sts": MtaStsSettings,  # the MTA-STS policy served for our domains (config/clients.py)
     "acme": dict[str, AcmeSettings],  # [acme."<id>"]: certificates from an ACME CA (config/acme.py)
+    "report": ReportSettings,  # reports we send: TLS-RPT (config/outbound_tls.py)
 }
 
 # A connection's scope: (index into server scopes, index into listener scopes); -1 for none.
@@ -142,6 +144,7 @@ class Config:
     mta_sts: MtaStsSettings = field(default_factory=MtaStsSettings)
     acme: dict[str, AcmeSettings] = field(default_factory=dict)
     filters: dict[str, FilterConfig] = field(default_factory=dict)  # [filter."<id>"]
+    report: ReportSettings = field(default_factory=ReportSettings)
     raw: dict[str, Any] = field(repr=False, default_factory=dict)
     # Deprecated keys and the like: the file is used, and each is logged at start and reload.
     warnings: tuple[ConfigIssue, ...] = ()
@@ -304,6 +307,7 @@ class _Loader:
             mta_sts=sections["mta-sts"],
             acme=sections["acme"],
             filters=filters,
+            report=sections["report"],
             raw=data,
             warnings=tuple(self.warnings),
         )

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
 
+from stalwart_py.config.outbound_tls import QueueDaneSettings, QueueMtaStsSettings
 from stalwart_py.config.types import (
     Duration,
     FileMode,
@@ -273,6 +274,9 @@ class QueueSettings:
     tls: QueueTLSSettings = field(default_factory=QueueTLSSettings)
     relay: RelaySettings | None = None
     route: dict[Hostname, RouteSettings] = field(default_factory=dict)
+    # MTA-STS (RFC 8461) and DANE (RFC 7672) of destinations: config/outbound_tls.py
+    mta_sts: QueueMtaStsSettings = field(default_factory=QueueMtaStsSettings)
+    dane: QueueDaneSettings = field(default_factory=QueueDaneSettings)
 
     def __post_init__(self) -> None:
         if not self.retry:

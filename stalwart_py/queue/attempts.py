@@ -28,6 +28,7 @@ from stalwart_py.queue.session import (
     Transaction,
 )
 from stalwart_py.queue.spool import SpooledMessage
+from stalwart_py.queue.tls_policy import OutboundTLS, without_policy
 from stalwart_py.store import QueueEntry, QueueRecipientState
 
 log = logging.getLogger("stalwart_py.queue")
@@ -88,19 +89,35 @@ class TLSContexts:
 
 class Connector:
     def __init__(
-        self, router: Router, timeouts: Timeouts, tls: TLSContexts, helo: Callable[[], str]
+        self,
+        router: Router,
+        timeouts: Timeouts,
+        tls: TLSContexts,
+        helo: Callable[[], str],
+        policies: OutboundTLS | None = None,
     ) -> None:
         self.router = router
         self.timeouts = timeouts
         self.tls = tls
         self.helo = helo
+        self.policies = policies  # DANE and MTA-STS of MX destinations (tls_policy.py)
 
     async def open(self, destination: Destination) -> SmtpSession:
         """A session with the first host of ``destination`` that works; raises RouteFailed or
         SessionFailed (the last host's failure; permanent only when every host refused)."""
         hosts = await self.router.hosts(destination)
+        policy = None
+        if destination.kind == "mx" and self.policies is not None:
+            policy = await self.policies.domain(destination.name)
         failures: list[RouteFailed | SessionFailed] = []
         for host in hosts:
+            plan = await policy.plan(host) if policy is not None else None
+            if plan is not None and plan.refusal is not None:
+                refusal = await policy.refused(plan)  # type: ignore[union-attr]
+                if refusal is not None:
+                    failures.append(refusal)
+                    continue
+                plan = without_policy(plan, host)
             try:
                 addresses = await self.router.addresses(host.name)
             except RouteFailed as failure:
@@ -110,14 +127,36 @@ class Connector:
                 failures.append(RouteFailed("4.4.4", f"{host.name} has no address"))
                 continue
             for address in addresses:
-                target = Target(host.name, address, host.port, host.tls, host.user, host.password)
+                if plan is None:
+                    target = Target(
+                        host.name, address, host.port, host.tls, host.user, host.password
+                    )
+                else:
+                    target = plan.target(address)
                 try:
-                    return await SmtpSession.open(target, self.helo(), self.timeouts, self.tls)
+                    session = await SmtpSession.open(target, self.helo(), self.timeouts, self.tls)
                 except SessionFailed as failure:
+                    if plan is not None and policy is not None:
+                        failure = await policy.failed(plan, target, failure)
+                        if plan.testing and failure.tls_result is not None:
+                            # MTA-STS testing: reported; now as if there were no policy.
+                            plan = without_policy(plan, host)
+                            try:
+                                session = await SmtpSession.open(
+                                    plan.target(address), self.helo(), self.timeouts, self.tls
+                                )
+                            except SessionFailed as again:
+                                failure = again
+                            else:
+                                return session
                     log.info("delivery to %s: %s", destination, failure.diagnostic())
                     failures.append(failure)
                     if failure.reply is not None:
                         break  # the host answered: its other addresses would say the same
+                    continue
+                if plan is not None and policy is not None:
+                    await policy.succeeded(plan, session)
+                return session
         if not failures:
             raise RouteFailed("4.4.4", f"no host to deliver {destination} to")
         last = failures[-1]

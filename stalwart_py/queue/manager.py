@@ -35,6 +35,7 @@ import anyio
 import anyio.to_thread
 from anyio.abc import TaskGroup, TaskStatus
 
+from stalwart_py.config.outbound_tls import TlsReportSettings
 from stalwart_py.config.schema import DkimSettings, QueueSettings
 from stalwart_py.delivery import Delivery
 from stalwart_py.metrics import Metrics
@@ -52,6 +53,7 @@ from stalwart_py.queue.routes import Destination, RouteFailed, Router, make_reso
 from stalwart_py.queue.schedule import Clock, RetrySchedule, SystemClock
 from stalwart_py.queue.session import SessionFailed, SmtpSession, Timeouts
 from stalwart_py.queue.spool import MemorySpool
+from stalwart_py.queue.tls_policy import OutboundTLS
 from stalwart_py.resolver import Resolver
 from stalwart_py.store import OutboundMessage, Store
 from stalwart_py.store.engine import QUEUE_CHANNEL
@@ -78,6 +80,7 @@ class QueueManager:
         metrics: Metrics | None = None,
         clock: Clock | None = None,
         resolver: Resolver | None = None,
+        report: TlsReportSettings | None = None,
     ) -> None:
         self.store = store
         # The server's one resolver; a queue run on its own makes one from [queue.dns].
@@ -87,6 +90,18 @@ class QueueManager:
         self.clock: Clock = clock or SystemClock()
         self.signer = DkimSigner(dkim or {}, data_dir)
         self._limiter = anyio.CapacityLimiter(settings.max_connections)
+        metrics = metrics or Metrics()
+        # DANE, MTA-STS and TLS-RPT of MX deliveries (tls_policy.py); the reporter's daily
+        # job and policy refreshes run in ``run``'s task group.
+        self.outbound_tls = OutboundTLS(
+            store,
+            self._resolver or make_resolver(settings),
+            settings,
+            report or TlsReportSettings(),
+            hostname,
+            self.clock,
+            metrics,
+        )
         self.configure(settings, dkim or {})
         self._waiting: dict[Destination, deque[Job]] = {}
         self._workers: dict[Destination, int] = {}
@@ -99,7 +114,6 @@ class QueueManager:
         self._wakeup = anyio.Event()
         self._idle = anyio.Event()
         self._task_group: TaskGroup | None = None
-        metrics = metrics or Metrics()
         self._memory = MemorySpool(store, metrics)
         self._results = metrics.counter(
             "stalwart_queue_attempts",
@@ -110,7 +124,12 @@ class QueueManager:
             "stalwart_queue_connections", "Outbound SMTP connections open"
         )
 
-    def configure(self, settings: QueueSettings, dkim: dict[str, DkimSettings]) -> None:
+    def configure(
+        self,
+        settings: QueueSettings,
+        dkim: dict[str, DkimSettings],
+        report: TlsReportSettings | None = None,
+    ) -> None:
         """Apply a (re)loaded configuration; jobs under way finish with the old one."""
         self.settings = settings
         self.schedule = RetrySchedule(settings.retry, settings.max_age)
@@ -118,8 +137,13 @@ class QueueManager:
         timeouts = Timeouts(
             settings.connect_timeout, settings.command_timeout, settings.data_timeout
         )
+        self.outbound_tls.configure(settings, report, self.router.resolver)
         self.connector = Connector(
-            self.router, timeouts, TLSContexts(settings.tls.ca_file), self.hostname
+            self.router,
+            timeouts,
+            TLSContexts(settings.tls.ca_file),
+            self.hostname,
+            self.outbound_tls,
         )
         self.signer.configured = dkim
         self.signer._stamp = None  # re-read the keys
@@ -134,6 +158,8 @@ class QueueManager:
             async with anyio.create_task_group() as group:
                 self._task_group = group
                 group.start_soon(self._forward_store_changes)
+                self.outbound_tls.policies.spawn = group.start_soon
+                await group.start(self.outbound_tls.reporter.run)
                 task_status.started()
                 try:
                     while True:
@@ -143,6 +169,7 @@ class QueueManager:
                         self._wakeup = anyio.Event()
                 finally:
                     self._task_group = None
+                    self.outbound_tls.policies.spawn = None
         finally:
             # The workers are gone; the store is still open (the server closes it after us).
             with anyio.CancelScope(shield=True), anyio.move_on_after(STOP_WRITE_TIMEOUT):

@@ -26,9 +26,10 @@ from dataclasses import dataclass
 import anyio
 from anyio.abc import ByteStream
 from anyio.streams.buffered import BufferedByteReceiveStream
-from anyio.streams.tls import TLSStream
+from anyio.streams.tls import TLSAttribute, TLSStream
 
 from stalwart_py.config.schema import RouteTLS
+from stalwart_py.queue import dane
 from stalwart_py.queue.protocol import (
     MAX_LINE,
     Capabilities,
@@ -41,6 +42,7 @@ from stalwart_py.queue.protocol import (
     needs_smtputf8,
     rcpt_command,
 )
+from stalwart_py.resolver import Tlsa
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +55,10 @@ class Target:
     tls: RouteTLS
     user: str | None = None
     password: str | None = None
+    # TLS required (tls "starttls"/"implicit") but verified by DANE rather than PKIX: the
+    # usable TLSA records (empty with pkix=False: encrypted, not authenticated; RFC 7672 2.2).
+    dane: tuple[Tlsa, ...] = ()
+    pkix: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,10 +71,13 @@ class Timeouts:
 class SessionFailed(Exception):
     """The connection could not be used: ``reply`` is the server's when it gave one."""
 
-    def __init__(self, status: str, text: str, reply: Reply | None = None) -> None:
+    def __init__(
+        self, status: str, text: str, reply: Reply | None = None, tls_result: str | None = None
+    ) -> None:
         super().__init__(text)
         self.status = status  # RFC 3463
         self.reply = reply
+        self.tls_result = tls_result  # a TLS failure's TLS-RPT result type (RFC 8460 4.3)
 
     @property
     def permanent(self) -> bool:
@@ -106,6 +115,7 @@ class SmtpSession:
         self.transactions = 0
         self.broken = False  # the connection failed; it cannot carry another message
         self.encrypted = False
+        self.dane_match: str | None = None  # the TLSA record the certificate matched
         self._stream = stream
         self._reader = BufferedByteReceiveStream(stream)
         self._replies = ReplyReader()
@@ -117,7 +127,7 @@ class SmtpSession:
         cls, target: Target, helo: str, timeouts: Timeouts, tls_contexts: TLSContexts
     ) -> SmtpSession:
         """Connect, greet and negotiate; raises SessionFailed (the connection is closed)."""
-        verify = target.tls in ("starttls", "implicit")
+        verify = target.tls in ("starttls", "implicit")  # TLS required
         try:
             with anyio.fail_after(timeouts.connect):
                 stream: ByteStream = await anyio.connect_tcp(target.address, target.port)
@@ -127,7 +137,7 @@ class SmtpSession:
         session = cls(target, stream, timeouts)
         try:
             if target.tls == "implicit":
-                await session._wrap_tls(tls_contexts(True))
+                await session._wrap_tls(tls_contexts(target.pkix))
             await session._negotiate(helo, tls_contexts, verify)
         except BaseException:
             await session.abort()
@@ -144,15 +154,19 @@ class SmtpSession:
             if not self.capabilities.starttls:
                 if verify:
                     raise SessionFailed(
-                        "4.7.10", f"TLS is required but {self.target.host} does not offer STARTTLS"
+                        "4.7.10",
+                        f"TLS is required but {self.target.host} does not offer STARTTLS",
+                        tls_result="starttls-not-supported",
                     )
             else:
                 reply = await self.command(b"STARTTLS\r\n")
                 if reply.code != 220:
                     if verify:
-                        raise SessionFailed("4.7.10", "STARTTLS refused", reply)
+                        raise SessionFailed(
+                            "4.7.10", "STARTTLS refused", reply, "starttls-not-supported"
+                        )
                 else:
-                    await self._wrap_tls(tls_contexts(verify))
+                    await self._wrap_tls(tls_contexts(verify and self.target.pkix))
                     await self._ehlo(helo)  # RFC 3207 4.2: forget what was learned before
         if self.target.user is not None:
             await self._authenticate()
@@ -184,10 +198,23 @@ class SmtpSession:
             self.broken = True
             detail = getattr(exc, "verify_message", None) or getattr(exc, "reason", None) or exc
             raise SessionFailed(
-                "4.7.5", f"TLS handshake with {self.target.host} failed: {detail}"
+                "4.7.5",
+                f"TLS handshake with {self.target.host} failed: {detail}",
+                tls_result=_tls_result(exc),
             ) from None
         self._reader = BufferedByteReceiveStream(self._stream)
         self.encrypted = True
+        if self.target.dane:
+            try:
+                matched = dane.verify(
+                    self._stream.extra(TLSAttribute.ssl_object), self.target.dane, self.target.host
+                )
+            except dane.DaneFailure as failure:
+                self.broken = True
+                raise SessionFailed(
+                    "4.7.5", f"DANE: {failure}", tls_result="tlsa-invalid"
+                ) from None
+            self.dane_match = matched
 
     async def _authenticate(self) -> None:
         """RFC 4954 with PLAIN (RFC 4616) or LOGIN; never over an unencrypted connection."""
@@ -373,6 +400,23 @@ class SmtpSession:
 
 def _local_reply(code: int, status: str, text: str) -> Reply:
     return Reply(code, (text,), status, local=True)
+
+
+# OpenSSL's X509_V_ERR_* codes, by the TLS-RPT result type they are (RFC 8460 4.3.1).
+_RESULT_TYPES = {
+    62: "certificate-host-mismatch",  # X509_V_ERR_HOSTNAME_MISMATCH
+    10: "certificate-expired",  # X509_V_ERR_CERT_HAS_EXPIRED
+    18: "certificate-not-trusted",  # X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT
+    19: "certificate-not-trusted",  # X509_V_ERR_SELF_SIGNED_CERT_IN_CHAIN
+    20: "certificate-not-trusted",  # X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY
+    21: "certificate-not-trusted",  # X509_V_ERR_UNABLE_TO_VERIFY_LEAF_SIGNATURE
+}
+
+
+def _tls_result(exc: BaseException) -> str:
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return _RESULT_TYPES.get(exc.verify_code, "validation-failure")
+    return "validation-failure"
 
 
 def _where(target: Target) -> str:

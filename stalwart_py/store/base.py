@@ -17,6 +17,7 @@ from stalwart_py.store.engine import ChangeHub
 from stalwart_py.store.model import (
     Account,
     Alias,
+    CachedStsPolicy,
     Credentials,
     DeliveryOutcome,
     Domain,
@@ -35,6 +36,7 @@ from stalwart_py.store.model import (
     Report,
     SieveScript,
     StoredMessage,
+    TlsResultCount,
 )
 
 FlagMode = Literal["add", "remove", "replace"]
@@ -478,3 +480,30 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     async def list_reports(self, limit: int = 100) -> list[Report]: ...
+
+    # -- outbound TLS: MTA-STS policies of destinations, TLS-RPT counts -------------------
+
+    @abc.abstractmethod
+    async def get_sts_policy(self, domain: str) -> CachedStsPolicy | None:
+        """The cached MTA-STS policy of ``domain`` (expired or not), if any."""
+
+    @abc.abstractmethod
+    async def put_sts_policy(self, policy: CachedStsPolicy, *, keep: int, now: float) -> None:
+        """Cache ``policy``; expired ones are dropped, and all but the ``keep`` most
+        recently fetched."""
+
+    @abc.abstractmethod
+    async def count_tls_results(self, counts: Sequence[TlsResultCount]) -> None:
+        """Add these counts to the day's (same day, domain, policy, failure: summed)."""
+
+    @abc.abstractmethod
+    async def tls_results(self, day: str) -> list[TlsResultCount]: ...
+
+    @abc.abstractmethod
+    async def tls_result_days(self) -> list[str]:
+        """The days that have counts, oldest first."""
+
+    @abc.abstractmethod
+    async def delete_tls_results(self, day: str, domain: str | None = None) -> None:
+        """Forget one domain's counts of ``day`` (its report was sent), or, without a
+        domain, every count of ``day`` and earlier."""

@@ -305,3 +305,26 @@ class Report:
     domain: str
     mail_from: str
     summary: str  # JSON: the fields that matter, parsed from the report
+
+
+@dataclass(frozen=True, slots=True)
+class CachedStsPolicy:
+    """A destination's MTA-STS policy as fetched (RFC 8461 3.2), kept until ``expires``."""
+
+    domain: str
+    policy_id: str  # the id= of the _mta-sts TXT record it was fetched for
+    body: str  # the policy text
+    fetched: float
+    expires: float  # fetched + max_age
+
+
+@dataclass(frozen=True, slots=True)
+class TlsResultCount:
+    """TLS sessions counted for a TLS-RPT report (RFC 8460 4): one UTC ``day``, one
+    destination ``domain``, one policy (JSON) and one failure (JSON; "" for successes)."""
+
+    day: str  # YYYY-MM-DD, UTC
+    domain: str
+    policy: str
+    failure: str
+    count: int

@@ -218,6 +218,14 @@ def _v8_sieve_global(conn: sqlite3.Connection) -> None:
     create_table(conn)
 
 
+def _v9_outbound_tls(conn: sqlite3.Connection) -> None:
+    """Outbound TLS: cached MTA-STS policies of destinations and TLS-RPT result counts (see
+    ``sqlite_tls``)."""
+    from stalwart_py.store.sqlite_tls import create_tables
+
+    create_tables(conn)
+
+
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     _v1,
     _v2_sieve_vacation,
@@ -227,6 +235,7 @@ MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     _v6_junk,
     _v7_sieve_duplicates,
     _v8_sieve_global,
+    _v9_outbound_tls,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -21,6 +21,7 @@ from stalwart_py.store.sqlite_queue import QueueMixin
 from stalwart_py.store.sqlite_sieve import SieveMixin
 from stalwart_py.store.sqlite_sieve_global import GlobalScriptsMixin
 from stalwart_py.store.sqlite_sort import SortMixin
+from stalwart_py.store.sqlite_tls import OutboundTLSMixin
 
 DATABASE_FILE = "stalwart.sqlite3"
 
@@ -32,6 +33,7 @@ class SqliteStore(
     ImapMixin,
     JunkMixin,
     MailMixin,
+    OutboundTLSMixin,
     QueueMixin,
     SieveMixin,
     SortMixin,

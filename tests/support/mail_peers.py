@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import anyio.from_thread
+import dns.flags
 import dns.message
 import dns.name
 import dns.rcode
@@ -38,13 +39,19 @@ class ZoneServer(asyncio.DatagramProtocol):
     ``timeout_types``) no answer at all, so the asker times out. A CNAME is followed to the
     records of its target when those are here too, as a recursive resolver's answer does.
     Answers carry ``ttl``; with ``negative_ttl`` set, NXDOMAIN and NODATA answers carry an SOA
-    with that TTL and MINIMUM (RFC 2308: what lets a resolver cache them)."""
+    with that TTL and MINIMUM (RFC 2308: what lets a resolver cache them).
+
+    DNSSEC, as a validating resolver reports it: answers about a name in ``authenticated``
+    (records, NODATA or NXDOMAIN alike) carry the AD bit when the query asked for it with AD
+    or DO (RFC 6840 5.7), as if validated; every other answer is "insecure" (no AD). TLSA
+    records are given like any other: ``("TLSA", "3 1 1 <hex>")``."""
 
     def __init__(self, records: dict[str, list[tuple[str, str]]] | None = None) -> None:
         self.records: dict[str, list[tuple[str, str]]] = dict(records or {})
         self.servfail: set[str] = set()
         self.timeout: set[str] = set()
         self.timeout_types: set[tuple[str, str]] = set()
+        self.authenticated: set[str] = set()
         self.ttl = 60
         self.negative_ttl: int | None = None
         self.queries: list[tuple[str, str]] = []
@@ -93,6 +100,9 @@ class ZoneServer(asyncio.DatagramProtocol):
                 name = _key(owner)
             if texts:
                 response.answer.append(dns.rrset.from_text(owner, self.ttl, "IN", rdtype, *texts))
+        asked = query.flags & dns.flags.AD or query.ednsflags & dns.flags.DO
+        if asked and _key(question.name) in self.authenticated:
+            response.flags |= dns.flags.AD
         if not response.answer and self.negative_ttl is not None:
             soa = f"ns.test. hostmaster.test. 1 3600 600 86400 {self.negative_ttl}"
             response.authority.append(

@@ -1,0 +1,129 @@
+"""DANE for SMTP (RFC 7672): an MX host's certificate checked against its TLSA records.
+
+When the MX records of a domain came from a DNSSEC-validated answer, and so did the TLSA
+records at ``_25._tcp.<mx host>`` (the resolver's AD bit, see ``stalwart_py/resolver.py`` for
+why it is trusted), the host must be reached over TLS and its certificate must match one of
+the usable records (2.2, 3). Usable, as RFC 7672 3.1 says for SMTP:
+
+* usage 3, DANE-EE: the server's own certificate (or its public key) is the record's data.
+  Nothing else is checked: not the name, not the expiry, not the issuer (3.1.1);
+* usage 2, DANE-TA: a certificate of the chain the server sent is the record's trust anchor;
+  the server's certificate must chain up to it and carry the MX host's name (3.1.2, 3.2.2);
+* usages 0 and 1 (PKIX-TA, PKIX-EE) are not used with SMTP (3.1.3): such records are
+  ignored, as are unknown selectors and matching types.
+
+Selectors: 0 the whole certificate (DER), 1 its SubjectPublicKeyInfo (DER). Matching types: 0
+the data itself, 1 its SHA-256, 2 its SHA-512 (RFC 6698 2.1).
+
+An authenticated TLSA answer with no usable record still makes TLS mandatory, without
+authentication (RFC 7672 2.2). The handshake itself is done without PKIX checks; ``verify``
+then decides. DANE, when it applies, takes precedence over MTA-STS (RFC 8461 2).
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import ssl
+from collections.abc import Sequence
+
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from cryptography.x509.verification import PolicyBuilder, Store, VerificationError
+
+from stalwart_py.resolver import Tlsa
+
+DANE_TA = 2
+DANE_EE = 3
+_DER = 2  # _ssl.ENCODING_DER, for the private chain accessor of Python before 3.13
+
+
+class DaneFailure(Exception):
+    """The server's certificate matched no usable TLSA record."""
+
+
+def usable(records: Sequence[Tlsa]) -> list[Tlsa]:
+    """The records RFC 7672 3.1 lets SMTP use: DANE-TA/DANE-EE, known selector and matching."""
+    return [
+        r for r in records if r.usage in (DANE_TA, DANE_EE) and r.selector in (0, 1)
+        and r.matching in (0, 1, 2)
+    ]  # fmt: skip
+
+
+def verify(ssl_object: ssl.SSLObject, records: Sequence[Tlsa], host: str) -> str:
+    """Check the handshake's certificates against ``records``; the record that matched, as
+    text, for the log. Raises DaneFailure."""
+    chain = peer_chain(ssl_object)
+    if not chain:
+        raise DaneFailure(f"{host} sent no certificate")
+    certificates = [x509.load_der_x509_certificate(der) for der in chain]
+    leaf = certificates[0]
+    for record in records:
+        if record.usage == DANE_EE and matches(record, leaf):
+            return describe(record)
+    for record in records:
+        if record.usage != DANE_TA:
+            continue
+        for anchor in certificates:
+            if matches(record, anchor) and _chains_to(leaf, certificates, anchor, host):
+                return describe(record)
+    raise DaneFailure(f"the certificate of {host} matches none of its {len(records)} TLSA records")
+
+
+def matches(record: Tlsa, certificate: x509.Certificate) -> bool:
+    """RFC 6698 2.1: the selected part of ``certificate``, hashed as the record says."""
+    if record.selector == 0:
+        selected = certificate.public_bytes(Encoding.DER)
+    else:
+        selected = certificate.public_key().public_bytes(
+            Encoding.DER, PublicFormat.SubjectPublicKeyInfo
+        )
+    if record.matching == 1:
+        selected = hashlib.sha256(selected).digest()
+    elif record.matching == 2:
+        selected = hashlib.sha512(selected).digest()
+    return selected == record.data
+
+
+def _chains_to(
+    leaf: x509.Certificate,
+    chain: list[x509.Certificate],
+    anchor: x509.Certificate,
+    host: str,
+) -> bool:
+    """DANE-TA (RFC 7672 3.2.2): the leaf chains up to ``anchor`` (used as the root, whatever
+    its own issuer) and names ``host``. Expiry is checked as PKIX does."""
+    builder = PolicyBuilder().store(Store([anchor])).time(datetime.datetime.now(datetime.UTC))
+    try:
+        verifier = builder.build_server_verifier(x509.DNSName(host))
+        verifier.verify(leaf, [c for c in chain[1:] if c is not anchor])
+    except (VerificationError, ValueError):
+        return leaf == anchor and _names(leaf, host)  # the anchor is the leaf itself
+    return True
+
+
+def _names(certificate: x509.Certificate, host: str) -> bool:
+    try:
+        names = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName)
+    except x509.ExtensionNotFound:
+        return False
+    from stalwart_py.queue.mta_sts import mx_matches
+
+    return any(mx_matches(name, host) for name in names.value.get_values_for_type(x509.DNSName))
+
+
+def peer_chain(ssl_object: ssl.SSLObject) -> list[bytes]:
+    """The certificates the server sent, leaf first, DER (not verified: DANE decides)."""
+    getter = getattr(ssl_object, "get_unverified_chain", None)  # Python 3.13
+    if getter is not None:
+        return list(getter() or [])
+    inner = getattr(ssl_object, "_sslobj", None)
+    private = getattr(inner, "get_unverified_chain", None)
+    if private is not None:
+        return [cert.public_bytes(_DER) for cert in private() or []]
+    leaf = ssl_object.getpeercert(binary_form=True)
+    return [leaf] if leaf else []
+
+
+def describe(record: Tlsa) -> str:
+    return f"{record.usage} {record.selector} {record.matching} {record.data.hex()[:16]}..."
