@@ -56,6 +56,11 @@ protocol = "http"
 bind = "127.0.0.1:0"
 protocol = "managesieve"
 
+[server.listener.pop3]
+bind = "127.0.0.1:0"
+protocol = "pop3"
+pop3.auth.allow-plaintext = true
+
 [server.listener.smtp-proxied]
 bind = "127.0.0.1:0"
 protocol = "smtp"
@@ -74,6 +79,8 @@ WORDS = [
     b'AUTHENTICATE "PLAIN"', b'PUTSCRIPT "x" {10+}', b"LOGOUT", b"QUIT", b".", b"{4294967296}",
     b"\x00\xff\xfe", b"*", b"(((((((", b"%" * 50, "été".encode(), "été CREATE {100000}".encode(),
     "MAIL FROM:<a@b> SIZE=²".encode(), "BDAT ² LAST".encode(), 'HAVESPACE "x" ²'.encode(),
+    b"USER admin@mx.example.test", b"PASS a-long-enough-secret", b"RETR 1", b"TOP 1 99999999999",
+    b"AUTH PLAIN =", b"STLS", b"UIDL 0", b"DELE 1", b"CAPA", b"UTF8", "USER é".encode(),
 ]  # fmt: skip
 
 IMAP_COMMANDS = [
@@ -134,7 +141,7 @@ def garbage(rng: random.Random) -> bytes:
     return b"".join(parts)
 
 
-@pytest.mark.parametrize("listener", ["smtp", "lmtp", "imap", "http", "managesieve"])
+@pytest.mark.parametrize("listener", ["smtp", "lmtp", "imap", "http", "managesieve", "pop3"])
 def test_random_bytes_get_protocol_errors_and_the_listener_goes_on(server, listener):
     rng = random.Random(listener)
     address = server.address(listener)
@@ -181,6 +188,37 @@ def test_mangled_imap_commands_after_login(server):
         reply = exchange(address, login + appends + b"b SELECT INBOX\r\n" + old + commands.encode())
         assert b"a OK" in reply and b"c4 OK" in reply, reply[:500]
         assert all(f"t{n} ".encode() in reply for n in range(20)), "every command answered"
+
+
+POP3_COMMANDS = [
+    "STAT", "LIST", "LIST {n}", "UIDL", "UIDL {n}", "RETR {n}", "TOP {n} {n}", "DELE {n}",
+    "RSET", "NOOP", "CAPA", "AUTH {m}", "UTF8", "STLS", "USER {m}", "PASS {m}", "{m}", "APOP x y",
+]  # fmt: skip
+
+
+def test_mangled_pop3_commands_after_login(server):
+    """Every reply a status line in order; the session ends with QUIT's or, after ten bad
+    commands in a row, with its own goodbye; the messages deleted are gone over IMAP."""
+    rng = random.Random(3)
+    with _imap_admin(server) as client:
+        for n in range(5):
+            client.append("INBOX", None, None, b"Subject: pop %d\r\n\r\n.dot\r\n" % n)
+        client.logout()
+    address = server.address("pop3")
+    for _ in range(15):
+        commands = [
+            rng.choice(POP3_COMMANDS).format(
+                n=rng.choice(["1", "2", "0", "-1", "x", "99999999999", "²", "1 2", str(2**64)]),
+                m=rng.choice(["PLAIN", "=", "*", "é" * 30, "x" * 300, "\x00", "LOGIN x"]),
+            )
+            for _ in range(20)
+        ]
+        login = f"USER {ADMIN}\r\nPASS {PASSWORD}\r\n"
+        reply = exchange(address, (login + "\r\n".join(commands) + "\r\nQUIT\r\n").encode())
+        statuses = [line for line in reply.split(b"\r\n") if line.startswith((b"+OK", b"-ERR"))]
+        assert all(line.startswith(b"+OK") for line in statuses[:3]), reply[:300]
+        assert b"signing off" in statuses[-1] or b"Too many bad" in statuses[-1], statuses[-3:]
+        assert b"Traceback" not in reply
 
 
 def test_random_admin_api_requests_never_get_a_500(server):
