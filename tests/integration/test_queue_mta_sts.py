@@ -205,3 +205,30 @@ async def test_fetch_needs_a_certificate_for_the_policy_host(world):
     finally:
         await server.stop()
     assert caught.value.result_type == "sts-webpki-invalid"
+
+
+async def test_dane_takes_precedence_over_mta_sts(world, policies):
+    # A certificate MTA-STS (PKIX) would refuse, but authenticated TLSA records vouch for.
+    import hashlib
+    import ssl
+
+    import trustme
+    from cryptography import x509
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+    issued = trustme.CA().issue_cert("mx.remote.test")
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    issued.configure_cert(context)
+    peer = await remote(world, policies, "enforce")
+    peer.tls_context = context
+    key = x509.load_pem_x509_certificate(issued.cert_chain_pems[0].bytes()).public_key()
+    spki = key.public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+    world.dns.add("_25._tcp.mx.remote.test", "TLSA", f"3 1 1 {hashlib.sha256(spki).hexdigest()}")
+    world.dns.authenticated |= {"remote.test", "_25._tcp.mx.remote.test"}
+    await world.enqueue("bob@remote.test")
+    async with running(manager(world, peer, policies)) as queue:
+        await queue.flush()
+    [message] = peer.received
+    assert message.tls is True
+    assert result_types(await results(world)) == ["success"]
+    assert '"policy-type": "tlsa"' in (await results(world))[0][0]
