@@ -116,6 +116,8 @@ class TlsReporter:
         self.settings = settings
         self.hostname = hostname
         self.clock = clock
+        self.rounds = 0  # rounds of sending done by ``run`` (for tests and the curious)
+        self.round_done = anyio.Event()  # set after each round; replaced for the next
         self._sessions = metrics.counter(
             "stalwart_queue_tls_sessions",
             "Outbound TLS sessions counted for TLS-RPT (RFC 8460), by policy type and result",
@@ -176,6 +178,9 @@ class TlsReporter:
                     await self.send_due()
                 except Exception:
                     log.exception("TLS-RPT: sending the daily reports failed")
+            self.rounds += 1
+            self.round_done.set()
+            self.round_done = anyio.Event()
             now = self.clock.now()
             midnight = (now // 86400 + 1) * 86400
             await anyio.sleep(midnight - now + SEND_DELAY)

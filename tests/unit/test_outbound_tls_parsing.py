@@ -86,3 +86,26 @@ def test_tlsrpt_rua():
     assert parse_rua([record]) == ["tls@example.com", "tls+reports@c.test"]
     assert parse_rua(["v=TLSRPTv1;rua=mailto:x@y.test", "v=TLSRPTv1;rua=mailto:z@y.test"]) == []
     assert parse_rua(["v=spf1"]) == []
+
+
+def test_configuration_keys(tmp_path):
+    from stalwart_py.config import ConfigError, parse_config
+
+    text = """
+[storage]
+data-dir = "/tmp/unused"
+[queue.mta-sts]
+port = 8443
+timeout = "5s"
+[queue.dane]
+enable = false
+[report.tls]
+from = "tls@example.com"
+org-name = "Example"
+"""
+    config = parse_config(text, tmp_path / "c.toml", {})
+    assert (config.queue.mta_sts.port, config.queue.mta_sts.timeout) == (8443, 5.0)
+    assert config.queue.dane.enable is False
+    assert (config.report.tls.sender, config.report.tls.org_name) == ("tls@example.com", "Example")
+    with pytest.raises(ConfigError, match="report.tls.frm"):
+        parse_config(text.replace("from =", "frm ="), tmp_path / "c.toml", {})
