@@ -107,5 +107,5 @@ org-name = "Example"
     assert (config.queue.mta_sts.port, config.queue.mta_sts.timeout) == (8443, 5.0)
     assert config.queue.dane.enable is False
     assert (config.report.tls.sender, config.report.tls.org_name) == ("tls@example.com", "Example")
-    with pytest.raises(ConfigError, match="report.tls.frm"):
+    with pytest.raises(ConfigError, match=r"report\.tls\.frm"):
         parse_config(text.replace("from =", "frm ="), tmp_path / "c.toml", {})
