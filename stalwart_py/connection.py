@@ -425,6 +425,9 @@ class Connection:
             raise ConnectionClosed("TLS handshake failed: connection closed")
         stream.transport = transport
         ssl_object: ssl.SSLObject = transport.get_extra_info("ssl_object")
+        if ssl_object.selected_alpn_protocol() == "acme-tls/1":
+            # RFC 8737 3: a TLS-ALPN-01 validation ends with the handshake
+            raise ConnectionClosed("TLS-ALPN-01 validation handshake done")
         cipher = ssl_object.cipher()
         self.tls = TLSInfo(
             version=ssl_object.version() or "",

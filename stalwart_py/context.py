@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 import anyio
 
+from stalwart_py.certificates import CertificateStore
 from stalwart_py.config import Config
 from stalwart_py.delivery import Delivery
 from stalwart_py.directory import Directory
@@ -64,7 +65,9 @@ class ServerContext:
             memory_queue=lambda: self.queue,
             junk=self.junk,
         )
-        self.tls = TLSManager(config.storage.data_dir)
+        # Certificates chosen by SNI ([certificate.*], ACME's installs), TLS-ALPN-01 answers.
+        self.certificates = CertificateStore(config.storage.data_dir, self.metrics)
+        self.tls = TLSManager(config.storage.data_dir, self.certificates)
         self.inbound = Inbound()  # checks of mail from strangers: shared state (rate limits)
         # [filter."<id>"]: milters and other filters a listener runs after DATA (filters/)
         self.filters = Filters(lambda: self.config.filters, self.metrics)

@@ -30,6 +30,7 @@ from typing import Any
 import anyio
 from anyio.abc import TaskStatus
 
+from stalwart_py.certificates import CertificateError
 from stalwart_py.config import Config, ConfigError, LoggingSettings, load_config
 from stalwart_py.config.running import needs_restart, require_listener
 from stalwart_py.context import ServerContext
@@ -133,6 +134,10 @@ class Server:
     ) -> None:
         self.context = ServerContext(self.config, store)
         self.context.reload = self.reload
+        try:  # [certificate.*] before any listener's context is made (they choose from them)
+            self.context.certificates.configure(self.config.certificates, str(self.config_path))
+        except CertificateError as exc:
+            raise StartupError(str(exc)) from None
         given = administrator_password()
         try:
             created = await self.context.directory.ensure_administrator(self.config.hostname, given)
@@ -232,8 +237,14 @@ class Server:
             config = load(self.config_path, self.protocol_classes, serving=True)
             if problems := needs_restart(self.config, config):
                 raise ConfigError(problems)
+            assert self.context is not None
+            try:
+                staged = self.context.certificates.stage(config.certificates, str(config.file))
+            except CertificateError as exc:
+                raise ApplyError([str(exc)]) from None
             self._instantiate_protocols()
             report = await self.registry.apply(config)
+            self.context.certificates.commit(staged)
         except (ConfigError, ApplyError) as exc:
             problems = (
                 [str(i) for i in exc.issues] if isinstance(exc, ConfigError) else exc.problems
@@ -305,16 +316,21 @@ class Server:
                 seen = current
 
     def _certificate_stamps(self) -> dict[str, tuple[int, int] | None]:
-        stamps: dict[str, tuple[int, int] | None] = {}
+        """(mtime, size) of every certificate and key file: listeners' and [certificate.*]."""
+        paths = [p for c in self.config.certificates.values() for p in (c.cert, c.private_key)]
         for listener in self.config.listeners.values():
             for settings in listener.effective.values():
                 for path in (settings.tls.certificate, settings.tls.private_key):
-                    if path is not None and str(path) not in stamps:
-                        try:
-                            stat = path.stat()
-                            stamps[str(path)] = (stat.st_mtime_ns, stat.st_size)
-                        except OSError:
-                            stamps[str(path)] = None
+                    if path is not None:
+                        paths.append(path)
+        stamps: dict[str, tuple[int, int] | None] = {}
+        for path in paths:
+            if str(path) not in stamps:
+                try:
+                    stat = path.stat()
+                    stamps[str(path)] = (stat.st_mtime_ns, stat.st_size)
+                except OSError:
+                    stamps[str(path)] = None
         return stamps
 
     def _announce(self, event: str, **details: Any) -> None:

@@ -15,6 +15,7 @@ import ipaddress
 import logging
 import ssl
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -23,6 +24,9 @@ from cryptography.x509.oid import NameOID
 
 from stalwart_py.config import TLSSettings
 from stalwart_py.files import private_dir, safe_join, write_private
+
+if TYPE_CHECKING:
+    from stalwart_py.certificates import CertificateStore
 
 log = logging.getLogger("stalwart_py.tls")
 
@@ -40,15 +44,21 @@ class TLSManager:
     is half written, or wrong, cannot break connections; the next reload takes it or keeps
     the previous context and reports why."""
 
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, certificates: CertificateStore | None = None) -> None:
         self.data_dir = data_dir
+        # [certificate.*] and installed (ACME) certificates, chosen by SNI in every context
+        # made here (stalwart_py/certificates.py); None: the listener's certificate only.
+        self.certificates = certificates
         self._contexts: dict[tuple[object, ...], tuple[object, ssl.SSLContext]] = {}
 
     def prepare(self, tls: TLSSettings, hostname: str) -> ssl.SSLContext:
         """Load (or reload, when the files changed) the context for these settings; raises
         TLSSetupError and keeps the context it had."""
+        own = tls.certificate is not None and tls.private_key is not None
         if tls.certificate is None or tls.private_key is None:
             cert, key = self.self_signed(hostname)
+            if self.certificates is not None:
+                self.certificates.note_self_signed(hostname, cert, key)
         else:
             cert, key = tls.certificate, tls.private_key
         try:
@@ -60,6 +70,8 @@ class TLSManager:
         if cached is not None and cached[0] == identity:
             return cached[1]
         context = build_context(cert, key, tls.min_version)
+        if self.certificates is not None:
+            self.certificates.listener_context(context, hostname, own)
         self._contexts[cache_key] = (identity, context)
         return context
 
@@ -82,11 +94,15 @@ class TLSManager:
         key_path = safe_join(directory, f"self-signed-{hostname}.key")
         if _still_valid(cert_path) and key_path.exists():
             return cert_path, key_path
-        log.warning(
-            "no certificate configured: using a self-signed certificate for %s, which clients "
-            "will not trust; set server.tls.certificate and server.tls.private-key",
-            hostname,
-        )
+        if self.certificates is not None and self.certificates.index.certificates:
+            log.info("a self-signed certificate for %s, for clients no certificate fits", hostname)
+        else:
+            log.warning(
+                "no certificate configured: using a self-signed certificate for %s, which clients "
+                "will not trust; set [certificate.<id>] cert and private-key (or "
+                "server.tls.certificate and server.tls.private-key)",
+                hostname,
+            )
         private_dir(directory)
         cert_pem, key_pem = generate_self_signed(hostname)
         write_private(key_path, key_pem)

@@ -17,7 +17,17 @@ from prometheus_client import Counter
 
 from protocols.http import acme_challenge, autoconfig
 from protocols.http.auth import Authenticator
-from protocols.http.handlers import acme, control, directory, dns, health, inject, queue, sieve
+from protocols.http.handlers import (
+    acme,
+    certificates,
+    control,
+    directory,
+    dns,
+    health,
+    inject,
+    queue,
+    sieve,
+)
 from protocols.http.messages import HttpError, Request, Response, json_response
 from protocols.http.openapi import build_document
 from protocols.http.router import Access, Route, Router, RouteTable
@@ -41,6 +51,7 @@ ROUTE_TABLES = (
     dns.routes,
     sieve.routes,
     acme.routes,
+    certificates.routes,
 )
 
 

@@ -215,6 +215,27 @@ COMPONENTS: dict[str, dict[str, Any]] = {
         },
         ("domain", "hostname", "zone", "records"),
     ),
+    # GET /api/certificates (handlers/certificates.py, stalwart_py/certificates.py); open to
+    # the fields the ACME client adds about its renewals
+    "Certificate": obj(
+        {
+            "id": {**STRING, "description": "the [certificate.<id>] or [acme.<id>] id"},
+            "source": {"type": "string", "enum": ["file", "acme", "self-signed"]},
+            "names": {**array(STRING), "description": "DNS names (subjectAltName)"},
+            "subject": STRING,
+            "issuer": STRING,
+            "serial": {**STRING, "description": "hexadecimal"},
+            "not-before": {**STRING, "format": "date-time"},
+            "not-after": {**STRING, "format": "date-time"},
+            "expires-in": {**INTEGER, "description": "seconds until not-after (negative: past)"},
+            "fingerprint-sha256": STRING,
+            "default": {**BOOLEAN, "description": "for clients whose name no certificate has"},
+            "files": array(STRING),
+        },
+        ("id", "source", "names", "issuer", "not-before", "not-after"),
+        closed=False,
+    ),
+    "CertificateList": obj({"certificates": array(ref("Certificate"))}, ("certificates",)),
     "ReloadReport": obj(
         {
             "changed": BOOLEAN,

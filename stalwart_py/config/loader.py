@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from stalwart_py.config.acme import AcmeSettings
+from stalwart_py.config.certificates import CertificateSettings, check_certificates
 from stalwart_py.config.clients import MtaStsSettings
 from stalwart_py.config.convert import (
     INVALID,
@@ -71,6 +72,8 @@ SECTIONS: dict[str, type] = {
     "mta-sts": MtaStsSettings,  # the MTA-STS policy served for our domains (config/clients.py)
     "acme": dict[str, AcmeSettings],  # [acme."<id>"]: certificates from an ACME CA (config/acme.py)
     "report": ReportSettings,  # reports we send: TLS-RPT (config/outbound_tls.py)
+    # certificates chosen by SNI (config/certificates.py, stalwart_py/certificates.py)
+    "certificate": dict[str, CertificateSettings],
 }
 
 # A connection's scope: (index into server scopes, index into listener scopes); -1 for none.
@@ -145,6 +148,7 @@ class Config:
     acme: dict[str, AcmeSettings] = field(default_factory=dict)
     filters: dict[str, FilterConfig] = field(default_factory=dict)  # [filter."<id>"]
     report: ReportSettings = field(default_factory=ReportSettings)
+    certificates: dict[str, CertificateSettings] = field(default_factory=dict)
     raw: dict[str, Any] = field(repr=False, default_factory=dict)
     # Deprecated keys and the like: the file is used, and each is logged at start and reload.
     warnings: tuple[ConfigIssue, ...] = ()
@@ -287,6 +291,7 @@ class _Loader:
         filters = load_filters(self.conv, root.value.get("filter"))  # filters/config.py
         check_references(self.conv, filters, listeners)
         resolver = self._resolver_aliases(root, sections["resolver"], sections["queue"])
+        check_certificates(self.conv, sections["certificate"])
         if base_settings is INVALID or server_settings is INVALID or INVALID in sections.values():
             return None
         return Config(
@@ -308,6 +313,7 @@ class _Loader:
             acme=sections["acme"],
             filters=filters,
             report=sections["report"],
+            certificates=sections["certificate"],
             raw=data,
             warnings=tuple(self.warnings),
         )

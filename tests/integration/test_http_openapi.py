@@ -191,6 +191,7 @@ def _calls(ids: dict[str, str]) -> dict[str, tuple[str, str, object, dict]]:
         "dns_records_of": ("GET", "/api/dns/walk.test", None, {}),
         # no CA here: its success is the Pebble tier's (tests/interop/test_acme_pebble.py)
         "renew_certificate": ("POST", "/api/certificates/none/renew", None, {}),
+        "list_certificates": ("GET", "/api/certificates", None, {}),
         "put_global_script": ("PUT", "/api/sieve/global/walk", {"script": "keep;"}, {}),
         "list_global_scripts": ("GET", "/api/sieve/global", None, {}),
         "get_global_script": ("GET", "/api/sieve/global/walk", None, {}),
