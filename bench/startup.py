@@ -42,6 +42,13 @@ asyncio.run(main(int(sys.argv[1])))
 """
 
 
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of a process so far: on a shared, loaded machine the wall
+    time of a start stretches with the load, its CPU time much less."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def rss_kib(pid: int) -> int:
     status = Path(f"/proc/{pid}/status").read_text()
     return int(re.search(r"VmRSS:\s+(\d+) kB", status).group(1))
@@ -58,7 +65,7 @@ def local_config(directory: Path) -> tuple[Path, int]:
     return path, len(headers)
 
 
-def time_ours(config: Path, clone: Path, *, cold: bool) -> tuple[float, int]:
+def time_ours(config: Path, clone: Path, *, cold: bool) -> tuple[float, int, float]:
     """One start of the clone's server; ``cold`` runs without bytecode (none is written)."""
     env = {**os.environ, "PYTHONPATH": str(clone)}
     env.pop("PYTHONDONTWRITEBYTECODE", None)
@@ -95,7 +102,7 @@ def time_ours(config: Path, clone: Path, *, cold: bool) -> tuple[float, int]:
                 raise RuntimeError("stalwart-py did not become ready")
             buffer += chunk
         elapsed = time.perf_counter() - started
-        return elapsed, rss_kib(process.pid)
+        return elapsed, rss_kib(process.pid), cpu_seconds(process.pid)
     finally:
         process.terminate()
         process.wait(30)
@@ -119,12 +126,12 @@ def fresh_clone(directory: Path) -> Path:
     return clone
 
 
-def time_peer(count: int) -> tuple[float, int]:
+def time_peer(count: int) -> tuple[float, int, float]:
     started = time.perf_counter()
     process = subprocess.Popen([sys.executable, "-c", PEER, str(count)], stdout=subprocess.PIPE)
     try:
         assert process.stdout.readline().strip() == b"ready"
-        return time.perf_counter() - started, rss_kib(process.pid)
+        return time.perf_counter() - started, rss_kib(process.pid), cpu_seconds(process.pid)
     finally:
         process.terminate()
         process.wait(30)
@@ -151,21 +158,24 @@ def main() -> None:
         ("stalwart-py warm", warm, 0.5),
         ("bare asyncio", peer, None),
     ]
-    peer_time = statistics.median(t for t, _ in peer)
-    peer_rss = statistics.median(r for _, r in peer)
+    peer_time = statistics.median(t for t, _, _ in peer)
+    peer_rss = statistics.median(r for _, r, _ in peer)
     print(f"{listeners} listeners from config/local.toml, median of {args.runs} runs")
     for name, samples, goal in rows:
-        elapsed = statistics.median(t for t, _ in samples)
-        rss = statistics.median(r for _, r in samples)
+        elapsed = statistics.median(t for t, _, _ in samples)
+        rss = statistics.median(r for _, r, _ in samples)
+        cpu = statistics.median(c for _, _, c in samples)
         verdict = (
             ""
             if goal is None
-            else f"   goal < {goal:.1f} s: {'met' if elapsed < goal else 'MISSED'}"
+            else f"  goal < {goal:.1f} s: {'met' if elapsed < goal else 'MISSED'}"
         )
         print(
-            f"  {name:<18}  ready in {elapsed * 1000:7.1f} ms ({elapsed / peer_time:5.2f}x)"
-            f"   idle RSS {rss / 1024:6.1f} MiB ({rss / peer_rss:4.2f}x){verdict}"
+            f"  {name:<17} ready in {elapsed * 1000:6.0f} ms ({elapsed / peer_time:5.2f}x), "
+            f"CPU {cpu * 1000:5.0f} ms, idle RSS {rss / 1024:5.1f} MiB ({rss / peer_rss:4.2f}x)"
+            f"{verdict}"
         )
+    print(f"  load average while measuring: {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
 
 
 if __name__ == "__main__":
