@@ -4,6 +4,8 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
+# make run CONFIG=var/pebble.toml: another configuration (docs/tls.md, ACME with Pebble)
+CONFIG ?= config/local.toml
 
 .PHONY: run test lint format bench clean
 
@@ -14,7 +16,7 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/stalwart-py serve --config config/local.toml
+	$(BIN)/stalwart-py serve --config $(CONFIG)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -30,6 +30,8 @@ from typing import Any
 import anyio
 from anyio.abc import TaskStatus
 
+from stalwart_py.acme import AcmeManager
+from stalwart_py.acme.commands import acme_commands
 from stalwart_py.certificates import CertificateError
 from stalwart_py.config import Config, ConfigError, LoggingSettings, load_config
 from stalwart_py.config.running import needs_restart, require_listener
@@ -111,9 +113,7 @@ class Server:
             private_dir(data_dir)
         except OSError as exc:
             raise StartupError(
-                f"cannot create the data directory {data_dir}: {exc.strerror or exc} (create "
-                f"it, writable by the user the server runs as (uid {os.getuid()}), or set "
-                "storage.data-dir)"
+                f"cannot create the data directory {data_dir}: {exc.strerror or exc}"
             ) from None
         _warn_if_loose(data_dir)
         with _locked_pid_file(data_dir / PID_FILE):
@@ -162,10 +162,12 @@ class Server:
             resolver=self.context.resolver,
             report=self.config.report.tls,
         )
-        # A failed start is raised after the task group, not from inside ``except*``: an
-        # exception raised there comes out wrapped in an ExceptionGroup, which printed a
-        # traceback instead of the one line ``serve`` prints for a StartupError.
-        problems: list[str] = []
+        self.context.acme = AcmeManager(
+            self.config.acme,
+            self.config.storage.data_dir,
+            self.context.certificates,
+            self.context.metrics,
+        )
         try:
             async with anyio.create_task_group() as tg:
                 self._task_group = tg
@@ -175,14 +177,15 @@ class Server:
                 await tg.start(self.context.queue.run)
                 await tg.start(self.context.junk.run)  # junk training from IMAP
                 await tg.start(self._run_registry)
+                # ACME after the listeners: its challenges are answered by them
+                await tg.start(self.context.acme.run)
                 await self._start_control(tg)
                 await self._log_how_to_log_in()
                 self._announce("ready")
                 task_status.started(self)
         except* ApplyError as group:
             problems = [p for exc in _leaves(group) for p in exc.problems]
-        if problems:
-            raise StartupError("; ".join(problems))
+            raise StartupError("; ".join(problems)) from None
 
     async def _run_registry(self, *, task_status: TaskStatus[None]) -> None:
         assert self.registry is not None
@@ -195,7 +198,10 @@ class Server:
         before the server reports ready, gone when it stops. Without it the server still
         serves mail, so a failure is logged rather than fatal."""
         assert self.registry is not None
-        control = ControlServer(self.config.storage.data_dir, listener_commands(self.registry))
+        assert self.context is not None
+        assert self.context.acme is not None
+        commands = {**listener_commands(self.registry), **acme_commands(self.context.acme)}
+        control = ControlServer(self.config.storage.data_dir, commands)
         try:
             control.bind()
         except OSError as exc:
@@ -266,6 +272,8 @@ class Server:
         self.context.resolver.apply(config.resolver)
         if self.context.queue is not None:
             self.context.queue.configure(config.queue, config.dkim, config.report.tls)
+        if self.context.acme is not None:
+            self.context.acme.configure(config.acme)
         log.info("reloaded %s: %s", self.config_path, _summary(report))
         self._announce("reloaded", changes=report.as_dict())
         return report

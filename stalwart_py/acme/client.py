@@ -34,6 +34,10 @@ import httpx
 from stalwart_py.acme.jws import AccountKey, b64url, external_account_binding
 
 log = logging.getLogger("stalwart_py.acme")
+# httpx logs every request at INFO (and httpcore every step at DEBUG): the renewal task's own
+# lines say what the exchange did, so those would only repeat it, with URLs, in the server log
+logging.getLogger("httpx").setLevel(logging.WARNING)
+logging.getLogger("httpcore").setLevel(logging.WARNING)
 
 MAX_RESPONSE = 1024 * 1024  # a certificate chain or a JSON resource is a few KB
 BAD_NONCE_RETRIES = 5

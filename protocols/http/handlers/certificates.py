@@ -28,5 +28,11 @@ def _kebab(entry: dict[str, Any]) -> dict[str, Any]:
     responses={200: ("every certificate known", ref("CertificateList"))},
 )
 async def list_certificates(request: Request) -> Response:
-    entries = request.session.server.certificates.describe()
+    server = request.session.server
+    entries = server.certificates.describe()
+    # an ACME certificate's renewal state beside it (stalwart_py/acme/manager.py)
+    renewals = server.acme.describe() if server.acme is not None else {}
+    for entry in entries:
+        if entry.get("source") == "acme" and entry.get("id") in renewals:
+            entry.update(renewals[entry["id"]])
     return json_response(200, {"certificates": [_kebab(entry) for entry in entries]})

@@ -1,0 +1,114 @@
+"""The renewal manager without a CA: a failure keeps the certificate in use, is recorded
+(state, metrics) and retried after a backoff; forced renewals never run two orders at once;
+another process holding <data-dir>/acme/<id>.lock holds this one's order back."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import random
+import socket
+import time
+from pathlib import Path
+
+import anyio
+import pytest
+
+from stalwart_py.acme.manager import AcmeManager
+from stalwart_py.config.acme import AcmeSettings
+from stalwart_py.metrics import Metrics
+
+
+class Store:
+    """A certificate sink that records what it is asked (the real store is tested by its
+    own tests and, with the manager, by the Pebble tier)."""
+
+    def __init__(self) -> None:
+        self.installed: list[str] = []
+
+    def install(self, cert_id: str, chain_pem: bytes, key_pem: bytes) -> None:
+        self.installed.append(cert_id)
+
+    def set_alpn_challenge(self, domain: str, cert_pem: bytes, key_pem: bytes) -> None:
+        raise AssertionError("no challenge without a CA")
+
+    def clear_alpn_challenge(self, domain: str) -> None:
+        raise AssertionError("no challenge without a CA")
+
+
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def manager(tmp_path: Path) -> AcmeManager:
+    settings = AcmeSettings(
+        directory=f"https://127.0.0.1:{closed_port()}/dir", domains=("mail.example.test",)
+    )
+    return AcmeManager({"le": settings}, tmp_path, Store(), Metrics(), rng=random.Random(3))
+
+
+@pytest.mark.anyio
+async def test_a_failed_order_is_recorded_and_retried_after_a_backoff(tmp_path: Path):
+    acme = manager(tmp_path)
+    async with anyio.create_task_group() as tg:
+        await tg.start(acme.run)
+        before = time.time()
+        state = await acme.renew_now("le")
+        tg.cancel_scope.cancel()
+    assert state.failures == 1 and state.attempts >= 1
+    assert "cannot reach the ACME server" in (state.last_error or "")
+    assert state.next_renewal is not None
+    assert before + 40 <= state.next_renewal <= time.time() + 80  # 1 min +-20 %
+    assert acme.certificates.installed == []  # type: ignore[attr-defined]
+    text = acme.metrics.render().decode()
+    assert 'stalwart_acme_renewal_failing{id="le"} 1.0' in text
+    assert 'stalwart_acme_renewals_total{id="le",result="failure"}' in text
+    # the account key was made, private
+    key = tmp_path / "acme" / "le" / "account.key"
+    assert key.stat().st_mode & 0o077 == 0
+    assert acme.describe()["le"]["last_error"] == state.last_error
+
+
+@pytest.mark.anyio
+async def test_forced_renewals_at_once_share_one_order(tmp_path: Path):
+    acme = manager(tmp_path)
+    results = []
+    async with anyio.create_task_group() as tg:
+        await tg.start(acme.run)
+        state = await acme.renew_now("le")  # the order at start (no certificate yet)
+        first = state.attempts
+
+        async def force() -> None:
+            results.append((await acme.renew_now("le")).attempts)
+
+        async with anyio.create_task_group() as forcing:
+            for _ in range(3):
+                forcing.start_soon(force)
+        tg.cancel_scope.cancel()
+    # three callers at once, one renewal: each saw the same one finish
+    assert results == [first + 1] * 3
+
+
+@pytest.mark.anyio
+async def test_another_process_holding_the_lock_holds_the_order_back(tmp_path: Path):
+    acme = manager(tmp_path)
+    (tmp_path / "acme").mkdir(mode=0o700)
+    fd = os.open(tmp_path / "acme" / "le.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    fcntl.flock(fd, fcntl.LOCK_EX)  # as another server on this data directory would
+    try:
+        async with anyio.create_task_group() as tg:
+            await tg.start(acme.run)
+            with anyio.move_on_after(2.5):
+                await acme.renew_now("le")
+            slot = acme.slots["le"]
+            assert slot.state.renewing and slot.state.attempts == 0  # waiting, not ordering
+            os.close(fd)  # the other process is done
+            fd = -1
+            state = await acme.renew_now("le")
+            assert state.attempts == 1 and state.failures == 1
+            tg.cancel_scope.cancel()
+    finally:
+        if fd >= 0:
+            os.close(fd)
