@@ -17,7 +17,7 @@ from stalwart_py.inbound.state import Inbound
 from stalwart_py.junk.filter import JunkFilter
 from stalwart_py.metrics import Metrics
 from stalwart_py.resolver import Resolver
-from stalwart_py.sieve import SieveFilter
+from stalwart_py.sieve.deferred import DeferredSieveFilter
 from stalwart_py.store import Store
 from stalwart_py.tls import TLSManager
 
@@ -52,7 +52,7 @@ class ServerContext:
             self.directory,
             lambda: self.config.hostname,
             metrics=self.metrics,
-            message_filter=SieveFilter(
+            message_filter=DeferredSieveFilter(  # built on the first delivery
                 store,
                 self.directory,
                 lambda: self.config.hostname,

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import time
 import weakref
+from typing import TYPE_CHECKING
 
 import anyio
 import h11
 
-from protocols.http.app import Application
 from protocols.http.messages import json_response
 from protocols.http.server import (
     RECEIVE_SIZE,
@@ -27,6 +27,9 @@ from protocols.http.server import (
 from protocols.http.settings import HttpSettings
 from stalwart_py.plugin import Connection, ConnectionClosed, Protocol, ReadTimeout, Refusal
 
+if TYPE_CHECKING:
+    from protocols.http.app import Application
+
 __all__ = ["Http", "HttpSettings"]
 
 REFUSAL_READ_SECONDS = 2.0  # how long a refused client has to send its request head
@@ -37,10 +40,21 @@ class Http(Protocol):
     settings = HttpSettings
 
     def __init__(self) -> None:
-        self.app = Application()
+        self._app: Application | None = None
         self._states: weakref.WeakKeyDictionary[Connection, ConnectionState] = (
             weakref.WeakKeyDictionary()
         )
+
+    @property
+    def app(self) -> Application:
+        """The routes and their handlers, made on the first request rather than at start:
+        building them imports the whole API (a start imports only what binding the
+        listeners needs; bench/startup.py)."""
+        if self._app is None:
+            from protocols.http.app import Application
+
+            self._app = Application()
+        return self._app
 
     async def handle(self, conn: Connection) -> None:
         state = self._states[conn] = ConnectionState()

@@ -31,7 +31,6 @@ from dataclasses import dataclass
 
 import h11
 
-from protocols.http.app import request_counter
 from protocols.http.messages import HttpError, Request, Response, Session, json_response
 from protocols.http.settings import HttpSettings
 from stalwart_py.connection import Connection, ConnectionClosed, ReadTimeout
@@ -269,6 +268,8 @@ async def _body(conn: Connection, parser: h11.Connection, limit: int, deadline: 
 async def _refuse(conn: Connection, state: ConnectionState, status: int, reason: str) -> None:
     """Answer an error, then close gracefully."""
     conn.log.info("HTTP %d: %s", status, reason)
+    from protocols.http.app import request_counter  # the whole API: loaded lazily
+
     request_counter(conn.server.metrics).labels("unread", str(status)).inc()
     response = json_response(status, {"error": reason})
     with contextlib.suppress(ConnectionClosed):

@@ -12,15 +12,21 @@ the command handlers (``auth_commands``, ``mailbox_commands``, ``list_command``,
 from __future__ import annotations
 
 from protocols.imap import response
-from protocols.imap.auth_commands import capability_code
-from protocols.imap.handlers import HANDLERS
-from protocols.imap.session import Session
 from protocols.imap.settings import AuthSettings, ImapSettings
 from stalwart_py.plugin import Connection, Protocol, Refusal
 
 __all__ = ["AuthSettings", "Imap", "ImapSettings"]
 
-Session.handlers = HANDLERS
+
+def _session_class() -> type:
+    """The session with its command handlers, imported on the first connection rather than
+    at start: they are most of IMAP's code, and a start needs none of it to bind (a start
+    imports only what binding the listeners needs; bench/startup.py)."""
+    from protocols.imap.handlers import HANDLERS
+    from protocols.imap.session import Session
+
+    Session.handlers = HANDLERS
+    return Session
 
 
 class Imap(Protocol):
@@ -40,7 +46,9 @@ class Imap(Protocol):
                 "stalwart_imap_bad_commands", "IMAP commands refused as malformed", ["listener"]
             ),
         }
-        session = Session(conn, counters)
+        from protocols.imap.auth_commands import capability_code  # with the session, lazily
+
+        session = _session_class()(conn, counters)
         hostname = conn.listener.settings.hostname
         greeting = response.status(
             "*", "OK", f"{hostname} stalwart-py IMAP4rev2 ready", capability_code(session)

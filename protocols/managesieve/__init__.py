@@ -22,7 +22,6 @@ from typing import Annotated
 
 from protocols.managesieve import responses
 from protocols.managesieve.parser import NEED_DATA, BadLine, Line, Parser, String
-from protocols.managesieve.session import Policy, Reply, Session
 from stalwart_py import sasl
 from stalwart_py.config.types import Range, Size
 from stalwart_py.plugin import Connection, ConnectionClosed, Protocol, ReadTimeout, Refusal
@@ -60,6 +59,11 @@ class ManageSieve(Protocol):
 
 class _Loop:
     def __init__(self, conn: Connection) -> None:
+        # The session brings the Sieve validator (and the regex engine): loaded on the first
+        # connection, not at start (a start imports only what binding needs; bench/startup.py).
+        from protocols.managesieve.session import Policy, Reply, Session
+
+        self._reply = Reply
         self.conn = conn
         settings: ManageSieveSettings = conn.settings or ManageSieveSettings()
         self.settings = settings
@@ -99,7 +103,8 @@ class _Loop:
                 event = await self._next_event()
                 if isinstance(event, BadLine):
                     # An oversized script is a quota answer, not the client's mistake.
-                    reply = Reply(responses.no(event.reason, event.code), bad=event.code is None)
+                    no = responses.no(event.reason, event.code)
+                    reply = self._reply(no, bad=event.code is None)
                     if event.fatal:
                         conn.log.info("closing: %s", event.reason)
                         await conn.send(responses.bye(event.reason))

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from protocols.smtp.session import Session, SessionMetrics
 from protocols.smtp.settings import LmtpSettings, SmtpSettings
 from stalwart_py.config import ListenerSettings
 from stalwart_py.plugin import Connection, Protocol, Refusal
@@ -34,6 +33,10 @@ class Smtp(Protocol):
     lmtp: ClassVar[bool] = False
 
     async def handle(self, conn: Connection) -> None:
+        # The session (and the delivery side it imports) loads on the first connection, not
+        # at start: a start imports only what binding the listeners needs (bench/startup.py).
+        from protocols.smtp.session import Session
+
         await Session(conn, lmtp=self.lmtp).run()
 
     def notices(self, settings: ListenerSettings) -> list[str]:
@@ -44,6 +47,8 @@ class Smtp(Protocol):
 
     async def refuse(self, conn: Connection, reason: Refusal) -> None:
         # In place of the greeting: 421 and the server's name (RFC 5321 3.1, 4.2.3).
+        from protocols.smtp.session import SessionMetrics  # loaded lazily, as in handle()
+
         hostname = conn.settings.hostname or conn.listener.settings.hostname
         SessionMetrics(conn).rejected(421)
         await conn.send(f"421 {hostname} {reason.text}\r\n".encode())

@@ -9,6 +9,7 @@ server's own delivery pipeline, so Sieve and quotas apply as to any other messag
 
 from __future__ import annotations
 
+import functools
 import logging
 import ssl
 from collections.abc import Callable, Sequence
@@ -78,10 +79,20 @@ class TLSContexts:
     """Client contexts: verifying (against ``ca_file``, else the system's roots) or not."""
 
     def __init__(self, ca_file: Path | None) -> None:
-        self.verifying = ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
-        self.unverified = ssl.create_default_context()
-        self.unverified.check_hostname = False
-        self.unverified.verify_mode = ssl.CERT_NONE  # RFC 7435: encryption without checks
+        self.ca_file = ca_file
+
+    # Made on the first delivery that wants one, not at start: loading the system's roots
+    # took a quarter of a start's CPU (bench/startup.py), for contexts a start never uses.
+    @functools.cached_property
+    def verifying(self) -> ssl.SSLContext:
+        return ssl.create_default_context(cafile=str(self.ca_file) if self.ca_file else None)
+
+    @functools.cached_property
+    def unverified(self) -> ssl.SSLContext:
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE  # RFC 7435: encryption without checks
+        return context
 
     def __call__(self, verify: bool) -> ssl.SSLContext:
         return self.verifying if verify else self.unverified

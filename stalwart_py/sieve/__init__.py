@@ -21,14 +21,36 @@ run by ``ext_run`` (with ``dates``, ``editheader``, ``regex_match`` for ``:regex
 
 from __future__ import annotations
 
-from stalwart_py.sieve.actions import Limits, Outcome, SieveRuntimeError
-from stalwart_py.sieve.filter import SieveFilter
-from stalwart_py.sieve.grammar import EXTENSIONS
-from stalwart_py.sieve.interpreter import Environment, Interpreter
-from stalwart_py.sieve.lexer import SieveSyntaxError
-from stalwart_py.sieve.message import MessageView
-from stalwart_py.sieve.notify import METHODS as NOTIFY_METHODS
-from stalwart_py.sieve.validate import Script, parse_script
+import importlib
+from typing import TYPE_CHECKING, Any
+
+# Each name is imported from its module when first asked for (PEP 562), not with the package:
+# the package is imported at start (junk tokens use ``sieve.message``), and a start does not
+# need the interpreter until the first delivery (bench/startup.py).
+_EXPORTS = {
+    "EXTENSIONS": ("grammar", "EXTENSIONS"),
+    "NOTIFY_METHODS": ("notify", "METHODS"),
+    "Environment": ("interpreter", "Environment"),
+    "Interpreter": ("interpreter", "Interpreter"),
+    "Limits": ("actions", "Limits"),
+    "MessageView": ("message", "MessageView"),
+    "Outcome": ("actions", "Outcome"),
+    "Script": ("validate", "Script"),
+    "SieveFilter": ("filter", "SieveFilter"),
+    "SieveRuntimeError": ("actions", "SieveRuntimeError"),
+    "SieveSyntaxError": ("lexer", "SieveSyntaxError"),
+    "parse_script": ("validate", "parse_script"),
+}
+
+if TYPE_CHECKING:
+    from stalwart_py.sieve.actions import Limits, Outcome, SieveRuntimeError
+    from stalwart_py.sieve.filter import SieveFilter
+    from stalwart_py.sieve.grammar import EXTENSIONS
+    from stalwart_py.sieve.interpreter import Environment, Interpreter
+    from stalwart_py.sieve.lexer import SieveSyntaxError
+    from stalwart_py.sieve.message import MessageView
+    from stalwart_py.sieve.notify import METHODS as NOTIFY_METHODS
+    from stalwart_py.sieve.validate import Script, parse_script
 
 __all__ = [
     "EXTENSIONS",
@@ -44,3 +66,12 @@ __all__ = [
     "SieveSyntaxError",
     "parse_script",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    module, attribute = _EXPORTS[name]
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), attribute)
+    globals()[name] = value  # asked once
+    return value

@@ -267,6 +267,11 @@ EFFECTS = {
         lambda c: [str(b) for b in c.listeners["smtp"].bind],
         ["127.0.0.1:2525", "[::1]:2525"],
     ),
+    "STALWART__SERVER__LISTENER__HTTP__HTTP__ALLOW_PLAINTEXT_FROM": (
+        '["127.0.0.0/8", "192.168.0.0/16"]',
+        lambda c: [str(n) for n in c.listeners["http"].settings.protocol.allow_plaintext_from],
+        ["127.0.0.0/8", "192.168.0.0/16"],
+    ),
 }
 # Shown to take effect by the entrypoint test above and by tests/integration/test_lifecycle.py.
 COVERED_ELSEWHERE = {
