@@ -59,6 +59,7 @@ class Filters:
         self._configured = configured
         self._classes = classes
         self._instances: dict[str, tuple[FilterConfig, Filter]] = {}
+        self._retired: list[Filter] = []  # replaced by a reload: closed by the next run()
         self._verdicts = metrics.counter(
             "stalwart_filter_verdicts",
             "Filter verdicts by filter and verdict",
@@ -81,13 +82,16 @@ class Filters:
             self._classes = discover_filters()
         instance = self._classes[config.common.type](name, config.settings)
         self._instances[name] = (config, instance)
-        if current is not None:  # replaced by a reload: let the old one finish its work
+        if current is not None:  # replaced by a reload: closed at the next message
             log.info("filter %s reconfigured", name)
+            self._retired.append(current[1])
         return self._instances[name]
 
     async def run(
         self, names: Sequence[str], message: FilterMessage, session_log: Any = log
     ) -> Outcome:
+        while self._retired:
+            await _close(self._retired.pop())
         quarantine = message.quarantine
         for name in names:
             found = self.instance(name)
@@ -130,11 +134,15 @@ class Filters:
 
     async def aclose(self) -> None:
         for _, instance in self._instances.values():
-            try:
-                await instance.aclose()
-            except Exception:
-                log.exception("closing filter %s failed", instance.id)
+            await _close(instance)
         self._instances.clear()
+
+
+async def _close(instance: Filter) -> None:
+    try:
+        await instance.aclose()
+    except Exception:
+        log.exception("closing filter %s failed", instance.id)
 
 
 def _changed(message: FilterMessage, changes: Changes) -> FilterMessage:
