@@ -15,25 +15,9 @@ import anyio
 import pytest
 
 from stalwart_py.acme.manager import AcmeManager
+from stalwart_py.certificates import CertificateStore
 from stalwart_py.config.acme import AcmeSettings
 from stalwart_py.metrics import Metrics
-
-
-class Store:
-    """A certificate sink that records what it is asked (the real store is tested by its
-    own tests and, with the manager, by the Pebble tier)."""
-
-    def __init__(self) -> None:
-        self.installed: list[str] = []
-
-    def install(self, cert_id: str, chain_pem: bytes, key_pem: bytes) -> None:
-        self.installed.append(cert_id)
-
-    def set_alpn_challenge(self, domain: str, cert_pem: bytes, key_pem: bytes) -> None:
-        raise AssertionError("no challenge without a CA")
-
-    def clear_alpn_challenge(self, domain: str) -> None:
-        raise AssertionError("no challenge without a CA")
 
 
 def closed_port() -> int:
@@ -46,7 +30,9 @@ def manager(tmp_path: Path) -> AcmeManager:
     settings = AcmeSettings(
         directory=f"https://127.0.0.1:{closed_port()}/dir", domains=("mail.example.test",)
     )
-    return AcmeManager({"le": settings}, tmp_path, Store(), Metrics(), rng=random.Random(3))
+    return AcmeManager(
+        {"le": settings}, tmp_path, CertificateStore(tmp_path), Metrics(), rng=random.Random(3)
+    )
 
 
 @pytest.mark.anyio
@@ -61,7 +47,7 @@ async def test_a_failed_order_is_recorded_and_retried_after_a_backoff(tmp_path: 
     assert "cannot reach the ACME server" in (state.last_error or "")
     assert state.next_renewal is not None
     assert before + 40 <= state.next_renewal <= time.time() + 80  # 1 min +-20 %
-    assert acme.certificates.installed == []  # type: ignore[attr-defined]
+    assert acme.certificates.describe() == []  # nothing installed
     text = acme.metrics.render().decode()
     assert 'stalwart_acme_renewal_failing{id="le"} 1.0' in text
     assert 'stalwart_acme_renewals_total{id="le",result="failure"}' in text
