@@ -24,6 +24,7 @@ import ipaddress
 import logging
 import math
 import random
+import socket
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -127,9 +128,19 @@ class ReloadReport:
 class ListenerRegistry:
     """Every listener of the running server. See the module docstring."""
 
-    def __init__(self, context: ServerContext, protocols: dict[str, Protocol]) -> None:
+    def __init__(
+        self,
+        context: ServerContext,
+        protocols: dict[str, Protocol],
+        *,
+        inherited: dict[tuple[str, BindAddress], socket.socket] | None = None,
+    ) -> None:
+        """``inherited``: in a worker process (``supervisor.py``), the sockets the supervisor
+        bound, by listener id and configured address; the registry then never binds (nor
+        unlinks) itself."""
         self.context = context
         self.protocols = protocols
+        self.inherited = inherited
         self.listeners: dict[str, ListenerRuntime] = {}
         self.open_connections = 0
         self._peer_counts: Counter[str] = Counter()
@@ -299,6 +310,13 @@ class ListenerRegistry:
             raise ApplyError(sorted(set(problems)))
 
     def _bind(self, address: BindAddress, listener: ListenerConfig) -> BoundSocket:
+        if self.inherited is not None:
+            # A copy of the supervisor's socket: closing it here closes only ours.
+            if (shared := self.inherited.get((listener.id, address))) is None:
+                raise BindError(0, f"cannot bind {address}: the supervisor has not bound it")
+            sock = shared.dup()
+            sock.setblocking(False)
+            return BoundSocket(address, sock, bound_address(sock, address))
         sock = open_listening_socket(address, listener.settings.socket)
         identity = unix_socket_identity(address.host) if address.is_unix else None
         return BoundSocket(address, sock, bound_address(sock, address), identity)

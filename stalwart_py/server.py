@@ -47,7 +47,9 @@ from stalwart_py.files import (
 from stalwart_py.listeners import ApplyError, ListenerRegistry, ReloadReport
 from stalwart_py.plugin import Protocol, discover_protocols, require_compatible_plugins
 from stalwart_py.queue import QueueManager
+from stalwart_py.singleton import run_singleton
 from stalwart_py.store import Store, StoreError, create_store
+from stalwart_py.worker import SupervisorLink, WorkerRole
 
 log = logging.getLogger("stalwart_py.server")
 
@@ -86,13 +88,18 @@ class Server:
         *,
         notify_fd: int | None = None,
         protocols: dict[str, type[Protocol]] | None = None,
+        config: Config | None = None,
+        worker: WorkerRole | None = None,
     ) -> None:
-        """``protocols`` replaces entry-point discovery (for embedding the server, and tests)."""
+        """``protocols`` replaces entry-point discovery (for embedding the server, and tests).
+        ``config``: already loaded (a worker gets its supervisor's). ``worker``: this server
+        is one of the supervisor's worker processes (``stalwart_py.worker``)."""
         self.config_path = config_path
         self.notify_fd = notify_fd
+        self.worker = worker
         self._fixed_protocols = protocols
         self.protocol_classes = protocols if protocols is not None else discover_protocols()
-        self.config = load(config_path, self.protocol_classes, serving=True)
+        self.config = config or load(config_path, self.protocol_classes, serving=True)
         # Applies [logging] (start and reload) when the server owns the process's logging
         # (``serve`` sets it); a server embedded in another program leaves logging to it.
         self.configure_logging: Callable[[LoggingSettings], None] | None = None
@@ -101,6 +108,7 @@ class Server:
         self.context: ServerContext | None = None
         self.registry: ListenerRegistry | None = None
         self._task_group: anyio.abc.TaskGroup | None = None
+        self._link: SupervisorLink | None = None
 
     async def run(
         self,
@@ -115,8 +123,14 @@ class Server:
             raise StartupError(
                 f"cannot create the data directory {data_dir}: {exc.strerror or exc}"
             ) from None
-        _warn_if_loose(data_dir)
-        with _locked_pid_file(data_dir / PID_FILE):
+        if self.worker is None:  # else the supervisor did, and holds the pid file
+            _warn_if_loose(data_dir)
+        pid_lock = (
+            _locked_pid_file(data_dir / PID_FILE)
+            if self.worker is None
+            else contextlib.nullcontext()
+        )
+        with pid_lock:
             store = create_store(self.config.storage)
             try:
                 await store.open()
@@ -138,6 +152,9 @@ class Server:
             self.context.certificates.configure(self.config.certificates, str(self.config_path))
         except CertificateError as exc:
             raise StartupError(str(exc)) from None
+        if self.worker is not None:  # a reload asked here is every worker's
+            self._link = SupervisorLink(self)
+            self.context.reload = self._link.reload
         given = administrator_password()
         try:
             created = await self.context.directory.ensure_administrator(self.config.hostname, given)
@@ -148,7 +165,11 @@ class Server:
         elif created is not None:
             log.info("created the administrator account %s with the given password", created[0])
         self._instantiate_protocols()
-        self.registry = ListenerRegistry(self.context, self.protocols)
+        self.registry = ListenerRegistry(
+            self.context,
+            self.protocols,
+            inherited=self.worker.sockets if self.worker is not None else None,
+        )
         # The outbound queue's workers belong to this task group: they stop with it, and
         # whatever they were delivering stays queued (see stalwart_py/queue/manager.py).
         self.context.queue = QueueManager(
@@ -173,14 +194,21 @@ class Server:
                 self._task_group = tg
                 if handle_signals:
                     tg.start_soon(self._watch_signals)
+                if self._link is not None:
+                    tg.start_soon(self._link.follow)
                 tg.start_soon(self._watch_certificates)
-                await tg.start(self.context.queue.run)
+                if self.worker is None:
+                    await tg.start(self.context.queue.run)
+                else:  # in the one worker that holds the queue's lease at a time
+                    data_dir = self.config.storage.data_dir
+                    tg.start_soon(run_singleton, data_dir, "queue", self.context.queue.run)
                 await tg.start(self.context.junk.run)  # junk training from IMAP
                 await tg.start(self._run_registry)
                 # ACME after the listeners: its challenges are answered by them
                 await tg.start(self.context.acme.run)
-                await self._start_control(tg)
-                await self._log_how_to_log_in()
+                if self.worker is None or self.worker.serves_control:
+                    await self._start_control(tg)
+                    await self._log_how_to_log_in()
                 self._announce("ready")
                 task_status.started(self)
         except* ApplyError as group:
@@ -286,7 +314,9 @@ class Server:
     async def _watch_signals(self) -> None:
         with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
             async for signum in signals:
-                if signum == signal.SIGHUP:
+                if signum == signal.SIGHUP and self._link is not None:
+                    self._link.request_reload()
+                elif signum == signal.SIGHUP:
                     log.info("SIGHUP: reloading %s", self.config_path)
                     with contextlib.suppress(ConfigError, ApplyError):
                         await self.reload()
@@ -351,7 +381,8 @@ class Server:
             "listeners": self.registry.status(),
             **details,
         }
-        _write_atomically(self.config.storage.data_dir / STATUS_FILE, json.dumps(message))
+        if self.worker is None:  # a worker's events go to the supervisor, which writes it
+            _write_atomically(self.config.storage.data_dir / STATUS_FILE, json.dumps(message))
         self._notify(message)
 
     def _notify(self, message: dict[str, Any]) -> None:

@@ -21,6 +21,7 @@ from stalwart_py.config import ConfigError, LoggingSettings, explain
 from stalwart_py.files import private_umask
 from stalwart_py.logs import configure_logging
 from stalwart_py.server import Server, StartupError, load, read_pid, read_status
+from stalwart_py.supervisor import Supervisor
 from stalwart_py.tls import TLSSetupError, build_context
 
 RELOAD_WAIT = 30.0
@@ -98,6 +99,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
         # makes without one is private too. (A Unix listener without socket.file-mode is
         # then 0600 as well.)
         with private_umask():
+            if server.config.server.workers > 1:
+                supervisor = Supervisor(
+                    args.config,
+                    server.config,
+                    notify_fd=args.notify_fd,
+                    configure_logging=apply_logging,
+                )
+                return supervisor.run()
             anyio.run(lambda: server.run(handle_signals=True))
     except StartupError as exc:
         print(f"stalwart-py: cannot start: {exc}", file=sys.stderr)

@@ -106,6 +106,9 @@ class ServerSettings:
 
     max_connections: Annotated[int, Range(1)] | None = None  # over all listeners together
     shutdown_timeout: Duration = 10.0  # grace for open sessions on SIGTERM
+    # Worker processes accepting on the listening sockets (stalwart_py/supervisor.py); 1 is
+    # one process doing everything. Read at start: a change needs a restart.
+    workers: Annotated[int, Range(1, 256)] = 1
     # How often to look at the certificate files for a renewal (an ACME client replacing
     # them) and reload when one changed; unset: never (reload by hand or SIGHUP).
     certificate_watch: Duration | None = None
@@ -291,7 +294,9 @@ class DkimSettings:
     private_key: Path  # PEM, RSA or Ed25519; `stalwart-py dkim generate` makes one
 
 
-SERVER_ONLY_KEYS = frozenset({"max-connections", "shutdown-timeout", "certificate-watch"})
+SERVER_ONLY_KEYS = frozenset(
+    {"max-connections", "shutdown-timeout", "certificate-watch", "workers"}
+)
 LISTENER_ONLY_KEYS = ("bind", "protocol", "enable")
 SCOPE_ONLY_KEYS = frozenset({"allow"})
 

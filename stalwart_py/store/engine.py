@@ -17,6 +17,10 @@ happens while its session is busy is still reported by the next ``wait()``, so a
 starts watching before it reads never misses one. The changes themselves are read from the
 database (``changes_since``), so a wake-up carries no data and can never be stale.
 
+Across processes (worker processes, ``stalwart-py`` commands on the same data directory),
+the writer publishes each committed batch's change set on the ``ChangeBus`` (``change_bus.py``)
+and every other process's hub wakes its watches as for its own writes.
+
 The engine runs on anyio's asyncio backend: the writer thread wakes callers with
 ``loop.call_soon_threadsafe``.
 """
@@ -39,6 +43,7 @@ import anyio
 
 from stalwart_py.files import create_private_file, private_dir
 from stalwart_py.store.account_watch import AccountWatch, mailbox_owners
+from stalwart_py.store.change_bus import ChangeBus, ChangeSet, DatagramBus
 from stalwart_py.store.schema import migrate
 
 log = logging.getLogger("stalwart_py.store")
@@ -46,6 +51,7 @@ log = logging.getLogger("stalwart_py.store")
 T = TypeVar("T")
 MAX_BATCH = 512
 _STOP = object()
+RUN_DIR = "run"  # beside the database: the processes' change-notification sockets
 
 
 @dataclass
@@ -140,6 +146,23 @@ class ChangeHub:
             for account_watch in self._account_watches.get(account_id, ()):
                 account_watch._set(owners.get(account_id, ()), account_id in listings)
 
+    def notify_all(self) -> None:
+        """Wake every watch (another process's change set was lost or too large to send): each
+        reads the state again, which is correct whatever changed."""
+        for watches in self._watches.values():
+            for watch in watches:
+                watch._set()
+        for account_watches in self._account_watches.values():
+            for account_watch in account_watches:
+                account_watch._set((), True)
+
+    def deliver(self, changes: ChangeSet) -> None:
+        """A change set another process committed (``ChangeBus``)."""
+        if changes.everything:
+            self.notify_all()
+        else:
+            self.notify(changes.mailboxes, changes.owners, changes.listings)
+
     def _remove_account_watch(self, watch: AccountWatch) -> None:
         watches = self._account_watches.get(watch.account_id)
         if watches is not None:
@@ -187,6 +210,7 @@ class Engine:
         self._lookup_conn: sqlite3.Connection | None = None
         self._idle_readers: list[sqlite3.Connection] = []
         self._readers_lock = threading.Lock()
+        self.bus: ChangeBus | None = None
         self.batches = 0  # commits made, for tests and metrics
         self.writes = 0
 
@@ -195,6 +219,14 @@ class Engine:
         await anyio.to_thread.run_sync(self._prepare)
         self._writer = threading.Thread(target=self._write_loop, name="store-writer", daemon=True)
         self._writer.start()
+        bus = DatagramBus(self.path.parent / RUN_DIR)
+        try:
+            bus.start(self.changes.deliver)
+        except OSError as exc:  # the store works; only other processes' changes go unseen
+            log.warning("no change notification across processes: %s", exc)
+            bus.close()
+        else:
+            self.bus = bus
 
     def _prepare(self) -> None:
         # It holds all mail and the password verifiers: 0600 before SQLite first opens it
@@ -216,6 +248,9 @@ class Engine:
             self._queue.put(_STOP)
             await anyio.to_thread.run_sync(self._writer.join)
             self._writer = None
+        if self.bus is not None:
+            self.bus.close()
+            self.bus = None
         if self._lookup_conn is not None:
             self._lookup_conn.close()
             self._lookup_conn = None
@@ -282,6 +317,8 @@ class Engine:
             # batch deleted is not found, but its account is in ``listings``.
             owners = mailbox_owners(conn, touched)
             conn.execute("COMMIT")
+            if (touched or listings) and self.bus is not None:
+                self.bus.publish(ChangeSet(touched, owners, listings))
         except Exception as exc:
             log.error("store commit failed, %d writes refused: %s", len(batch), exc)
             if conn.in_transaction:
