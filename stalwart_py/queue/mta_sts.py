@@ -270,6 +270,7 @@ class StsPolicies:
         self.spawn: Callable[[Callable[[], object]], None] | None = None
         self._locks: dict[str, anyio.Lock] = {}
         self._refreshing: set[str] = set()
+        self.refreshed = anyio.Event()  # set after each background refresh; then replaced
         self._fetches = metrics.counter(
             "stalwart_queue_mta_sts_fetches",
             "MTA-STS policies fetched from destinations (RFC 8461), by result",
@@ -363,6 +364,8 @@ class StsPolicies:
                 log.info("MTA-STS refresh of %s failed (cached policy kept): %s", domain, failure)
             finally:
                 self._refreshing.discard(domain)
+                self.refreshed.set()
+                self.refreshed = anyio.Event()
 
         self.spawn(refresh)
 

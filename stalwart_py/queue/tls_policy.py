@@ -36,6 +36,7 @@ from stalwart_py.queue.schedule import Clock
 from stalwart_py.queue.session import SessionFailed, SmtpSession, Target
 from stalwart_py.queue.tlsrpt import PolicyRef, TlsReporter
 from stalwart_py.resolver import DnsError, DnsTemporaryError, Resolver, Tlsa
+from stalwart_py.store import Store
 
 log = logging.getLogger("stalwart_py.queue.tls")
 
@@ -67,7 +68,7 @@ class OutboundTLS:
 
     def __init__(
         self,
-        store: object,
+        store: Store,
         resolver: Resolver,
         settings: QueueSettings,
         report: TlsReportSettings,
@@ -78,7 +79,7 @@ class OutboundTLS:
         self.resolver = resolver
         self.settings = settings
         self.policies = StsPolicies(
-            store,  # type: ignore[arg-type]
+            store,
             resolver,
             settings.mta_sts,
             settings.tls.ca_file,
@@ -86,7 +87,7 @@ class OutboundTLS:
             metrics,
         )
         self.reporter = TlsReporter(
-            store,  # type: ignore[arg-type]
+            store,
             resolver,
             report,
             hostname,

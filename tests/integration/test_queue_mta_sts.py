@@ -7,6 +7,7 @@ import email
 import email.policy
 import json
 
+import anyio
 import pytest
 
 from stalwart_py.config.outbound_tls import QueueMtaStsSettings
@@ -232,3 +233,23 @@ async def test_dane_takes_precedence_over_mta_sts(world, policies):
     assert message.tls is True
     assert result_types(await results(world)) == ["success"]
     assert '"policy-type": "tlsa"' in (await results(world))[0][0]
+
+
+async def test_a_day_old_policy_is_refreshed_in_the_background(world, policies):
+    peer = await remote(world, policies, "enforce")
+    policies.answers["mta-sts.remote.test"] = Answer(
+        policy("enforce", "mx.remote.test", max_age=7 * 86400)
+    )
+    await world.enqueue("bob@remote.test")
+    async with running(manager(world, peer, policies)) as queue:
+        await queue.flush()
+        first = await world.store.get_sts_policy("remote.test")
+        world.clock.advance(2 * 86400)  # still cached (7 days), but worth asking again
+        refreshed = queue.outbound_tls.policies.refreshed
+        await world.enqueue("carol@remote.test")
+        await queue.flush()
+        assert len(peer.received) == 2  # delivered with the cached policy meanwhile
+        with anyio.fail_after(20):
+            await refreshed.wait()
+    assert len(policies.requests) == 2
+    assert (await world.store.get_sts_policy("remote.test")).fetched > first.fetched
