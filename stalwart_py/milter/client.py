@@ -24,6 +24,7 @@ answer before the content, ``data`` for the answers to the header, body and end 
 from __future__ import annotations
 
 import re
+import socket
 import ssl
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -72,6 +73,10 @@ class Conversation:
         self.message = message
         self.reader = codec.ReplyReader()
         self.negotiated: Negotiated | None = None
+        # Macros wait to go out with their command in one write: two small writes and a
+        # wait for the answer is Nagle's algorithm against delayed ACKs (40 ms a step).
+        self._pending = bytearray()
+        self._raw = stream.extra(anyio.abc.SocketAttribute.raw_socket, None)
 
     async def run(self) -> Verdict:
         try:
@@ -155,7 +160,7 @@ class Conversation:
 
     async def _end_of_message(self) -> Verdict:
         await self._macros(codec.EOM, {"i": self.message.session_id})
-        await self.stream.send(codec.end_of_message())
+        await self._send(codec.end_of_message())
         headers: list[Any] = []
         body = bytearray()
         replaced = False
@@ -233,14 +238,14 @@ class Conversation:
         if wanted is not None:
             values = {k: v for k, v in values.items() if k in wanted or k.strip("{}") in wanted}
         if values:
-            await self.stream.send(codec.macros(stage, values))
+            self._pending += codec.macros(stage, values)
 
     # -- reading -----------------------------------------------------------------------------
 
     async def _command(self, packet: bytes, no_reply: Step, timeout: float) -> Reply | None:
         """Send one command and read its answer (unless the filter negotiated not to give
         one); an answer other than continue or skip ends the conversation."""
-        await self.stream.send(packet)
+        await self._send(packet)
         if self._skips(no_reply):
             return None
         reply = await self._reply(timeout)
@@ -253,6 +258,23 @@ class Conversation:
             raise FilterError(f"unexpected reply {reply.code!r} to command {packet[4:5]!r}")
         raise _Verdict(verdict)
 
+    def _quick_ack(self) -> None:
+        """ACK at once what comes next. libmilter writes each modification and the final
+        answer separately; with a delayed ACK from us, Nagle's algorithm on the milter's side
+        holds the final answer 40 ms (measured: 42 ms of a 45 ms OpenDKIM round trip). Linux
+        turns quick ACKs off again by itself, hence before every read."""
+        try:
+            _quick_ack_on(self._raw)
+        except OSError:  # not a TCP socket after all: nothing to tune
+            self._raw = None
+
+    async def _send(self, packet: bytes) -> None:
+        """The command with the macros waiting for it, in one write."""
+        if self._pending:
+            packet = bytes(self._pending) + packet
+            self._pending.clear()
+        await self.stream.send(packet)
+
     async def _reply(self, timeout: float) -> Reply:
         """The next reply other than progress (which restarts the timeout)."""
         while True:
@@ -264,12 +286,21 @@ class Conversation:
     async def _packet(self, timeout: float) -> tuple[bytes, bytes]:
         with anyio.fail_after(timeout):
             while (found := self.reader.next_packet()) is None:
+                self._quick_ack()
                 try:
                     data = await self.stream.receive(65536)
                 except anyio.EndOfStream:
                     raise FilterError("the milter closed the connection") from None
                 self.reader.feed(data)
         return found
+
+
+QUICKACK = getattr(socket, "TCP_QUICKACK", None)  # Linux
+
+
+def _quick_ack_on(raw: Any) -> None:
+    if raw is not None and QUICKACK is not None and raw.family != socket.AF_UNIX:
+        raw.setsockopt(socket.IPPROTO_TCP, QUICKACK, 1)
 
 
 def _disposition(reply: Reply) -> Verdict | None:
@@ -323,6 +354,8 @@ async def open_stream(settings: MilterSettings) -> AsyncIterator[anyio.abc.ByteS
                 )
             else:
                 stream = await anyio.connect_tcp(settings.hostname, settings.port)
+            if not settings.hostname.startswith("/"):
+                _no_delay(stream)
     except OSError as error:
         raise FilterError(f"cannot connect to the milter: {error}") from error
     try:
@@ -330,6 +363,14 @@ async def open_stream(settings: MilterSettings) -> AsyncIterator[anyio.abc.ByteS
     finally:
         with anyio.move_on_after(1, shield=True):
             await stream.aclose()
+
+
+def _no_delay(stream: Any) -> None:
+    """TCP_NODELAY: header fields and body chunks each wait for an answer, so a small write
+    must not wait for the ACK of the one before (Nagle's algorithm)."""
+    raw = stream.extra(anyio.abc.SocketAttribute.raw_socket, None)
+    if raw is not None:
+        raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
 def _ssl_context(allow_invalid: bool) -> ssl.SSLContext:
