@@ -23,6 +23,7 @@ import contextlib
 import ipaddress
 import logging
 import math
+import os
 import random
 import socket
 from collections import Counter
@@ -44,6 +45,7 @@ from stalwart_py.connection import (
 )
 from stalwart_py.context import ServerContext
 from stalwart_py.plugin import Protocol, Refusal
+from stalwart_py.shared import SharedState
 from stalwart_py.sockets import (
     BindError,
     apply_connection_options,
@@ -61,6 +63,8 @@ log = logging.getLogger("stalwart_py.listeners")
 # Session ids name a connection in the logs and in Received headers: unique enough, not
 # secret, so a seeded generator rather than a getrandom() system call per connection.
 _session_ids = random.Random()
+# Worker processes are forked: each must draw its own ids, not its siblings' sequence.
+os.register_at_fork(after_in_child=_session_ids.seed)
 
 REFUSE_TIMEOUT = 5.0  # how long a refusal reply may take before the connection is dropped
 
@@ -134,10 +138,13 @@ class ListenerRegistry:
         protocols: dict[str, Protocol],
         *,
         inherited: dict[tuple[str, BindAddress], socket.socket] | None = None,
+        shared: SharedState | None = None,
     ) -> None:
         """``inherited``: in a worker process (``supervisor.py``), the sockets the supervisor
         bound, by listener id and configured address; the registry then never binds (nor
-        unlinks) itself."""
+        unlinks) itself. ``shared``: the workers' common counts and suspended listeners
+        (``stalwart_py.shared``), so that limits and run-time control hold server-wide."""
+        self.shared = shared
         self.context = context
         self.protocols = protocols
         self.inherited = inherited
@@ -386,19 +393,22 @@ class ListenerRegistry:
         server_limit = self.context.config.server.max_connections
         self.open_connections += 1
         runtime.open_connections += 1
+        server_count, listener_count = self.open_connections, runtime.open_connections
+        if self.shared is not None:  # every worker's connections count
+            server_count, listener_count = self.shared.enter(config.id)
         peer_key: str | None = None
         ip_key: tuple[str, str] | None = None
         conn: Connection | None = None
         refusal: Refusal | None = None
         served = False
         try:
-            if server_limit is not None and self.open_connections > server_limit:
+            if server_limit is not None and server_count > server_limit:
                 refusal = Refusal.SERVER_LIMIT
             elif config.settings.max_connections is not None and (
-                runtime.open_connections > config.settings.max_connections
+                listener_count > config.settings.max_connections
             ):
                 refusal = Refusal.LISTENER_LIMIT
-            elif runtime.suspended:
+            elif self.is_suspended(config.id):
                 refusal = Refusal.DISABLED
             view = ListenerView(config.id, config.protocol, config.settings, ())
             conn = Connection(
@@ -480,6 +490,8 @@ class ListenerRegistry:
                 if not self._ip_counts[ip_key]:
                     del self._ip_counts[ip_key]
             runtime.open_connections -= 1
+            if self.shared is not None:
+                self.shared.leave(config.id)
             self.open_connections -= 1
             self._changed.set()
             self._changed = anyio.Event()
@@ -525,6 +537,8 @@ class ListenerRegistry:
         """Disable (or enable again) a listener at run time without a restart: its sockets
         stay bound, new connections get the protocol's refusal, open sessions go on."""
         runtime = self.listeners[listener_id]
+        if self.shared is not None:
+            self.shared.set_suspended(listener_id, suspended)
         if runtime.suspended != suspended:
             runtime.suspended = suspended
             log.info("listener %s %s", listener_id, "disabled" if suspended else "enabled")
@@ -537,12 +551,20 @@ class ListenerRegistry:
                 "protocol": runtime.config.protocol,
                 "bind": [str(bound.actual) for bound in runtime.sockets.values()],
                 "tls": "implicit" if runtime.config.settings.tls.implicit else "none",
-                "open-connections": runtime.open_connections,
+                "open-connections": (
+                    self.shared.open_connections(lid) if self.shared else runtime.open_connections
+                ),
                 "max-connections": runtime.config.settings.max_connections,
-                "enabled": not runtime.suspended,
+                "enabled": not self.is_suspended(lid),
             }
             for lid, runtime in self.listeners.items()
         ]
+
+    def is_suspended(self, listener_id: str) -> bool:
+        """Disabled at run time (in any worker, when there are several)."""
+        if self.shared is not None:
+            return self.shared.is_suspended(listener_id)
+        return self.listeners[listener_id].suspended
 
     def addresses(self, listener_id: str) -> list[BindAddress]:
         """The addresses a listener is bound to, with real ports."""

@@ -169,6 +169,7 @@ class Server:
             self.context,
             self.protocols,
             inherited=self.worker.sockets if self.worker is not None else None,
+            shared=self.worker.shared if self.worker is not None else None,
         )
         # The outbound queue's workers belong to this task group: they stop with it, and
         # whatever they were delivering stays queued (see stalwart_py/queue/manager.py).
@@ -291,8 +292,9 @@ class Server:
             self.configure_logging(config.logging)
         self.config = config
         if resume:
-            for lid, runtime in self.registry.listeners.items():
-                if runtime.suspended:  # enabled in the file, or apply() would have removed it
+            for lid in self.registry.listeners:
+                # Enabled in the file, or apply() would have removed it.
+                if self.registry.is_suspended(lid):
                     self.registry.set_suspended(lid, False)
                     report.reenabled.append(lid)
         assert self.context is not None

@@ -69,6 +69,9 @@ from stalwart_py.server import (
     _warn_if_loose,
     load,
 )
+from stalwart_py.shared import FILE as SHARED_FILE
+from stalwart_py.shared import SharedState
+from stalwart_py.singleton import run_dir
 from stalwart_py.sockets import (
     BindError,
     open_listening_socket,
@@ -145,6 +148,8 @@ class Supervisor:
             except BindError as exc:
                 self._close_sockets()
                 raise StartupError(str(exc)) from None
+            self.shared_path = run_dir(data_dir) / SHARED_FILE
+            self.shared = SharedState(self.shared_path, create=True)
             self._install_signals()
             try:
                 return self._loop()
@@ -242,7 +247,8 @@ class Supervisor:
             supervisor = os.getppid()
             die_with_parent(supervisor)
             _tag_log_records(index)
-            role = WorkerRole(index, supervisor, dict(self.sockets), channel)
+            shared = SharedState(self.shared_path, worker=index)
+            role = WorkerRole(index, supervisor, dict(self.sockets), channel, shared)
             server = Server(
                 self.config_path, config=self.config, notify_fd=channel.fileno(), worker=role
             )
@@ -288,6 +294,7 @@ class Supervisor:
                 self._startup_failed = code if code > 0 else 1
                 self.stop()
                 continue
+            self.shared.clear_worker(slot.index)  # its connections died with it
             young = time.monotonic() - slot.started < YOUNG
             slot.restart_at = time.monotonic() + (RESTART_BACKOFF if young else 0.0)
             log.error("worker %d (pid %d) %s; starting another", slot.index, pid, how)

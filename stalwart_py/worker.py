@@ -34,6 +34,7 @@ import anyio
 
 from stalwart_py.config import BindAddress, ConfigError
 from stalwart_py.listeners import ApplyError, ReloadReport
+from stalwart_py.shared import SharedState
 
 if TYPE_CHECKING:
     from stalwart_py.server import Server
@@ -54,6 +55,7 @@ class WorkerRole:
     supervisor_pid: int
     sockets: dict[SocketKey, socket.socket]  # the supervisor's
     channel: socket.socket  # to and from the supervisor: JSON lines
+    shared: SharedState | None = None  # counts and suspended listeners of every worker
 
     @property
     def serves_control(self) -> bool:

@@ -108,7 +108,7 @@ class ServerSettings:
     shutdown_timeout: Duration = 10.0  # grace for open sessions on SIGTERM
     # Worker processes accepting on the listening sockets (stalwart_py/supervisor.py); 1 is
     # one process doing everything. Read at start: a change needs a restart.
-    workers: Annotated[int, Range(1, 256)] = 1
+    workers: Annotated[int, Range(1, 64)] = 1
     # How often to look at the certificate files for a renewal (an ACME client replacing
     # them) and reload when one changed; unset: never (reload by hand or SIGHUP).
     certificate_watch: Duration | None = None

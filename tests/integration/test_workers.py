@@ -72,7 +72,9 @@ def message(n: int) -> bytes:
 
 def worker_of(server: ServerProcess, local_port: int) -> int:
     """Which worker logged the connection from 127.0.0.1:<local_port>."""
-    pattern = re.compile(rf"connection from 127\.0\.0\.1:{local_port} on \S+ .*worker=(\d+)")
+    pattern = re.compile(
+        rf"(?:connection from|refused) 127\.0\.0\.1:{local_port} on \S+ .*worker=(\d+)"
+    )
     deadline = time.monotonic() + WAIT
     while time.monotonic() < deadline:
         if found := pattern.search(server.log()):
@@ -235,3 +237,84 @@ def test_sigterm_drains_every_worker(tmp_path):
         for sock in sessions:
             assert sock.recv(1024).startswith(b"421")
             sock.close()
+
+
+def greet(address: tuple[str, int]) -> tuple[socket.socket, bytes]:
+    sock = socket.create_connection(address, timeout=WAIT)
+    return sock, sock.recv(1024)
+
+
+def test_a_listener_limit_holds_across_both_workers(tmp_path):
+    path = workers_config(tmp_path)
+    text = path.read_text().replace(
+        'bind = ["127.0.0.1:0"]\nprotocol = "smtp"',
+        'bind = ["127.0.0.1:0"]\nprotocol = "smtp"\nmax-connections = 3',
+    )
+    path.write_text(text)
+    with ServerProcess(path) as server:
+        address = server.address("smtp")
+        held: list[tuple[socket.socket, int]] = []
+        for _ in range(60):
+            sock, greeting = greet(address)
+            if not greeting.startswith(b"220"):  # a closed one not yet counted out
+                sock.close()
+                time.sleep(0.05)
+                continue
+            held.append((sock, worker_of(server, sock.getsockname()[1])))
+            if len(held) == 3:
+                if {worker for _, worker in held} == {0, 1}:
+                    break
+                held.pop(0)[0].close()
+        assert {worker for _, worker in held} == {0, 1}
+        refused_by = set()
+        for _ in range(40):
+            sock, greeting = greet(address)
+            assert greeting.startswith(b"421"), greeting
+            refused_by.add(worker_of(server, sock.getsockname()[1]))
+            sock.close()
+            if refused_by == {0, 1}:
+                break
+        assert refused_by == {0, 1}  # each worker counted the other's connections
+        for sock, _ in held:
+            sock.close()
+
+
+def test_a_listener_disabled_in_one_worker_is_disabled_in_both(tmp_path):
+    path = workers_config(tmp_path)
+    with ServerProcess(path) as server:
+        assert cli.main(["listener", "disable", "smtp", "--config", str(path)]) == 0
+        refused_by = set()
+        for _ in range(40):
+            sock, greeting = greet(server.address("smtp"))
+            assert greeting.startswith(b"421"), greeting
+            refused_by.add(worker_of(server, sock.getsockname()[1]))
+            sock.close()
+            if refused_by == {0, 1}:
+                break
+        assert refused_by == {0, 1}
+        assert cli.main(["listener", "enable", "smtp", "--config", str(path)]) == 0
+        sock, greeting = greet(server.address("smtp"))
+        assert greeting.startswith(b"220")
+        sock.close()
+
+
+def test_a_reload_is_applied_by_both_workers(tmp_path):
+    path = workers_config(tmp_path)
+    with ServerProcess(path) as server:
+        address = server.address("smtp")
+        path.write_text(path.read_text() + '\n[server.smtp]\nbanner = "reloaded twice"\n')
+        assert cli.main(["reload", "--config", str(path)]) == 0
+        event = server.wait_event("reloaded")
+        assert event["pid"] == server.process.pid
+        seen = set()
+        for _ in range(40):
+            sock, greeting = greet(address)
+            assert greeting.endswith(b"reloaded twice\r\n"), greeting
+            seen.add(worker_of(server, sock.getsockname()[1]))
+            sock.close()
+            if seen == {0, 1}:
+                break
+        assert seen == {0, 1}
+        path.write_text(path.read_text() + "\n[server.smtp.unknown]\n")
+        server.signal(signal.SIGHUP)  # the supervisor validates: refused once, for both
+        assert server.wait_event("reload-failed")["errors"]
