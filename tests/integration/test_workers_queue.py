@@ -1,0 +1,68 @@
+"""The outbound queue with ``server.workers = 2``: one worker holds the queue's lease and
+delivers; messages accepted by either worker are delivered once each."""
+
+from __future__ import annotations
+
+import re
+import signal
+import smtplib
+
+import pytest
+
+from tests.support.mail_peers import Peer, ZoneServer, background_loop
+from tests.support.servers import WAIT, ServerProcess, write_config
+
+MX_ADDRESS = "127.0.0.13"
+COUNT = 30
+
+
+@pytest.fixture
+def outside():
+    with background_loop() as portal:
+        zone = ZoneServer({"remote.test": [("MX", "10 mx.remote.test.")]})
+        zone.add("mx.remote.test", "A", MX_ADDRESS)
+        portal.call(zone.start)
+        peer = Peer()
+        portal.call(peer.start, MX_ADDRESS)
+        yield zone, peer
+        portal.call(peer.stop)
+        portal.call(zone.close)
+
+
+def test_the_queue_delivers_each_message_once_with_two_workers(tmp_path, outside):
+    zone, peer = outside
+    path = write_config(
+        tmp_path,
+        f"""
+[server]
+hostname = "mail.example.test"
+workers = 2
+shutdown-timeout = "1s"
+
+[queue]
+port = {peer.port}
+retry = ["1h"]
+
+[queue.dns]
+nameservers = ["127.0.0.1:{zone.port}"]
+
+[server.listener.smtp]
+bind = "127.0.0.1:0"
+protocol = "smtp"
+""",
+    )
+    with ServerProcess(path) as server:
+        host, port = server.address("smtp")
+        for n in range(COUNT):  # one connection each: the kernel spreads them over both
+            with smtplib.SMTP(host, port, timeout=WAIT) as client:
+                data = f"Subject: {n}\r\nMessage-ID: <{n}@queue.test>\r\n\r\nbody {n}\r\n"
+                client.sendmail("alice@example.test", ["bob@remote.test"], data)
+        peer.wait_for(COUNT)
+        server.signal(signal.SIGTERM)
+        assert server.wait_exit() == 0
+        log = server.log()
+    ids = [re.search(rb"Message-ID: <(\d+)@queue", m.data).group(1) for m in peer.received]
+    assert sorted(ids, key=int) == [str(n).encode() for n in range(COUNT)]  # each once
+    accepted_by = set(re.findall(r"connection from 127\.0\.0\.1:\d+ on smtp .*worker=(\d)", log))
+    assert accepted_by == {"0", "1"}
+    assert len(re.findall(r"process \d+ runs the queue", log)) == 1
