@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import resource
@@ -92,12 +93,13 @@ class Stalwart:
     """``stalwart-py serve`` as a child process, ready once it says so on --notify-fd;
     ``extra`` is appended to its configuration (after its one SMTP listener)."""
 
-    def __init__(self, directory: Path, extra: str = "") -> None:
+    def __init__(self, directory: Path, extra: str = "", workers: int = 1) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
         self.data_dir = directory / "var"
         self.config = directory / "config.toml"
         self.config.write_text(
             f'[storage]\ndata-dir = "{self.data_dir}"\n\n[logging]\nlevel = "warning"\n\n'
-            '[server]\nhostname = "mail.example.test"\n\n'
+            f'[server]\nhostname = "mail.example.test"\nworkers = {workers}\n\n'
             '[server.listener.smtp]\nbind = "127.0.0.1:0"\nprotocol = "smtp"\n'
             # every client of a bench is one address: the idle test holds thousands
             "max-connections-per-ip = 1000000\n\n" + extra
@@ -329,6 +331,11 @@ def main() -> None:
     parser.add_argument("--clients", default="1,16")
     parser.add_argument("--idle", type=int, default=2000)
     parser.add_argument(
+        "--workers",
+        default="1",
+        help="server.workers values to measure, comma-separated (e.g. 1,2): one server each",
+    )
+    parser.add_argument(
         "--persistent",
         action="store_true",
         help="smtp-source -d: all messages of a client on one connection (default: one"
@@ -344,45 +351,60 @@ def main() -> None:
     have_source = shutil.which("smtp-source") is not None
     generator = "smtp-source" if have_source else "the Python client (smtp-source not found)"
     print(f"{args.messages} messages of {args.size} octets; load generator: {generator}")
-    sent = 0
-    with tempfile.TemporaryDirectory(dir=ROOT) as scratch:
-        ours_server = Stalwart(Path(scratch))
-        with ours_server as ours, Aiosmtpd() as peer:
-            for clients in (int(c) for c in args.clients.split(",")):
-                print(f"\n{clients} client(s)")
-                rates = {}
-                for name, server in (("stalwart-py (durable)", ours), ("aiosmtpd (no-op)", peer)):
-                    latency = python_client(server.address, args.messages, clients, args.size)
-                    seconds = (
-                        smtp_source(
-                            server.address, args.messages, clients, args.size, args.persistent
-                        )
-                        if have_source
-                        else latency["seconds"]
-                    )
-                    if server is ours:
-                        sent += args.messages * (2 if have_source else 1)
-                    rates[name] = args.messages / seconds
-                    print(
-                        f"  {name:22s} {describe(args.messages, seconds)}   latency client:"
-                        f" {describe(args.messages, latency['seconds'])}"
-                        f"  p50 {latency['p50'] * 1000:6.2f} ms"
-                        f"  p99 {latency['p99'] * 1000:6.2f} ms"
-                    )
-                ratio = rates["stalwart-py (durable)"] / rates["aiosmtpd (no-op)"]
-                print(f"  ratio stalwart-py / aiosmtpd: {ratio:.2f}")
-            if args.idle:
-                print(f"\n{args.idle} idle connections")
-                for name, server in (("stalwart-py", ours), ("aiosmtpd", peer)):
-                    before, during = hold_idle(server.address, args.idle, server.process.pid)
-                    print(
-                        f"  {name:12s} RSS {before / 1024:6.1f} MiB -> {during / 1024:6.1f} MiB"
-                        f"  ({(during - before) / args.idle:.1f} KiB per connection)"
-                    )
-        stored = stored_messages(ours_server.data_dir)
-        print(f"\nstalwart-py stored {stored} of the {sent} messages it acknowledged")
-        if stored != sent:
-            sys.exit("stored messages do not match the acknowledged ones")
+    counts = [int(w) for w in args.workers.split(",")]
+    sent = dict.fromkeys(counts, 0)
+    print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    with tempfile.TemporaryDirectory(dir=ROOT) as scratch, contextlib.ExitStack() as stack:
+        servers = {w: Stalwart(Path(scratch) / f"w{w}", workers=w) for w in counts}
+        named = {
+            ("stalwart-py (durable)" if w == 1 else f"stalwart-py {w} workers"): w for w in counts
+        }
+        for server in servers.values():
+            stack.enter_context(server)
+        peer = stack.enter_context(Aiosmtpd())
+        ours = servers[counts[0]]
+        for clients in (int(c) for c in args.clients.split(",")):
+            print(f"\n{clients} client(s)")
+            rates = {}
+            line_up = [(name, servers[w]) for name, w in named.items()]
+            for name, server in [*line_up, ("aiosmtpd (no-op)", peer)]:
+                latency = python_client(server.address, args.messages, clients, args.size)
+                seconds = (
+                    smtp_source(server.address, args.messages, clients, args.size, args.persistent)
+                    if have_source
+                    else latency["seconds"]
+                )
+                if name in named:
+                    sent[named[name]] += args.messages * (2 if have_source else 1)
+                rates[name] = args.messages / seconds
+                print(
+                    f"  {name:22s} {describe(args.messages, seconds)}   latency client:"
+                    f" {describe(args.messages, latency['seconds'])}"
+                    f"  p50 {latency['p50'] * 1000:6.2f} ms"
+                    f"  p99 {latency['p99'] * 1000:6.2f} ms"
+                )
+            for name, w in named.items():
+                ratio = rates[name] / rates["aiosmtpd (no-op)"]
+                print(f"  ratio {name} / aiosmtpd: {ratio:.2f}", end="")
+                first = next(iter(named))
+                if w != counts[0]:
+                    print(f"   / {first}: {rates[name] / rates[first]:.2f}", end="")
+                print()
+            print(f"  load average: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+        if args.idle:
+            print(f"\n{args.idle} idle connections")
+            for name, server in (("stalwart-py", ours), ("aiosmtpd", peer)):
+                before, during = hold_idle(server.address, args.idle, server.process.pid)
+                print(
+                    f"  {name:12s} RSS {before / 1024:6.1f} MiB -> {during / 1024:6.1f} MiB"
+                    f"  ({(during - before) / args.idle:.1f} KiB per connection)"
+                )
+        stack.close()
+        for w, server in servers.items():
+            stored = stored_messages(server.data_dir)
+            print(f"\nstalwart-py (workers {w}) stored {stored} of the {sent[w]} it acknowledged")
+            if stored != sent[w]:
+                sys.exit("stored messages do not match the acknowledged ones")
 
 
 def client_main(argv: list[str]) -> None:
