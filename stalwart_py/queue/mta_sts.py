@@ -280,7 +280,16 @@ class StsPolicies:
 
     def configure(self, settings: QueueMtaStsSettings, ca_file: Path | None) -> None:
         self.settings = settings
-        self.context = policy_context(ca_file)
+        self._ca_file = ca_file
+        self._context: ssl.SSLContext | None = None
+
+    @property
+    def context(self) -> ssl.SSLContext:
+        """Made on the first policy fetch, not at start (or reload): loading the system's
+        roots was a third of a start's CPU (bench/startup.py)."""
+        if self._context is None:
+            self._context = policy_context(self._ca_file)
+        return self._context
 
     async def lookup(self, domain: str) -> StsLookup:
         """The policy to apply to mail for ``domain`` now."""
