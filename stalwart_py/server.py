@@ -121,7 +121,9 @@ class Server:
             private_dir(data_dir)
         except OSError as exc:
             raise StartupError(
-                f"cannot create the data directory {data_dir}: {exc.strerror or exc}"
+                f"cannot create the data directory {data_dir}: {exc.strerror or exc} (create "
+                f"it, writable by the user the server runs as (uid {os.getuid()}), or set "
+                "storage.data-dir)"
             ) from None
         if self.worker is None:  # else the supervisor did, and holds the pid file
             _warn_if_loose(data_dir)
@@ -190,6 +192,10 @@ class Server:
             self.context.certificates,
             self.context.metrics,
         )
+        # A failed start is raised after the task group, not from inside ``except*``: an
+        # exception raised there comes out wrapped in an ExceptionGroup, which printed a
+        # traceback instead of the one line ``serve`` prints for a StartupError.
+        problems: list[str] = []
         try:
             async with anyio.create_task_group() as tg:
                 self._task_group = tg
@@ -214,7 +220,8 @@ class Server:
                 task_status.started(self)
         except* ApplyError as group:
             problems = [p for exc in _leaves(group) for p in exc.problems]
-            raise StartupError("; ".join(problems)) from None
+        if problems:
+            raise StartupError("; ".join(problems))
 
     async def _run_registry(self, *, task_status: TaskStatus[None]) -> None:
         assert self.registry is not None

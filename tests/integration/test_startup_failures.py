@@ -11,6 +11,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -100,3 +101,37 @@ def test_a_bad_certificate(tmp_path):
     lines = serve(write_config(tmp_path, text))
     assert lines[-1].startswith("stalwart-py: cannot start: server.listener.http.tls: ")
     assert f"cannot use certificate {pem}" in lines[-1]
+
+
+def test_the_shipped_configuration_refused_port_25_is_one_line():
+    """The container's case: config/config.toml (every listener, the queue, the control
+    socket in one task group) run as uid 10001, refused port 25. This printed an
+    ExceptionGroup traceback (as root without the capability it did not)."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root to run the server as uid 10001 (setpriv)")
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        pytest.skip("setpriv (util-linux) is needed")
+    as_user = [setpriv, "--reuid", "10001", "--regid", "10001", "--clear-groups"]
+    probe = subprocess.run([*as_user, sys.executable, "-c", "import stalwart_py"], cwd=ROOT)
+    if probe.returncode != 0:
+        pytest.skip("uid 10001 cannot read this checkout or its interpreter")
+    directory = Path(tempfile.mkdtemp(prefix="startup-", dir="/tmp"))
+    try:
+        directory.chmod(0o777)
+        env = {
+            **os.environ,
+            "STALWART__STORAGE__DATA_DIR": str(directory / "data"),
+            "STALWART__SERVER__LISTENER__LMTP__BIND": str(directory / "lmtp.sock"),
+        }
+        command = [sys.executable, "-m", "stalwart_py", "serve", "--config"]
+        result = subprocess.run(
+            [*as_user, *command, str(ROOT / "config" / "config.toml")],
+            capture_output=True, text=True, env=env, timeout=60, cwd=ROOT,
+        )  # fmt: skip
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr and "ExceptionGroup" not in result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("stalwart-py: cannot start: cannot bind 0.0.0.0:25: Permission denied")
