@@ -231,7 +231,11 @@ imap.auth.allow-plaintext = true
 
 @contextmanager
 def dovecot(
-    workdir: Path, accounts: dict[str, list[bytes]], *, password_scheme: str = "PLAIN"
+    workdir: Path,
+    accounts: dict[str, list[bytes]],
+    *,
+    password_scheme: str = "PLAIN",
+    extra: str = "",
 ) -> Iterator[tuple[int, int]]:
     """Dovecot as a child process on its own configuration (tests/support/dovecot.py, the
     launcher the differential tests use): yields (port, pid). ``password_scheme`` is how
@@ -245,7 +249,7 @@ def dovecot(
         extra=(
             "service imap {\n  process_limit = 10000\n}\n"
             "default_process_limit = 100\n"
-            "protocol imap {\n  mail_max_userip_connections = 100000\n}\n"
+            "protocol imap {\n  mail_max_userip_connections = 100000\n}\n" + extra
         ),
     ) as server:
         for address, messages in accounts.items():
