@@ -180,6 +180,36 @@ class Aiosmtpd:
         self.process.wait(30)
 
 
+class SmtpSink:
+    """Postfix's smtp-sink (C; Debian's postfix package): a second peer, the rate a mature C
+    MTA's intake reaches on this machine when it stores nothing."""
+
+    def __enter__(self) -> SmtpSink:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        privileges = ["-u", "nobody"] if os.geteuid() == 0 else []  # it refuses root
+        self.process = subprocess.Popen(
+            ["smtp-sink", *privileges, f"127.0.0.1:{port}", "1000"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        self.address = ("127.0.0.1", port)
+        deadline = time.monotonic() + 10
+        while True:  # it says nothing when ready: try until it answers
+            try:
+                socket.create_connection(self.address, timeout=1).close()
+                return self
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.02)
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.process.terminate()
+        self.process.wait(30)
+
+
 # -- the load -------------------------------------------------------------------------------
 
 
@@ -349,6 +379,7 @@ def main() -> None:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, max(soft, 2 * args.idle + 256)), hard))
     have_source = shutil.which("smtp-source") is not None
+    have_sink = shutil.which("smtp-sink") is not None
     generator = "smtp-source" if have_source else "the Python client (smtp-source not found)"
     print(f"{args.messages} messages of {args.size} octets; load generator: {generator}")
     counts = [int(w) for w in args.workers.split(",")]
@@ -362,12 +393,13 @@ def main() -> None:
         for server in servers.values():
             stack.enter_context(server)
         peer = stack.enter_context(Aiosmtpd())
+        sinks = [("smtp-sink (Postfix)", stack.enter_context(SmtpSink()))] if have_sink else []
         ours = servers[counts[0]]
         for clients in (int(c) for c in args.clients.split(",")):
             print(f"\n{clients} client(s)")
             rates = {}
             line_up = [(name, servers[w]) for name, w in named.items()]
-            for name, server in [*line_up, ("aiosmtpd (no-op)", peer)]:
+            for name, server in [*line_up, ("aiosmtpd (no-op)", peer), *sinks]:
                 latency = python_client(server.address, args.messages, clients, args.size)
                 seconds = (
                     smtp_source(server.address, args.messages, clients, args.size, args.persistent)
@@ -386,6 +418,8 @@ def main() -> None:
             for name, w in named.items():
                 ratio = rates[name] / rates["aiosmtpd (no-op)"]
                 print(f"  ratio {name} / aiosmtpd: {ratio:.2f}", end="")
+                if sinks:
+                    print(f"   / smtp-sink: {rates[name] / rates[sinks[0][0]]:.2f}", end="")
                 first = next(iter(named))
                 if w != counts[0]:
                     print(f"   / {first}: {rates[name] / rates[first]:.2f}", end="")

@@ -15,8 +15,10 @@ written in the names area by the first worker that needs it.
 Counting a new connection and reading the totals is one critical section under an exclusive
 ``lockf`` on the file, so two workers accepting at once cannot both see room for one more: the
 limit is exact. The kernel drops a process's lock when it dies, so a SIGKILLed worker never
-leaves it held. The lock is held for a few microseconds; measured cost per connection
-(enter + leave, two lock round trips): see ``bench/shared_cost.py`` in the report.
+leaves it held. The lock is held for a few microseconds: counting a connection in and out
+(two lock round trips and the sums) measured 9.8 us per connection on the 2-core development
+machine at load 4, against milliseconds for an SMTP session; a shared-memory atomic would
+save most of it, Python has none.
 """
 
 from __future__ import annotations
