@@ -38,7 +38,7 @@ from __future__ import annotations
 import datetime
 import logging
 import ssl
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -280,6 +280,8 @@ class CertificateStore:
         self._installed: dict[str, Certificate] = {}  # install(), by id
         self._self_signed: dict[str, Certificate] = {}  # by host name
         self._challenges: dict[str, ssl.SSLContext] = {}  # TLS-ALPN-01, by domain
+        # Who adds to describe()'s entries (the ACME client: its renewal state), by id.
+        self._details: list[Callable[[], Mapping[str, Mapping[str, Any]]]] = []
         if metrics is not None:
             register_metrics(metrics, self)
 
@@ -403,10 +405,19 @@ class CertificateStore:
         if self._challenges.pop(normal_name(domain), None) is not None:
             log.info("TLS-ALPN-01: challenge for %s withdrawn", normal_name(domain))
 
+    def add_details(self, details: Callable[[], Mapping[str, Mapping[str, Any]]]) -> None:
+        """Have ``describe`` merge ``details()[id]`` into the entry of each id (the ACME
+        client's next renewal, last error); an id with details but no certificate yet (an
+        ACME order still to succeed) is listed with its details alone."""
+        self._details.append(details)
+
     def describe(self) -> list[dict[str, Any]]:
         """Every certificate known: configured, installed and self-signed ones in use."""
-        listed = [*self._files.values(), *self._installed.values(), *self._self_signed.values()]
-        return [c.describe() for c in listed]
+        entries = {c.id: c.describe() for c in self.certificates()}
+        for details in self._details:
+            for cert_id, extra in details().items():
+                entries.setdefault(cert_id, {"id": cert_id, "source": "acme"}).update(extra)
+        return list(entries.values())
 
     def certificates(self) -> list[Certificate]:
         return [*self._files.values(), *self._installed.values(), *self._self_signed.values()]

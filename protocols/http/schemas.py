@@ -240,7 +240,8 @@ COMPONENTS: dict[str, dict[str, Any]] = {
             "last-error-at": {"type": ["string", "null"], "format": "date-time"},
             "last-renewal": {"type": ["string", "null"], "format": "date-time"},
         },
-        ("id", "source", "names", "issuer", "not-before", "not-after"),
+        # an ACME certificate not obtained yet has its renewal state only
+        ("id", "source"),
         closed=False,
     ),
     "CertificateList": obj({"certificates": array(ref("Certificate"))}, ("certificates",)),

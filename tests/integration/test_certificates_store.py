@@ -186,3 +186,16 @@ def test_the_api_and_metrics_list_the_certificates(start_server, tmp_path, ca):
     assert stamp == pytest.approx(
         datetime.datetime.fromisoformat(listed["wild"]["not-after"]).timestamp()
     )
+
+
+def test_details_are_merged_into_describe(start_server, tmp_path, ca):
+    issue(ca, tmp_path, "one", "mail.one.test")
+    server = start_server(table(tmp_path, "one", default=True) + IMPLICIT)
+    store = server.context.certificates
+    store.add_details(
+        lambda: {"one": {"next_renewal": "2027-01-01T00:00:00Z"}, "later": {"last_error": "x"}}
+    )
+    listed = {c["id"]: c for c in store.describe()}
+    assert listed["one"]["next_renewal"] == "2027-01-01T00:00:00Z"
+    assert listed["one"]["names"] == ["mail.one.test"]
+    assert listed["later"] == {"id": "later", "source": "acme", "last_error": "x"}
