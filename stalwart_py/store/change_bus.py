@@ -17,7 +17,7 @@ PostgreSQL backend: NOTIFY in the writing transaction, LISTEN in every process):
 The change set is only a wake-up: watches are level-triggered and read the state itself from
 the database, so a late or duplicated message never shows stale data. For SQLite on one
 machine, ``DatagramBus`` is a Unix datagram socket per process under ``<data-dir>/run/``
-(``changes-<pid>.sock``); ``publish`` sends one datagram to each of the others (a few
+(``changes-<pid>-<n>.sock``); ``publish`` sends one datagram to each of the others (a few
 microseconds each, never blocking the writer). Delivery within a process's event loop
 iteration is well under the 100 ms IMAP clients are promised. When a datagram cannot be sent
 (the receiver's queue is full, or the change set is too large for one), the receiver is owed
@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
 import logging
 import os
@@ -42,6 +43,7 @@ from pathlib import Path
 from typing import Protocol
 
 log = logging.getLogger("stalwart_py.store")
+_numbers = itertools.count(1)
 
 PREFIX = "changes-"
 SUFFIX = ".sock"
@@ -96,7 +98,8 @@ class DatagramBus:
 
     def __init__(self, run_dir: Path) -> None:
         self.run_dir = run_dir
-        self.path = run_dir / f"{PREFIX}{os.getpid()}{SUFFIX}"
+        # pid and a count: two stores open in one process (a test, a command) each get one
+        self.path = run_dir / f"{PREFIX}{os.getpid()}-{next(_numbers)}{SUFFIX}"
         self._sock: socket.socket | None = None
         self._out = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self._out.setblocking(False)
@@ -112,7 +115,7 @@ class DatagramBus:
         """Bind this process's socket and deliver what others publish (event loop thread)."""
         self.run_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         with contextlib.suppress(FileNotFoundError):
-            self.path.unlink()  # a process with our pid that is gone left it
+            self.path.unlink()  # a process that is gone, and had our pid, left it
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         sock.bind(str(self.path))
         os.chmod(self.path, 0o600)
