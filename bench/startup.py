@@ -109,10 +109,15 @@ def time_ours(config: Path, clone: Path, *, cold: bool) -> tuple[float, int, flo
         os.close(read_fd)
 
 
-def fresh_clone(directory: Path) -> Path:
-    """HEAD of this repository, cloned without bytecode; asserts that it is what imports."""
+def fresh_clone(directory: Path, revision: str = "HEAD") -> Path:
+    """``revision`` of this repository, cloned without bytecode; asserts that it is what
+    imports."""
     clone = directory / "clone"
-    subprocess.run(["git", "clone", "--quiet", str(ROOT), str(clone)], check=True)
+    subprocess.run(["git", "clone", "--quiet", "--no-checkout", str(ROOT), str(clone)], check=True)
+    commit = subprocess.run(
+        ["git", "-C", str(ROOT), "rev-parse", revision], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    subprocess.run(["git", "-C", str(clone), "checkout", "--quiet", commit], check=True)
     assert not list(clone.rglob("__pycache__"))
     where = subprocess.run(
         [sys.executable, "-B", "-c", "import stalwart_py, protocols; print(stalwart_py.__file__)"],
@@ -140,11 +145,12 @@ def time_peer(count: int) -> tuple[float, int, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--rev", default="HEAD", help="the commit to measure (default: HEAD)")
     args = parser.parse_args()
     cold, warm, peer = [], [], []
     with tempfile.TemporaryDirectory() as directory:
         config, listeners = local_config(Path(directory))
-        clone = fresh_clone(Path(directory))
+        clone = fresh_clone(Path(directory), args.rev)
         time_ours(config, clone, cold=True)  # the first start makes the data directory
         for _ in range(args.runs):
             cold.append(time_ours(config, clone, cold=True))
@@ -160,7 +166,7 @@ def main() -> None:
     ]
     peer_time = statistics.median(t for t, _, _ in peer)
     peer_rss = statistics.median(r for _, r, _ in peer)
-    print(f"{listeners} listeners from config/local.toml, median of {args.runs} runs")
+    print(f"{args.rev}: {listeners} listeners from config/local.toml, median of {args.runs} runs")
     for name, samples, goal in rows:
         elapsed = statistics.median(t for t, _, _ in samples)
         rss = statistics.median(r for _, r, _ in samples)
