@@ -5,18 +5,22 @@ from __future__ import annotations
 import os
 import shutil
 import ssl
-import subprocess
-import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import trustme
 
 from stalwart_py import passwords
-from stalwart_py.plugin import discover_protocols
+from stalwart_py.plugin import Protocol, discover_protocols
+from stalwart_py.testing import ServerFactory
+from tests.support.plugin_packages import pip_install
 from tests.support.protocols import PROTOCOLS
-from tests.support.servers import InProcessServer, write_config
+from tests.support.servers import InProcessServer
+
+# The plugin test kit is a pytest plugin by entry point; listed here too for a venv installed
+# before the entry point existed (pytest then finds it registered and skips it).
+pytest_plugins = ["stalwart_py.testing.fixtures"]
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -34,47 +38,36 @@ def cheap_password_hashing(request: pytest.FixtureRequest, monkeypatch: pytest.M
         monkeypatch.setattr(passwords, "SCRYPT_LOG2_N", 8)
 
 
+@pytest.fixture
+def stalwart_protocols() -> dict[str, type[Protocol]]:
+    """The kit's servers serve every installed protocol plus the core tests' probe."""
+    return {**discover_protocols(), **PROTOCOLS}
+
+
+# The test CA, certificate and client context are the kit's (stalwart_py.testing); these are
+# the names the tests were written with.
 @pytest.fixture(scope="session")
-def ca() -> trustme.CA:
-    return trustme.CA()
+def ca(stalwart_ca: trustme.CA) -> trustme.CA:
+    return stalwart_ca
 
 
 @pytest.fixture(scope="session")
-def server_cert(ca: trustme.CA, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+def server_cert(stalwart_certificate: tuple[Path, Path]) -> tuple[Path, Path]:
     """A certificate for mail.example.test and localhost signed by the test CA: (cert, key)."""
-    cert = ca.issue_cert("mail.example.test", "localhost", "127.0.0.1", "::1")
-    directory = tmp_path_factory.mktemp("tls")
-    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
-    cert.private_key_and_cert_chain_pem.write_to_path(str(cert_path))
-    cert.private_key_pem.write_to_path(str(key_path))
-    return cert_path, key_path
+    return stalwart_certificate
 
 
 @pytest.fixture(scope="session")
-def client_tls(ca: trustme.CA) -> ssl.SSLContext:
+def client_tls(stalwart_client_tls: ssl.SSLContext) -> ssl.SSLContext:
     """A client context that trusts the test CA only."""
-    context = ssl.create_default_context()
-    ca.configure_trust(context)
-    return context
+    return stalwart_client_tls
 
 
 @pytest.fixture
-def start_server(tmp_path: Path) -> Iterator[Callable[..., InProcessServer]]:
-    """Start an in-process server on a configuration text; stopped at the end of the test."""
-    started: list[InProcessServer] = []
-
-    def start(text: str, protocols: dict | None = None) -> InProcessServer:
-        """``protocols`` defaults to every installed protocol plus the test probe."""
-        path = write_config(tmp_path, text)
-        if protocols is None:
-            protocols = {**discover_protocols(), **PROTOCOLS}
-        server = InProcessServer(path, protocols)
-        started.append(server.__enter__())
-        return server
-
-    yield start
-    for server in reversed(started):
-        server.__exit__(None, None, None)
+def start_server(stalwart_servers: ServerFactory) -> Callable[..., InProcessServer]:
+    """Start an in-process server on a configuration text; stopped at the end of the test.
+    The kit's ``stalwart_servers.start``: ``protocols`` defaults to ``stalwart_protocols``."""
+    return stalwart_servers.start
 
 
 def heavy_tiers_enabled() -> bool:
@@ -108,25 +101,6 @@ def echo_plugin(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     """The example plugin (examples/echo-plugin), pip-installed as its own distribution into
     a directory the server's environment then has on its path."""
     target = tmp_path_factory.mktemp("site")
-    build = tmp_path_factory.mktemp("build")
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--no-deps",
-            "--no-build-isolation",
-            "--no-cache-dir",
-            "--target",
-            str(target),
-            str(ROOT / "examples" / "echo-plugin"),
-        ],
-        check=True,
-        cwd=build,
-        env={**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1"},
-    )
+    env = pip_install(ROOT / "examples" / "echo-plugin", target, tmp_path_factory.mktemp("build"))
     assert list(target.glob("stalwart_py_echo-*.dist-info/entry_points.txt"))
-    path = os.pathsep.join(filter(None, [str(target), os.environ.get("PYTHONPATH")]))
-    return {"PYTHONPATH": path}
+    return env

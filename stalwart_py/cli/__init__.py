@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 
 from stalwart_py import __version__
-from stalwart_py.cli import acme, directory, dns, listener, queue, server
+from stalwart_py.cli import acme, directory, dns, listener, plugin, queue, server
 
 DEFAULT_CONFIG = "/etc/stalwart-py/config.toml"
 
@@ -46,6 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     listener.register(commands, command)
     dns.register(commands, command)
     acme.register(commands, command)
+    plugin.register(commands)
     return parser
 
 

@@ -83,19 +83,8 @@ protocol = "lmtp"
 
 
 def mailbox_messages(server: InProcessServer, address: str, mailbox: str = "INBOX") -> list[bytes]:
-    """Every stored message of a mailbox, oldest first."""
-
-    async def read() -> list[bytes]:
-        store = server.context.store
-        account = await store.get_account(address)
-        assert account is not None
-        box = await store.get_mailbox(account.id, mailbox)
-        assert box is not None
-        infos = await store.messages(box.id)
-        blobs = await store.read_blobs([info.blob_id for info in infos])
-        return [blobs[info.blob_id] for info in infos]
-
-    return server.run(read)
+    """Every stored message of a mailbox, oldest first (the kit's RunningServer.messages)."""
+    return server.messages(address, mailbox)
 
 
 def queue(server: InProcessServer) -> list[Any]:
@@ -120,8 +109,7 @@ def without_trace(stored: bytes) -> bytes:
 
 
 def metric(server: InProcessServer, name: str, **labels: str) -> float:
-    value = server.context.metrics.registry.get_sample_value(name, labels)
-    return value or 0.0
+    return server.metric(name, **labels)
 
 
 def connect(server: InProcessServer, listener: str = "smtp", **kwargs: Any) -> smtplib.SMTP:
