@@ -50,7 +50,9 @@ def test_a_plugin_package_is_discovered_by_entry_point(tmp_path, echo_plugin):
 
 
 def test_unknown_protocol_lists_the_installed_ones(tmp_path, echo_plugin):
-    path = write_config(tmp_path, '[server.listener.x]\nbind = "127.0.0.1:0"\nprotocol = "nosuch"\n')
+    path = write_config(
+        tmp_path, '[server.listener.x]\nbind = "127.0.0.1:0"\nprotocol = "nosuch"\n'
+    )
     result = subprocess.run(
         [sys.executable, "-m", "stalwart_py", "serve", "--config", str(path)],
         capture_output=True,
