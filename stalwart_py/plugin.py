@@ -101,7 +101,8 @@ __all__ = [
 ENTRY_POINT_GROUP = "stalwart_py.protocols"
 
 # The plugin API's version: one more at every change of what this module exports or promises.
-# 1: Protocol (handle, refuse, notices, settings, starttls), Connection, Refusal, ServerContext.
+# 1: Protocol (handle, refuse, notices, settings, starttls), Connection, Refusal, ServerContext,
+# and the mail-access exports added for POP3 (SASL framing, store records, Duration/Size/Range).
 API_VERSION = 1
 
 log = logging.getLogger("stalwart_py.plugin")
