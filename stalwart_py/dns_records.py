@@ -20,8 +20,10 @@ what DNS really says (``stalwart-py dns records|check DOMAIN``, ``GET /api/dns/{
 * ``autoconfig.D``, ``autodiscover.D`` and ``mta-sts.D`` as CNAMEs of H (the HTTP listener
   answers them: protocols/http/autoconfig.py).
 
-A CAA suggestion belongs here once ACME (issue 16) has a configuration to take the CA from;
-until then there is none to suggest.
+* CAA (RFC 8659 4.2) when ``[acme."<id>"]`` is configured: ``D CAA 0 issue "<ca>"`` for the
+  CA of each ``directory`` whose CAA domain is known (``CAA_DOMAINS``: Let's Encrypt's
+  ``letsencrypt.org`` and others); a directory of an unknown CA (a private step-ca, Pebble)
+  suggests nothing, since a wrong CAA record would make every CA refuse the domain.
 
 ``check(...)`` asks DNS (through the one Resolver) for each record and grades it ``ok``,
 ``missing`` (nothing of its kind there), ``different`` (something else there: both are shown)
@@ -33,6 +35,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 from stalwart_py import clients
 from stalwart_py.clients import Endpoint
@@ -41,6 +44,16 @@ from stalwart_py.queue.dkim import DkimKey
 from stalwart_py.resolver import DnsError, DnsTemporaryError, NameNotFound, Resolver
 
 TTL = 3600
+# ACME directory host names (and their parents) -> the CA's CAA issuer domain, as each CA
+# documents it (RFC 8659 4.2: the issuer-domain-name the CA checks for).
+CAA_DOMAINS = {
+    "api.letsencrypt.org": "letsencrypt.org",  # acme-v02 and acme-staging-v02
+    "acme.zerossl.com": "sectigo.com",  # ZeroSSL issues under Sectigo
+    "api.pki.goog": "pki.goog",  # Google Trust Services (dv.acme-v02.api.pki.goog)
+    "api.buypass.com": "buypass.com",
+    "api.test4.buypass.no": "buypass.com",
+    "acme.ssl.com": "ssl.com",
+}
 TXT_CHUNK = 255  # RFC 1035 3.3.14: a character-string is at most 255 octets
 
 
@@ -167,7 +180,23 @@ def records(
     ):
         if host != f"{label}.{domain}":
             out.append(Record(f"{label}.{domain}", "CNAME", f"{host}.", purpose))
+    for issuer in caa_issuers(config):
+        out.append(Record(domain, "CAA", f'0 issue "{issuer}"', "CAA: the ACME CA may issue"))
     return out
+
+
+def caa_issuers(config: Config) -> list[str]:
+    """The CAA issuer domains of the configured ACME CAs that are known (``CAA_DOMAINS``)."""
+    found: dict[str, None] = {}
+    for acme in getattr(config, "acme", {}).values():
+        host = urlsplit(acme.directory).hostname or ""
+        labels = host.lower().split(".")
+        for start in range(len(labels)):
+            issuer = CAA_DOMAINS.get(".".join(labels[start:]))
+            if issuer is not None:
+                found[issuer] = None
+                break
+    return list(found)
 
 
 def zone_text(domain: str, found: list[Record]) -> str:
