@@ -1,5 +1,6 @@
 """POP3 on the wire (RFC 1939, 2449, 2595, 5034): poplib over plain TCP, STLS and implicit
-TLS, raw sockets for what poplib does not do (pipelining, bad input), IMAP beside it."""
+TLS, raw sockets for what poplib does not do (pipelining, bad input), IMAP beside it. The
+servers come from the plugin test kit (stalwart_py.testing), as a third-party plugin's would."""
 
 from __future__ import annotations
 
@@ -25,10 +26,15 @@ from tests.support.pop3 import (
 
 
 @pytest.fixture
-def server(start_server, server_cert):
-    server = start_server(config(server_cert))
+def server(stalwart_servers):
+    server = stalwart_servers.start(config(None), tls=True)
     server.add_account(USER, PASSWORD)
     return server
+
+
+@pytest.fixture
+def client_tls(stalwart_client_tls):
+    return stalwart_client_tls
 
 
 def test_capabilities_before_and_after_stls(server, client_tls):
@@ -259,8 +265,8 @@ def test_bad_input_gets_err_and_the_session_goes_on(server):
         assert client.readline() == b""
 
 
-def test_idle_timeout_before_login(start_server, server_cert):
-    server = start_server(config(server_cert, extra='idle-timeout = "1s"'))
+def test_idle_timeout_before_login(stalwart_servers):
+    server = stalwart_servers.start(config(None, extra='idle-timeout = "1s"'), tls=True)
     started = time.monotonic()
     with socket.create_connection(server.address("pop3"), timeout=10) as sock:
         received = b""

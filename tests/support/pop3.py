@@ -16,14 +16,18 @@ PASSWORD = "a pop3 password"
 TIMEOUT = 20
 
 
-def config(cert: tuple[Path, Path], extra: str = "") -> str:
+def config(cert: tuple[Path, Path] | None, extra: str = "") -> str:
+    """The POP3 test configuration; without ``cert``, for the kit's ``start(..., tls=True)``."""
+    tls = (
+        ""
+        if cert is None
+        else (f'[server.tls]\ncertificate = "{cert[0]}"\nprivate-key = "{cert[1]}"\n')
+    )
     return f"""
 [server]
 hostname = "mail.example.test"
 
-[server.tls]
-certificate = "{cert[0]}"
-private-key = "{cert[1]}"
+{tls}
 
 [directory.throttle]
 failure-delay = 0
