@@ -14,8 +14,8 @@ PLAIN = base64.b64encode(f"\0bob@example.test\0{PASSWORD}".encode())
 
 
 @pytest.fixture
-def server(start_server):
-    server = start_server(
+def server(stalwart_servers):
+    server = stalwart_servers.start(
         config(extra="managesieve.auth.require-tls = false\nmanagesieve.max-bad-commands = 3\n")
     )
     server.add_account("bob@example.test", PASSWORD)

@@ -54,8 +54,7 @@ def test_starttls_then_auth_plain_and_send(server, client_tls):
 
 
 def test_auth_login_over_implicit_tls(server, client_tls):
-    host, port = server.address("submissions")
-    with smtplib.SMTP_SSL(host, port, context=client_tls, timeout=20) as client:
+    with server.smtp("submissions", tls=client_tls) as client:  # the kit's smtplib client
         client.ehlo("c.test")
         assert not client.has_extn("starttls")
         client.user, client.password = "bob@example.test", PASSWORD
