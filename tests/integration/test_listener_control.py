@@ -109,7 +109,10 @@ def test_bad_requests_get_an_answer_and_slow_ones_a_timeout(start_server, monkey
         (b"not json\n", "a request is a JSON object"),
         (b"[" * 60000 + b"\n", "a request is a JSON object"),  # past Python's recursion limit
         (b"[1, 2]\n", 'a request is a JSON object with a "command"'),
-        (b'{"command": "shutdown"}\n', "unknown command; the commands are: disable, enable, "),
+        (
+            b'{"command": "shutdown"}\n',
+            "unknown command; the commands are: acme-renew, acme-status, disable, enable, ",
+        ),
         (b'{"command": "disable"}\n', "no running listener None"),
         (b'{"command": "x", "pad": "' + b"a" * 70000 + b'"}\n', "at most 65536 bytes"),
     ]:
