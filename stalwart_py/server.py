@@ -192,6 +192,9 @@ class Server:
             self.context.certificates,
             self.context.metrics,
         )
+        # its renewal state (next renewal, last error) beside each entry the store describes,
+        # and an id whose first order has not succeeded yet listed with that state alone
+        self.context.certificates.add_details(self.context.acme.describe)
         # A failed start is raised after the task group, not from inside ``except*``: an
         # exception raised there comes out wrapped in an ExceptionGroup, which printed a
         # traceback instead of the one line ``serve`` prints for a StartupError.

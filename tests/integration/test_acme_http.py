@@ -4,6 +4,9 @@ writes; and POST /api/certificates/{id}/renew for an id that is not configured."
 
 from __future__ import annotations
 
+import socket
+import time
+
 import pytest
 
 from protocols.http import Http
@@ -42,3 +45,29 @@ def test_renew_of_an_unconfigured_id_is_404_and_needs_an_admin(server):
         assert answer.status == 404
         assert 'no [acme."nothing"]' in answer.json["error"]
         assert admin.post("/api/certificates/nothing/renew", auth=False).status == 401
+
+
+def test_an_id_whose_first_order_failed_is_listed_with_its_error(start_server):
+    with socket.socket() as unused:  # a port nothing listens on: the CA is unreachable
+        unused.bind(("127.0.0.1", 0))
+        port = unused.getsockname()[1]
+    server = start_http(
+        start_server,
+        f"""
+[acme."lab"]
+directory = "https://127.0.0.1:{port}/dir"
+domains = ["mail.example.test"]
+challenge = "http-01"
+""",
+    )
+    with ApiClient(server.address("http"), auth=ADMIN, referee=REFEREE) as admin:
+        deadline = time.monotonic() + 10
+        while True:
+            listed = {c["id"]: c for c in admin.get("/api/certificates").json["certificates"]}
+            if listed.get("lab", {}).get("last-error") or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)  # ok: polling the API for the first attempt's outcome
+    lab = listed["lab"]
+    assert lab["source"] == "acme" and "names" not in lab
+    assert lab["failures"] >= 1 and lab["last-error"]
+    assert lab["next-renewal"] is not None

@@ -28,11 +28,6 @@ def _kebab(entry: dict[str, Any]) -> dict[str, Any]:
     responses={200: ("every certificate known", ref("CertificateList"))},
 )
 async def list_certificates(request: Request) -> Response:
-    server = request.session.server
-    entries = server.certificates.describe()
-    # an ACME certificate's renewal state beside it (stalwart_py/acme/manager.py)
-    renewals = server.acme.describe() if server.acme is not None else {}
-    for entry in entries:
-        if entry.get("source") == "acme" and entry.get("id") in renewals:
-            entry.update(renewals[entry["id"]])
+    # the ACME client's renewal state is merged in by the store (CertificateStore.add_details)
+    entries = request.session.server.certificates.describe()
     return json_response(200, {"certificates": [_kebab(entry) for entry in entries]})
