@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 
 from stalwart_py import __version__
-from stalwart_py.cli import acme, directory, dns, listener, plugin, queue, server
+from stalwart_py.cli import acme, directory, dns, listener, plugin, queue, reference, server
 
 DEFAULT_CONFIG = "/etc/stalwart-py/config.toml"
 
@@ -47,6 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     dns.register(commands, command)
     acme.register(commands, command)
     plugin.register(commands)
+    reference.register(commands)  # docs/*-reference.md, generated
     return parser
 
 
