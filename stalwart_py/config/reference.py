@@ -109,12 +109,17 @@ def class_description(cls: type) -> str:
     doc = cls.__dict__.get("__doc__") or ""
     if doc.startswith(cls.__name__ + "("):  # the signature dataclass writes when there is none
         return ""
-    return markdown(inspect.cleandoc(doc))
+    text = inspect.cleandoc(doc)
+    module = inspect.getmodule(cls)
+    if "module docstring" in text and module is not None and module.__doc__:
+        text = text.replace("the module docstring", "below")  # it follows here
+        text += "\n\n" + inspect.cleandoc(module.__doc__)
+    return markdown(text)
 
 
 def markdown(text: str) -> str:
     """reStructuredText's ``literal`` as Markdown's `literal`."""
-    return re.sub(r"``(.+?)``", r"`\1`", text, flags=re.S)
+    return re.sub(r"(?<!`)``(?!`)(.+?)(?<!`)``(?!`)", r"`\1`", text, flags=re.S)  # not ```
 
 
 # -- types, bounds and defaults -------------------------------------------------------------
@@ -165,7 +170,20 @@ def bounds(hint: Any) -> str:
     if get_origin(base) is Literal:
         return ", ".join(render_value(v) for v in get_args(base))
     ranges = [m for m in meta if isinstance(m, Range)]
-    return " ".join(r.describe() for r in ranges)
+    return " ".join(_range(r) for r in ranges)
+
+
+def _range(r: Range) -> str:
+    """``Range.describe`` with whole numbers written out (1048576, not 1.04858e+06)."""
+
+    def number(value: float) -> str:
+        return str(int(value)) if float(value).is_integer() else f"{value}"
+
+    if r.low is not None and r.high is not None:
+        return f"from {number(r.low)} to {number(r.high)}"
+    if r.low is not None:
+        return f"of at least {number(r.low)}"
+    return f"of at most {number(r.high)}"  # type: ignore[arg-type]
 
 
 def _units(value: float, units: list[tuple[str, float]]) -> str | None:
