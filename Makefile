@@ -7,7 +7,7 @@ PYTEST_ARGS ?=
 # make run CONFIG=var/pebble.toml: another configuration (docs/tls.md, ACME with Pebble)
 CONFIG ?= config/local.toml
 
-.PHONY: run test lint format bench clean
+.PHONY: run test lint format reference bench clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "stalwart-py needs Python 3.11 or newer; found " + sys.version.split()[0])'
@@ -28,6 +28,10 @@ lint: $(STAMP)
 format: $(STAMP)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
+
+# docs/configuration-reference.md and docs/http-api-reference.md, generated from the code
+reference: $(STAMP)
+	$(BIN)/stalwart-py reference --docs docs
 
 BENCH_STAMP := $(VENV)/.installed-bench
 

@@ -8,6 +8,7 @@ command that fixes it.
 
 from __future__ import annotations
 
+import difflib
 from pathlib import Path
 
 import pytest
@@ -22,7 +23,13 @@ PAGES = pages()
 @pytest.mark.parametrize("name", sorted(PAGES))
 def test_the_committed_page_is_what_the_code_generates(name: str) -> None:
     committed = (DOCS / name).read_text(encoding="utf-8")
-    assert committed == PAGES[name], f"docs/{name} is out of date: run `{COMMAND}`"
+    diff = list(
+        difflib.unified_diff(
+            committed.splitlines(), PAGES[name].splitlines(), "committed", "generated", lineterm=""
+        )
+    )
+    # The message, and the first lines of the difference; not pytest's diff of two pages.
+    assert not diff, f"docs/{name} is out of date: run `{COMMAND}`\n" + "\n".join(diff[:20])
 
 
 def test_every_configuration_key_is_in_the_reference() -> None:
