@@ -204,9 +204,11 @@ def default_text(f: dataclasses.Field[Any], kind: str) -> str:
         return "required"
     if value is None:
         return "unset"
+    durations = [("w", 604800), ("d", 86400), ("h", 3600), ("m", 60), ("s", 1), ("ms", 0.001)]
     if kind == "duration" and isinstance(value, int | float) and value:
-        units = [("w", 604800), ("d", 86400), ("h", 3600), ("m", 60), ("s", 1), ("ms", 0.001)]
-        return f"`{_units(value, units) or value}`"
+        return f"`{_units(value, durations) or value}`"
+    if kind == "list of duration" and isinstance(value, tuple):
+        return f"`[{', '.join(_units(v, durations) or str(v) for v in value)}]`"
     if kind == "size" and isinstance(value, int) and value:
         units = [("G", 1 << 30), ("M", 1 << 20), ("K", 1 << 10)]
         return f"`{_units(value, units) or value}`"
@@ -274,7 +276,8 @@ def shipped(group: str) -> dict[str, type]:
     """The plugins of ``group`` that this distribution ships, by name."""
     found = {}
     for entry in importlib.metadata.entry_points(group=group):
-        if entry.dist is not None and entry.dist.name == DISTRIBUTION:
+        name = entry.dist.name if entry.dist is not None else ""
+        if re.sub(r"[-_.]+", "-", name).lower() == DISTRIBUTION:  # PEP 503 normalized
             found[entry.name] = entry.load()
     return dict(sorted(found.items()))
 
@@ -320,6 +323,13 @@ def sections() -> list[Section]:
     return out
 
 
+def _outside_code(text: str, change: typing.Callable[[str], str]) -> str:
+    """``change`` applied to the text outside `code spans` (a comment's <data-dir> would be
+    taken for an HTML tag)."""
+    parts = text.split("`")
+    return "`".join(change(p) if i % 2 == 0 else p for i, p in enumerate(parts))
+
+
 def _cell(text: str) -> str:
     return " ".join(text.split()).replace("|", "\\|")
 
@@ -355,7 +365,8 @@ def render() -> str:
             continue
         out += ["| key | type | default | bounds | description |", "|---|---|---|---|---|"]
         for row in section.rows:
-            cells = [f"`{row.key}`", row.type, row.default, row.bounds, row.description]
+            description = _outside_code(row.description, lambda t: t.replace("<", "&lt;"))
+            cells = [f"`{row.key}`", row.type, row.default, row.bounds, description]
             out.append("| " + " | ".join(_cell(c) for c in cells) + " |")
     return "\n".join(out) + "\n"
 

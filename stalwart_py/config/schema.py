@@ -38,15 +38,15 @@ def system_hostname() -> str:
 class SocketSettings:
     """``socket.*``: options set on the listening socket and on every accepted connection."""
 
-    reuse_addr: bool = True
-    reuse_port: bool = False
-    backlog: Annotated[int, Range(1, 65535)] = 1024
-    nodelay: bool = True
-    ttl: Annotated[int, Range(1, 255)] | None = None
-    send_buffer_size: Size | None = None
-    recv_buffer_size: Size | None = None
+    reuse_addr: bool = True  # SO_REUSEADDR
+    reuse_port: bool = False  # SO_REUSEPORT
+    backlog: Annotated[int, Range(1, 65535)] = 1024  # the listen() backlog
+    nodelay: bool = True  # TCP_NODELAY on each connection
+    ttl: Annotated[int, Range(1, 255)] | None = None  # IP_TTL (IPv6: IPV6_UNICAST_HOPS)
+    send_buffer_size: Size | None = None  # SO_SNDBUF
+    recv_buffer_size: Size | None = None  # SO_RCVBUF
     linger: Duration | None = None  # SO_LINGER: seconds to wait for unsent data on close
-    tos: Annotated[int, Range(0, 255)] | None = None
+    tos: Annotated[int, Range(0, 255)] | None = None  # IP_TOS (IPv6: IPV6_TCLASS)
     file_mode: FileMode | None = None  # Unix-domain sockets only
 
 
@@ -54,11 +54,12 @@ class SocketSettings:
 class TLSSettings:
     """``tls.*``: implicit TLS and the certificate; absent certificate means self-signed."""
 
-    implicit: bool = False
+    implicit: bool = False  # TLS from the first byte (465, 993)
+    # PEM files; absent: a self-signed certificate for the hostname, kept in <data-dir>/tls
     certificate: Path | None = None
-    private_key: Path | None = None
+    private_key: Path | None = None  # its private key (PEM); the two go together
     min_version: TLSVersion = "1.2"
-    handshake_timeout: Duration = 10.0
+    handshake_timeout: Duration = 10.0  # the longest a TLS handshake may take
 
     def __post_init__(self) -> None:
         if (self.certificate is None) != (self.private_key is None):
@@ -69,21 +70,23 @@ class TLSSettings:
 class ProxySettings:
     """``proxy.*``: PROXY protocol v1/v2 headers are read only from these networks."""
 
+    # PROXY headers are required from these networks; the address they carry is the client's
     trusted_networks: tuple[Network, ...] = ()
-    timeout: Duration = 10.0
+    timeout: Duration = 10.0  # how long to wait for that header
 
 
 @dataclass(frozen=True, slots=True)
 class ListenerSettings:
     """What a connection's session runs under: [server] defaults, the listener, peer scopes."""
 
+    # The name the listener gives itself (in greetings, EHLO, certificates).
     hostname: Hostname = field(default_factory=system_hostname)
     max_connections: Annotated[int, Range(1)] | None = None
     # Connections one client address may hold open on the listener at once, so that one
     # address cannot take every connection; IPv6 clients count by their /64 (one host, or
     # one home, usually has a whole /64). Behind a proxy, the address its PROXY header gives.
     max_connections_per_ip: Annotated[int, Range(1)] | None = 50
-    ipv6_prefix_length: Annotated[int, Range(1, 128)] = 64
+    ipv6_prefix_length: Annotated[int, Range(1, 128)] = 64  # IPv6 clients count by this prefix
     idle_timeout: Duration = 300.0  # waiting for the client's next command
     # A command, once its first byte arrived, must arrive whole within this (its literals or
     # data may take longer: see min-data-rate); a client trickling a byte at a time cannot
@@ -118,7 +121,7 @@ class ServerSettings:
 class StorageSettings:
     """``[storage]``: where the server keeps its data."""
 
-    data_dir: Path = Path("/var/lib/stalwart-py")
+    data_dir: Path = Path("/var/lib/stalwart-py")  # messages, accounts, keys: mode 0700
     backend: Literal["sqlite"] = "sqlite"
 
 
@@ -146,7 +149,7 @@ class ThrottleSettings:
     max_failures_per_address: Annotated[int, Range(1)] = 30  # any accounts, from one address
     max_failures_per_address_and_account: Annotated[int, Range(1)] = 5
     block_time: Duration = 1.0  # the first block; 0 turns blocking off
-    max_block_time: Duration = 900.0
+    max_block_time: Duration = 900.0  # the longest block
     failure_delay: Duration = 1.0  # every failed attempt is answered only after this
     max_tracked: Annotated[int, Range(1000)] = 100_000  # addresses and pairs remembered
 
@@ -168,8 +171,8 @@ class AuthCacheSettings:
     verified against; see ``stalwart_py.auth_cache``. ``ttl = "0"`` turns the cache off.
     """
 
-    ttl: Duration = 300.0
-    max_entries: Annotated[int, Range(1)] = 10_000
+    ttl: Duration = 300.0  # how long a verified password is remembered (never extended by use)
+    max_entries: Annotated[int, Range(1)] = 10_000  # past it the oldest go first
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,12 +181,12 @@ class DirectorySettings:
 
     subaddress_separator: str = "+"  # "" turns plus-addressing off
     scram: bool = True  # keep SCRAM-SHA-256 credentials (offer the mechanism)
-    min_password_length: int = 8
+    min_password_length: int = 8  # characters of an account's password, after SASLprep
     # Password hashes (scrypt) computed at once, in worker threads; unset: the number of CPUs.
     # More logins wait their turn in order, each at most max-hash-wait, and are then deferred
     # ("try again later"), not refused. See stalwart_py.hash_pool.
     max_concurrent_hashes: Annotated[int, Range(1, 1024)] | None = None
-    max_hash_wait: Duration = 10.0
+    max_hash_wait: Duration = 10.0  # the wait for a free worker before a login is deferred
     throttle: ThrottleSettings = field(default_factory=ThrottleSettings)
     auth_cache: AuthCacheSettings = field(default_factory=AuthCacheSettings)
 
@@ -260,11 +263,12 @@ class QueueTLSSettings:
 class QueueSettings:
     """``[queue]``: delivery of the outbound queue."""
 
+    # Intervals between delivery attempts (the last one repeats until max-age).
     retry: tuple[Duration, ...] = (300.0, 600.0, 1800.0, 3600.0, 7200.0, 14400.0)
     max_age: Duration = 5 * 86400.0  # then undelivered recipients bounce
     max_connections: Annotated[int, Range(1, 10000)] = 32  # outbound, in total
     max_connections_per_destination: Annotated[int, Range(1, 1000)] = 4
-    max_messages_per_connection: Annotated[int, Range(1)] = 100
+    max_messages_per_connection: Annotated[int, Range(1)] = 100  # then a new connection
     port: Port = 25  # the port of MX hosts (RFC 5321); change it only to test
     connect_timeout: Duration = 30.0
     command_timeout: Duration = 300.0  # RFC 5321 4.5.3.2: 5 minutes for most replies
@@ -290,7 +294,7 @@ class QueueSettings:
 class DkimSettings:
     """``[dkim."<domain>"]``: sign outbound mail from this domain (RFC 6376)."""
 
-    selector: str
+    selector: str  # the DKIM selector: its key is published at <selector>._domainkey.<domain>
     private_key: Path  # PEM, RSA or Ed25519; `stalwart-py dkim generate` makes one
 
 
