@@ -38,9 +38,12 @@ ENTRY_POINT_GROUP = "stalwart_py.filters"
 class FilterSettings:
     """The keys every ``[filter."<id>"]`` table has, whatever its type."""
 
-    type: str = "milter"
-    enable: bool = True
+    type: str = "milter"  # the filter plugin (an entry point in stalwart_py.filters)
+    enable: bool = True  # false: listeners naming it skip it
+    # The filter failed (down, a protocol error, over its time): "tempfail" answers 451 4.7.1
+    # and nothing goes through unfiltered; "accept" logs a warning and goes on as if accepted.
     on_error: Literal["tempfail", "accept"] = "tempfail"
+    # The most one message may spend in this filter, whatever the filter's own timeouts.
     time_limit: Duration = 60.0
 
 

@@ -21,17 +21,24 @@ from stalwart_py.config.types import Duration, Port
 
 @dataclass(frozen=True, slots=True)
 class MilterTimeouts:
-    connect: Duration = 30.0
+    """``timeout.*`` of a milter's ``[filter."<id>"]`` table."""
+
+    connect: Duration = 30.0  # to connect (and TLS)
+    # For each answer before the content (connect, HELO, MAIL, RCPT, DATA).
     command: Duration = 30.0
+    # For each answer to the header, body chunks and end of message (a milter's progress
+    # reply restarts it).
     data: Duration = 60.0
 
 
 @dataclass(frozen=True, slots=True)
 class MilterSettings:
-    hostname: str
-    port: Port | None = None
-    tls: bool = False
-    allow_invalid_certs: bool = False
+    """The keys of a ``[filter."<id>"]`` table of ``type = "milter"`` (docs/filters.md)."""
+
+    hostname: str  # the milter's host or IP address, or the path of its Unix socket
+    port: Port | None = None  # its port (required on TCP)
+    tls: bool = False  # TLS to the milter
+    allow_invalid_certs: bool = False  # with tls: accept any certificate (a self-signed milter)
     timeout: MilterTimeouts = field(default_factory=MilterTimeouts)
 
     def __post_init__(self) -> None:
