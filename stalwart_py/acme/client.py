@@ -26,10 +26,12 @@ import ssl
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
-import httpx
+
+if TYPE_CHECKING:
+    import httpx
 
 from stalwart_py.acme.jws import AccountKey, b64url, external_account_binding
 
@@ -171,6 +173,10 @@ class AcmeClient:
         verify: ssl.SSLContext | bool = True
         if ca_file is not None:
             verify = ssl.create_default_context(cafile=str(ca_file))
+        # imported here, on the first order: httpx (with the rich console its CLI pulls in) is
+        # a fifth of a server start's imports, and most starts order nothing
+        import httpx
+
         self._http = httpx.AsyncClient(
             verify=verify,
             timeout=timeout,
@@ -190,6 +196,8 @@ class AcmeClient:
     # -- transport ---------------------------------------------------------------------------
 
     async def _send(self, method: str, url: str, **kwargs: Any) -> Answer:
+        import httpx  # loaded by __init__ already
+
         try:
             async with self._http.stream(method, url, **kwargs) as response:
                 body = bytearray()
