@@ -46,20 +46,22 @@ Contact = Annotated[str, ValueParser(_contact, "an email address (or a mailto: U
 class EabSettings:
     """``eab.*``: external account binding (RFC 8555 7.3.4), as ZeroSSL needs."""
 
-    kid: str
-    hmac_key: str
+    kid: str  # the key id, as the CA hands it out
+    hmac_key: str  # base64url, as the CA hands it out
 
 
 @dataclass(frozen=True, slots=True)
 class AcmeSettings:
     """One ``[acme."<id>"]`` table: see the module docstring."""
 
-    directory: DirectoryURL
+    directory: DirectoryURL  # the CA's directory URL
+    # The names of the certificate (no wildcards: they need DNS-01).
     domains: tuple[Hostname, ...] = field(metadata={"one_or_many": True})
+    # mailto: is added when absent
     contact: tuple[Contact, ...] = field(default=(), metadata={"one_or_many": True})
     challenge: Literal["tls-alpn-01", "http-01"] = "tls-alpn-01"
-    renew_before: Duration = 30 * 86400.0
-    ca_file: Path | None = None
+    renew_before: Duration = 30 * 86400.0  # before the certificate's notAfter
+    ca_file: Path | None = None  # trust anchors of a private ACME server (step-ca)
     eab: EabSettings | None = None
 
     def __post_init__(self) -> None:

@@ -32,9 +32,9 @@ from stalwart_py.config.convert import join
 class CertificateSettings:
     """One ``[certificate."<id>"]`` table."""
 
-    cert: Path
-    private_key: Path
-    default: bool = False
+    cert: Path  # the chain, leaf first (PEM)
+    private_key: Path  # its private key (PEM)
+    default: bool = False  # for clients that send no name, or one no certificate has
 
 
 def check_certificates(conv: Any, certificates: Mapping[str, CertificateSettings]) -> None:

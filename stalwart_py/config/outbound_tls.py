@@ -18,7 +18,7 @@ from stalwart_py.config.types import Duration, Port, Range
 class QueueMtaStsSettings:
     """``[queue.mta-sts]``: fetch, cache and apply the MTA-STS policies of destinations."""
 
-    enable: bool = True
+    enable: bool = True  # apply destinations' MTA-STS policies
     port: Port = 443  # of mta-sts.<domain>; RFC 8461 3.3 says 443: change it only to test
     timeout: Duration = 30.0  # for fetching one policy (connect, handshake, answer)
     cache_size: Annotated[int, Range(1)] = 10_000  # policies kept (in the store)
@@ -28,7 +28,7 @@ class QueueMtaStsSettings:
 class QueueDaneSettings:
     """``[queue.dane]``: verify MX certificates against authenticated TLSA records."""
 
-    enable: bool = True
+    enable: bool = True  # apply authenticated TLSA records
 
 
 @dataclass(frozen=True, slots=True)

@@ -99,9 +99,9 @@ def _field_comments(cls: type) -> dict[str, str]:
 
 
 def field_description(cls: type, name: str) -> str:
-    for klass in cls.__mro__:
-        if name in inspect.get_annotations(klass):
-            return _field_comments(klass).get(name, "")
+    for klass in cls.__mro__:  # a subclass that changes a default may say nothing new
+        if name in inspect.get_annotations(klass) and _field_comments(klass).get(name):
+            return _field_comments(klass)[name]
     return ""
 
 

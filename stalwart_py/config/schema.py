@@ -58,7 +58,7 @@ class TLSSettings:
     # PEM files; absent: a self-signed certificate for the hostname, kept in <data-dir>/tls
     certificate: Path | None = None
     private_key: Path | None = None  # its private key (PEM); the two go together
-    min_version: TLSVersion = "1.2"
+    min_version: TLSVersion = "1.2"  # the oldest TLS version accepted
     handshake_timeout: Duration = 10.0  # the longest a TLS handshake may take
 
     def __post_init__(self) -> None:
@@ -81,6 +81,7 @@ class ListenerSettings:
 
     # The name the listener gives itself (in greetings, EHLO, certificates).
     hostname: Hostname = field(default_factory=system_hostname)
+    # On a listener: its limit; in a peer scope: of every connection the scope matches.
     max_connections: Annotated[int, Range(1)] | None = None
     # Connections one client address may hold open on the listener at once, so that one
     # address cannot take every connection; IPv6 clients count by their /64 (one host, or
@@ -122,15 +123,15 @@ class StorageSettings:
     """``[storage]``: where the server keeps its data."""
 
     data_dir: Path = Path("/var/lib/stalwart-py")  # messages, accounts, keys: mode 0700
-    backend: Literal["sqlite"] = "sqlite"
+    backend: Literal["sqlite"] = "sqlite"  # the one backend today
 
 
 @dataclass(frozen=True, slots=True)
 class LoggingSettings:
     """``[logging]``; the command line's --log-level and --log-format win over these."""
 
-    level: Literal["debug", "info", "warning", "error"] = "info"
-    format: Literal["text", "json"] = "text"
+    level: Literal["debug", "info", "warning", "error"] = "info"  # the least severe logged
+    format: Literal["text", "json"] = "text"  # one line per event, as text or as JSON
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,11 +207,13 @@ RouteTLS = Literal["none", "opportunistic", "starttls", "implicit"]
 class RouteSettings:
     """``[queue.route."<domain>"]``: deliver this domain to a fixed host instead of its MX."""
 
-    host: Host
+    host: Host  # a host name or an IP address
     port: Port = 25
+    # "none"; "opportunistic": STARTTLS when offered, unverified; "starttls": required and
+    # verified; "implicit": TLS from the first byte, verified.
     tls: RouteTLS = "opportunistic"
     user: str | None = None  # AUTH (PLAIN, else LOGIN) with these credentials
-    password: str | None = None
+    password: str | None = None  # with user, and sent only over verified TLS
 
     def __post_init__(self) -> None:
         if (self.user is None) != (self.password is None):
@@ -267,10 +270,10 @@ class QueueSettings:
     retry: tuple[Duration, ...] = (300.0, 600.0, 1800.0, 3600.0, 7200.0, 14400.0)
     max_age: Duration = 5 * 86400.0  # then undelivered recipients bounce
     max_connections: Annotated[int, Range(1, 10000)] = 32  # outbound, in total
-    max_connections_per_destination: Annotated[int, Range(1, 1000)] = 4
+    max_connections_per_destination: Annotated[int, Range(1, 1000)] = 4  # to one destination
     max_messages_per_connection: Annotated[int, Range(1)] = 100  # then a new connection
     port: Port = 25  # the port of MX hosts (RFC 5321); change it only to test
-    connect_timeout: Duration = 30.0
+    connect_timeout: Duration = 30.0  # to connect to one host
     command_timeout: Duration = 300.0  # RFC 5321 4.5.3.2: 5 minutes for most replies
     data_timeout: Duration = 600.0  # RFC 5321 4.5.3.2: 10 minutes for the end of DATA
     poll_interval: Duration = 5.0  # how often the queue is re-read for work added elsewhere
@@ -315,7 +318,7 @@ class SieveVacationSettings:
     for less or more gets the bound. RFC 5230 4.1: a site maximum SHOULD NOT be under 30 days."""
 
     min_period: Duration = 86400.0  # Pigeonhole's default: one day
-    max_period: Duration = 90 * 86400.0
+    max_period: Duration = 90 * 86400.0  # RFC 5230 4.1: not under 30 days
 
     def __post_init__(self) -> None:
         if self.min_period > self.max_period:
