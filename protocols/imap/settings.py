@@ -42,12 +42,14 @@ class ImapSettings:
     # The autologout timer once authenticated, IDLE included. Before login the listener's
     # idle-timeout applies.
     idle_timeout: Duration = MIN_IDLE_TIMEOUT
+    # The largest message APPEND takes (advertised as APPENDLIMIT); a bigger synchronizing
+    # literal is refused with NO [TOOBIG] before it is sent.
     max_literal_size: Size = 50 * 1024 * 1024
     # All the messages of one APPEND together: MULTIAPPEND (RFC 3502) sends many in one
     # command and stores them in one transaction, CATENATE (RFC 4469) builds one from parts.
     # Over it: NO [TOOBIG] (or BYE [TOOBIG] for a non-synchronizing literal already sent).
     max_append_size: Size = 100 * 1024 * 1024
-    max_command_length: Size = 64 * 1024
+    max_command_length: Size = 64 * 1024  # every other command, its literals included
     # Commands answered BAD in a row before the session is closed: a client that speaks
     # something else is not kept talking forever.
     max_bad_commands: Annotated[int, Range(1, 1000)] = 20

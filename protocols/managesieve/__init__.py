@@ -38,10 +38,10 @@ class AuthSettings:
 class ManageSieveSettings:
     """The ``managesieve.*`` table."""
 
-    max_scripts: Annotated[int, Range(1, 100_000)] = 100
-    max_script_size: Size = 256 * 1024
-    max_line_length: Annotated[int, Range(512, 1 << 20)] = 8192
-    max_bad_commands: Annotated[int, Range(1, 1000)] = 10
+    max_scripts: Annotated[int, Range(1, 100_000)] = 100  # scripts an account may keep
+    max_script_size: Size = 256 * 1024  # bytes of one script
+    max_line_length: Annotated[int, Range(512, 1 << 20)] = 8192  # a command outside literals
+    max_bad_commands: Annotated[int, Range(1, 1000)] = 10  # malformed or unknown, before BYE
     auth: AuthSettings = field(default_factory=AuthSettings)
 
 

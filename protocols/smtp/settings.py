@@ -37,9 +37,9 @@ MECHANISMS = ("PLAIN", "LOGIN")  # what this module frames over SMTP (RFC 4954)
 class DomainPolicy:
     """``domains."<name>"``: unset (None) options come from the next less specific match."""
 
-    relay: bool | None = None
-    oob: bool | None = None
-    fbl: bool | None = None
+    relay: bool | None = None  # anyone may relay to it (a backup MX, say)
+    oob: bool | None = None  # out-of-band bounces (RFC 3464 DSNs) arrive here
+    fbl: bool | None = None  # feedback loop reports (RFC 5965 ARF) arrive here
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,7 +79,7 @@ class AuthSettings:
     """``auth.*``: SMTP AUTH (RFC 4954) through the directory's SASL mechanisms."""
 
     require: bool = False  # submission: MAIL before AUTH gets 530 5.7.0
-    mechanisms: tuple[Literal["PLAIN", "LOGIN"], ...] = MECHANISMS
+    mechanisms: tuple[Literal["PLAIN", "LOGIN"], ...] = MECHANISMS  # offered mechanisms
     allow_plaintext: bool = False  # offer AUTH before TLS (passwords in the clear)
 
 
@@ -99,8 +99,8 @@ class RateSettings:
     limit: ``421 4.7.0`` and the connection is closed, or ``451 4.7.0`` for MAIL FROM; the text
     says how many seconds until a retry can succeed. See stalwart_py/inbound/rate.py."""
 
-    connections_per_ip: Annotated[int, Range(1)] | None = None
-    messages_per_ip: Annotated[int, Range(1)] | None = None
+    connections_per_ip: Annotated[int, Range(1)] | None = None  # connections a minute
+    messages_per_ip: Annotated[int, Range(1)] | None = None  # messages (MAIL FROM) a minute
 
 
 BareLineEnd = Literal["reject", "fix"]
@@ -112,8 +112,8 @@ class LmtpSettings:
 
     banner: str = "LMTP stalwart-py"  # the greeting is "220 <hostname> <banner>"
     hostname: Hostname | None = None  # None: the listener's hostname (server.hostname)
-    max_messages_per_connection: Annotated[int, Range(1)] = 10_000
-    max_recipients_per_message: Annotated[int, Range(1)] = 1024
+    max_messages_per_connection: Annotated[int, Range(1)] = 10_000  # further MAIL: 451 4.7.0
+    max_recipients_per_message: Annotated[int, Range(1)] = 1024  # further RCPT: 452 4.5.3
     max_message_size: Size = 25 * 1024 * 1024  # advertised in SIZE (RFC 1870)
     max_line_length: Size = 1000  # a DATA text line with its CRLF (RFC 5321 4.5.3.1.6); 0: none
     max_bad_commands: Annotated[int, Range(1)] = 10  # then 421 and the session is closed
@@ -129,6 +129,7 @@ class SmtpSettings(LmtpSettings):
     """``smtp.*``: SMTP (RFC 5321) for MX, submission and submissions listeners."""
 
     banner: str = "ESMTP stalwart-py"
+    # Addresses (IPs, CIDRs) that may relay without AUTH; Unix-socket peers count as local.
     relay_hosts: tuple[Network, ...] = field(default=LOOPBACK, metadata={"one_or_many": True})
     domains: dict[str, DomainPolicy] = field(default_factory=dict)
     auth: AuthSettings = field(default_factory=AuthSettings)

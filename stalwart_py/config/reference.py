@@ -119,7 +119,8 @@ def class_description(cls: type) -> str:
 
 def markdown(text: str) -> str:
     """reStructuredText's ``literal`` as Markdown's `literal`."""
-    return re.sub(r"(?<!`)``(?!`)(.+?)(?<!`)``(?!`)", r"`\1`", text, flags=re.S)  # not ```
+    text = re.sub(r"(?<!`)``(?!`)(.+?)(?<!`)``(?!`)", r"`\1`", text, flags=re.S)  # not ```
+    return re.sub(r"::$", ":", text, flags=re.M)  # an RST literal block: indented, as here
 
 
 # -- types, bounds and defaults -------------------------------------------------------------
@@ -247,7 +248,8 @@ class Section:
 
 def walk(cls: type, path: str, title: str, out: list[Section], note: str = "") -> None:
     """Append the section of ``cls`` (at ``path``) and, after it, those of its sub-tables."""
-    section = Section(title, cls, " ".join(p for p in (class_description(cls), note) if p))
+    description = " ".join(p for p in (class_description(cls), markdown(note)) if p)
+    section = Section(title, cls, description)
     out.append(section)
     later: list[tuple[type, str, str, str]] = []
     hints = typing.get_type_hints(cls, include_extras=True)
@@ -301,13 +303,11 @@ def sections() -> list[Section]:
     )
     for name, protocol in shipped("stalwart_py.protocols").items():
         if protocol.settings is not None:
-            walk(
-                protocol.settings,
-                f"{listener}.{name}",
-                f"[{listener}.{name}]",
-                out,
-                f'`protocol = "{name}"` listeners; `[server.{name}]` holds their defaults.',
-            )
+            note = f'`protocol = "{name}"` listeners; `[server.{name}]` holds their defaults.'
+            module = inspect.getmodule(protocol.settings)
+            if module is not None and module.__name__.endswith(".settings") and module.__doc__:
+                note += "\n\n" + inspect.cleandoc(module.__doc__)  # a settings module's own
+            walk(protocol.settings, f"{listener}.{name}", f"[{listener}.{name}]", out, note)
     for name, cls in sorted(SECTIONS.items()):
         nested = _nested(cls)
         if nested is not None and nested[0] == "map":
