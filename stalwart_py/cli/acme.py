@@ -13,9 +13,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from stalwart_py.config import ConfigError
-from stalwart_py.control import ControlError, request
-from stalwart_py.server import load, read_pid
+from stalwart_py.cli.listener import ask_server
 
 Command = Callable[..., argparse.ArgumentParser]
 POLL = 0.5
@@ -34,7 +32,7 @@ def register(commands: argparse._SubParsersAction, command: Command) -> None:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    answer = _ask(args, {"command": "acme-status"})
+    answer = ask_server(args, {"command": "acme-status"})
     if answer is None:
         return 1
     for acme_id, state in answer["acme"].items():
@@ -43,7 +41,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_renew(args: argparse.Namespace) -> int:
-    answer = _ask(args, {"command": "acme-renew", "id": args.id})
+    answer = ask_server(args, {"command": "acme-renew", "id": args.id})
     if answer is None:
         return 1
     # a renewal already running finishes first; the one asked for comes after it
@@ -54,7 +52,7 @@ def cmd_renew(args: argparse.Namespace) -> int:
     }
     deadline = time.monotonic() + args.timeout
     while True:
-        status = _ask(args, {"command": "acme-status"})
+        status = ask_server(args, {"command": "acme-status"})
         if status is None:
             return 1
         states = status["acme"]
@@ -77,24 +75,3 @@ def _line(acme_id: str, state: dict[str, Any]) -> str:
     else:
         outcome = f"renewed {state['last_renewal'] or 'never'}"
     return f"{acme_id}\tnext renewal {state['next_renewal']}\t{outcome}"
-
-
-def _ask(args: argparse.Namespace, message: dict[str, Any]) -> dict[str, Any] | None:
-    """The server's answer when it says ok; else the reason is printed and None returned."""
-    try:
-        data_dir = load(args.config).storage.data_dir
-    except ConfigError as exc:
-        print(exc, file=sys.stderr)
-        return None
-    try:
-        answer = request(data_dir, message)
-    except ControlError as exc:
-        if read_pid(data_dir) is None:
-            print(f"stalwart-py: no server is running on {data_dir}", file=sys.stderr)
-        else:
-            print(f"stalwart-py: {exc}", file=sys.stderr)
-        return None
-    if not answer.get("ok"):
-        print(f"stalwart-py: {answer.get('error', 'the server refused')}", file=sys.stderr)
-        return None
-    return answer

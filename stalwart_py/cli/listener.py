@@ -38,7 +38,7 @@ def register(commands: argparse._SubParsersAction, command: Command) -> None:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    answer = _ask(args, {"command": "listeners"})
+    answer = ask_server(args, {"command": "listeners"})
     if answer is None:
         return 1
     for status in answer["listeners"]:
@@ -47,7 +47,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_switch(args: argparse.Namespace) -> int:
-    answer = _ask(args, {"command": args.action, "listener": args.id})
+    answer = ask_server(args, {"command": args.action, "listener": args.id})
     if answer is None:
         return 1
     status = answer["listener"]
@@ -62,7 +62,7 @@ def cmd_switch(args: argparse.Namespace) -> int:
     return 0
 
 
-def _ask(args: argparse.Namespace, message: dict[str, Any]) -> dict[str, Any] | None:
+def ask_server(args: argparse.Namespace, message: dict[str, Any]) -> dict[str, Any] | None:
     """The server's answer when it says ok; else the reason is printed and None returned."""
     try:
         data_dir = load(args.config).storage.data_dir
