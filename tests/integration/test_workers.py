@@ -79,7 +79,7 @@ def worker_of(server: ServerProcess, local_port: int) -> int:
     while time.monotonic() < deadline:
         if found := pattern.search(server.log()):
             return int(found.group(1))
-        time.sleep(0.02)  # the line is written as the session starts; poll the file
+        time.sleep(0.02)  # ok: the line is written as the session starts; poll the file
     raise AssertionError(f"no log line for the connection from port {local_port}")
 
 
@@ -139,19 +139,23 @@ def test_a_killed_worker_is_replaced_and_nothing_acknowledged_is_lost(tmp_path):
             except (smtplib.SMTPException, OSError):
                 pass  # a session of the killed worker: not acknowledged
 
+    def wait_for_acknowledged(count: int) -> None:
+        deadline = time.monotonic() + WAIT
+        while len(acknowledged) < count:
+            assert time.monotonic() < deadline, f"{len(acknowledged)} of {count} acknowledged"
+            time.sleep(0.01)  # ok: polls the sender thread's list, within a deadline
+
     with ServerProcess(workers_config(tmp_path)) as server:
         victim = server.ready["workers"][1]
         sender = threading.Thread(target=send_in_a_loop, args=(server.address("smtp"),))
         sender.start()
         try:
-            while len(acknowledged) < 5:
-                time.sleep(0.01)
+            wait_for_acknowledged(5)
             os.kill(victim, signal.SIGKILL)
             replaced = server.wait_event("worker-ready")
             assert replaced["index"] == 1 and replaced["pid"] != victim
             count = len(acknowledged)
-            while len(acknowledged) < count + 5:  # served on, by both
-                time.sleep(0.01)
+            wait_for_acknowledged(count + 5)  # served on, by both
         finally:
             stop.set()
             sender.join()
@@ -169,7 +173,7 @@ def test_the_supervisor_killed_takes_the_workers_with_it(tmp_path):
         alive = list(pids)
         while alive and time.monotonic() < deadline:
             alive = [pid for pid in alive if _alive(pid)]
-            time.sleep(0.02)
+            time.sleep(0.02)  # ok: polling for exits of processes that are not our children
         assert alive == []
 
 
@@ -258,7 +262,7 @@ def test_a_listener_limit_holds_across_both_workers(tmp_path):
             sock, greeting = greet(address)
             if not greeting.startswith(b"220"):  # a closed one not yet counted out
                 sock.close()
-                time.sleep(0.05)
+                time.sleep(0.05)  # ok: bounded retries while a closed session is counted out
                 continue
             held.append((sock, worker_of(server, sock.getsockname()[1])))
             if len(held) == 3:

@@ -224,7 +224,7 @@ def test_a_refused_order_keeps_the_certificate_in_use_and_reports_the_error(
     assert 'stalwart_acme_renewals_total{id="alpn",result="failure"} 1.0' in metrics
     deadline = time.monotonic() + 5
     while "renewal failed" not in served.log() and time.monotonic() < deadline:
-        time.sleep(0.05)  # the log file is written by the child; the API answered first
+        time.sleep(0.05)  # ok: the log file is written by the child; the API answered first
     assert "ACME alpn: renewal failed (keeping the certificate in use)" in served.log()
     assert "rejectedIdentifier" in served.log()
 

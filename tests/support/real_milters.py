@@ -61,7 +61,7 @@ def wait_for_port(port: int, process: subprocess.Popen[bytes], log: Path, timeou
             with socket.create_connection(("127.0.0.1", port), timeout=1):
                 return
         except OSError:
-            time.sleep(0.1)  # polling a port that is not open yet: nothing to wait on instead
+            time.sleep(0.1)  # ok: polling a port that is not open yet: nothing to wait on instead
     raise RuntimeError(f"not listening after {timeout} s: {_tail(log)}")
 
 
