@@ -16,6 +16,7 @@ import dkim
 from tests.support.auth_world import SigningKey, ed25519_key, rsa_key
 from tests.support.mail_peers import ZoneServer, background_loop, txt_text
 from tests.support.servers import InProcessServer
+from tests.support.smtp import server_base
 
 PASSWORD = "correct-horse-battery"
 USER = "bob@example.test"
@@ -25,19 +26,7 @@ def inbound_config(cert: tuple[Path, Path], *, smtp: str = "", extra: str = "") 
     """``smtp`` adds keys to [server.smtp]; ``extra`` adds tables at the end ([auth],
     [spam.dnsbl], [resolver])."""
     return f"""
-[server]
-hostname = "mail.example.test"
-
-[server.tls]
-certificate = "{cert[0]}"
-private-key = "{cert[1]}"
-
-[directory.throttle]
-failure-delay = 0
-
-[queue]
-hold = true
-
+{server_base(cert)}
 [server.smtp]
 relay-hosts = []
 {smtp}

@@ -13,7 +13,7 @@ from purepythonmilter import PurePythonMilter
 from purepythonmilter.server.milterserver import MilterServer
 
 from tests.support.mail_peers import background_loop
-from tests.support.smtp import CHECKS_OFF
+from tests.support.smtp import CHECKS_OFF, server_base
 
 PASSWORD = "correct-horse-battery"
 
@@ -52,19 +52,7 @@ def filter_config(
         else ""
     )
     return f"""
-[server]
-hostname = "mail.example.test"
-
-[server.tls]
-certificate = "{cert[0]}"
-private-key = "{cert[1]}"
-
-[directory.throttle]
-failure-delay = 0
-
-[queue]
-hold = true
-
+{server_base(cert)}
 {CHECKS_OFF}
 
 [server.smtp]

@@ -16,13 +16,10 @@ CHECKS_OFF = "".join(
 )
 
 
-def smtp_config(cert: tuple[Path, Path], socket_path: Path, extra: str = "", smtp: str = "") -> str:
-    """smtp (MX, loopback may NOT relay, so relay rules can be tested from 127.0.0.1),
-    submission (AUTH required), submissions (implicit TLS), lmtp (TCP and a Unix socket).
-    The smtp listener is bound on 127.0.0.1 and ::1; the ::1 peer scope changes limits.
-    ``smtp`` adds keys to [server.smtp], ``extra`` tables at the end. The checks of mail
-    from strangers are off (these tests are about SMTP; tests/support/inbound.py has those):
-    with loopback no relay host, they would otherwise ask the host's DNS."""
+def server_base(cert: tuple[Path, Path]) -> str:
+    """The [server] table every mail test starts from: the test host name and certificate,
+    no delay after a failed login, and the queue held (queued messages, remote recipients and
+    DSNs, stay where the tests look for them)."""
     return f"""
 [server]
 hostname = "mail.example.test"
@@ -35,8 +32,19 @@ private-key = "{cert[1]}"
 failure-delay = 0
 
 [queue]
-hold = true  # queued messages (remote recipients, DSNs) stay where the tests look for them
+hold = true
+"""
 
+
+def smtp_config(cert: tuple[Path, Path], socket_path: Path, extra: str = "", smtp: str = "") -> str:
+    """smtp (MX, loopback may NOT relay, so relay rules can be tested from 127.0.0.1),
+    submission (AUTH required), submissions (implicit TLS), lmtp (TCP and a Unix socket).
+    The smtp listener is bound on 127.0.0.1 and ::1; the ::1 peer scope changes limits.
+    ``smtp`` adds keys to [server.smtp], ``extra`` tables at the end. The checks of mail
+    from strangers are off (these tests are about SMTP; tests/support/inbound.py has those):
+    with loopback no relay host, they would otherwise ask the host's DNS."""
+    return f"""
+{server_base(cert)}
 {CHECKS_OFF}
 
 [server.smtp]
