@@ -52,6 +52,7 @@ from stalwart_py.client_hello import HelloReadingSSLObject
 from stalwart_py.config.certificates import CertificateSettings
 from stalwart_py.files import private_dir, safe_join, write_private
 from stalwart_py.metrics import Metrics
+from stalwart_py.tls import TLSSetupError, load_chain
 
 log = logging.getLogger("stalwart_py.certificates")
 
@@ -146,13 +147,9 @@ def server_context(cert: Path, key: Path, *, alpn: tuple[str, ...] = ()) -> ssl.
     """A context holding one certificate chain, for the SNI callback to swap in."""
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     try:
-        context.load_cert_chain(cert, key)
-    except ssl.SSLError as exc:  # before OSError, of which it is a kind
-        raise CertificateError(
-            f"cannot use certificate {cert} with key {key}: {exc.reason or exc}"
-        ) from None
-    except OSError as exc:
-        raise CertificateError(f"cannot read {exc.filename or cert}: {exc.strerror}") from None
+        load_chain(context, cert, key)
+    except TLSSetupError as exc:
+        raise CertificateError(str(exc)) from None
     if alpn:
         context.set_alpn_protocols(list(alpn))
     return context

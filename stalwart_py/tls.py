@@ -146,6 +146,13 @@ def build_context(cert: Path, key: Path, min_version: str) -> ssl.SSLContext:
     )
     context.options |= ssl.OP_NO_COMPRESSION | ssl.OP_CIPHER_SERVER_PREFERENCE
     context.sni_callback = _remember_sni
+    load_chain(context, cert, key)
+    return context
+
+
+def load_chain(context: ssl.SSLContext, cert: Path, key: Path) -> None:
+    """Load a certificate chain and its key into ``context``; TLSSetupError says which file
+    and why (an unreadable file, or a key that is not the certificate's)."""
     try:
         context.load_cert_chain(cert, key)
     except ssl.SSLError as exc:  # before OSError, of which it is a kind
@@ -154,7 +161,6 @@ def build_context(cert: Path, key: Path, min_version: str) -> ssl.SSLContext:
         ) from None
     except OSError as exc:
         raise TLSSetupError(f"cannot read {exc.filename or cert}: {exc.strerror}") from None
-    return context
 
 
 def _remember_sni(ssl_object: ssl.SSLObject, server_name: str | None, _ctx: object) -> None:
