@@ -12,6 +12,7 @@ import pytest
 from purepythonmilter import (
     AddRecipient,
     AppendHeader,
+    BodyChunk,
     ChangeHeader,
     ChangeMailFrom,
     Connect,
@@ -245,3 +246,35 @@ def test_a_listener_naming_a_missing_filter_does_not_load(start_server, server_c
 def test_bad_filter_tables_are_config_errors(start_server, server_cert, table, message):
     with pytest.raises(ConfigError, match=message):
         start(start_server, server_cert, table)
+
+
+def test_a_message_of_megabytes_passes_through_the_milter_whole(start_server, server_cert):
+    """The body goes to the milter in chunks of at most 64 KB (SMFIC_BODY), all of it, and
+    the stored message keeps every byte."""
+    chunks: list[int] = []
+    received = bytearray()
+
+    async def on_body(command: BodyChunk) -> VerdictOrContinue:
+        chunks.append(len(command.data_raw))
+        received.extend(command.data_raw)
+        return Continue()
+
+    async def on_eom(command: EndOfMessage) -> AbstractResponse:
+        return Continue(manipulations=[AppendHeader(headername="X-Size", headertext="seen")])
+
+    line = "y" * 76 + "\r\n"
+    body = line * (4 * 1024 * 1024 // len(line))
+    message = "From: alice@remote.test\r\nTo: bob@example.test\r\nSubject: big\r\n\r\n" + body
+    app = PurePythonMilter(
+        name="sizer",
+        hook_on_body_chunk=on_body,
+        hook_on_end_of_message=on_eom,
+        can_add_headers=True,
+    )
+    with serve_milter(app) as port:
+        server = start(start_server, server_cert, milter_table("m", port))
+        send(server, message=message)
+        (stored,) = imap_inbox(server)
+    assert bytes(received) == body.encode()
+    assert max(chunks) <= 65535 and len(chunks) >= len(body) // 65535
+    assert stored.endswith(body.encode()) and b"X-Size: seen" in stored
