@@ -31,13 +31,23 @@ validation certificate, on a context whose only ALPN protocol is ``acme-tls/1`` 
 ALPN negotiates it, 3), and the connection is closed once the handshake is done (the ACME
 server sends nothing more, 3). Clients that do not offer ``acme-tls/1`` are unaffected
 (``client_hello.py`` reads the offer, which Python's SNI callback does not show).
+
+Several processes on one data directory (``server.workers``): what ``install`` and
+``set_alpn_challenge`` put in force is on disk (``<data-dir>/certificates/<id>/``,
+``<data-dir>/acme/tls-alpn-01/<domain>.{crt,key}``), and ``announce`` (the store's change
+notification, ``CERTIFICATES_CHANNEL``) makes every other process ``refresh`` at once, not at
+its next reload. The announcement is a datagram sent before ``set_alpn_challenge`` returns,
+so it is waiting in every worker before the ACME client even tells the CA to validate.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import logging
+import os
 import ssl
+import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -58,6 +68,10 @@ log = logging.getLogger("stalwart_py.certificates")
 
 ACME_TLS_ALPN = "acme-tls/1"  # RFC 8737 6.2
 INSTALLED_DIR = "certificates"
+CHALLENGE_DIR = Path("acme", "tls-alpn-01")  # pending TLS-ALPN-01 answers, under the data dir
+# A challenge file older than this was left by a process that died during its order (an order
+# takes seconds to minutes); it is not answered.
+CHALLENGE_LIFETIME = 3600.0
 # File identity as the store saw it: (mtime in ns, size) per file, None when missing.
 Stamp = tuple[tuple[int, int] | None, ...]
 
@@ -277,6 +291,11 @@ class CertificateStore:
         self._installed: dict[str, Certificate] = {}  # install(), by id
         self._self_signed: dict[str, Certificate] = {}  # by host name
         self._challenges: dict[str, ssl.SSLContext] = {}  # TLS-ALPN-01, by domain
+        self._challenge_stamps: dict[str, Stamp] = {}  # their files, as last read
+        # Tells the other processes on the data directory that ``install`` or a challenge
+        # changed what is on disk (the server sets it: ``ChangeHub.announce``); they
+        # ``refresh``.
+        self.announce: Callable[[], None] | None = None
         # Who adds to describe()'s entries (the ACME client: its renewal state), by id.
         self._details: list[Callable[[], Mapping[str, Mapping[str, Any]]]] = []
         if metrics is not None:
@@ -377,30 +396,92 @@ class CertificateStore:
         self._installed[cert_id] = cert
         self._reindex()
         log.info("certificate %s installed: %s", cert_id, _summary(cert))
+        self._announce()
 
     def set_alpn_challenge(self, domain: str, cert_pem: bytes, key_pem: bytes) -> None:
         """Answer TLS-ALPN-01 for ``domain`` with this validation certificate (RFC 8737 3)
-        until ``clear_alpn_challenge``; raises CertificateError on an unusable pair."""
+        until ``clear_alpn_challenge``, in this process and, through the files under
+        ``<data-dir>/acme/tls-alpn-01/`` and ``announce``, in every other process serving the
+        data directory (the CA may reach any worker). Raises CertificateError on an unusable
+        pair."""
         check_pair(cert_pem, key_pem)
-        directory = self.data_dir / INSTALLED_DIR / ".tls-alpn"
-        private_dir(directory)
         name = normal_name(domain)
-        # load_cert_chain takes files only; these live as long as the challenge
-        cert_path = safe_join(directory, f"{name}.crt")
-        key_path = safe_join(directory, f"{name}.key")
-        write_private(key_path, key_pem)
+        cert_path, key_path = self._challenge_files(name)
+        private_dir(cert_path.parent)
+        write_private(key_path, key_pem)  # the key first, as install() does
         write_private(cert_path, cert_pem)
         try:
             context = server_context(cert_path, key_path, alpn=(ACME_TLS_ALPN,))
-        finally:
+        except CertificateError:
             cert_path.unlink(missing_ok=True)
             key_path.unlink(missing_ok=True)
+            raise
         self._challenges[name] = context
+        self._challenge_stamps[name] = stamp((cert_path, key_path))
         log.info("TLS-ALPN-01: answering the challenge for %s", name)
+        self._announce()
 
     def clear_alpn_challenge(self, domain: str) -> None:
-        if self._challenges.pop(normal_name(domain), None) is not None:
-            log.info("TLS-ALPN-01: challenge for %s withdrawn", normal_name(domain))
+        name = normal_name(domain)
+        with contextlib.suppress(ValueError):  # a name that cannot be a file was never one
+            for path in self._challenge_files(name):
+                path.unlink(missing_ok=True)
+        self._challenge_stamps.pop(name, None)
+        if self._challenges.pop(name, None) is not None:
+            log.info("TLS-ALPN-01: challenge for %s withdrawn", name)
+        self._announce()
+
+    def _challenge_files(self, name: str) -> tuple[Path, Path]:
+        directory = self.data_dir / CHALLENGE_DIR
+        return safe_join(directory, f"{name}.crt"), safe_join(directory, f"{name}.key")
+
+    # -- what other processes changed ---------------------------------------------------
+
+    def refresh(self) -> None:
+        """Put in force what another process on this data directory installed or withdrew
+        (called when ``announce`` reaches this process): installed certificates whose files
+        changed are read again, and the pending TLS-ALPN-01 challenges are those on disk."""
+        before = self._installed
+        self._installed = {c.id: c for c in self._scan_installed()}
+        for cert in self._installed.values():
+            if before.get(cert.id) is not cert:
+                log.info("certificate %s in force: %s", cert.id, _summary(cert))
+        self._reindex()
+        self._load_challenges()
+
+    def _load_challenges(self) -> None:
+        directory = self.data_dir / CHALLENGE_DIR
+        try:
+            entries = sorted(os.listdir(directory))
+        except OSError:
+            entries = []
+        contexts: dict[str, ssl.SSLContext] = {}
+        stamps: dict[str, Stamp] = {}
+        for entry in entries:
+            if not entry.endswith(".crt") or entry.startswith("."):
+                continue
+            name = entry.removesuffix(".crt")
+            paths = (directory / entry, directory / f"{name}.key")
+            found = stamp(paths)
+            if found[0] is None or found[1] is None:
+                continue
+            if time.time() - found[0][0] / 1e9 > CHALLENGE_LIFETIME:
+                continue  # left by a process that died during an order
+            old = self._challenges.get(name)
+            if old is not None and self._challenge_stamps.get(name) == found:
+                contexts[name], stamps[name] = old, found
+                continue
+            try:
+                contexts[name] = server_context(*paths, alpn=(ACME_TLS_ALPN,))
+            except CertificateError:
+                continue  # between the writer's two renames: it announces again after both
+            stamps[name] = found
+            log.info("TLS-ALPN-01: answering the challenge for %s (set by another process)", name)
+        self._challenges, self._challenge_stamps = contexts, stamps
+
+    def _announce(self) -> None:
+        if self.announce is not None:
+            self.announce()
 
     def add_details(self, details: Callable[[], Mapping[str, Mapping[str, Any]]]) -> None:
         """Have ``describe`` merge ``details()[id]`` into the entry of each id (the ACME

@@ -24,6 +24,7 @@ import sqlite3
 import sys
 import time
 from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +50,7 @@ from stalwart_py.plugin import Protocol, discover_protocols, require_compatible_
 from stalwart_py.queue import QueueManager
 from stalwart_py.singleton import run_singleton
 from stalwart_py.store import Store, StoreError, create_store
+from stalwart_py.store.engine import CERTIFICATES_CHANNEL
 from stalwart_py.worker import SupervisorLink, WorkerRole
 
 log = logging.getLogger("stalwart_py.server")
@@ -195,6 +197,8 @@ class Server:
         # its renewal state (next renewal, last error) beside each entry the store describes,
         # and an id whose first order has not succeeded yet listed with that state alone
         self.context.certificates.add_details(self.context.acme.describe)
+        # what one process installs (ACME) is in force in every process at once
+        self.context.certificates.announce = lambda: store.changes.announce(CERTIFICATES_CHANNEL)
         # A failed start is raised after the task group, not from inside ``except*``: an
         # exception raised there comes out wrapped in an ExceptionGroup, which printed a
         # traceback instead of the one line ``serve`` prints for a StartupError.
@@ -214,8 +218,10 @@ class Server:
                     tg.start_soon(run_singleton, data_dir, "queue", self.context.queue.run)
                 await tg.start(self.context.junk.run)  # junk training from IMAP
                 await tg.start(self._run_registry)
-                # ACME after the listeners: its challenges are answered by them
-                await tg.start(self.context.acme.run)
+                tg.start_soon(self._follow_certificates, store)
+                # ACME after the listeners: its challenges are answered by them; with workers,
+                # renewals are scheduled in the one holding the lease
+                await tg.start(partial(self.context.acme.run, shared=self.worker is not None))
                 if self.worker is None or self.worker.serves_control:
                     await self._start_control(tg)
                     await self._log_how_to_log_in()
@@ -349,6 +355,16 @@ class Server:
             ", ".join(admins) or "none",
             self.config_path,
         )
+
+    async def _follow_certificates(self, store: Store) -> None:
+        """Put in force what another process installed or withdrew (certificates.py)."""
+        assert self.context is not None
+        with store.changes.watch(CERTIFICATES_CHANNEL) as watch:
+            while True:
+                await watch.wait()
+                self.context.certificates.refresh()
+                if self.context.acme is not None:
+                    self.context.acme.refresh()
 
     async def _watch_certificates(self) -> None:
         """Reload when a certificate file changes (``server.certificate-watch``)."""

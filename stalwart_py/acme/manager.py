@@ -16,6 +16,15 @@ forces a renewal (``stalwart-py acme renew``, ``POST /api/certificates/{id}/rene
    CA's Retry-After.
 
 A certificate being renewed is still served, so ``/readyz`` does not depend on this task.
+
+With several worker processes (``run(shared=True)``) the scheduled renewals run in the one
+worker holding the ``acme`` lease (``singleton.py``; another takes over when it dies). A
+forced renewal asked of another worker (the API, the control socket) runs in that worker,
+under the same ``<id>.lock``. Whichever renews writes the outcome to
+``<data-dir>/acme/<id>/state.json`` and announces it (the certificate store's ``announce``),
+so every worker's ``GET /api/certificates`` says the same (the gauges in ``/metrics`` are
+set by the process that renews); the certificate and
+the TLS-ALPN-01 answers reach every worker the same way (``certificates.py``).
 """
 
 from __future__ import annotations
@@ -27,6 +36,7 @@ import logging
 import os
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -42,11 +52,23 @@ from stalwart_py.acme.orders import Challenge, Responder, issue
 from stalwart_py.config.acme import AcmeSettings
 from stalwart_py.files import FILE_MODE, private_dir, safe_join, write_private
 from stalwart_py.metrics import Metrics
+from stalwart_py.singleton import run_singleton
 
 log = logging.getLogger("stalwart_py.acme")
 
 INSTALLED_DIR = "certificates"  # where CertificateStore.install writes (certificates.py)
 LOCK_POLL = 1.0  # seconds between tries of a lock another process holds
+STATE_FILE = "state.json"  # under <data-dir>/acme/<id>/: the last renewal's outcome
+# What the process that renews tells the others, for their API and metrics.
+SHARED_STATE = (
+    "not_after",
+    "next_renewal",
+    "failures",
+    "attempts",
+    "last_error",
+    "last_error_at",
+    "last_renewal",
+)
 
 
 class CertificateSink(Protocol):
@@ -55,6 +77,9 @@ class CertificateSink(Protocol):
     def install(self, cert_id: str, chain_pem: bytes, key_pem: bytes) -> None: ...
     def set_alpn_challenge(self, domain: str, cert_pem: bytes, key_pem: bytes) -> None: ...
     def clear_alpn_challenge(self, domain: str) -> None: ...
+
+    # tells the other processes on the data directory that something changed (or None)
+    announce: Callable[[], None] | None
 
 
 @dataclass
@@ -111,6 +136,7 @@ class AcmeManager:
         self.metrics = metrics
         self.rng = rng or random.Random()
         self._tg: TaskGroup | None = None
+        self._scheduling = False  # this process runs the renewal loops (holds the lease)
         self.slots = {
             acme_id: _Slot(conf, AcmeState(acme_id, list(conf.domains)))
             for acme_id, conf in settings.items()
@@ -147,20 +173,55 @@ class AcmeManager:
                 slot.state.domains = list(conf.domains)
             else:
                 slot = self.slots[acme_id] = _Slot(conf, AcmeState(acme_id, list(conf.domains)))
-                if self._tg is not None:
+                if self._tg is not None and self._scheduling:
                     self._tg.start_soon(self._loop, slot)
 
     # -- the task ----------------------------------------------------------------------------
 
-    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+    async def run(
+        self, *, shared: bool = False, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
         """One loop per id, until the server stops (an order in flight is abandoned; the
-        certificate in use stays, and the next start orders again if it must)."""
+        certificate in use stays, and the next start orders again if it must). ``shared``:
+        other processes serve this data directory, and the loops run only while this one
+        holds the ``acme`` lease (see the module docstring)."""
         async with anyio.create_task_group() as tg:
             self._tg = tg
-            for slot in self.slots.values():
-                tg.start_soon(self._loop, slot)
+            if shared:
+                self.refresh()
             task_status.started()
-            await anyio.sleep_forever()  # ids added by a reload join this group
+            if shared:
+                await run_singleton(self.data_dir, "acme", self._schedule)
+            else:
+                await self._schedule()
+
+    async def _schedule(self) -> None:
+        assert self._tg is not None
+        self._scheduling = True
+        try:
+            for slot in self.slots.values():
+                self._tg.start_soon(self._loop, slot)
+            await anyio.sleep_forever()  # ids added by a reload join the group
+        finally:
+            self._scheduling = False
+
+    def refresh(self) -> None:
+        """Take the renewal state another process wrote (``state.json``) for each id whose
+        loop does not run here and that is not being renewed here."""
+        if self._scheduling:
+            return
+        for acme_id, slot in self.slots.items():
+            if slot.state.renewing:
+                continue
+            try:
+                saved = json.loads((self._dir(acme_id) / STATE_FILE).read_bytes())
+            except (OSError, ValueError):
+                continue
+            if not isinstance(saved, dict):
+                continue
+            for name in SHARED_STATE:
+                if name in saved:
+                    setattr(slot.state, name, saved[name])
 
     async def _loop(self, slot: _Slot) -> None:
         with slot.scope:
@@ -200,15 +261,22 @@ class AcmeManager:
         finished = slot.finished
         if not slot.state.renewing:
             slot.forced = True
-            slot.wake.set()
+            if self._scheduling:
+                slot.wake.set()
+            else:  # the loop runs in another process: renew here (under the id's lock)
+                await self._renew(slot)
+                return slot.state
         await finished.wait()
         return slot.state
 
     def request_renewal(self, acme_id: str) -> None:
         """Start a renewal without waiting (the control socket's ``acme-renew``)."""
         slot = self.slots[acme_id]
-        slot.forced = True
-        slot.wake.set()
+        if self._scheduling:
+            slot.forced = True
+            slot.wake.set()
+        elif self._tg is not None:
+            self._tg.start_soon(self.renew_now, acme_id)
 
     def describe(self) -> dict[str, dict[str, Any]]:
         """Each id's renewal state, to extend the certificate store's entries with."""
@@ -250,6 +318,7 @@ class AcmeManager:
         finally:
             state.renewing = False
             state.attempts += 1
+            self._save_state(slot)
             finished, slot.finished = slot.finished, anyio.Event()
             finished.set()
 
@@ -336,6 +405,18 @@ class AcmeManager:
         write_private(path, key.pem())
         log.info("ACME %s: created an account key in %s", acme_id, path)
         return key
+
+    def _save_state(self, slot: _Slot) -> None:
+        """Write the outcome for the other processes and tell them (see ``refresh``)."""
+        state = {name: getattr(slot.state, name) for name in SHARED_STATE}
+        try:
+            private_dir(self._dir(slot.state.id))
+            write_private(self._dir(slot.state.id) / STATE_FILE, json.dumps(state).encode())
+        except OSError as exc:
+            log.warning("ACME %s: cannot write its state: %s", slot.state.id, exc.strerror)
+            return
+        if self.certificates.announce is not None:
+            self.certificates.announce()
 
     def _remember_account(self, acme_id: str, directory: str, url: str) -> None:
         record = json.dumps({"directory": directory, "account": url}).encode()

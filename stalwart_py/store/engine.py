@@ -107,6 +107,10 @@ class MailboxWatch:
 # A pseudo mailbox id (SQLite row ids start at 1): the outbound queue got work. A write that
 # enqueues adds it to ``Txn.touched``; the queue's workers watch it to start at once.
 QUEUE_CHANNEL = 0
+# State kept outside the database, announced by whoever changed it (``ChangeHub.announce``):
+# certificates installed under ``<data-dir>/certificates/`` and TLS-ALPN-01 challenges under
+# ``<data-dir>/acme/``, which every process serving the data directory must use at once.
+CERTIFICATES_CHANNEL = -1
 
 
 class ChangeHub:
@@ -115,6 +119,16 @@ class ChangeHub:
     def __init__(self) -> None:
         self._watches: dict[int, set[MailboxWatch]] = {}
         self._account_watches: dict[int, set[AccountWatch]] = {}
+        # The other processes' side (``ChangeBus.publish``), set once the engine's bus is up.
+        self.publish: Callable[[ChangeSet], None] | None = None
+
+    def announce(self, channel: int) -> None:
+        """Wake the watches of ``channel`` (a pseudo mailbox id) here and in every other
+        process on this store: a change made outside a write batch (a file written under
+        the data directory), which the watchers then read for themselves."""
+        self.notify({channel})
+        if self.publish is not None:
+            self.publish(ChangeSet({channel}))
 
     def watch(self, mailbox_id: int) -> MailboxWatch:
         watch = MailboxWatch(self, mailbox_id)
@@ -227,6 +241,7 @@ class Engine:
             bus.close()
         else:
             self.bus = bus
+            self.changes.publish = bus.publish
 
     def _prepare(self) -> None:
         # It holds all mail and the password verifiers: 0600 before SQLite first opens it
@@ -249,6 +264,7 @@ class Engine:
             await anyio.to_thread.run_sync(self._writer.join)
             self._writer = None
         if self.bus is not None:
+            self.changes.publish = None
             self.bus.close()
             self.bus = None
         if self._lookup_conn is not None:

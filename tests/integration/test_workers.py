@@ -71,9 +71,10 @@ def message(n: int) -> bytes:
 
 
 def worker_of(server: ServerProcess, local_port: int) -> int:
-    """Which worker logged the connection from 127.0.0.1:<local_port>."""
+    """Which worker logged the connection from 127.0.0.1:<local_port> (served, refused, or
+    closed after its TLS handshake: a TLS-ALPN-01 validation)."""
     pattern = re.compile(
-        rf"(?:connection from|refused) 127\.0\.0\.1:{local_port} on \S+ .*worker=(\d+)"
+        rf"(?:connection from|refused) 127\.0\.0\.1:{local_port}(?: on \S+)? .*worker=(\d+)"
     )
     deadline = time.monotonic() + WAIT
     while time.monotonic() < deadline:

@@ -3,9 +3,11 @@ delivers; messages accepted by either worker are delivered once each."""
 
 from __future__ import annotations
 
+import os
 import re
 import signal
 import smtplib
+import time
 
 import pytest
 
@@ -66,3 +68,57 @@ protocol = "smtp"
     accepted_by = set(re.findall(r"connection from 127\.0\.0\.1:\d+ on smtp .*worker=(\d)", log))
     assert accepted_by == {"0", "1"}
     assert len(re.findall(r"process \d+ runs the queue", log)) == 1
+
+
+def test_the_singletons_pass_to_another_worker_when_their_holder_is_killed(tmp_path, outside):
+    """The queue's and the ACME renewals' leases are flocks: SIGKILL releases them, another
+    worker takes them within a poll and the queue delivers what the dead holder left."""
+    zone, peer = outside
+    path = write_config(
+        tmp_path,
+        f"""
+[server]
+hostname = "mail.example.test"
+workers = 2
+shutdown-timeout = "1s"
+
+[queue]
+port = {peer.port}
+retry = ["1h"]
+
+[queue.dns]
+nameservers = ["127.0.0.1:{zone.port}"]
+
+[server.listener.smtp]
+bind = "127.0.0.1:0"
+protocol = "smtp"
+""",
+    )
+    holders = re.compile(r"process (\d+) runs the (queue|acme)")
+    with ServerProcess(path) as server:
+        workers = server.ready["workers"]
+        first = wait_for_holders(server, holders, 2)
+        assert {name for _, name in first} == {"queue", "acme"}
+        victim = int(next(pid for pid, name in first if name == "queue"))
+        assert victim in workers
+        os.kill(victim, signal.SIGKILL)
+        # the survivor (or the replacement) holds both leases the victim held
+        taken = wait_for_holders(server, holders, 2 + sum(pid == str(victim) for pid, _ in first))
+        after = {name: int(pid) for pid, name in taken[len(first) :]}
+        assert after.get("queue", victim) != victim
+        host, port = server.address("smtp")
+        with smtplib.SMTP(host, port, timeout=WAIT) as client:
+            client.sendmail(
+                "alice@example.test", ["bob@remote.test"], "Subject: after\r\n\r\nx\r\n"
+            )
+        peer.wait_for(1)
+
+
+def wait_for_holders(
+    server: ServerProcess, pattern: re.Pattern[str], count: int
+) -> list[tuple[str, str]]:
+    deadline = time.monotonic() + WAIT
+    while len(found := pattern.findall(server.log())) < count:
+        assert time.monotonic() < deadline, f"{found}: fewer than {count} lease holders logged"
+        time.sleep(0.05)  # ok: the takeover is logged by the process that takes the lease
+    return found

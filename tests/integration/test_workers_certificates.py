@@ -1,0 +1,133 @@
+"""Certificates with ``server.workers = 2``: a certificate installed by one process is served
+by every worker at the next handshake (not at the next reload), and a TLS-ALPN-01 challenge
+set in one process is answered by whichever worker the CA's connection reaches.
+
+The installing process here is the test itself, on the same data directory: it installs
+through ``CertificateStore`` and announces through its own store's change notification,
+exactly as the worker holding the ``acme`` lease does after an order. Nothing waits between
+the announcement and the handshakes: the datagram is in every worker before they connect."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import ssl
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import anyio
+import pytest
+from cryptography import x509
+
+from stalwart_py.certificates import CertificateStore
+from stalwart_py.store.engine import CERTIFICATES_CHANNEL
+from stalwart_py.store.sqlite import SqliteStore
+from tests.integration.test_certificates_store import ACME_IDENTIFIER, challenge_certificate
+from tests.integration.test_workers import worker_of
+from tests.support.servers import WAIT, ServerProcess, write_config
+
+NAME = "mail.example.test"
+
+CONFIG = """
+[server]
+hostname = "mx.example.test"
+workers = 2
+shutdown-timeout = "1s"
+
+[server.listener.imaps]
+bind = "127.0.0.1:0"
+protocol = "imap"
+tls.implicit = true
+"""
+
+
+@contextlib.asynccontextmanager
+async def another_process(data_dir: Path) -> AsyncIterator[CertificateStore]:
+    """A certificate store in this (test) process that announces as a worker's does."""
+    store = SqliteStore(data_dir)
+    await store.open()
+    try:
+        certificates = CertificateStore(data_dir)
+        certificates.announce = lambda: store.changes.announce(CERTIFICATES_CHANNEL)
+        yield certificates
+    finally:
+        await store.close()
+
+
+def handshake(address, alpn: list[str] | None) -> tuple[x509.Certificate, int]:
+    """The leaf served to SNI ``NAME``, and the local port (which worker: from the log)."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE  # what is served is the question, not whether trusted
+    if alpn:
+        context.set_alpn_protocols(alpn)
+    with (
+        socket.create_connection(address, timeout=WAIT) as raw,
+        context.wrap_socket(raw, server_hostname=NAME) as tls,
+    ):
+        leaf = x509.load_der_x509_certificate(tls.getpeercert(binary_form=True))
+        return leaf, tls.getsockname()[1]
+
+
+def served_by_each(server: ServerProcess, alpn: list[str] | None = None) -> list[x509.Certificate]:
+    """What each of the two workers serves (connections until both have answered)."""
+    by_worker: dict[int, x509.Certificate] = {}
+    for _ in range(60):
+        leaf, port = handshake(server.address("imaps"), alpn)
+        by_worker.setdefault(worker_of(server, port), leaf)
+        if len(by_worker) == 2:
+            return list(by_worker.values())
+    raise AssertionError("every connection went to one worker")
+
+
+@pytest.fixture
+def workers(tmp_path):
+    with ServerProcess(write_config(tmp_path, CONFIG)) as server:
+        yield server, tmp_path / "var"
+
+
+def test_a_certificate_installed_by_one_process_is_served_by_both_workers(workers, ca):
+    server, data_dir = workers
+    assert all(leaf.issuer == leaf.subject for leaf in served_by_each(server))  # self-signed
+    issued = ca.issue_cert(NAME)
+    chain = b"".join(blob.bytes() for blob in issued.cert_chain_pems)
+    leaf_pem = issued.cert_chain_pems[0].bytes()
+
+    async def install() -> None:
+        async with another_process(data_dir) as certificates:
+            certificates.install("acme-one", chain, issued.private_key_pem.bytes())
+
+    anyio.run(install)
+    wanted = x509.load_pem_x509_certificate(leaf_pem)
+    assert [leaf.serial_number for leaf in served_by_each(server)] == [wanted.serial_number] * 2
+    assert server.log().count("certificate acme-one in force") == 2  # each worker, no reload
+    assert "reloaded" not in server.log()
+
+
+def test_a_tls_alpn_01_challenge_set_in_one_process_is_answered_by_both(workers):
+    server, data_dir = workers
+    cert_pem, key_pem, digest = challenge_certificate(NAME, "token.thumbprint")
+
+    async def challenge() -> None:
+        async with another_process(data_dir) as certificates:
+            certificates.set_alpn_challenge(NAME, cert_pem, key_pem)
+            await anyio.to_thread.run_sync(check_answered)
+            certificates.clear_alpn_challenge(NAME)
+            await anyio.to_thread.run_sync(check_withdrawn)
+
+    def check_answered() -> None:
+        for leaf in served_by_each(server, ["acme-tls/1"]):
+            assert leaf.extensions.get_extension_for_oid(ACME_IDENTIFIER).value.value == digest
+        for leaf in served_by_each(server, ["imap"]):  # a mail client meanwhile: the real one
+            assert leaf.issuer == leaf.subject and ACME_IDENTIFIER not in _oids(leaf)
+
+    def check_withdrawn() -> None:
+        for leaf in served_by_each(server, ["acme-tls/1"]):
+            assert ACME_IDENTIFIER not in _oids(leaf)
+
+    anyio.run(challenge)
+    assert not (data_dir / "acme" / "tls-alpn-01" / f"{NAME}.crt").exists()
+
+
+def _oids(leaf: x509.Certificate) -> list[x509.ObjectIdentifier]:
+    return [extension.oid for extension in leaf.extensions]
