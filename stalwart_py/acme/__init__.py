@@ -6,7 +6,22 @@ runs one issuance, ``challenges.py`` publishes HTTP-01 and TLS-ALPN-01 answers,
 the server's task group. Configuration: ``[acme."<id>"]`` (``stalwart_py/config/acme.py``).
 """
 
-from stalwart_py.acme.client import AcmeClient, AcmeError, AcmeProblem
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
 from stalwart_py.acme.manager import AcmeManager, AcmeState
 
+if TYPE_CHECKING:
+    from stalwart_py.acme.client import AcmeClient, AcmeError, AcmeProblem
+
 __all__ = ["AcmeClient", "AcmeError", "AcmeManager", "AcmeProblem", "AcmeState"]
+
+
+def __getattr__(name: str) -> Any:
+    # The client (httpx, josepy) loads on first use: a server without an order never needs it.
+    if name in ("AcmeClient", "AcmeError", "AcmeProblem"):
+        from stalwart_py.acme import client
+
+        return getattr(client, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -39,20 +39,23 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
 from anyio.abc import TaskGroup, TaskStatus
-from cryptography import x509
 
-from stalwart_py.acme import challenges, schedule
-from stalwart_py.acme.client import AcmeClient, AcmeError
-from stalwart_py.acme.jws import AccountKey
-from stalwart_py.acme.orders import Challenge, Responder, issue
+from stalwart_py.acme import schedule
 from stalwart_py.config.acme import AcmeSettings
 from stalwart_py.files import FILE_MODE, private_dir, safe_join, write_private
 from stalwart_py.metrics import Metrics
 from stalwart_py.singleton import run_singleton
+
+# The protocol client (httpx, josepy) and the certificate code (cryptography's x509) are
+# imported by the first order or stored certificate that needs them, not at every start:
+# most servers have no [acme] at all, and they were ~0.1 s of a start's imports.
+if TYPE_CHECKING:
+    from stalwart_py.acme.jws import AccountKey
+    from stalwart_py.acme.orders import Challenge, Responder
 
 log = logging.getLogger("stalwart_py.acme")
 
@@ -338,6 +341,8 @@ class AcmeManager:
         )
 
     def _failed(self, slot: _Slot, exc: Exception) -> None:
+        from stalwart_py.acme.client import AcmeError  # the order that failed loaded it
+
         state = slot.state
         state.failures += 1
         state.last_error = str(exc) or type(exc).__name__
@@ -360,6 +365,9 @@ class AcmeManager:
         )
 
     async def _order(self, slot: _Slot) -> Any:
+        from stalwart_py.acme.client import AcmeClient
+        from stalwart_py.acme.orders import issue
+
         conf = slot.settings
         key = self._account_key(slot.state.id)
         async with AcmeClient(conf.directory, key, ca_file=conf.ca_file) as client:
@@ -369,6 +377,9 @@ class AcmeManager:
             return await issue(client, list(conf.domains), conf.challenge, self._responder(conf))
 
     def _responder(self, conf: AcmeSettings) -> Responder:
+        from stalwart_py.acme import challenges
+        from stalwart_py.acme.orders import Responder
+
         if conf.challenge == "http-01":
 
             async def present(c: Challenge) -> None:
@@ -394,6 +405,8 @@ class AcmeManager:
         return safe_join(self.data_dir / "acme", acme_id)
 
     def _account_key(self, acme_id: str) -> AccountKey:
+        from stalwart_py.acme.jws import AccountKey
+
         path = self._dir(acme_id) / "account.key"
         try:
             return AccountKey.from_pem(path.read_bytes())
@@ -449,6 +462,8 @@ class AcmeManager:
 
 
 def _not_after(chain: bytes) -> float | None:
+    from cryptography import x509
+
     try:
         return x509.load_pem_x509_certificate(chain).not_valid_after_utc.timestamp()
     except ValueError:
