@@ -135,11 +135,13 @@ class Server:
             else contextlib.nullcontext()
         )
         with pid_lock:
-            store = create_store(self.config.storage)
             try:
+                store = create_store(self.config.storage)
                 await store.open()
             except (StoreError, OSError, sqlite3.Error) as exc:
-                raise StartupError(f"cannot open the store in {data_dir}: {exc}") from None
+                # Not the URL: it may hold a password.
+                where = "PostgreSQL" if self.config.storage.url else data_dir
+                raise StartupError(f"cannot open the store in {where}: {exc}") from None
             try:
                 await self._serve(store, handle_signals, task_status)
             finally:

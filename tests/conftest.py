@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import ssl
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -13,8 +13,10 @@ import trustme
 
 from stalwart_py import passwords
 from stalwart_py.plugin import Protocol, discover_protocols
+from stalwart_py.store import Store
 from stalwart_py.testing import ServerFactory
 from tests.support.plugin_packages import pip_install
+from tests.support.postgres import PostgresCluster, Unavailable, running_cluster
 from tests.support.protocols import PROTOCOLS
 from tests.support.servers import InProcessServer
 
@@ -104,3 +106,42 @@ def echo_plugin(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     env = pip_install(ROOT / "examples" / "echo-plugin", target, tmp_path_factory.mktemp("build"))
     assert list(target.glob("stalwart_py_echo-*.dist-info/entry_points.txt"))
     return env
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresCluster]:
+    """A PostgreSQL server for the session (tests/support/postgres.py). Missing: skip
+    locally, fail under CI=true (.ci/run installs it)."""
+    try:
+        cluster = running_cluster()
+        started = cluster.__enter__()
+    except Unavailable as exc:
+        if os.environ.get("CI") == "true":
+            pytest.fail(str(exc))
+        pytest.skip(str(exc))
+    try:
+        yield started
+    finally:
+        cluster.__exit__(None, None, None)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_backend(request: pytest.FixtureRequest) -> str:
+    """Each store test runs against both backends."""
+    return request.param
+
+
+@pytest.fixture
+def new_store(
+    store_backend: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> Callable[[], Store]:
+    """Makes a store of the test's backend, not yet opened; every store made by one test is
+    on the same data (a directory for SQLite, a fresh database for PostgreSQL)."""
+    if store_backend == "sqlite":
+        from stalwart_py.store.sqlite import SqliteStore
+
+        return lambda: SqliteStore(tmp_path)
+    from stalwart_py.store.postgresql import PostgresStore
+
+    url = request.getfixturevalue("postgres").database()
+    return lambda: PostgresStore(url, tmp_path)

@@ -123,7 +123,27 @@ class StorageSettings:
     """``[storage]``: where the server keeps its data."""
 
     data_dir: Path = Path("/var/lib/stalwart-py")  # messages, accounts, keys: mode 0700
-    backend: Literal["sqlite"] = "sqlite"  # the one backend today
+    # "sqlite": one file under data-dir, for one machine; "postgresql": a database shared by
+    # any number of nodes (url, password-file, pool-size, statement-timeout below)
+    backend: Literal["sqlite", "postgresql"] = "sqlite"
+    # postgresql only: a libpq connection URI such as "postgresql://mail@db.example/mail"
+    # (host, port, user, database, options such as sslmode=verify-full)
+    url: str | None = None
+    # postgresql only: a file holding the password (its first line), kept out of the config
+    password_file: Path | None = None
+    # postgresql only: connections for reads at once (one more is the writer's)
+    pool_size: Annotated[int, Range(1, 256)] = 8
+    # postgresql only: a statement running longer is cancelled (PostgreSQL statement_timeout)
+    statement_timeout: Duration = 30.0
+
+    def __post_init__(self) -> None:
+        if self.backend == "postgresql":
+            if self.url is None:
+                raise ValueError('backend "postgresql" needs url = "postgresql://..."')
+            if not self.url.startswith(("postgresql://", "postgres://")):
+                raise ValueError("url must be a URI starting with postgresql://")
+        elif self.url is not None or self.password_file is not None:
+            raise ValueError('url and password-file are for backend = "postgresql"')
 
 
 @dataclass(frozen=True, slots=True)

@@ -43,10 +43,29 @@ from stalwart_py.store.model import (
 
 def create_store(settings: StorageSettings) -> Store:
     """The configured backend, not yet opened."""
-    from stalwart_py.store.sqlite import SqliteStore
-
     if settings.backend == "sqlite":
+        from stalwart_py.store.sqlite import SqliteStore
+
         return SqliteStore(settings.data_dir)
+    if settings.backend == "postgresql":
+        # Imported here: psycopg is an optional dependency (the "postgresql" extra).
+        try:
+            from stalwart_py.store.postgresql import PostgresStore, read_password_file
+        except ImportError as exc:
+            raise StoreError(
+                f'backend "postgresql" needs psycopg: pip install "stalwart-py[postgresql]" ({exc})'
+            ) from None
+        assert settings.url is not None  # StorageSettings checked it
+        password = None
+        if settings.password_file is not None:
+            password = read_password_file(settings.password_file)
+        return PostgresStore(
+            settings.url,
+            settings.data_dir,
+            password=password,
+            readers=settings.pool_size,
+            statement_timeout=settings.statement_timeout,
+        )
     raise ValueError(f"unknown storage backend {settings.backend!r}")
 
 

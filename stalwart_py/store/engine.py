@@ -233,7 +233,7 @@ class Engine:
         await anyio.to_thread.run_sync(self._prepare)
         self._writer = threading.Thread(target=self._write_loop, name="store-writer", daemon=True)
         self._writer.start()
-        bus = DatagramBus(self.path.parent / RUN_DIR)
+        bus = self._bus()
         try:
             bus.start(self.changes.deliver)
         except OSError as exc:  # the store works; only other processes' changes go unseen
@@ -242,6 +242,13 @@ class Engine:
         else:
             self.bus = bus
             self.changes.publish = bus.publish
+
+    def _bus(self) -> ChangeBus:
+        return DatagramBus(self.path.parent / RUN_DIR)
+
+    def _connect(self, *, readonly: bool = False) -> Any:
+        """A connection for the writer (``readonly=False``) or a reader."""
+        return connect(self.path, readonly=readonly)
 
     def _prepare(self) -> None:
         # It holds all mail and the password verifiers: 0600 before SQLite first opens it
@@ -292,7 +299,7 @@ class Engine:
         return job.result
 
     def _write_loop(self) -> None:
-        conn = connect(self.path)
+        conn = self._connect()
         try:
             while True:
                 first = self._queue.get()
@@ -394,7 +401,7 @@ class Engine:
         with self._readers_lock:
             conn = self._idle_readers.pop() if self._idle_readers else None
         if conn is None:
-            conn = connect(self.path, readonly=True)
+            conn = self._connect(readonly=True)
             with self._readers_lock:
                 self._readers.append(conn)
         try:

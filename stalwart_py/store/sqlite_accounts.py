@@ -261,7 +261,7 @@ class AccountsMixin:
             if txn.execute("SELECT 1 FROM accounts WHERE address = ?", (address,)).fetchone():
                 raise AlreadyExists(f"{address} is an account")
             txn.conn.executemany(
-                "INSERT OR IGNORE INTO aliases(address, target) VALUES (?, ?)",
+                "INSERT INTO aliases(address, target) VALUES (?, ?) ON CONFLICT DO NOTHING",
                 [(address, target) for target in wanted],
             )
             return _alias(txn.conn, address) or Alias(address, ())
@@ -383,7 +383,8 @@ class AccountsMixin:
             ):
                 raise NotFound(f"no script {name}")
             txn.execute(
-                "UPDATE sieve_scripts SET active = (name IS ?) WHERE account_id = ?",
+                "UPDATE sieve_scripts SET active = CASE WHEN name = ? THEN 1 ELSE 0 END"
+                " WHERE account_id = ?",
                 (name, account_id),
             )
 
@@ -392,7 +393,7 @@ class AccountsMixin:
     async def active_script(self, account_id: int) -> SieveScript | None:
         def op(conn: sqlite3.Connection) -> SieveScript | None:
             row = conn.execute(
-                "SELECT name, body FROM sieve_scripts WHERE account_id = ? AND active",
+                "SELECT name, body FROM sieve_scripts WHERE account_id = ? AND active != 0",
                 (account_id,),
             ).fetchone()
             return SieveScript(row[0], row[1], True) if row else None

@@ -28,7 +28,7 @@ def _name(name: str) -> str:
 def add_subscription(txn: Txn, account_id: int, name: str) -> None:
     """Subscribe ``name`` inside a write (a mailbox the server itself created)."""
     txn.execute(
-        "INSERT OR IGNORE INTO subscriptions(account_id, name) VALUES (?, ?)",
+        "INSERT INTO subscriptions(account_id, name) VALUES (?, ?) ON CONFLICT DO NOTHING",
         (account_id, _name(name)),
     )
 

@@ -71,12 +71,10 @@ def _apply(txn: Txn, account_id: int, tokens: Sequence[str], column: str, delta:
     negative, removed because both counts reached zero)."""
     conn = txn.conn
     if delta > 0:
-        before = conn.total_changes
-        conn.executemany(
+        created = conn.executemany(
             "INSERT INTO junk_tokens(account_id, token) VALUES (?, ?) ON CONFLICT DO NOTHING",
             [(account_id, token) for token in tokens],
-        )
-        created = conn.total_changes - before
+        ).rowcount  # the rows inserted, summed over the statements
     else:
         created = 0
     conn.executemany(
@@ -166,7 +164,9 @@ def _train_one(txn: Txn, account_id: int, blob_id: int, junk: bool, tokens: Sequ
             (created, account_id),
         )
     txn.execute(
-        "INSERT OR REPLACE INTO junk_trained(account_id, hash, junk, trained) VALUES (?, ?, ?, ?)",
+        "INSERT INTO junk_trained(account_id, hash, junk, trained) VALUES (?, ?, ?, ?)"
+        " ON CONFLICT(account_id, hash) DO UPDATE SET junk = excluded.junk,"
+        " trained = excluded.trained",
         (account_id, digest, int(junk), txn.now),
     )
     return "retrained" if previous is not None else "trained"

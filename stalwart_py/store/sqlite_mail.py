@@ -60,6 +60,13 @@ def uid_list(uids: Sequence[int]) -> str:
     return json.dumps(list(uids))
 
 
+# An expunged UID with the MODSEQ of its (latest) expunge.
+EXPUNGED_INSERT = (
+    "INSERT INTO expunged(mailbox_id, uid, modseq) VALUES (?, ?, ?)"
+    " ON CONFLICT(mailbox_id, uid) DO UPDATE SET modseq = excluded.modseq"
+)
+
+
 def _find_mailbox(conn: sqlite3.Connection, account_id: int, name: str) -> Mailbox | None:
     if name.upper() == "INBOX":
         name = "INBOX"
@@ -140,7 +147,7 @@ def _remove_messages(
     for uid, _size, blob_id in rows:
         txn.execute("DELETE FROM messages WHERE mailbox_id = ? AND uid = ?", (mailbox_id, uid))
         txn.execute(
-            "INSERT OR REPLACE INTO expunged(mailbox_id, uid, modseq) VALUES (?, ?, ?)",
+            EXPUNGED_INSERT,
             (mailbox_id, uid, modseq),
         )
         release_blob(txn, blob_id)
@@ -252,8 +259,8 @@ class MailMixin:
     async def mailbox_counts(self, mailbox_id: int) -> MailboxCounts:
         def op(conn: sqlite3.Connection) -> MailboxCounts:
             row = conn.execute(
-                "SELECT count(*), coalesce(sum(flags & ? = 0), 0),"
-                " coalesce(sum(flags & ? != 0), 0), coalesce(sum(size), 0),"
+                "SELECT count(*), count(*) FILTER (WHERE flags & ? = 0),"
+                " count(*) FILTER (WHERE flags & ? != 0), coalesce(sum(size), 0),"
                 " coalesce(sum(CASE WHEN flags & ? != 0 THEN size ELSE 0 END), 0)"
                 " FROM messages WHERE mailbox_id = ?",
                 (
@@ -576,7 +583,7 @@ def _rename_inbox(txn: Txn, inbox: Mailbox, new: str) -> None:
     if moved:
         modseq = _bump_modseq(txn, inbox.id)
         txn.conn.executemany(
-            "INSERT OR REPLACE INTO expunged(mailbox_id, uid, modseq) VALUES (?, ?, ?)",
+            EXPUNGED_INSERT,
             [(inbox.id, uid, modseq) for (uid,) in moved],
         )
     txn.touched.update({inbox.id, row[0]})

@@ -130,12 +130,14 @@ class QueueMixin:
     async def queue_entries(
         self, *, due_before: float | None = None, limit: int = 1000
     ) -> list[QueueEntry]:
+        due = "" if due_before is None else " AND next_attempt <= ?"
+
         def op(conn: sqlite3.Connection) -> list[QueueEntry]:
             rows = conn.execute(
                 f"SELECT {QUEUE_COLUMNS} FROM queue_messages m JOIN blobs b ON b.id = m.blob_id"
                 " WHERE m.id IN (SELECT message_id FROM queue_recipients WHERE status = 'pending'"
-                " AND (?1 IS NULL OR next_attempt <= ?1)) ORDER BY m.created, m.id LIMIT ?2",
-                (due_before, limit),
+                f"{due}) ORDER BY m.created, m.id LIMIT ?",
+                (limit,) if due_before is None else (due_before, limit),
             ).fetchall()
             return _entries(conn, rows)
 

@@ -28,6 +28,9 @@ COLUMNS = (
     "blob_id, subject, reply, sent, from_mailbox, from_display, to_mailbox, to_display,"
     " cc_mailbox, message_id, in_reply_to, refs"
 )
+_UPDATE_ALL = ", ".join(
+    f"{name} = excluded.{name}" for name in (c.strip() for c in COLUMNS.split(",")[1:])
+)
 SCHEMA = (
     "CREATE TABLE sort_fields ("
     " blob_id INTEGER PRIMARY KEY,"
@@ -55,7 +58,8 @@ class _Executes(Protocol):
 
 def insert_sort_fields(conn: _Executes, blob_id: int, fields: SortFields) -> None:
     conn.execute(
-        f"INSERT OR REPLACE INTO sort_fields({COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+        f"INSERT INTO sort_fields({COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)"
+        f" ON CONFLICT(blob_id) DO UPDATE SET {_UPDATE_ALL}",
         (
             blob_id,
             fields.subject,

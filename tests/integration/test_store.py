@@ -1,4 +1,5 @@
-"""The SQLite store: every operation, UID/MODSEQ rules, change notification, quotas."""
+"""The store on each backend (SQLite, PostgreSQL): every operation, UID/MODSEQ rules, change
+notification, quotas."""
 
 from __future__ import annotations
 
@@ -34,8 +35,8 @@ def message(n: int, body: str = "hello") -> bytes:
 
 
 @pytest.fixture
-async def store(tmp_path):
-    store = SqliteStore(tmp_path)
+async def store(new_store):
+    store = new_store()
     await store.open()
     yield store
     await store.close()
@@ -417,6 +418,7 @@ async def test_concurrent_writes_share_commits(store, account):
     assert store._engine.batches - batches < 64  # group commit: fewer fsyncs than writes
 
 
+@pytest.mark.parametrize("store_backend", ["sqlite"])
 async def test_a_lookup_that_would_wait_for_a_lock_waits_off_the_event_loop(store, account):
     # SQLITE_BUSY for a WAL reader is rare (another process recovering the database) and
     # cannot be provoked from here; the lookup below meets it on the loop's thread.
