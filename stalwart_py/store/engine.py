@@ -378,10 +378,12 @@ class Engine:
         """Run ``func`` right here, on the event loop thread, for an indexed point lookup.
 
         Such a query takes microseconds, less than the hop to a worker thread and back; WAL
-        readers do not wait for the writer. Anything that scans (a mailbox listing, bodies)
-        goes through ``read`` instead. ``func`` runs one statement, which in autocommit mode
-        reads one consistent snapshot by itself (no BEGIN/COMMIT around it: they cost more
-        than the lookup). In the rare moments a WAL reader must wait after all (another
+        readers do not wait for the writer. So does a small body read by incremental blob I/O
+        (``blobs.read_small_blobs``, which learns the size before reading). Anything that scans
+        (a mailbox listing) or reads much (large bodies) goes through ``read`` instead.
+        ``func`` runs one statement (or one blob read), which in autocommit mode reads one
+        consistent snapshot by itself (no BEGIN/COMMIT around it: they cost more than the
+        lookup). In the rare moments a WAL reader must wait after all (another
         process recovering the database after a crash), the connection here does not wait:
         the lookup goes to a reader thread, which may, so that the loop never blocks on a lock.
         """

@@ -5,12 +5,14 @@ from __future__ import annotations
 import contextlib
 import os
 import sqlite3
+from collections.abc import Sequence
 from pathlib import Path
 
 import anyio
 
 from stalwart_py.files import create_private_file, private_dir
 from stalwart_py.store.base import Store
+from stalwart_py.store.blobs import read_small_blobs
 from stalwart_py.store.engine import Engine
 from stalwart_py.store.sqlite_accounts import AccountsMixin
 from stalwart_py.store.sqlite_append import AppendMixin
@@ -49,6 +51,15 @@ class SqliteStore(
 
     async def close(self) -> None:
         await self._engine.close()
+
+    async def read_blobs(self, blob_ids: Sequence[int]) -> dict[int, bytes]:
+        # A few small bodies (a POP3 RETR, an IMAP FETCH of one message) right here on the
+        # event loop, by incremental blob I/O; the rest in a reader thread (MailMixin).
+        ids = list(blob_ids)
+        small = await self._engine.lookup(lambda conn: read_small_blobs(conn, ids))
+        if small is not None:
+            return small
+        return await super().read_blobs(ids)
 
     async def disk_usage(self) -> int:
         total = 0

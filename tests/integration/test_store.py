@@ -21,6 +21,7 @@ from stalwart_py.store import (
     Store,
     StoreError,
 )
+from stalwart_py.store.blobs import INLINE_LIMIT, INLINE_READ_COUNT
 from stalwart_py.store.schema import SCHEMA_VERSION
 from stalwart_py.store.sqlite import SqliteStore
 
@@ -416,6 +417,35 @@ async def test_concurrent_writes_share_commits(store, account):
             group.start_soon(store.append, box.id, message(n))
     assert len(await store.messages(box.id)) == 64
     assert store._engine.batches - batches < 64  # group commit: fewer fsyncs than writes
+
+
+@pytest.mark.parametrize("store_backend", ["sqlite"])  # incremental blob I/O
+async def test_a_few_small_bodies_are_read_on_the_loop_and_the_rest_in_a_reader(
+    store, account, monkeypatch
+):
+    box = await inbox(store, account)
+    small = [await store.append(box.id, message(n)) for n in range(INLINE_READ_COUNT + 1)]
+    big_data = message(99, "x" * INLINE_LIMIT)
+    big = await store.append(box.id, big_data)
+    in_readers = []
+    read = store._engine.read
+
+    async def counted(func):
+        in_readers.append(func)
+        return await read(func)
+
+    monkeypatch.setattr(store._engine, "read", counted)
+    ids = [small[0].blob_id, small[1].blob_id, 10**9]  # the last one does not exist
+    assert await store.read_blobs(ids) == {
+        small[0].blob_id: message(0),
+        small[1].blob_id: message(1),
+    }
+    assert in_readers == []  # no hop to a reader thread
+    assert await store.read_blobs([big.blob_id]) == {big.blob_id: big_data}
+    assert len(in_readers) == 1  # over INLINE_LIMIT: read off the loop
+    everything = await store.read_blobs([info.blob_id for info in small])
+    assert everything == {info.blob_id: message(n) for n, info in enumerate(small)}
+    assert len(in_readers) == 2  # more than INLINE_READ_COUNT bodies: off the loop too
 
 
 @pytest.mark.parametrize("store_backend", ["sqlite"])
