@@ -35,11 +35,13 @@ from protocols.pop3.maildrop import Maildrop, MaildropError, MaildropLock
 from protocols.pop3.settings import Pop3Settings
 from protocols.pop3.syntax import (
     BadCommand,
+    Shape,
     block,
+    content,
     err,
-    octets,
     ok,
     parse_command,
+    shape,
     stuffed,
     top,
     with_crlf,
@@ -55,6 +57,7 @@ from stalwart_py.plugin import (
     ConnectionClosed,
     LineTooLong,
     LoginDeferred,
+    MessageInfo,
     NotFound,
     ReadTimeout,
     SaslError,
@@ -67,10 +70,11 @@ LINE_LIMIT = MAX_SASL_RESPONSE + 64  # an AUTH line with its initial response, a
 FLUSH_AT = 64 * 1024  # pipelined replies are sent together up to this much
 READ_BATCH = 8 * 1024 * 1024  # octets of message bodies read at once to learn their sizes
 
-# Octets as RETR sends them, by store and body id: a body never changes and its id is never
-# given to another (stalwart_py.store.blobs), so a size learnt once holds for later sessions.
-_OCTETS: weakref.WeakKeyDictionary[Any, dict[int, int]] = weakref.WeakKeyDictionary()
-_OCTETS_MAX = 200_000
+# Bodies' shapes (octets as RETR sends them, dot-led lines), by store and body id: a body
+# never changes and its id is never given to another (stalwart_py.store.blobs), so what is
+# learnt once holds for later sessions.
+_SHAPES: weakref.WeakKeyDictionary[Any, dict[int, Shape]] = weakref.WeakKeyDictionary()
+_SHAPES_MAX = 200_000
 
 
 class State(enum.Enum):
@@ -349,17 +353,17 @@ class Session:
         """Fill ``drop.sizes`` for these messages, reading the bodies not yet measured."""
         drop = self.drop
         store = self.conn.server.store
-        known = _OCTETS.setdefault(store, {})
+        known = _SHAPES.setdefault(store, {})
         unknown = []
         for number in numbers:
             if number in drop.sizes:
                 continue
             info = drop.messages[number - 1]
-            size = known.get(info.blob_id)
-            if size is None:
+            found = known.get(info.blob_id)
+            if found is None:
                 unknown.append(number)
             else:
-                drop.sizes[number] = size
+                drop.sizes[number] = found.octets
         while unknown:
             batch, total = [], 0
             while unknown and total < READ_BATCH:
@@ -371,7 +375,7 @@ class Session:
                 info = drop.messages[number - 1]
                 data = bodies.get(info.blob_id)
                 # A body gone meanwhile (expunged over IMAP): its stored size stands.
-                size = info.size if data is None else _remember(known, info.blob_id, data)
+                size = info.size if data is None else _remember(known, info.blob_id, data).octets
                 drop.sizes[number] = size
 
     async def _size_of_live(self) -> tuple[list[int], int]:
@@ -410,7 +414,10 @@ class Session:
             first = ok(f"{len(live)} messages")
         return Reply(block(first, (f"{n} {value(n)}" for n in live)))
 
-    async def _body(self, args: tuple[str, ...], count: int) -> tuple[int, bytes] | Reply:
+    async def _body(
+        self, args: tuple[str, ...], count: int
+    ) -> tuple[int, MessageInfo, bytes] | Reply:
+        """The message the first argument names and its body as stored."""
         if len(args) != count:
             return Reply(err("wrong number of arguments"), bad=True)
         number, info = self.drop.message(args[0])
@@ -421,16 +428,18 @@ class Session:
             data = None
         if data is None:
             return Reply(err(f"message {number} was removed by another session", "SYS/TEMP"))
-        return number, with_crlf(data)
+        return number, info, data
 
     async def cmd_retr(self, args: tuple[str, ...]) -> Reply:
         found = await self._body(args, 1)
         if isinstance(found, Reply):
             return found
-        number, data = found
-        self.drop.sizes[number] = size = octets(data)
+        number, info, data = found
+        known = _SHAPES.setdefault(self.conn.server.store, {})
+        body = known.get(info.blob_id) or _remember(known, info.blob_id, data)
+        self.drop.sizes[number] = body.octets
         self.drop.retrieved.add(number)
-        return Reply(ok(f"{size} octets") + stuffed(data))
+        return Reply(ok(f"{body.octets} octets") + content(data, body))
 
     async def cmd_top(self, args: tuple[str, ...]) -> Reply:
         if len(args) == 2 and not (args[1].isascii() and args[1].isdigit()):
@@ -438,8 +447,9 @@ class Session:
         found = await self._body(args, 2)
         if isinstance(found, Reply):
             return found
-        _number, data = found
-        return Reply(ok("top of message follows") + stuffed(top(data, int(args[1][:10]))))
+        _number, _info, data = found
+        lines = int(args[1][:10])
+        return Reply(ok("top of message follows") + stuffed(top(with_crlf(data), lines)))
 
     async def cmd_dele(self, args: tuple[str, ...]) -> Reply:
         if len(args) != 1:
@@ -491,12 +501,12 @@ class Session:
         )
 
 
-def _remember(known: dict[int, int], blob_id: int, data: bytes) -> int:
-    size = octets(data)
-    if len(known) >= _OCTETS_MAX:
+def _remember(known: dict[int, Shape], blob_id: int, data: bytes) -> Shape:
+    found = shape(data)
+    if len(known) >= _SHAPES_MAX:
         del known[next(iter(known))]  # the oldest
-    known[blob_id] = size
-    return size
+    known[blob_id] = found
+    return found
 
 
 _AUTHORIZATION = frozenset({State.AUTHORIZATION})

@@ -98,6 +98,30 @@ def octets(data: bytes) -> int:
     return size + 2 if data and not data.endswith(b"\n") else size
 
 
+@dataclass(frozen=True, slots=True)
+class Shape:
+    """What sending a message in a multi-line reply needs to know of it besides its bytes:
+    its ``octets`` and whether a line of it starts with ``.`` (``dotted``: it needs stuffing).
+    A body never changes, so a session learns this once (``shape``) and RETR then scans for
+    nothing it already knows is not there."""
+
+    octets: int
+    dotted: bool
+
+
+def shape(data: bytes) -> Shape:
+    return Shape(octets(data), data.startswith(b".") or b"\n." in data)
+
+
+def content(data: bytes, known: Shape) -> bytes:
+    """``data`` (a whole message as stored, of this ``known`` shape) as the content of a
+    multi-line reply, the terminating ``.`` line included. A message stored as SMTP delivers
+    it (CRLF line ends: its octets are its length) without dot-led lines is not scanned."""
+    if known.octets != len(data) + (2 if data and not data.endswith(b"\n") else 0):
+        data = with_crlf(data)  # there are bare LFs: their count is what the octets add
+    return stuffed(data) if known.dotted else _terminated(data)
+
+
 def with_crlf(data: bytes) -> bytes:
     """Bare LFs (a message stored by IMAP APPEND may have them) made CRLF."""
     if data.count(b"\n") == data.count(b"\r\n"):
@@ -111,10 +135,15 @@ def stuffed(data: bytes) -> bytes:
     terminating ``.`` line added."""
     if data.startswith(b"."):
         data = b"." + data
-    if b"\n." in data:
-        data = data.replace(b"\n.", b"\n..")
+    # One scan when there is nothing to stuff (``replace`` counts first and then returns its
+    # argument as it is); a test with ``in`` first would scan twice when there is.
+    return _terminated(data.replace(b"\n.", b"\n.."))
+
+
+def _terminated(data: bytes) -> bytes:
+    """The last line ended and the terminating ``.`` line added."""
     if data and not data.endswith(b"\r\n"):
-        data += b"\r\n"
+        return data + b"\r\n.\r\n"
     return data + b".\r\n"
 
 

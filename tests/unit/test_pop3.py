@@ -12,7 +12,18 @@ from hypothesis import strategies as st
 
 import stalwart_py.plugin
 from protocols.pop3.maildrop import Maildrop, MaildropError, MaildropLock
-from protocols.pop3.syntax import BadCommand, Command, octets, parse_command, stuffed, top
+from protocols.pop3.syntax import (
+    BadCommand,
+    Command,
+    Shape,
+    content,
+    octets,
+    parse_command,
+    shape,
+    stuffed,
+    top,
+    with_crlf,
+)
 from stalwart_py.plugin import MessageInfo
 
 POP3 = Path(__file__).resolve().parents[2] / "protocols" / "pop3"
@@ -63,6 +74,25 @@ def test_unstuffing_gives_back_the_message_and_octets_counts_it(lines):
     got = [line[1:] if line.startswith(b".") else line for line in wire.split(b"\r\n")[:-2]]
     assert b"".join(line + b"\r\n" for line in got) == data
     assert octets(data) == len(data)
+
+
+@given(st.lists(st.sampled_from([b"a", b".", b"..", b"\r\n", b"\n", b"\r", b"x."])).map(b"".join))
+def test_what_a_shape_lets_retr_skip_changes_nothing_it_sends(data):
+    """RETR sends ``content(data, shape(data))``, which leaves out the scans the shape says
+    are not needed: byte for byte what stuffing the CRLF form sends, sized by ``octets``."""
+    known = shape(data)
+    wire = content(data, known)
+    assert wire == stuffed(with_crlf(data))
+    unstuffed = [line[1:] if line.startswith(b".") else line for line in wire.split(b"\r\n")]
+    assert unstuffed[-2:] == [b"", b""]  # the terminating line, then nothing
+    assert sum(len(line) + 2 for line in unstuffed[:-2]) == known.octets  # each with CRLF
+
+
+def test_a_message_as_smtp_delivers_it_is_sent_as_it_is_with_the_terminating_line():
+    data = b"Subject: plain\r\n\r\nno dot-led lines\r\n"
+    assert shape(data) == Shape(len(data), dotted=False)
+    assert content(data, shape(data)) == data + b".\r\n"
+    assert shape(b".x\r\n").dotted and shape(b"a\r\n.x\r\n").dotted and shape(b"a\n.x").dotted
 
 
 def test_octets_counts_crlf_line_ends_as_sent():
