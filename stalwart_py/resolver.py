@@ -43,19 +43,15 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import anyio
-import dns.asyncresolver
-import dns.exception
-import dns.flags
-import dns.message
-import dns.name
-import dns.nameserver
-import dns.rdatatype
-import dns.resolver
-import dns.reversename
 
 from stalwart_py.metrics import Metrics
 
+# dnspython is imported by the first lookup (``Resolver._query``), not by every start: it was
+# ~60 ms of a start's imports, and a server that only serves IMAP never asks DNS.
 if TYPE_CHECKING:
+    import dns.asyncresolver
+    import dns.message
+
     from stalwart_py.config.schema import ResolverSettings
 
 log = logging.getLogger("stalwart_py.resolver")
@@ -178,7 +174,7 @@ class Resolver:
         self.cache_size = cache_size
         self.max_ttl = max_ttl
         self.max_negative_ttl = max_negative_ttl
-        self._stub = _stub_resolver(servers, timeout, attempts)
+        self._stub: dns.asyncresolver.Resolver | None = None  # made by the first query
         while len(self._cache) > cache_size:
             self._cache.popitem(last=False)
 
@@ -274,6 +270,8 @@ class Resolver:
     async def ptr(self, ip: str) -> list[str]:
         """The PTR names of an IPv4 or IPv6 address (its in-addr.arpa / ip6.arpa name),
         lowercased without the final dot."""
+        import dns.reversename
+
         reverse = dns.reversename.from_address(str(ipaddress.ip_address(ip)))
         return [name.lower().rstrip(".") for name in await self.lookup(reverse.to_text(), "PTR")]
 
@@ -284,6 +282,13 @@ class Resolver:
 
     async def _query(self, name: str, rdtype: str) -> tuple[tuple[str, ...] | None, float, bool]:
         """(records or None for NXDOMAIN, seconds to cache it, the AD bit)."""
+        import dns.exception
+        import dns.name
+        import dns.rdatatype
+        import dns.resolver
+
+        if self._stub is None:
+            self._stub = _stub_resolver(self.nameservers, self.timeout, self.attempts)
         try:
             qname = dns.name.from_text(name or ".")
             answer = await self._stub.resolve(qname, rdtype, raise_on_no_answer=False)
@@ -317,6 +322,8 @@ class Resolver:
     def _negative_ttl(self, responses: Iterable[dns.message.Message]) -> float:
         """RFC 2308 section 5: min(SOA TTL, SOA MINIMUM) from the authority section; 0 (do
         not cache) without an SOA."""
+        import dns.rdatatype
+
         ttls = [
             min(rrset.ttl, rrset[0].minimum)
             for response in responses
@@ -349,6 +356,8 @@ def _answer(key: tuple[str, str], records: tuple[str, ...] | None) -> list[str]:
 
 
 def _authenticated(responses: Iterable[dns.message.Message]) -> bool:
+    import dns.flags
+
     responses = list(responses)
     return bool(responses) and all(r.flags & dns.flags.AD for r in responses)
 
@@ -373,6 +382,11 @@ def _server(entry: tuple[str, int] | str) -> tuple[str, int]:
 def _stub_resolver(
     servers: Sequence[tuple[str, int]], timeout: float, attempts: int
 ) -> dns.asyncresolver.Resolver:
+    import dns.asyncresolver
+    import dns.flags
+    import dns.nameserver
+    import dns.resolver
+
     if servers:
         stub = dns.asyncresolver.Resolver(configure=False)
         stub.nameservers = [dns.nameserver.Do53Nameserver(a, p) for a, p in servers]
