@@ -45,6 +45,8 @@ sys.exit(main(["serve", "--config", sys.argv[1], "--notify-fd", str(write_fd)]))
 # Loaded on first use, never by a start (the module that needs each, and when).
 NOT_AT_START = {
     "dns.resolver": "stalwart_py.resolver, on the first lookup",
+    "dkim": "stalwart_py.queue.dkim, on the first signature or key",
+    "nacl": "dkimpy's ed25519, with dkim",
     "josepy": "stalwart_py.acme, on the first order",
     "httpx": "stalwart_py.acme.client, on the first order",
     "stalwart_py.acme.client": "stalwart_py.acme.manager, on the first order",
