@@ -42,6 +42,7 @@ from stalwart_py.junk.bayes import classify as bayes_classify
 from stalwart_py.junk.headers import status_fields, strip_fields
 from stalwart_py.junk.tokens import tokenize
 from stalwart_py.store import Store
+from stalwart_py.store.model import JunkCounts
 
 log = logging.getLogger("stalwart_py.junk")
 
@@ -90,18 +91,28 @@ class JunkFilter:
     async def classify(self, account_id: int, message: bytes) -> Verdict:
         """Score ``message`` (as it will be stored, our fields not yet added)."""
         settings = self.settings()
-        tokens = await self._tokens(message)
-        counts = await self.store.junk_counts(account_id, sorted(tokens))
-        if counts.spam < settings.min_junk or counts.ham < settings.min_not_junk:
-            fields = status_fields(None, False, settings.junk_threshold, (counts.ham, counts.spam))
-            return Verdict(None, False, fields)
-        score = bayes_classify(tokens, counts.tokens, counts.ham, counts.spam).probability
-        # 0.995 shows as 1.00: the verdict is taken on the printed score, so that a Sieve
-        # script comparing the header (spamtest) and the filing never disagree.
-        score = math.floor(score * 100 + 0.5) / 100
-        junk = score >= settings.junk_threshold
-        fields = status_fields(score, junk, settings.junk_threshold, (counts.ham, counts.spam))
-        return Verdict(score, junk and settings.file_junk, fields)
+
+        def trained(counts: JunkCounts) -> bool:
+            return counts.spam >= settings.min_junk and counts.ham >= settings.min_not_junk
+
+        # An account not trained enough gets no score whatever the message says: its totals
+        # (a point lookup) decide that before the message is tokenised, the dearest step of
+        # an intake while an account has too few lessons.
+        counts = await self.store.junk_counts(account_id, ())
+        if trained(counts):
+            tokens = await self._tokens(message)
+            counts = await self.store.junk_counts(account_id, sorted(tokens))
+            if trained(counts):  # still: a reset may have come between the two reads
+                score = bayes_classify(tokens, counts.tokens, counts.ham, counts.spam).probability
+                # 0.995 shows as 1.00: the verdict is taken on the printed score, so that a
+                # Sieve script comparing the header (spamtest) and the filing never disagree.
+                score = math.floor(score * 100 + 0.5) / 100
+                junk = score >= settings.junk_threshold
+                totals = (counts.ham, counts.spam)
+                fields = status_fields(score, junk, settings.junk_threshold, totals)
+                return Verdict(score, junk and settings.file_junk, fields)
+        fields = status_fields(None, False, settings.junk_threshold, (counts.ham, counts.spam))
+        return Verdict(None, False, fields)
 
     async def _tokens(self, message: bytes) -> frozenset[str]:
         hostname = self.hostname()

@@ -96,6 +96,11 @@ class JunkMixin:
     _engine: Engine
 
     async def junk_counts(self, account_id: int, tokens: Sequence[str]) -> JunkCounts:
+        if not tokens:  # the totals alone: a primary-key lookup, no hop to a reader thread
+            return await self._engine.lookup(
+                lambda conn: JunkCounts(*_state(conn, account_id)[:2], {})
+            )
+
         def op(conn: sqlite3.Connection) -> JunkCounts:
             ham, spam, _tokens, _trained = _state(conn, account_id)
             rows = conn.execute(
