@@ -50,6 +50,9 @@ from stalwart_py.plugin import Protocol, discover_protocols, require_compatible_
 from stalwart_py.queue import QueueManager
 from stalwart_py.singleton import run_singleton
 from stalwart_py.store import Store, StoreError, create_store
+from stalwart_py.store.blobstore import BlobBackendError
+from stalwart_py.store.blobstore.sweep import LEASE as SWEEP_LEASE
+from stalwart_py.store.blobstore.sweep import run_sweeps
 from stalwart_py.store.engine import CERTIFICATES_CHANNEL
 from stalwart_py.worker import SupervisorLink, WorkerRole
 
@@ -138,7 +141,7 @@ class Server:
             try:
                 store = create_store(self.config.storage)
                 await store.open()
-            except (StoreError, OSError, sqlite3.Error) as exc:
+            except (StoreError, BlobBackendError, OSError, sqlite3.Error) as exc:
                 # Not the URL: it may hold a password.
                 where = "PostgreSQL" if self.config.storage.url else data_dir
                 raise StartupError(f"cannot open the store in {where}: {exc}") from None
@@ -148,6 +151,13 @@ class Server:
                 with anyio.CancelScope(shield=True):
                     await store.close()
             self._notify({"event": "stopped"})
+
+    async def _sweep_blobs(self) -> None:
+        store, blob = self.context.store, self.config.storage.blob
+        assert store.blob_backend is not None
+        await run_sweeps(
+            store, store.blob_backend, interval=blob.sweep_interval, grace=blob.grace_period
+        )
 
     async def _serve(
         self, store: Store, handle_signals: bool, task_status: TaskStatus[Server]
@@ -213,12 +223,14 @@ class Server:
                 if self._link is not None:
                     tg.start_soon(self._link.follow)
                 tg.start_soon(self._watch_certificates)
+                data_dir = self.config.storage.data_dir
                 if self.worker is None:
                     await tg.start(self.context.queue.run)
                 else:  # in the one worker that holds the queue's lease at a time
-                    data_dir = self.config.storage.data_dir
                     tg.start_soon(run_singleton, data_dir, "queue", self.context.queue.run)
                 await tg.start(self.context.junk.run)  # junk training from IMAP
+                if store.blob_backend is not None:  # orphan bodies, in one process at a time
+                    tg.start_soon(run_singleton, data_dir, SWEEP_LEASE, self._sweep_blobs)
                 await tg.start(self._run_registry)
                 tg.start_soon(self._follow_certificates, store)
                 # ACME after the listeners: its challenges are answered by them; with workers,

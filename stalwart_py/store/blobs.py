@@ -5,6 +5,11 @@ counts those references and the row goes when the last one does. A blob id is ne
 again, even after its row is gone (SQLite would reuse the largest rowid once it is deleted),
 so that what is derived from a body can be cached by its id. Hashing and MIME parsing
 happen before the write, off the writer thread (``prepare_blob``), so it only copies bytes.
+
+With an external blob backend (``[storage.blob]``, ``blobstore/``) the bytes are uploaded
+before the transaction (``PreparedBlob.staging``) and the row's ``external`` is 1 with an
+empty ``data``; inserting such a row first checks that the orphan sweep has not claimed the
+digest (``blob_deletions``; the argument is in ``blobstore/__init__.py``).
 """
 
 from __future__ import annotations
@@ -19,6 +24,8 @@ import anyio
 
 from stalwart_py import mime
 from stalwart_py.mime.sortfields import SortFields, compute
+from stalwart_py.store.blobstore import MAX_STAGE_AGE, BlobRetry
+from stalwart_py.store.blobstore.bodies import Staging
 from stalwart_py.store.engine import Txn
 from stalwart_py.store.sqlite_sort import insert_sort_fields
 
@@ -29,6 +36,7 @@ class PreparedBlob:
     structure: str  # stalwart_py.mime JSON
     data: bytes
     sort: SortFields | None = None  # what IMAP SORT and THREAD compare (sqlite_sort)
+    staging: Staging | None = None  # uploaded to the external backend (None: in the row)
 
 
 # Below this size a body is hashed and parsed right on the event loop (a fraction of a
@@ -86,8 +94,8 @@ def read_small_blobs(conn: sqlite3.Connection, blob_ids: Sequence[int]) -> dict[
                     raise  # the caller's lookup retries in a reader thread
                 continue  # no such row: a body removed meanwhile
             total += len(blob)
-            if total > INLINE_LIMIT:
-                return None
+            if total > INLINE_LIMIT or not len(blob):
+                return None  # too much, or an external body (its row holds no bytes)
             opened[blob_id] = blob
         return {blob_id: blob.read() for blob_id, blob in opened.items()}
 
@@ -99,14 +107,51 @@ def put_blob(txn: Txn, blob: PreparedBlob, references: int = 1) -> int:
     ).fetchone()
     if row is not None:
         return row[0]
+    external = blob.staging is not None
+    if blob.staging is not None:
+        lock_digest(txn, blob.digest)
+        check_unclaimed(txn, blob.digest)
+        if blob.staging.age > MAX_STAGE_AGE:
+            raise BlobRetry(blob.digest)
     blob_id = txn.execute(
-        "INSERT INTO blobs(id, hash, size, refs, structure, data) VALUES (?, ?, ?, ?, ?, ?)"
-        " RETURNING id",
-        (_next_blob_id(txn), blob.digest, len(blob.data), references, blob.structure, blob.data),
+        "INSERT INTO blobs(id, hash, size, refs, structure, data, external)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
+        (
+            _next_blob_id(txn),
+            blob.digest,
+            len(blob.data),
+            references,
+            blob.structure,
+            b"" if external else blob.data,
+            int(external),
+        ),
     ).fetchone()[0]
     if blob.sort is not None:
         insert_sort_fields(txn, blob_id, blob.sort)
     return blob_id
+
+
+def lock_digest(txn: Txn, digest: bytes, *, wait: bool = True) -> bool:
+    """Serialize, per digest, a writer inserting a row for an external body and the orphan
+    sweep claiming it (``blobstore/__init__.py``); True once held (until the transaction
+    ends). SQLite's single writer serializes them already. PostgreSQL: an advisory lock on
+    the digest's first 8 bytes; the sweep does not wait for it (``wait=False``: a digest
+    being written is no orphan), so it never deadlocks with a writer's batch."""
+    if isinstance(txn.conn, sqlite3.Connection):
+        return True
+    key = int.from_bytes(digest[:8], "big", signed=True)
+    if wait:
+        txn.execute("SELECT pg_advisory_xact_lock(?)", (key,))
+        return True
+    return bool(txn.execute("SELECT pg_try_advisory_xact_lock(?)", (key,)).fetchone()[0])
+
+
+def check_unclaimed(txn: Txn, digest: bytes) -> None:
+    """``BlobRetry`` when the orphan sweep claimed ``digest`` (deleting it now, or deleted it
+    not long ago): the body staged for this transaction may be gone."""
+    row = txn.execute("SELECT done FROM blob_deletions WHERE hash = ?", (digest,)).fetchone()
+    if row is not None:
+        raise BlobRetry(digest, in_progress=row[0] is None)
 
 
 def _next_blob_id(txn: Txn) -> int:

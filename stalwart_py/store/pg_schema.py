@@ -248,7 +248,20 @@ def _v1(conn: PgConnection) -> None:
             conn.raw.execute(statement.encode())
 
 
-MIGRATIONS: list[Callable[[PgConnection], None]] = [_v1]
+def _v2_external_blobs(conn: PgConnection) -> None:
+    """SQLite's ``_v10_external_blobs``: ``blobs.external`` and the orphan sweep's claims
+    (``stalwart_py/store/blobstore``)."""
+    conn.raw.execute(b"ALTER TABLE blobs ADD COLUMN external bigint NOT NULL DEFAULT 0")
+    conn.raw.execute(
+        b"CREATE TABLE blob_deletions ("
+        b" hash bytea PRIMARY KEY,"
+        b" claimed double precision NOT NULL,"
+        b" done double precision"
+        b")"
+    )
+
+
+MIGRATIONS: list[Callable[[PgConnection], None]] = [_v1, _v2_external_blobs]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -26,6 +26,8 @@ from typing import Any, TypeVar
 import psycopg
 
 from stalwart_py.store.base import Store
+from stalwart_py.store.blobstore import BlobBackend, BlobMissing
+from stalwart_py.store.blobstore.bodies import ExternalBodies
 from stalwart_py.store.change_bus import ChangeBus, DatagramBus
 from stalwart_py.store.engine import RUN_DIR, Engine
 from stalwart_py.store.model import NotFound, StoreError
@@ -137,8 +139,14 @@ class PostgresStore(
         password: str | None = None,
         readers: int = 8,
         statement_timeout: float = 30.0,
+        blob_backend: BlobBackend | None = None,
+        blob_cache_size: int = 32 * 1024 * 1024,
     ) -> None:
+        """``blob_backend``: where new bodies go (None: into the database)."""
         self.url = url
+        self._bodies = (
+            None if blob_backend is None else ExternalBodies(blob_backend, blob_cache_size)
+        )
         self._engine = PgEngine(
             url,
             data_dir,
@@ -149,10 +157,14 @@ class PostgresStore(
         self.changes = self._engine.changes
 
     async def open(self) -> None:
+        if self._bodies is not None:
+            await self._bodies.backend.open()
         await self._engine.open()
 
     async def close(self) -> None:
         await self._engine.close()
+        if self._bodies is not None:
+            await self._bodies.backend.close()
 
     async def disk_usage(self) -> int:
         return await self._engine.read(
@@ -191,31 +203,50 @@ class PostgresStore(
         )
 
     # Bodies: SQLite reads a part of one by incremental blob I/O; PostgreSQL by substr, which
-    # fetches (and decompresses) a stored value only as far as the part asked for.
+    # fetches (and decompresses) a stored value only as far as the part asked for. A body in
+    # the external blob backend is fetched from there (``BlobsMixin``).
 
     async def read_blob_range(self, blob_id: int, offset: int, length: int) -> bytes:
-        def op(conn: PgConnection) -> bytes:
+        def op(conn: PgConnection) -> tuple[int, bytes, bytes]:
             row = conn.execute(
-                "SELECT substr(data, ?, ?) FROM blobs WHERE id = ?", (offset + 1, length, blob_id)
+                "SELECT external, hash, substr(data, ?, ?) FROM blobs WHERE id = ?",
+                (offset + 1, length, blob_id),
             ).fetchone()
             if row is None:
                 raise NotFound("no such message body")
-            return row[0]
+            return row
 
-        return await self._engine.read(op)
+        external, digest, data = await self._engine.read(op)
+        if not external:
+            return data
+        try:
+            return await self._external().fetch_range(digest, offset, length)
+        except BlobMissing:
+            raise NotFound("message body missing from the blob backend") from None
 
     async def read_blob_prefixes(self, lengths: dict[int, int]) -> dict[int, bytes]:
-        def op(conn: PgConnection) -> dict[int, bytes]:
-            out = {}
+        def op(conn: PgConnection) -> tuple[dict[int, bytes], dict[int, bytes]]:
+            out, external = {}, {}
             for blob_id, length in lengths.items():
                 row = conn.execute(
-                    "SELECT substr(data, 1, ?) FROM blobs WHERE id = ?", (length, blob_id)
+                    "SELECT external, hash, substr(data, 1, ?) FROM blobs WHERE id = ?",
+                    (length, blob_id),
                 ).fetchone()
-                if row is not None:
-                    out[blob_id] = row[0]
-            return out
+                if row is None:
+                    continue
+                if row[0]:
+                    external[blob_id] = row[1]
+                else:
+                    out[blob_id] = row[2]
+            return out, external
 
-        return await self._engine.read(op)
+        out, external = await self._engine.read(op)
+        if external:
+            bodies = await self._external().fetch(external.values())
+            for blob_id, digest in external.items():
+                if digest in bodies:
+                    out[blob_id] = bodies[digest][: lengths[blob_id]]
+        return out
 
 
 def read_password_file(path: Path) -> str:

@@ -226,6 +226,20 @@ def _v9_outbound_tls(conn: sqlite3.Connection) -> None:
     create_tables(conn)
 
 
+def _v10_external_blobs(conn: sqlite3.Connection) -> None:
+    """Bodies in an external backend (``[storage.blob]``): ``blobs.external`` says the bytes
+    are there, under the digest, and ``blob_deletions`` holds the orphan sweep's claims and
+    tombstones (``stalwart_py/store/blobstore``)."""
+    conn.execute("ALTER TABLE blobs ADD COLUMN external INTEGER NOT NULL DEFAULT 0")
+    conn.execute(
+        "CREATE TABLE blob_deletions ("
+        " hash BLOB PRIMARY KEY,"
+        " claimed REAL NOT NULL,"
+        " done REAL"
+        ") WITHOUT ROWID"
+    )
+
+
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     _v1,
     _v2_sieve_vacation,
@@ -236,6 +250,7 @@ MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     _v7_sieve_duplicates,
     _v8_sieve_global,
     _v9_outbound_tls,
+    _v10_external_blobs,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

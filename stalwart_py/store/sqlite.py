@@ -13,7 +13,11 @@ import anyio
 from stalwart_py.files import create_private_file, private_dir
 from stalwart_py.store.base import Store
 from stalwart_py.store.blobs import read_small_blobs
+from stalwart_py.store.blobstore import BlobBackend, BlobMissing
+from stalwart_py.store.blobstore.bodies import ExternalBodies
+from stalwart_py.store.blobstore.filesystem import FilesystemBlobs
 from stalwart_py.store.engine import Engine
+from stalwart_py.store.model import StoreError
 from stalwart_py.store.sqlite_accounts import AccountsMixin
 from stalwart_py.store.sqlite_append import AppendMixin
 from stalwart_py.store.sqlite_imap import ImapMixin
@@ -26,6 +30,7 @@ from stalwart_py.store.sqlite_sort import SortMixin
 from stalwart_py.store.sqlite_tls import OutboundTLSMixin
 
 DATABASE_FILE = "stalwart.sqlite3"
+BACKUP_BLOBS = "blobs"  # where a backup keeps the bodies of an external backend
 
 
 class SqliteStore(
@@ -41,20 +46,36 @@ class SqliteStore(
     SortMixin,
     Store,
 ):
-    def __init__(self, data_dir: Path, *, readers: int = 8) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        *,
+        readers: int = 8,
+        blob_backend: BlobBackend | None = None,
+        blob_cache_size: int = 32 * 1024 * 1024,
+    ) -> None:
+        """``blob_backend``: where new bodies go (None: into the database)."""
         self.path = data_dir / DATABASE_FILE
         self._engine = Engine(self.path, readers=readers)
         self.changes = self._engine.changes
+        self._bodies = (
+            None if blob_backend is None else ExternalBodies(blob_backend, blob_cache_size)
+        )
 
     async def open(self) -> None:
+        if self._bodies is not None:
+            await self._bodies.backend.open()
         await self._engine.open()
 
     async def close(self) -> None:
         await self._engine.close()
+        if self._bodies is not None:
+            await self._bodies.backend.close()
 
     async def read_blobs(self, blob_ids: Sequence[int]) -> dict[int, bytes]:
         # A few small bodies (a POP3 RETR, an IMAP FETCH of one message) right here on the
-        # event loop, by incremental blob I/O; the rest in a reader thread (MailMixin).
+        # event loop, by incremental blob I/O; the rest, and bodies in an external blob
+        # backend, through BlobsMixin.
         ids = list(blob_ids)
         small = await self._engine.lookup(lambda conn: read_small_blobs(conn, ids))
         if small is not None:
@@ -85,7 +106,41 @@ class SqliteStore(
                 source.close()
 
         await anyio.to_thread.run_sync(copy)
-        return [target]
+        return [target, *await self._backup_bodies(target, directory / BACKUP_BLOBS)]
+
+    async def _backup_bodies(self, database: Path, directory: Path) -> list[Path]:
+        """Copy the external bodies the backup's database refers to into ``directory``, laid
+        out as the filesystem backend lays them out (so a backup restores as a data directory
+        with ``backend = "filesystem"``, or is uploaded back to a bucket as it is)."""
+
+        def referenced() -> list[bytes]:
+            conn = sqlite3.connect(database)
+            try:
+                return [row[0] for row in conn.execute("SELECT hash FROM blobs WHERE external")]
+            finally:
+                conn.close()
+
+        digests = await anyio.to_thread.run_sync(referenced)
+        if not digests:
+            return []
+        bodies = self._external()
+        copy = FilesystemBlobs(directory)
+        await copy.open()
+        written, missing = [], []
+        for digest in digests:
+            try:
+                data = await bodies.backend.get(digest)
+            except BlobMissing:
+                missing.append(digest.hex())
+                continue
+            await copy.put(digest, data)
+            written.append(copy.path_of(digest))
+        if missing:
+            raise StoreError(
+                f"backup incomplete: {len(missing)} bodies missing from the {bodies.backend.name}"
+                f" blob backend (the first: {missing[0]})"
+            )
+        return written
 
     async def integrity_check(self) -> str:
         rows = await self._engine.read(

@@ -11,13 +11,14 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 
-from stalwart_py.store.blobs import prepare_blobs, put_blob
+from stalwart_py.store.blobs import put_blob
 from stalwart_py.store.engine import Engine, Txn
 from stalwart_py.store.model import MessageInfo, NewMessage, split_flags
+from stalwart_py.store.sqlite_blobs import BlobsMixin
 from stalwart_py.store.sqlite_mail import _account_of, _charge_quota, _insert_message
 
 
-class AppendMixin:
+class AppendMixin(BlobsMixin):
     _engine: Engine
 
     async def append_many(
@@ -25,7 +26,7 @@ class AppendMixin:
     ) -> list[MessageInfo]:
         if not messages:
             return []
-        blobs = await prepare_blobs([message.data for message in messages])
+        blobs = await self._prepare_bodies([message.data for message in messages])
         now = time.time()
         rows = [
             (
@@ -48,4 +49,4 @@ class AppendMixin:
                 )
             return infos
 
-        return await self._engine.write(op)
+        return await self._write_with_bodies(blobs, op)

@@ -16,7 +16,6 @@ from collections.abc import Sequence
 from stalwart_py.store.base import FlagMode
 from stalwart_py.store.blobs import (
     add_reference,
-    prepare_blob,
     put_blob,
     release_blob,
     release_mailbox_blobs,
@@ -41,6 +40,7 @@ from stalwart_py.store.model import (
     split_flags,
 )
 from stalwart_py.store.sqlite_accounts import next_uidvalidity
+from stalwart_py.store.sqlite_blobs import BlobsMixin
 from stalwart_py.store.sqlite_imap import add_subscription
 
 MAILBOX_COLUMNS = "id, account_id, name, special_use, uidvalidity, uidnext, highestmodseq"
@@ -161,7 +161,7 @@ def _remove_messages(
     return [row[0] for row in rows]
 
 
-class MailMixin:
+class MailMixin(BlobsMixin):
     _engine: Engine
 
     # -- mailboxes --------------------------------------------------------------------------
@@ -284,7 +284,7 @@ class MailMixin:
         flags: frozenset[str] = frozenset(),
         internaldate: float | None = None,
     ) -> MessageInfo:
-        blob = await prepare_blob(data)
+        blob = await self._prepare_body(data)
         bits, keywords = split_flags(flags)
         when = time.time() if internaldate is None else internaldate
 
@@ -293,12 +293,12 @@ class MailMixin:
             blob_id = put_blob(txn, blob)
             return _insert_message(txn, mailbox_id, blob_id, len(data), bits, keywords, when)
 
-        return await self._engine.write(op)
+        return await self._write_with_bodies([blob], op)
 
     async def deliver(
         self, data: bytes, deliveries: Sequence[LocalDelivery]
     ) -> list[DeliveryOutcome]:
-        blob = await prepare_blob(data)
+        blob = await self._prepare_body(data)
 
         def op(txn: Txn) -> list[DeliveryOutcome]:
             outcomes = []
@@ -323,7 +323,7 @@ class MailMixin:
                 txn.execute("RELEASE delivery")
             return outcomes
 
-        return await self._engine.write(op)
+        return await self._write_with_bodies([blob], op)
 
     async def messages(self, mailbox_id: int) -> list[MessageInfo]:
         def op(conn: sqlite3.Connection) -> list[MessageInfo]:
@@ -369,40 +369,6 @@ class MailMixin:
                 (mailbox_id, uid_list(uids), *patterns),
             )
             return {row[0]: StoredMessage(message_from_row(row[:7]), row[7]) for row in rows}
-
-        return await self._engine.read(op)
-
-    async def read_blobs(self, blob_ids: Sequence[int]) -> dict[int, bytes]:
-        def op(conn: sqlite3.Connection) -> dict[int, bytes]:
-            rows = conn.execute(
-                "SELECT id, data FROM blobs WHERE id IN (SELECT value FROM json_each(?))",
-                (json.dumps(list(blob_ids)),),
-            )
-            return dict(rows.fetchall())
-
-        return await self._engine.read(op)
-
-    async def read_blob_range(self, blob_id: int, offset: int, length: int) -> bytes:
-        def op(conn: sqlite3.Connection) -> bytes:
-            try:
-                with conn.blobopen("blobs", "data", blob_id, readonly=True) as blob:
-                    blob.seek(min(offset, len(blob)))
-                    return blob.read(length)
-            except sqlite3.OperationalError:
-                raise NotFound("no such message body") from None
-
-        return await self._engine.read(op)
-
-    async def read_blob_prefixes(self, lengths: dict[int, int]) -> dict[int, bytes]:
-        def op(conn: sqlite3.Connection) -> dict[int, bytes]:
-            out = {}
-            for blob_id, length in lengths.items():
-                try:  # incremental blob I/O reads only the pages of the prefix
-                    with conn.blobopen("blobs", "data", blob_id, readonly=True) as blob:
-                        out[blob_id] = blob.read(length)
-                except sqlite3.OperationalError:
-                    continue
-            return out
 
         return await self._engine.read(op)
 

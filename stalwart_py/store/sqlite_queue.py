@@ -11,7 +11,7 @@ import json
 import sqlite3
 from collections.abc import Sequence
 
-from stalwart_py.store.blobs import PreparedBlob, prepare_blob, put_blob, release_blob
+from stalwart_py.store.blobs import PreparedBlob, put_blob, release_blob
 from stalwart_py.store.engine import QUEUE_CHANNEL, Engine, Txn
 from stalwart_py.store.model import (
     NotFound,
@@ -21,6 +21,7 @@ from stalwart_py.store.model import (
     RecipientUpdate,
     Report,
 )
+from stalwart_py.store.sqlite_blobs import BlobsMixin
 
 QUEUE_COLUMNS = (
     "m.id, m.mail_from, m.created, m.ret, m.envid, m.source, b.size, m.blob_id, m.smtputf8"
@@ -120,12 +121,14 @@ def _delete_entry(txn: Txn, queue_id: int) -> bool:
     return True
 
 
-class QueueMixin:
+class QueueMixin(BlobsMixin):
     _engine: Engine
 
     async def enqueue(self, data: bytes, message: OutboundMessage) -> int:
-        blob = await prepare_blob(data)
-        return await self._engine.write(lambda txn: insert_queue_entry(txn, blob, message))
+        blob = await self._prepare_body(data)
+        return await self._write_with_bodies(
+            [blob], lambda txn: insert_queue_entry(txn, blob, message)
+        )
 
     async def queue_entries(
         self, *, due_before: float | None = None, limit: int = 1000
@@ -172,7 +175,9 @@ class QueueMixin:
         notification: tuple[bytes, OutboundMessage] | None = None,
     ) -> None:
         dsn = (
-            None if notification is None else (await prepare_blob(notification[0]), notification[1])
+            None
+            if notification is None
+            else (await self._prepare_body(notification[0]), notification[1])
         )
 
         def op(txn: Txn) -> None:
@@ -196,7 +201,7 @@ class QueueMixin:
             if not pending:
                 _delete_entry(txn, queue_id)
 
-        await self._engine.write(op)
+        await self._write_with_bodies([] if dsn is None else [dsn[0]], op)
 
     async def delete_queue_entry(self, queue_id: int) -> None:
         def op(txn: Txn) -> None:
@@ -219,7 +224,7 @@ class QueueMixin:
     async def add_report(
         self, kind: str, domain: str, mail_from: str, summary: str, data: bytes
     ) -> int:
-        blob = await prepare_blob(data)
+        blob = await self._prepare_body(data)
 
         def op(txn: Txn) -> int:
             return txn.execute(
@@ -228,7 +233,7 @@ class QueueMixin:
                 (kind, txn.now, domain, mail_from, summary, put_blob(txn, blob)),
             ).fetchone()[0]
 
-        return await self._engine.write(op)
+        return await self._write_with_bodies([blob], op)
 
     async def list_reports(self, limit: int = 100) -> list[Report]:
         def op(conn: sqlite3.Connection) -> list[Report]:

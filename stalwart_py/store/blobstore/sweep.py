@@ -1,0 +1,96 @@
+"""The orphan sweep: delete bodies in the blob backend that no row refers to.
+
+One pass (``sweep_once``):
+
+1. Finish what a sweep that died left: its claims not done are deleted again (a delete of a
+   missing object is fine) and marked done.
+2. List the backend; every body last written before ``now - grace`` is a candidate.
+3. Claim the candidates that have no ``blobs`` row (one transaction per listing batch), delete
+   each claimed body, then mark the claims done (tombstones).
+4. Forget tombstones older than ``TOMBSTONE_KEEP``; remove temporary files of interrupted
+   writes older than the grace period.
+
+Why this never deletes a body a committed transaction refers to is argued in the package
+docstring (``blobstore/__init__.py``). ``run_sweeps`` repeats the pass every interval; the
+server runs it under the singleton lease ``blob-sweep``, so one process sweeps at a time.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import anyio
+
+from stalwart_py.store.blobstore import TOMBSTONE_KEEP, BlobBackend, BlobBackendError
+from stalwart_py.store.model import StoreError
+
+if TYPE_CHECKING:
+    from stalwart_py.store.base import Store
+
+log = logging.getLogger("stalwart_py.store.sweep")
+
+LEASE = "blob-sweep"  # the singleton lease's name
+
+
+@dataclass
+class SweepResult:
+    listed: int = 0  # bodies the backend holds
+    deleted: int = 0  # orphans deleted
+    leftovers: int = 0  # temporary files of interrupted writes removed
+
+
+async def sweep_once(
+    store: Store,
+    backend: BlobBackend,
+    *,
+    grace: float,
+    clock: Callable[[], float] = time.time,
+) -> SweepResult:
+    """One pass of the sweep over ``backend`` for ``store``."""
+    result = SweepResult()
+    unfinished = await store.unfinished_blob_claims()
+    if unfinished:
+        log.info("finishing %d deletions an interrupted sweep claimed", len(unfinished))
+        for digest in unfinished:
+            await backend.delete(digest)
+        await store.finish_blob_claims(unfinished)
+        result.deleted += len(unfinished)
+    cutoff = clock() - grace
+    async for batch in backend.list():
+        result.listed += len(batch)
+        candidates = [item.digest for item in batch if item.modified < cutoff]
+        if not candidates:
+            continue
+        claimed = await store.claim_orphan_blobs(candidates)
+        for digest in claimed:
+            await backend.delete(digest)
+        if claimed:
+            await store.finish_blob_claims(claimed)
+            result.deleted += len(claimed)
+    await store.forget_blob_tombstones(clock() - TOMBSTONE_KEEP)
+    result.leftovers = await backend.remove_leftovers(cutoff)
+    return result
+
+
+async def run_sweeps(store: Store, backend: BlobBackend, *, interval: float, grace: float) -> None:
+    """``sweep_once`` every ``interval`` until cancelled; a failed pass is logged and the
+    next one tries again."""
+    while True:
+        started = time.monotonic()
+        try:
+            result = await sweep_once(store, backend, grace=grace)
+        except (BlobBackendError, StoreError) as exc:
+            log.warning("blob sweep failed, trying again in %.0f s: %s", interval, exc)
+        else:
+            log.info(
+                "blob sweep: %d bodies, %d orphans deleted, %d leftovers removed in %.1f s",
+                result.listed,
+                result.deleted,
+                result.leftovers,
+                time.monotonic() - started,
+            )
+        await anyio.sleep(interval)
