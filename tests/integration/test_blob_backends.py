@@ -9,11 +9,12 @@ import hashlib
 import os
 import sqlite3
 import uuid
+from collections.abc import Callable
 
 import anyio
 import pytest
 
-from stalwart_py.store import LocalDelivery, StoreError
+from stalwart_py.store import LocalDelivery, Store, StoreError
 from stalwart_py.store.blobstore import BlobBackend, BlobMissing, object_name
 from stalwart_py.store.blobstore.filesystem import FilesystemBlobs
 from stalwart_py.store.blobstore.s3 import S3Blobs
@@ -47,8 +48,19 @@ def backend(request, tmp_path) -> BlobBackend:
 
 
 @pytest.fixture
-async def store(tmp_path, backend):
-    store = SqliteStore(tmp_path / "data", blob_backend=backend)
+def make_store(store_backend, tmp_path, request) -> Callable[[BlobBackend | None], Store]:
+    """Stores of the test's metadata backend (SQLite, PostgreSQL), all on the same data."""
+    if store_backend == "sqlite":
+        return lambda blobs: SqliteStore(tmp_path / "data", blob_backend=blobs)
+    from stalwart_py.store.postgresql import PostgresStore
+
+    url = request.getfixturevalue("postgres").database()
+    return lambda blobs: PostgresStore(url, tmp_path / "data", blob_backend=blobs)
+
+
+@pytest.fixture
+async def store(make_store, backend):
+    store = make_store(backend)
     await store.open()
     yield store
     await store.close()
@@ -247,15 +259,15 @@ async def test_multiappend_queue_and_reports_use_the_backend(store, backend, inb
     assert (await store.read_blobs([entry.blob_id]))[entry.blob_id] == queued
 
 
-async def test_bodies_in_the_database_stay_readable_after_switching(tmp_path, backend):
-    before = SqliteStore(tmp_path / "data")
+async def test_bodies_in_the_database_stay_readable_after_switching(make_store, backend):
+    before = make_store(None)
     await before.open()
     await before.add_domain("example.test")
     account = await before.add_account("bob@example.test", "h", None)
     old = message(14)
     await deliver(before, account.id, old)
     await before.close()
-    after = SqliteStore(tmp_path / "data", blob_backend=backend)
+    after = make_store(backend)
     await after.open()
     try:
         new = message(15)
@@ -267,7 +279,7 @@ async def test_bodies_in_the_database_stay_readable_after_switching(tmp_path, ba
         assert await listed(backend) == {hashlib.sha256(new).digest()}
     finally:
         await after.close()
-    database_only = SqliteStore(tmp_path / "data")  # external rows, no backend configured
+    database_only = make_store(None)  # external rows, no backend configured
     await database_only.open()
     try:
         with pytest.raises(StoreError, match="external blob backend"):
@@ -276,7 +288,11 @@ async def test_bodies_in_the_database_stay_readable_after_switching(tmp_path, ba
         await database_only.close()
 
 
-async def test_backup_copies_the_external_bodies_it_refers_to(store, backend, inbox, tmp_path):
+async def test_backup_copies_the_external_bodies_it_refers_to(
+    store_backend, store, backend, inbox, tmp_path
+):
+    if store_backend == "postgresql":
+        pytest.skip("a PostgreSQL store is backed up with PostgreSQL's tools")
     account_id, _ = inbox
     kept = message(16)
     await deliver(store, account_id, kept)
