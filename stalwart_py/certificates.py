@@ -336,6 +336,8 @@ class CertificateStore:
         self._files = {c.id: c for c in staged.files}
         self._installed = {c.id: c for c in staged.installed}
         self._reindex()
+        # a worker started while another's order is pending answers its challenge too
+        self._load_challenges()
 
     def _scan_installed(self) -> list[Certificate]:
         """What ``install`` wrote, also by another process on this data directory: kept

@@ -131,3 +131,15 @@ def test_a_tls_alpn_01_challenge_set_in_one_process_is_answered_by_both(workers)
 
 def _oids(leaf: x509.Certificate) -> list[x509.ObjectIdentifier]:
     return [extension.oid for extension in leaf.extensions]
+
+
+def test_a_worker_started_while_a_challenge_is_pending_answers_it(tmp_path):
+    """Worker 1 starts after worker 0 may have set its challenge (and announced it before
+    worker 1 listened): the files on disk are read at start."""
+    data_dir = tmp_path / "var"
+    cert_pem, key_pem, digest = challenge_certificate(NAME, "token.thumbprint")
+    certificates = CertificateStore(data_dir)
+    certificates.set_alpn_challenge(NAME, cert_pem, key_pem)  # no process to tell yet
+    with ServerProcess(write_config(tmp_path, CONFIG)) as server:
+        for leaf in served_by_each(server, ["acme-tls/1"]):
+            assert leaf.extensions.get_extension_for_oid(ACME_IDENTIFIER).value.value == digest

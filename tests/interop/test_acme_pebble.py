@@ -12,6 +12,7 @@ to our listeners' ports (its httpPort = our HTTP listener, its tlsPort = our IMA
 from __future__ import annotations
 
 import imaplib
+import re
 import signal
 import socket
 import ssl
@@ -28,6 +29,7 @@ from cryptography import x509
 from stalwart_py.acme.client import AcmeClient, AcmeError, AcmeProblem
 from stalwart_py.acme.jws import AccountKey
 from tests.conftest import require_tool
+from tests.integration.test_workers import worker_of
 from tests.support.http import ApiClient
 from tests.support.mail_peers import ZoneServer
 from tests.support.pebble import Pebble, free_port, run_pebble
@@ -227,6 +229,80 @@ def test_a_refused_order_keeps_the_certificate_in_use_and_reports_the_error(
         time.sleep(0.05)  # ok: the log file is written by the child; the API answered first
     assert "ACME alpn: renewal failed (keeping the certificate in use)" in served.log()
     assert "rejectedIdentifier" in served.log()
+
+
+def test_with_two_workers_either_answers_the_challenge_and_both_serve_the_certificate(
+    tmp_path: Path, pebble: Pebble, ports: dict[str, int]
+):
+    """``server.workers = 2``: renewals are scheduled in the worker holding the ``acme``
+    lease, a forced one runs in the worker the API request reached; the TLS-ALPN-01 answer is
+    given by whichever worker Pebble's connection reaches, and each certificate is served by
+    both workers at once."""
+    text = server_config(pebble, ports, [ALPN_NAME]).replace(
+        "[server]\n", "[server]\nworkers = 2\n"
+    )
+    path = write_config(tmp_path, text)
+    intermediate = x509.load_pem_x509_certificate(pebble.intermediate_pem())
+    with ServerProcess(path, env={"STALWART_ADMIN_PASSWORD": PASSWORD}) as server:
+        holders = re.findall(r"process (\d+) runs the acme", server.log())
+        deadline = time.monotonic() + 60
+        while not certificates(server).get("alpn", {}).get("names"):
+            assert time.monotonic() < deadline, server.log()
+            time.sleep(0.2)  # ok: the order at start runs in the lease holder; the API polls it
+        first = served_by_each_worker(server, ports["imaps"], pebble)
+        assert {leaf.issuer for leaf in first} == {intermediate.subject}
+        assert len({leaf.serial_number for leaf in first}) == 1
+        crossed = False
+        for _ in range(8):  # until a challenge set in one worker was answered by the other
+            status, state = renew(server, "alpn")
+            assert status == 200 and state["last_error"] is None, state
+            serials = {
+                leaf.serial_number for leaf in served_by_each_worker(server, ports["imaps"], pebble)
+            }
+            assert len(serials) == 1 and serials != {first[0].serial_number}
+            crossed = answered_by_another_worker(server.log())
+            if crossed:
+                break
+        assert crossed, "every validation reached the worker that ordered"
+        assert len(holders) <= 1 and len(re.findall(r"runs the acme", server.log())) == 1
+
+
+def served_by_each_worker(
+    server: ServerProcess, port: int, pebble: Pebble
+) -> list[x509.Certificate]:
+    """The verified leaf each of the two workers serves for ``ALPN_NAME``."""
+    context = ssl.create_default_context(cadata=pebble.root_pem().decode())
+    by_worker: dict[int, x509.Certificate] = {}
+    for _ in range(60):
+        with (
+            socket.create_connection(("127.0.0.1", port), timeout=10) as raw,
+            context.wrap_socket(raw, server_hostname=ALPN_NAME) as tls,
+        ):
+            der = tls.getpeercert(binary_form=True)
+            local = tls.getsockname()[1]
+        assert der is not None
+        by_worker.setdefault(worker_of(server, local), x509.load_der_x509_certificate(der))
+        if len(by_worker) == 2:
+            return list(by_worker.values())
+    raise AssertionError("every connection went to one worker")
+
+
+def answered_by_another_worker(log: str) -> bool:
+    """Whether a TLS-ALPN-01 validation was answered by a worker other than the one whose
+    order it was (the log's lines in order; each names its worker)."""
+    ordering = None
+    for line in log.splitlines():
+        worker = re.search(r"worker=(\d+)", line)
+        if worker is None:
+            continue
+        if "ACME alpn: ordering a certificate" in line:
+            ordering = worker.group(1)
+        elif "TLS-ALPN-01 validation handshake done" in line and ordering not in (
+            None,
+            worker.group(1),
+        ):
+            return True
+    return False
 
 
 class NamedIMAP(imaplib.IMAP4_SSL):
