@@ -51,11 +51,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
-
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.x509.oid import NameOID
+from typing import TYPE_CHECKING, Any
 
 from stalwart_py.certificate_metrics import register as register_metrics
 from stalwart_py.client_hello import HelloReadingSSLObject
@@ -63,6 +59,12 @@ from stalwart_py.config.certificates import CertificateSettings
 from stalwart_py.files import private_dir, safe_join, write_private
 from stalwart_py.metrics import Metrics
 from stalwart_py.tls import TLSSetupError, load_chain
+
+# cryptography is imported by the first certificate read (from [certificate.*], install() or
+# when the self-signed one is first listed), not by every start: its x509 package was ~40 ms
+# of a start's imports, and a server on its self-signed certificate reads none at start.
+if TYPE_CHECKING:
+    from cryptography import x509
 
 log = logging.getLogger("stalwart_py.certificates")
 
@@ -145,6 +147,9 @@ def stamp(paths: Iterable[Path]) -> Stamp:
 def dns_names(certificate: x509.Certificate) -> tuple[str, ...]:
     """The names a certificate is for: its subjectAltName DNS names, or, only when it has
     none, its subject's common name (RFC 6125 6.4.4)."""
+    from cryptography import x509
+    from cryptography.x509.oid import NameOID
+
     try:
         san = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName)
         names = san.value.get_values_for_type(x509.DNSName)
@@ -174,6 +179,8 @@ def load_certificate(
 ) -> Certificate:
     """Read a chain and key from files into a Certificate with its context; raises
     CertificateError naming the file and what is wrong."""
+    from cryptography import x509
+
     before = stamp((cert, key))
     try:
         chain = x509.load_pem_x509_certificates(cert.read_bytes())
@@ -194,6 +201,8 @@ def describe_leaf(
     context: ssl.SSLContext | None,
     default: bool = False,
 ) -> Certificate:
+    from cryptography.hazmat.primitives import hashes
+
     return Certificate(
         id=cert_id,
         source=source,
@@ -214,6 +223,9 @@ def describe_leaf(
 def check_pair(chain_pem: bytes, key_pem: bytes) -> x509.Certificate:
     """Validate a PEM chain and key in memory: certificates parse, the key parses and is the
     leaf's. Returns the leaf; raises CertificateError."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
     try:
         chain = x509.load_pem_x509_certificates(chain_pem)
     except ValueError:
@@ -289,7 +301,8 @@ class CertificateStore:
         self.index = Index()
         self._files: dict[str, Certificate] = {}  # [certificate.*], by id
         self._installed: dict[str, Certificate] = {}  # install(), by id
-        self._self_signed: dict[str, Certificate] = {}  # by host name
+        self._self_signed: dict[str, Certificate] = {}  # by host name, once described
+        self._self_signed_files: dict[str, tuple[Path, Path]] = {}  # by host name
         self._challenges: dict[str, ssl.SSLContext] = {}  # TLS-ALPN-01, by domain
         self._challenge_stamps: dict[str, Stamp] = {}  # their files, as last read
         # Tells the other processes on the data directory that ``install`` or a challenge
@@ -373,7 +386,7 @@ class CertificateStore:
         """Validate a chain and key, write them under ``<data-dir>/certificates/<cert_id>/``
         (0600, each file replaced atomically) and put them in force for every listener's
         next handshake. Raises CertificateError and keeps what was there on bad input."""
-        check_pair(chain_pem, key_pem)
+        leaf = check_pair(chain_pem, key_pem)
         root = self.data_dir / INSTALLED_DIR
         directory = safe_join(root, cert_id)
         private_dir(directory)
@@ -391,7 +404,6 @@ class CertificateStore:
         # chain fails to load that pair and keeps what it had (see _scan_installed).
         new_key.replace(key_path)
         new_cert.replace(cert_path)
-        leaf = x509.load_pem_x509_certificates(chain_pem)[0]
         cert = describe_leaf(
             leaf, cert_id, "acme", (cert_path, key_path), stamp((cert_path, key_path)), context
         )
@@ -500,22 +512,35 @@ class CertificateStore:
         return list(entries.values())
 
     def certificates(self) -> list[Certificate]:
+        self._describe_self_signed()
         return [*self._files.values(), *self._installed.values(), *self._self_signed.values()]
 
     # -- used by tls.py -----------------------------------------------------------------
 
     def note_self_signed(self, hostname: str, cert: Path, key: Path) -> None:
-        """Record the self-signed certificate ``tls.py`` serves for ``hostname``."""
-        current = self._self_signed.get(hostname)
-        if current is not None and current.stamp == stamp((cert, key)):
-            return
-        try:
-            leaf = x509.load_pem_x509_certificate(cert.read_bytes())
-        except (OSError, ValueError):
-            return
-        self._self_signed[hostname] = describe_leaf(
-            leaf, f"self-signed:{hostname}", "self-signed", (cert, key), stamp((cert, key)), None
-        )
+        """Record the self-signed certificate ``tls.py`` serves for ``hostname``; it is read
+        when first listed (``certificates``), not here, at every start."""
+        self._self_signed_files[hostname] = (cert, key)
+
+    def _describe_self_signed(self) -> None:
+        for hostname, (cert, key) in self._self_signed_files.items():
+            current = self._self_signed.get(hostname)
+            if current is not None and current.stamp == stamp((cert, key)):
+                continue
+            from cryptography import x509
+
+            try:
+                leaf = x509.load_pem_x509_certificate(cert.read_bytes())
+            except (OSError, ValueError):
+                continue  # what was described before stays
+            self._self_signed[hostname] = describe_leaf(
+                leaf,
+                f"self-signed:{hostname}",
+                "self-signed",
+                (cert, key),
+                stamp((cert, key)),
+                None,
+            )
 
     @property
     def wants_client_hello(self) -> bool:

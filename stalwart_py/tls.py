@@ -17,11 +17,6 @@ import ssl
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
-
 from stalwart_py.config import TLSSettings
 from stalwart_py.files import private_dir, safe_join, write_private
 
@@ -32,6 +27,11 @@ log = logging.getLogger("stalwart_py.tls")
 
 SELF_SIGNED_DAYS = 365
 RENEW_BEFORE = datetime.timedelta(days=30)
+# The self-signed certificate's file starts with its expiry, as explanatory text before the
+# PEM block (RFC 7468 section 5.2; OpenSSL and cryptography skip it), so that a start finds it
+# still valid without cryptography: its x509 package was ~40 ms of every start's imports. A
+# file without the line (made before it, or replaced by hand) is parsed as before.
+NOT_AFTER_NOTE = b"Not After: "
 
 
 class TLSSetupError(Exception):
@@ -111,7 +111,13 @@ class TLSManager:
 
 
 def generate_self_signed(hostname: str) -> tuple[bytes, bytes]:
-    """A PEM certificate and PEM private key (ECDSA P-256) for ``hostname``."""
+    """A PEM certificate (after its ``NOT_AFTER_NOTE`` line) and PEM private key (ECDSA
+    P-256) for ``hostname``."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hostname)])
     now = datetime.datetime.now(datetime.UTC)
@@ -130,7 +136,8 @@ def generate_self_signed(hostname: str) -> tuple[bytes, bytes]:
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .sign(key, hashes.SHA256())
     )
-    cert_pem = certificate.public_bytes(serialization.Encoding.PEM)
+    note = NOT_AFTER_NOTE + certificate.not_valid_after_utc.isoformat().encode() + b"\n"
+    cert_pem = note + certificate.public_bytes(serialization.Encoding.PEM)
     key_pem = key.private_bytes(
         serialization.Encoding.PEM,
         serialization.PrivateFormat.PKCS8,
@@ -169,8 +176,27 @@ def _remember_sni(ssl_object: ssl.SSLObject, server_name: str | None, _ctx: obje
 
 def _still_valid(cert_path: Path) -> bool:
     try:
-        certificate = x509.load_pem_x509_certificate(cert_path.read_bytes())
-    except (OSError, ValueError):
+        pem = cert_path.read_bytes()
+    except OSError:
         return False
-    remaining = certificate.not_valid_after_utc - datetime.datetime.now(datetime.UTC)
-    return remaining > RENEW_BEFORE
+    not_after = _noted_expiry(pem)
+    if not_after is None:
+        from cryptography import x509
+
+        try:
+            not_after = x509.load_pem_x509_certificate(pem).not_valid_after_utc
+        except ValueError:
+            return False
+    return not_after - datetime.datetime.now(datetime.UTC) > RENEW_BEFORE
+
+
+def _noted_expiry(pem: bytes) -> datetime.datetime | None:
+    """The expiry ``generate_self_signed`` wrote on the file's first line, if it did."""
+    first, _, _ = pem.partition(b"\n")
+    if not first.startswith(NOT_AFTER_NOTE):
+        return None
+    try:
+        noted = datetime.datetime.fromisoformat(first[len(NOT_AFTER_NOTE) :].decode())
+    except (UnicodeDecodeError, ValueError):
+        return None
+    return noted if noted.tzinfo is not None else None

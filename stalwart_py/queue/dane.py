@@ -26,12 +26,14 @@ import datetime
 import hashlib
 import ssl
 from collections.abc import Sequence
-
-from cryptography import x509
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from typing import TYPE_CHECKING
 
 from stalwart_py.resolver import Tlsa
+
+# cryptography is imported by the first DANE check (a delivery to a host with usable TLSA
+# records), not by every start, which imports this module with the queue.
+if TYPE_CHECKING:
+    from cryptography import x509
 
 DANE_TA = 2
 DANE_EE = 3
@@ -54,6 +56,8 @@ def usable(records: Sequence[Tlsa]) -> list[Tlsa]:
 def verify(ssl_object: ssl.SSLObject, records: Sequence[Tlsa], host: str) -> str:
     """Check the handshake's certificates against ``records``; the record that matched, as
     text, for the log. Raises DaneFailure."""
+    from cryptography import x509
+
     chain = peer_chain(ssl_object)
     if not chain:
         raise DaneFailure(f"{host} sent no certificate")
@@ -73,6 +77,8 @@ def verify(ssl_object: ssl.SSLObject, records: Sequence[Tlsa], host: str) -> str
 
 def matches(record: Tlsa, certificate: x509.Certificate) -> bool:
     """RFC 6698 2.1: the selected part of ``certificate``, hashed as the record says."""
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
     if record.selector == 0:
         selected = certificate.public_bytes(Encoding.DER)
     else:
@@ -97,6 +103,8 @@ def _chains_to(
     whatever its own issuer); each certificate on the way is within its validity period.
     (Signatures and names only: private CAs used with DANE-TA seldom follow the Web PKI
     profile that a full path validator insists on.)"""
+    from cryptography.exceptions import InvalidSignature
+
     now = datetime.datetime.now(datetime.UTC)
     current = leaf
     for _ in range(MAX_DEPTH):
@@ -118,6 +126,8 @@ def _chains_to(
 
 
 def _names(certificate: x509.Certificate, host: str) -> bool:
+    from cryptography import x509
+
     try:
         names = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName)
     except x509.ExtensionNotFound:
