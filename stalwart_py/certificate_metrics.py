@@ -45,4 +45,4 @@ class CertificateCollector(Collector):
 
 
 def register(metrics: Metrics, store: CertificateStore) -> None:
-    metrics.registry.register(CertificateCollector(store))
+    metrics.register(CertificateCollector(store))

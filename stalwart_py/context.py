@@ -17,6 +17,7 @@ from stalwart_py.inbound.state import Inbound
 from stalwart_py.junk.filter import JunkFilter
 from stalwart_py.metrics import Metrics
 from stalwart_py.resolver import Resolver
+from stalwart_py.shared_limits import SharedLimits
 from stalwart_py.sieve.deferred import DeferredSieveFilter
 from stalwart_py.store import Store
 from stalwart_py.tls import TLSManager
@@ -35,13 +36,24 @@ class ServerContext:
     session that started before a reload keeps the listener settings it was given.
     """
 
-    def __init__(self, config: Config, store: Store, *, metrics: Metrics | None = None) -> None:
+    def __init__(
+        self,
+        config: Config,
+        store: Store,
+        *,
+        metrics: Metrics | None = None,
+        limits: SharedLimits | None = None,
+    ) -> None:
+        """``limits``: the tables of counts a supervisor's workers share; a server of one
+        process makes its own (the same code, shared with nobody)."""
         self.config = config
         self.metrics = metrics or Metrics()
         self.store = store
+        # Per-client counts over every worker: connections, failed logins, SMTP rates.
+        self.limits = limits or SharedLimits.create(config)
         # The one DNS resolver (``[resolver]``): the queue, SPF, DKIM, DMARC, DNSBLs.
         self.resolver = Resolver.from_settings(config.resolver, self.metrics)
-        self.directory = Directory(store, config.directory)
+        self.directory = Directory(store, config.directory, failures=self.limits.login_failures)
         # The junk filter that learns: scores at delivery, trains from IMAP (its worker runs in
         # the server's task group).
         self.junk = JunkFilter(
@@ -68,7 +80,8 @@ class ServerContext:
         # Certificates chosen by SNI ([certificate.*], ACME's installs), TLS-ALPN-01 answers.
         self.certificates = CertificateStore(config.storage.data_dir, self.metrics)
         self.tls = TLSManager(config.storage.data_dir, self.certificates)
-        self.inbound = Inbound()  # checks of mail from strangers: shared state (rate limits)
+        # checks of mail from strangers: shared state (rate limits)
+        self.inbound = Inbound(self.limits.connection_rates, self.limits.message_rates)
         # [filter."<id>"]: milters and other filters a listener runs after DATA (filters/)
         self.filters = Filters(lambda: self.config.filters, self.metrics)
         self.logger = logging.getLogger("stalwart_py")

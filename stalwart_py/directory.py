@@ -43,6 +43,7 @@ from stalwart_py.config import DirectorySettings
 from stalwart_py.config.types import IPAddress
 from stalwart_py.hash_pool import HashPool, LoginDeferred
 from stalwart_py.logs import client_address
+from stalwart_py.shared_table import SharedTable
 from stalwart_py.store import Account, Alias, Domain, NotFound, Store, StoreError
 from stalwart_py.throttle import AuthThrottled, LoginThrottle
 
@@ -90,10 +91,18 @@ def split_address(address: str) -> tuple[str, str]:
 
 
 class Directory:
-    def __init__(self, store: Store, settings: DirectorySettings | None = None) -> None:
+    def __init__(
+        self,
+        store: Store,
+        settings: DirectorySettings | None = None,
+        *,
+        failures: SharedTable | None = None,
+    ) -> None:
+        """``failures``: the login throttle's table the server's workers share (a table of
+        this directory's own without it)."""
         self.store = store
         self.settings = settings or DirectorySettings()
-        self.throttle = LoginThrottle(self.settings.throttle)
+        self.throttle = LoginThrottle(self.settings.throttle, table=failures)
         self.hashes = HashPool(self.settings.max_concurrent_hashes, self.settings.max_hash_wait)
         self.auth_cache = AuthCache(self.settings.auth_cache)
 

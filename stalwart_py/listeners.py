@@ -26,7 +26,6 @@ import math
 import os
 import random
 import socket
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -150,9 +149,9 @@ class ListenerRegistry:
         self.inherited = inherited
         self.listeners: dict[str, ListenerRuntime] = {}
         self.open_connections = 0
-        self._peer_counts: Counter[str] = Counter()
-        # Open connections per (listener, client address or IPv6 prefix).
-        self._ip_counts: Counter[tuple[str, str]] = Counter()
+        # Open connections per peer scope and per (listener, client address or IPv6 prefix),
+        # over every worker process (stalwart_py.shared_table).
+        self.counts = context.limits.connections
         self._sessions: TaskGroup | None = None
         self._accepts: TaskGroup | None = None
         self._stop = anyio.Event()
@@ -396,8 +395,8 @@ class ListenerRegistry:
         server_count, listener_count = self.open_connections, runtime.open_connections
         if self.shared is not None:  # every worker's connections count
             server_count, listener_count = self.shared.enter(config.id)
-        peer_key: str | None = None
-        ip_key: tuple[str, str] | None = None
+        peer_key: bytes | None = None
+        ip_key: bytes | None = None
         conn: Connection | None = None
         refusal: Refusal | None = None
         served = False
@@ -433,15 +432,14 @@ class ListenerRegistry:
             if refusal is None and not settings.allow:
                 refusal = Refusal.PEER_DENIED
             if refusal is None and (limit := config.peer_limit(scope)) is not None:
-                peer_key = limit[0]
-                self._peer_counts[peer_key] += 1
-                if self._peer_counts[peer_key] > limit[1]:
+                peer_key, count = self._count(b"peer\0" + limit[0].encode(), slog)
+                if count > limit[1]:
                     refusal = Refusal.PEER_LIMIT
             if refusal is None and settings.max_connections_per_ip is not None:
-                ip_key = _client_key(config.id, peer, settings.ipv6_prefix_length)
-                if ip_key is not None:
-                    self._ip_counts[ip_key] += 1
-                    if self._ip_counts[ip_key] > settings.max_connections_per_ip:
+                client = _client_key(config.id, peer, settings.ipv6_prefix_length)
+                if client is not None:
+                    ip_key, count = self._count(client, slog)
+                    if count > settings.max_connections_per_ip:
                         refusal = Refusal.IP_LIMIT
             if settings.tls.implicit:
                 # What followed a PROXY header in the same segment is the ClientHello.
@@ -482,19 +480,27 @@ class ListenerRegistry:
             if served:
                 self.context.metrics.connections_open.labels(config.id).dec()
             if peer_key is not None:
-                self._peer_counts[peer_key] -= 1
-                if not self._peer_counts[peer_key]:
-                    del self._peer_counts[peer_key]
+                self.counts.leave(peer_key)
             if ip_key is not None:
-                self._ip_counts[ip_key] -= 1
-                if not self._ip_counts[ip_key]:
-                    del self._ip_counts[ip_key]
+                self.counts.leave(ip_key)
             runtime.open_connections -= 1
             if self.shared is not None:
                 self.shared.leave(config.id)
             self.open_connections -= 1
             self._changed.set()
             self._changed = anyio.Event()
+
+    def _count(
+        self, key: bytes, slog: logging.LoggerAdapter[logging.Logger]
+    ) -> tuple[bytes | None, int]:
+        """Count a connection under ``key`` in every worker's total: (the key to leave with,
+        the total). A key the shared table has no room for is not counted (None, 0)."""
+        digest = self.counts.key(key)
+        total = self.counts.enter(digest)
+        if total is None:
+            slog.warning("no room to count %r: this connection is not limited", key)
+            return None, 0
+        return digest, total
 
     async def _read_proxy_header(
         self, conn: Connection, config: ListenerConfig, slog: logging.LoggerAdapter[logging.Logger]
@@ -571,9 +577,10 @@ class ListenerRegistry:
         return [bound.actual for bound in self.listeners[listener_id].sockets.values()]
 
 
-def _client_key(listener_id: str, peer: Address, ipv6_prefix: int) -> tuple[str, str] | None:
-    """What ``max-connections-per-ip`` counts a client by: its IPv4 address, its IPv6
-    prefix (an IPv4-mapped address as IPv4); None for a Unix socket or an unknown client."""
+def _client_key(listener_id: str, peer: Address, ipv6_prefix: int) -> bytes | None:
+    """What ``max-connections-per-ip`` counts a client by, on one listener: its IPv4 address,
+    its IPv6 prefix (an IPv4-mapped address as IPv4); None for a Unix socket or an unknown
+    client."""
     ip = peer.ip
     if ip is None:
         return None
@@ -581,6 +588,6 @@ def _client_key(listener_id: str, peer: Address, ipv6_prefix: int) -> tuple[str,
         mapped = ip.ipv4_mapped  # type: ignore[union-attr]
         if mapped is None:
             network = ipaddress.IPv6Network((ip, ipv6_prefix), strict=False)
-            return listener_id, str(network)
+            return f"ip\0{listener_id}\0{network}".encode()
         ip = mapped
-    return listener_id, str(ip)
+    return f"ip\0{listener_id}\0{ip}".encode()

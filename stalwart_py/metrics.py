@@ -3,21 +3,73 @@
 The core counts connections per listener; protocols add their own counters through
 ``counter()``/``gauge()``, which return the existing metric when the name is already known, so a
 protocol can ask for its metrics wherever it needs them.
+
+With ``server.workers = N``, ``/metrics`` answers for the server, whichever worker serves the
+scrape: prometheus_client's multiprocess mode. Each worker, right after its fork, switches its
+metrics to values kept in files of its own under ``<data-dir>/run/metrics/``
+(``use_multiprocess``), and a scrape reads and merges every worker's files
+(``MultiProcessCollector``). The supervisor empties the folder at start and, when a worker dies,
+deletes its live gauges (``forget_process``): so
+
+* counters are summed over every worker that ever ran since the start, a dead one's included
+  (its files stay; a replaced worker adds two small files, read at each scrape);
+* a gauge says how it is aggregated (``aggregate``): ``"livesum"``, the default, for what each
+  worker holds (open connections, outbound connections, messages held in memory), summed over
+  the live workers; ``"livemostrecent"`` for a server-wide value that any worker may compute
+  (the queue's size read at scrape time, a certificate's expiry), the latest set;
+* collectors computed at scrape time (certificate expiry) are the answering worker's, which
+  sees the same certificates as the others.
+
+With one process (``workers = 1``) the registry is rendered as it is, which is the sum over
+one worker; the same metric objects and calls are used either way.
 """
 
 from __future__ import annotations
 
+import os
+import shutil
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Literal
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest, values
+from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
+from prometheus_client.registry import Collector
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+ENVIRONMENT = "PROMETHEUS_MULTIPROC_DIR"  # where prometheus_client's values find their files
+
+Aggregate = Literal["livesum", "livemostrecent"]
+
+_multiprocess_dir: Path | None = None
+
+
+def prepare_multiprocess(directory: Path) -> None:
+    """The supervisor, at start: an empty folder for the workers' metric files."""
+    shutil.rmtree(directory, ignore_errors=True)
+    directory.mkdir(mode=0o700, parents=True)
+
+
+def use_multiprocess(directory: Path) -> None:
+    """A worker, right after its fork and before it makes a metric: its metrics keep their
+    values in files under ``directory`` that every worker's scrape reads (module docstring).
+    prometheus_client chooses its value class once per process, so this is process-wide."""
+    global _multiprocess_dir
+    os.environ[ENVIRONMENT] = str(directory)
+    values.ValueClass = values.MultiProcessValue()
+    _multiprocess_dir = directory
+
+
+def forget_process(directory: Path, pid: int) -> None:
+    """The supervisor, when a worker died: its live gauges go, its counters stay."""
+    mark_process_dead(pid, str(directory))
 
 
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         self._metrics: dict[str, Counter | Gauge] = {}
+        self._collectors: list[Collector] = []
         self.connections_accepted = self.counter(
             "stalwart_connections_accepted", "Connections accepted and served", ["listener"]
         )
@@ -38,16 +90,39 @@ class Metrics:
             raise TypeError(f"metric {name} is not a counter")
         return metric
 
-    def gauge(self, name: str, documentation: str, labels: Sequence[str] = ()) -> Gauge:
+    def gauge(
+        self,
+        name: str,
+        documentation: str,
+        labels: Sequence[str] = (),
+        *,
+        aggregate: Aggregate = "livesum",
+    ) -> Gauge:
+        """``aggregate``: how the workers' values make the server's (module docstring)."""
         metric = self._metrics.get(name)
         if metric is None:
             metric = self._metrics[name] = Gauge(
-                name, documentation, list(labels), registry=self.registry
+                name,
+                documentation,
+                list(labels),
+                registry=self.registry,
+                multiprocess_mode=aggregate,
             )
         if not isinstance(metric, Gauge):
             raise TypeError(f"metric {name} is not a gauge")
         return metric
 
+    def register(self, collector: Collector) -> None:
+        """A collector computed at scrape time (its figures are the answering worker's)."""
+        self.registry.register(collector)
+        self._collectors.append(collector)
+
     def render(self) -> bytes:
-        """The Prometheus text exposition of every metric."""
-        return generate_latest(self.registry)
+        """The Prometheus text exposition of every metric, the server's over its workers."""
+        if _multiprocess_dir is None:
+            return generate_latest(self.registry)
+        merged = CollectorRegistry()
+        MultiProcessCollector(merged, str(_multiprocess_dir))
+        for collector in self._collectors:
+            merged.register(collector)
+        return generate_latest(merged)

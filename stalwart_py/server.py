@@ -162,7 +162,8 @@ class Server:
     async def _serve(
         self, store: Store, handle_signals: bool, task_status: TaskStatus[Server]
     ) -> None:
-        self.context = ServerContext(self.config, store)
+        limits = self.worker.limits if self.worker is not None else None
+        self.context = ServerContext(self.config, store, limits=limits)
         self.context.reload = self.reload
         try:  # [certificate.*] before any listener's context is made (they choose from them)
             self.context.certificates.configure(self.config.certificates, str(self.config_path))

@@ -60,6 +60,7 @@ import anyio
 from stalwart_py.config import Config, ConfigError, LoggingSettings
 from stalwart_py.config.running import needs_restart
 from stalwart_py.files import private_dir, private_umask, write_private
+from stalwart_py.metrics import forget_process, prepare_multiprocess, use_multiprocess
 from stalwart_py.server import (
     PID_FILE,
     STATUS_FILE,
@@ -71,6 +72,7 @@ from stalwart_py.server import (
 )
 from stalwart_py.shared import FILE as SHARED_FILE
 from stalwart_py.shared import SharedState
+from stalwart_py.shared_limits import SharedLimits
 from stalwart_py.singleton import run_dir
 from stalwart_py.sockets import (
     BindError,
@@ -86,6 +88,7 @@ RESTART_BACKOFF = 1.0  # seconds before replacing a worker that died within YOUN
 YOUNG = 5.0
 STOP_MARGIN = 5.0  # seconds past server.shutdown-timeout before a worker is killed
 MAX_MESSAGE = 1 << 20
+METRICS_DIR = "metrics"  # under <data-dir>/run/
 SIGNALS = (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
 
@@ -150,6 +153,12 @@ class Supervisor:
                 raise StartupError(str(exc)) from None
             self.shared_path = run_dir(data_dir) / SHARED_FILE
             self.shared = SharedState(self.shared_path, create=True)
+            # Per-client counts (per-IP and peer-scope limits, login throttle, SMTP rates):
+            # inherited by every worker forked from here, and outliving any one of them.
+            self.limits = SharedLimits.create(self.config, workers=self.count)
+            # Every worker's metric files, merged by whichever worker answers /metrics.
+            self.metrics_dir = run_dir(data_dir) / METRICS_DIR
+            prepare_multiprocess(self.metrics_dir)
             self._install_signals()
             try:
                 return self._loop()
@@ -247,8 +256,16 @@ class Supervisor:
             supervisor = os.getppid()
             die_with_parent(supervisor)
             _tag_log_records(index)
+            use_multiprocess(self.metrics_dir)
             shared = SharedState(self.shared_path, worker=index)
-            role = WorkerRole(index, supervisor, dict(self.sockets), channel, shared)
+            role = WorkerRole(
+                index,
+                supervisor,
+                dict(self.sockets),
+                channel,
+                shared,
+                self.limits.for_worker(index),
+            )
             server = Server(
                 self.config_path, config=self.config, notify_fd=channel.fileno(), worker=role
             )
@@ -295,6 +312,8 @@ class Supervisor:
                 self.stop()
                 continue
             self.shared.clear_worker(slot.index)  # its connections died with it
+            self.limits.connections.clear_worker(slot.index)
+            forget_process(self.metrics_dir, pid)  # its live gauges; its counters stay
             young = time.monotonic() - slot.started < YOUNG
             slot.restart_at = time.monotonic() + (RESTART_BACKOFF if young else 0.0)
             log.error("worker %d (pid %d) %s; starting another", slot.index, pid, how)

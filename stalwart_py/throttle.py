@@ -18,10 +18,16 @@ any address used to lock an account for everyone for five minutes):
   valid account must not hide guesses at others from the same address).
 * So from an address with no failures, the right password always works.
 
-Memory is bounded whatever an attacker rotates: at most ``max-tracked`` keys, the ones whose
-latest failure is oldest evicted first (and forgotten anyway once out of the window); a key
-keeps at most as many failure times as can still lengthen its block; an account name is kept
-as a 12-byte digest, whatever its length.
+The counts hold for the whole server: with ``server.workers = N`` they are records of a
+table every worker shares (``stalwart_py.shared_table``), so failures spread over the workers
+count together, and they outlive the worker that counted them (the table is the supervisor's).
+A key's record keeps its latest ``TIMES`` failure times, as many as can still lengthen its
+block; so the limits are at most ``TIMES``, and past ``TIMES`` failures a block stops doubling.
+
+Memory is fixed whatever an attacker rotates: ``max-tracked`` records (read at start), a key
+whose latest failure left the window gives its record up, and a full bucket of the table gives
+up its least recently failed key; an account name is kept in a 16-byte digest, whatever its
+length.
 
 Known limit: the check and the count are not one step, since a password is checked in a
 worker thread in between; a client with N connections gets N attempts in before the first
@@ -33,14 +39,22 @@ from __future__ import annotations
 
 import hashlib
 import math
+import struct
 import time
-from array import array
-from collections import OrderedDict
 from collections.abc import Callable
 
 from stalwart_py import sasl
 from stalwart_py.config import ThrottleSettings
 from stalwart_py.config.types import IPAddress
+from stalwart_py.shared_table import HEADER, SharedTable
+
+TIMES = 64  # failure times a key's record holds; the limits are at most this
+_COUNT = struct.Struct("<i")
+
+
+def failure_table(max_tracked: int) -> SharedTable:
+    """A table for ``LoginThrottle``: ``max_tracked`` records of up to ``TIMES`` failures."""
+    return SharedTable(8 + 8 * TIMES, max_tracked)
 
 
 class AuthThrottled(sasl.AuthFailed):
@@ -64,18 +78,26 @@ def client_key(ip: IPAddress | None) -> bytes | None:
 
 class LoginThrottle:
     """Failure counts per client address and per (client address, account); see the module
-    docstring. ``clock`` is monotonic seconds (tests give a fake one)."""
+    docstring. ``clock`` is monotonic seconds (tests give a fake one); ``table`` is the
+    server's shared one (``failure_table``), or a table of this throttle's own."""
 
     def __init__(
-        self, settings: ThrottleSettings, clock: Callable[[], float] = time.monotonic
+        self,
+        settings: ThrottleSettings,
+        clock: Callable[[], float] = time.monotonic,
+        *,
+        table: SharedTable | None = None,
     ) -> None:
         self.settings = settings
         self.clock = clock
-        # key -> failure times within the window, oldest first; keys ordered by latest failure.
-        self._failures: OrderedDict[bytes, array[float]] = OrderedDict()
+        self.table = table if table is not None else failure_table(settings.max_tracked)
 
     def __len__(self) -> int:
-        return len(self._failures)
+        """Keys with a failure still in the window (a scan: for tests)."""
+        horizon = self.clock() - self.settings.window
+        table = self.table
+        with table.locked():
+            return sum(1 for at in table.records() if table.stamp(at) > horizon)
 
     def _keys(self, ip: IPAddress | None, account: str | None) -> list[tuple[bytes, int]]:
         """(key, limit) for the address and, when the account is known, the pair. A Unix-socket
@@ -94,21 +116,20 @@ class LoginThrottle:
             keys.append((pair, settings.max_failures_per_address_and_account))
         return keys
 
-    def _recent(self, key: bytes, now: float) -> array[float] | None:
-        """The key's failures still within the window (the older ones dropped)."""
-        times = self._failures.get(key)
-        if times is None:
-            return None
+    def _times(self, at: int) -> list[float]:
+        table = self.table
+        (count,) = _COUNT.unpack_from(table.map, at + HEADER)
+        return list(struct.unpack_from(f"<{count}d", table.map, at + HEADER + 8))
+
+    def _store(self, at: int, times: list[float]) -> None:
+        table = self.table
+        struct.pack_into(f"<i4x{len(times)}d", table.map, at + HEADER, len(times), *times)
+        table.set_stamp(at, times[-1])
+
+    def _recent(self, at: int, now: float) -> list[float]:
+        """The record's failures still within the window, oldest first."""
         horizon = now - self.settings.window
-        stale = 0
-        while stale < len(times) and times[stale] <= horizon:
-            stale += 1
-        if stale == len(times):
-            del self._failures[key]
-            return None
-        if stale:
-            del times[:stale]
-        return times
+        return [moment for moment in self._times(at) if moment > horizon]
 
     def _block(self, failures: int, limit: int) -> float:
         """How long a key with ``failures`` is blocked after its latest one."""
@@ -121,17 +142,27 @@ class LoginThrottle:
         """Failure times worth keeping per key: past these the block is at its cap."""
         settings = self.settings
         if settings.block_time <= 0 or settings.max_block_time <= settings.block_time:
-            return limit
-        return limit + math.ceil(math.log2(settings.max_block_time / settings.block_time))
+            kept = limit
+        else:
+            kept = limit + math.ceil(math.log2(settings.max_block_time / settings.block_time))
+        return min(kept, TIMES)
 
     def wait(self, ip: IPAddress | None, account: str | None = None) -> float:
         """Seconds before an attempt from ``ip`` (for ``account``, once known) may be checked;
         0.0 when it may be now."""
         now = self.clock()
         longest = 0.0
-        for key, limit in self._keys(ip, account):
-            times = self._recent(key, now)
-            if times is not None:
+        table = self.table
+        keys = [(table.digest(key), limit) for key, limit in self._keys(ip, account)]
+        with table.locked():
+            for digest, limit in keys:
+                at = table.find(digest)
+                if at is None:
+                    continue
+                times = self._recent(at, now)
+                if not times:
+                    table.release(at)
+                    continue
                 longest = max(longest, times[-1] + self._block(len(times), limit) - now)
         return longest
 
@@ -144,30 +175,25 @@ class LoginThrottle:
     def failed(self, ip: IPAddress | None, account: str | None) -> None:
         """Count a failed attempt (one that was checked, not one refused by ``check``)."""
         now = self.clock()
-        for key, limit in self._keys(ip, account):
-            times = self._recent(key, now)
-            if times is None:
-                times = self._failures[key] = array("d")
-            times.append(now)
-            excess = len(times) - self._kept(limit)
-            if excess > 0:
-                del times[:excess]
-            self._failures.move_to_end(key)
-        self._forget(now)
+        table = self.table
+        horizon = now - self.settings.window
+        keys = [(table.digest(key), limit) for key, limit in self._keys(ip, account)]
+        with table.locked():
+            for digest, limit in keys:
+                claimed = table.claim(
+                    digest, now, free=lambda at: table.stamp(at) <= horizon, evict=True
+                )
+                assert claimed is not None  # evict=True always finds a record
+                at, new = claimed
+                times = [] if new else self._recent(at, now)
+                times.append(now)
+                self._store(at, times[-self._kept(limit) :])
 
     def succeeded(self, ip: IPAddress | None, account: str) -> None:
         """The right password: the pair's failures are forgotten, the address's are not."""
-        for key, _ in self._keys(ip, account):
-            if key.startswith(b"p"):
-                self._failures.pop(key, None)
-
-    def _forget(self, now: float) -> None:
-        """Drop keys whose latest failure left the window (they are at the front, as keys are
-        ordered by latest failure), then the oldest keys beyond ``max-tracked``."""
-        horizon = now - self.settings.window
-        failures = self._failures
-        while failures:
-            times = next(iter(failures.values()))
-            if times[-1] > horizon and len(failures) <= self.settings.max_tracked:
-                break
-            failures.popitem(last=False)
+        table = self.table
+        digests = [table.digest(key) for key, _ in self._keys(ip, account) if key[:1] == b"p"]
+        with table.locked():
+            for digest in digests:
+                if (at := table.find(digest)) is not None:
+                    table.release(at)

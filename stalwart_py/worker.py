@@ -35,6 +35,7 @@ import anyio
 from stalwart_py.config import BindAddress, ConfigError
 from stalwart_py.listeners import ApplyError, ReloadReport
 from stalwart_py.shared import SharedState
+from stalwart_py.shared_limits import SharedLimits
 
 if TYPE_CHECKING:
     from stalwart_py.server import Server
@@ -56,6 +57,7 @@ class WorkerRole:
     sockets: dict[SocketKey, socket.socket]  # the supervisor's
     channel: socket.socket  # to and from the supervisor: JSON lines
     shared: SharedState | None = None  # counts and suspended listeners of every worker
+    limits: SharedLimits | None = None  # per-client counts of every worker (the supervisor's)
 
     @property
     def serves_control(self) -> bool:

@@ -148,16 +148,19 @@ class AcmeManager:
             "stalwart_acme_certificate_expiry_timestamp_seconds",
             "notAfter of the ACME certificate in use",
             ["id"],
+            aggregate="livemostrecent",  # the renewing worker's
         )
         self._next = metrics.gauge(
             "stalwart_acme_next_renewal_timestamp_seconds",
             "When the ACME certificate is next renewed (or retried)",
             ["id"],
+            aggregate="livemostrecent",  # the renewing worker's
         )
         self._failing = metrics.gauge(
             "stalwart_acme_renewal_failing",
             "1 while the last renewal attempt failed (the error is in GET /api/certificates)",
             ["id"],
+            aggregate="livemostrecent",  # the renewing worker's
         )
         self._renewals = metrics.counter(
             "stalwart_acme_renewals", "ACME renewal attempts, by result", ["id", "result"]

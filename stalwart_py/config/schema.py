@@ -169,12 +169,15 @@ class ThrottleSettings:
     """
 
     window: Duration = 3600.0  # failures older than this are forgotten
-    max_failures_per_address: Annotated[int, Range(1)] = 30  # any accounts, from one address
-    max_failures_per_address_and_account: Annotated[int, Range(1)] = 5
+    # Failures from one address, any accounts (at most 64: a key's record keeps 64 failures).
+    max_failures_per_address: Annotated[int, Range(1, 64)] = 30
+    # Failures from one address for one account (at most 64, as above).
+    max_failures_per_address_and_account: Annotated[int, Range(1, 64)] = 5
     block_time: Duration = 1.0  # the first block; 0 turns blocking off
     max_block_time: Duration = 900.0  # the longest block
     failure_delay: Duration = 1.0  # every failed attempt is answered only after this
-    max_tracked: Annotated[int, Range(1000)] = 100_000  # addresses and pairs remembered
+    # Addresses and pairs remembered, by every worker together; read at start.
+    max_tracked: Annotated[int, Range(1000)] = 100_000
 
     # Keys that were; a file that still has one is refused with this message.
     renamed_keys: ClassVar[dict[str, str]] = {

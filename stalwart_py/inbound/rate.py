@@ -6,38 +6,56 @@ of ``ipv6-prefix-length`` bits, as ``max-connections-per-ip`` counts clients): i
 So a client may burst up to the limit and then goes on at the limit's pace; a refused attempt
 takes nothing, and the answer says how many seconds until a token is back.
 
-Memory is bounded whatever addresses a sender rotates: a full bucket is the same as no entry,
-so entries are dropped once they would have refilled (at most a minute after their last use),
-and at most ``max_tracked`` keys are kept, the least recently used evicted first (an evicted
-client starts again with a full bucket: the limit errs on the side of accepting mail).
+The buckets hold for the whole server: with ``server.workers = N`` they are records of a table
+every worker shares (``stalwart_py.shared_table``), so a client's connections and messages count
+together whichever worker serves them.
+
+Memory is fixed whatever addresses a sender rotates: a full bucket is the same as no entry, so
+a record is given up once it would have refilled (a minute after its last use), and the table
+holds ``max_tracked`` records, a full bucket of it giving up its least recently used one (an
+evicted client starts again with a full bucket: the limit errs on the side of accepting mail).
 """
 
 from __future__ import annotations
 
 import ipaddress
+import struct
 import time
-from collections import OrderedDict
 from collections.abc import Callable
 
 from stalwart_py.config.types import IPAddress
+from stalwart_py.shared_table import HEADER, SharedTable
 
 WINDOW = 60.0  # the limits are per minute
 MAX_TRACKED = 100_000
+_TOKENS = struct.Struct("<d")
+
+
+def rate_table(max_tracked: int = MAX_TRACKED) -> SharedTable:
+    """A table for ``RateLimiter``: a bucket's tokens per record (its stamp says when)."""
+    return SharedTable(_TOKENS.size, max_tracked)
 
 
 class RateLimiter:
-    """One token bucket per client key for one kind of event; ``clock`` is monotonic seconds."""
+    """One token bucket per client key for one kind of event; ``clock`` is monotonic seconds;
+    ``table`` the server's shared one (``rate_table``), or one of this limiter's own."""
 
     def __init__(
-        self, max_tracked: int = MAX_TRACKED, clock: Callable[[], float] = time.monotonic
+        self,
+        max_tracked: int = MAX_TRACKED,
+        clock: Callable[[], float] = time.monotonic,
+        *,
+        table: SharedTable | None = None,
     ) -> None:
-        self.max_tracked = max_tracked
         self.clock = clock
-        # key -> (tokens left, when they were counted); least recently used first.
-        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
+        self.table = table if table is not None else rate_table(max_tracked)
 
     def __len__(self) -> int:
-        return len(self._buckets)
+        """Buckets not full again yet (a scan: for tests)."""
+        now = self.clock()
+        table = self.table
+        with table.locked():
+            return sum(1 for at in table.records() if now - table.stamp(at) < WINDOW)
 
     def take(self, key: str | None, limit: int) -> float:
         """Take a token for ``key`` (``rate_key``) under ``limit`` per minute: 0.0 when taken,
@@ -47,26 +65,28 @@ class RateLimiter:
             return 0.0
         now = self.clock()
         rate = limit / WINDOW
-        tokens, then = self._buckets.get(key, (float(limit), now))
-        tokens = min(float(limit), tokens + (now - then) * rate)
-        if tokens < 1.0:
-            self._buckets[key] = (tokens, now)
-            self._buckets.move_to_end(key)
-            return (1.0 - tokens) / rate
-        self._buckets[key] = (tokens - 1.0, now)
-        self._buckets.move_to_end(key)
-        self._forget(now)
-        return 0.0
-
-    def _forget(self, now: float) -> None:
-        """Drop the least recently used entries that have refilled (a minute unused is always
-        full again) and any beyond ``max_tracked``."""
-        buckets = self._buckets
-        while buckets:
-            _tokens, then = next(iter(buckets.values()))
-            if now - then < WINDOW and len(buckets) <= self.max_tracked:
-                break
-            buckets.popitem(last=False)
+        table = self.table
+        digest = table.digest(key.encode())
+        table.lock()
+        try:
+            claimed = table.claim(
+                digest, now, free=lambda at: now - table.stamp(at) >= WINDOW, evict=True
+            )
+            assert claimed is not None  # evict=True always finds a record
+            at, new = claimed
+            if new:
+                tokens = float(limit)
+            else:
+                (tokens,) = _TOKENS.unpack_from(table.map, at + HEADER)
+                tokens = min(float(limit), tokens + (now - table.stamp(at)) * rate)
+            table.set_stamp(at, now)
+            if tokens < 1.0:
+                _TOKENS.pack_into(table.map, at + HEADER, tokens)
+                return (1.0 - tokens) / rate
+            _TOKENS.pack_into(table.map, at + HEADER, tokens - 1.0)
+            return 0.0
+        finally:
+            table.unlock()
 
 
 def rate_key(scope: str, ip: IPAddress | None, ipv6_prefix: int = 64) -> str | None:

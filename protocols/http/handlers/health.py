@@ -5,6 +5,8 @@ means every address of every enabled listener of the configuration in force is b
 store answers a query. ``/metrics`` is the Prometheus text exposition (format 0.0.4) of every
 metric of the server: the core's per-listener connection counters, each protocol's own
 counters, and two gauges read at scrape time, the outbound queue and the store's size on disk.
+With several worker processes the figures are the server's, summed over the workers
+(``stalwart_py.metrics``).
 """
 
 from __future__ import annotations
@@ -78,13 +80,17 @@ async def metrics(request: Request) -> Response:
     server = request.session.server
     registry = server.metrics
     messages, recipients = await server.store.queue_size()
+    # Read from the store, the same whichever worker answers: the latest value, not a sum.
+    latest = "livemostrecent"
     registry.gauge(
-        "stalwart_queue_messages", "Messages in the outbound queue with a pending recipient"
+        "stalwart_queue_messages",
+        "Messages in the outbound queue with a pending recipient",
+        aggregate=latest,
     ).set(messages)
-    registry.gauge("stalwart_queue_recipients", "Recipients waiting in the outbound queue").set(
-        recipients
-    )
-    registry.gauge("stalwart_store_size_bytes", "Bytes the mail store occupies on disk").set(
-        await server.store.disk_usage()
-    )
+    registry.gauge(
+        "stalwart_queue_recipients", "Recipients waiting in the outbound queue", aggregate=latest
+    ).set(recipients)
+    registry.gauge(
+        "stalwart_store_size_bytes", "Bytes the mail store occupies on disk", aggregate=latest
+    ).set(await server.store.disk_usage())
     return Response(200, registry.render(), METRICS_TYPE)
