@@ -19,18 +19,18 @@ SOCK_SEQPACKET pair, doing nothing with the message), so the two are compared in
   supervisor process: so this is the least that way could cost).
 
 Each figure is microseconds per operation, the median of five runs; the ratio compares a
-connection's enter and leave both ways. Measured on the 2-core development machine (other work beside it), 2026-12-05,
-load 7.1 (``--rounds 50000``): connection 26.2 us, login 143.7 us, rate 17.2 us, supervisor
-147.2 us: a connection counted in the shared table 5.6x faster than the least the supervisor way
-costs. Against an SMTP session's milliseconds (and a login's scrypt) either is small; the table
-also never queues every worker behind one process.
+connection's enter and leave both ways. Measured on the 2-core development machine (other work
+beside it), 2026-12-05, load 7.1 (``--rounds 50000``): connection 26.2 us, login 143.7 us,
+rate 17.2 us, supervisor 147.2 us: a connection counted in the shared table 5.6x faster than the
+least the supervisor way costs. Against an SMTP session's milliseconds (and a login's scrypt)
+either is small; the table also never queues every worker behind one process.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import ipaddress
+import json
 import os
 import socket
 import statistics

@@ -37,6 +37,7 @@ import mmap
 import os
 import struct
 import tempfile
+import weakref
 from collections.abc import Callable, Iterator
 
 HEADER = 24  # digest (16 bytes) and stamp (float64)
@@ -68,12 +69,10 @@ class SharedTable:
         self._span = BUCKET * self.record
         size = self.record * self.capacity
         self._fd = _anonymous_file(size)
-        self.map = mmap.mmap(self._fd, size)
+        self.map = mmap.mmap(self._fd, size)  # it keeps a descriptor of its own
         self._secret = os.urandom(16)
-
-    def close(self) -> None:
-        self.map.close()
-        os.close(self._fd)
+        # The lock's descriptor goes with the table (many servers come and go in one test run).
+        self._closer = weakref.finalize(self, os.close, self._fd)
 
     def lock(self) -> None:
         """Enter the one critical section of every read-modify-write (not reentrant); always
