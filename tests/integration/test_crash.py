@@ -14,6 +14,7 @@ from pathlib import Path
 
 import anyio
 
+from stalwart_py.store.blobstore.filesystem import FilesystemBlobs
 from stalwart_py.store.sqlite import SqliteStore
 from tests.support.crash_child import RECIPIENT, message_for
 
@@ -47,8 +48,11 @@ def test_acknowledged_deliveries_survive_sigkill(tmp_path):
     assert len(acknowledged) >= RUNS
 
 
-def check_after_restart(data_dir: Path, acknowledged: dict[str, bytes], run: int) -> None:
-    integrity, stored = anyio.run(read_inbox, data_dir)
+def check_after_restart(
+    data_dir: Path, acknowledged: dict[str, bytes], run: int, blob_dir: Path | None = None
+) -> None:
+    """(``blob_dir``: the bodies are in the filesystem blob backend there.)"""
+    integrity, stored = anyio.run(read_inbox, data_dir, blob_dir)
     assert integrity == "ok", f"after kill {run}: {integrity}"
     counts = Counter(key for key, _ in stored)
     assert [key for key, count in counts.items() if count > 1] == [], f"after kill {run}: twice"
@@ -62,8 +66,12 @@ def check_after_restart(data_dir: Path, acknowledged: dict[str, bytes], run: int
     assert damaged == [], f"after kill {run}: {len(damaged)} deliveries damaged"
 
 
-async def read_inbox(data_dir: Path) -> tuple[str, list[tuple[str, bytes]]]:
-    store = SqliteStore(data_dir)
+async def read_inbox(
+    data_dir: Path, blob_dir: Path | None = None
+) -> tuple[str, list[tuple[str, bytes]]]:
+    store = SqliteStore(
+        data_dir, blob_backend=None if blob_dir is None else FilesystemBlobs(blob_dir)
+    )
     await store.open()
     try:
         integrity = await store.integrity_check()

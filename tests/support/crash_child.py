@@ -1,7 +1,11 @@
 """The crash test's child: deliver messages through the pipeline until killed, writing the
 key of every acknowledged message to stdout as soon as its delivery has returned success.
 
-    python -m tests.support.crash_child DATA_DIR RUN
+    python -m tests.support.crash_child DATA_DIR RUN [BLOB_DIR HANG_AFTER]
+
+With BLOB_DIR, bodies go to the filesystem blob backend there; after HANG_AFTER
+acknowledgements, every body written is reported (``staged <hex digest>``) and its writer
+then hangs, between the body's write and its transaction, until the parent kills the child.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import anyio
 
 from stalwart_py.delivery import Delivery, Envelope, Origin, Recipient
 from stalwart_py.directory import Directory
+from stalwart_py.store.blobstore.filesystem import FilesystemBlobs
 from stalwart_py.store.sqlite import SqliteStore
 
 WORKERS = 8
@@ -34,9 +39,23 @@ def message_for(key: str) -> bytes:
     return (head + "\r\n".join(lines) + "\r\n").encode()
 
 
-async def main(data_dir: Path, run: str) -> None:
-    store = SqliteStore(data_dir)
+class HangingBlobs(FilesystemBlobs):
+    """Bodies in files; once ``hang`` is set, each write is reported and never returns."""
+
+    hang = False
+
+    async def put(self, digest: bytes, data: bytes) -> None:
+        await super().put(digest, data)
+        if self.hang:
+            os.write(1, f"staged {digest.hex()}\n".encode())
+            await anyio.sleep_forever()
+
+
+async def main(data_dir: Path, run: str, blob_dir: str = "", hang_after: str = "0") -> None:
+    blobs = HangingBlobs(Path(blob_dir)) if blob_dir else None
+    store = SqliteStore(data_dir, blob_backend=blobs)
     await store.open()
+    acknowledged = 0
     directory = Directory(store)
     if not await store.is_local_domain("example.test"):
         await store.add_domain("example.test")
@@ -46,6 +65,7 @@ async def main(data_dir: Path, run: str) -> None:
     envelope = Envelope("sender@remote.test", (Recipient(RECIPIENT),))
 
     async def worker(number: int) -> None:
+        nonlocal acknowledged
         sequence = 0
         while True:
             key = f"{run}-{number}-{sequence}"
@@ -53,6 +73,9 @@ async def main(data_dir: Path, run: str) -> None:
             [result] = await delivery.deliver(envelope, message_for(key), origin)
             if result.ok:
                 os.write(1, f"{key}\n".encode())
+                acknowledged += 1
+                if blobs is not None and acknowledged >= int(hang_after):
+                    blobs.hang = True
             sequence += 1
 
     async with anyio.create_task_group() as group:
@@ -61,4 +84,4 @@ async def main(data_dir: Path, run: str) -> None:
 
 
 if __name__ == "__main__":
-    anyio.run(main, Path(sys.argv[1]), sys.argv[2])
+    anyio.run(main, Path(sys.argv[1]), *sys.argv[2:])
