@@ -13,22 +13,15 @@ import weakref
 from typing import TYPE_CHECKING
 
 import anyio
-import h11
 
-from protocols.http.messages import json_response
-from protocols.http.server import (
-    RECEIVE_SIZE,
-    ConnectionState,
-    linger,
-    new_parser,
-    render,
-    serve,
-)
 from protocols.http.settings import HttpSettings
 from stalwart_py.plugin import Connection, ConnectionClosed, Protocol, ReadTimeout, Refusal
 
+# The connection loop (server.py, on h11) loads with the first connection, the routes with
+# the first request: a start imports only what binding the listeners needs (bench/startup.py).
 if TYPE_CHECKING:
     from protocols.http.app import Application
+    from protocols.http.server import ConnectionState
 
 __all__ = ["Http", "HttpSettings"]
 
@@ -57,6 +50,8 @@ class Http(Protocol):
         return self._app
 
     async def handle(self, conn: Connection) -> None:
+        from protocols.http.server import ConnectionState, serve
+
         state = self._states[conn] = ConnectionState()
         async with anyio.create_task_group() as group:
             group.start_soon(self._close_when_draining, conn, state, group.cancel_scope)
@@ -82,6 +77,9 @@ class Http(Protocol):
         """503 Service Unavailable (RFC 9110 15.6.4), after the request head, so that the
         client reads it as the answer to its request; nothing to a connection that was idle
         between requests when the server stopped."""
+        from protocols.http.messages import json_response
+        from protocols.http.server import linger, render
+
         state = self._states.get(conn)
         if state is not None:  # a session cut short by the end of the shutdown grace period
             if not state.owed:
@@ -98,6 +96,10 @@ class Http(Protocol):
     @staticmethod
     async def _read_head(conn: Connection) -> bool:
         """Read the request head for a moment; True when it is a HEAD request."""
+        import h11
+
+        from protocols.http.server import RECEIVE_SIZE, new_parser
+
         parser = new_parser(conn.settings.max_header_size)
         deadline = time.monotonic() + REFUSAL_READ_SECONDS
         try:

@@ -25,7 +25,6 @@ tls.implicit = true
 
 from __future__ import annotations
 
-from protocols.pop3.session import Session
 from protocols.pop3.settings import AuthSettings, Pop3Settings
 from protocols.pop3.syntax import err
 from stalwart_py.plugin import Connection, Protocol, Refusal
@@ -51,6 +50,10 @@ class Pop3(Protocol):
                 "stalwart_pop3_deleted_messages", "messages removed at POP3 QUIT", ["listener"]
             ),
         }
+        # The session (and the maildrop under it) loads with the first connection, not at
+        # every start (bench/startup.py).
+        from protocols.pop3.session import Session
+
         await Session(conn, counters).run()
 
     async def refuse(self, conn: Connection, reason: Refusal) -> None:

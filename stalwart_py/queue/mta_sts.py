@@ -36,10 +36,9 @@ import ssl
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import anyio
-import h11
 
 from stalwart_py.config.outbound_tls import QueueMtaStsSettings
 from stalwart_py.metrics import Metrics
@@ -47,6 +46,10 @@ from stalwart_py.queue.schedule import Clock
 from stalwart_py.resolver import DnsError, DnsTemporaryError, Resolver
 from stalwart_py.store import Store
 from stalwart_py.store.model import CachedStsPolicy
+
+# h11 is imported by the first policy fetch (_exchange), not by every start.
+if TYPE_CHECKING:
+    import h11
 
 log = logging.getLogger("stalwart_py.queue.mta_sts")
 
@@ -195,6 +198,8 @@ async def _get(host: str, addresses: list[str], port: int, context: ssl.SSLConte
 
 
 async def _exchange(stream: anyio.abc.ByteStream, host: str) -> str:
+    import h11
+
     connection = h11.Connection(h11.CLIENT, max_incomplete_event_size=16 * 1024)
     request = h11.Request(
         method="GET",

@@ -48,6 +48,8 @@ NOT_AT_START = {
     "dkim": "stalwart_py.queue.dkim, on the first signature or key",
     "nacl": "dkimpy's ed25519, with dkim",
     "cryptography.x509": "stalwart_py.tls / certificates, when a certificate is made or read",
+    "h11": "protocols.http.server on the first HTTP connection, queue.mta_sts on a fetch",
+    "protocols.pop3.session": "protocols.pop3, on the first POP3 connection",
     "josepy": "stalwart_py.acme, on the first order",
     "httpx": "stalwart_py.acme.client, on the first order",
     "stalwart_py.acme.client": "stalwart_py.acme.manager, on the first order",
