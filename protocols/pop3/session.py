@@ -37,8 +37,8 @@ from protocols.pop3.syntax import (
     BadCommand,
     Shape,
     block,
-    content,
     err,
+    message_reply,
     ok,
     parse_command,
     shape,
@@ -439,7 +439,7 @@ class Session:
         body = known.get(info.blob_id) or _remember(known, info.blob_id, data)
         self.drop.sizes[number] = body.octets
         self.drop.retrieved.add(number)
-        return Reply(ok(f"{body.octets} octets") + content(data, body))
+        return Reply(message_reply(ok(f"{body.octets} octets"), data, body))
 
     async def cmd_top(self, args: tuple[str, ...]) -> Reply:
         if len(args) == 2 and not (args[1].isascii() and args[1].isdigit()):

@@ -115,13 +115,15 @@ def shape(data: bytes) -> Shape:
     return Shape(octets(data), data.startswith(b".") or b"\n." in data)
 
 
-def content(data: bytes, known: Shape) -> bytes:
-    """``data`` (a whole message as stored, of this ``known`` shape) as the content of a
-    multi-line reply, the terminating ``.`` line included. A message stored as SMTP delivers
-    it (CRLF line ends: its octets are its length) without dot-led lines is not scanned."""
+def message_reply(status: bytes, data: bytes, known: Shape) -> bytes:
+    """The whole reply to RETR: ``status``, then ``data`` (a whole message as stored, of this
+    ``known`` shape) as the content of a multi-line reply, and the terminating ``.`` line.
+    What the shape says is not there is not scanned for: a message stored as SMTP delivers it
+    (CRLF line ends, so its octets are its length) without dot-led lines is copied once, into
+    the reply, and not looked at."""
     if known.octets != len(data) + (2 if data and not data.endswith(b"\n") else 0):
         data = with_crlf(data)  # there are bare LFs: their count is what the octets add
-    return stuffed(data) if known.dotted else _terminated(data)
+    return b"".join((status, *_content(data, stuff=known.dotted)))
 
 
 def with_crlf(data: bytes) -> bytes:
@@ -135,18 +137,20 @@ def stuffed(data: bytes) -> bytes:
     """``data`` (a message or a part of one, lines ending in CRLF) as the content of a
     multi-line reply: lines that start with ``.`` byte-stuffed, the last line ended, and the
     terminating ``.`` line added."""
-    if data.startswith(b"."):
-        data = b"." + data
-    # One scan when there is nothing to stuff (``replace`` counts first and then returns its
-    # argument as it is); a test with ``in`` first would scan twice when there is.
-    return _terminated(data.replace(b"\n.", b"\n.."))
+    return b"".join(_content(data, stuff=True))
 
 
-def _terminated(data: bytes) -> bytes:
-    """The last line ended and the terminating ``.`` line added."""
-    if data and not data.endswith(b"\r\n"):
-        return data + b"\r\n.\r\n"
-    return data + b".\r\n"
+def _content(data: bytes, *, stuff: bool) -> tuple[bytes, bytes, bytes]:
+    """``data`` as the content of a multi-line reply, in three parts to join: a stuffing dot
+    for the first line, the lines (stuffed), and what ends the last line and the reply."""
+    first = b""
+    if stuff:
+        first = b"." if data.startswith(b".") else b""
+        # One scan when there is nothing to stuff (``replace`` counts first and then returns
+        # its argument as it is); a test with ``in`` first would scan twice when there is.
+        data = data.replace(b"\n.", b"\n..")
+    end = b"\r\n.\r\n" if data and not data.endswith(b"\r\n") else b".\r\n"
+    return first, data, end
 
 
 def top(data: bytes, lines: int) -> bytes:

@@ -16,7 +16,7 @@ from protocols.pop3.syntax import (
     BadCommand,
     Command,
     Shape,
-    content,
+    message_reply,
     octets,
     parse_command,
     shape,
@@ -78,10 +78,11 @@ def test_unstuffing_gives_back_the_message_and_octets_counts_it(lines):
 
 @given(st.lists(st.sampled_from([b"a", b".", b"..", b"\r\n", b"\n", b"\r", b"x."])).map(b"".join))
 def test_what_a_shape_lets_retr_skip_changes_nothing_it_sends(data):
-    """RETR sends ``content(data, shape(data))``, which leaves out the scans the shape says
-    are not needed: byte for byte what stuffing the CRLF form sends, sized by ``octets``."""
+    """RETR sends ``message_reply(status, data, shape(data))``, which leaves out the scans the
+    shape says are not needed: byte for byte what stuffing the CRLF form sends, sized by
+    ``octets``."""
     known = shape(data)
-    wire = content(data, known)
+    wire = message_reply(b"+OK\r\n", data, known).removeprefix(b"+OK\r\n")
     assert wire == stuffed(with_crlf(data))
     unstuffed = [line[1:] if line.startswith(b".") else line for line in wire.split(b"\r\n")]
     assert unstuffed[-2:] == [b"", b""]  # the terminating line, then nothing
@@ -91,7 +92,7 @@ def test_what_a_shape_lets_retr_skip_changes_nothing_it_sends(data):
 def test_a_message_as_smtp_delivers_it_is_sent_as_it_is_with_the_terminating_line():
     data = b"Subject: plain\r\n\r\nno dot-led lines\r\n"
     assert shape(data) == Shape(len(data), dotted=False)
-    assert content(data, shape(data)) == data + b".\r\n"
+    assert message_reply(b"+OK\r\n", data, shape(data)) == b"+OK\r\n" + data + b".\r\n"
     assert shape(b".x\r\n").dotted and shape(b"a\r\n.x\r\n").dotted and shape(b"a\n.x").dotted
 
 
