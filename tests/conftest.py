@@ -114,9 +114,11 @@ def postgres() -> Iterator[PostgresCluster]:
     """A PostgreSQL server for the session (tests/support/postgres.py). Missing: skip
     locally, fail under CI=true (.ci/run installs it)."""
     try:
+        import psycopg  # noqa: F401  # the client (the "postgresql" extra, in "test" too)
+
         cluster = running_cluster()
         started = cluster.__enter__()
-    except Unavailable as exc:
+    except (Unavailable, ImportError) as exc:
         if os.environ.get("CI") == "true":
             pytest.fail(str(exc))
         pytest.skip(str(exc))
@@ -142,9 +144,9 @@ def new_store(
         from stalwart_py.store.sqlite import SqliteStore
 
         return lambda: SqliteStore(tmp_path)
+    url = request.getfixturevalue("postgres").database()  # skips when there is none
     from stalwart_py.store.postgresql import PostgresStore
 
-    url = request.getfixturevalue("postgres").database()
     return lambda: PostgresStore(url, tmp_path)
 
 

@@ -6,6 +6,8 @@ Everything outside this package uses the ``Store`` interface (``base.py``) and t
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from stalwart_py.config import StorageSettings
 from stalwart_py.store.base import UNCHANGED, FlagMode, Store
 from stalwart_py.store.engine import ChangeHub, MailboxWatch
@@ -41,6 +43,17 @@ from stalwart_py.store.model import (
 )
 
 
+def _read_password_file(path: Path) -> str:
+    """The first line of ``[storage] password-file``."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise StoreError(
+            f"cannot read storage.password-file {path}: {exc.strerror or exc}"
+        ) from None
+    return text.splitlines()[0] if text else ""
+
+
 def create_store(settings: StorageSettings) -> Store:
     """The configured backend, not yet opened."""
     from stalwart_py.store.blobstore import create_blob_backend
@@ -53,17 +66,17 @@ def create_store(settings: StorageSettings) -> Store:
             settings.data_dir, blob_backend=blobs, blob_cache_size=settings.blob.cache_size
         )
     if settings.backend == "postgresql":
+        assert settings.url is not None  # StorageSettings checked it
+        password = None
+        if settings.password_file is not None:
+            password = _read_password_file(settings.password_file)
         # Imported here: psycopg is an optional dependency (the "postgresql" extra).
         try:
-            from stalwart_py.store.postgresql import PostgresStore, read_password_file
+            from stalwart_py.store.postgresql import PostgresStore
         except ImportError as exc:
             raise StoreError(
                 f'backend "postgresql" needs psycopg: pip install "stalwart-py[postgresql]" ({exc})'
             ) from None
-        assert settings.url is not None  # StorageSettings checked it
-        password = None
-        if settings.password_file is not None:
-            password = read_password_file(settings.password_file)
         return PostgresStore(
             settings.url,
             settings.data_dir,

@@ -102,9 +102,8 @@ def read_small_blobs(conn: sqlite3.Connection, blob_ids: Sequence[int]) -> dict[
 
 def put_blob(txn: Txn, blob: PreparedBlob, references: int = 1) -> int:
     """Store a body, or add references to the copy already stored; returns its id."""
-    row = txn.execute(
-        "UPDATE blobs SET refs = refs + ? WHERE hash = ? RETURNING id", (references, blob.digest)
-    ).fetchone()
+    add = "UPDATE blobs SET refs = refs + ? WHERE hash = ? RETURNING id"
+    row = txn.execute(add, (references, blob.digest)).fetchone()
     if row is not None:
         return row[0]
     external = blob.staging is not None
@@ -113,9 +112,9 @@ def put_blob(txn: Txn, blob: PreparedBlob, references: int = 1) -> int:
         check_unclaimed(txn, blob.digest)
         if blob.staging.age > MAX_STAGE_AGE:
             raise BlobRetry(blob.digest)
-    blob_id = txn.execute(
+    row = txn.execute(
         "INSERT INTO blobs(id, hash, size, refs, structure, data, external)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
+        " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(hash) DO NOTHING RETURNING id",
         (
             _next_blob_id(txn),
             blob.digest,
@@ -125,7 +124,12 @@ def put_blob(txn: Txn, blob: PreparedBlob, references: int = 1) -> int:
             b"" if external else blob.data,
             int(external),
         ),
-    ).fetchone()[0]
+    ).fetchone()
+    if row is None:
+        # Another writer (another node, on PostgreSQL) stored the same body since the UPDATE
+        # above looked; its row is committed now (the INSERT waited for it): count on it.
+        return txn.execute(add, (references, blob.digest)).fetchone()[0]
+    blob_id = row[0]
     if blob.sort is not None:
         insert_sort_fields(txn, blob_id, blob.sort)
     return blob_id
@@ -157,15 +161,15 @@ def check_unclaimed(txn: Txn, digest: bytes) -> None:
 def _next_blob_id(txn: Txn) -> int:
     """One more than any blob id ever given (kept in ``meta``; a database written before
     the counter existed starts from its largest id)."""
-    row = txn.execute("SELECT value FROM meta WHERE key = 'blob-id'").fetchone()
+    # One statement, which locks the counter's row: two writers (PostgreSQL, several nodes)
+    # never get the same id.
     largest = txn.execute("SELECT coalesce(max(id), 0) FROM blobs").fetchone()[0]
-    value = max(int(row[0]) if row else 0, largest) + 1
-    txn.execute(
-        "INSERT INTO meta(key, value) VALUES ('blob-id', ?) "
-        "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-        (str(value),),
-    )
-    return value
+    (value,) = txn.execute(
+        "INSERT INTO meta(key, value) VALUES ('blob-id', ?) ON CONFLICT(key) DO UPDATE"
+        " SET value = CAST(CAST(meta.value AS BIGINT) + 1 AS TEXT) RETURNING value",
+        (str(largest + 1),),
+    ).fetchone()
+    return int(value)
 
 
 def add_reference(txn: Txn, blob_id: int) -> None:

@@ -13,6 +13,7 @@ rewritten here, once per distinct text (cached):
 - ``max(0, e)`` (SQLite's two-argument max) becomes ``greatest(0, e)``;
 - ``LIKE`` becomes ``ILIKE``: SQLite's LIKE ignores the case of ASCII letters;
 - ``json_group_array(e)`` becomes ``json_agg(e)::text`` (the callers decode the JSON text);
+- ``LIMIT -1 OFFSET n`` (SQLite has no OFFSET without a LIMIT) becomes ``OFFSET n``;
 - ``BEGIN IMMEDIATE`` (take SQLite's write lock at once) becomes ``BEGIN``: PostgreSQL locks
   rows as they are written, and the writer serialises on the rows it updates.
 
@@ -40,6 +41,7 @@ _REWRITES = (
     (re.compile(r"\bLIKE\b"), "ILIKE"),
     (re.compile(r"\bjson_group_array\(([^()]*)\)"), r"json_agg(\1)::text"),
     (re.compile(r"^BEGIN IMMEDIATE$"), "BEGIN"),
+    (re.compile(r"\bLIMIT -1 OFFSET\b"), "OFFSET"),
 )
 
 

@@ -247,14 +247,3 @@ class PostgresStore(
                 if digest in bodies:
                     out[blob_id] = bodies[digest][: lengths[blob_id]]
         return out
-
-
-def read_password_file(path: Path) -> str:
-    """The first line of ``[storage] password-file``."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise StoreError(
-            f"cannot read storage.password-file {path}: {exc.strerror or exc}"
-        ) from None
-    return text.splitlines()[0] if text else ""

@@ -47,14 +47,16 @@ def valid_name(check: Callable[[str], str], text: str) -> str:
 def next_uidvalidity(txn: Txn) -> int:
     """A UIDVALIDITY greater than every one given before: a mailbox deleted and created again
     under the same name must not look like the old one to a client."""
-    row = txn.execute("SELECT value FROM meta WHERE key = 'uidvalidity'").fetchone()
-    value = max(int(row[0]) + 1 if row else 1, int(txn.now))
-    txn.execute(
-        "INSERT INTO meta(key, value) VALUES('uidvalidity', ?) "
-        "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-        (str(value),),
-    )
-    return value
+    # One statement, which locks the counter's row: two writers (PostgreSQL, several nodes)
+    # never give the same value.
+    now = int(txn.now)
+    (value,) = txn.execute(
+        "INSERT INTO meta(key, value) VALUES ('uidvalidity', ?) ON CONFLICT(key) DO UPDATE"
+        " SET value = CAST(CASE WHEN CAST(meta.value AS BIGINT) + 1 > ?"
+        " THEN CAST(meta.value AS BIGINT) + 1 ELSE ? END AS TEXT) RETURNING value",
+        (str(max(now, 1)), now, now),
+    ).fetchone()
+    return int(value)
 
 
 class AccountsMixin:

@@ -78,22 +78,26 @@ def _find_mailbox(conn: sqlite3.Connection, account_id: int, name: str) -> Mailb
 
 
 def _charge_quota(txn: Txn, account_id: int, size: int, count: int = 1) -> None:
+    # Checked and charged in one UPDATE: with several writers (PostgreSQL, several nodes) the
+    # row is locked and the condition evaluated on its latest version, so two deliveries can
+    # never both fit in the room left for one.
+    charged = txn.execute(
+        "UPDATE accounts SET used_bytes = used_bytes + ?, used_messages = used_messages + ?"
+        " WHERE id = ? AND (quota_bytes IS NULL OR used_bytes + ? <= quota_bytes)"
+        " AND (quota_messages IS NULL OR used_messages + ? <= quota_messages)",
+        (size, count, account_id, size, count),
+    ).rowcount
+    if charged:
+        return
     row = txn.execute(
-        "SELECT quota_bytes, quota_messages, used_bytes, used_messages FROM accounts WHERE id = ?",
-        (account_id,),
+        "SELECT quota_bytes, used_bytes FROM accounts WHERE id = ?", (account_id,)
     ).fetchone()
     if row is None:
         raise NotFound("no such account")
-    quota_bytes, quota_messages, used_bytes, used_messages = row
+    quota_bytes, used_bytes = row
     if quota_bytes is not None and used_bytes + size > quota_bytes:
         raise QuotaExceeded("mailbox full: storage quota exceeded")
-    if quota_messages is not None and used_messages + count > quota_messages:
-        raise QuotaExceeded("mailbox full: message quota exceeded")
-    txn.execute(
-        "UPDATE accounts SET used_bytes = used_bytes + ?, used_messages = used_messages + ? "
-        "WHERE id = ?",
-        (size, count, account_id),
-    )
+    raise QuotaExceeded("mailbox full: message quota exceeded")
 
 
 def _insert_message(

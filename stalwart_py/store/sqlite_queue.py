@@ -215,8 +215,8 @@ class QueueMixin(BlobsMixin):
             txn.touched.add(QUEUE_CHANNEL)
             return txn.execute(
                 "UPDATE queue_recipients SET next_attempt = ? WHERE status = 'pending'"
-                " AND (? IS NULL OR message_id = ?)",
-                (txn.now, queue_id, queue_id),
+                " AND message_id = coalesce(?, message_id)",  # None: every message
+                (txn.now, queue_id),
             ).rowcount
 
         return await self._engine.write(op)

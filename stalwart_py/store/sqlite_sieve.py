@@ -62,7 +62,7 @@ class SieveMixin:
                 txn.execute(
                     "INSERT INTO sieve_duplicates(account_id, key, expires, created)"
                     " VALUES (?, ?, ?, ?) ON CONFLICT(account_id, key) DO UPDATE SET"
-                    " created = created" + refresh,
+                    " created = sieve_duplicates.created" + refresh,
                     (account_id, key, now + seconds, now),
                 )
             txn.execute(

@@ -7,14 +7,13 @@ import pytest
 
 from stalwart_py.store import OutboundMessage, QueuedRecipient, RecipientUpdate
 from stalwart_py.store.engine import QUEUE_CHANNEL
-from stalwart_py.store.sqlite import SqliteStore
 
 pytestmark = pytest.mark.anyio
 
 
 @pytest.fixture
-async def store(tmp_path):
-    store = SqliteStore(tmp_path)
+async def store(new_store):
+    store = new_store()
     await store.open()
     yield store
     await store.close()

@@ -8,14 +8,13 @@ from __future__ import annotations
 import pytest
 
 from stalwart_py.store import Store
-from stalwart_py.store.sqlite import SqliteStore
 
 pytestmark = pytest.mark.anyio
 
 
 @pytest.fixture
-async def store(tmp_path):
-    store = SqliteStore(tmp_path)
+async def store(new_store):
+    store = new_store()
     await store.open()
     yield store
     await store.close()

@@ -8,14 +8,13 @@ from stalwart_py.config.junk import ClassifierSettings
 from stalwart_py.junk.filter import JunkFilter
 from stalwart_py.junk.tokens import tokenize
 from stalwart_py.store import LocalDelivery
-from stalwart_py.store.sqlite import SqliteStore
 
 pytestmark = pytest.mark.anyio
 
 
 @pytest.fixture
-async def store(tmp_path):
-    store = SqliteStore(tmp_path)
+async def store(new_store):
+    store = new_store()
     await store.open()
     await store.add_domain("example.test")
     yield store

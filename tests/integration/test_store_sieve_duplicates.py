@@ -6,7 +6,6 @@ from __future__ import annotations
 import pytest
 
 from stalwart_py.store import sqlite_sieve
-from stalwart_py.store.sqlite import SqliteStore
 
 pytestmark = pytest.mark.anyio
 
@@ -27,8 +26,8 @@ def clock() -> Clock:
 
 
 @pytest.fixture
-async def store(tmp_path, clock):
-    store = SqliteStore(tmp_path)
+async def store(new_store, clock):
+    store = new_store()
     store._engine.clock = clock
     await store.open()
     await store.add_domain("example.test")

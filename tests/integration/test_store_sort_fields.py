@@ -26,8 +26,8 @@ BARE = b"Subject: plain\r\nDate: yesterday\r\nIn-Reply-To: <parent@x>\r\n\r\nbod
 
 
 @pytest.fixture
-async def store(tmp_path):
-    store = SqliteStore(tmp_path)
+async def store(new_store):
+    store = new_store()
     await store.open()
     await store.add_domain("example.test")
     yield store
@@ -79,7 +79,7 @@ async def test_one_column_alone_is_what_the_whole_fields_hold(store, monkeypatch
         await store.sort_column("subject FROM blobs --", ids)
 
 
-async def test_one_row_per_body_and_gone_with_it(store, tmp_path):
+async def test_one_row_per_body_and_gone_with_it(store):
     box = await inbox(store)
     account = await store.get_account("bob@example.test")
     first = await store.append(box, REPLY)
@@ -87,8 +87,10 @@ async def test_one_row_per_body_and_gone_with_it(store, tmp_path):
     assert outcomes[0].uid is not None
     trash = await store.get_mailbox(account.id, "Trash")
     await store.copy_messages(box, [first.uid], trash.id)
-    with sqlite3.connect(tmp_path / DATABASE_FILE) as conn:
-        assert conn.execute("SELECT count(*) FROM sort_fields").fetchone() == (1,)
+    rows = await store._engine.read(
+        lambda c: c.execute("SELECT count(*) FROM sort_fields").fetchone()
+    )
+    assert tuple(rows) == (1,)
     await store.delete_mailbox(account.id, "Trash")
     await store.update_flags(box, [first.uid, outcomes[0].uid], "add", frozenset({"\\Deleted"}))
     await store.expunge(box)

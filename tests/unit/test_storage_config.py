@@ -8,7 +8,6 @@ import pytest
 from stalwart_py import server
 from stalwart_py.config import ConfigError, parse_config
 from stalwart_py.store import StoreError, create_store
-from stalwart_py.store.postgresql import PostgresStore
 from tests.support.protocols import PROTOCOLS
 
 
@@ -32,8 +31,9 @@ def test_postgresql_settings(tmp_path):
         5.0,
     )
     assert storage.password_file == tmp_path / "pg-password"  # relative to the file
+    postgresql = pytest.importorskip("stalwart_py.store.postgresql", exc_type=ImportError)
     store = create_store(storage)
-    assert isinstance(store, PostgresStore)
+    assert isinstance(store, postgresql.PostgresStore)
     assert store._engine._password == "s3cret"
     assert store._engine._statement_timeout_ms == 5000
 
