@@ -170,7 +170,9 @@ class Supervisor:
         self._start(self.slots[0])
         while not self.stopping or any(slot.pid is not None for slot in self.slots):
             now = time.monotonic()
-            if self.slots[0].ready and not self.stopping:
+            # Worker 0 first at start (it migrates); once the server is up, any dead worker,
+            # worker 0 included, is replaced.
+            if (self.slots[0].ready or self.announced_ready) and not self.stopping:
                 for slot in self.slots:
                     if slot.pid is None and (slot.restart_at or 0) <= now:
                         self._start(slot)

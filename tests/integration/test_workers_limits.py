@@ -42,38 +42,70 @@ verify = "disable"
 """
 
 
-def test_max_connections_per_ip_holds_across_both_workers(tmp_path):
-    extra = """
+def hold(address: tuple[str, int], count: int) -> list[socket.socket]:
+    """``count`` open sessions (greeted with 220)."""
+    held: list[socket.socket] = []
+    for _ in range(40):
+        sock, greeting = greet(address)
+        if greeting.startswith(b"220"):
+            held.append(sock)
+            if len(held) == count:
+                return held
+        else:  # a closed one not yet counted out
+            sock.close()
+            time.sleep(0.05)  # ok: bounded retries while a closed session is counted out
+    raise AssertionError(f"{len(held)} of {count} sessions opened")
+
+
+def refused_by_both(server: ServerProcess, address: tuple[str, int], reason: str) -> None:
+    """New connections get 421 from each worker, for ``reason``."""
+    refused_by = set()
+    for _ in range(40):
+        sock, greeting = greet(address)
+        assert greeting.startswith(b"421"), greeting  # the other worker counted them too
+        refused_by.add(worker_of(server, sock.getsockname()[1]))
+        sock.close()
+        if refused_by == {0, 1}:
+            break
+    assert refused_by == {0, 1}
+    assert f"on limited: {reason}" in server.log()
+
+
+LIMITED = """
 [server.listener.limited]
 bind = ["127.0.0.1:0"]
 protocol = "smtp"
-max-connections-per-ip = 2
 """
+
+
+@pytest.mark.parametrize(
+    ("limit", "reason"),
+    [
+        ("max-connections-per-ip = 2", "ip-limit"),
+        ('[server.listener.limited.peer."127.0.0.0/8"]\nmax-connections = 2', "peer-limit"),
+    ],
+)
+def test_a_client_limit_holds_across_both_workers(tmp_path, limit, reason):
+    with ServerProcess(workers_config(tmp_path, LIMITED + limit + "\n")) as server:
+        address = server.address("limited")
+        held = hold(address, 2)
+        refused_by_both(server, address, reason)
+        for sock in held:
+            sock.close()
+
+
+def test_a_dead_workers_connections_stop_counting(tmp_path):
+    extra = LIMITED + "max-connections-per-ip = 2\n"
     with ServerProcess(workers_config(tmp_path, extra)) as server:
         address = server.address("limited")
-        held: list[socket.socket] = []
-        for _ in range(40):
-            sock, greeting = greet(address)
-            if greeting.startswith(b"220"):
-                held.append(sock)
-                if len(held) == 2:
-                    break
-            else:  # a closed one not yet counted out
-                sock.close()
-                time.sleep(0.05)  # ok: bounded retries while a closed session is counted out
-        assert len(held) == 2
-        refused_by = set()
-        for _ in range(40):
-            sock, greeting = greet(address)
-            assert greeting.startswith(b"421"), greeting  # the other worker counted them too
-            port = sock.getsockname()[1]
-            refused_by.add(worker_of(server, port))
-            sock.close()
-            if refused_by == {0, 1}:
-                break
-        assert refused_by == {0, 1}
-        assert "on limited: ip-limit" in server.log()
-        for sock in held:
+        held = hold(address, 2)
+        victim = worker_of(server, held[0].getsockname()[1])
+        refused_by_both(server, address, "ip-limit")
+        os.kill(server.ready["workers"][victim], signal.SIGKILL)
+        assert server.wait_event("worker-ready")["index"] == victim
+        # its sessions are gone, and with them its share of the count: room for new ones
+        again = hold(address, 1)
+        for sock in held + again:
             sock.close()
 
 
@@ -111,6 +143,19 @@ def test_failed_logins_in_both_workers_lock_the_pair_out_in_both(tmp_path):
                 break
         assert refused_by == {0, 1}
         assert server.log().count("reason=throttled") >= 2
+        # the failures outlive a worker: its replacement refuses as well
+        os.kill(server.ready["workers"][1], signal.SIGKILL)
+        assert server.wait_event("worker-ready")["index"] == 1
+        refused_by = set()
+        for _ in range(40):
+            imap = imaplib.IMAP4(*address, timeout=10)
+            refused_by.add(worker_of(server, imap.sock.getsockname()[1]))
+            with pytest.raises(imaplib.IMAP4.error, match="UNAVAILABLE"):
+                imap.login(USER, PASSWORD)
+            imap.logout()
+            if refused_by == {0, 1}:
+                break
+        assert refused_by == {0, 1}
 
 
 def test_an_smtp_connection_rate_holds_across_both_workers(tmp_path):
