@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import getpass
 import shutil
 import sys
 from collections.abc import Awaitable, Callable
@@ -110,6 +109,8 @@ def read_password(args: argparse.Namespace) -> str:
             sys.stdin.read() if str(args.password_file) == "-" else (args.password_file.read_text())
         )
         return text.rstrip("\r\n")
+    import getpass  # (termios) for this command only, not every command's parser
+
     password = getpass.getpass("Password: ")
     if getpass.getpass("Again: ") != password:
         raise ValueError("the two passwords differ")
