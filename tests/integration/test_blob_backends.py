@@ -14,12 +14,14 @@ from collections.abc import Callable
 import anyio
 import pytest
 
+from stalwart_py import cli
 from stalwart_py.store import LocalDelivery, Store, StoreError
 from stalwart_py.store.blobstore import BlobBackend, BlobMissing, object_name
 from stalwart_py.store.blobstore.filesystem import FilesystemBlobs
 from stalwart_py.store.blobstore.s3 import S3Blobs
 from stalwart_py.store.blobstore.sweep import sweep_once
 from stalwart_py.store.sqlite import SqliteStore
+from stalwart_py.testing.server import write_config
 from tests.support.seaweedfs import SeaweedS3
 
 pytestmark = pytest.mark.anyio
@@ -305,3 +307,44 @@ async def test_backup_copies_the_external_bodies_it_refers_to(
     conn = sqlite3.connect(tmp_path / "backup" / "stalwart.sqlite3")
     assert conn.execute("SELECT count(*) FROM blobs WHERE external = 1").fetchone() == (1,)
     conn.close()
+
+
+def test_backup_command_with_bodies_in_files_restores_as_a_data_directory(tmp_path, capsys):
+    """`stalwart-py backup` with the filesystem backend in its default place: the copy holds
+    the database and the referenced bodies (not the orphans), and opens as a data directory."""
+    data_dir = tmp_path / "data"
+    path = write_config(
+        tmp_path, f'[storage]\ndata-dir = "{data_dir}"\n[storage.blob]\nbackend = "filesystem"\n'
+    )
+    kept, orphan = message(18), message(19)
+
+    async def seed() -> None:
+        store = SqliteStore(data_dir, blob_backend=FilesystemBlobs(data_dir / "blobs"))
+        await store.open()
+        try:
+            await store.add_domain("example.test")
+            account = await store.add_account("bob@example.test", "h", None)
+            await deliver(store, account.id, kept)
+            await refused_delivery(store, orphan)
+        finally:
+            await store.close()
+
+    anyio.run(seed)
+    assert cli.main(["backup", str(tmp_path / "copy"), "--config", str(path)]) == 0
+    capsys.readouterr()
+    copied = {p.name for p in (tmp_path / "copy" / "blobs").rglob("*") if p.is_file()}
+    assert copied == {hashlib.sha256(kept).hexdigest()}
+
+    async def read_copy() -> list[bytes]:
+        copy = tmp_path / "copy"
+        store = SqliteStore(copy, blob_backend=FilesystemBlobs(copy / "blobs"))
+        await store.open()
+        try:
+            account = await store.get_account("bob@example.test")
+            box = await store.get_mailbox(account.id, "INBOX")
+            infos = await store.messages(box.id)
+            return list((await store.read_blobs([i.blob_id for i in infos])).values())
+        finally:
+            await store.close()
+
+    assert anyio.run(read_copy) == [kept]
