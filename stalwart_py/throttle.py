@@ -37,7 +37,6 @@ listener's ``max-connections`` (overall and per peer scope) bounds N.
 
 from __future__ import annotations
 
-import hashlib
 import math
 import struct
 import time
@@ -100,20 +99,18 @@ class LoginThrottle:
             return sum(1 for at in table.records() if table.stamp(at) > horizon)
 
     def _keys(self, ip: IPAddress | None, account: str | None) -> list[tuple[bytes, int]]:
-        """(key, limit) for the address and, when the account is known, the pair. A Unix-socket
-        peer has no address key: everyone behind a local reverse proxy would share it, and one
-        of them could then block all the others."""
+        """(the table's digest of the key, its limit) for the address and, when the account is
+        known, the pair. A Unix-socket peer has no address key: everyone behind a local reverse
+        proxy would share it, and one of them could then block all the others."""
         settings = self.settings
+        digest = self.table.digest
         client = client_key(ip)
         keys = []
         if client is not None:
-            keys.append((b"a" + client, settings.max_failures_per_address))
+            keys.append((digest(b"a" + client), settings.max_failures_per_address))
         if account is not None:
-            digest = hashlib.blake2b(
-                account.encode("utf-8", "surrogatepass"), digest_size=12
-            ).digest()
-            pair = b"p" + (client or b"local") + digest
-            keys.append((pair, settings.max_failures_per_address_and_account))
+            pair = b"p" + (client or b"local") + b"\0" + account.encode("utf-8", "surrogatepass")
+            keys.append((digest(pair), settings.max_failures_per_address_and_account))
         return keys
 
     def _times(self, at: int) -> list[float]:
@@ -153,8 +150,9 @@ class LoginThrottle:
         now = self.clock()
         longest = 0.0
         table = self.table
-        keys = [(table.digest(key), limit) for key, limit in self._keys(ip, account)]
-        with table.locked():
+        keys = self._keys(ip, account)
+        table.lock()
+        try:
             for digest, limit in keys:
                 at = table.find(digest)
                 if at is None:
@@ -164,6 +162,8 @@ class LoginThrottle:
                     table.release(at)
                     continue
                 longest = max(longest, times[-1] + self._block(len(times), limit) - now)
+        finally:
+            table.unlock()
         return longest
 
     def check(self, ip: IPAddress | None, account: str | None = None) -> None:
@@ -177,8 +177,9 @@ class LoginThrottle:
         now = self.clock()
         table = self.table
         horizon = now - self.settings.window
-        keys = [(table.digest(key), limit) for key, limit in self._keys(ip, account)]
-        with table.locked():
+        keys = self._keys(ip, account)
+        table.lock()
+        try:
             for digest, limit in keys:
                 claimed = table.claim(
                     digest, now, free=lambda at: table.stamp(at) <= horizon, evict=True
@@ -188,12 +189,13 @@ class LoginThrottle:
                 times = [] if new else self._recent(at, now)
                 times.append(now)
                 self._store(at, times[-self._kept(limit) :])
+        finally:
+            table.unlock()
 
     def succeeded(self, ip: IPAddress | None, account: str) -> None:
         """The right password: the pair's failures are forgotten, the address's are not."""
         table = self.table
-        digests = [table.digest(key) for key, _ in self._keys(ip, account) if key[:1] == b"p"]
+        pair = self._keys(ip, account)[-1][0]  # the account is known: the pair comes last
         with table.locked():
-            for digest in digests:
-                if (at := table.find(digest)) is not None:
-                    table.release(at)
+            if (at := table.find(pair)) is not None:
+                table.release(at)
