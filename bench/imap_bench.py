@@ -171,10 +171,12 @@ def ours(
     *,
     cheap_passwords: bool = True,
     extra: str = "",
+    workers: int = 1,
 ) -> Iterator[tuple[int, int]]:
     """stalwart-py serve as a child process: yields (port, pid). ``cheap_passwords`` hashes
     the accounts' passwords at a low scrypt cost; ``extra`` is appended to the configuration
-    (after the ``[server.listener.imap]`` table)."""
+    (after the ``[server.listener.imap]`` table); ``workers``: ``server.workers`` (the pid
+    is then the supervisor's, the workers its children)."""
     import anyio
 
     data_dir = workdir / "ours"
@@ -185,6 +187,7 @@ def ours(
         f"""
 [server]
 hostname = "bench.test"
+workers = {workers}
 [storage]
 data-dir = "{data_dir}"
 [logging]

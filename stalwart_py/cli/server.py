@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import gc
+import logging
 import os
+import resource
 import shutil
 import signal
 import ssl
@@ -21,6 +23,8 @@ from stalwart_py.logs import configure_logging
 from stalwart_py.server import Server, StartupError, load, read_pid, read_status
 from stalwart_py.supervisor import Supervisor
 from stalwart_py.tls import TLSSetupError, build_context
+
+log = logging.getLogger("stalwart_py.server")
 
 RELOAD_WAIT = 30.0
 
@@ -84,6 +88,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     server.configure_logging = apply_logging
     apply_logging(server.config.logging)
+    raise_open_file_limit()
     # What is loaded by now (every module, the configuration) lives as long as the process:
     # out of the collector's sight, a full collection no longer walks it again and again.
     gc.freeze()
@@ -110,6 +115,21 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print(f"stalwart-py: cannot start: {exc}", file=sys.stderr)
         return 1
     return 0
+
+
+def raise_open_file_limit() -> None:
+    """Every session is a descriptor (ten thousand clients in IDLE are ten thousand), and the
+    usual soft limit is 1024: take the hard limit the system allows, as Dovecot and Postfix
+    do. Workers inherit it."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft == hard:
+        return
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    except (ValueError, OSError) as exc:
+        log.warning("cannot raise the open-file limit from %d to %d: %s", soft, hard, exc)
+        return
+    log.debug("open-file limit raised from %d to %d", soft, hard)
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
