@@ -11,9 +11,17 @@ HEAD into a temporary directory, imported ahead of the installed copy):
   keeps it so), as on a fresh machine with an editable install;
 * warm: after one start wrote the bytecode.
 
+Both with the configuration's default ``server.workers`` (the row says how many processes
+served); a warm start with ``server.workers = 1`` (one process, no supervisor) is timed too,
+and, when the default is 1, one with 2 workers, to show what the supervisor and its forks
+cost.
+
 Time is from spawning the process to "all listeners bound and accepting" (stalwart-py's
-``ready`` event on --notify-fd; the peer prints a line when it has bound). RSS is read from
-/proc once each is ready and idle. Goals (issue 21): cold under 1.0 s, warm under 0.5 s.
+``ready`` event on --notify-fd, which the supervisor sends when every worker is ready; the
+peer prints a line when it has bound). CPU and RSS are summed over the server's processes,
+read from /proc once each is ready and idle (summed RSS counts the pages a fork shares once
+per process, so it overstates the memory of several workers). Goals (issue 21): cold under 1.0 s, warm under
+0.5 s.
 """
 
 from __future__ import annotations
@@ -42,30 +50,49 @@ asyncio.run(main(int(sys.argv[1])))
 """
 
 
+def processes(pid: int) -> list[int]:
+    """``pid`` and its children (a supervisor's workers)."""
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    return [pid, *map(int, children)]
+
+
 def cpu_seconds(pid: int) -> float:
-    """User plus system CPU time of a process so far: on a shared, loaded machine the wall
-    time of a start stretches with the load, its CPU time much less."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """User plus system CPU time of a process and its children so far: on a shared, loaded
+    machine the wall time of a start stretches with the load, its CPU time much less."""
+    total = 0
+    for each in processes(pid):
+        fields = Path(f"/proc/{each}/stat").read_text().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 def rss_kib(pid: int) -> int:
-    status = Path(f"/proc/{pid}/status").read_text()
-    return int(re.search(r"VmRSS:\s+(\d+) kB", status).group(1))
+    total = 0
+    for each in processes(pid):
+        status = Path(f"/proc/{each}/status").read_text()
+        total += int(re.search(r"VmRSS:\s+(\d+) kB", status).group(1))
+    return total
 
 
-def local_config(directory: Path) -> tuple[Path, int]:
-    """The shipped local configuration, with every port 0 and the data in ``directory``."""
+def local_config(directory: Path, workers: int | None = None) -> tuple[Path, int]:
+    """The shipped local configuration, with every port 0, the data in ``directory`` and
+    ``server.workers`` when given (else the default)."""
     text = LOCAL.read_text()
     text = re.sub(r'"127\.0\.0\.1:\d+"', '"127.0.0.1:0"', text)
     text = re.sub(r'data-dir = "[^"]*"', f'data-dir = "{directory / "var"}"', text)
-    path = directory / "local.toml"
+    if workers is not None:
+        text = re.sub(r"^\s*workers\s*=.*$", "", text, flags=re.MULTILINE)
+        text = text.replace("[server]\n", f"[server]\nworkers = {workers}\n", 1)
+    path = directory / ("local.toml" if workers is None else f"local-{workers}.toml")
     path.write_text(text)
     headers = re.findall(r"^\[server\.listener\.[^.\]]+\]", text, re.MULTILINE)
     return path, len(headers)
 
 
-def time_ours(config: Path, clone: Path, *, cold: bool) -> tuple[float, int, float]:
+Sample = tuple[float, int, float, int]  # seconds to ready, RSS KiB, CPU seconds, processes
+
+
+def time_ours(config: Path, clone: Path, *, cold: bool) -> Sample:
     """One start of the clone's server; ``cold`` runs without bytecode (none is written)."""
     env = {**os.environ, "PYTHONPATH": str(clone)}
     env.pop("PYTHONDONTWRITEBYTECODE", None)
@@ -102,7 +129,9 @@ def time_ours(config: Path, clone: Path, *, cold: bool) -> tuple[float, int, flo
                 raise RuntimeError("stalwart-py did not become ready")
             buffer += chunk
         elapsed = time.perf_counter() - started
-        return elapsed, rss_kib(process.pid), cpu_seconds(process.pid)
+        served = len(processes(process.pid))
+        workers = served - 1 if served > 1 else 1  # a supervisor does not serve
+        return elapsed, rss_kib(process.pid), cpu_seconds(process.pid), workers
     finally:
         process.terminate()
         process.wait(30)
@@ -131,12 +160,13 @@ def fresh_clone(directory: Path, revision: str = "HEAD") -> Path:
     return clone
 
 
-def time_peer(count: int) -> tuple[float, int, float]:
+def time_peer(count: int) -> Sample:
     started = time.perf_counter()
     process = subprocess.Popen([sys.executable, "-c", PEER, str(count)], stdout=subprocess.PIPE)
     try:
         assert process.stdout.readline().strip() == b"ready"
-        return time.perf_counter() - started, rss_kib(process.pid), cpu_seconds(process.pid)
+        elapsed = time.perf_counter() - started
+        return elapsed, rss_kib(process.pid), cpu_seconds(process.pid), 1
     finally:
         process.terminate()
         process.wait(30)
@@ -147,7 +177,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--rev", default="HEAD", help="the commit to measure (default: HEAD)")
     args = parser.parse_args()
-    cold, warm, peer = [], [], []
+    cold, warm, other, peer = [], [], [], []
     with tempfile.TemporaryDirectory() as directory:
         config, listeners = local_config(Path(directory))
         clone = fresh_clone(Path(directory), args.rev)
@@ -156,21 +186,28 @@ def main() -> None:
             cold.append(time_ours(config, clone, cold=True))
         assert not list(clone.rglob("__pycache__")), "a cold start wrote bytecode"
         time_ours(config, clone, cold=False)  # writes the bytecode
+        default_workers = cold[0][3]
+        other_config, _ = local_config(Path(directory), 2 if default_workers == 1 else 1)
         for _ in range(args.runs):
             warm.append(time_ours(config, clone, cold=False))
+            other.append(time_ours(other_config, clone, cold=False))
             peer.append(time_peer(listeners))
     rows = [
-        ("stalwart-py cold", cold, 1.0),
-        ("stalwart-py warm", warm, 0.5),
+        (f"cold, workers {default_workers}", cold, 1.0),
+        (f"warm, workers {default_workers}", warm, 0.5),
+        (f"warm, workers {other[0][3]}", other, None),
         ("bare asyncio", peer, None),
     ]
-    peer_time = statistics.median(t for t, _, _ in peer)
-    peer_rss = statistics.median(r for _, r, _ in peer)
-    print(f"{args.rev}: {listeners} listeners from config/local.toml, median of {args.runs} runs")
+    peer_time = statistics.median(s[0] for s in peer)
+    peer_rss = statistics.median(s[1] for s in peer)
+    print(
+        f"{args.rev}: {listeners} listeners from config/local.toml (default server.workers: "
+        f"{default_workers}), median of {args.runs} runs"
+    )
     for name, samples, goal in rows:
-        elapsed = statistics.median(t for t, _, _ in samples)
-        rss = statistics.median(r for _, r, _ in samples)
-        cpu = statistics.median(c for _, _, c in samples)
+        elapsed = statistics.median(s[0] for s in samples)
+        rss = statistics.median(s[1] for s in samples)
+        cpu = statistics.median(s[2] for s in samples)
         verdict = (
             ""
             if goal is None
