@@ -243,6 +243,10 @@ class Engine:
             self.bus = bus
             self.changes.publish = bus.publish
 
+    def _in_transaction(self, conn: Any, changes: ChangeSet) -> None:
+        """What the batch's transaction carries of its change set (PostgreSQL: a NOTIFY to
+        other nodes); SQLite's other processes hear it after the commit (``ChangeBus``)."""
+
     def _bus(self) -> ChangeBus:
         return DatagramBus(self.path.parent / RUN_DIR)
 
@@ -339,6 +343,8 @@ class Engine:
             # Whose mailboxes these are, for account-wide watches (NOTIFY). A mailbox this
             # batch deleted is not found, but its account is in ``listings``.
             owners = mailbox_owners(conn, touched)
+            if touched or listings:
+                self._in_transaction(conn, ChangeSet(touched, owners, listings))
             conn.execute("COMMIT")
             if (touched or listings) and self.bus is not None:
                 self.bus.publish(ChangeSet(touched, owners, listings))

@@ -23,15 +23,17 @@ import logging
 from pathlib import Path
 from typing import Any, TypeVar
 
+import anyio
 import psycopg
 
 from stalwart_py.store.base import Store
 from stalwart_py.store.blobstore import BlobBackend, BlobMissing
 from stalwart_py.store.blobstore.bodies import ExternalBodies
-from stalwart_py.store.change_bus import ChangeBus, DatagramBus
+from stalwart_py.store.change_bus import ChangeBus, ChangeSet, DatagramBus
 from stalwart_py.store.engine import RUN_DIR, Engine
 from stalwart_py.store.model import NotFound, StoreError
 from stalwart_py.store.pg_dialect import PgConnection
+from stalwart_py.store.pg_notify import NotifyListener, node_id, notify_in_transaction
 from stalwart_py.store.pg_schema import migrate
 from stalwart_py.store.sqlite_accounts import AccountsMixin
 from stalwart_py.store.sqlite_append import AppendMixin
@@ -67,6 +69,20 @@ class PgEngine(Engine):
         self._data_dir = data_dir
         self._password = password
         self._statement_timeout_ms = max(1, round(statement_timeout * 1000))
+        self.node = node_id(data_dir)
+        self.listener: NotifyListener | None = None
+
+    async def open(self) -> None:
+        await super().open()
+        listener = NotifyListener(self._new_connection, self.node)
+        listener.start(self.changes.deliver)
+        self.listener = listener
+
+    async def close(self) -> None:
+        if self.listener is not None:
+            await anyio.to_thread.run_sync(self.listener.close)
+            self.listener = None
+        await super().close()
 
     def _new_connection(self) -> psycopg.Connection:
         kwargs: dict[str, Any] = {"autocommit": True, "application_name": "stalwart-py"}
@@ -82,8 +98,12 @@ class PgEngine(Engine):
         return PgConnection(self._new_connection)
 
     def _bus(self) -> ChangeBus:
-        # The processes of this node; other nodes' changes are not heard yet (LISTEN/NOTIFY).
+        # The other processes of this node (and what they announce of the data directory);
+        # other nodes hear the batches by NOTIFY (``_in_transaction``, ``pg_notify.py``).
         return DatagramBus(self._data_dir / RUN_DIR)
+
+    def _in_transaction(self, conn: PgConnection, changes: ChangeSet) -> None:
+        notify_in_transaction(conn.execute, self.node, changes)
 
     def _prepare(self) -> None:
         try:

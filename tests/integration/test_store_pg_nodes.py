@@ -11,11 +11,13 @@ from stalwart_py.store import QuotaExceeded
 from stalwart_py.store.blobs import prepare_blob
 from tests.integration.test_store import message
 
-pytestmark = pytest.mark.anyio
 psycopg = pytest.importorskip("psycopg")
+from stalwart_py.store import pg_notify  # noqa: E402
+from stalwart_py.store.change_bus import ChangeSet  # noqa: E402
 from stalwart_py.store.postgresql import PostgresStore  # noqa: E402
 
 PER_NODE = 40
+pytestmark = pytest.mark.anyio
 
 
 @pytest.fixture
@@ -116,3 +118,57 @@ async def waiting_for_locks(conn) -> int:
             ).fetchone()[0]
 
     return await anyio.to_thread.run_sync(count)
+
+
+async def test_a_delivery_on_one_node_wakes_a_watch_on_the_other(nodes):
+    a, b = nodes
+    await a.add_domain("example.test")
+    account = await a.add_account("bob@example.test", "h", None)
+    box = await a.get_mailbox(account.id, "INBOX")
+    with b.changes.watch(box.id) as watch, b.changes.watch_account(account.id) as everywhere:
+        for n in range(3):
+            await a.append(box.id, message(n))
+            with anyio.fail_after(0.2):  # the promise: within 200 ms
+                await watch.wait()
+        await a.create_mailbox(account.id, "Projects")
+        with anyio.fail_after(0.2):
+            await everywhere.wait()
+    assert [m.uid for m in await b.messages(box.id)] == [1, 2, 3]
+
+
+async def test_a_listener_that_lost_its_connection_resyncs(nodes, postgres):
+    a, b = nodes
+    await a.add_domain("example.test")
+    account = await a.add_account("bob@example.test", "h", None)
+    box = await a.get_mailbox(account.id, "INBOX")
+    with psycopg.connect(postgres.url("postgres"), autocommit=True) as admin:
+        # B's listening session ends (a server restart, a failover, a cut): what A commits
+        # meanwhile is not heard, so B wakes every watch when it listens again.
+        assert b._engine.listener.connected.is_set()
+        terminated = admin.execute(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+            " WHERE query = %s AND datname != 'postgres'",
+            (f"LISTEN {pg_notify.CHANNEL}",),
+        ).fetchone()[0]
+    assert terminated == 2  # A's and B's
+    with b.changes.watch(box.id) as watch:
+        await a.append(box.id, message(1))
+        with anyio.fail_after(5):
+            await watch.wait()
+        with anyio.fail_after(5):
+            # ok: a threading.Event, set by the listener's thread
+            while not b._engine.listener.connected.is_set():  # noqa: ASYNC110
+                await anyio.sleep(0.01)
+        watch.clear()
+        await a.append(box.id, message(2))  # and NOTIFY carries the next one again
+        with anyio.fail_after(0.2):
+            await watch.wait()
+
+
+def test_a_change_set_too_large_for_one_notification_wakes_everything():
+    changes = ChangeSet(set(range(5000)), {1: set(range(5000))}, {1})
+    text = pg_notify.payload("node", changes)
+    assert len(text.encode()) < 8000
+    assert ChangeSet.decode(text.partition(" ")[2].encode()).everything
+    small = pg_notify.payload("node", ChangeSet({5}, {1: {5}}))
+    assert ChangeSet.decode(small.partition(" ")[2].encode()).mailboxes == {5}
