@@ -22,6 +22,9 @@ deletes its live gauges (``forget_process``): so
 
 With one process (``workers = 1``) the registry is rendered as it is, which is the sum over
 one worker; the same metric objects and calls are used either way.
+
+Cost (2-core development machine, load ~6): ``counter.labels(...).inc()`` 3.0 us in one process,
+4.0 us writing to the worker's file; a scrape merging 50 metrics' files 1.3 ms.
 """
 
 from __future__ import annotations
