@@ -20,8 +20,8 @@ Time is from spawning the process to "all listeners bound and accepting" (stalwa
 ``ready`` event on --notify-fd, which the supervisor sends when every worker is ready; the
 peer prints a line when it has bound). CPU and RSS are summed over the server's processes,
 read from /proc once each is ready and idle (summed RSS counts the pages a fork shares once
-per process, so it overstates the memory of several workers). Goals (issue 21): cold under 1.0 s, warm under
-0.5 s.
+per process, so it overstates the memory of several workers). Goals (issue 21): cold under
+1.0 s, warm under 0.5 s.
 """
 
 from __future__ import annotations
