@@ -63,9 +63,10 @@ async def run_concurrently(count: int, workers: int, deliver) -> tuple[float, li
     return time.perf_counter() - started, latencies
 
 
-async def bench_ours(directory: Path, messages: list[bytes], workers: int):
+async def bench_ours(directory: Path, messages: list[bytes], workers: int, blob_backend=None):
+    """``blob_backend``: bodies there instead of in the database (bench/blob_delivery.py)."""
     passwords.SCRYPT_LOG2_N = 8  # account setup only; nothing measured hashes a password
-    store = SqliteStore(directory)
+    store = SqliteStore(directory, blob_backend=blob_backend)
     await store.open()
     try:
         users = Directory(store)

@@ -93,8 +93,9 @@ class Store(abc.ABC):
         """The claimed bodies are deleted: keep the claims as tombstones."""
 
     @abc.abstractmethod
-    async def unfinished_blob_claims(self) -> list[bytes]:
-        """Claims made by a sweep that did not finish them."""
+    async def unfinished_blob_claims(self, claimed_before: float) -> list[bytes]:
+        """Claims made before ``claimed_before`` (Unix time) by a sweep that did not finish
+        them."""
 
     @abc.abstractmethod
     async def forget_blob_tombstones(self, before: float) -> int:

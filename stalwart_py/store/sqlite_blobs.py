@@ -190,12 +190,16 @@ class BlobsMixin:
 
         await self._engine.write(op)
 
-    async def unfinished_blob_claims(self) -> list[bytes]:
-        """Claims a sweep made and did not finish (its process died): the next sweep deletes
-        those bodies again (deleting is idempotent) and finishes them."""
+    async def unfinished_blob_claims(self, claimed_before: float) -> list[bytes]:
+        """Claims made before ``claimed_before`` (Unix time) and not done: their sweep died.
+        The next sweep deletes those bodies again (deleting is idempotent) and finishes them."""
         return await self._engine.read(
             lambda conn: [
-                row[0] for row in conn.execute("SELECT hash FROM blob_deletions WHERE done IS NULL")
+                row[0]
+                for row in conn.execute(
+                    "SELECT hash FROM blob_deletions WHERE done IS NULL AND claimed < ?",
+                    (claimed_before,),
+                )
             ]
         )
 

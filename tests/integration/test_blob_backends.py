@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import os
 import sqlite3
+import time
 import uuid
 from collections.abc import Callable
 
@@ -19,7 +20,7 @@ from stalwart_py.store import LocalDelivery, Store, StoreError
 from stalwart_py.store.blobstore import BlobBackend, BlobMissing, object_name
 from stalwart_py.store.blobstore.filesystem import FilesystemBlobs
 from stalwart_py.store.blobstore.s3 import S3Blobs
-from stalwart_py.store.blobstore.sweep import sweep_once
+from stalwart_py.store.blobstore.sweep import STALE_CLAIM, sweep_once
 from stalwart_py.store.sqlite import SqliteStore
 from stalwart_py.testing.server import write_config
 from tests.support.seaweedfs import SeaweedS3
@@ -232,14 +233,20 @@ async def test_a_claim_is_not_made_while_a_row_refers_to_the_body(store, backend
 
 
 async def test_sweep_finishes_what_a_dead_sweep_claimed(store, backend, inbox):
-    data = message(9)
-    digest = hashlib.sha256(data).digest()
+    data, other = message(9), message(20)
+    digest, young = hashlib.sha256(data).digest(), hashlib.sha256(other).digest()
     await backend.put(digest, data)
-    assert await store.claim_orphan_blobs([digest]) == [digest]  # then the sweeper died
+    await backend.put(young, other)
+    clock = store._engine.clock
+    store._engine.clock = lambda: time.time() - 2 * STALE_CLAIM  # claimed long ago...
+    assert await store.claim_orphan_blobs([digest]) == [digest]  # ...then the sweeper died
+    store._engine.clock = clock
+    # A claim just made may be a sweep still running elsewhere: not taken over.
+    assert await store.claim_orphan_blobs([young]) == [young]
     result = await sweep_once(store, backend, grace=3600)
     assert result.deleted == 1
-    assert await listed(backend) == set()
-    assert await store.unfinished_blob_claims() == []
+    assert await listed(backend) == {young}
+    assert await store.unfinished_blob_claims(time.time() + 1) == [young]
     assert await store.forget_blob_tombstones(before=1e12) == 1
 
 

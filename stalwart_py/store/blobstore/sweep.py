@@ -2,8 +2,12 @@
 
 One pass (``sweep_once``):
 
-1. Finish what a sweep that died left: its claims not done are deleted again (a delete of a
-   missing object is fine) and marked done.
+1. Finish what a sweep that died left: its claims not done and older than ``STALE_CLAIM``
+   are deleted again (a delete of a missing object is fine) and marked done. A younger claim
+   may belong to a sweep still running elsewhere (on another node while the lease changes
+   hands): finishing it early would let a writer upload the body again before that sweep's
+   delete, so it is left alone; a running sweep stops deleting a batch before its claims
+   are half that old.
 2. List the backend; every body last written before ``now - grace`` is a candidate.
 3. Claim the candidates that have no ``blobs`` row (one transaction per listing batch), delete
    each claimed body, then mark the claims done (tombstones).
@@ -34,6 +38,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("stalwart_py.store.sweep")
 
 LEASE = "blob-sweep"  # the singleton lease's name
+STALE_CLAIM = 3600.0  # an unfinished claim this old is from a sweep that died
 
 
 @dataclass
@@ -52,7 +57,7 @@ async def sweep_once(
 ) -> SweepResult:
     """One pass of the sweep over ``backend`` for ``store``."""
     result = SweepResult()
-    unfinished = await store.unfinished_blob_claims()
+    unfinished = await store.unfinished_blob_claims(clock() - STALE_CLAIM)
     if unfinished:
         log.info("finishing %d deletions an interrupted sweep claimed", len(unfinished))
         for digest in unfinished:
@@ -65,8 +70,15 @@ async def sweep_once(
         candidates = [item.digest for item in batch if item.modified < cutoff]
         if not candidates:
             continue
+        claimed_at = time.monotonic()
         claimed = await store.claim_orphan_blobs(candidates)
-        for digest in claimed:
+        for number, digest in enumerate(claimed):
+            if time.monotonic() - claimed_at > STALE_CLAIM / 2:
+                # Too slow a backend: leave the rest claimed for a later sweep to finish.
+                log.warning("blob sweep stopped: %d claimed bodies left", len(claimed) - number)
+                await store.finish_blob_claims(claimed[:number])
+                result.deleted += number
+                return result
             await backend.delete(digest)
         if claimed:
             await store.finish_blob_claims(claimed)
