@@ -5,6 +5,7 @@ at once without losing an update, and the throttle and rate limiter seen from tw
 from __future__ import annotations
 
 import ipaddress
+import math
 import os
 from collections import Counter
 
@@ -139,3 +140,89 @@ def test_a_rate_bucket_is_drained_through_either_worker():
     key = rate_key("mx", ipaddress.ip_address("192.0.2.8"))
     assert [workers[n % 2].take(key, 4) for n in range(4)] == [0.0] * 4
     assert workers[0].take(key, 4) == 15.0 and workers[1].take(key, 4) == 15.0
+
+
+class ThrottleModel:
+    """The login throttle's rules over plain lists (stalwart_py.throttle's docstring), to hold
+    the shared-table implementation to them."""
+
+    def __init__(self, options: ThrottleSettings) -> None:
+        self.options = options
+        self.failures: dict[tuple, list[float]] = {}
+
+    def keys(self, ip, account):
+        keys = [(("a", ip), self.options.max_failures_per_address)]
+        if account is not None:
+            keys.append((("p", ip, account), self.options.max_failures_per_address_and_account))
+        return keys
+
+    def recent(self, key, now):
+        return [t for t in self.failures.get(key, []) if t > now - self.options.window]
+
+    def wait(self, ip, account, now):
+        longest = 0.0
+        for key, limit in self.keys(ip, account):
+            if times := self.recent(key, now):
+                block = 0.0
+                if len(times) >= limit:
+                    block = min(
+                        self.options.block_time * 2.0 ** (len(times) - limit),
+                        self.options.max_block_time,
+                    )
+                longest = max(longest, times[-1] + block - now)
+        return longest
+
+    def failed(self, ip, account, now):
+        ratio = self.options.max_block_time / self.options.block_time
+        for key, limit in self.keys(ip, account):
+            kept = min(limit + math.ceil(math.log2(ratio)), 64)
+            self.failures[key] = [*self.recent(key, now), now][-kept:]
+
+    def succeeded(self, ip, account):
+        self.failures.pop(("p", ip, account), None)
+
+
+ADDRESSES = [ipaddress.ip_address(a) for a in ("192.0.2.1", "192.0.2.2", "2001:db8::1")]
+ACCOUNTS = [None, "alice@example.test", "bob@example.test"]
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["failed", "failed", "failed", "succeeded", "wait"]),
+            st.integers(0, 2),
+            st.integers(0, 2),
+            st.sampled_from([0.0, 0.0, 0.0, 0.5, 1.0, 2.0, 7.0, 60.0, 700.0]),
+        ),
+        max_size=120,
+    ),
+    st.integers(1, 4),
+    st.integers(1, 6),
+    st.sampled_from([1.0, 4.0, 60.0]),
+)
+def test_the_shared_throttle_keeps_the_throttles_rules(steps, pair_limit, address_limit, longest):
+    options = ThrottleSettings(
+        max_failures_per_address_and_account=pair_limit,
+        max_failures_per_address=address_limit,
+        block_time=1.0,
+        max_block_time=longest,
+        window=600.0,
+        max_tracked=1000,
+    )
+    clock = Clock()
+    clock.now = 1000.0
+    throttle = LoginThrottle(options, clock)
+    model = ThrottleModel(options)
+    for action, address, account, elapsed in steps:
+        clock.now += elapsed
+        ip, name = ADDRESSES[address], ACCOUNTS[account]
+        if action == "failed":
+            throttle.failed(ip, name)
+            model.failed(ip, name, clock.now)
+        elif action == "succeeded" and name is not None:
+            throttle.succeeded(ip, name)
+            model.succeeded(ip, name)
+        for ip in ADDRESSES:
+            for name in ACCOUNTS:
+                assert throttle.wait(ip, name) == model.wait(ip, name, clock.now)
