@@ -14,7 +14,6 @@ digest (``blob_deletions``; the argument is in ``blobstore/__init__.py``).
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import sqlite3
 from collections.abc import Sequence
@@ -78,26 +77,29 @@ def read_small_blobs(conn: sqlite3.Connection, blob_ids: Sequence[int]) -> dict[
     """The bodies of ``blob_ids`` (missing ones left out) when there are at most
     ``INLINE_READ_COUNT`` of them and they add up to at most ``INLINE_LIMIT``, else None
     (read them in a reader thread instead). Incremental blob I/O gives each body's length
-    before any of it is read, so nothing is read in vain. No BEGIN around the reads: bodies
+    before it is read, so a large body is never read here, and what is read in vain before
+    the total goes over is less than ``INLINE_LIMIT``. No BEGIN around the reads: bodies
     never change, so the only thing a snapshot could change is whether a body just removed
     is still there, and either answer is one a moment earlier or later would give."""
     if len(blob_ids) > INLINE_READ_COUNT:
         return None
-    with contextlib.ExitStack() as handles:
-        opened = {}
-        total = 0
-        for blob_id in dict.fromkeys(blob_ids):
-            try:
-                blob = handles.enter_context(conn.blobopen("blobs", "data", blob_id, readonly=True))
-            except sqlite3.OperationalError as exc:
-                if exc.sqlite_errorcode & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
-                    raise  # the caller's lookup retries in a reader thread
-                continue  # no such row: a body removed meanwhile
-            total += len(blob)
-            if total > INLINE_LIMIT or not len(blob):
-                return None  # too much, or an external body (its row holds no bytes)
-            opened[blob_id] = blob
-        return {blob_id: blob.read() for blob_id, blob in opened.items()}
+    out: dict[int, bytes] = {}
+    total = 0
+    for blob_id in blob_ids:
+        if blob_id in out:
+            continue
+        try:
+            with conn.blobopen("blobs", "data", blob_id, readonly=True) as blob:
+                size = len(blob)
+                total += size
+                if total > INLINE_LIMIT or not size:
+                    return None  # too much, or an external body (its row holds no bytes)
+                out[blob_id] = blob.read()
+        except sqlite3.OperationalError as exc:
+            if exc.sqlite_errorcode & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+                raise  # the caller's lookup retries in a reader thread
+            continue  # no such row: a body removed meanwhile
+    return out
 
 
 def put_blob(txn: Txn, blob: PreparedBlob, references: int = 1) -> int:
