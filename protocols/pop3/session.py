@@ -106,6 +106,7 @@ class Session:
         self.pending: list[bytes] = []
         self.hostname = conn.listener.settings.hostname
         self.lock_directory = Path(conn.server.config.storage.data_dir) / "pop3" / "locks"
+        self.shapes = _SHAPES.setdefault(conn.server.store, {})  # looked up once, not per RETR
 
     # -- the loop -------------------------------------------------------------------------
 
@@ -353,7 +354,7 @@ class Session:
         """Fill ``drop.sizes`` for these messages, reading the bodies not yet measured."""
         drop = self.drop
         store = self.conn.server.store
-        known = _SHAPES.setdefault(store, {})
+        known = self.shapes
         unknown = []
         for number in numbers:
             if number in drop.sizes:
@@ -435,7 +436,7 @@ class Session:
         if isinstance(found, Reply):
             return found
         number, info, data = found
-        known = _SHAPES.setdefault(self.conn.server.store, {})
+        known = self.shapes
         body = known.get(info.blob_id) or _remember(known, info.blob_id, data)
         self.drop.sizes[number] = body.octets
         self.drop.retrieved.add(number)
