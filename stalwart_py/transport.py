@@ -6,6 +6,13 @@ yields to the event loop on every send, and wants a cancel scope for a timeout. 
 bytes go straight into the connection's buffer, a send is a transport write that waits only
 when the kernel and the transport's buffer are full, and a timeout is one timer on the loop.
 
+That timer is lazy for reads: a session waits for data at every command, and arming and
+cancelling a loop timer each time (a TimerHandle, a heap push with Python comparisons, a
+cancelled entry left in the heap until it is due or swept) cost more than the wait itself
+on a short command. The stream keeps the read deadline and one timer that is armed when a
+wait needs one sooner; when it fires it fails the wait whose deadline has passed, or re-arms
+for the current deadline. So a client busy with commands moves a number, not a heap.
+
 Flow control: when the client sends faster than the session reads, reading from the socket
 stops at ``HIGH_WATER`` buffered bytes and starts again below ``LOW_WATER``, so a client can
 never make the server buffer without bound. When the client reads slower than the session
@@ -46,6 +53,8 @@ class ClientStream(asyncio.Protocol):
         self._reading_paused = False
         self._writing_paused = False
         self._read_waiter: asyncio.Future[None] | None = None
+        self._read_deadline = math.inf  # loop time at which the read waiter times out
+        self._read_timer: asyncio.TimerHandle | None = None  # fires at or before the deadline
         self._drain_waiter: asyncio.Future[None] | None = None
         # Looked up once: asyncio.get_running_loop() costs a getpid() system call per call
         # on Python 3.11, and a session waits for data on every line.
@@ -78,6 +87,9 @@ class ClientStream(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.eof = True
         self.error = exc or StreamClosed("connection closed")
+        if self._read_timer is not None:  # it would keep this stream alive until it fired
+            self._read_timer.cancel()
+            self._read_timer = None
         _wake(self._read_waiter)
         _wake(self._drain_waiter)
 
@@ -109,11 +121,32 @@ class ClientStream(asyncio.Protocol):
         loop = self._loop or asyncio.get_running_loop()
         self._read_waiter = waiter = loop.create_future()
         try:
-            await _wait(loop, waiter, timeout)
+            if timeout > 0 and not math.isinf(timeout):
+                self._read_deadline = deadline = loop.time() + timeout
+                timer = self._read_timer
+                if timer is None or timer.when() > deadline:
+                    if timer is not None:
+                        timer.cancel()
+                    self._read_timer = loop.call_at(deadline, self._read_timer_fired)
+            await waiter
         finally:
             self._read_waiter = None
+            self._read_deadline = math.inf
         if self.eof and not self.buffer:
             raise StreamClosed(str(self.error or "end of stream"))
+
+    def _read_timer_fired(self) -> None:
+        """The read timer: fail the wait whose deadline has passed, re-arm for a later one,
+        or, with nobody waiting, stay unarmed until a wait needs it."""
+        self._read_timer = None
+        waiter, deadline = self._read_waiter, self._read_deadline
+        if waiter is None or waiter.done() or math.isinf(deadline):
+            return
+        loop = waiter.get_loop()
+        if loop.time() >= deadline:
+            waiter.set_exception(StreamTimeout())
+        else:
+            self._read_timer = loop.call_at(deadline, self._read_timer_fired)
 
     def write(self, data: bytes) -> None:
         if self.closing:

@@ -10,6 +10,7 @@ import time
 from types import SimpleNamespace
 
 import anyio
+import anyio.lowlevel
 import pytest
 
 from stalwart_py.config import ListenerSettings
@@ -90,6 +91,28 @@ async def test_idle_timeout_and_per_call_timeout():
         await conn.receive_exactly(5, timeout=0.05)
     peer.sendall(b"late\n")
     assert await conn.readline(100) == b"late\n"
+
+
+async def test_a_busy_client_moves_one_read_deadline_and_a_shorter_wait_still_times_out():
+    """The read timer is lazy: a thousand commands leave no thousand cancelled timers on the
+    loop, and a wait with a shorter timeout than the armed timer's still ends on time."""
+    conn, peer = await make_connection(idle_timeout=30.0)
+    loop = asyncio.get_running_loop()
+    scheduled = len(loop._scheduled)  # type: ignore[attr-defined]
+    for n in range(1000):
+        peer.sendall(b"NOOP %d\r\n" % n)
+        assert await conn.readline(100) == b"NOOP %d\r\n" % n
+    assert len(loop._scheduled) <= scheduled + 1  # type: ignore[attr-defined]
+    started = time.monotonic()
+    with pytest.raises(ReadTimeout):
+        await conn.readline(100, timeout=0.1)  # the armed timer is ~30 s away
+    assert time.monotonic() - started < 5
+    peer.close()
+    with pytest.raises(ConnectionClosed):
+        await conn.readline(100)
+    await conn.aclose()
+    await anyio.lowlevel.checkpoint()  # connection_lost runs from the loop's next turn
+    assert conn._stream._read_timer is None  # a closed stream keeps no timer alive
 
 
 async def test_send_to_a_closed_peer_is_connection_closed():
