@@ -30,6 +30,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import anyio
 import anyio.to_thread
@@ -39,28 +40,25 @@ from stalwart_py.config.outbound_tls import TlsReportSettings
 from stalwart_py.config.schema import DkimSettings, QueueSettings
 from stalwart_py.delivery import Delivery
 from stalwart_py.metrics import Metrics
-from stalwart_py.queue.attempts import (
-    Connector,
-    Job,
-    TLSContexts,
-    deliver_local,
-    deliver_remote,
-    failure_outcomes,
-)
 from stalwart_py.queue.dkim import DkimSigner
 from stalwart_py.queue.outcomes import Outcome, notification, settle
 from stalwart_py.queue.routes import Destination, RouteFailed, Router, make_resolver
 from stalwart_py.queue.schedule import Clock, RetrySchedule, SystemClock
-from stalwart_py.queue.session import SessionFailed, SmtpSession, Timeouts
 from stalwart_py.queue.spool import MemorySpool
 from stalwart_py.queue.tls_policy import OutboundTLS
 from stalwart_py.resolver import Resolver
 from stalwart_py.store import OutboundMessage, Store
 from stalwart_py.store.engine import QUEUE_CHANNEL
 
-log = logging.getLogger("stalwart_py.queue")
+# The delivery side, with the outbound SMTP client (attempts.py, session.py, protocol.py), is
+# imported by the first job, not by every start: a server with an empty queue never needs it.
+if TYPE_CHECKING:
+    from stalwart_py.queue.attempts import Connector, Job
+    from stalwart_py.queue.session import SessionFailed, SmtpSession
 
-Attempt = Callable[[Job, bytes], Awaitable[list[Outcome]]]
+    Attempt = Callable[[Job, bytes], Awaitable[list[Outcome]]]
+
+log = logging.getLogger("stalwart_py.queue")
 
 JOBS_PER_CONNECTION = 8  # jobs waiting for a destination before it gets another connection
 SCAN_LIMIT = 1000  # messages read per scan; more wait for the next one
@@ -134,20 +132,28 @@ class QueueManager:
         self.settings = settings
         self.schedule = RetrySchedule(settings.retry, settings.max_age)
         self.router = Router(settings, self._resolver or make_resolver(settings))
-        timeouts = Timeouts(
-            settings.connect_timeout, settings.command_timeout, settings.data_timeout
-        )
         self.outbound_tls.configure(settings, report, self.router.resolver)
-        self.connector = Connector(
-            self.router,
-            timeouts,
-            TLSContexts(settings.tls.ca_file),
-            self.hostname,
-            self.outbound_tls,
-        )
+        self._connector: Connector | None = None  # made again, for these settings, when used
         self.signer.configured = dkim
         self.signer._stamp = None  # re-read the keys
         self._limiter.total_tokens = settings.max_connections
+
+    @property
+    def connector(self) -> Connector:
+        """How remote jobs open their SMTP sessions, made by the first one (see above)."""
+        if self._connector is None:
+            from stalwart_py.queue.attempts import Connector, TLSContexts
+            from stalwart_py.queue.session import Timeouts
+
+            settings = self.settings
+            self._connector = Connector(
+                self.router,
+                Timeouts(settings.connect_timeout, settings.command_timeout, settings.data_timeout),
+                TLSContexts(settings.tls.ca_file),
+                self.hostname,
+                self.outbound_tls,
+            )
+        return self._connector
 
     # -- scheduling -------------------------------------------------------------------------
 
@@ -193,6 +199,8 @@ class QueueManager:
         groups: dict[Destination, list] = {}
         for state in spooled.entry.recipients:
             groups.setdefault(destinations[state.domain], []).append(state)
+        from stalwart_py.queue.attempts import Job
+
         for destination, recipients in groups.items():
             self._add_job(Job(spooled.entry, tuple(recipients), destination, memory=spooled))
             self._dispatch(destination)
@@ -245,6 +253,8 @@ class QueueManager:
                     local[recipient.domain] = await self.store.is_local_domain(recipient.domain)
                 destination = self.router.destination(recipient.domain, local[recipient.domain])
                 groups.setdefault(destination, []).append(recipient)
+            if groups:
+                from stalwart_py.queue.attempts import Job
             for destination, recipients in groups.items():
                 self._add_job(Job(entry, tuple(recipients), destination))
         for destination in list(self._waiting):
@@ -319,6 +329,9 @@ class QueueManager:
         await session.close()
 
     async def _remote_attempt(self, link: _Link, job: Job, data: bytes) -> list[Outcome]:
+        from stalwart_py.queue.attempts import deliver_remote, failure_outcomes
+        from stalwart_py.queue.session import SessionFailed
+
         data = await anyio.to_thread.run_sync(self.signer.sign, data, job.entry.mail_from)
         for may_retry in (True, False):
             session = link.session
@@ -349,6 +362,8 @@ class QueueManager:
         raise AssertionError("unreachable")
 
     async def _local_attempt(self, job: Job, data: bytes) -> list[Outcome]:
+        from stalwart_py.queue.attempts import deliver_local
+
         return await deliver_local(self.delivery, job, data)
 
     async def _attempt(self, job: Job, attempt: Attempt) -> None:
@@ -411,4 +426,6 @@ class _Link:
 
 
 async def _fail(failure: RouteFailed | SessionFailed, job: Job, _data: bytes) -> list[Outcome]:
+    from stalwart_py.queue.attempts import failure_outcomes
+
     return failure_outcomes(job.recipients, failure, None)

@@ -25,6 +25,7 @@ import dataclasses
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from stalwart_py.config.outbound_tls import TlsReportSettings
 from stalwart_py.config.schema import QueueSettings
@@ -33,10 +34,13 @@ from stalwart_py.queue import dane
 from stalwart_py.queue.mta_sts import StsLookup, StsPolicies, StsPolicy
 from stalwart_py.queue.routes import Host, RouteFailed
 from stalwart_py.queue.schedule import Clock
-from stalwart_py.queue.session import SessionFailed, SmtpSession, Target
 from stalwart_py.queue.tlsrpt import PolicyRef, TlsReporter
 from stalwart_py.resolver import DnsError, DnsTemporaryError, Resolver, Tlsa
 from stalwart_py.store import Store
+
+# The SMTP client comes with the first delivery (see queue/manager.py), not at start.
+if TYPE_CHECKING:
+    from stalwart_py.queue.session import SessionFailed, SmtpSession, Target
 
 log = logging.getLogger("stalwart_py.queue.tls")
 
@@ -57,6 +61,8 @@ class HostPlan:
     reported: bool = False  # a failure of this host was counted already
 
     def target(self, address: str) -> Target:
+        from stalwart_py.queue.session import Target
+
         host = self.host
         return Target(
             host.name, address, host.port, host.tls, host.user, host.password, self.dane, self.pkix
@@ -225,6 +231,8 @@ class DomainPolicy:
         if plan.enforced:
             text = f"MTA-STS policy of {self.domain} (enforce): {failure}"
             log.warning("not delivering to %s: %s", plan.host.name, text)
+            from stalwart_py.queue.session import SessionFailed
+
             return SessionFailed(failure.status, text, failure.reply, failure.tls_result)
         if plan.dane or not plan.pkix:
             log.warning("not delivering to %s: %s", plan.host.name, failure)

@@ -50,6 +50,8 @@ NOT_AT_START = {
     "cryptography.x509": "stalwart_py.tls / certificates, when a certificate is made or read",
     "h11": "protocols.http.server on the first HTTP connection, queue.mta_sts on a fetch",
     "protocols.pop3.session": "protocols.pop3, on the first POP3 connection",
+    "stalwart_py.queue.session": "stalwart_py.queue.manager, on the first remote delivery",
+    "stalwart_py.queue.attempts": "stalwart_py.queue.manager, on the first job",
     "josepy": "stalwart_py.acme, on the first order",
     "httpx": "stalwart_py.acme.client, on the first order",
     "stalwart_py.acme.client": "stalwart_py.acme.manager, on the first order",
