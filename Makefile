@@ -7,7 +7,7 @@ PYTEST_ARGS ?=
 # make run CONFIG=var/pebble.toml: another configuration (docs/tls.md, ACME with Pebble)
 CONFIG ?= config/local.toml
 
-.PHONY: run test lint format reference bench clean
+.PHONY: run test test-workers lint format reference bench clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "stalwart-py needs Python 3.11 or newer; found " + sys.version.split()[0])'
@@ -22,8 +22,22 @@ run: $(STAMP)
 	$(BIN)/python -m compileall -q stalwart_py protocols
 	$(BIN)/stalwart-py serve --config $(CONFIG)
 
+# The protocol tests again with every server they start running two worker processes
+# (pytest --server-workers 2, docs/development.md): a fast part after `make test`, all of
+# them in `.ci/run` (`make test-workers`).
+WORKERS_TESTS := $(wildcard tests/integration/test_smtp_*.py tests/integration/test_lmtp_*.py \
+	tests/integration/test_imap_*.py tests/integration/test_pop3*.py \
+	tests/integration/test_managesieve_*.py tests/integration/test_http_*.py)
+WORKERS_FAST := tests/integration/test_smtp_session.py tests/integration/test_imap_session.py \
+	tests/integration/test_pop3.py tests/integration/test_managesieve_protocol.py \
+	tests/integration/test_http_protocol.py
+
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q --server-workers 2 $(WORKERS_FAST)
+
+test-workers: $(STAMP)
+	$(BIN)/python -m pytest -q --server-workers 2 $(WORKERS_TESTS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -257,7 +257,7 @@ class Supervisor:
                     os.close(self.notify_fd)
             supervisor = os.getppid()
             die_with_parent(supervisor)
-            _tag_log_records(index)
+            tag_log_records(index)
             use_multiprocess(self.metrics_dir)
             shared = SharedState(self.shared_path, worker=index)
             role = WorkerRole(
@@ -399,7 +399,9 @@ class Supervisor:
             self._answer_waiters({"cmd": "reload-refused", "errors": errors})
             return
         if config.server.workers != self.count:
-            log.warning("server.workers changed to %d: that needs a restart", config.server.workers)
+            log.warning(
+                "server.workers changed to %d: that needs a restart", config.server.workers
+            )
         self._reloading = config
         for slot in self.slots:
             slot.answer = None
@@ -458,26 +460,8 @@ class Supervisor:
     # -- sockets --------------------------------------------------------------------------
 
     def _bind(self, config: Config) -> dict[SocketKey, socket.socket]:
-        """Bind every enabled address of ``config`` not bound yet; on a failure close what
-        this call bound and raise BindError. Returns what it bound."""
-        new: dict[SocketKey, socket.socket] = {}
-        try:
-            for listener in config.listeners.values():
-                if not listener.enable:
-                    continue
-                for address in listener.bind:
-                    key = (listener.id, address)
-                    if key in self.sockets or key in new:
-                        continue
-                    new[key] = open_listening_socket(address, listener.settings.socket)
-                    if address.is_unix:
-                        self._unix[key] = unix_socket_identity(address.host)
-        except BindError:
-            for key, sock in new.items():
-                sock.close()
-                if key[1].is_unix:
-                    remove_unix_socket(key[1].host, self._unix.pop(key, None))
-            raise
+        """Bind every enabled address of ``config`` not bound yet (``bind_listeners``)."""
+        new = bind_listeners(config, self.sockets, self._unix)
         self.sockets.update(new)
         return new
 
@@ -522,7 +506,37 @@ class Supervisor:
             self.notify_fd = None
 
 
-def _tag_log_records(index: int) -> None:
+def bind_listeners(
+    config: Config,
+    bound: dict[SocketKey, socket.socket],
+    unix: dict[SocketKey, tuple[int, int] | None],
+) -> dict[SocketKey, socket.socket]:
+    """Bind every enabled address of ``config`` that is not in ``bound`` yet, the one way a
+    supervisor makes listening sockets (the test kit's sibling workers too); a Unix socket's
+    identity goes into ``unix`` so that only our own file is removed later. On a failure close
+    what this call bound and raise BindError. Returns what it bound."""
+    new: dict[SocketKey, socket.socket] = {}
+    try:
+        for listener in config.listeners.values():
+            if not listener.enable:
+                continue
+            for address in listener.bind:
+                key = (listener.id, address)
+                if key in bound or key in new:
+                    continue
+                new[key] = open_listening_socket(address, listener.settings.socket)
+                if address.is_unix:
+                    unix[key] = unix_socket_identity(address.host)
+    except BindError:
+        for key, sock in new.items():
+            sock.close()
+            if key[1].is_unix:
+                remove_unix_socket(key[1].host, unix.pop(key, None))
+        raise
+    return new
+
+
+def tag_log_records(index: int) -> None:
     """Every log record of this worker carries ``worker=<index>`` (an extra field, which both
     log formats show), so that an operator can tell the workers' lines apart."""
     factory = logging.getLogRecordFactory()

@@ -15,6 +15,7 @@ from stalwart_py import passwords
 from stalwart_py.plugin import Protocol, discover_protocols
 from stalwart_py.store import Store
 from stalwart_py.testing import ServerFactory
+from stalwart_py.testing.workers import ENVIRONMENT as WORKERS_ENVIRONMENT
 from tests.support.plugin_packages import pip_install
 from tests.support.postgres import PostgresCluster, Unavailable, running_cluster
 from tests.support.protocols import PROTOCOLS
@@ -86,6 +87,19 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if item.get_closest_marker("heavy") is not None:
             item.add_marker(skip)
+
+
+@pytest.fixture(autouse=True)
+def single_worker_when_marked(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``@pytest.mark.single_worker(reason)``: this test's servers run one worker even under
+    ``--server-workers N`` (it patches the in-process worker, or reads state that is one
+    worker's until the work the reason names is done)."""
+    marker = request.node.get_closest_marker("single_worker")
+    if marker is not None:
+        assert marker.args or marker.kwargs.get("reason"), "say why one worker"
+        monkeypatch.setenv(WORKERS_ENVIRONMENT, "1")
 
 
 def require_tool(name: str) -> str:

@@ -7,6 +7,7 @@ having stalwart-py installed changes no other project's test run. See
 
 from __future__ import annotations
 
+import os
 import ssl
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +21,34 @@ if TYPE_CHECKING:
     from stalwart_py.plugin import Protocol
     from stalwart_py.testing.factory import ServerFactory
     from stalwart_py.testing.server import RunningServer
+
+
+# The name stalwart_py.testing.workers reads; this module imports nothing of the server early.
+WORKERS_ENVIRONMENT = "STALWART_TEST_WORKERS"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--server-workers",
+        type=int,
+        default=None,
+        metavar="N",
+        help="every stalwart-py server the tests start runs N worker processes "
+        "(server.workers = N, unless a test's configuration sets it; also "
+        f"${WORKERS_ENVIRONMENT}=N)",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    workers = config.getoption("--server-workers", default=None)
+    if workers is not None:
+        # an environment variable, so that servers started as child processes see it too
+        os.environ[WORKERS_ENVIRONMENT] = str(workers)
+
+
+def pytest_report_header(config: pytest.Config) -> str | None:
+    workers = os.environ.get(WORKERS_ENVIRONMENT)
+    return f"stalwart-py servers: server.workers = {workers}" if workers else None
 
 
 @pytest.fixture

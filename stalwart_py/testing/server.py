@@ -25,18 +25,21 @@ from stalwart_py.context import ServerContext
 from stalwart_py.delivery import Envelope, Origin, Recipient, RecipientResult
 from stalwart_py.listeners import ListenerRegistry, ReloadReport
 from stalwart_py.plugin import Protocol
-from stalwart_py.server import Server
+from stalwart_py.server import Server, load
 from stalwart_py.store import Account
 from stalwart_py.testing.clients import TIMEOUT, LineClient
+from stalwart_py.testing.workers import REFUSED, Siblings, requested_workers, with_workers
 
 WAIT = 20.0  # seconds; generous, only ever reached when something is broken
 
 
 def write_config(directory: Path, text: str, name: str = "config.toml") -> Path:
     """Write a configuration; a ``[storage]`` table with a data dir inside ``directory`` is
-    added unless the text has one."""
+    added unless the text has one, and ``server.workers`` (1, or pytest's
+    ``--server-workers N``) unless the text sets it."""
     if "[storage]" not in text:
         text = f'[storage]\ndata-dir = "{directory / "var"}"\n\n' + text
+    text = with_workers(text, requested_workers())
     path = directory / name
     path.write_text(text)
     return path
@@ -65,31 +68,52 @@ class RunningServer(AbstractContextManager["RunningServer"]):
         *,
         client_tls: ssl.SSLContext | None = None,
     ) -> None:
-        self.server = Server(config_path, protocols=protocols)
+        config = load(config_path, protocols, serving=True)
+        self.server = Server(config_path, protocols=protocols, config=config)
+        # server.workers > 1: worker 0 runs here, its siblings in processes of their own
+        self.siblings = (
+            Siblings(config_path, config, protocols) if config.server.workers > 1 else None
+        )
         # What clients made by connect()/smtp()/imap() trust when asked for TLS.
         self.client_tls = client_tls
         self._portal_cm = anyio.from_thread.start_blocking_portal("asyncio")
         self.portal: anyio.from_thread.BlockingPortal | None = None
 
     def __enter__(self) -> RunningServer:
+        if self.siblings is not None:
+            self.server.worker = self.siblings.prepare()
+            self.server.notify_fd = self.server.worker.channel.fileno()
         self.portal = self._portal_cm.__enter__()
         try:
             self._future, _ = self.portal.start_task(self._run)
+            if self.siblings is not None:
+                self.siblings.start()
         except BaseException:
-            self._portal_cm.__exit__(*sys.exc_info())
+            self.__exit__(*sys.exc_info())
             raise
         return self
 
     async def _run(self, *, task_status: anyio.abc.TaskStatus[None]) -> None:
-        await self.server.run(task_status=task_status)
+        if self.siblings is None:
+            await self.server.run(task_status=task_status)
+            return
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(self.siblings.follow_worker0)
+            await self.server.run(task_status=task_status)
+            tg.cancel_scope.cancel()
 
     def __exit__(self, *exc_info: object) -> None:
         try:
-            if not self._future.done():
+            future = getattr(self, "_future", None)
+            if future is not None and not future.done():
                 self.portal.call(self.server.stop)
-                self._future.result(timeout=WAIT)
+                future.result(timeout=WAIT)
         finally:
-            self._portal_cm.__exit__(None, None, None)
+            try:
+                self._portal_cm.__exit__(None, None, None)
+            finally:
+                if self.siblings is not None:
+                    self.siblings.close()
 
     # -- where it listens ---------------------------------------------------------------------
 
@@ -111,6 +135,8 @@ class RunningServer(AbstractContextManager["RunningServer"]):
 
     def reload(self) -> ReloadReport:
         """Re-read the configuration file, as SIGHUP does."""
+        if self.siblings is not None:  # reloading worker 0 alone would be no server's state
+            raise RuntimeError(REFUSED)
         return self.portal.call(self.server.reload)
 
     # -- reaching inside ------------------------------------------------------------------------

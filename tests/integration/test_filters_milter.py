@@ -33,7 +33,7 @@ from purepythonmilter.protocol.responses import AbstractResponse
 
 from stalwart_py.config import ConfigError
 from tests.support.milters import PASSWORD, filter_config, milter_table, serve_milter
-from tests.support.servers import free_port
+from tests.support.servers import METRICS_OF_ONE_WORKER, free_port
 from tests.support.smtp import connect, mailbox_messages, metric
 
 MESSAGE = (
@@ -65,6 +65,7 @@ def imap_inbox(server, user="bob@example.test") -> list[bytes]:
         return [item[1] for item in data if isinstance(item, tuple)]
 
 
+@pytest.mark.single_worker(METRICS_OF_ONE_WORKER)
 def test_a_clean_message_gets_the_milters_header_changes(start_server, server_cert):
     seen: dict[str, object] = {}
 

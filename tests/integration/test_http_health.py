@@ -8,9 +8,11 @@ import socket
 import sqlite3
 
 import anyio
+import pytest
 
 from protocols.http.handlers import health
 from tests.support.http import ApiClient, start_http
+from tests.support.servers import PATCHES_THE_WORKER
 
 SMTP = '[server.listener.smtp]\nbind = ["127.0.0.1:0", "[::1]:0"]\nprotocol = "smtp"\n\n'
 READY = {"status": "ready", "checks": {"listeners": True, "store": True}}
@@ -23,6 +25,7 @@ def readiness(server) -> tuple[int, object]:
         return answer.status, answer.json
 
 
+@pytest.mark.single_worker(PATCHES_THE_WORKER)
 def test_readyz_is_503_while_an_enabled_listener_is_not_bound(start_server):
     server = start_http(start_server, extra=SMTP)
     assert readiness(server) == (200, READY)
@@ -48,6 +51,7 @@ def test_readyz_is_503_while_an_enabled_listener_is_not_bound(start_server):
     assert readiness(server) == (200, READY)
 
 
+@pytest.mark.single_worker(PATCHES_THE_WORKER)
 def test_readyz_is_503_when_the_store_fails_or_hangs(start_server, monkeypatch, caplog):
     server = start_http(start_server)
     store = server.context.store

@@ -3,10 +3,12 @@ counters that move as the test acts."""
 
 from __future__ import annotations
 
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support.clients import LineClient
 from tests.support.http import ADMIN, USER, ApiClient, start_http
+from tests.support.servers import METRICS_OF_ONE_WORKER
 
 PROBE = '[server.listener.probe]\nbind = "127.0.0.1:0"\nprotocol = "probe"\n\n'
 
@@ -26,6 +28,7 @@ def value(samples, name: str, **labels: str) -> float:
     return samples.get((name, tuple(sorted(labels.items()))), 0.0)
 
 
+@pytest.mark.single_worker(METRICS_OF_ONE_WORKER)
 def test_counters_move_as_the_server_works(start_server):
     server = start_http(start_server, extra=PROBE)
     with ApiClient(server.address("http"), auth=ADMIN) as admin:

@@ -23,7 +23,12 @@ from tests.support.http import (
     read_responses,
     start_http,
 )
-from tests.support.servers import ServerProcess, write_config
+from tests.support.servers import (
+    METRICS_OF_ONE_WORKER,
+    PATCHES_THE_WORKER,
+    ServerProcess,
+    write_config,
+)
 
 
 @pytest.fixture
@@ -37,6 +42,7 @@ def server(start_server):
     )
 
 
+@pytest.mark.single_worker(METRICS_OF_ONE_WORKER)
 def test_keep_alive_serves_several_requests_on_one_connection(server):
     accepted = server.context.metrics.connections_accepted.labels("http")
     before = accepted._value.get()
@@ -241,6 +247,7 @@ def test_an_idle_connection_is_closed_silently_after_the_idle_timeout(start_serv
         assert client.wait_closed() == b""  # no 408 between requests
 
 
+@pytest.mark.single_worker(PATCHES_THE_WORKER)
 def test_stopping_closes_idle_connections_at_once(start_server):
     server = start_http(start_server, **{"idle-timeout": '"5m"'})
     with RawClient(server.address("http")) as client:

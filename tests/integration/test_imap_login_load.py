@@ -14,7 +14,7 @@ from stalwart_py import passwords
 from tests.integration import imap_support as imap
 from tests.support.hash_pool import hash_pool_held
 from tests.support.logs import capture_log
-from tests.support.servers import stalwart_cli
+from tests.support.servers import PATCHES_THE_WORKER, stalwart_cli
 
 CLIENTS = 50
 # A NOOP on a logged-in session must answer in a small part of the time the burst of logins
@@ -129,6 +129,7 @@ ttl = "0"
 """
 
 
+@pytest.mark.single_worker(PATCHES_THE_WORKER)
 def test_a_saturated_pool_defers_logins_with_unavailable_and_a_warning(start_server, server_cert):
     # Failures would block this address after one; deferrals must not count as failures.
     text = imap.config(server_cert, _deferred_config()).replace(
@@ -154,6 +155,7 @@ def test_a_saturated_pool_defers_logins_with_unavailable_and_a_warning(start_ser
     client.logout()
 
 
+@pytest.mark.single_worker("saturates one worker's hash pool (every worker has its own)")
 def test_real_cost_logins_on_one_worker_are_deferred_never_failed(start_server, server_cert):
     server = imap.start(start_server, server_cert, _deferred_config())
     users = [f"user{n}@example.test" for n in range(8)]
@@ -167,6 +169,9 @@ def test_real_cost_logins_on_one_worker_are_deferred_never_failed(start_server, 
     assert server.context.directory.hashes.running == 0
 
 
+@pytest.mark.single_worker(
+    "reads the in-process worker's auth cache; test_workers_auth.py holds a change across two"
+)
 def test_a_cli_password_change_ends_a_cached_password_at_once(start_server, server_cert, tmp_path):
     server = imap.start(start_server, server_cert)
     cache = server.context.directory.auth_cache

@@ -22,6 +22,7 @@ from tests.integration.imap_support import (
     login,
     start,
 )
+from tests.support.servers import METRICS_OF_ONE_WORKER
 
 
 @pytest.fixture
@@ -125,6 +126,7 @@ def test_authenticate_plain_with_and_without_initial_response(server):
     client.logout()
 
 
+@pytest.mark.single_worker(METRICS_OF_ONE_WORKER)
 def test_failed_logins_are_refused_counted_and_end_the_session(server):
     with Raw(server) as raw:
         for attempt in range(2):
@@ -189,6 +191,7 @@ def test_literals_are_framed_and_limited(server):
         assert raw.command("NOOP", "t5")[1] == b"t5 OK NOOP completed"
 
 
+@pytest.mark.single_worker(METRICS_OF_ONE_WORKER)
 def test_bad_commands_get_bad_and_too_many_end_the_session(server):
     with Raw(server) as raw:
         assert raw.command("FROBNICATE")[1] == b"t1 BAD unknown command FROBNICATE"

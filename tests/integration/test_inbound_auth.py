@@ -26,7 +26,7 @@ from tests.support.inbound import (
     world,
 )
 from tests.support.proxied import ProxiedSMTP
-from tests.support.servers import InProcessServer, write_config
+from tests.support.servers import METRICS_OF_ONE_WORKER, InProcessServer, write_config
 from tests.support.smtp import metric
 
 
@@ -106,6 +106,7 @@ def test_spf_results_are_recorded_and_refuse_nothing_when_relaxed(server, domain
 # -- DKIM -------------------------------------------------------------------------------------
 
 
+@pytest.mark.single_worker(METRICS_OF_ONE_WORKER)
 def test_dkim_valid_rsa_and_ed25519_signatures_each_get_a_result(outside, server):
     data = outside.sign(
         outside.sign(message("a@sender.test", "two sigs"), "sender.test", "s1"), "sender.test", "s2"

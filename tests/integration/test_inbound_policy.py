@@ -20,7 +20,7 @@ from tests.support.inbound import (
     world,
 )
 from tests.support.proxied import ProxiedSMTP
-from tests.support.servers import InProcessServer, write_config
+from tests.support.servers import METRICS_OF_ONE_WORKER, InProcessServer, write_config
 from tests.support.smtp import metric
 
 STRICT = "".join(
@@ -166,6 +166,7 @@ def test_strict_iprev_fail_is_550_5_7_25(strict):
 # -- DNSBL and DNSWL --------------------------------------------------------------------------
 
 
+@pytest.mark.single_worker(METRICS_OF_ONE_WORKER)
 def test_a_listed_client_is_refused_after_rcpt_naming_the_list(blocking):
     replies = transaction(blocking, LISTED, "a@neutral.test", message("a@neutral.test"))
     assert replies[0][0] == 250

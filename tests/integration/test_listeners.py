@@ -14,6 +14,7 @@ from cryptography import x509
 from stalwart_py.proxy_protocol import build_v1, build_v2
 from tests.support.clients import LineClient, connect
 from tests.support.netdiag import listen_backlog
+from tests.support.servers import METRICS_OF_ONE_WORKER
 
 
 def test_binds_ipv4_ipv6_and_unix_with_real_ports(start_server, tmp_path):
@@ -187,6 +188,7 @@ protocol = "probe"
         assert "listener" in again.info()
 
 
+@pytest.mark.single_worker(METRICS_OF_ONE_WORKER)
 def test_peer_scope_max_connections_and_counters_return_to_zero(start_server):
     server = start_server("""
 [server.listener.probe]

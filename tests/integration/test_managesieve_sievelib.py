@@ -8,6 +8,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from sievelib.managesieve import Client
 
 from tests.support.managesieve import PASSWORD, config
+from tests.support.servers import METRICS_OF_ONE_WORKER
 
 pytestmark = pytest.mark.filterwarnings("ignore:Credentials are sent over an unencrypted")
 
@@ -112,6 +113,7 @@ def test_quotas(server):
     assert client.getscript("a") == "discard;"  # the session went on
 
 
+@pytest.mark.single_worker(METRICS_OF_ONE_WORKER)
 def test_starttls_with_the_test_ca(start_server, server_cert, ca, tmp_path, monkeypatch):
     server = start_server(config(server_cert))  # auth.require-tls: the default
     server.add_account("bob@example.test", PASSWORD)
@@ -128,6 +130,7 @@ def test_starttls_with_the_test_ca(start_server, server_cert, ca, tmp_path, monk
     assert logins(server) == {"success": 1.0}
 
 
+@pytest.mark.single_worker(METRICS_OF_ONE_WORKER)
 def test_authentication_failures(server):
     host, port = server.address("managesieve")
     client = Client(host, port)

@@ -15,6 +15,7 @@ import pytest
 from stalwart_py.delivery import RecipientResult
 from stalwart_py.dsn import RecipientStatus, build_dsn
 from tests.support.proxied import ProxiedSMTP
+from tests.support.servers import METRICS_OF_ONE_WORKER, PATCHES_THE_WORKER
 from tests.support.smtp import PASSWORD, connect, mailbox_messages, metric, queue, smtp_config
 
 
@@ -35,6 +36,7 @@ def rcpt(client: smtplib.SMTP, address: str) -> tuple[int, bytes]:
     return client.rcpt(address)
 
 
+@pytest.mark.single_worker(METRICS_OF_ONE_WORKER)
 def test_open_relay_attempts_are_denied(server):
     with connect(server) as client:  # 127.0.0.1 is not a relay host in this configuration
         client.ehlo("c.test")
@@ -188,6 +190,7 @@ def test_alias_owner_may_send_as_the_alias(server, client_tls):
     assert b"with ESMTPSA id" in stored and b"(authenticated sender: carol@example.test)" in stored
 
 
+@pytest.mark.single_worker(METRICS_OF_ONE_WORKER)
 def test_wildcard_report_domains_record_reports(server):
     dsn = build_dsn(
         reporting_mta="mx.remote.test",
@@ -246,6 +249,7 @@ def test_mixed_results_get_250_and_a_dsn_for_the_failed(server):
     assert b"Final-Recipient: rfc822; carol@example.test" in blob and b"Status: 5.2.2" in blob
 
 
+@pytest.mark.single_worker(PATCHES_THE_WORKER)
 def test_a_recipient_that_failed_for_now_is_queued_for_a_later_try(server):
     deliver = server.context.delivery.deliver
 
@@ -289,6 +293,7 @@ def test_all_failed_gets_the_first_failure_and_no_dsn_for_null_sender(server):
     assert queue(server) == []  # never a DSN to the null sender
 
 
+@pytest.mark.single_worker(PATCHES_THE_WORKER)
 def test_a_directory_failure_is_a_temporary_failure(server):
     async def broken(address):
         raise sqlite3.OperationalError("disk I/O error")

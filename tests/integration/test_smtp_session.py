@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.clients import LineClient
+from tests.support.servers import METRICS_OF_ONE_WORKER
 from tests.support.smtp import (
     PASSWORD,
     connect,
@@ -205,6 +206,7 @@ def test_a_peer_scope_changes_the_limits(server):
         assert [client.rcpt("bob@example.test")[0] for _ in range(4)] == [250, 250, 250, 452]
 
 
+@pytest.mark.single_worker(METRICS_OF_ONE_WORKER)
 def test_oversized_and_garbage_lines_then_the_bad_command_limit(server):
     with LineClient(server.address("smtp")) as client:
         client.readline()
@@ -246,6 +248,7 @@ def test_a_stalled_client_gets_421(start_server, server_cert, short_dir):
     assert mailbox_messages(server, "bob@example.test") == []
 
 
+@pytest.mark.single_worker(METRICS_OF_ONE_WORKER)
 def test_a_client_gone_in_the_middle_of_data_leaves_nothing(server):
     for _ in range(3):
         with LineClient(server.address("smtp")) as client:
@@ -260,6 +263,7 @@ def test_a_client_gone_in_the_middle_of_data_leaves_nothing(server):
     assert metric(server, "stalwart_smtp_messages_received_total", listener="smtp") == 0
 
 
+@pytest.mark.single_worker(METRICS_OF_ONE_WORKER)
 def test_metrics_count_messages_and_rejections(server):
     with connect(server) as client:
         client.sendmail("a@remote.test", ["bob@example.test"], b"Subject: m\r\n\r\nm\r\n")
@@ -270,6 +274,7 @@ def test_metrics_count_messages_and_rejections(server):
     assert metric(server, "stalwart_smtp_rejected_total", listener="smtp", code="550") == 1
 
 
+@pytest.mark.single_worker(METRICS_OF_ONE_WORKER)
 def test_a_refused_peer_hears_421(start_server, server_cert, short_dir):
     server = start(
         start_server,

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.clients import LineClient
+from tests.support.servers import METRICS_OF_ONE_WORKER
 from tests.support.smtp import PASSWORD, connect, mailbox_messages, metric, smtp_config
 
 
@@ -28,6 +29,7 @@ def plain(user: str, password: str) -> str:
     return base64.b64encode(f"\0{user}\0{password}".encode()).decode()
 
 
+@pytest.mark.single_worker(METRICS_OF_ONE_WORKER)
 def test_starttls_then_auth_plain_and_send(server, client_tls):
     with connect(server, "submission") as client:
         client.ehlo("c.test")
@@ -73,6 +75,7 @@ def test_the_certificate_is_the_configured_one(server, client_tls):
         smtplib.SMTP_SSL(host, port, context=untrusting, timeout=20)
 
 
+@pytest.mark.single_worker(METRICS_OF_ONE_WORKER)
 def test_auth_failures_abort_and_bad_data(server, client_tls):
     with connect(server, "submission") as client:
         client.starttls(context=client_tls)

@@ -146,3 +146,18 @@ class ServerProcess(AbstractContextManager["ServerProcess"]):
             return self.log_path.read_text(errors="replace")
         except OSError:
             return ""
+
+
+# Reasons for ``@pytest.mark.single_worker`` (tests/conftest.py) that many tests share.
+METRICS_OF_ONE_WORKER = (
+    "reads the metrics of the kit's in-process worker 0, which cannot switch the test process's "
+    "prometheus_client to multiprocess mode as a forked worker does (/metrics summed over "
+    "real workers: stalwart_py/metrics.py)"
+)
+PATCHES_THE_WORKER = (
+    "patches or acts on the in-process worker alone, which a sibling worker process does not see"
+)
+RELOADS = (
+    "reloads, and the test kit's sibling workers do not reload together (a supervisor's reload "
+    "of two workers is tested in tests/integration/test_workers.py)"
+)
