@@ -113,6 +113,9 @@ class SnapshotCache:
         self.capacity = capacity
         self._snapshots: OrderedDict[int, Snapshot] = OrderedDict()
         self._size = 0
+        # A snapshot's messages by UID and its UIDs, made once for every view that selects
+        # it (MailboxView.shared), by mailbox id.
+        self._indexes: dict[int, tuple[Snapshot, dict[int, MessageInfo], list[int]]] = {}
 
     async def messages(
         self, head: Mailbox, read: Callable[[int], Awaitable[list[MessageInfo]]]
@@ -132,8 +135,25 @@ class SnapshotCache:
         self._store(head, messages)
         return messages
 
+    def index(
+        self, head: Mailbox, messages: tuple[MessageInfo, ...]
+    ) -> tuple[dict[int, MessageInfo], list[int]] | None:
+        """``messages`` (what ``messages()`` just returned for ``head``) by UID and their
+        UIDs, shared with every view of the same snapshot; None when it is not cached."""
+        snapshot = self._snapshots.get(head.id)
+        if snapshot is None or snapshot.messages is not messages:
+            return None
+        known = self._indexes.get(head.id)
+        if known is not None and known[0] is snapshot:
+            return known[1], known[2]
+        by_uid = {info.uid: info for info in messages}
+        index = (snapshot, by_uid, list(by_uid))
+        self._indexes[head.id] = index
+        return index[1], index[2]
+
     def _store(self, head: Mailbox, messages: tuple[MessageInfo, ...]) -> None:
         old = self._snapshots.pop(head.id, None)
+        self._indexes.pop(head.id, None)
         if old is not None:
             self._size -= len(old.messages)
         if len(messages) > self.capacity:
@@ -143,7 +163,8 @@ class SnapshotCache:
         )
         self._size += len(messages)
         while self._size > self.capacity:
-            _, evicted = self._snapshots.popitem(last=False)
+            evicted_id, evicted = self._snapshots.popitem(last=False)
+            self._indexes.pop(evicted_id, None)
             self._size -= len(evicted.messages)
 
 

@@ -54,7 +54,8 @@ async def select(session: Session, command: Command) -> Ok:
         head = await store.get_mailbox_by_id(mailbox.id)
         if head is None:
             raise No(f"No mailbox {mailbox.name}", "NONEXISTENT")
-        messages = await caches(store).snapshots.messages(head, store.messages)
+        snapshots = caches(store).snapshots
+        messages = await snapshots.messages(head, store.messages)
     except BaseException:
         watch.close()
         raise
@@ -66,6 +67,7 @@ async def select(session: Session, command: Command) -> Ok:
         head.highestmodseq,
         head.uidnext,
         messages,
+        index=snapshots.index(head, messages),
     )
     session.view, session.watch, session.state = view, watch, State.SELECTED
     write = session.write

@@ -53,6 +53,11 @@ class MailboxView:
     keywords: set[str] = field(default_factory=set)
     saved: list[int] | None = None  # SEARCH RETURN (SAVE): UIDs (RFC 5182)
     recent: set[int] = field(default_factory=set)  # \Recent to this session (recent.py)
+    # ``messages`` and ``uids`` are a snapshot's (cache.py), shared by every session that
+    # selected the mailbox in the same state: copied before this view first changes them.
+    # (Ten thousand sessions in IDLE on mailboxes of a hundred messages hold one copy of
+    # each mailbox, not ten thousand: some 5 KiB a session.)
+    shared: bool = False
 
     @classmethod
     def create(
@@ -64,10 +69,18 @@ class MailboxView:
         modseq: int,
         uidnext: int,
         messages: Iterable[MessageInfo],
+        *,
+        index: tuple[dict[int, MessageInfo], list[int]] | None = None,
     ) -> MailboxView:
+        """``index``: ``messages`` by UID and the UIDs ascending, already made (and shared:
+        never changed in place, see ``shared``)."""
         view = cls(mailbox_id, name, uidvalidity, read_only, modseq, uidnext)
-        view.messages = {info.uid: info for info in messages}
-        view.uids = list(view.messages)
+        if index is not None:
+            view.messages, view.uids = index
+            view.shared = True
+        else:
+            view.messages = {info.uid: info for info in messages}
+            view.uids = list(view.messages)
         for flags in {info.flags for info in view.messages.values()}:  # few distinct sets
             view._note_keywords(flags)
         if view.uids and view.uids[-1] >= view.uidnext:
@@ -142,8 +155,16 @@ class MailboxView:
         for uid in uids:
             info = self.messages.get(uid)
             if info is not None:
+                self._own()
                 self.recent.add(uid)
                 self.messages[uid] = replace(info, flags=info.flags | RECENT)
+
+    def _own(self) -> None:
+        """Copy the shared ``messages`` and ``uids`` before the first change to them."""
+        if self.shared:
+            self.messages = dict(self.messages)
+            self.uids = list(self.uids)
+            self.shared = False
 
     def recent_count(self) -> int:
         return sum(1 for uid in self.recent if uid in self.messages)
@@ -181,6 +202,7 @@ class MailboxView:
         for info in infos:
             if info.uid in self.messages:
                 info = self._marked(info)
+                self._own()
                 self.messages[info.uid] = info
                 new_keyword |= self._note_keywords(info.flags)
         return response.untagged(b"FLAGS " + self.flags_list()) if new_keyword else b""
@@ -206,6 +228,7 @@ class MailboxView:
             if info.uid in self.deferred or info.modseq <= current.modseq:
                 continue
             info = self._marked(info)
+            self._own()
             self.messages[info.uid] = info
             if info.flags != current.flags or options.condstore:
                 changed_flags.append(info)
@@ -219,6 +242,7 @@ class MailboxView:
         for info in changed_flags:
             out.append(self.fetch_flags(info, options))
         if appended:
+            self._own()
             for info in appended:
                 self.uids.append(info.uid)
                 self.messages[info.uid] = info
@@ -240,6 +264,7 @@ class MailboxView:
             positions = [bisect.bisect_left(self.uids, uid) + 1 for uid in present]
             out = b"".join(b"* %d EXPUNGE\r\n" % position for position in reversed(positions))
         gone = set(present)
+        self._own()
         self.uids = [uid for uid in self.uids if uid not in gone]
         for uid in present:
             del self.messages[uid]

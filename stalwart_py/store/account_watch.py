@@ -19,7 +19,7 @@ import sqlite3
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
-import anyio
+from stalwart_py.store.wakeup import Wakeup
 
 if TYPE_CHECKING:
     from stalwart_py.store.engine import ChangeHub
@@ -31,31 +31,30 @@ class AccountWatch:
     def __init__(self, hub: ChangeHub, account_id: int) -> None:
         self._hub = hub
         self.account_id = account_id
-        self._event = anyio.Event()
+        self._wakeup = Wakeup()
         self._mailboxes: set[int] = set()
         self._listing = False
 
     @property
     def pending(self) -> bool:
-        return self._event.is_set()
+        return self._wakeup.is_set
 
     async def wait(self) -> None:
         """Until a change is committed (at once if one was since the last ``take()``)."""
-        await self._event.wait()
+        await self._wakeup.wait()
 
     def take(self) -> tuple[set[int], bool]:
         """What changed since the last call: the mailboxes with message changes, and whether
         the mailbox list or the subscriptions changed. Clears the watch."""
         mailboxes, listing = self._mailboxes, self._listing
         self._mailboxes, self._listing = set(), False
-        if self._event.is_set():
-            self._event = anyio.Event()
+        self._wakeup.clear()
         return mailboxes, listing
 
     def _set(self, mailboxes: Iterable[int], listing: bool) -> None:
         self._mailboxes.update(mailboxes)
         self._listing |= listing
-        self._event.set()
+        self._wakeup.set()
 
     def close(self) -> None:
         self._hub._remove_account_watch(self)

@@ -45,6 +45,7 @@ from stalwart_py.files import create_private_file, private_dir
 from stalwart_py.store.account_watch import AccountWatch, mailbox_owners
 from stalwart_py.store.change_bus import ChangeBus, ChangeSet, DatagramBus
 from stalwart_py.store.schema import migrate
+from stalwart_py.store.wakeup import Wakeup
 
 log = logging.getLogger("stalwart_py.store")
 
@@ -72,27 +73,28 @@ class Txn:
 class MailboxWatch:
     """A session's subscription to changes of one mailbox; see the module docstring."""
 
+    __slots__ = ("_hub", "_wakeup", "mailbox_id")
+
     def __init__(self, hub: ChangeHub, mailbox_id: int) -> None:
         self._hub = hub
         self.mailbox_id = mailbox_id
-        self._event = anyio.Event()
+        self._wakeup = Wakeup()
 
     @property
     def pending(self) -> bool:
         """A change has been committed since the last ``wait()`` or ``clear()``."""
-        return self._event.is_set()
+        return self._wakeup.is_set
 
     def clear(self) -> None:
-        if self._event.is_set():
-            self._event = anyio.Event()
+        self._wakeup.clear()
 
     async def wait(self) -> None:
         """Until a change is committed (at once if one already was), then clear."""
-        await self._event.wait()
-        self._event = anyio.Event()
+        await self._wakeup.wait()
+        self._wakeup.clear()
 
     def _set(self) -> None:
-        self._event.set()
+        self._wakeup.set()
 
     def close(self) -> None:
         self._hub._remove(self)

@@ -40,6 +40,35 @@ def test_sequence_numbers_and_selection():
     assert view.select(SequenceSet(saved=True), uid=False) == [5, 12]
 
 
+def test_views_of_one_snapshot_share_it_until_one_changes():
+    """Sessions that select a mailbox in the same state share the snapshot's index; the
+    first change a view takes (flags, new mail, expunge, \\Recent) copies it first."""
+    from protocols.imap.cache import SnapshotCache
+    from stalwart_py.store import Mailbox
+
+    messages = tuple(info(uid) for uid in (1, 2, 3))
+    head = Mailbox(1, 1, "INBOX", None, uidvalidity=7, uidnext=4, highestmodseq=10)
+    cache = SnapshotCache()
+    cache._store(head, messages)
+    views = [
+        MailboxView.create(1, "INBOX", 7, False, 10, 4, messages, index=cache.index(head, messages))
+        for _ in range(4)
+    ]
+    assert all(v.messages is views[0].messages and v.uids is views[0].uids for v in views)
+    flagged = MailboxChanges(11, 4, changed=(info(2, 11, ("\\Seen",)),), vanished=())
+    views[0].apply(flagged, Options(), allow_expunge=True)
+    gone = MailboxChanges(highestmodseq=12, uidnext=5, changed=(info(4, 12),), vanished=(1,))
+    views[1].apply(gone, Options(), allow_expunge=True)
+    views[2].mark_recent([3])
+    assert views[0].messages[2].flags == {"\\Seen"} and views[0].uids == [1, 2, 3]
+    assert views[1].uids == [2, 3, 4] and 1 not in views[1].messages
+    assert "\\Recent" in views[2].messages[3].flags
+    untouched = views[3]  # and the snapshot's index, which the next SELECT gets
+    assert untouched.shared and untouched.uids == [1, 2, 3]
+    assert all(m.flags == frozenset() for m in untouched.messages.values())
+    assert cache.index(head, messages) == (untouched.messages, untouched.uids)
+
+
 def test_changes_become_expunge_fetch_and_exists_in_that_order():
     view = make_view(1, 2, 3, 4)
     changes = MailboxChanges(
