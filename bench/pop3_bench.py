@@ -14,7 +14,8 @@ the load average is printed beside them.
 Beside the time, the CPU time the server spent from login to QUIT (the RETRs), read from
 /proc for the server process and every process under it (Dovecot serves the session in a
 ``pop3`` process its master starts at login): on a shared, busy machine it moves far less
-than the time does.
+than the time does. The best run is printed too: on a busy machine it is the run that was
+least held up by others.
 
 The timed client (``--client raw``, the default) reads each reply off the socket in large
 chunks up to its terminating ``.`` line and does nothing else, so the time is the servers'.
@@ -200,18 +201,19 @@ CLIENTS = {"raw": retrieve_all_raw, "poplib": retrieve_all_poplib}
 
 def timed(
     name: str, port: int, pid: int, messages: list[bytes], runs: int, client: str
-) -> tuple[float, float]:
-    """The medians of the runs' wall time and of the server's CPU time."""
+) -> tuple[float, float, float]:
+    """The median and the best of the runs' wall time, and the median server CPU time."""
     check_all(port, messages)  # warm up (and, for us, learn the sizes once)
     count, retrieve_all = len(messages), CLIENTS[client]
     results = [retrieve_all(port, count, lambda: tree_cpu(pid)) for _ in range(runs)]
     times, cpus = [r[0] for r in results], [r[1] for r in results]
     median, cpu = statistics.median(times), statistics.median(cpus)
     print(
-        f"{name:12} RETR x{count}: median {median:.3f} s, server CPU {cpu:.3f} s"
-        f"  runs {[round(t, 3) for t in times]}  CPU {[round(c, 2) for c in cpus]}"
+        f"{name:12} RETR x{count}: median {median:.3f} s, best {min(times):.3f} s,"
+        f" server CPU {cpu:.3f} s  runs {[round(t, 3) for t in times]}"
+        f"  CPU {[round(c, 2) for c in cpus]}"
     )
-    return median, cpu
+    return median, min(times), cpu
 
 
 def main() -> None:
@@ -242,11 +244,12 @@ def main() -> None:
         with dovecot(Path(tmp), accounts, extra=dovecot_extra) as (_port, pid):
             theirs = timed("dovecot", pop3_port, pid, messages, args.runs, args.client)
     print(f"load average after: {os.getloadavg()}")
-    print(f"stalwart-py / dovecot: {mine[0] / theirs[0]:.2f}x time (goal <= 1.0x)", end="")
-    if theirs[1] > 0:
-        print(f", {mine[1] / theirs[1]:.2f}x server CPU")
-    else:
-        print()
+    print(
+        f"stalwart-py / dovecot: {mine[0] / theirs[0]:.2f}x median time (goal <= 1.0x),"
+        f" {mine[1] / theirs[1]:.2f}x best time",
+        end="",
+    )
+    print(f", {mine[2] / theirs[2]:.2f}x server CPU" if theirs[2] > 0 else "")
 
 
 if __name__ == "__main__":
