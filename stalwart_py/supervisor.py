@@ -399,9 +399,7 @@ class Supervisor:
             self._answer_waiters({"cmd": "reload-refused", "errors": errors})
             return
         if config.server.workers != self.count:
-            log.warning(
-                "server.workers changed to %d: that needs a restart", config.server.workers
-            )
+            log.warning("server.workers changed to %d: that needs a restart", config.server.workers)
         self._reloading = config
         for slot in self.slots:
             slot.answer = None
