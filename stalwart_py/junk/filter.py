@@ -40,7 +40,6 @@ import anyio
 from stalwart_py.config.junk import ClassifierSettings
 from stalwart_py.junk.bayes import classify as bayes_classify
 from stalwart_py.junk.headers import status_fields, strip_fields
-from stalwart_py.junk.tokens import tokenize
 from stalwart_py.store import Store
 from stalwart_py.store.model import JunkCounts
 
@@ -115,6 +114,10 @@ class JunkFilter:
         return Verdict(None, False, fields)
 
     async def _tokens(self, message: bytes) -> frozenset[str]:
+        # The tokenizer (with the Sieve message view and HTML handling under it) loads with
+        # the first message classified or trained on, not at every start.
+        from stalwart_py.junk.tokens import tokenize
+
         hostname = self.hostname()
         if len(message) <= INLINE_TOKENIZE:
             return tokenize(message, hostname)
@@ -216,4 +219,6 @@ def _lessons(
     todo: list[tuple[int, bool]], bodies: dict[int, bytes], hostname: str
 ) -> list[tuple[int, bool, list[str]]]:
     """(body id, junk, tokens) of each message to train on (in a worker thread)."""
+    from stalwart_py.junk.tokens import tokenize
+
     return [(blob_id, junk, sorted(tokenize(bodies[blob_id], hostname))) for blob_id, junk in todo]

@@ -52,6 +52,7 @@ NOT_AT_START = {
     "protocols.pop3.session": "protocols.pop3, on the first POP3 connection",
     "stalwart_py.queue.session": "stalwart_py.queue.manager, on the first remote delivery",
     "stalwart_py.queue.attempts": "stalwart_py.queue.manager, on the first job",
+    "stalwart_py.junk.tokens": "stalwart_py.junk.filter, on the first message classified",
     "josepy": "stalwart_py.acme, on the first order",
     "httpx": "stalwart_py.acme.client, on the first order",
     "stalwart_py.acme.client": "stalwart_py.acme.manager, on the first order",
