@@ -21,7 +21,6 @@ from stalwart_py.config import ConfigError, LoggingSettings, explain
 from stalwart_py.files import private_umask
 from stalwart_py.logs import configure_logging
 from stalwart_py.server import Server, StartupError, load, read_pid, read_status
-from stalwart_py.supervisor import Supervisor
 from stalwart_py.tls import TLSSetupError, build_context
 
 log = logging.getLogger("stalwart_py.server")
@@ -103,6 +102,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         # then 0600 as well.)
         with private_umask():
             if server.config.server.workers > 1:
+                from stalwart_py.supervisor import Supervisor  # one process needs none
+
                 supervisor = Supervisor(
                     args.config,
                     server.config,
