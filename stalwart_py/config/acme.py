@@ -59,6 +59,9 @@ class AcmeSettings:
     domains: tuple[Hostname, ...] = field(metadata={"one_or_many": True})
     # mailto: is added when absent
     contact: tuple[Contact, ...] = field(default=(), metadata={"one_or_many": True})
+    # How the CA checks that we control the names: "tls-alpn-01" (RFC 8737), a TLS handshake
+    # to port 443 answered by a TLS listener there; "http-01", a GET of
+    # /.well-known/acme-challenge/<token> on port 80 answered by an HTTP listener there.
     challenge: Literal["tls-alpn-01", "http-01"] = "tls-alpn-01"
     renew_before: Duration = 30 * 86400.0  # before the certificate's notAfter
     ca_file: Path | None = None  # trust anchors of a private ACME server (step-ca)

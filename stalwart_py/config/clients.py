@@ -39,8 +39,11 @@ MaxAge = Annotated[
 class MtaStsSettings:
     """``[mta-sts]``: see the module docstring."""
 
+    # RFC 8461 5: "enforce": senders deliver only over verified TLS to the mx hosts;
+    # "testing": they deliver anyway and report failures (TLS-RPT); "none": policy withdrawn.
     mode: Literal["testing", "enforce", "none"] = "testing"
     # RFC 8461 3.2 recommends weeks or more once a policy is settled; a week is where
     # Stalwart starts, short enough that a mistake in "testing" does not linger.
     max_age: MaxAge = 7 * 86400.0
+    # The MX host names senders may deliver to; empty: server.hostname.
     mx: tuple[Hostname, ...] = field(default=(), metadata={"one_or_many": True})

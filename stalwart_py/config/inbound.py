@@ -33,6 +33,8 @@ VerifyMode = Literal["relaxed", "strict", "disable"]
 class VerifySettings:
     """``auth.<method>.*``: one authentication method."""
 
+    # "relaxed": check and record in Authentication-Results; "strict": also refuse a
+    # definite failure; "disable": neither (what each refuses: under [auth] above).
     verify: VerifyMode = "relaxed"
 
 
@@ -43,7 +45,11 @@ class ArcVerifySettings:
     overrides a DMARC failure: a mailing list we trust forwarded the message and said it
     passed when it arrived there."""
 
+    # "relaxed": check and record the chain; "strict": also refuse a chain that fails;
+    # "disable": neither.
     verify: VerifyMode = "relaxed"
+    # Domains (the d= of an ARC-Seal) whose seal, when it is the latest of a valid chain,
+    # overrides a DMARC failure; empty: none does.
     trusted_sealers: tuple[Hostname, ...] = field(default=(), metadata={"one_or_many": True})
 
 
@@ -72,9 +78,12 @@ class DnsblSettings:
     domain at the end of DATA); ``"junk"`` accepts and files the message into Junk.
     """
 
-    ip_zones: tuple[Hostname, ...] = ()
+    ip_zones: tuple[Hostname, ...] = ()  # blocklists asked about the client's IP address
+    # Blocklists asked about the envelope sender's domain and the From domain.
     domain_zones: tuple[Hostname, ...] = ()
+    # Allowlists (DNSWL) asked about the client's address: a listed client skips the others.
     allow_zones: tuple[Hostname, ...] = ()
+    # What a listing does: "reject" answers 554 5.7.1 naming the list; "junk" files into Junk.
     action: Literal["reject", "junk"] = "reject"
 
 

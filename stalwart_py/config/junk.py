@@ -21,8 +21,9 @@ class ClassifierSettings:
     enable: bool = True  # false: no score, no header, no filing, no training
     # A message scoring this or more (0..1) is junk: X-Spam-Status: Yes, filed into Junk.
     junk_threshold: Annotated[float, Range(0.5, 1.0)] = 0.9
-    # Trained messages of each class an account needs before its scores are used.
+    # Messages trained as junk an account needs before its scores are used.
     min_junk: Annotated[int, Range(1)] = 10
+    # Messages trained as not junk an account needs before its scores are used.
     min_not_junk: Annotated[int, Range(1)] = 10
     # Tokens kept per account; past it the rarest are forgotten (about 40 bytes each on disk).
     max_tokens: Annotated[int, Range(1000)] = 100_000

@@ -233,7 +233,7 @@ class RouteSettings:
     """``[queue.route."<domain>"]``: deliver this domain to a fixed host instead of its MX."""
 
     host: Host  # a host name or an IP address
-    port: Port = 25
+    port: Port = 25  # the port of that host
     # "none"; "opportunistic": STARTTLS when offered, unverified; "starttls": required and
     # verified; "implicit": TLS from the first byte, verified.
     tls: RouteTLS = "opportunistic"
@@ -253,7 +253,7 @@ class RouteSettings:
 class RelaySettings(RouteSettings):
     """``[queue.relay]``: send every remote message through this smarthost."""
 
-    port: Port = 587
+    port: Port = 587  # the smarthost's port (submission, RFC 6409)
     tls: RouteTLS = "starttls"
 
 
@@ -276,7 +276,7 @@ class QueueDnsSettings:
     them, with a warning naming the new key)."""
 
     nameservers: tuple[NameServer, ...] = ()  # empty: the system's (/etc/resolv.conf)
-    timeout: Duration = 5.0
+    timeout: Duration = 5.0  # read as resolver.timeout: one try at one server
 
 
 @dataclass(frozen=True, slots=True)

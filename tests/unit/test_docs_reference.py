@@ -47,6 +47,17 @@ def test_every_configuration_key_is_in_the_reference() -> None:
         assert key in text, key
 
 
+def test_every_configuration_key_has_a_description() -> None:
+    """A key's description is the comment on or above its field: a key without one would
+    be a row a reader learns nothing from (and the house rule says every key has one)."""
+    rows = [
+        line for line in PAGES["configuration-reference.md"].splitlines() if line.startswith("| `")
+    ]
+    assert len(rows) > 100
+    bare = [row.split(" | ")[0].strip("| ") for row in rows if row.rstrip().endswith("|  |")]
+    assert not bare, f"keys without a description (comment their fields): {bare}"
+
+
 def test_a_default_bound_and_comment_come_from_the_schema() -> None:
     row = next(
         line
