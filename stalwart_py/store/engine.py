@@ -51,6 +51,7 @@ log = logging.getLogger("stalwart_py.store")
 
 T = TypeVar("T")
 MAX_BATCH = 512
+MAX_ATTEMPTS = 3  # runs of a write that keeps failing for a transient reason (_transient)
 _STOP = object()
 RUN_DIR = "run"  # beside the database: the processes' change-notification sockets
 
@@ -324,6 +325,38 @@ class Engine:
             conn.close()
 
     def _run_batch(self, conn: sqlite3.Connection, batch: list[_Job]) -> None:
+        """Run and commit ``batch``, then wake its callers. A write that failed for a reason
+        that goes away by itself (``_transient``: PostgreSQL chose it as a deadlock's victim)
+        runs again in a transaction of its own, after this one released its locks."""
+        for attempt in range(MAX_ATTEMPTS):
+            touched, owners, listings = self._transaction(conn, batch)
+            again = [
+                job
+                for job in batch
+                if attempt + 1 < MAX_ATTEMPTS
+                and job.error is not None
+                and self._transient(job.error)
+            ]
+            finished = [job for job in batch if job not in again]
+            self.batches += 1
+            self.writes += len(finished)
+            assert self._loop is not None
+            with contextlib.suppress(RuntimeError):  # the loop closed: nobody is waiting
+                self._loop.call_soon_threadsafe(self._finish, finished, touched, owners, listings)
+            if not again:
+                return
+            log.info("store: %d writes run again after %s", len(again), again[0].error)
+            for job in again:
+                job.result, job.error = None, None
+            batch = again
+
+    def _transient(self, error: BaseException) -> bool:
+        """Whether a write that failed so succeeds if run again (SQLite: never)."""
+        return False
+
+    def _transaction(
+        self, conn: sqlite3.Connection, batch: list[_Job]
+    ) -> tuple[set[int], dict[int, set[int]], set[int]]:
         touched: set[int] = set()
         listings: set[int] = set()
         owners: dict[int, set[int]] = {}
@@ -357,11 +390,7 @@ class Engine:
             for job in batch:
                 job.result, job.error = None, exc
             touched, listings, owners = set(), set(), {}
-        self.batches += 1
-        self.writes += len(batch)
-        assert self._loop is not None
-        with contextlib.suppress(RuntimeError):  # the loop closed: nobody is waiting
-            self._loop.call_soon_threadsafe(self._finish, batch, touched, owners, listings)
+        return touched, owners, listings
 
     def _finish(
         self,

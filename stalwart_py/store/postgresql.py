@@ -102,6 +102,13 @@ class PgEngine(Engine):
         # other nodes hear the batches by NOTIFY (``_in_transaction``, ``pg_notify.py``).
         return DatagramBus(self._data_dir / RUN_DIR)
 
+    def _transient(self, error: BaseException) -> bool:
+        # Two nodes' batches locking rows in opposite orders: PostgreSQL aborts one statement
+        # (40P01); with everything this batch locked released, the write goes through.
+        return isinstance(
+            error, (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure)
+        )
+
     def _in_transaction(self, conn: PgConnection, changes: ChangeSet) -> None:
         notify_in_transaction(conn.execute, self.node, changes)
 

@@ -4,6 +4,8 @@ PostgreSQL store must get from row locks. Each node here is a ``PostgresStore`` 
 
 from __future__ import annotations
 
+import threading
+
 import anyio
 import pytest
 
@@ -172,3 +174,33 @@ def test_a_change_set_too_large_for_one_notification_wakes_everything():
     assert ChangeSet.decode(text.partition(" ")[2].encode()).everything
     small = pg_notify.payload("node", ChangeSet({5}, {1: {5}}))
     assert ChangeSet.decode(small.partition(" ")[2].encode()).mailboxes == {5}
+
+
+async def test_a_write_chosen_as_a_deadlock_victim_runs_again(nodes):
+    a, b = nodes
+    await a.add_domain("example.test")
+    account = await a.add_account("bob@example.test", "h", None)
+    first = (await a.get_mailbox(account.id, "INBOX")).id
+    second = (await a.get_mailbox(account.id, "Sent")).id
+    both_hold_one = threading.Barrier(2, timeout=10)
+    runs = []
+
+    def locking(one: int, other: int):
+        def write(txn) -> int:
+            runs.append(one)
+            bump = "UPDATE mailboxes SET highestmodseq = highestmodseq + 1 WHERE id = ?"
+            txn.execute(bump, (one,))
+            if len(runs) <= 2:  # the first run of each: both hold a row the other wants
+                both_hold_one.wait()
+            txn.execute(bump, (other,))
+            return one
+
+        return write
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(a._engine.write, locking(first, second))
+        group.start_soon(b._engine.write, locking(second, first))
+    assert len(runs) >= 3  # the victim ran again (and may have waited its turn once more)
+    # each write committed once: each mailbox bumped by both, no more
+    assert (await a.get_mailbox(account.id, "INBOX")).highestmodseq == 3
+    assert (await a.get_mailbox(account.id, "Sent")).highestmodseq == 3
