@@ -1,16 +1,22 @@
-"""Durable deliveries per second: stalwart-py's delivery pipeline into SQLite, side by side
-with the plain Maildir way (one file per message, written, fsync'd, renamed into new/, and the
-directory fsync'd), with 1 and with 16 concurrent deliverers.
+"""Durable deliveries per second: stalwart-py's delivery pipeline into SQLite (and with
+``--backend sqlite,postgresql`` into PostgreSQL too), side by side with the plain Maildir way
+(one file per message, written, fsync'd, renamed into new/, and the directory fsync'd), with 1
+and with 16 concurrent deliverers.
 
     .venv/bin/python bench/store_delivery.py [--messages 2000] [--size 10240]
+        [--backend sqlite,postgresql] [--postgresql-url postgresql://...]
 
 Both sides make every message durable before counting it. Ours goes through the whole
-pipeline (resolution, trace headers, MIME parsing, quota, UID/MODSEQ, group commit).
+pipeline (resolution, trace headers, MIME parsing, quota, UID/MODSEQ, group commit). For
+PostgreSQL without ``--postgresql-url`` a server is started from the installed binaries in a
+temporary directory, on a Unix socket, with fsync on (``tests/support/postgres.py``); each run
+gets a fresh database. The issue's goal: PostgreSQL >= 0.8x SQLite with 16 deliverers.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import random
 import socket
@@ -63,10 +69,18 @@ async def run_concurrently(count: int, workers: int, deliver) -> tuple[float, li
     return time.perf_counter() - started, latencies
 
 
-async def bench_ours(directory: Path, messages: list[bytes], workers: int, blob_backend=None):
-    """``blob_backend``: bodies there instead of in the database (bench/blob_delivery.py)."""
+async def bench_ours(
+    directory: Path, messages: list[bytes], workers: int, blob_backend=None, postgresql=None
+):
+    """``blob_backend``: bodies there instead of in the database (bench/blob_delivery.py);
+    ``postgresql``: the URL of a fresh database, for the PostgreSQL store instead of SQLite."""
     passwords.SCRYPT_LOG2_N = 8  # account setup only; nothing measured hashes a password
-    store = SqliteStore(directory, blob_backend=blob_backend)
+    if postgresql is not None:
+        from stalwart_py.store.postgresql import PostgresStore
+
+        store = PostgresStore(postgresql, directory, blob_backend=blob_backend)
+    else:
+        store = SqliteStore(directory, blob_backend=blob_backend)
     await store.open()
     try:
         users = Directory(store)
@@ -125,22 +139,52 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--messages", type=int, default=2000)
     parser.add_argument("--size", type=int, default=10240)
+    parser.add_argument(
+        "--backend", default="sqlite", help="sqlite, postgresql or both: sqlite,postgresql"
+    )
+    parser.add_argument(
+        "--postgresql-url", help="an existing server's database (else a temporary server)"
+    )
     args = parser.parse_args()
+    backends = [name.strip() for name in args.backend.split(",")]
+    unknown = set(backends) - {"sqlite", "postgresql"}
+    if unknown:
+        parser.error(f"unknown backend(s): {', '.join(sorted(unknown))}")
     messages = [make_message(n, args.size) for n in range(args.messages)]
     print(f"{args.messages} messages of {args.size} bytes, every one durable before it counts")
-    for workers in (1, 16):
-        with (
-            tempfile.TemporaryDirectory(dir=Path.cwd()) as ours_dir,
-            tempfile.TemporaryDirectory(dir=Path.cwd()) as maildir_dir,
-        ):
-            ours = anyio.run(bench_ours, Path(ours_dir), messages, workers)
-            peer = anyio.run(bench_maildir, Path(maildir_dir), messages, workers)
-        ours_rate, ours_text = describe(*ours, args.messages)
-        peer_rate, peer_text = describe(*peer, args.messages)
-        print(f"\n{workers:2d} deliverer(s)")
-        print(f"  stalwart-py (SQLite, group commit)  {ours_text}")
-        print(f"  Maildir (fsync per message)         {peer_text}")
-        print(f"  ratio stalwart-py / Maildir: {ours_rate / peer_rate:.2f}")
+    with contextlib.ExitStack() as stack:
+        new_database = None
+        if "postgresql" in backends:
+            if args.postgresql_url:
+                new_database = lambda: args.postgresql_url  # noqa: E731
+            else:
+                from tests.support.postgres import running_cluster
+
+                new_database = stack.enter_context(running_cluster()).database
+        for workers in (1, 16):
+            rates = {}
+            texts = {}
+            for backend in backends:
+                with tempfile.TemporaryDirectory(dir=Path.cwd()) as ours_dir:
+                    url = new_database() if backend == "postgresql" else None
+                    result = anyio.run(bench_ours, Path(ours_dir), messages, workers, None, url)
+                rates[backend], texts[backend] = describe(*result, args.messages)
+            with tempfile.TemporaryDirectory(dir=Path.cwd()) as maildir_dir:
+                peer = anyio.run(bench_maildir, Path(maildir_dir), messages, workers)
+            peer_rate, peer_text = describe(*peer, args.messages)
+            print(f"\n{workers:2d} deliverer(s)")
+            for backend in backends:
+                label = {"sqlite": "SQLite", "postgresql": "PostgreSQL"}[backend]
+                print(
+                    f"  stalwart-py ({label}, group commit){' ' * (10 - len(label))}"
+                    f"{texts[backend]}"
+                )
+            print(f"  Maildir (fsync per message)         {peer_text}")
+            for backend in backends:
+                print(f"  ratio stalwart-py {backend} / Maildir: {rates[backend] / peer_rate:.2f}")
+            if len(backends) == 2:
+                ratio = rates["postgresql"] / rates["sqlite"]
+                print(f"  ratio PostgreSQL / SQLite: {ratio:.2f}")
 
 
 if __name__ == "__main__":
