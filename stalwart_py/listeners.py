@@ -137,12 +137,13 @@ class ListenerRegistry:
         protocols: dict[str, Protocol],
         *,
         inherited: dict[tuple[str, BindAddress], socket.socket] | None = None,
-        shared: SharedState | None = None,
+        shared: SharedState,
     ) -> None:
         """``inherited``: in a worker process (``supervisor.py``), the sockets the supervisor
         bound, by listener id and configured address; the registry then never binds (nor
         unlinks) itself. ``shared``: the workers' common counts and suspended listeners
-        (``stalwart_py.shared``), so that limits and run-time control hold server-wide."""
+        (``stalwart_py.shared``), so that limits and run-time control hold server-wide; a
+        server of one process has its own, the same code shared with nobody."""
         self.shared = shared
         self.context = context
         self.protocols = protocols
@@ -392,9 +393,7 @@ class ListenerRegistry:
         server_limit = self.context.config.server.max_connections
         self.open_connections += 1
         runtime.open_connections += 1
-        server_count, listener_count = self.open_connections, runtime.open_connections
-        if self.shared is not None:  # every worker's connections count
-            server_count, listener_count = self.shared.enter(config.id)
+        server_count, listener_count = self.shared.enter(config.id)  # every worker's
         peer_key: bytes | None = None
         ip_key: bytes | None = None
         conn: Connection | None = None
@@ -484,8 +483,7 @@ class ListenerRegistry:
             if ip_key is not None:
                 self.counts.leave(ip_key)
             runtime.open_connections -= 1
-            if self.shared is not None:
-                self.shared.leave(config.id)
+            self.shared.leave(config.id)
             self.open_connections -= 1
             self._changed.set()
             self._changed = anyio.Event()
@@ -543,8 +541,7 @@ class ListenerRegistry:
         """Disable (or enable again) a listener at run time without a restart: its sockets
         stay bound, new connections get the protocol's refusal, open sessions go on."""
         runtime = self.listeners[listener_id]
-        if self.shared is not None:
-            self.shared.set_suspended(listener_id, suspended)
+        self.shared.set_suspended(listener_id, suspended)
         if runtime.suspended != suspended:
             runtime.suspended = suspended
             log.info("listener %s %s", listener_id, "disabled" if suspended else "enabled")
@@ -557,9 +554,7 @@ class ListenerRegistry:
                 "protocol": runtime.config.protocol,
                 "bind": [str(bound.actual) for bound in runtime.sockets.values()],
                 "tls": "implicit" if runtime.config.settings.tls.implicit else "none",
-                "open-connections": (
-                    self.shared.open_connections(lid) if self.shared else runtime.open_connections
-                ),
+                "open-connections": self.shared.open_connections(lid),
                 "max-connections": runtime.config.settings.max_connections,
                 "enabled": not self.is_suspended(lid),
             }
@@ -568,9 +563,7 @@ class ListenerRegistry:
 
     def is_suspended(self, listener_id: str) -> bool:
         """Disabled at run time (in any worker, when there are several)."""
-        if self.shared is not None:
-            return self.shared.is_suspended(listener_id)
-        return self.listeners[listener_id].suspended
+        return self.shared.is_suspended(listener_id)
 
     def addresses(self, listener_id: str) -> list[BindAddress]:
         """The addresses a listener is bound to, with real ports."""

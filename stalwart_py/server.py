@@ -48,7 +48,9 @@ from stalwart_py.files import (
 from stalwart_py.listeners import ApplyError, ListenerRegistry, ReloadReport
 from stalwart_py.plugin import Protocol, discover_protocols, require_compatible_plugins
 from stalwart_py.queue import QueueManager
-from stalwart_py.singleton import run_singleton
+from stalwart_py.shared import FILE as SHARED_FILE
+from stalwart_py.shared import SharedState
+from stalwart_py.singleton import run_dir, run_singleton
 from stalwart_py.store import Store, StoreError, create_store
 from stalwart_py.store.blobstore import BlobBackendError
 from stalwart_py.store.blobstore.sweep import LEASE as SWEEP_LEASE
@@ -114,6 +116,7 @@ class Server:
         self.registry: ListenerRegistry | None = None
         self._task_group: anyio.abc.TaskGroup | None = None
         self._link: SupervisorLink | None = None
+        self._own_shared: SharedState | None = None  # a server of one process makes its own
 
     async def run(
         self,
@@ -150,6 +153,9 @@ class Server:
             finally:
                 with anyio.CancelScope(shield=True):
                     await store.close()
+                if self._own_shared is not None:
+                    self._own_shared.close()
+                    self._own_shared = None
             self._notify({"event": "stopped"})
 
     async def _sweep_blobs(self) -> None:
@@ -182,11 +188,16 @@ class Server:
         elif created is not None:
             log.info("created the administrator account %s with the given password", created[0])
         self._instantiate_protocols()
+        if self.worker is not None and self.worker.shared is not None:
+            shared = self.worker.shared
+        else:  # one process: the same counts and flags as workers use, shared with nobody
+            data_dir = self.config.storage.data_dir
+            shared = self._own_shared = SharedState(run_dir(data_dir) / SHARED_FILE, create=True)
         self.registry = ListenerRegistry(
             self.context,
             self.protocols,
             inherited=self.worker.sockets if self.worker is not None else None,
-            shared=self.worker.shared if self.worker is not None else None,
+            shared=shared,
         )
         # The outbound queue's workers belong to this task group: they stop with it, and
         # whatever they were delivering stays queued (see stalwart_py/queue/manager.py).

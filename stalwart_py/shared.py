@@ -4,7 +4,8 @@ With ``server.workers = N`` the limits ``server.max-connections`` and a listener
 ``max-connections`` hold for the whole server, and a listener disabled over HTTP or with
 ``stalwart-py listener disable`` (which reach one worker) is disabled in every worker. Both need
 state shared by the workers; it lives in one small file mapped into every worker,
-``<data-dir>/run/shared``, made (zeroed) by the supervisor at start.
+``<data-dir>/run/shared``, made (zeroed) by the supervisor at start. A server of one process
+(``workers = 1``) makes and uses its own in the same way: one code path for the limits.
 
 Layout: int32 cells. For each of ``SLOTS`` listener slots plus one for the whole server, one
 count per worker index: a worker only ever changes its own cells, and the supervisor zeroes a
