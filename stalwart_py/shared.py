@@ -65,23 +65,32 @@ class SharedState:
     def _unlock(self) -> None:
         fcntl.lockf(self._fd, fcntl.LOCK_UN)
 
+    def _name_at(self, index: int) -> bytes:
+        offset = _NAMES + index * NAME_BYTES
+        return self._map[offset : offset + NAME_BYTES].rstrip(b"\0")
+
     def _slot(self, listener_id: str) -> int:
-        """The slot of ``listener_id`` (call with the lock held)."""
-        slot = self._slots.get(listener_id)
-        if slot is not None:
-            return slot
+        """The slot of ``listener_id`` (call with the lock held). A slot is taken for good
+        only while it is in use: once every slot has had a name, a new listener takes one
+        whose listener has no connection in any worker and is not disabled (gone in a
+        reload, or idle), and whoever had it cached finds it under its name again."""
         name = listener_id.encode()[:NAME_BYTES]
-        free = None
+        slot = self._slots.get(listener_id)
+        if slot is not None and self._name_at(slot) == name:
+            return slot
+        free = idle = None
         for index in range(SLOTS):
-            offset = _NAMES + index * NAME_BYTES
-            stored = self._map[offset : offset + NAME_BYTES].rstrip(b"\0")
+            stored = self._name_at(index)
             if stored == name:
                 self._slots[listener_id] = index
                 return index
             if not stored and free is None:
                 free = index
+            elif idle is None and not self._total(index) and not self._cells[_SUSPENDED + index]:
+                idle = index
+        free = free if free is not None else idle
         if free is None:
-            raise RuntimeError(f"more than {SLOTS} listeners")
+            raise RuntimeError(f"more than {SLOTS} listeners with connections or disabled")
         offset = _NAMES + free * NAME_BYTES
         self._map[offset : offset + NAME_BYTES] = name.ljust(NAME_BYTES, b"\0")
         self._slots[listener_id] = free
@@ -120,7 +129,7 @@ class SharedState:
 
     def is_suspended(self, listener_id: str) -> bool:
         slot = self._slots.get(listener_id)
-        if slot is None:
+        if slot is None or self._name_at(slot) != listener_id.encode()[:NAME_BYTES]:
             self._lock()
             try:
                 slot = self._slot(listener_id)
