@@ -74,12 +74,15 @@ class Txn:
 class MailboxWatch:
     """A session's subscription to changes of one mailbox; see the module docstring."""
 
-    __slots__ = ("_hub", "_wakeup", "mailbox_id")
+    __slots__ = ("_hub", "_wakeup", "mailbox_id", "on_change")
 
     def __init__(self, hub: ChangeHub, mailbox_id: int) -> None:
         self._hub = hub
         self.mailbox_id = mailbox_id
         self._wakeup = Wakeup()
+        # Called at each change, for a session that waits for a change or for input in one
+        # task (IMAP IDLE: it cancels the wait for input).
+        self.on_change: Callable[[], object] | None = None
 
     @property
     def pending(self) -> bool:
@@ -96,6 +99,8 @@ class MailboxWatch:
 
     def _set(self) -> None:
         self._wakeup.set()
+        if self.on_change is not None:
+            self.on_change()
 
     def close(self) -> None:
         self._hub._remove(self)
