@@ -391,9 +391,15 @@ class ListenerRegistry:
         session_id = f"{_session_ids.getrandbits(32):08x}"
         slog = logging.LoggerAdapter(log, {"session": session_id})
         server_limit = self.context.config.server.max_connections
+        try:
+            server_count, listener_count = self.shared.enter(config.id)  # every worker's
+        except RuntimeError as exc:  # every shared listener slot busy: drop this one, say why
+            slog.error("listener %s: connection dropped: %s", config.id, exc)
+            if stream.transport is not None:
+                stream.transport.abort()
+            return
         self.open_connections += 1
         runtime.open_connections += 1
-        server_count, listener_count = self.shared.enter(config.id)  # every worker's
         peer_key: bytes | None = None
         ip_key: bytes | None = None
         conn: Connection | None = None

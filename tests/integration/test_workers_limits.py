@@ -3,7 +3,8 @@ connections, failed logins and SMTP rate count together whichever worker serves 
 
 Real processes (``ServerProcess``); which worker served a connection is read from the log
 (``worker_of``). Each test makes the limit bite in both workers: with per-worker counts a
-worker that had seen fewer than the limit would let the client through.
+worker that had seen fewer than the limit would let the client through. Last, in one process,
+what happens when the shared listener table is full: one connection dropped, the server serving.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import time
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from stalwart_py.shared import SLOTS
 from tests.integration.test_workers import (
     PASSWORD,
     USER,
@@ -26,6 +28,7 @@ from tests.integration.test_workers import (
     worker_of,
     workers_config,
 )
+from tests.support.clients import LineClient
 from tests.support.servers import ServerProcess
 
 QUIET_CHECKS = """
@@ -258,3 +261,26 @@ def test_metrics_are_the_servers_summed_over_both_workers(tmp_path):
         # the dead worker's sessions counted still; its open one gone with it
         figures_from_both((sessions, 1.0))
         held[0].close()
+
+
+def test_a_full_shared_listener_table_drops_a_connection_and_the_server_goes_on(
+    start_server, caplog
+):
+    server = start_server("""
+[server.listener.probe]
+bind = ["127.0.0.1:0"]
+protocol = "probe"
+""")
+    shared = server.registry.shared
+    others = [f"elsewhere-{n}" for n in range(SLOTS)]
+    with LineClient(server.address("probe")) as client:  # the probe's slot taken first
+        assert "listener" in client.info()
+    server.wait_until(lambda: server.registry.open_connections == 0)
+    for name in others:  # every slot busy, the probe's taken over (it was idle)
+        shared.enter(name)
+    with LineClient(server.address("probe")) as dropped:
+        assert dropped.readline() == b""
+    assert "connection dropped: more than 64 listeners" in caplog.text
+    shared.leave(others[0])
+    with LineClient(server.address("probe")) as client:
+        assert "listener" in client.info()
