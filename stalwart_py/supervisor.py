@@ -120,7 +120,7 @@ class Supervisor:
         self.config = config
         self.notify_fd = notify_fd
         self.configure_logging = configure_logging
-        self.count = config.server.workers
+        self.count = config.server.worker_count
         self.slots = [WorkerSlot(i) for i in range(self.count)]
         self.sockets: dict[SocketKey, socket.socket] = {}
         self._unix: dict[SocketKey, tuple[int, int] | None] = {}
@@ -398,8 +398,10 @@ class Supervisor:
             self._announce("reload-failed", errors=errors)
             self._answer_waiters({"cmd": "reload-refused", "errors": errors})
             return
-        if config.server.workers != self.count:
-            log.warning("server.workers changed to %d: that needs a restart", config.server.workers)
+        if config.server.worker_count != self.count:
+            log.warning(
+                "server.workers changed to %d: that needs a restart", config.server.worker_count
+            )
         self._reloading = config
         for slot in self.slots:
             slot.answer = None

@@ -101,7 +101,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         # makes without one is private too. (A Unix listener without socket.file-mode is
         # then 0600 as well.)
         with private_umask():
-            if server.config.server.workers > 1:
+            if server.config.server.worker_count > 1:
                 from stalwart_py.supervisor import Supervisor  # one process needs none
 
                 supervisor = Supervisor(

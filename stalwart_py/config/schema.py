@@ -7,6 +7,7 @@ declared by each protocol plugin in the same way and merged under the same rule.
 
 from __future__ import annotations
 
+import os
 import socket
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +28,7 @@ from stalwart_py.config.types import (
     TLSVersion,
 )
 
+MAX_WORKERS = 64  # server.workers: more processes than this is a mistake, not a machine
 # Keys that shape the listening socket itself, so a peer scope cannot change them.
 LISTENING_SOCKET_KEYS = frozenset({"reuse-addr", "reuse-port", "backlog", "file-mode"})
 
@@ -112,11 +114,27 @@ class ServerSettings:
     max_connections: Annotated[int, Range(1)] | None = None  # over all listeners together
     shutdown_timeout: Duration = 10.0  # grace for open sessions on SIGTERM
     # Worker processes accepting on the listening sockets (stalwart_py/supervisor.py); 1 is
-    # one process doing everything. Read at start: a change needs a restart.
-    workers: Annotated[int, Range(1, 64)] = 1
+    # one process doing everything. Unset: one per CPU this process may run on (its CPU
+    # affinity, so a container's cpuset counts), at most 64. Read at start: a change needs a
+    # restart.
+    workers: Annotated[int, Range(1, MAX_WORKERS)] | None = None
     # How often to look at the certificate files for a renewal (an ACME client replacing
     # them) and reload when one changed; unset: never (reload by hand or SIGHUP).
     certificate_watch: Duration | None = None
+
+    @property
+    def worker_count(self) -> int:
+        """``workers``, or when unset the CPUs this process may use (``usable_cpus``)."""
+        return self.workers if self.workers is not None else min(usable_cpus(), MAX_WORKERS)
+
+
+def usable_cpus() -> int:
+    """The CPUs this process may run on: its affinity mask (``taskset``, a container's
+    cpuset), which ``os.cpu_count()`` ignores; the count of the machine where there is none."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # no sched_getaffinity (macOS)
+        return os.cpu_count() or 1
 
 
 @dataclass(frozen=True, slots=True)

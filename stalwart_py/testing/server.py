@@ -72,7 +72,7 @@ class RunningServer(AbstractContextManager["RunningServer"]):
         self.server = Server(config_path, protocols=protocols, config=config)
         # server.workers > 1: worker 0 runs here, its siblings in processes of their own
         self.siblings = (
-            Siblings(config_path, config, protocols) if config.server.workers > 1 else None
+            Siblings(config_path, config, protocols) if config.server.worker_count > 1 else None
         )
         # What clients made by connect()/smtp()/imap() trust when asked for TLS.
         self.client_tls = client_tls

@@ -107,7 +107,7 @@ class Siblings:
         self.config_path = config_path
         self.config = config
         self.protocols = {name: import_path(cls) for name, cls in protocols.items()}
-        self.count = config.server.workers
+        self.count = config.server.worker_count
         self.sockets: dict[SocketKey, socket.socket] = {}
         self._unix: dict[SocketKey, tuple[int, int] | None] = {}
         self._stack = ExitStack()

@@ -17,7 +17,10 @@ import os
 import re
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
+
+from stalwart_py.testing.workers import with_workers
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -64,8 +67,10 @@ def loaded_at_ready(tmp_path: Path) -> set[str]:
     text = (ROOT / "config" / "local.toml").read_text()
     text = re.sub(r'"127\.0\.0\.1:\d+"', '"127.0.0.1:0"', text)
     text = re.sub(r'data-dir = "[^"]*"', f'data-dir = "{tmp_path / "var"}"', text)
-    # One process: with workers the supervisor would report its own modules, not a worker's.
-    text = text.replace("[server]\n", "[server]\nworkers = 1\n", 1)
+    # One process: with workers the supervisor would report its own modules, not a worker's
+    # (local.toml says so already; kept should it change).
+    text = with_workers(text, 1)
+    assert tomllib.loads(text)["server"]["workers"] == 1
     config = tmp_path / "local.toml"
     config.write_text(text)
     env = {**os.environ, "STALWART_ADMIN_PASSWORD": "not shown"}

@@ -3,7 +3,9 @@ local.toml (``make run``: loopback, high ports, data under ./var)."""
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
+import os
 from pathlib import Path
 
 from stalwart_py.server import load as load_file
@@ -30,3 +32,21 @@ def test_both_files_have_the_same_listeners_and_protocols():
     protocols = {lid: listener.protocol for lid, listener in image.listeners.items()}
     assert {lid: listener.protocol for lid, listener in local.listeners.items()} == protocols
     assert set(protocols.values()) == {"smtp", "lmtp", "imap", "http", "managesieve", "pop3"}
+
+
+def test_the_image_uses_every_cpu_it_is_given_and_make_run_one_process(monkeypatch):
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 2, 5}, raising=False)
+    image = load("config.toml")
+    assert image.server.workers is None  # unset: the CPU affinity decides
+    assert image.server.worker_count == 3
+    assert load("local.toml").server.worker_count == 1
+
+
+def test_the_default_worker_count_follows_the_affinity_within_bounds(monkeypatch):
+    settings = load("config.toml").server
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(200)), raising=False)
+    assert settings.worker_count == 64  # server.workers' upper bound
+    monkeypatch.delattr(os, "sched_getaffinity", raising=False)  # macOS has none
+    monkeypatch.setattr(os, "cpu_count", lambda: 6)
+    assert settings.worker_count == 6
+    assert dataclasses.replace(settings, workers=2).worker_count == 2  # a set value wins
