@@ -14,11 +14,14 @@ resize them (``directory.throttle.max-tracked`` takes effect at the next start).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from stalwart_py.config import Config
 from stalwart_py.inbound.rate import rate_table
 from stalwart_py.shared_table import ConnectionCounts, SharedTable
 from stalwart_py.throttle import failure_table
+
+_TABLES = ("login_failures", "connection_rates", "message_rates")  # the plain SharedTables
 
 
 @dataclass(eq=False)
@@ -35,6 +38,34 @@ class SharedLimits:
             failure_table(config.directory.throttle.max_tracked),
             rate_table(),
             rate_table(),
+        )
+
+    def shared(self) -> dict[str, Any]:
+        """The tables as another process attaches to them (``attach``) when it was not forked
+        from this one: the test kit's sibling workers (``stalwart_py.testing.workers``). The
+        descriptors (``descriptors``) must be passed to that process."""
+        return {
+            "workers": self.connections.workers,
+            **{name: getattr(self, name).shared() for name in _TABLES},
+            "connections": self.connections.table.shared(),
+        }
+
+    def descriptors(self) -> list[int]:
+        return [self.connections.table.shared()["fd"]] + [  # type: ignore[list-item]
+            getattr(self, name).shared()["fd"] for name in _TABLES
+        ]
+
+    @classmethod
+    def attach(cls, shared: dict[str, Any]) -> SharedLimits:
+        """The tables ``shared()`` described, in the process they were passed to."""
+
+        def table(description: dict[str, Any]) -> SharedTable:
+            return SharedTable(**{**description, "secret": bytes.fromhex(description["secret"])})
+
+        counts = shared["connections"]
+        return cls(
+            ConnectionCounts(shared["workers"], table=table(counts)),
+            **{name: table(shared[name]) for name in _TABLES},
         )
 
     def for_worker(self, index: int) -> SharedLimits:

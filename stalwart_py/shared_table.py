@@ -62,17 +62,32 @@ def _anonymous_file(size: int) -> int:
 class SharedTable:
     """See the module docstring. ``payload`` bytes per record, at least ``capacity`` records."""
 
-    def __init__(self, payload: int, capacity: int) -> None:
+    def __init__(
+        self, payload: int, capacity: int, *, fd: int | None = None, secret: bytes | None = None
+    ) -> None:
+        """``fd`` and ``secret``: attach to the table another process made (``shared``)."""
+        self.payload = payload
         self.record = -(-(HEADER + payload) // 8) * 8
         self.buckets = max(1, -(-capacity // BUCKET))
         self.capacity = self.buckets * BUCKET
         self._span = BUCKET * self.record
         size = self.record * self.capacity
-        self._fd = _anonymous_file(size)
+        self._fd = _anonymous_file(size) if fd is None else fd
         self.map = mmap.mmap(self._fd, size)  # it keeps a descriptor of its own
-        self._secret = os.urandom(16)
+        self._secret = os.urandom(16) if secret is None else secret
         # The lock's descriptor goes with the table (many servers come and go in one test run).
         self._closer = weakref.finalize(self, os.close, self._fd)
+
+    def shared(self) -> dict[str, int | str]:
+        """What a process that did not fork from this one needs to attach to the table
+        (``SharedTable(**shared, fd=...)``): the descriptor must be passed to it, and the
+        secret goes along, so keep this description as private as the table."""
+        return {
+            "payload": self.payload,
+            "capacity": self.capacity,
+            "fd": self._fd,
+            "secret": self._secret.hex(),
+        }
 
     def lock(self) -> None:
         """Enter the one critical section of every read-modify-write (not reentrant); always
@@ -170,10 +185,13 @@ class ConnectionCounts:
 
     CAPACITY = 65536
 
-    def __init__(self, workers: int, capacity: int = CAPACITY) -> None:
+    def __init__(
+        self, workers: int, capacity: int = CAPACITY, *, table: SharedTable | None = None
+    ) -> None:
+        """``table``: another process's counts, attached to (``SharedTable.shared``)."""
         self.workers = workers
         self.worker = 0  # this process's cell; a worker sets its index after the fork
-        self.table = SharedTable(4 * workers, capacity)
+        self.table = SharedTable(4 * workers, capacity) if table is None else table
         self._cells = memoryview(self.table.map).cast("i")
         self._stride = self.table.record // 4
 

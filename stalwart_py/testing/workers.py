@@ -6,7 +6,8 @@ kit's server among them), and a test reaches into "its" server (store, directory
 so the kit plays the supervisor's part itself, with the same pieces:
 
 * it holds the pid file and binds every listener once (``supervisor.bind_listeners``), and
-  creates the workers' shared counts (``stalwart_py.shared``);
+  creates the workers' shared counts (``stalwart_py.shared``, and the per-client tables of
+  ``stalwart_py.shared_limits``, whose descriptors a sibling is given);
 * worker 0 is a worker ``Server`` (``WorkerRole`` index 0) on the kit's event loop in this
   process, so what a test reaches into is a real worker, and it serves the control socket
   (``stalwart-py listener``) as worker 0 of a supervisor does;
@@ -45,6 +46,7 @@ from stalwart_py.plugin import Protocol
 from stalwart_py.server import PID_FILE, Server, _locked_pid_file
 from stalwart_py.shared import FILE as SHARED_FILE
 from stalwart_py.shared import SharedState
+from stalwart_py.shared_limits import SharedLimits
 from stalwart_py.singleton import run_dir
 from stalwart_py.supervisor import bind_listeners, tag_log_records
 from stalwart_py.worker import SocketKey, WorkerRole, die_with_parent
@@ -129,7 +131,10 @@ class Siblings:
         self._stack.callback(theirs.close)
         shared = SharedState(self.shared_path, worker=0)
         self._stack.callback(shared.close)
-        return WorkerRole(0, os.getpid(), dict(self.sockets), theirs, shared)
+        # per-client counts (per-IP limits, login throttle, SMTP rates): passed to siblings
+        self.limits = SharedLimits.create(self.config, workers=self.count)
+        limits = self.limits.for_worker(0)
+        return WorkerRole(0, os.getpid(), dict(self.sockets), theirs, shared, limits)
 
     def start(self) -> None:
         """Spawn workers 1..N-1 and wait until each is ready (worker 0 is by now: it migrates
@@ -154,8 +159,13 @@ class Siblings:
                 for lid, a in keys
             ],
             "protocols": self.protocols,
+            "limits": self.limits.shared(),
         }
-        fds = (theirs.fileno(), *(sock.fileno() for sock in self.sockets.values()))
+        fds = (
+            theirs.fileno(),
+            *(sock.fileno() for sock in self.sockets.values()),
+            *self.limits.descriptors(),
+        )
         # The test's own modules (protocol classes under tests/) import as they do here.
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
         env.pop(ENVIRONMENT, None)
@@ -264,7 +274,8 @@ def main(argv: list[str]) -> int:
     channel = socket.socket(fileno=plan["channel"])
     shared = SharedState(Path(plan["shared"]), worker=plan["index"])
     protocols = {name: import_class(path) for name, path in plan["protocols"].items()}
-    role = WorkerRole(plan["index"], plan["parent"], sockets, channel, shared)
+    limits = SharedLimits.attach(plan["limits"]).for_worker(plan["index"])
+    role = WorkerRole(plan["index"], plan["parent"], sockets, channel, shared, limits)
     server = Server(
         Path(plan["config"]), protocols=protocols, notify_fd=channel.fileno(), worker=role
     )
