@@ -18,7 +18,6 @@ Values arrive wrapped in ``Sourced`` so that an error names the key where the va
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import types
 import typing
 from dataclasses import dataclass
@@ -257,6 +256,8 @@ class Converter:
 
 
 def unknown_key_message(key: str, known: typing.Iterable[str]) -> str:
+    import difflib  # for a configuration with a mistake only, not at every start
+
     message = "unknown key"
     close = difflib.get_close_matches(key, list(known), n=1, cutoff=0.6)
     if close:
