@@ -52,12 +52,41 @@ in the message size per nesting level; the body is never copied.
 
 from __future__ import annotations
 
-from stalwart_py.mime.addresses import MAX_ADDRESSES, parse_address_list
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from stalwart_py.mime.charsets import decode_header_value
 from stalwart_py.mime.headers import MAX_HEADER_SCAN, date_now
 from stalwart_py.mime.model import BodyPart, Envelope, EnvelopeAddress, ParsedMessage, find_part
-from stalwart_py.mime.parser import MAX_DEPTH, MAX_PARTS, parse_message, split_multipart
-from stalwart_py.mime.serialize import from_json, to_json
+
+if TYPE_CHECKING:
+    from stalwart_py.mime.addresses import MAX_ADDRESSES, parse_address_list
+    from stalwart_py.mime.parser import MAX_DEPTH, MAX_PARTS, parse_message, split_multipart
+    from stalwart_py.mime.serialize import from_json, to_json
+
+# The parser, the address grammar (a few dozen regular expressions) and the JSON form load
+# with the first message parsed, not at every start: the server imports this package for
+# ``date_now`` and the store's sort fields long before it parses anything.
+_LAZY = {
+    "MAX_ADDRESSES": "addresses",
+    "parse_address_list": "addresses",
+    "MAX_DEPTH": "parser",
+    "MAX_PARTS": "parser",
+    "parse_message": "parser",
+    "split_multipart": "parser",
+    "from_json": "serialize",
+    "to_json": "serialize",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value  # looked up once
+    return value
+
 
 __all__ = [
     "MAX_ADDRESSES",

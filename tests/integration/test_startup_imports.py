@@ -56,6 +56,7 @@ NOT_AT_START = {
     "stalwart_py.queue.session": "stalwart_py.queue.manager, on the first remote delivery",
     "stalwart_py.queue.attempts": "stalwart_py.queue.manager, on the first job",
     "stalwart_py.junk.tokens": "stalwart_py.junk.filter, on the first message classified",
+    "stalwart_py.mime.parser": "stalwart_py.mime, on the first message parsed",
     "josepy": "stalwart_py.acme, on the first order",
     "httpx": "stalwart_py.acme.client, on the first order",
     "stalwart_py.acme.client": "stalwart_py.acme.manager, on the first order",
