@@ -18,12 +18,17 @@ SOCK_SEQPACKET pair, doing nothing with the message), so the two are compared in
   each answer through its event loop, and every worker's questions queue at the one
   supervisor process: so this is the least that way could cost).
 
-Each figure is microseconds per operation, the median of five runs; the ratio compares a
-connection's enter and leave both ways. Measured on the 2-core development machine (other work
-beside it), 2026-12-05, load 7.1 (``--rounds 50000``): connection 26.2 us, login 143.7 us,
-rate 17.2 us, supervisor 147.2 us: a connection counted in the shared table 5.6x faster than the
-least the supervisor way costs. Against an SMTP session's milliseconds (and a login's scrypt)
-either is small; the table also never queues every worker behind one process.
+Each figure is microseconds per operation, wall clock and CPU time (the supervisor's figure
+counts both processes' CPU), the median of five runs; the ratios compare a connection's enter
+and leave both ways. CPU time is the figure a loaded machine inflates least.
+
+Measured on the 2-core development machine with other work beside it (load 10), 2026-12-05,
+``--rounds 30000``, two runs: connection 6.1-11.3 us CPU (24-26 wall), login 24-39 us CPU
+(76-103 wall), rate 4.3-4.9 us CPU (12-21 wall), supervisor 33-36 us CPU (124-129 wall): a
+connection counted in the shared table takes 3-6x less CPU and 5x less wall time than the
+least the supervisor way costs, and that way would also queue every worker's questions
+behind one process. Against an SMTP session's milliseconds (and a login's scrypt) the table's
+cost is small.
 """
 
 from __future__ import annotations
@@ -47,18 +52,21 @@ from stalwart_py.shared_table import ConnectionCounts
 from stalwart_py.throttle import LoginThrottle
 
 
-def per_operation(rounds: int, step: Callable[[], object]) -> float:
-    """Microseconds per call of ``step``: the median of five timed runs."""
-    runs = []
+def per_operation(rounds: int, step: Callable[[], object]) -> tuple[float, float]:
+    """Microseconds per call of ``step``, wall clock and this process's CPU: each the median
+    of five runs. The CPU time is what a loaded machine does not inflate."""
+    walls, cpus = [], []
     for _ in range(5):
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         for _ in range(rounds):
             step()
-        runs.append((time.perf_counter() - started) / rounds * 1e6)
-    return statistics.median(runs)
+        walls.append((time.perf_counter() - started) / rounds * 1e6)
+        cpus.append((time.process_time() - cpu) / rounds * 1e6)
+    return statistics.median(walls), statistics.median(cpus)
 
 
-def supervisor_round_trips(rounds: int) -> float:
+def supervisor_round_trips(rounds: int) -> tuple[float, float]:
+    """The supervisor way: (wall, CPU of both processes) per connection, in microseconds."""
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     pid = os.fork()
     if pid == 0:  # the "supervisor": counts in a dict and answers the total
@@ -82,11 +90,11 @@ def supervisor_round_trips(rounds: int) -> float:
         ours.send(leave)
         json.loads(ours.recv(256))
 
-    try:
-        return per_operation(rounds, ask)
-    finally:
-        ours.close()
-        os.waitpid(pid, 0)
+    wall, cpu = per_operation(rounds, ask)
+    ours.close()
+    _, _, usage = os.wait4(pid, 0)
+    theirs_cpu = (usage.ru_utime + usage.ru_stime) / (5 * rounds) * 1e6
+    return wall, cpu + theirs_cpu
 
 
 def main() -> None:
@@ -117,13 +125,16 @@ def main() -> None:
         "rate": per_operation(rounds, lambda: limiter.take(key, 1_000_000_000)),
         "supervisor": supervisor_round_trips(rounds),
     }
-    trip = figures["supervisor"]
     load = os.getloadavg()[0]
-    print(f"load {load:.1f}, {rounds} rounds")
-    for name, micros in figures.items():
-        print(f"{name:>12}: {micros:6.1f} us")
+    print(f"load {load:.1f}, {rounds} rounds; microseconds per operation, wall and CPU")
+    for name, (wall, cpu) in figures.items():
+        print(f"{name:>12}: {wall:6.1f} wall {cpu:6.1f} CPU")
     # the supervisor's figure is a connection's enter and leave: compare it with that one
-    print(f"a connection counted in the shared table: {trip / figures['connection']:.2f}x faster")
+    (trip_wall, trip_cpu), (wall, cpu) = figures["supervisor"], figures["connection"]
+    print(
+        f"a connection counted in the shared table: {trip_wall / wall:.2f}x less wall time, "
+        f"{trip_cpu / cpu:.2f}x less CPU"
+    )
 
 
 if __name__ == "__main__":
