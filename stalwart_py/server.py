@@ -52,7 +52,6 @@ from stalwart_py.shared import FILE as SHARED_FILE
 from stalwart_py.shared import SharedState
 from stalwart_py.singleton import run_dir, run_singleton
 from stalwart_py.store import Store, StoreError, create_store
-from stalwart_py.store.blobstore import BlobBackendError
 from stalwart_py.store.blobstore.sweep import LEASE as SWEEP_LEASE
 from stalwart_py.store.blobstore.sweep import run_sweeps
 from stalwart_py.store.engine import CERTIFICATES_CHANNEL
@@ -144,7 +143,7 @@ class Server:
             try:
                 store = create_store(self.config.storage)
                 await store.open()
-            except (StoreError, BlobBackendError, OSError, sqlite3.Error) as exc:
+            except (StoreError, OSError, sqlite3.Error) as exc:  # BlobBackendError too
                 # Not the URL: it may hold a password.
                 where = "PostgreSQL" if self.config.storage.url else data_dir
                 raise StartupError(f"cannot open the store in {where}: {exc}") from None

@@ -13,7 +13,6 @@ from stalwart_py.config import Config, ConfigError
 from stalwart_py.files import private_umask
 from stalwart_py.server import load
 from stalwart_py.store import Store, StoreError, create_store
-from stalwart_py.store.blobstore import BlobBackendError
 
 StoreCommand = Callable[[Store, Config, argparse.Namespace], Awaitable[None]]
 
@@ -23,7 +22,7 @@ def store_command(
 ) -> Callable[[argparse.Namespace], int]:
     """An argparse ``run`` that opens the store of ``--config`` around ``func``. StoreError,
     ValueError and ``errors`` are reported as a message, not a traceback."""
-    reported = (StoreError, BlobBackendError, ValueError, *errors)
+    reported = (StoreError, ValueError, *errors)
 
     def command(args: argparse.Namespace) -> int:
         try:

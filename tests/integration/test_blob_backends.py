@@ -355,3 +355,47 @@ def test_backup_command_with_bodies_in_files_restores_as_a_data_directory(tmp_pa
             await store.close()
 
     assert anyio.run(read_copy) == [kept]
+
+
+async def test_s3_refusals_at_open_name_the_problem(seaweedfs, tmp_path):
+    settings = dict(
+        endpoint=seaweedfs.endpoint,
+        region="us-east-1",
+        access_key=seaweedfs.access_key,
+    )
+    wrong_secret = S3Blobs(bucket="mail", secret_key="not the secret", **settings)
+    with pytest.raises(
+        StoreError, match=r"S3 bucket check: .*(Access ?Denied|SignatureDoesNotMatch)"
+    ):
+        await wrong_secret.open()
+    no_bucket = S3Blobs(bucket="no-such-bucket", secret_key=seaweedfs.secret_key, **settings)
+    with pytest.raises(StoreError, match="bucket 'no-such-bucket' does not exist"):
+        await no_bucket.open()
+
+
+def test_blob_settings_errors_name_the_key(tmp_path):
+    from stalwart_py.config import ConfigError, parse_config
+
+    base = '[storage]\ndata-dir = "/tmp/unused"\n[storage.blob]\n'
+    cases = {
+        'backend = "s3"\nendpoint = "https://s3.example"\naccess-key = "k"\nsecret-key = "s"\n': (
+            "needs bucket"
+        ),
+        'backend = "s3"\nendpoint = "http://s3.example"\nbucket = "b"\naccess-key = "k"\n'
+        'secret-key = "s"\n': "plain http only to a server on this machine",
+        'backend = "s3"\nendpoint = "https://s3.example"\nbucket = "b"\naccess-key = "k"\n': (
+            "exactly one of secret-key and secret-key-file"
+        ),
+        'backend = "tape"\n': "expected one of",
+        'grace-period = "soon"\n': "storage.blob.grace-period",
+    }
+    for text, expected in cases.items():
+        with pytest.raises(ConfigError) as error:
+            parse_config(base + text, tmp_path / "c.toml", {})
+        message = str(error.value)
+        assert "c.toml" in message and "storage.blob" in message and expected in message, message
+    good = base + 'backend = "s3"\nendpoint = "http://127.0.0.1:9000"\nbucket = "b"\n'
+    good += f'access-key = "k"\nsecret-key-file = "{tmp_path / "secret"}"\n'
+    blob = parse_config(good, tmp_path / "c.toml", {}).storage.blob
+    (tmp_path / "secret").write_text("the secret\n")
+    assert S3Blobs.from_settings(blob)._secret_key == "the secret"

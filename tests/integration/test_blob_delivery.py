@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import smtplib
 import sqlite3
 import time
 import uuid
@@ -125,3 +126,31 @@ def test_sweep_racing_deliveries_loses_nothing(server):
     by_id = {re.search(rb"<(\d+)@race\.test>", s).group(1): s for s in stored}
     for n, data in enumerate(sent):
         assert by_id[str(n).encode()].endswith(b"\r\n" + data)
+
+
+@pytest.mark.parametrize("server", ["filesystem"], indirect=True)
+def test_backend_outage_is_a_temporary_failure_not_a_crash(server):
+    """The blob backend failing (here the body directory replaced by a file) is answered as
+    a storage failure: SMTP 451 and IMAP NO, the sessions go on, and mail flows again once
+    the backend is back."""
+    directory = server.context.store.blob_backend.directory
+    moved = directory.with_name("bodies-away")
+    directory.rename(moved)
+    directory.write_text("not a directory")
+    data = b"Subject: during the outage\r\n\r\nbody\r\n"
+    with server.smtp("smtp") as client:
+        with pytest.raises(smtplib.SMTPDataError) as refused:
+            client.sendmail("a@remote.test", [USER], data)
+        assert refused.value.smtp_code == 451
+        imap = server.imap("imap", (USER, PASSWORD))
+        try:
+            status, answer = imap.append("INBOX", None, None, data)
+            assert status == "NO", answer
+            assert imap.noop()[0] == "OK"  # the session goes on
+        finally:
+            imap.logout()
+        directory.unlink()
+        moved.rename(directory)
+        assert client.sendmail("a@remote.test", [USER], data) == {}
+    [stored] = server.messages(USER)
+    assert stored.endswith(b"\r\n" + data)

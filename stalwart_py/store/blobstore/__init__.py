@@ -45,6 +45,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from stalwart_py.config.blob import BlobSettings
+from stalwart_py.store.model import StoreError
 
 # A writer refuses to commit a reference to a body it uploaded longer ago than this (it
 # uploads again); far shorter than the tombstones are kept.
@@ -57,8 +58,10 @@ class BlobMissing(Exception):
     """The backend has no object of that digest."""
 
 
-class BlobBackendError(Exception):
-    """The backend failed (unreachable, refused, timed out): the operation can be retried."""
+class BlobBackendError(StoreError):
+    """The backend failed (unreachable, refused, timed out): the operation can be retried. A
+    ``StoreError``, so every protocol answers it as it answers a database failure (SMTP 451,
+    IMAP NO), never with a traceback."""
 
 
 class BlobRetry(Exception):

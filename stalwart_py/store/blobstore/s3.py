@@ -153,7 +153,7 @@ class S3Blobs(BlobBackend):
                 code = getattr(exc, "code", None)
                 if code in NOT_FOUND:
                     raise BlobMissing(what) from None
-                raise BlobBackendError(f"S3 {what} at {self.endpoint}: {exc}") from exc
+                raise BlobBackendError(f"S3 {what}: {exc}") from exc
 
         return await anyio.to_thread.run_sync(run, limiter=self._limiter)
 

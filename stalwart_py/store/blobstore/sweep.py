@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING
 
 import anyio
 
-from stalwart_py.store.blobstore import TOMBSTONE_KEEP, BlobBackend, BlobBackendError
+from stalwart_py.store.blobstore import TOMBSTONE_KEEP, BlobBackend
 from stalwart_py.store.model import StoreError
 
 if TYPE_CHECKING:
@@ -95,7 +95,7 @@ async def run_sweeps(store: Store, backend: BlobBackend, *, interval: float, gra
         started = time.monotonic()
         try:
             result = await sweep_once(store, backend, grace=grace)
-        except (BlobBackendError, StoreError) as exc:
+        except StoreError as exc:  # BlobBackendError too
             log.warning("blob sweep failed, trying again in %.0f s: %s", interval, exc)
         else:
             log.info(
