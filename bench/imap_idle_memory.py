@@ -158,7 +158,7 @@ def main() -> None:
             results["dovecot"] = measure("dovecot", port, pid, count, users)
         for kind in ("rss", "pss"):
             ratio = results["ours"][f"{kind}_session"] / results["dovecot"][f"{kind}_session"]
-            print(f"a session, {kind.upper()}: ours / Dovecot's = {ratio:.2f}x")
+            print(f"a session, {kind.upper()}: ours / Dovecot's = {ratio:.3f}x")
     print(f"load average {os.getloadavg()[0]:.1f} at the end")
 
 

@@ -50,10 +50,14 @@ class Imap(Protocol):
 
         session = _session_class()(conn, counters)
         hostname = conn.listener.settings.hostname
-        greeting = response.status(
-            "*", "OK", f"{hostname} stalwart-py IMAP4rev2 ready", capability_code(session)
+        # written into the session's output, not kept in a local of this frame, which lives
+        # as long as the session (a thousand idle sessions would keep half a megabyte of them)
+        session.write(
+            response.status(
+                "*", "OK", f"{hostname} stalwart-py IMAP4rev2 ready", capability_code(session)
+            )
         )
-        await session.run(greeting)
+        await session.run()
 
     async def refuse(self, conn: Connection, reason: Refusal) -> None:
         await conn.send(response.status("*", "BYE", reason.text, "UNAVAILABLE"))

@@ -152,8 +152,8 @@ class Session:
 
     # -- the loop ---------------------------------------------------------------------------
 
-    async def run(self, greeting: bytes) -> None:
-        self.write(greeting)
+    async def run(self) -> None:
+        """Serve commands until LOGOUT (the greeting is already written)."""
         try:
             while self.state is not State.LOGOUT:
                 await self.flush()
