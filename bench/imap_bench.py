@@ -2,7 +2,11 @@
 sessions in IDLE.
 
     .venv/bin/python bench/imap_bench.py [--messages 10000] [--runs 3] [--no-dovecot]
+                                         [--workers 1,2]
     .venv/bin/python bench/imap_bench.py --idle-sessions 5000 [--no-dovecot]
+
+``--workers 1,2`` measures one stalwart-py server per ``server.workers`` value, each in its
+own column beside Dovecot's.
 
 Both servers run as child processes on loopback, hold the same generated messages (about a
 quarter multipart, some with attachments) in INBOX, and are timed by the same client from
@@ -27,6 +31,7 @@ import argparse
 import asyncio
 import base64
 import contextlib
+import functools
 import json
 import os
 import random
@@ -41,6 +46,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -492,17 +498,37 @@ def idle_memory(name: str, port: int, pid: int, count: int, users: list[str]) ->
 
 
 def print_table(results: dict[str, dict[str, float]], runs: int, width: int) -> None:
-    """One line per operation: our median, Dovecot's beside it and the ratio, when it ran."""
-    header = f"{'operation (median of ' + str(runs) + ')':<{width}} {'stalwart-py':>12}"
+    """One line per operation: each of our servers' median (one per ``--workers`` value),
+    Dovecot's beside them and ours over Dovecot's, when it ran."""
+    ours_names = [name for name in results if name != "dovecot"]
+    header = f"{'operation (median of ' + str(runs) + ')':<{width}}"
+    header += "".join(f" {name:>22}" for name in ours_names)
     if "dovecot" in results:
-        header += f" {'dovecot':>10} {'ours/dovecot':>13}"
+        header += f" {'dovecot':>10}" + "".join(f" {'/dovecot':>9}" for _ in ours_names)
     print(header)
-    for operation, ours_time in results["stalwart-py"].items():
-        line = f"{operation:<{width}} {ours_time * 1000:>10.1f}ms"
+    for operation in results[ours_names[0]]:
+        times = [results[name][operation] for name in ours_names]
+        line = f"{operation:<{width}}" + "".join(f" {t * 1000:>20.1f}ms" for t in times)
         if "dovecot" in results:
             theirs = results["dovecot"][operation]
-            line += f" {theirs * 1000:>8.1f}ms {ours_time / theirs:>12.2f}x"
+            line += f" {theirs * 1000:>8.1f}ms" + "".join(f" {t / theirs:>8.2f}x" for t in times)
         print(line)
+
+
+def server_name(workers: int) -> str:
+    """The name a stalwart-py server goes by in the tables: its ``server.workers``."""
+    return "stalwart-py" if workers == 1 else f"stalwart-py {workers} workers"
+
+
+def parse_workers(value: str) -> list[int]:
+    """``--workers 1,2``: the ``server.workers`` values to measure, one server each."""
+    try:
+        counts = [int(part) for part in value.split(",")]
+    except ValueError:
+        counts = []
+    if not counts or min(counts) < 1:
+        raise argparse.ArgumentTypeError(f"expected counts like 1,2, got {value!r}")
+    return counts
 
 
 def main() -> None:
@@ -511,10 +537,19 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--no-dovecot", action="store_true")
     parser.add_argument("--idle-sessions", type=int, default=0)
+    parser.add_argument(
+        "--workers",
+        type=parse_workers,
+        default=[1],
+        help="server.workers values to measure, comma-separated (e.g. 1,2): one server each",
+    )
     args = parser.parse_args()
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    peers = [("stalwart-py", ours)] + ([] if args.no_dovecot else [("dovecot", dovecot)])
+    peers: list[tuple[str, Any]] = [
+        (server_name(w), functools.partial(ours, workers=w)) for w in args.workers
+    ]
+    peers += [] if args.no_dovecot else [("dovecot", dovecot)]
 
     if args.idle_sessions:
         users = [f"idle{n}@bench.test" for n in range(100)]
@@ -542,12 +577,13 @@ def main() -> None:
         # time, Dovecot's file time), so only the others are expected to match.
         print()
         for _, command in SORT_COMMANDS:
-            same = REPLIES["stalwart-py"][command] == REPLIES["dovecot"][command]
             size = len(REPLIES["dovecot"][command])
-            print(
-                f"{command:<36} reply {'identical to' if same else 'DIFFERS from'} Dovecot's"
-                f" ({size} octets)"
-            )
+            for name in (server_name(w) for w in args.workers):
+                same = REPLIES[name][command] == REPLIES["dovecot"][command]
+                print(
+                    f"{command:<36} {name}: reply {'identical to' if same else 'DIFFERS from'}"
+                    f" Dovecot's ({size} octets)"
+                )
 
 
 if __name__ == "__main__":

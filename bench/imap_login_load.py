@@ -1,13 +1,15 @@
 """IMAP logins under load: stalwart-py beside Dovecot, clients that log in all the time.
 
     .venv/bin/python bench/imap_login_load.py [--seconds 15] [--clients 10 50] [--no-dovecot]
+                                              [--workers 1,2]
 
 What phones and webmail do all day: each of N clients loops connect, ``LOGIN``, ``SELECT
 INBOX``, ``FETCH 1:10 (FLAGS ENVELOPE)``, ``LOGOUT`` for ``--seconds``, each client as its
 own account (20 messages in its INBOX). Printed for each server and N: commands per second
 (the four commands of a round), the median and p99 latency of LOGIN, the refused logins
 (none is expected), ours over Dovecot's, and the resident memory of our process (its peak,
-sampled through the run) at the largest N.
+sampled through the run, summed over the supervisor and its workers) at the largest N.
+``--workers 1,2`` runs one stalwart-py server per ``server.workers`` value.
 
 The servers are the launchers of ``bench/imap_bench.py``: stalwart-py with scrypt passwords
 as the CLI makes them (its defaults: the hash pool, the authentication cache; the per-address
@@ -39,7 +41,15 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from imap_bench import PASSWORD, dovecot, make_message, memory_of, ours  # noqa: E402
+from imap_bench import (  # noqa: E402
+    PASSWORD,
+    dovecot,
+    make_message,
+    memory_of,
+    ours,
+    parse_workers,
+    server_name,
+)
 
 MESSAGES = 20  # per account; FETCH 1:10 needs at least 10
 COMMANDS_PER_ROUND = 4  # LOGIN, SELECT, FETCH, LOGOUT
@@ -162,6 +172,12 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=15.0)
     parser.add_argument("--clients", type=int, nargs="+", default=[10, 50])
     parser.add_argument("--no-dovecot", action="store_true")
+    parser.add_argument(
+        "--workers",
+        type=parse_workers,
+        default=[1],
+        help="server.workers values to measure, comma-separated (e.g. 1,2): one server each",
+    )
     args = parser.parse_args()
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
@@ -170,7 +186,13 @@ def main() -> None:
     messages = [make_message(n) for n in range(MESSAGES)]
     accounts = {user: messages for user in users}
     peers = [
-        ("stalwart-py", lambda tmp: ours(tmp, accounts, cheap_passwords=False, extra=OURS_EXTRA))
+        (
+            server_name(w),
+            lambda tmp, w=w: ours(
+                tmp, accounts, cheap_passwords=False, extra=OURS_EXTRA, workers=w
+            ),
+        )
+        for w in args.workers
     ]
     if not args.no_dovecot:
         peers.append(
@@ -189,28 +211,31 @@ def main() -> None:
                         print(f"  {result['errors']} errors, e.g. {result['last_error']}")
     print()
     print(
-        f"{'server':<12} {'clients':>7} {'commands/s':>11} {'LOGIN p50':>10} "
+        f"{'server':<22} {'clients':>7} {'commands/s':>11} {'LOGIN p50':>10} "
         f"{'LOGIN p99':>10} {'errors':>7} {'peak RSS':>9}"
     )
     for name, by_clients in results.items():
         for clients, r in by_clients.items():
             print(
-                f"{name:<12} {clients:>7} {r['commands_per_second']:>11.0f} "
+                f"{name:<22} {clients:>7} {r['commands_per_second']:>11.0f} "
                 f"{r['login_p50'] * 1000:>8.1f}ms {r['login_p99'] * 1000:>8.1f}ms "
                 f"{r['errors']:>7} {r['peak_rss_kib'] / 1024:>6.0f}MiB"
             )
+    names = [server_name(w) for w in args.workers]
     if "dovecot" in results:
         print()
-        for clients in args.clients:
-            ours_r, theirs = results["stalwart-py"][clients], results["dovecot"][clients]
-            ratio = ours_r["commands_per_second"] / theirs["commands_per_second"]
-            p99 = ours_r["login_p99"] / theirs["login_p99"] if theirs["login_p99"] else 0.0
-            print(
-                f"{clients} clients: ours/dovecot commands/s {ratio:.2f}x "
-                f"(goal >= 1.00x), LOGIN p99 {p99:.2f}x"
-            )
-    rss = results["stalwart-py"][most]["peak_rss_kib"] / 1024
-    print(f"stalwart-py peak RSS at {most} clients: {rss:.0f} MiB (goal < 150 MB)")
+        for name in names:
+            for clients in args.clients:
+                ours_r, theirs = results[name][clients], results["dovecot"][clients]
+                ratio = ours_r["commands_per_second"] / theirs["commands_per_second"]
+                p99 = ours_r["login_p99"] / theirs["login_p99"] if theirs["login_p99"] else 0.0
+                print(
+                    f"{name}, {clients} clients: ours/dovecot commands/s {ratio:.2f}x "
+                    f"(goal >= 1.00x), LOGIN p99 {p99:.2f}x"
+                )
+    for name in names:
+        rss = results[name][most]["peak_rss_kib"] / 1024
+        print(f"{name} peak RSS at {most} clients: {rss:.0f} MiB (goal < 150 MB)")
 
 
 if __name__ == "__main__":
