@@ -4,10 +4,20 @@ fields and the RFC 5235 values, and accuracy on the generated corpus."""
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from stalwart_py.junk.bayes import chi2q, classify, combine, token_probability
 from stalwart_py.junk.headers import spamtest_value, status_fields, strip_fields
-from stalwart_py.junk.tokens import auth_tokens, tokenize, words
+from stalwart_py.junk.tokens import (
+    _URL_HOST,
+    _WORD,
+    _worth_counting,
+    auth_tokens,
+    tokenize,
+    url_hosts,
+    words,
+)
 from stalwart_py.sieve.message import MessageView
 from tests.support.junk_corpus import corpus
 
@@ -17,6 +27,22 @@ HOST = "mail.example.test"
 def test_words_drop_short_numeric_and_random_strings():
     text = "Hello WORLD, it's 2026: order 12345 ref x7kq9zt2mvb at 0xdeadbeef1234 café ok"
     assert words(text) == {"hello", "world", "it's", "order", "ref", "café"}
+
+
+# Words, spaces of several kinds, apostrophes, underscores, links in either case, digits.
+_PIECES = st.sampled_from(
+    ["free", "Cash", "it's", "o''k", "x_y", "café", "K\u212aL", "1234", "https://Shop.Example/a",
+     "HTTP://b.example", "://", "'", " ", "\r\n", "\t", "\u3000", "\u00a0", "\x1c", ",", "."]
+)  # fmt: skip
+
+
+@given(st.lists(_PIECES, max_size=60).map("".join))
+def test_words_and_links_read_per_distinct_chunk_find_what_the_whole_text_has(text):
+    # words() and url_hosts() search each distinct whitespace-separated chunk once; no word
+    # or link spans whitespace, so they find exactly what a search of the whole text finds.
+    whole = {word for word in _WORD.findall(text.lower()) if _worth_counting(word)}
+    assert words(text) == whole
+    assert set(url_hosts(text)) == set(_URL_HOST.findall(text))
 
 
 def test_header_words_are_prefixed_and_the_body_words_are_not():
