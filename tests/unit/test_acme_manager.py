@@ -98,3 +98,24 @@ async def test_another_process_holding_the_lock_holds_the_order_back(tmp_path: P
     finally:
         if fd >= 0:
             os.close(fd)
+
+
+@pytest.mark.anyio
+async def test_with_workers_only_the_lease_holder_schedules_and_others_renew_when_asked(
+    tmp_path: Path,
+):
+    """Two managers on one data directory, as two workers: the one holding the ``acme`` lease
+    runs the loops (its first order at start); the other orders only when asked, itself, and
+    takes the holder's outcome from state.json when told to refresh."""
+    holder, other = manager(tmp_path), manager(tmp_path)
+    async with anyio.create_task_group() as tg:
+        await tg.start(lambda *, task_status: holder.run(shared=True, task_status=task_status))
+        first = await holder.renew_now("le")  # the loop's order at start, waited for
+        assert first.failures == 1 and holder._scheduling
+        await tg.start(lambda *, task_status: other.run(shared=True, task_status=task_status))
+        assert not other._scheduling  # the lease is taken: no loop here
+        assert other.describe()["le"]["last_error"] == first.last_error  # read at start
+        state = await other.renew_now("le")  # ordered here, not by the holder's loop
+        assert state.attempts == first.attempts + 1 and state.failures == first.failures + 1
+        assert holder.slots["le"].state.attempts == first.attempts
+        tg.cancel_scope.cancel()
