@@ -164,12 +164,13 @@ def _next_blob_id(txn: Txn) -> int:
     """One more than any blob id ever given (kept in ``meta``; a database written before
     the counter existed starts from its largest id)."""
     # One statement, which locks the counter's row: two writers (PostgreSQL, several nodes)
-    # never get the same id.
-    largest = txn.execute("SELECT coalesce(max(id), 0) FROM blobs").fetchone()[0]
+    # never get the same id. (``WHERE true``: SQLite's grammar needs a WHERE before an
+    # upsert's ON CONFLICT after a SELECT.)
     (value,) = txn.execute(
-        "INSERT INTO meta(key, value) VALUES ('blob-id', ?) ON CONFLICT(key) DO UPDATE"
-        " SET value = CAST(CAST(meta.value AS BIGINT) + 1 AS TEXT) RETURNING value",
-        (str(largest + 1),),
+        "INSERT INTO meta(key, value)"
+        " SELECT 'blob-id', CAST(coalesce(max(id), 0) + 1 AS TEXT) FROM blobs WHERE true"
+        " ON CONFLICT(key) DO UPDATE SET value = CAST(CAST(meta.value AS BIGINT) + 1 AS TEXT)"
+        " RETURNING value"
     ).fetchone()
     return int(value)
 

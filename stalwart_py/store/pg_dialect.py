@@ -112,6 +112,10 @@ class _NumericAsNumber(NumericLoader):
         return int(value) if value == value.to_integral_value() else float(value)
 
 
+# Transaction control: no parameters, no result, no ``%`` to escape.
+_CONTROL = ("SAVEPOINT ", "COMMIT", "ROLLBACK", "RELEASE ", "BEGIN")
+
+
 class PgConnection:
     """A psycopg connection in autocommit mode (transactions are the callers' explicit
     ``BEGIN``/``COMMIT``, as with SQLite's ``isolation_level=None``) behind the
@@ -120,6 +124,8 @@ class PgConnection:
     def __init__(self, connect: Callable[[], psycopg.Connection]) -> None:
         self._connect = connect
         self.raw = self._open()
+        self._explicit = False  # within a BEGIN ... COMMIT of ours
+        self._deferred: list[str] = []  # RELEASE statements not sent yet
 
     def _open(self) -> psycopg.Connection:
         conn = self._connect()
@@ -127,21 +133,56 @@ class PgConnection:
         conn.adapters.register_loader("numeric", _NumericAsNumber)
         return conn
 
-    def execute(self, sql: str, params: Sequence[Any] = ()) -> psycopg.Cursor:
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> psycopg.Cursor | None:
         statement, arrays = translate(sql)
-        if self.broken and statement.startswith("BEGIN"):
+        if self.broken and (statement.startswith("BEGIN") or not self._explicit):
             # The connection was lost (a restart, a failover, a network cut). Only at the
-            # start of a transaction is a new one the same thing: within one, the statements
-            # before would be lost without a word.
+            # start of a unit of work is a new one the same thing: within a transaction, the
+            # statements before would be lost without a word.
             self.raw.close()
             self.raw = self._open()
+            self._deferred.clear()
+        if not params and statement.startswith(("RELEASE ", "SAVEPOINT ")):
+            # Taking or releasing a savepoint returns nothing and does not fail: it travels
+            # with the next statement instead of costing a round trip of its own (four per
+            # delivery: the batch's and the recipient's, taken and released).
+            self._deferred.append(statement)
+            return None
+        if self._deferred:
+            deferred = self._deferred[:]
+            self._deferred.clear()
+            if statement.startswith(_CONTROL):
+                # Without parameters, statements go by the simple protocol, several at once.
+                joined = "; ".join([*deferred, statement])
+                return self._track(statement, self.raw.execute(joined))
+            try:
+                # Sent together, answered together; an error can only be the statement's.
+                with self.raw.pipeline():
+                    for control in deferred:
+                        self.raw.execute(control)
+                    cursor = self.raw.execute(statement, _params(arrays, params))  # type: ignore[arg-type]
+            except psycopg.errors.IntegrityError as exc:
+                raise IntegrityError(str(exc)) from exc
+            return cursor
         try:
-            return self.raw.execute(statement, _params(arrays, params))  # type: ignore[arg-type]
+            cursor = self.raw.execute(statement, _params(arrays, params))  # type: ignore[arg-type]
         except psycopg.errors.IntegrityError as exc:
             raise IntegrityError(str(exc)) from exc
+        return self._track(statement, cursor)
+
+    def _track(self, statement: str, cursor: psycopg.Cursor) -> psycopg.Cursor:
+        """Note whether a transaction of ours is open, for a reconnection's sake."""
+        if statement.startswith("BEGIN"):
+            self._explicit = True
+        elif statement in ("COMMIT", "ROLLBACK"):
+            self._explicit = False
+        return cursor
 
     def executemany(self, sql: str, seq: Iterable[Sequence[Any]]) -> psycopg.Cursor:
         statement, arrays = translate(sql)
+        if self._deferred:
+            self.raw.execute("; ".join(self._deferred))  # the simple protocol: one round trip
+            self._deferred.clear()
         cursor = self.raw.cursor()
         try:
             cursor.executemany(statement, [_params(arrays, p) for p in seq])  # type: ignore[arg-type]
@@ -152,7 +193,10 @@ class PgConnection:
     @property
     def in_transaction(self) -> bool:
         """Within a transaction that a ROLLBACK can end (a lost connection ended its own)."""
-        return not self.broken and self.raw.info.transaction_status in (
+        if self.broken:
+            self._explicit = False  # whoever asks is ending it: the next statement reconnects
+            return False
+        return self.raw.info.transaction_status in (
             psycopg.pq.TransactionStatus.INTRANS,
             psycopg.pq.TransactionStatus.INERROR,
         )

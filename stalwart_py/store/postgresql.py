@@ -123,10 +123,12 @@ class PgEngine(Engine):
             conn.close()
 
     async def lookup(self, func: Any) -> Any:
-        # A round trip to the server may take a while: never on the event loop.
-        return await self.read(func)
+        # A round trip to the server may take a while: never on the event loop. ``func`` runs
+        # one statement, which sees one snapshot by itself: no BEGIN and COMMIT around it
+        # (two more round trips, on the path of every delivery and login).
+        return await anyio.to_thread.run_sync(self._read, func, False, limiter=self._limiter)
 
-    def _read(self, func: Any) -> Any:
+    def _read(self, func: Any, snapshot: bool = True) -> Any:
         with self._readers_lock:
             conn = self._idle_readers.pop() if self._idle_readers else None
         if conn is None:
@@ -134,6 +136,8 @@ class PgEngine(Engine):
             with self._readers_lock:
                 self._readers.append(conn)
         try:
+            if not snapshot:
+                return func(conn)
             conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
             try:
                 return func(conn)
