@@ -17,6 +17,15 @@ printed. Both servers run on this machine with the clients, so the figures are i
 Goal (issue 17): 10,000 sessions in IDLE across 2 workers under 300 MB of RSS summed over
 every process. The clients raise their own open-file limit to the hard limit; the server
 raises its own at start (``stalwart-py serve``).
+
+Measured (``--sessions 10000 --dovecot-sessions 1000``, load 6-9 on 2 cores, other work
+beside): stalwart-py 118.6 -> 278.6 MiB RSS summed over supervisor and 2 workers (5097 and
+4918 sessions), PSS 65.2 -> 226.7 MiB, 16.4 KiB RSS / 16.5 KiB PSS a session; Dovecot (1,008
+processes for 1,000 sessions) 527.7 KiB PSS and 5.2 MiB RSS a session: ours 0.03x its PSS.
+Before the reductions (a view's index shared by the sessions of one mailbox snapshot, change
+watches without an asyncio event each, IDLE in one task, the greeting not kept): 395.6 MiB,
+27.8 KiB a session (tracemalloc of one worker, per session: 24.1 KiB of Python objects then,
+12.4 KiB now).
 """
 
 from __future__ import annotations
