@@ -28,9 +28,7 @@ run: $(STAMP)
 WORKERS_TESTS := $(wildcard tests/integration/test_smtp_*.py tests/integration/test_lmtp_*.py \
 	tests/integration/test_imap_*.py tests/integration/test_pop3*.py \
 	tests/integration/test_managesieve_*.py tests/integration/test_http_*.py)
-WORKERS_FAST := tests/integration/test_smtp_session.py tests/integration/test_imap_session.py \
-	tests/integration/test_pop3.py tests/integration/test_managesieve_protocol.py \
-	tests/integration/test_http_protocol.py
+WORKERS_FAST := tests/integration/test_smtp_session.py tests/integration/test_imap_session.py
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
