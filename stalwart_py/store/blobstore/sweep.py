@@ -12,7 +12,7 @@ One pass (``sweep_once``):
 3. Claim the candidates that have no ``blobs`` row (one transaction per listing batch), delete
    each claimed body, then mark the claims done (tombstones).
 4. Forget tombstones older than ``TOMBSTONE_KEEP``; remove temporary files of interrupted
-   writes older than the grace period.
+   writes older than the grace period and at least ``LEFTOVER_AGE``.
 
 Why this never deletes a body a committed transaction refers to is argued in the package
 docstring (``blobstore/__init__.py``). ``run_sweeps`` repeats the pass every interval; the
@@ -39,6 +39,7 @@ log = logging.getLogger("stalwart_py.store.sweep")
 
 LEASE = "blob-sweep"  # the singleton lease's name
 STALE_CLAIM = 3600.0  # an unfinished claim this old is from a sweep that died
+LEFTOVER_AGE = 3600.0  # a temporary file this old is from a write that died
 
 
 @dataclass
@@ -84,7 +85,9 @@ async def sweep_once(
             await store.finish_blob_claims(claimed)
             result.deleted += len(claimed)
     await store.forget_blob_tombstones(clock() - TOMBSTONE_KEEP)
-    result.leftovers = await backend.remove_leftovers(cutoff)
+    # Never a temporary file younger than an hour, whatever the grace period: it may be a
+    # body being written right now (its rename would fail, and with it the delivery).
+    result.leftovers = await backend.remove_leftovers(min(cutoff, clock() - LEFTOVER_AGE))
     return result
 
 
