@@ -41,6 +41,7 @@ object; descriptors ride along): up, the events ``--notify-fd`` carries (``ready
 from __future__ import annotations
 
 import contextlib
+import importlib
 import json
 import logging
 import os
@@ -160,6 +161,7 @@ class Supervisor:
             self.metrics_dir = run_dir(data_dir) / METRICS_DIR
             prepare_multiprocess(self.metrics_dir)
             self._install_signals()
+            preload(self.config)
             try:
                 return self._loop()
             finally:
@@ -547,3 +549,14 @@ def tag_log_records(index: int) -> None:
         return record
 
     logging.setLogRecordFactory(tagged)
+
+
+def preload(config: Config) -> None:
+    """Import here, once, what every worker imports as it starts, so that each fork shares it
+    instead of importing it again (worker 0 alone first, then the others, each on the clock
+    of the start): anyio's asyncio backend, which the first ``anyio.run`` loads (and the
+    supervisor never runs one), and the store's backend, which ``create_store`` loads.
+    Importing starts no thread and no event loop, so forking stays safe."""
+    importlib.import_module("anyio._backends._asyncio")
+    if config.storage.backend == "sqlite":
+        importlib.import_module("stalwart_py.store.sqlite")
