@@ -12,7 +12,7 @@ metrics to values kept in files of its own under ``<data-dir>/run/metrics/``
 deletes its live gauges (``forget_process``): so
 
 * counters are summed over every worker that ever ran since the start, a dead one's included
-  (its files stay; a replaced worker adds two small files, read at each scrape);
+  (the supervisor adds its counters into one file, ``forget_process``);
 * a gauge says how it is aggregated (``aggregate``): ``"livesum"``, the default, for what each
   worker holds (open connections, outbound connections, messages held in memory), summed over
   the live workers; ``"livemostrecent"`` for a server-wide value that any worker may compute
@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Literal
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest, values
+from prometheus_client.mmap_dict import MmapedDict
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 from prometheus_client.registry import Collector
 
@@ -64,8 +65,30 @@ def use_multiprocess(directory: Path) -> None:
 
 
 def forget_process(directory: Path, pid: int) -> None:
-    """The supervisor, when a worker died: its live gauges go, its counters stay."""
+    """The supervisor, when a worker died: its live gauges go, and its counters are added into
+    one ``counter_folded.db`` and its own file deleted, so that a worker restarting over and
+    over does not leave a file per life for every scrape to read. (A scrape in the
+    microseconds between the two steps counts that worker twice.)"""
     mark_process_dead(pid, str(directory))
+    for path in directory.glob(f"*_{pid}.db"):
+        kind = path.name.split("_")[0]
+        if kind == "gauge":  # only live modes are used here: mark_process_dead took them
+            continue
+        folded = MmapedDict(str(directory / f"{kind}_folded.db"))
+        try:
+            for key, value, timestamp in _values(path):
+                total, _ = folded.read_value(key)
+                folded.write_value(key, total + value, timestamp)
+        finally:
+            folded.close()
+        path.unlink()
+
+
+def _values(path: Path) -> list[tuple[str, float, float]]:
+    return [
+        (key, value, timestamp)
+        for key, value, timestamp, _ in MmapedDict.read_all_values_from_file(str(path))
+    ]
 
 
 class Metrics:
@@ -128,4 +151,9 @@ class Metrics:
         MultiProcessCollector(merged, str(_multiprocess_dir))
         for collector in self._collectors:
             merged.register(collector)
+        for _ in range(2):
+            try:
+                return generate_latest(merged)
+            except FileNotFoundError:  # a dead worker's file folded away during the read
+                continue
         return generate_latest(merged)

@@ -260,6 +260,8 @@ def test_metrics_are_the_servers_summed_over_both_workers(tmp_path):
         assert server.wait_event("worker-ready")["index"] == 1
         # the dead worker's sessions counted still; its open one gone with it
         figures_from_both((sessions, 1.0))
+        files = {path.name for path in (tmp_path / "var" / "run" / "metrics").iterdir()}
+        assert "counter_folded.db" in files and f"counter_{victim}.db" not in files
         held[0].close()
 
 
