@@ -273,8 +273,10 @@ class PostgresStore(
 
         out, external = await self._engine.read(op)
         if external:
-            bodies = await self._external().fetch(external.values())
+            prefixes = await self._external().fetch_prefixes(
+                {digest: lengths[blob_id] for blob_id, digest in external.items()}
+            )
             for blob_id, digest in external.items():
-                if digest in bodies:
-                    out[blob_id] = bodies[digest][: lengths[blob_id]]
+                if digest in prefixes:
+                    out[blob_id] = prefixes[digest]
         return out

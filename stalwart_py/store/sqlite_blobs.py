@@ -138,12 +138,12 @@ class BlobsMixin:
 
         out, external = await self._engine.read(op)
         if external:
-            # Whole bodies: a ranged GET per header block costs a round trip each, and the
-            # cache keeps the body for the FETCH of it that usually follows.
-            bodies = await self._external().fetch(external.values())
+            prefixes = await self._external().fetch_prefixes(
+                {digest: lengths[blob_id] for blob_id, digest in external.items()}
+            )
             for blob_id, digest in external.items():
-                if digest in bodies:
-                    out[blob_id] = bodies[digest][: lengths[blob_id]]
+                if digest in prefixes:
+                    out[blob_id] = prefixes[digest]
         return out
 
     def _external(self) -> ExternalBodies:
@@ -160,6 +160,16 @@ class BlobsMixin:
         """Claim for deletion each of ``digests`` that no ``blobs`` row has (nor a claim
         already); returns those claimed. Each look and claim runs under ``lock_digest``, so
         no row can be inserted between them (a digest someone is writing is passed over)."""
+
+        # Most listed bodies are referenced: a read finds those first, and no write
+        # transaction is spent on them (the write looks again, under the lock).
+        def unreferenced(conn: sqlite3.Connection) -> list[bytes]:
+            lookup = "SELECT 1 FROM blobs WHERE hash = ?"
+            return [d for d in digests if conn.execute(lookup, (d,)).fetchone() is None]
+
+        digests = await self._engine.read(unreferenced)
+        if not digests:
+            return []
 
         def op(txn: Txn) -> list[bytes]:
             claimed = []

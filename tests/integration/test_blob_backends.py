@@ -146,8 +146,10 @@ async def test_delivery_writes_body_outside_database_and_reads_it_back(store, ba
     assert await store.read_blobs([info.blob_id]) == {info.blob_id: data}
     assert await store.read_blob_range(info.blob_id, 5, 50) == data[5:55]
     assert await store.read_blob_prefixes({info.blob_id: 40}) == {info.blob_id: data[:40]}
-    store._bodies.cache = type(store._bodies.cache)(0)  # no cache: from the backend again
+    store._bodies.cache = type(store._bodies.cache)(1 << 20)  # emptied: from the backend
     assert await store.read_blob_range(info.blob_id, 100, 10) == data[100:110]
+    assert await store.read_blob_prefixes({info.blob_id: 40}) == {info.blob_id: data[:40]}
+    assert store._bodies.cache.size == 0  # prefixes by ranged reads, not whole bodies
 
 
 async def test_same_body_uploaded_once_and_counted(store, backend, inbox):

@@ -122,15 +122,36 @@ class ExternalBodies:
 
     async def fetch(self, digests: Iterable[bytes]) -> dict[bytes, bytes]:
         """The bodies of ``digests`` (missing ones left out), from the cache or the backend,
-        a few at a time."""
+        a few at a time; what is downloaded is cached."""
+
+        async def download(digest: bytes) -> bytes:
+            data = await self.backend.get(digest)
+            self.cache.put(digest, data)
+            return data
+
+        return await self._gather(dict.fromkeys(digests, -1), download)
+
+    async def fetch_prefixes(self, lengths: dict[bytes, int]) -> dict[bytes, bytes]:
+        """The first ``length`` bytes of each body (``{digest: length}``): a ranged request
+        each for the bodies not cached, so that the header blocks of a whole mailbox (IMAP
+        ``BODY.PEEK[HEADER.FIELDS (...)]`` on 1:*) do not download every body."""
+        return await self._gather(
+            lengths, lambda digest: self.backend.get_range(digest, 0, lengths[digest])
+        )
+
+    async def _gather(
+        self, lengths: dict[bytes, int], download: Callable[[bytes], Awaitable[bytes]]
+    ) -> dict[bytes, bytes]:
+        """From the cache (cut to the length, -1: whole) or by ``download``, at most
+        ``FETCH_CONCURRENCY`` at a time; bodies missing from the backend are left out."""
         out: dict[bytes, bytes] = {}
         wanted = []
-        for digest in dict.fromkeys(digests):
+        for digest, length in lengths.items():
             data = self.cache.get(digest)
             if data is None:
                 wanted.append(digest)
             else:
-                out[digest] = data
+                out[digest] = data if length < 0 else data[:length]
         if not wanted:
             return out
         limiter = anyio.Semaphore(FETCH_CONCURRENCY)
@@ -138,14 +159,11 @@ class ExternalBodies:
         async def one(digest: bytes) -> None:
             async with limiter:
                 try:
-                    data = await self.backend.get(digest)
+                    out[digest] = await download(digest)
                 except BlobMissing:
                     log.error(
                         "body %s missing from the %s backend", digest.hex(), self.backend.name
                     )
-                    return
-            self.cache.put(digest, data)
-            out[digest] = data
 
         async with anyio.create_task_group() as tg:
             for digest in wanted:
