@@ -17,6 +17,11 @@ One pass (``sweep_once``):
 Why this never deletes a body a committed transaction refers to is argued in the package
 docstring (``blobstore/__init__.py``). ``run_sweeps`` repeats the pass every interval; the
 server runs it under the singleton lease ``blob-sweep``, so one process sweeps at a time.
+
+Two sweeps at once (nodes sharing one PostgreSQL database, each with its own lease until the
+lease is one for the whole cluster) are safe, only wasteful: a digest is claimed by one of
+them (the claim is keyed by it), the other passes it over, and neither takes over a claim
+younger than ``STALE_CLAIM``, which a running sweep never holds unfinished.
 """
 
 from __future__ import annotations
