@@ -31,6 +31,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import anyio
+
 from protocols.pop3.maildrop import Maildrop, MaildropError, MaildropLock
 from protocols.pop3.settings import Pop3Settings
 from protocols.pop3.syntax import (
@@ -69,6 +71,7 @@ PLAINTEXT_MECHANISMS = frozenset(("PLAIN", "LOGIN"))
 LINE_LIMIT = MAX_SASL_RESPONSE + 64  # an AUTH line with its initial response, at most
 FLUSH_AT = 64 * 1024  # pipelined replies are sent together up to this much
 READ_BATCH = 8 * 1024 * 1024  # octets of message bodies read at once to learn their sizes
+SHAPE_INLINE = 256 * 1024  # bodies measured on the event loop; more in a worker thread
 
 # Bodies' shapes (octets as RETR sends them, dot-led lines), by store and body id: a body
 # never changes and its id is never given to another (stalwart_py.store.blobs), so what is
@@ -372,12 +375,20 @@ class Session:
                 batch.append(number)
                 total += drop.messages[number - 1].size
             bodies = await store.read_blobs([drop.messages[n - 1].blob_id for n in batch])
+            # Three scans of every body: in a worker thread once they add up to more than a
+            # RETR's worth, so that learning a big maildrop's sizes stalls no other session.
+            if sum(map(len, bodies.values())) > SHAPE_INLINE:
+                shapes = await anyio.to_thread.run_sync(_shapes_of, bodies)
+            else:
+                shapes = _shapes_of(bodies)
             for number in batch:
                 info = drop.messages[number - 1]
-                data = bodies.get(info.blob_id)
+                found = shapes.get(info.blob_id)
                 # A body gone meanwhile (expunged over IMAP): its stored size stands.
-                size = info.size if data is None else _remember(known, info.blob_id, data).octets
-                drop.sizes[number] = size
+                if found is None:
+                    drop.sizes[number] = info.size
+                else:
+                    drop.sizes[number] = _remember(known, info.blob_id, found).octets
 
     async def _size_of_live(self) -> tuple[list[int], int]:
         live = self.drop.live()
@@ -437,7 +448,7 @@ class Session:
             return found
         number, info, data = found
         known = self.shapes
-        body = known.get(info.blob_id) or _remember(known, info.blob_id, data)
+        body = known.get(info.blob_id) or _remember(known, info.blob_id, shape(data))
         self.drop.sizes[number] = body.octets
         self.drop.retrieved.add(number)
         return Reply(message_reply(ok(f"{body.octets} octets"), data, body))
@@ -502,8 +513,11 @@ class Session:
         )
 
 
-def _remember(known: dict[int, Shape], blob_id: int, data: bytes) -> Shape:
-    found = shape(data)
+def _shapes_of(bodies: dict[int, bytes]) -> dict[int, Shape]:
+    return {blob_id: shape(data) for blob_id, data in bodies.items()}
+
+
+def _remember(known: dict[int, Shape], blob_id: int, found: Shape) -> Shape:
     if len(known) >= _SHAPES_MAX:
         del known[next(iter(known))]  # the oldest
     known[blob_id] = found
