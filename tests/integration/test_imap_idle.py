@@ -20,6 +20,7 @@ def server(start_server, server_cert, monkeypatch):
     return start(start_server, server_cert, f'[server.imap]\nidle-timeout = "{IDLE_TIMEOUT}s"\n')
 
 
+@pytest.mark.single_worker(reason="the idle-timeout under RFC 9051's minimum is patched in")
 def test_changes_reported_in_idle_do_not_postpone_its_autologout(server):
     with Raw(server) as raw:
         raw.login()
