@@ -5,14 +5,17 @@ acknowledged so far is present, byte-identical and exactly once."""
 
 from __future__ import annotations
 
+import os
 import random
 import re
 import subprocess
 import sys
 from collections import Counter
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import anyio
+import pytest
 
 from stalwart_py.store.blobstore.filesystem import FilesystemBlobs
 from stalwart_py.store.sqlite import SqliteStore
@@ -23,6 +26,25 @@ RUNS = 20
 
 
 def test_acknowledged_deliveries_survive_sigkill(tmp_path):
+    kill_and_check(tmp_path, os.environ)
+
+
+@pytest.mark.heavy  # ~60 s: twenty children and four server restarts
+def test_acknowledged_deliveries_survive_sigkill_on_postgresql(tmp_path, postgres):
+    """The same on PostgreSQL, and after every fifth kill of the child the PostgreSQL server
+    is killed too (``pg_ctl stop -m immediate``: no shutdown checkpoint) and started again,
+    recovering from its WAL: what was acknowledged was committed, so it is there."""
+    url = postgres.database()
+    kill_and_check(
+        tmp_path,
+        {**os.environ, "CRASH_STORE_URL": url},
+        after_kill=lambda run: postgres.crash_and_restart() if run % 5 == 4 else None,
+    )
+
+
+def kill_and_check(
+    tmp_path: Path, env: Mapping[str, str], after_kill: Callable[[int], object] | None = None
+) -> None:
     rng = random.Random(20261124)
     # key -> the message the child delivered (built once: it is re-checked after every kill).
     acknowledged: dict[str, bytes] = {}
@@ -30,6 +52,7 @@ def test_acknowledged_deliveries_survive_sigkill(tmp_path):
         child = subprocess.Popen(
             [sys.executable, "-m", "tests.support.crash_child", str(tmp_path), str(run)],
             cwd=ROOT,
+            env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
         )
@@ -44,15 +67,22 @@ def test_acknowledged_deliveries_survive_sigkill(tmp_path):
         rest, _ = child.communicate(timeout=30)
         keys += rest.decode().split()  # written before it died: acknowledged too
         acknowledged.update((key, message_for(key)) for key in keys)
-        check_after_restart(tmp_path, acknowledged, run)
+        if after_kill is not None:
+            after_kill(run)
+        check_after_restart(tmp_path, acknowledged, run, url=env.get("CRASH_STORE_URL"))
     assert len(acknowledged) >= RUNS
 
 
 def check_after_restart(
-    data_dir: Path, acknowledged: dict[str, bytes], run: int, blob_dir: Path | None = None
+    data_dir: Path,
+    acknowledged: dict[str, bytes],
+    run: int,
+    blob_dir: Path | None = None,
+    url: str | None = None,
 ) -> None:
-    """(``blob_dir``: the bodies are in the filesystem blob backend there.)"""
-    integrity, stored = anyio.run(read_inbox, data_dir, blob_dir)
+    """(``blob_dir``: the bodies are in the filesystem blob backend there; ``url``: the
+    store is PostgreSQL's there.)"""
+    integrity, stored = anyio.run(read_inbox, data_dir, blob_dir, url)
     assert integrity == "ok", f"after kill {run}: {integrity}"
     counts = Counter(key for key, _ in stored)
     assert [key for key, count in counts.items() if count > 1] == [], f"after kill {run}: twice"
@@ -67,11 +97,15 @@ def check_after_restart(
 
 
 async def read_inbox(
-    data_dir: Path, blob_dir: Path | None = None
+    data_dir: Path, blob_dir: Path | None = None, url: str | None = None
 ) -> tuple[str, list[tuple[str, bytes]]]:
-    store = SqliteStore(
-        data_dir, blob_backend=None if blob_dir is None else FilesystemBlobs(blob_dir)
-    )
+    blobs = None if blob_dir is None else FilesystemBlobs(blob_dir)
+    if url is not None:
+        from stalwart_py.store.postgresql import PostgresStore
+
+        store = PostgresStore(url, data_dir, blob_backend=blobs)
+    else:
+        store = SqliteStore(data_dir, blob_backend=blobs)
     await store.open()
     try:
         integrity = await store.integrity_check()

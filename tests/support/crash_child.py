@@ -3,9 +3,11 @@ key of every acknowledged message to stdout as soon as its delivery has returned
 
     python -m tests.support.crash_child DATA_DIR RUN [BLOB_DIR HANG_AFTER]
 
-With BLOB_DIR, bodies go to the filesystem blob backend there; after HANG_AFTER
-acknowledgements, every body written is reported (``staged <hex digest>``) and its writer
-then hangs, between the body's write and its transaction, until the parent kills the child.
+With ``CRASH_STORE_URL`` in the environment, the store is PostgreSQL's at that URL instead of
+SQLite's in DATA_DIR. With BLOB_DIR, bodies go to the filesystem blob backend there; after
+HANG_AFTER acknowledgements, every body written is reported (``staged <hex digest>``) and its
+writer then hangs, between the body's write and its transaction, until the parent kills the
+child.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import anyio
 
 from stalwart_py.delivery import Delivery, Envelope, Origin, Recipient
 from stalwart_py.directory import Directory
+from stalwart_py.store import Store
 from stalwart_py.store.blobstore.filesystem import FilesystemBlobs
 from stalwart_py.store.sqlite import SqliteStore
 
@@ -51,9 +54,19 @@ class HangingBlobs(FilesystemBlobs):
             await anyio.sleep_forever()
 
 
+def open_store(data_dir: Path, blobs: FilesystemBlobs | None = None) -> Store:
+    """The crash test's store: SQLite in ``data_dir``, or PostgreSQL at ``CRASH_STORE_URL``."""
+    url = os.environ.get("CRASH_STORE_URL")
+    if url:
+        from stalwart_py.store.postgresql import PostgresStore
+
+        return PostgresStore(url, data_dir, blob_backend=blobs)
+    return SqliteStore(data_dir, blob_backend=blobs)
+
+
 async def main(data_dir: Path, run: str, blob_dir: str = "", hang_after: str = "0") -> None:
     blobs = HangingBlobs(Path(blob_dir)) if blob_dir else None
-    store = SqliteStore(data_dir, blob_backend=blobs)
+    store = open_store(data_dir, blobs)
     await store.open()
     acknowledged = 0
     directory = Directory(store)

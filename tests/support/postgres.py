@@ -76,6 +76,40 @@ class PostgresCluster:
             conn.execute(f'CREATE DATABASE "{name}"')
         return self.url(name)
 
+    def crash_and_restart(self) -> None:
+        """Stop the server as a crash would (no shutdown checkpoint: the restart replays the
+        WAL) and start it again."""
+        self.stop()
+        self.start()
+
+    def start(self) -> None:
+        options = (
+            f"-c listen_addresses='' -c unix_socket_directories='{self.base}' -c fsync=on"
+            " -c synchronous_commit=on -c max_connections=300 -c shared_buffers=32MB"
+        )
+        started = subprocess.run(
+            [
+                *self.run_as,
+                self.bindir / "pg_ctl",
+                "start",
+                "-D",
+                self.base / "data",
+                "-w",
+                "-t",
+                str(START_TIMEOUT),
+                "-o",
+                options,
+                "-l",
+                self.base / "server.log",
+            ],
+            capture_output=True,
+            timeout=START_TIMEOUT + 10,
+            check=False,
+        )
+        if started.returncode != 0:
+            log = (self.base / "server.log").read_text(errors="replace")[-2000:]
+            raise RuntimeError(f"PostgreSQL did not start: {started.stderr.decode()}\n{log}")
+
     def stop(self) -> None:
         subprocess.run(
             # immediate: no shutdown checkpoint, the files are removed next
@@ -132,33 +166,8 @@ def running_cluster() -> Iterator[PostgresCluster]:
             capture_output=True,
             timeout=120,
         )
-        options = (
-            f"-c listen_addresses='' -c unix_socket_directories='{base}' -c fsync=on"
-            " -c synchronous_commit=on -c max_connections=300 -c shared_buffers=32MB"
-        )
-        started = subprocess.run(
-            [
-                *run_as,
-                bindir / "pg_ctl",
-                "start",
-                "-D",
-                data,
-                "-w",
-                "-t",
-                str(START_TIMEOUT),
-                "-o",
-                options,
-                "-l",
-                base / "server.log",
-            ],
-            capture_output=True,
-            timeout=START_TIMEOUT + 10,
-            check=False,
-        )
-        if started.returncode != 0:
-            log = (base / "server.log").read_text(errors="replace")[-2000:]
-            raise RuntimeError(f"PostgreSQL did not start: {started.stderr.decode()}\n{log}")
         cluster = PostgresCluster(base, bindir, run_as)
+        cluster.start()
         try:
             yield cluster
         finally:
