@@ -8,21 +8,11 @@ directly, whether or not a server is running on it.
 from __future__ import annotations
 
 import argparse
-import gc
 import os
 from pathlib import Path
 
-# Importing the server (nearly every module a command needs, ~0.3 s) allocates objects that
-# live as long as the process; the collector's passes over them meanwhile free nothing and
-# were ~5% of that time. Paused for these imports only (``serve`` then freezes what is loaded).
-_collecting = gc.isenabled()
-gc.disable()
-try:
-    from stalwart_py import __version__
-    from stalwart_py.cli import acme, directory, dns, listener, plugin, queue, reference, server
-finally:
-    if _collecting:
-        gc.enable()
+from stalwart_py import __version__
+from stalwart_py.cli import acme, directory, dns, listener, plugin, queue, reference, server
 
 DEFAULT_CONFIG = "/etc/stalwart-py/config.toml"
 
