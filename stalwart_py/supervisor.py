@@ -35,7 +35,8 @@ What the supervisor does, and the one place each thing happens:
 Each worker talks to the supervisor over a SOCK_SEQPACKET socket pair (one message is one JSON
 object; descriptors ride along): up, the events ``--notify-fd`` carries (``ready``,
 ``reloaded``, ``reload-failed``, ``stopping``) and ``reload-request``; down, ``reload`` and
-``reload-refused``.
+``reload-done`` (every worker applied it) or ``reload-refused`` (``invalid`` when the file
+itself was: the worker raises ConfigError) to a worker that asked.
 """
 
 from __future__ import annotations
@@ -398,7 +399,10 @@ class Supervisor:
             for error in errors:
                 log.error("reload failed, nothing changed: %s", error)
             self._announce("reload-failed", errors=errors)
-            self._answer_waiters({"cmd": "reload-refused", "errors": errors})
+            # "invalid": the worker that asked answers as one process does for a bad file
+            # (POST /api/reload: "the configuration is invalid"), not "cannot be applied"
+            invalid = isinstance(exc, ConfigError)
+            self._answer_waiters({"cmd": "reload-refused", "errors": errors, "invalid": invalid})
             return
         if config.server.worker_count != self.count:
             log.warning(
@@ -433,7 +437,9 @@ class Supervisor:
         if first is not None:
             self._listeners = first.get("listeners", self._listeners)
         self._announce("reloaded", changes=(first or {}).get("changes", {}))
-        self._reload_waiters.clear()
+        # Whoever asked (POST /api/reload) answers now that every worker has applied it and
+        # the sockets of removed addresses are closed, as one process answers after its reload.
+        self._answer_waiters({"cmd": "reload-done"})
 
     def _answer_waiters(self, message: dict[str, Any]) -> None:
         for slot in self._reload_waiters:

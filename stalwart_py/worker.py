@@ -95,6 +95,7 @@ class SupervisorLink:
         self.server = server
         self.role = server.worker
         self._waiters: list[_Waiter] = []
+        self._applied: ReloadReport | None = None  # this worker's part of the reload under way
 
     async def follow(self) -> None:
         sock = self.role.channel  # blocking: the server's event lines are written to it
@@ -118,9 +119,12 @@ class SupervisorLink:
                 self.role.sockets[lid, address] = socket.socket(fileno=fd)
             if message.get("cmd") == "reload":
                 await self._reload()
+            elif message.get("cmd") == "reload-done":
+                self._resolve(self._applied, None if self._applied else ApplyError(["no report"]))
             elif message.get("cmd") == "reload-refused":
-                error = ApplyError(message.get("errors", []))
-                self._resolve(None, error)
+                errors = message.get("errors", [])
+                invalid = message.get("invalid", False)  # the file, not applying it
+                self._resolve(None, ConfigError(errors) if invalid else ApplyError(errors))
 
     async def _reload(self) -> None:
         try:
@@ -128,7 +132,18 @@ class SupervisorLink:
         except (ConfigError, ApplyError) as exc:
             self._resolve(None, exc)
         else:
-            self._resolve(report, None)
+            self._forget_removed_sockets()
+            # answered when the supervisor says every worker has applied it (reload-done)
+            self._applied = report
+
+    def _forget_removed_sockets(self) -> None:
+        """Close this process's copies of the sockets of addresses the configuration no longer
+        has: the registry closed its own, but a copy inherited at the fork would keep the port
+        listening, so that the kernel queued connections nobody accepts instead of refusing."""
+        config = self.server.config
+        wanted = {(lid, a) for lid, lsn in config.listeners.items() if lsn.enable for a in lsn.bind}
+        for key in [key for key in self.role.sockets if key not in wanted]:
+            self.role.sockets.pop(key).close()
 
     def _resolve(self, report: ReloadReport | None, error: Exception | None) -> None:
         waiters, self._waiters = self._waiters, []

@@ -28,7 +28,7 @@ from stalwart_py.plugin import Protocol
 from stalwart_py.server import Server, load
 from stalwart_py.store import Account
 from stalwart_py.testing.clients import TIMEOUT, LineClient
-from stalwart_py.testing.workers import REFUSED, Siblings, requested_workers, with_workers
+from stalwart_py.testing.workers import Siblings, requested_workers, with_workers
 
 WAIT = 20.0  # seconds; generous, only ever reached when something is broken
 
@@ -88,6 +88,7 @@ class RunningServer(AbstractContextManager["RunningServer"]):
             self._future, _ = self.portal.start_task(self._run)
             if self.siblings is not None:
                 self.siblings.start()
+                self.portal.call(self._follow_siblings)
         except BaseException:
             self.__exit__(*sys.exc_info())
             raise
@@ -98,9 +99,13 @@ class RunningServer(AbstractContextManager["RunningServer"]):
             await self.server.run(task_status=task_status)
             return
         async with anyio.create_task_group() as tg:
-            tg.start_soon(self.siblings.follow_worker0)
+            self._group = tg  # the siblings' channels are followed here once they are ready
             await self.server.run(task_status=task_status)
             tg.cancel_scope.cancel()
+
+    async def _follow_siblings(self) -> None:
+        assert self.siblings is not None
+        self._group.start_soon(self.siblings.follow)
 
     def __exit__(self, *exc_info: object) -> None:
         try:
@@ -135,9 +140,19 @@ class RunningServer(AbstractContextManager["RunningServer"]):
 
     def reload(self) -> ReloadReport:
         """Re-read the configuration file, as SIGHUP does."""
-        if self.siblings is not None:  # reloading worker 0 alone would be no server's state
-            raise RuntimeError(REFUSED)
-        return self.portal.call(self.server.reload)
+        if self.siblings is None:
+            return self.portal.call(self.server.reload)
+        # As a worker of a supervisor: refused file errors as one process raises them, then
+        # the reload of every worker, which worker 0's link asks the kit for.
+        load(self.server.config_path, self.server.protocol_classes, serving=True)
+
+        async def every_worker() -> ReloadReport:
+            assert self.siblings is not None
+            report = await self.context.reload()
+            await self.siblings.reloaded()
+            return report
+
+        return self.portal.call(every_worker)
 
     # -- reaching inside ------------------------------------------------------------------------
 

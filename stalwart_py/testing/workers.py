@@ -18,10 +18,10 @@ so the kit plays the supervisor's part itself, with the same pieces:
   the configuration.
 
 Every worker accepts on the same sockets, so a test's connections land in any of them: what a
-test expects of "the server" must then hold server-wide. Not provided here: reloading the
-workers together (a reload asked of a worker is refused, naming this module: the supervisor's
-reload across workers is tested in tests/integration/test_workers.py with real processes)
-and replacing a worker that dies. Protocol classes must be importable by module and name.
+test expects of "the server" must then hold server-wide. A reload (``RunningServer.reload``,
+``POST /api/reload`` in any worker) is the supervisor's: validated and bound once here, then
+applied by every worker. Not provided here: replacing a worker that dies. Protocol classes
+must be importable by module and name.
 """
 
 from __future__ import annotations
@@ -37,26 +37,25 @@ import subprocess
 import sys
 import time
 from contextlib import ExitStack
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from stalwart_py.config import BindAddress, Config
+from stalwart_py.config import BindAddress, Config, ConfigError
+from stalwart_py.config.running import needs_restart
 from stalwart_py.files import private_dir
 from stalwart_py.plugin import Protocol
-from stalwart_py.server import PID_FILE, Server, _locked_pid_file
+from stalwart_py.server import PID_FILE, Server, _locked_pid_file, load
 from stalwart_py.shared import FILE as SHARED_FILE
 from stalwart_py.shared import SharedState
 from stalwart_py.shared_limits import SharedLimits
 from stalwart_py.singleton import run_dir
+from stalwart_py.sockets import BindError
 from stalwart_py.supervisor import bind_listeners, tag_log_records
 from stalwart_py.worker import SocketKey, WorkerRole, die_with_parent
 
 ENVIRONMENT = "STALWART_TEST_WORKERS"  # set by pytest's --server-workers N
 WAIT = 20.0  # seconds for a sibling to be ready or to stop; only reached when broken
-REFUSED = (
-    "the test kit's sibling workers (stalwart_py.testing.workers) do not reload together; "
-    "a test that reloads says server.workers = 1"
-)
 
 
 def requested_workers() -> int:
@@ -108,6 +107,7 @@ class Siblings:
     ) -> None:
         self.config_path = config_path
         self.config = config
+        self.protocol_classes = protocols
         self.protocols = {name: import_path(cls) for name, cls in protocols.items()}
         self.count = config.server.worker_count
         self.sockets: dict[SocketKey, socket.socket] = {}
@@ -115,6 +115,8 @@ class Siblings:
         self._stack = ExitStack()
         self.processes: list[subprocess.Popen[bytes]] = []
         self._channels: list[socket.socket] = []  # our ends, worker 1.. in order
+        self._requesters: list[socket.socket] = []  # channels of workers waiting for a reload
+        self._round: _Round | None = None  # the reload under way
 
     def prepare(self) -> WorkerRole:
         """Hold the pid file, bind, create the shared counts; the role of worker 0."""
@@ -134,7 +136,10 @@ class Siblings:
         # per-client counts (per-IP limits, login throttle, SMTP rates): passed to siblings
         self.limits = SharedLimits.create(self.config, workers=self.count)
         limits = self.limits.for_worker(0)
-        return WorkerRole(0, os.getpid(), dict(self.sockets), theirs, shared, limits)
+        # copies of its own, as a forked worker has (it closes those of removed listeners)
+        self._worker0_sockets = {key: sock.dup() for key, sock in self.sockets.items()}
+        self._stack.callback(lambda: [sock.close() for sock in self._worker0_sockets.values()])
+        return WorkerRole(0, os.getpid(), self._worker0_sockets, theirs, shared, limits)
 
     def start(self) -> None:
         """Spawn workers 1..N-1 and wait until each is ready (worker 0 is by now: it migrates
@@ -203,20 +208,36 @@ class Siblings:
                 message = json.loads(line)
                 if message.get("event") == "ready":
                     return
-                if message.get("event") == "reload-request":
-                    self._refuse_reload(channel)
 
     @staticmethod
-    def _refuse_reload(channel: socket.socket) -> None:
+    def _send(
+        channel: socket.socket, message: dict[str, Any], sockets: dict[SocketKey, socket.socket]
+    ) -> None:
+        """A supervisor's message to a worker, with ``sockets`` attached (``Supervisor._send``)."""
+        keys = list(sockets)
+        body = {**message, "sockets": [[lid, a.family, a.host, a.port] for lid, a in keys]}
         with contextlib.suppress(OSError):
-            channel.send(json.dumps({"cmd": "reload-refused", "errors": [REFUSED]}).encode())
+            socket.send_fds(
+                channel, [json.dumps(body).encode()], [sockets[k].fileno() for k in keys]
+            )
 
-    async def follow_worker0(self) -> None:
-        """Worker 0's requests over its channel (run on its event loop): a reload it is asked
-        for (``POST /api/reload``) is refused with the reason (module docstring)."""
+    def _channels_by_index(self) -> list[socket.socket]:
+        return [self._worker0_channel, *self._channels]
+
+    async def follow(self) -> None:
+        """Read every worker's channel (on worker 0's event loop, once the siblings are ready):
+        a reload asked by any worker (``POST /api/reload``, SIGHUP to a sibling) reloads them
+        all, as a supervisor does; their answers finish the reload under way."""
         import anyio
 
-        channel = self._worker0_channel
+        async with anyio.create_task_group() as group:
+            self._group = group
+            for index, channel in enumerate(self._channels_by_index()):
+                group.start_soon(self._read, index, channel)
+
+    async def _read(self, index: int, channel: socket.socket) -> None:
+        import anyio
+
         channel.setblocking(False)
         while True:
             await anyio.wait_readable(channel)
@@ -227,8 +248,68 @@ class Siblings:
             if not data:
                 return
             for line in data.splitlines():
-                if json.loads(line).get("event") == "reload-request":
-                    self._refuse_reload(channel)
+                message = json.loads(line)
+                event = message.get("event")
+                if event == "reload-request":
+                    self._requesters.append(channel)
+                    if self._round is None:
+                        self._group.start_soon(self.reload)
+                elif event in ("reloaded", "reload-failed") and self._round is not None:
+                    self._round.answers[index] = message
+                    if len(self._round.answers) == self.count:
+                        self._round.done.set()
+
+    async def reload(self) -> None:
+        """Validate the file once and bind what is new, then have every worker apply it and
+        wait for every answer (``Supervisor._reload``); a refusal goes to whoever asked."""
+        import anyio
+
+        self._round = round_ = _Round(anyio.Event())
+        try:
+            try:
+                config = load(self.config_path, self.protocol_classes, serving=True)
+                if problems := needs_restart(self.config, config):
+                    raise ConfigError(problems)
+                new = bind_listeners(config, self.sockets, self._unix)
+            except (ConfigError, BindError) as exc:
+                issues = exc.issues if isinstance(exc, ConfigError) else [exc]
+                invalid = isinstance(exc, ConfigError)
+                errors = [str(i) for i in issues]
+                refusal = {"cmd": "reload-refused", "errors": errors, "invalid": invalid}
+                for channel in self._requesters:
+                    self._send(channel, refusal, {})
+                return
+            self.sockets.update(new)
+            for channel in self._channels_by_index():
+                self._send(channel, {"cmd": "reload"}, new)
+            with anyio.fail_after(WAIT):
+                await round_.done.wait()
+            failed = [a for a in round_.answers.values() if a["event"] != "reloaded"]
+            if failed:
+                errors = sorted({e for answer in failed for e in answer.get("errors", [])})
+                for channel in self._requesters:
+                    self._send(channel, {"cmd": "reload-refused", "errors": errors}, {})
+            else:
+                self.config = config
+                wanted = {
+                    (lid, a)
+                    for lid, lsn in config.listeners.items()
+                    if lsn.enable
+                    for a in lsn.bind
+                }
+                for key in [key for key in self.sockets if key not in wanted]:
+                    self.sockets.pop(key).close()  # every worker has closed its copy
+                for channel in self._requesters:
+                    self._send(channel, {"cmd": "reload-done"}, {})
+        finally:
+            self._requesters.clear()
+            self._round = None
+            round_.done.set()
+
+    async def reloaded(self) -> None:
+        """Return once no reload is under way (worker 0 may answer before its siblings)."""
+        if self._round is not None:
+            await self._round.done.wait()
 
     def close(self) -> None:
         """Stop the siblings (their channel closes, as when a supervisor is gone, and SIGTERM),
@@ -254,6 +335,14 @@ class Siblings:
             if key[1].is_unix:
                 remove_unix_socket(key[1].host, self._unix.pop(key, None))
         self.sockets.clear()
+
+
+@dataclass(eq=False)
+class _Round:
+    """One reload of every worker: each worker's answer by index, set done when all are in."""
+
+    done: Any  # anyio.Event, made on worker 0's loop
+    answers: dict[int, dict[str, Any]] = field(default_factory=dict)
 
 
 def main(argv: list[str]) -> int:

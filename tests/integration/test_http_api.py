@@ -11,7 +11,7 @@ from protocols.http import Http
 from stalwart_py.config import explain_json
 from tests.support.clients import LineClient
 from tests.support.http import ADMIN, BASE, USER, ApiClient, Referee, http_listener, start_http
-from tests.support.servers import RELOADS, write_config
+from tests.support.servers import write_config
 
 REFEREE = Referee(Http().app.document)
 PROBE = '[server.listener.probe]\nbind = "127.0.0.1:0"\nprotocol = "probe"\n\n'
@@ -167,7 +167,6 @@ def test_a_disabled_http_listener_answers_503(start_server):
             assert client.get("/healthz").status == 200
 
 
-@pytest.mark.single_worker(RELOADS)
 def test_reload_with_a_valid_and_an_invalid_file(server, admin, tmp_path):
     config = BASE + http_listener() + PROBE
     write_config(

@@ -19,7 +19,6 @@ from protocols.http import Http
 from protocols.http.schemas import COMPONENTS
 from protocols.http.validation import FORMATS, SUPPORTED, SchemaError, keywords, validate
 from tests.support.http import ADMIN, USER, ApiClient, Referee, start_http
-from tests.support.servers import RELOADS
 
 APP = Http().app
 DOCUMENT = APP.document
@@ -204,7 +203,6 @@ def _calls(ids: dict[str, str]) -> dict[str, tuple[str, str, object, dict]]:
     }
 
 
-@pytest.mark.single_worker(RELOADS)
 def test_every_operation_answers_as_documented(server):
     referee = Referee(DOCUMENT)
     address = server.address("http")

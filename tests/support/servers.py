@@ -157,7 +157,3 @@ METRICS_OF_ONE_WORKER = (
 PATCHES_THE_WORKER = (
     "patches or acts on the in-process worker alone, which a sibling worker process does not see"
 )
-RELOADS = (
-    "reloads, and the test kit's sibling workers do not reload together (a supervisor's reload "
-    "of two workers is tested in tests/integration/test_workers.py)"
-)
