@@ -162,10 +162,14 @@ def check_unclaimed(txn: Txn, digest: bytes) -> None:
 
 def _next_blob_id(txn: Txn) -> int:
     """One more than any blob id ever given (kept in ``meta``; a database written before
-    the counter existed starts from its largest id)."""
-    # One statement, which locks the counter's row: two writers (PostgreSQL, several nodes)
-    # never get the same id. (``WHERE true``: SQLite's grammar needs a WHERE before an
-    # upsert's ON CONFLICT after a SELECT.)
+    the counter existed starts from its largest id; on PostgreSQL, a sequence)."""
+    if txn.sequences:
+        # PostgreSQL: a sequence (pg_schema), which several nodes take from at once; the
+        # counter's row below would be locked by one node's batch until it commits.
+        return txn.execute("SELECT nextval('blob_ids')").fetchone()[0]
+    # One statement, which locks the counter's row: two writers never get the same id.
+    # (``WHERE true``: SQLite's grammar needs a WHERE before an upsert's ON CONFLICT after a
+    # SELECT.)
     (value,) = txn.execute(
         "INSERT INTO meta(key, value)"
         " SELECT 'blob-id', CAST(coalesce(max(id), 0) + 1 AS TEXT) FROM blobs WHERE true"

@@ -66,6 +66,9 @@ class Txn:
     now: float
     touched: set[int] = field(default_factory=set)
     listings: set[int] = field(default_factory=set)  # account ids
+    # The database has sequences (PostgreSQL): a counter shared by writers on several nodes
+    # is one, which hands out values without a lock held to the commit (``blobs``).
+    sequences: bool = False
 
     def execute(self, sql: str, params: Any = ()) -> sqlite3.Cursor:
         return self.conn.execute(sql, params)
@@ -233,6 +236,7 @@ class Engine:
         self._idle_readers: list[sqlite3.Connection] = []
         self._readers_lock = threading.Lock()
         self.bus: ChangeBus | None = None
+        self.sequences = False  # see Txn.sequences
         self.batches = 0  # commits made, for tests and metrics
         self.writes = 0
 
@@ -369,7 +373,7 @@ class Engine:
             conn.execute("BEGIN IMMEDIATE")
             now = self.clock()
             for job in batch:
-                txn = Txn(conn, now)
+                txn = Txn(conn, now, sequences=self.sequences)
                 conn.execute("SAVEPOINT job")
                 try:
                     job.result = job.func(txn)

@@ -261,7 +261,17 @@ def _v2_external_blobs(conn: PgConnection) -> None:
     )
 
 
-MIGRATIONS: list[Callable[[PgConnection], None]] = [_v1, _v2_external_blobs]
+def _v3_blob_ids(conn: PgConnection) -> None:
+    """Blob ids from a sequence: the ``meta`` counter's row, locked by a writing batch until it
+    commits, made the deliveries of all nodes take turns. It starts above every id given."""
+    conn.raw.execute(b"CREATE SEQUENCE blob_ids AS bigint")
+    conn.raw.execute(
+        b"SELECT setval('blob_ids', greatest(1, (SELECT coalesce(max(id), 0) FROM blobs),"
+        b" (SELECT coalesce(max(CAST(value AS bigint)), 0) FROM meta WHERE key = 'blob-id')))"
+    )
+
+
+MIGRATIONS: list[Callable[[PgConnection], None]] = [_v1, _v2_external_blobs, _v3_blob_ids]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -69,6 +69,7 @@ class PgEngine(Engine):
         self._data_dir = data_dir
         self._password = password
         self._statement_timeout_ms = max(1, round(statement_timeout * 1000))
+        self.sequences = True
         self.node = node_id(data_dir)
         self.listener: NotifyListener | None = None
 
