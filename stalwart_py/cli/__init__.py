@@ -12,7 +12,17 @@ import os
 from pathlib import Path
 
 from stalwart_py import __version__
-from stalwart_py.cli import acme, directory, dns, listener, plugin, queue, reference, server
+from stalwart_py.cli import (
+    acme,
+    directory,
+    dns,
+    listener,
+    migrate,
+    plugin,
+    queue,
+    reference,
+    server,
+)
 
 DEFAULT_CONFIG = "/etc/stalwart-py/config.toml"
 
@@ -46,6 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     listener.register(commands, command)
     dns.register(commands, command)
     acme.register(commands, command)
+    migrate.register(commands, command)
     plugin.register(commands)
     reference.register(commands)  # docs/*-reference.md, generated
     return parser

@@ -1,0 +1,262 @@
+"""Copy a SQLite store into a PostgreSQL database (``stalwart-py migrate``).
+
+The two schemas have the same tables and columns (``pg_schema.py``;
+``tests/integration/test_store_pg_schema.py`` holds them to it), so the copy is table by
+table, column by column, with the values unchanged: account ids, mailbox ids, UIDVALIDITY,
+UIDNEXT, HIGHESTMODSEQ, every message's UID and MODSEQ, the blob ids and the counters in
+``meta`` that hand out the next ones. An IMAP client that synchronised against the SQLite
+store finds the same mailboxes with the same UIDs afterwards and has nothing to download
+again (RFC 9051 section 2.3.1.1: a UID is valid as long as UIDVALIDITY is the same).
+
+The source is read in one SQLite read transaction: one snapshot, whatever a server still
+running on it writes meanwhile (writes after the snapshot are not copied; stop the server
+first). The target is written in one PostgreSQL transaction with ``COPY``: either the whole
+store arrives or nothing does. Rows stream from a SQLite cursor into the COPY, which sends
+them in buffers, so memory stays bounded by a few rows, however many 1 MB bodies there are.
+
+Every table of the SQLite schema is in ``COPIED`` (in an order that satisfies the foreign
+keys) or in ``NOT_COPIED`` with the reason; ``check_tables`` refuses a schema with a table in
+neither, so a table added by a later migration cannot be left behind silently.
+
+Afterwards ``verify`` compares the row count of every copied table and the SHA-256 of every
+body, read back from the target, with the source's.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from stalwart_py.store.model import StoreError
+from stalwart_py.store.pg_dialect import PgConnection
+from stalwart_py.store.pg_schema import migrate as migrate_postgresql
+from stalwart_py.store.schema import migrate as migrate_sqlite
+
+# Parents before children (foreign keys are checked row by row during COPY).
+COPIED: tuple[str, ...] = (
+    "domains",
+    "accounts",
+    "aliases",
+    "mailboxes",
+    "subscriptions",
+    "blobs",
+    "sort_fields",
+    "messages",
+    "expunged",
+    "sieve_scripts",
+    "sieve_vacation",
+    "sieve_duplicates",
+    "sieve_global",
+    "queue_messages",
+    "queue_recipients",
+    "reports",
+    "meta",  # the counters of UIDVALIDITY and blob ids: the next ones must not repeat
+    "junk_tokens",
+    "junk_state",
+    "junk_trained",
+    "mta_sts_policies",
+    "tls_results",
+)
+
+# Tables of the SQLite schema deliberately left out, with why.
+NOT_COPIED: dict[str, str] = {
+    "blob_deletions": (
+        "the orphan sweep's claims and tombstones of bodies in an external backend: a copied "
+        "claim would name a sweep that no longer runs; the target's sweep starts afresh and "
+        "finds any orphan again"
+    ),
+}
+
+CONNECT_TIMEOUT = 10  # seconds to reach the PostgreSQL server
+VERIFY_BATCH = 64  # bodies hashed per round trip when verifying (~64 MB at most for 1 MB bodies)
+
+
+class MigrationError(StoreError):
+    """The copy cannot start (a non-empty target, an unknown table) or did not verify."""
+
+
+@dataclass
+class Summary:
+    """What was copied and what the verification found."""
+
+    rows: dict[str, int] = field(default_factory=dict)  # table -> rows copied
+    bodies: int = 0  # bodies whose SHA-256 was compared
+    body_bytes: int = 0
+    mismatches: list[str] = field(default_factory=list)
+
+    def lines(self) -> Iterator[str]:
+        for table, count in self.rows.items():
+            yield f"{table:<18} {count:>10} rows"
+        yield f"{'bodies verified':<18} {self.bodies:>10} ({self.body_bytes} bytes, SHA-256)"
+        for table, reason in NOT_COPIED.items():
+            yield f"{table:<18} {'not copied':>10} ({reason.split(':')[0]})"
+        for mismatch in self.mismatches:
+            yield f"MISMATCH: {mismatch}"
+
+
+def sqlite_tables(conn: sqlite3.Connection) -> list[str]:
+    """The store's tables (SQLite's own, such as ``sqlite_stat1``, are not the store's)."""
+    return [
+        name
+        for (name,) in conn.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
+            " ORDER BY name"
+        )
+    ]
+
+
+def check_tables(tables: list[str]) -> None:
+    """Every table is copied or deliberately not: refuse a schema this copy does not know."""
+    unknown = sorted(set(tables) - set(COPIED) - set(NOT_COPIED))
+    if unknown:
+        raise MigrationError(
+            f"the SQLite store has tables this migration does not know: {', '.join(unknown)}"
+            " (add them to COPIED or NOT_COPIED in stalwart_py/store/pg_migrate.py)"
+        )
+
+
+def _columns(conn: sqlite3.Connection, table: str) -> list[str]:
+    return [row[1] for row in conn.execute(f'PRAGMA table_info("{table}")')]
+
+
+def open_source(data_dir: Path, database_file: str) -> sqlite3.Connection:
+    """The SQLite store brought to the current schema (as opening it in the server would),
+    then read in one transaction: one snapshot for the whole copy."""
+    path = data_dir / database_file
+    if not path.is_file():
+        raise MigrationError(f"no SQLite store at {path} (storage.data-dir)")
+    conn = sqlite3.connect(path, isolation_level=None, timeout=30)
+    migrate_sqlite(conn)
+    conn.execute("BEGIN")  # deferred: the snapshot starts with the first read
+    return conn
+
+
+def open_target(url: str, password: str | None) -> PgConnection:
+    def connect() -> psycopg.Connection:
+        kwargs: dict[str, Any] = {
+            "autocommit": True,
+            "application_name": "stalwart-py migrate",
+            "connect_timeout": CONNECT_TIMEOUT,
+        }
+        if password is not None:
+            kwargs["password"] = password
+        return psycopg.connect(url, **kwargs)
+
+    try:
+        conn = PgConnection(connect)
+    except psycopg.Error as exc:
+        raise MigrationError(f"cannot connect to PostgreSQL: {exc}".strip()) from None
+    migrate_postgresql(conn)  # the schema, created or brought up to date
+    return conn
+
+
+def nonempty_tables(target: PgConnection) -> list[str]:
+    return [
+        table
+        for table in COPIED
+        if target.raw.execute(f'SELECT EXISTS (SELECT 1 FROM "{table}")').fetchone()[0]
+    ]
+
+
+def copy_store(
+    source: sqlite3.Connection,
+    target: PgConnection,
+    *,
+    force: bool = False,
+    progress: Callable[[str, int], None] | None = None,
+) -> Summary:
+    """Copy every table of ``COPIED``, in one target transaction; then ``verify``."""
+    check_tables(sqlite_tables(source))
+    raw = target.raw
+    summary = Summary()
+    with raw.transaction():
+        # The target's tables are locked for the copy: a node started against the database
+        # meanwhile waits instead of writing among the copied rows.
+        raw.execute(f"LOCK TABLE {', '.join(COPIED)} IN ACCESS EXCLUSIVE MODE")
+        filled = nonempty_tables(target)
+        if filled and not force:
+            raise MigrationError(
+                f"the target database is not empty ({', '.join(filled)} have rows); "
+                "--force replaces its contents"
+            )
+        if filled:
+            raw.execute(f"TRUNCATE {', '.join(COPIED)}, blob_deletions RESTART IDENTITY CASCADE")
+        for table in COPIED:
+            summary.rows[table] = _copy_table(source, raw, table)
+            if progress is not None:
+                progress(table, summary.rows[table])
+        _advance_identities(raw)
+    verify(source, target, summary)
+    return summary
+
+
+def _copy_table(source: sqlite3.Connection, raw: psycopg.Connection, table: str) -> int:
+    columns = _columns(source, table)
+    names = ", ".join(f'"{column}"' for column in columns)
+    count = 0
+    # The cursor yields one row at a time; COPY sends its buffer as it fills.
+    rows = source.execute(f'SELECT {names} FROM "{table}"')
+    with raw.cursor().copy(f'COPY "{table}" ({names}) FROM STDIN') as copy:
+        for row in rows:
+            copy.write_row(row)
+            count += 1
+    return count
+
+
+def _advance_identities(raw: psycopg.Connection) -> None:
+    """Identity columns were given their values explicitly: start their sequences after the
+    largest, or the next account or mailbox created would collide with a copied one."""
+    identities = raw.execute(
+        "SELECT table_name, column_name FROM information_schema.columns"
+        " WHERE table_schema = current_schema() AND is_identity = 'YES'"
+    ).fetchall()
+    for table, column in identities:
+        raw.execute(
+            f"SELECT setval(pg_get_serial_sequence('\"{table}\"', '{column}'),"
+            f' coalesce(max("{column}"), 0) + 1, false) FROM "{table}"'
+        )
+
+
+def verify(source: sqlite3.Connection, target: PgConnection, summary: Summary) -> None:
+    """Counts per table, then every body's SHA-256, source against target (read back after
+    the commit, so what is compared is what the target holds)."""
+    raw = target.raw
+    for table in COPIED:
+        (expected,) = source.execute(f'SELECT count(*) FROM "{table}"').fetchone()
+        (found,) = raw.execute(f'SELECT count(*) FROM "{table}"').fetchone()
+        if expected != found:
+            summary.mismatches.append(f"{table}: {expected} rows in SQLite, {found} in PostgreSQL")
+    last = -1
+    while True:
+        # A batch of source bodies at a time, by id: memory bounded by the batch.
+        batch = source.execute(
+            "SELECT id, hash, external, data FROM blobs WHERE id > ? ORDER BY id LIMIT ?",
+            (last, VERIFY_BATCH),
+        ).fetchall()
+        if not batch:
+            break
+        last = batch[-1][0]
+        ids = [row[0] for row in batch]
+        found = {
+            blob_id: (bytes(digest), bytes(stored), external)
+            for blob_id, digest, stored, external in raw.execute(
+                "SELECT id, sha256(data), hash, external FROM blobs WHERE id = ANY(%s)", (ids,)
+            )
+        }
+        for blob_id, digest, external, data in batch:
+            summary.bodies += 1
+            summary.body_bytes += len(data)
+            if blob_id not in found:
+                summary.mismatches.append(f"body {blob_id}: missing from PostgreSQL")
+                continue
+            target_data_digest, target_hash, target_external = found[blob_id]
+            if hashlib.sha256(data).digest() != target_data_digest:
+                summary.mismatches.append(f"body {blob_id}: SHA-256 differs")
+            elif bytes(digest) != target_hash or bool(external) != bool(target_external):
+                summary.mismatches.append(f"body {blob_id}: its digest or location differs")

@@ -1,0 +1,157 @@
+"""``stalwart-py migrate``: a SQLite store filled through a real server (SMTP deliveries, IMAP
+flags, keywords and expunges, a Sieve script, a queued message) is copied into PostgreSQL; a
+server started on the copy shows an IMAP client the same UIDVALIDITY, UIDs, flags, internal
+dates and bodies. A target that already holds a store is refused unless ``--force``."""
+
+from __future__ import annotations
+
+import re
+import smtplib
+import sqlite3
+import time
+
+import pytest
+
+from stalwart_py.store.model import OutboundMessage, QueuedRecipient
+from tests.integration.imap_support import PASSWORD, USER, login
+from tests.integration.imap_support import config as imap_config
+from tests.support.servers import stalwart_cli
+from tests.support.smtp import CHECKS_OFF
+
+pytest.importorskip("psycopg")
+from stalwart_py.store import pg_migrate
+from stalwart_py.store.schema import migrate as migrate_sqlite
+
+SMTP = '\n[server.listener.smtp]\nbind = "127.0.0.1:0"\nprotocol = "smtp"\n' + CHECKS_OFF
+SCRIPT = 'require "fileinto";\nif header :contains "subject" "file me" { fileinto "Filed"; }\n'
+
+
+def storage_sqlite(data_dir) -> str:
+    return f'[storage]\ndata-dir = "{data_dir}"\n\n'
+
+
+def storage_postgresql(url: str, data_dir) -> str:
+    return f'[storage]\ndata-dir = "{data_dir}"\nbackend = "postgresql"\nurl = "{url}"\n\n'
+
+
+def send(server, subject: str, size: int = 0) -> None:
+    host, port = server.address("smtp")
+    body = ("x" * 76 + "\r\n") * (size // 78) or "Hello.\r\n"
+    with smtplib.SMTP(host, port, timeout=20) as client:
+        client.sendmail(
+            "sender@remote.test",
+            [USER],
+            f"From: sender@remote.test\r\nTo: {USER}\r\nSubject: {subject}\r\n\r\n{body}",
+        )
+
+
+def fill(server) -> None:
+    """Mail with gaps in its UIDs, flags and keywords, a Sieve script and a queued message."""
+    store = server.context.store
+    account = server.add_account(USER, PASSWORD)
+    server.run(store.put_script, account.id, "main", SCRIPT)
+    server.run(store.set_active_script, account.id, "main")
+    server.run(store.put_script, account.id, "spare", "keep;\n")
+    client = login(server)
+    try:
+        client.create("Archive")
+        client.subscribe("Archive")
+        client.create("Filed")
+        for n in range(1, 9):
+            send(server, f"message {n}", size=300_000 if n == 3 else 0)
+        send(server, "file me")  # filed by the active script into "Filed"
+        client.select("INBOX")
+        client.uid("STORE", "2,5", "+FLAGS", r"(\Deleted)")
+        client.expunge()  # UIDs 2 and 5 gone: gaps
+        client.uid("STORE", "1", "+FLAGS", r"(\Seen \Flagged $Important)")
+        client.uid("STORE", "4", "+FLAGS", r"(\Answered project-x)")
+        client.uid("COPY", "3,4", "Archive")
+    finally:
+        client.logout()
+    later = time.time() + 86400  # held: the queue leaves it for the test to find
+    recipient = QueuedRecipient("far@remote.test", next_attempt=later)
+    server.run(
+        store.enqueue,
+        b"From: alice@example.test\r\nSubject: out\r\n\r\nQueued.\r\n",
+        OutboundMessage("alice@example.test", (recipient,)),
+    )
+
+
+def snapshot(server) -> dict[str, tuple[bytes, list[bytes]]]:
+    """Per mailbox: its UIDVALIDITY and, per message, UID, FLAGS, INTERNALDATE and body."""
+    client = login(server)
+    try:
+        seen = {}
+        for name in ("INBOX", "Archive", "Filed"):
+            typ, _ = client.select(name, readonly=True)
+            assert typ == "OK", name
+            uidvalidity = client.response("UIDVALIDITY")[1][0]
+            typ, data = client.uid("FETCH", "1:*", "(FLAGS INTERNALDATE BODY.PEEK[])")
+            assert typ == "OK", data
+            parts = [p for item in data for p in (item if isinstance(item, tuple) else (item,))]
+            seen[name] = (uidvalidity, [part for part in parts if part != b")"])
+        typ, data = client.lsub('""', "*")
+        seen["subscribed"] = (b"", sorted(data))
+        return seen
+    finally:
+        client.logout()
+
+
+def test_a_filled_sqlite_store_moves_to_postgresql_unchanged(
+    tmp_path, postgres, start_server, server_cert
+):
+    source = start_server(
+        storage_sqlite(tmp_path / "data") + imap_config(server_cert, SMTP),
+        directory=tmp_path / "sqlite",
+    )
+    fill(source)
+    before = snapshot(source)
+    assert re.search(rb"UID 4 FLAGS \(\\Answered project-x\)", b" ".join(before["INBOX"][1]))
+    assert len(before["Filed"][1]) == 2  # one message: its fetch line and its body
+
+    url = postgres.database()
+    moved = stalwart_cli(tmp_path / "sqlite" / "config.toml", "migrate", "--to", url)
+    assert moved.returncode == 0, moved.stdout + moved.stderr
+    assert "verified" in moved.stdout
+    assert re.search(r"messages\s+9 rows", moved.stdout)  # 7 in INBOX, 2 in Archive... and Filed
+    assert re.search(r"bodies verified\s+\d+ \(\d{6,} bytes", moved.stdout)
+
+    target = start_server(
+        storage_postgresql(url, tmp_path / "node") + imap_config(server_cert, SMTP),
+        directory=tmp_path / "postgresql",
+    )
+    assert snapshot(target) == before
+    store = target.context.store
+    account = target.run(store.get_account, USER)
+    active = target.run(store.active_script, account.id)
+    assert active is not None and active.name == "main" and active.body == SCRIPT
+    assert sorted(s.name for s in target.run(store.list_scripts, account.id)) == ["main", "spare"]
+    (entry,) = target.run(store.queue_entries)
+    assert [r.address for r in entry.recipients] == ["far@remote.test"]
+    # New mail on the copy continues after the copied UIDs, in the same UIDVALIDITY.
+    send(target, "after the move")
+    client = login(target)
+    try:
+        client.select("INBOX")
+        assert client.response("UIDVALIDITY")[1][0] == before["INBOX"][0]
+        _, data = client.uid("SEARCH", "ALL")
+        assert data[0].split()[-1] == b"9"  # 1..8 from SMTP (2 and 5 expunged), then 9
+    finally:
+        client.logout()
+
+    again = stalwart_cli(tmp_path / "sqlite" / "config.toml", "migrate", "--to", url)
+    assert again.returncode == 1
+    assert "target database is not empty" in again.stderr
+    forced = stalwart_cli(tmp_path / "sqlite" / "config.toml", "migrate", "--to", url, "--force")
+    assert forced.returncode == 0, forced.stdout + forced.stderr
+
+
+def test_every_table_is_copied_or_listed_as_not_copied(tmp_path):
+    conn = sqlite3.connect(tmp_path / "store.sqlite3", isolation_level=None)
+    migrate_sqlite(conn)
+    tables = pg_migrate.sqlite_tables(conn)
+    pg_migrate.check_tables(tables)  # a new table in neither list fails here
+    assert set(pg_migrate.COPIED) <= set(tables), "a copied table the schema no longer has"
+    conn.execute("CREATE TABLE new_feature (x INTEGER)")
+    with pytest.raises(pg_migrate.MigrationError, match="new_feature"):
+        pg_migrate.check_tables(pg_migrate.sqlite_tables(conn))
