@@ -30,6 +30,7 @@ from tests.integration.imap_support import (
 )
 from tests.support.logs import capture_log
 from tests.support.proxied import proxied_socket
+from tests.support.servers import LOG_OF_ONE_WORKER
 from tests.unit.test_compression import bomb, rle_deflater
 
 # imaplib knows the commands of RFC 3501 only.
@@ -160,6 +161,7 @@ def _compress_raw(raw: Raw) -> None:
     assert raw.buffer == b""
 
 
+@pytest.mark.single_worker(LOG_OF_ONE_WORKER)
 def test_corrupt_input_ends_the_connection_with_a_log_line(server):
     with Raw(server) as raw, capture_log() as log:
         _compress_raw(raw)
@@ -244,6 +246,7 @@ def test_a_decompression_bomb_is_inflated_without_growing_memory(server):
 
 
 @pytest.mark.interop
+@pytest.mark.single_worker(LOG_OF_ONE_WORKER)
 def test_mbsync_syncs_through_compression(server, tmp_path):
     """mbsync (isync 1.4, built with zlib) asks for COMPRESS DEFLATE when it is offered, and
     then syncs the whole account through the compressed stream."""

@@ -157,3 +157,7 @@ METRICS_OF_ONE_WORKER = (
 PATCHES_THE_WORKER = (
     "patches or acts on the in-process worker alone, which a sibling worker process does not see"
 )
+LOG_OF_ONE_WORKER = (
+    "reads the log records of the kit's in-process worker 0; a sibling worker's are in its "
+    "worker-<i>.log file"
+)
