@@ -7,7 +7,7 @@ PYTEST_ARGS ?=
 # make run CONFIG=var/pebble.toml: another configuration (docs/tls.md, ACME with Pebble)
 CONFIG ?= config/local.toml
 
-.PHONY: run test test-workers lint format reference bench clean
+.PHONY: run test test-workers test-blobs lint format reference bench clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "stalwart-py needs Python 3.11 or newer; found " + sys.version.split()[0])'
@@ -36,6 +36,12 @@ test: $(STAMP)
 
 test-workers: $(STAMP)
 	$(BIN)/python -m pytest -q --server-workers 2 $(WORKERS_TESTS)
+
+# The same protocol tests with the message bodies in files, then in S3 (a SeaweedFS the tests
+# start): docs/message-bodies.md. In `.ci/run`.
+test-blobs: $(STAMP)
+	$(BIN)/python -m pytest -q --blob-backend filesystem $(WORKERS_TESTS)
+	$(BIN)/python -m pytest -q --blob-backend s3 $(WORKERS_TESTS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

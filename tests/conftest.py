@@ -177,3 +177,36 @@ def seaweedfs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedS3]:
     with run_seaweedfs(binary, tmp_path_factory.mktemp("seaweedfs")) as server:
         server.make_bucket("mail")
         yield server
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--blob-backend",
+        choices=("database", "filesystem", "s3"),
+        default="database",
+        help="every server the tests start keeps its message bodies there ([storage.blob] "
+        "backend, by STALWART__STORAGE__BLOB__* overrides; s3: the session's SeaweedFS), "
+        "except in tests marked own_blob_backend",
+    )
+
+
+@pytest.fixture(autouse=True)
+def blob_backend_of_the_run(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``--blob-backend``: the configuration's [storage.blob] overridden through the
+    environment, so in-process servers and child processes alike put bodies there."""
+    backend = request.config.getoption("--blob-backend")
+    if backend == "database" or request.node.get_closest_marker("own_blob_backend"):
+        return
+    monkeypatch.setenv("STALWART__STORAGE__BLOB__BACKEND", backend)
+    if backend == "s3":
+        seaweed: SeaweedS3 = request.getfixturevalue("seaweedfs")
+        for key, value in {
+            "ENDPOINT": seaweed.endpoint,
+            "BUCKET": "mail",
+            "ACCESS_KEY": seaweed.access_key,
+            "SECRET_KEY": seaweed.secret_key,
+            "PREFIX": f"{os.urandom(6).hex()}/",  # each test its own folder of the bucket
+        }.items():
+            monkeypatch.setenv(f"STALWART__STORAGE__BLOB__{key}", value)

@@ -25,7 +25,7 @@ from stalwart_py.store.sqlite import SqliteStore
 from stalwart_py.testing.server import write_config
 from tests.support.seaweedfs import SeaweedS3
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.own_blob_backend]
 
 
 def message(n: int, size: int = 0) -> bytes:

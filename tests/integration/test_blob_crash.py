@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import anyio
+import pytest
 
 from stalwart_py.store.blobstore.filesystem import FilesystemBlobs
 from stalwart_py.store.blobstore.sweep import sweep_once
@@ -21,6 +22,8 @@ from tests.integration.test_crash import ROOT, check_after_restart
 from tests.support.crash_child import message_for
 
 RUNS = 4
+
+pytestmark = pytest.mark.own_blob_backend
 
 
 def test_kill_between_body_write_and_commit(tmp_path):

@@ -21,6 +21,8 @@ from tests.support.smtp import CHECKS_OFF, PASSWORD, server_base
 USER = "bob@example.test"
 WAIT = 20.0
 
+pytestmark = pytest.mark.own_blob_backend
+
 
 def blob_table(request, tmp_path) -> tuple[str, str]:
     """The [storage.blob] table of the test's backend, and a description of where."""
