@@ -12,8 +12,12 @@ import argparse
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
+from typing import Any
 
-from stalwart_py.config import ConfigError
+import anyio
+
+from stalwart_py.config import Config, ConfigError
 from stalwart_py.server import load
 from stalwart_py.store import StoreError
 
@@ -30,6 +34,13 @@ def register(commands: argparse._SubParsersAction, command: Command) -> None:
     migrate.add_argument("--to", required=True, metavar="URL", help="postgresql://... (libpq URI)")
     migrate.add_argument(
         "--password-file", type=Path, default=None, help="the target's password (first line)"
+    )
+    migrate.add_argument(
+        "--blob-to",
+        choices=("s3", "filesystem"),
+        default=None,
+        help="move the bodies kept in the SQLite database to the backend configured in "
+        "[storage.blob] (which must name the same backend)",
     )
     migrate.add_argument(
         "--force", action="store_true", help="replace whatever the target database holds"
@@ -49,29 +60,23 @@ def run_migrate(args: argparse.Namespace) -> int:
     try:
         # Imported here: psycopg is the optional "postgresql" extra.
         from stalwart_py.store import pg_migrate
-        from stalwart_py.store.sqlite import DATABASE_FILE
     except ImportError as exc:
         print(f'stalwart-py: migrate needs psycopg: pip install "stalwart-py[postgresql]" ({exc})')
         return 1
+    blob = config.storage.blob
+    if args.blob_to is not None and blob.backend != args.blob_to:
+        print(
+            f"stalwart-py: --blob-to {args.blob_to} needs [storage.blob] backend = "
+            f'"{args.blob_to}" with its settings in {args.config} (it is "{blob.backend}")',
+            file=sys.stderr,
+        )
+        return 2
     try:
         password = None
         if args.password_file is not None:
             text = args.password_file.read_text(encoding="utf-8")
             password = text.splitlines()[0] if text else ""
-        source = pg_migrate.open_source(config.storage.data_dir, DATABASE_FILE)
-        try:
-            target = pg_migrate.open_target(args.to, password)
-            try:
-                summary = pg_migrate.copy_store(
-                    source,
-                    target,
-                    force=args.force,
-                    progress=lambda table, rows: print(f"copied {table}: {rows} rows", flush=True),
-                )
-            finally:
-                target.close()
-        finally:
-            source.close()
+        summary = anyio.run(copy, pg_migrate, config, args, password)
     except (StoreError, OSError, pg_migrate.psycopg.Error) as exc:
         print(f"stalwart-py: {exc}", file=sys.stderr)
         return 1
@@ -82,3 +87,50 @@ def run_migrate(args: argparse.Namespace) -> int:
         return 1
     print("verified: every table's rows and every body are the same in PostgreSQL")
     return 0
+
+
+async def copy(
+    pg_migrate: ModuleType, config: Config, args: argparse.Namespace, password: str | None
+) -> Any:
+    """The copy runs in a worker thread (it blocks on both databases); the blob backend, an
+    async client, stays on the event loop, reached from the thread by ``from_thread``."""
+    from stalwart_py.store.blobstore import create_blob_backend
+    from stalwart_py.store.sqlite import DATABASE_FILE
+
+    backend = create_blob_backend(config.storage.blob, config.storage.data_dir)
+    if backend is not None:
+        await backend.open()
+    try:
+
+        def put_body(digest: bytes, data: bytes) -> None:
+            assert backend is not None
+            anyio.from_thread.run(backend.put, digest, data)
+
+        def get_body(digest: bytes) -> bytes:
+            assert backend is not None
+            return anyio.from_thread.run(backend.get, digest)
+
+        def run() -> Any:
+            source = pg_migrate.open_source(config.storage.data_dir, DATABASE_FILE)
+            try:
+                target = pg_migrate.open_target(args.to, password)
+                try:
+                    return pg_migrate.copy_store(
+                        source,
+                        target,
+                        force=args.force,
+                        put_body=put_body if args.blob_to is not None else None,
+                        get_body=get_body if backend is not None else None,
+                        progress=lambda table, rows: print(
+                            f"copied {table}: {rows} rows", flush=True
+                        ),
+                    )
+                finally:
+                    target.close()
+            finally:
+                source.close()
+
+        return await anyio.to_thread.run_sync(run)
+    finally:
+        if backend is not None:
+            await backend.close()

@@ -33,6 +33,7 @@ from typing import Any
 
 import psycopg
 
+from stalwart_py.store.blobstore import BlobMissing
 from stalwart_py.store.model import StoreError
 from stalwart_py.store.pg_dialect import PgConnection
 from stalwart_py.store.pg_schema import migrate as migrate_postgresql
@@ -74,7 +75,7 @@ NOT_COPIED: dict[str, str] = {
 }
 
 CONNECT_TIMEOUT = 10  # seconds to reach the PostgreSQL server
-VERIFY_BATCH = 64  # bodies hashed per round trip when verifying (~64 MB at most for 1 MB bodies)
+VERIFY_BATCH = 500  # bodies whose digests the target sends per round trip when verifying
 
 
 class MigrationError(StoreError):
@@ -164,14 +165,26 @@ def nonempty_tables(target: PgConnection) -> list[str]:
     ]
 
 
+# Moving a body to the external backend, and reading one back (blocking calls: the copy runs
+# in a worker thread, these reach the event loop's backend).
+PutBody = Callable[[bytes, bytes], None]
+GetBody = Callable[[bytes], bytes]
+
+
 def copy_store(
     source: sqlite3.Connection,
     target: PgConnection,
     *,
     force: bool = False,
+    put_body: PutBody | None = None,
+    get_body: GetBody | None = None,
     progress: Callable[[str, int], None] | None = None,
 ) -> Summary:
-    """Copy every table of ``COPIED``, in one target transaction; then ``verify``."""
+    """Copy every table of ``COPIED``, in one target transaction; then ``verify``.
+
+    ``put_body``: bodies kept in the SQLite database are written there (by digest) before
+    the transaction commits, and their rows say ``external`` (``--blob-to``). ``get_body``:
+    how ``verify`` reads the bodies in the external backend."""
     check_tables(sqlite_tables(source))
     raw = target.raw
     summary = Summary()
@@ -188,22 +201,33 @@ def copy_store(
         if filled:
             raw.execute(f"TRUNCATE {', '.join(COPIED)}, blob_deletions RESTART IDENTITY CASCADE")
         for table in COPIED:
-            summary.rows[table] = _copy_table(source, raw, table)
+            moving = put_body if table == "blobs" else None
+            summary.rows[table] = _copy_table(source, raw, table, moving)
             if progress is not None:
                 progress(table, summary.rows[table])
         _advance_identities(raw)
-    verify(source, target, summary)
+    verify(source, target, summary, get_body)
     return summary
 
 
-def _copy_table(source: sqlite3.Connection, raw: psycopg.Connection, table: str) -> int:
+def _copy_table(
+    source: sqlite3.Connection, raw: psycopg.Connection, table: str, put_body: PutBody | None
+) -> int:
     columns = _columns(source, table)
     names = ", ".join(f'"{column}"' for column in columns)
+    if put_body is not None:
+        digest_at, data_at = columns.index("hash"), columns.index("data")
+        external_at = columns.index("external")
     count = 0
     # The cursor yields one row at a time; COPY sends its buffer as it fills.
     rows = source.execute(f'SELECT {names} FROM "{table}"')
     with raw.cursor().copy(f'COPY "{table}" ({names}) FROM STDIN') as copy:
         for row in rows:
+            if put_body is not None and not row[external_at]:
+                put_body(row[digest_at], row[data_at])  # stored before the rows commit
+                moved = list(row)
+                moved[data_at], moved[external_at] = b"", 1
+                row = tuple(moved)
             copy.write_row(row)
             count += 1
     return count
@@ -223,9 +247,16 @@ def _advance_identities(raw: psycopg.Connection) -> None:
         )
 
 
-def verify(source: sqlite3.Connection, target: PgConnection, summary: Summary) -> None:
+def verify(
+    source: sqlite3.Connection,
+    target: PgConnection,
+    summary: Summary,
+    get_body: GetBody | None = None,
+) -> None:
     """Counts per table, then every body's SHA-256, source against target (read back after
-    the commit, so what is compared is what the target holds)."""
+    the commit, so what is compared is what the target holds). One body in memory at a time;
+    PostgreSQL hashes its copies itself (``sha256()``), so only digests cross the network,
+    except for bodies in the external backend, which are read back from it."""
     raw = target.raw
     for table in COPIED:
         (expected,) = source.execute(f'SELECT count(*) FROM "{table}"').fetchone()
@@ -234,29 +265,61 @@ def verify(source: sqlite3.Connection, target: PgConnection, summary: Summary) -
             summary.mismatches.append(f"{table}: {expected} rows in SQLite, {found} in PostgreSQL")
     last = -1
     while True:
-        # A batch of source bodies at a time, by id: memory bounded by the batch.
-        batch = source.execute(
-            "SELECT id, hash, external, data FROM blobs WHERE id > ? ORDER BY id LIMIT ?",
-            (last, VERIFY_BATCH),
-        ).fetchall()
-        if not batch:
+        ids = [
+            blob_id
+            for (blob_id,) in source.execute(
+                "SELECT id FROM blobs WHERE id > ? ORDER BY id LIMIT ?", (last, VERIFY_BATCH)
+            )
+        ]
+        if not ids:
             break
-        last = batch[-1][0]
-        ids = [row[0] for row in batch]
+        last = ids[-1]
         found = {
-            blob_id: (bytes(digest), bytes(stored), external)
+            blob_id: (bytes(digest), bytes(stored), bool(external))
             for blob_id, digest, stored, external in raw.execute(
                 "SELECT id, sha256(data), hash, external FROM blobs WHERE id = ANY(%s)", (ids,)
             )
         }
-        for blob_id, digest, external, data in batch:
-            summary.bodies += 1
-            summary.body_bytes += len(data)
-            if blob_id not in found:
-                summary.mismatches.append(f"body {blob_id}: missing from PostgreSQL")
-                continue
-            target_data_digest, target_hash, target_external = found[blob_id]
-            if hashlib.sha256(data).digest() != target_data_digest:
-                summary.mismatches.append(f"body {blob_id}: SHA-256 differs")
-            elif bytes(digest) != target_hash or bool(external) != bool(target_external):
-                summary.mismatches.append(f"body {blob_id}: its digest or location differs")
+        for blob_id in ids:
+            digest, external, data = source.execute(
+                "SELECT hash, external, data FROM blobs WHERE id = ?", (blob_id,)
+            ).fetchone()
+            if not external:
+                _verify_body(
+                    blob_id, hashlib.sha256(data).digest(), bytes(digest), found, summary, get_body
+                )
+                summary.body_bytes += len(data)
+            elif get_body is not None:
+                # In the external backend before and after: its digest is its name.
+                _verify_body(blob_id, bytes(digest), bytes(digest), found, summary, get_body)
+
+
+def _verify_body(
+    blob_id: int,
+    sha256: bytes,
+    digest: bytes,
+    found: dict[int, tuple[bytes, bytes, bool]],
+    summary: Summary,
+    get_body: GetBody | None,
+) -> None:
+    """One body: what the target holds, in its column or in the external backend, against
+    the source's SHA-256."""
+    summary.bodies += 1
+    if blob_id not in found:
+        summary.mismatches.append(f"body {blob_id}: missing from PostgreSQL")
+        return
+    target_sha256, target_digest, target_external = found[blob_id]
+    if target_digest != digest:
+        summary.mismatches.append(f"body {blob_id}: its digest differs")
+        return
+    if target_external:
+        if get_body is None:
+            summary.mismatches.append(f"body {blob_id}: external, and no backend to read it")
+            return
+        try:
+            target_sha256 = hashlib.sha256(get_body(digest)).digest()
+        except BlobMissing:
+            summary.mismatches.append(f"body {blob_id}: missing from the blob backend")
+            return
+    if target_sha256 != sha256:
+        summary.mismatches.append(f"body {blob_id}: SHA-256 differs")

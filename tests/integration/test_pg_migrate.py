@@ -13,14 +13,14 @@ import time
 import pytest
 
 from stalwart_py.store.model import OutboundMessage, QueuedRecipient
+from stalwart_py.store.schema import migrate as migrate_sqlite
 from tests.integration.imap_support import PASSWORD, USER, login
 from tests.integration.imap_support import config as imap_config
-from tests.support.servers import stalwart_cli
+from tests.support.servers import stalwart_cli, write_config
 from tests.support.smtp import CHECKS_OFF
 
-pytest.importorskip("psycopg")
-from stalwart_py.store import pg_migrate
-from stalwart_py.store.schema import migrate as migrate_sqlite
+psycopg = pytest.importorskip("psycopg")
+from stalwart_py.store import pg_migrate  # noqa: E402  # needs psycopg
 
 SMTP = '\n[server.listener.smtp]\nbind = "127.0.0.1:0"\nprotocol = "smtp"\n' + CHECKS_OFF
 SCRIPT = 'require "fileinto";\nif header :contains "subject" "file me" { fileinto "Filed"; }\n'
@@ -77,12 +77,14 @@ def fill(server) -> None:
     )
 
 
-def snapshot(server) -> dict[str, tuple[bytes, list[bytes]]]:
+def snapshot(
+    server, mailboxes: tuple[str, ...] = ("INBOX", "Archive", "Filed")
+) -> dict[str, tuple[bytes, list[bytes]]]:
     """Per mailbox: its UIDVALIDITY and, per message, UID, FLAGS, INTERNALDATE and body."""
     client = login(server)
     try:
         seen = {}
-        for name in ("INBOX", "Archive", "Filed"):
+        for name in mailboxes:
             typ, _ = client.select(name, readonly=True)
             assert typ == "OK", name
             uidvalidity = client.response("UIDVALIDITY")[1][0]
@@ -128,6 +130,8 @@ def test_a_filled_sqlite_store_moves_to_postgresql_unchanged(
     assert sorted(s.name for s in target.run(store.list_scripts, account.id)) == ["main", "spare"]
     (entry,) = target.run(store.queue_entries)
     assert [r.address for r in entry.recipients] == ["far@remote.test"]
+    # The identities continue after the copied ids: a new account collides with none.
+    target.add_account("bob@example.test", PASSWORD)
     # New mail on the copy continues after the copied UIDs, in the same UIDVALIDITY.
     send(target, "after the move")
     client = login(target)
@@ -136,6 +140,7 @@ def test_a_filled_sqlite_store_moves_to_postgresql_unchanged(
         assert client.response("UIDVALIDITY")[1][0] == before["INBOX"][0]
         _, data = client.uid("SEARCH", "ALL")
         assert data[0].split()[-1] == b"9"  # 1..8 from SMTP (2 and 5 expunged), then 9
+        assert client.create("After")[0] == "OK"
     finally:
         client.logout()
 
@@ -144,6 +149,62 @@ def test_a_filled_sqlite_store_moves_to_postgresql_unchanged(
     assert "target database is not empty" in again.stderr
     forced = stalwart_cli(tmp_path / "sqlite" / "config.toml", "migrate", "--to", url, "--force")
     assert forced.returncode == 0, forced.stdout + forced.stderr
+
+    # What verify finds when the target differs: a body changed, a row missing.
+    source_db = sqlite3.connect(tmp_path / "data" / "stalwart.sqlite3")
+    target_db = pg_migrate.open_target(url, None)
+    try:
+        target_db.raw.execute("UPDATE blobs SET data = data || 'x' WHERE id = 3")
+        target_db.raw.execute("DELETE FROM expunged WHERE uid = 5")
+        summary = pg_migrate.Summary()
+        pg_migrate.verify(source_db, target_db, summary)
+    finally:
+        target_db.close()
+        source_db.close()
+    assert summary.mismatches == [
+        "expunged: 2 rows in SQLite, 1 in PostgreSQL",
+        "body 3: SHA-256 differs",
+    ]
+
+
+def test_bodies_move_to_a_filesystem_backend_on_the_way(
+    tmp_path, postgres, start_server, server_cert
+):
+    source = start_server(
+        storage_sqlite(tmp_path / "data") + imap_config(server_cert, SMTP),
+        directory=tmp_path / "sqlite",
+    )
+    source.add_account(USER, PASSWORD)
+    for n in range(1, 4):
+        send(source, f"message {n}", size=200_000 if n == 2 else 0)
+    before = snapshot(source, ("INBOX",))
+    blobs = f'[storage.blob]\nbackend = "filesystem"\ndirectory = "{tmp_path / "bodies"}"\n\n'
+    (tmp_path / "moving").mkdir()
+    moving = write_config(tmp_path / "moving", storage_sqlite(tmp_path / "data") + blobs)
+    url = postgres.database()
+
+    refused = stalwart_cli(
+        tmp_path / "sqlite" / "config.toml", "migrate", "--to", url, "--blob-to", "filesystem"
+    )
+    assert refused.returncode == 2 and 'backend = "filesystem"' in refused.stderr
+    moved = stalwart_cli(moving, "migrate", "--to", url, "--blob-to", "filesystem")
+    assert moved.returncode == 0, moved.stdout + moved.stderr
+    assert re.search(r"bodies verified\s+\d+ \(\d{6,} bytes", moved.stdout)
+    with psycopg.connect(url) as conn:
+        assert (
+            conn.execute(
+                "SELECT count(*), sum(length(data)) FROM blobs WHERE external = 1"
+            ).fetchone()[1]
+            == 0
+        )
+        assert conn.execute("SELECT count(*) FROM blobs WHERE external = 0").fetchone() == (0,)
+    assert len([p for p in (tmp_path / "bodies").rglob("*") if p.is_file()]) >= 3
+
+    target = start_server(
+        storage_postgresql(url, tmp_path / "node") + blobs + imap_config(server_cert, SMTP),
+        directory=tmp_path / "postgresql",
+    )
+    assert snapshot(target, ("INBOX",)) == before
 
 
 def test_every_table_is_copied_or_listed_as_not_copied(tmp_path):
