@@ -36,6 +36,7 @@ import psycopg
 from stalwart_py.store.blobstore import BlobMissing
 from stalwart_py.store.model import StoreError
 from stalwart_py.store.pg_dialect import PgConnection
+from stalwart_py.store.pg_schema import advance_blob_ids
 from stalwart_py.store.pg_schema import migrate as migrate_postgresql
 from stalwart_py.store.schema import migrate as migrate_sqlite
 
@@ -245,6 +246,7 @@ def _advance_identities(raw: psycopg.Connection) -> None:
             f"SELECT setval(pg_get_serial_sequence('\"{table}\"', '{column}'),"
             f' coalesce(max("{column}"), 0) + 1, false) FROM "{table}"'
         )
+    advance_blob_ids(raw)  # blob ids: a sequence of their own (pg_schema._v3_blob_ids)
 
 
 def verify(

@@ -24,6 +24,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import psycopg
+
 from stalwart_py.store.model import SchemaTooNew
 from stalwart_py.store.pg_dialect import PgConnection
 
@@ -265,7 +267,13 @@ def _v3_blob_ids(conn: PgConnection) -> None:
     """Blob ids from a sequence: the ``meta`` counter's row, locked by a writing batch until it
     commits, made the deliveries of all nodes take turns. It starts above every id given."""
     conn.raw.execute(b"CREATE SEQUENCE blob_ids AS bigint")
-    conn.raw.execute(
+    advance_blob_ids(conn.raw)
+
+
+def advance_blob_ids(raw: psycopg.Connection) -> None:
+    """Start the blob id sequence after every id given (the migration, and a copy from
+    SQLite, whose ids were given explicitly)."""
+    raw.execute(
         b"SELECT setval('blob_ids', greatest(1, (SELECT coalesce(max(id), 0) FROM blobs),"
         b" (SELECT coalesce(max(CAST(value AS bigint)), 0) FROM meta WHERE key = 'blob-id')))"
     )

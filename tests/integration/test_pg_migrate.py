@@ -143,6 +143,15 @@ def test_a_filled_sqlite_store_moves_to_postgresql_unchanged(
         assert client.create("After")[0] == "OK"
     finally:
         client.logout()
+    # ...and the next bodies get ids after every copied one (the blob id sequence was
+    # advanced past them: a copied id given again would refuse the delivery).
+    given, largest = target.run(
+        store._engine.read,
+        lambda conn: conn.execute(
+            "SELECT last_value, (SELECT max(id) FROM blobs) FROM blob_ids"
+        ).fetchone(),
+    )
+    assert given >= largest  # nextval gives more
 
     again = stalwart_cli(tmp_path / "sqlite" / "config.toml", "migrate", "--to", url)
     assert again.returncode == 1
