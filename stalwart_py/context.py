@@ -53,7 +53,9 @@ class ServerContext:
         self.limits = limits or SharedLimits.create(config)
         # The one DNS resolver (``[resolver]``): the queue, SPF, DKIM, DMARC, DNSBLs.
         self.resolver = Resolver.from_settings(config.resolver, self.metrics)
-        self.directory = Directory(store, config.directory, failures=self.limits.login_failures)
+        self.directory = Directory(
+            store, config.directory, failures=self.limits.login_failures, metrics=self.metrics
+        )
         # The junk filter that learns: scores at delivery, trains from IMAP (its worker runs in
         # the server's task group).
         self.junk = JunkFilter(

@@ -26,6 +26,12 @@ Every refused login, in every protocol, is logged at INFO on the session's logge
 ``login failed from <address>: mechanism=<M> reason=<R> user=<name>`` (``_refused``), the
 line the README's fail2ban filter matches; ``reason`` is ``invalid-credentials``,
 ``throttled`` or ``authzid-refused``.
+
+App passwords (``stalwart_py.app_passwords``) are accepted where the protocol is named
+(``protocol=``, one of ``app_passwords.PROTOCOLS``) and the app password allows it; HTTP names
+none, so it never accepts one. A login with one is logged as ``login as <address> with app
+password <name> over <protocol>`` (the name, never the secret) and counted in
+``stalwart_app_password_logins_total{protocol}``.
 """
 
 from __future__ import annotations
@@ -37,14 +43,23 @@ from dataclasses import dataclass
 
 import anyio
 
-from stalwart_py import names, passwords, sasl
+from stalwart_py import app_passwords, names, passwords, sasl
 from stalwart_py.auth_cache import AuthCache
 from stalwart_py.config import DirectorySettings
 from stalwart_py.config.types import IPAddress
 from stalwart_py.hash_pool import HashPool, LoginDeferred
 from stalwart_py.logs import client_address
+from stalwart_py.metrics import Metrics
 from stalwart_py.shared_table import SharedTable
-from stalwart_py.store import Account, Alias, Domain, NotFound, Store, StoreError
+from stalwart_py.store import (
+    Account,
+    Alias,
+    AppPassword,
+    Domain,
+    NotFound,
+    Store,
+    StoreError,
+)
 from stalwart_py.throttle import AuthThrottled, LoginThrottle
 
 __all__ = ["AuthThrottled", "Directory", "LoginThrottle", "Resolution", "normalize"]
@@ -97,6 +112,7 @@ class Directory:
         settings: DirectorySettings | None = None,
         *,
         failures: SharedTable | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         """``failures``: the login throttle's table the server's workers share (a table of
         this directory's own without it)."""
@@ -105,6 +121,11 @@ class Directory:
         self.throttle = LoginThrottle(self.settings.throttle, table=failures)
         self.hashes = HashPool(self.settings.max_concurrent_hashes, self.settings.max_hash_wait)
         self.auth_cache = AuthCache(self.settings.auth_cache)
+        self._app_password_logins = (metrics or Metrics()).counter(
+            "stalwart_app_password_logins",
+            "Logins with an app password, by protocol",
+            ["protocol"],
+        )
 
     def configure(self, settings: DirectorySettings) -> None:
         """Take new settings (on reload); failure counts are kept."""
@@ -157,6 +178,46 @@ class Directory:
 
     async def delete_account(self, address: str) -> None:
         await self.store.delete_account(normalize(address))
+
+    async def add_app_password(
+        self, address: str, name: str, protocols: Sequence[str]
+    ) -> tuple[AppPassword, str]:
+        """Generate an app password for the account: (its record, the password to show once).
+        StoreError for a name or protocols refused, NotFound, AlreadyExists."""
+        account = await self._account(address)
+        try:
+            name = app_passwords.check_name(name)
+            allowed = app_passwords.check_protocols(list(protocols))
+        except ValueError as exc:
+            raise StoreError(str(exc)) from None
+        password = app_passwords.generate()
+        key = app_passwords.canonical(password)
+        assert key is not None  # generate() makes canonical passwords
+        secret = await self.hashes.run(passwords.hash_password, key, may_defer=False)
+        record = await self.store.add_app_password(
+            account.id,
+            name,
+            app_passwords.selector(key),
+            secret,
+            allowed,
+            limit=app_passwords.MAX_PER_ACCOUNT,
+        )
+        return record, password
+
+    async def list_app_passwords(self, address: str) -> list[AppPassword]:
+        return await self.store.list_app_passwords((await self._account(address)).id)
+
+    async def revoke_app_password(self, address: str, app_password_id: int) -> None:
+        """Delete it: no login accepts it afterwards, in any worker (see the module of
+        ``app_passwords``). NotFound for an account or app password that is not there."""
+        account = await self._account(address)
+        await self.store.delete_app_password(account.id, app_password_id)
+
+    async def _account(self, address: str) -> Account:
+        account = await self.store.get_account(normalize(address))
+        if account is None:
+            raise NotFound(f"no account {normalize(address)}")
+        return account
 
     async def add_alias(self, address: str, targets: Sequence[str]) -> Alias:
         address = _checked(names.alias, address)
@@ -320,10 +381,12 @@ class Directory:
         peer: IPAddress | None,
         *,
         log: Logger | None = None,
+        protocol: str | None = None,
     ) -> Account:
         """Run a SASL exchange; raises sasl.AuthFailed (AuthThrottled), SaslError,
         AuthAborted or ValueError (unknown mechanism). A refusal is logged (see
-        ``_refused``) on ``log``, the session's logger, so that the line names the session."""
+        ``_refused``) on ``log``, the session's logger, so that the line names the session.
+        ``protocol``: the mail protocol asking, for app passwords (None accepts none)."""
         mechanism = mechanism.upper()
         if mechanism not in self.mechanisms():
             raise ValueError(f"unsupported mechanism {mechanism}")
@@ -332,7 +395,7 @@ class Directory:
         except AuthThrottled:
             _refused(log, peer, mechanism, "throttled", None)
             raise
-        store = _Credentials(self, peer)
+        store = _Credentials(self, peer, protocol)
         try:
             result = await sasl.authenticate(mechanism, initial_response, exchange, store)
             if result.authzid is not None:
@@ -352,7 +415,7 @@ class Directory:
             _refused(log, peer, mechanism, reason, error.authcid or store.tried)
             await self._failed(peer, store.tried)
             raise
-        return await self._succeeded(peer, result.address)
+        return await self._succeeded(peer, result.address, store, log)
 
     async def login(
         self,
@@ -362,12 +425,15 @@ class Directory:
         *,
         mechanism: str = "LOGIN",
         log: Logger | None = None,
+        protocol: str | None = None,
     ) -> Account:
         """Check a user name and password (IMAP LOGIN, HTTP Basic as ``mechanism="BASIC"``);
-        raises sasl.AuthFailed (AuthThrottled). A refusal is logged as by ``authenticate``."""
+        raises sasl.AuthFailed (AuthThrottled). A refusal is logged as by ``authenticate``;
+        ``protocol`` is as there."""
         address = normalize(username)
+        credentials = _Credentials(self, peer, protocol)
         try:
-            verified = await _Credentials(self, peer).verify_password(address, password)
+            verified = await credentials.verify_password(address, password)
         except LoginDeferred:
             _deferred(log, peer, mechanism, username)
             raise
@@ -378,17 +444,31 @@ class Directory:
             _refused(log, peer, mechanism, "invalid-credentials", username)
             await self._failed(peer, address)
             raise sasl.AuthFailed("invalid credentials")
-        return await self._succeeded(peer, address)
+        return await self._succeeded(peer, address, credentials, log)
 
     async def _failed(self, peer: IPAddress | None, account: str | None) -> None:
         self.throttle.failed(peer, account)
         await anyio.sleep(self.settings.throttle.failure_delay)
 
-    async def _succeeded(self, peer: IPAddress | None, address: str) -> Account:
+    async def _succeeded(
+        self,
+        peer: IPAddress | None,
+        address: str,
+        credentials: _Credentials,
+        log: Logger | None,
+    ) -> Account:
         self.throttle.succeeded(peer, address)
         account = await self.store.get_account(address)
         if account is None:  # deleted during the exchange
             raise sasl.AuthFailed("invalid credentials")
+        if credentials.app_password is not None:
+            (log or _log).info(
+                "login as %s with app password <%s> over %s",
+                account.address,
+                credentials.app_password,
+                credentials.protocol,
+            )
+            self._app_password_logins.labels(credentials.protocol).inc()
         return account
 
 
@@ -427,10 +507,14 @@ class _Credentials:
     """The directory as the SASL layer's credential store; where the account becomes known,
     the throttle is asked about the (address, account) pair before the password is checked."""
 
-    def __init__(self, directory: Directory, peer: IPAddress | None) -> None:
+    def __init__(
+        self, directory: Directory, peer: IPAddress | None, protocol: str | None = None
+    ) -> None:
         self.directory = directory
         self.peer = peer
+        self.protocol = protocol
         self.tried: str | None = None
+        self.app_password: str | None = None  # the name of the app password that matched
 
     async def verify_password(self, authcid: str, password: str) -> str | None:
         address = self.tried = normalize(authcid)
@@ -444,11 +528,35 @@ class _Credentials:
         # stored now, so a change or a deletion by anyone is seen here at once.
         if cache.verified(credentials.account_id, credentials.secret, password):
             return credentials.address
+        if await self._app_password(credentials.account_id, password):
+            return credentials.address
         ok = await hashes.run(passwords.verify_password, password, credentials.secret)
         if not ok:
             return None
         cache.remember(credentials.account_id, credentials.secret, password)
         return credentials.address
+
+    async def _app_password(self, account_id: int, password: str) -> bool:
+        """Whether ``password`` is an app password of the account allowed for this protocol
+        (then its name is kept in ``app_password``). Only the rows its selector names are
+        hashed, so a password of another shape costs nothing here."""
+        if self.protocol not in app_passwords.PROTOCOLS:
+            return False
+        key = app_passwords.canonical(password)
+        if key is None:
+            return False
+        store, hashes = self.directory.store, self.directory.hashes
+        cache = self.directory.auth_cache
+        for entry in await store.app_password_credentials(account_id, app_passwords.selector(key)):
+            if self.protocol not in entry.protocols:
+                continue
+            if not cache.verified(account_id, entry.secret, key):
+                if not await hashes.run(passwords.verify_password, key, entry.secret):
+                    continue
+                cache.remember(account_id, entry.secret, key)
+            self.app_password = entry.name
+            return True
+        return False
 
     async def scram_credentials(
         self, authcid: str

@@ -19,6 +19,7 @@ from protocols.http import acme_challenge, autoconfig
 from protocols.http.auth import Authenticator
 from protocols.http.handlers import (
     acme,
+    app_passwords,
     certificates,
     control,
     directory,
@@ -45,6 +46,7 @@ def request_counter(metrics: Metrics) -> Counter:
 ROUTE_TABLES = (
     health.routes,
     directory.routes,
+    app_passwords.routes,
     control.routes,
     queue.routes,
     inject.routes,
@@ -115,6 +117,8 @@ class Application:
                 route.access is Access.METRICS and not request.session.settings.public_metrics
             ):
                 request.account = await self.auth.admin(request)
+            elif route.access is Access.ACCOUNT:
+                request.account = await self.auth.account(request)
             if route.query and (unknown := set(request.query) - {p.name for p in route.query}):
                 # A misspelt option (?forse=true) must not be ignored by a route that acts.
                 raise HttpError(400, f"unknown query parameter {sorted(unknown)[0]!r}")

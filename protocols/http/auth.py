@@ -1,4 +1,5 @@
-"""HTTP Basic authentication (RFC 7617) against the directory, for administrators only.
+"""HTTP Basic authentication (RFC 7617) against the directory: administrators, and on the
+few routes an account may use for itself (its app passwords), any account.
 
 Order of checks for an authenticated route:
 
@@ -10,7 +11,10 @@ Order of checks for an authenticated route:
 3. Wrong credentials: 401 after the directory's failure delay; while the client's address,
    or the account from that address, is blocked after too many failures: 429 with
    ``Retry-After`` the seconds left (the directory's throttle, shared with every protocol).
-4. A valid account that is not an administrator: 403.
+4. A valid account that is not an administrator: 403 (on an administrator's route).
+
+The account's own password only: app passwords (``stalwart_py.app_passwords``) are for mail
+protocols, so the directory is asked without a ``protocol`` and refuses them.
 
 Basic authentication sends the password with every request, and checking a scrypt hash costs
 tens of milliseconds: the directory's authentication cache (``stalwart_py.auth_cache``, shared
@@ -64,6 +68,15 @@ class Authenticator:
 
     async def admin(self, request: Request) -> Account:
         """The administrator making the request, or HttpError 401, 403 or 429."""
+        account = await self.account(request)
+        if not account.is_admin:
+            _count_failure(request, "not-admin")
+            raise HttpError(403, f"{account.address} is not an administrator")
+        return account
+
+    async def account(self, request: Request) -> Account:
+        """The account making the request, administrator or not, or HttpError 401, 403 or
+        429. Its own password only: app passwords are for mail protocols, never HTTP."""
         session = request.session
         if not self.plaintext_allowed(request):
             _count_failure(request, "plaintext")
@@ -84,9 +97,6 @@ class Authenticator:
         except AuthFailed:
             _count_failure(request, "invalid")
             raise self.challenge(request, "invalid credentials") from None
-        if not account.is_admin:
-            _count_failure(request, "not-admin")
-            raise HttpError(403, f"{account.address} is not an administrator")
         return account
 
     @staticmethod

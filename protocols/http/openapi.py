@@ -104,6 +104,8 @@ def operation(route: Route) -> dict[str, Any]:
     elif route.access is Access.METRICS:
         op["security"] = [{"basic": []}, {}]
         op["description"] = "Without credentials when http.public-metrics is true."
+    elif route.access is Access.ACCOUNT:
+        op["description"] = "By an administrator, or by the account itself."
     return op
 
 

@@ -26,6 +26,7 @@ Handler = Callable[[Request], Awaitable[Response]]
 class Access(Enum):
     PUBLIC = "public"  # no credentials
     ADMIN = "admin"  # HTTP Basic, an administrator account
+    ACCOUNT = "account"  # HTTP Basic, any account (the handler checks which it may touch)
     METRICS = "metrics"  # ADMIN unless http.public-metrics is true for this peer
 
 

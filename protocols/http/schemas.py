@@ -12,6 +12,7 @@ import functools
 from typing import Any
 
 from stalwart_py import names
+from stalwart_py.app_passwords import PROTOCOLS
 
 MAX_ADDRESS = names.MAX_ADDRESS  # RFC 5321 4.5.3.1.3: a path of 256 octets less "<>"
 MAX_RECIPIENTS = 1000
@@ -42,6 +43,7 @@ INTEGER = {"type": "integer"}
 COUNT = {"type": "integer", "minimum": 0}
 BOOLEAN = {"type": "boolean"}
 TIMESTAMP = {"type": "number", "description": "seconds since the Unix epoch"}
+APP_PASSWORD_PROTOCOL = {"type": "string", "enum": list(PROTOCOLS)}
 ADDRESS = {
     "type": "string",
     "format": "idn-email",
@@ -122,6 +124,44 @@ COMPONENTS: dict[str, dict[str, Any]] = {
         ("address", "admin", "quota-bytes", "quota-messages", "used-bytes", "used-messages"),
     ),
     "AccountList": obj({"accounts": array(ref("Account"))}, ("accounts",)),
+    "AppPassword": obj(
+        {
+            "id": {**COUNT, "description": "names it in DELETE"},
+            "name": STRING,
+            "protocols": array(APP_PASSWORD_PROTOCOL),
+            "created": TIMESTAMP,
+        },
+        ("id", "name", "protocols", "created"),
+    ),
+    "AppPasswordList": obj({"app-passwords": array(ref("AppPassword"))}, ("app-passwords",)),
+    "NewAppPassword": obj(
+        {
+            "name": {
+                **STRING,
+                "minLength": 1,
+                "maxLength": 64,
+                "description": "what it is for, e.g. the device",
+            },
+            "protocols": {
+                **array(APP_PASSWORD_PROTOCOL, minItems=1, maxItems=len(PROTOCOLS)),
+                "description": "the mail protocols it may log in to; never HTTP",
+            },
+        },
+        ("name", "protocols"),
+    ),
+    "CreatedAppPassword": obj(
+        {
+            "id": COUNT,
+            "name": STRING,
+            "protocols": array(APP_PASSWORD_PROTOCOL),
+            "created": TIMESTAMP,
+            "password": {
+                **STRING,
+                "description": "the generated password; shown this once, never again",
+            },
+        },
+        ("id", "name", "protocols", "created", "password"),
+    ),
     "NewAccount": obj(
         {
             "address": ADDRESS,

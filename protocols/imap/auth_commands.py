@@ -149,7 +149,11 @@ async def login(session: Session, command: Command) -> Ok:
     directory = session.conn.server.directory
     try:
         account = await directory.login(
-            args.user, args.password, session.conn.peer.ip, log=session.conn.log
+            args.user,
+            args.password,
+            session.conn.peer.ip,
+            log=session.conn.log,
+            protocol="imap",
         )
     except sasl.AuthFailed as error:
         raise _failed(session, "LOGIN", error) from None
@@ -185,7 +189,7 @@ async def authenticate(session: Session, command: Command) -> Ok:
         if args.initial_response is not None:
             initial = sasl.decode_response(args.initial_response)
         account = await conn.server.directory.authenticate(
-            mechanism, initial, exchange, conn.peer.ip, log=conn.log
+            mechanism, initial, exchange, conn.peer.ip, log=conn.log, protocol="imap"
         )
     except sasl.AuthAborted:
         raise Bad("Authentication cancelled") from None

@@ -188,7 +188,7 @@ class Session:
                 raise CommandError(error.reason) from None
         try:
             account = await self.directory.authenticate(
-                mechanism, initial, exchange, self.peer_ip, log=self.log
+                mechanism, initial, exchange, self.peer_ip, log=self.log, protocol="managesieve"
             )
         except AuthThrottled as error:
             self.on_login("throttled")

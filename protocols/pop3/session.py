@@ -259,7 +259,7 @@ class Session:
         conn = self.conn
         try:
             account = await conn.server.directory.login(
-                user, args[0], conn.peer.ip, mechanism="USER", log=conn.log
+                user, args[0], conn.peer.ip, mechanism="USER", log=conn.log, protocol="pop3"
             )
         except AuthFailed as error:
             return self._failed(error)
@@ -281,7 +281,7 @@ class Session:
             if len(args) == 2:
                 initial = decode_sasl_response(args[1].encode())
             account = await conn.server.directory.authenticate(
-                mechanism, initial, self._exchange, conn.peer.ip, log=conn.log
+                mechanism, initial, self._exchange, conn.peer.ip, log=conn.log, protocol="pop3"
             )
         except AuthAborted:
             self.counters["logins"].labels(conn.listener.id, "aborted").inc()

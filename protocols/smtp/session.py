@@ -429,7 +429,12 @@ class Session:
             if auth.initial_response is not None:
                 initial = sasl.decode_response(auth.initial_response.encode())
             account = await conn.server.directory.authenticate(
-                auth.mechanism, initial, self._exchange, conn.peer.ip, log=conn.log
+                auth.mechanism,
+                initial,
+                self._exchange,
+                conn.peer.ip,
+                log=conn.log,
+                protocol="smtp",
             )
         except LoginDeferred:  # the directory logs deferrals
             return "deferred", replies.AUTH_DEFERRED

@@ -18,6 +18,8 @@ from stalwart_py.store.engine import ChangeHub
 from stalwart_py.store.model import (
     Account,
     Alias,
+    AppPassword,
+    AppPasswordCredentials,
     CachedStsPolicy,
     Credentials,
     DeliveryOutcome,
@@ -162,6 +164,36 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     async def get_credentials(self, address: str) -> Credentials | None: ...
+
+    # App passwords (``stalwart_py.app_passwords``): the directory generates and hashes them.
+
+    @abc.abstractmethod
+    async def add_app_password(
+        self,
+        account_id: int,
+        name: str,
+        selector: str,
+        secret: str,
+        protocols: Sequence[str],
+        *,
+        limit: int,
+    ) -> AppPassword:
+        """Keep an app password's hash; ``selector``, the generated password's first
+        characters, finds it at login without trying every hash. Raises AlreadyExists (the
+        name is taken), NotFound (no such account) or StoreError (``limit`` reached)."""
+
+    @abc.abstractmethod
+    async def list_app_passwords(self, account_id: int) -> list[AppPassword]: ...
+
+    @abc.abstractmethod
+    async def app_password_credentials(
+        self, account_id: int, selector: str
+    ) -> list[AppPasswordCredentials]:
+        """The app passwords of the account whose selector is ``selector``."""
+
+    @abc.abstractmethod
+    async def delete_app_password(self, account_id: int, app_password_id: int) -> None:
+        """Revoke an app password; raises NotFound."""
 
     @abc.abstractmethod
     async def add_alias(self, address: str, targets: Sequence[str]) -> Alias:

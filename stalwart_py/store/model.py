@@ -120,6 +120,28 @@ class Credentials:
 
 
 @dataclass(frozen=True, slots=True)
+class AppPassword:
+    """A password the server generated for one mail client of an account, limited to some
+    mail protocols (``stalwart_py.app_passwords``); the secret itself is never kept."""
+
+    id: int
+    account_id: int
+    name: str
+    protocols: tuple[str, ...]  # of app_passwords.PROTOCOLS
+    created: float
+
+
+@dataclass(frozen=True, slots=True)
+class AppPasswordCredentials:
+    """An app password as a login checks it; never leaves the core."""
+
+    id: int
+    name: str
+    protocols: tuple[str, ...]
+    secret: str  # a passwords.hash_password() string of the generated password
+
+
+@dataclass(frozen=True, slots=True)
 class Alias:
     address: str  # "sales@example.com", or "@example.com" for a catch-all
     targets: tuple[str, ...]  # addresses: local accounts or remote

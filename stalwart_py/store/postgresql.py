@@ -36,6 +36,7 @@ from stalwart_py.store.pg_dialect import PgConnection
 from stalwart_py.store.pg_notify import NotifyListener, node_id, notify_in_transaction
 from stalwart_py.store.pg_schema import migrate
 from stalwart_py.store.sqlite_accounts import AccountsMixin
+from stalwart_py.store.sqlite_app_passwords import AppPasswordsMixin
 from stalwart_py.store.sqlite_append import AppendMixin
 from stalwart_py.store.sqlite_imap import ImapMixin
 from stalwart_py.store.sqlite_junk import JunkMixin
@@ -153,6 +154,7 @@ class PgEngine(Engine):
 class PostgresStore(
     AccountsMixin,
     AppendMixin,
+    AppPasswordsMixin,
     GlobalScriptsMixin,
     ImapMixin,
     JunkMixin,

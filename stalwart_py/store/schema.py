@@ -240,6 +240,14 @@ def _v10_external_blobs(conn: sqlite3.Connection) -> None:
     )
 
 
+def _v11_app_passwords(conn: sqlite3.Connection) -> None:
+    """App passwords: generated, hashed, each limited to some mail protocols (see
+    ``sqlite_app_passwords``)."""
+    from stalwart_py.store.sqlite_app_passwords import create_table
+
+    create_table(conn)
+
+
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     _v1,
     _v2_sieve_vacation,
@@ -251,6 +259,7 @@ MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     _v8_sieve_global,
     _v9_outbound_tls,
     _v10_external_blobs,
+    _v11_app_passwords,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -19,6 +19,7 @@ from stalwart_py.store.blobstore.filesystem import FilesystemBlobs
 from stalwart_py.store.engine import Engine
 from stalwart_py.store.model import StoreError
 from stalwart_py.store.sqlite_accounts import AccountsMixin
+from stalwart_py.store.sqlite_app_passwords import AppPasswordsMixin
 from stalwart_py.store.sqlite_append import AppendMixin
 from stalwart_py.store.sqlite_imap import ImapMixin
 from stalwart_py.store.sqlite_junk import JunkMixin
@@ -36,6 +37,7 @@ BACKUP_BLOBS = "blobs"  # where a backup keeps the bodies of an external backend
 class SqliteStore(
     AccountsMixin,
     AppendMixin,
+    AppPasswordsMixin,
     GlobalScriptsMixin,
     ImapMixin,
     JunkMixin,
