@@ -174,12 +174,12 @@ def test_a_revoked_app_password_is_refused_at_once(server):
 def test_who_may_manage_app_passwords(server):
     alice_path = f"/api/accounts/{ALICE[0]}/app-passwords"
     with ApiClient(server.address("http"), referee=REFEREE) as client:
-        assert client.get(alice_path, auth=BOB).status == 404  # not told whether it exists
+        assert client.get(alice_path, auth=BOB).status == 403
         body = {"name": "intruder", "protocols": ["imap"]}
-        assert client.post(alice_path, body, auth=BOB).status == 404
+        assert client.post(alice_path, body, auth=BOB).status == 403
         made = client.post(alice_path, {"name": "by the admin", "protocols": ["imap"]}, auth=ADMIN)
         assert made.status == 201
-        assert client.request("DELETE", f"{alice_path}/{made.json['id']}", auth=BOB).status == 404
+        assert client.request("DELETE", f"{alice_path}/{made.json['id']}", auth=BOB).status == 403
         listed = client.get(alice_path, auth=ADMIN).json["app-passwords"]
         assert [a["name"] for a in listed] == ["by the admin"]
         # Bob's own route is his, and he cannot revoke Alice's through it.

@@ -138,7 +138,11 @@ def _prepare(server, client: ApiClient) -> dict[str, str]:
     )
     assert injected.status == 200
     [entry] = client.get("/api/queue").json["messages"]
-    return {"queue": str(entry["id"])}
+    app_password = client.post(
+        "/api/accounts/walker@walk.test/app-passwords", {"name": "phone", "protocols": ["imap"]}
+    )
+    assert app_password.status == 201
+    return {"queue": str(entry["id"]), "app-password": str(app_password.json["id"])}
 
 
 NEEDS_A_CA = {"renew_certificate"}  # answers its documented 404 here (no [acme] configured)
@@ -196,6 +200,19 @@ def _calls(ids: dict[str, str]) -> dict[str, tuple[str, str, object, dict]]:
         "list_global_scripts": ("GET", "/api/sieve/global", None, {}),
         "get_global_script": ("GET", "/api/sieve/global/walk", None, {}),
         "delete_global_script": ("DELETE", "/api/sieve/global/walk", None, {}),
+        "list_app_passwords": ("GET", "/api/accounts/walker@walk.test/app-passwords", None, {}),
+        "create_app_password": (
+            "POST",
+            "/api/accounts/walker@walk.test/app-passwords",
+            {"name": "laptop", "protocols": ["smtp", "pop3"]},
+            {},
+        ),
+        "revoke_app_password": (
+            "DELETE",
+            f"/api/accounts/walker@walk.test/app-passwords/{ids['app-password']}",
+            None,
+            {},
+        ),
         "delete_queue_entry": ("DELETE", f"/api/queue/{ids['queue']}", None, {}),
         "delete_alias": ("DELETE", "/api/aliases/sales@walk.test", None, {}),
         "delete_account": ("DELETE", "/api/accounts/new@walk.test", None, {}),

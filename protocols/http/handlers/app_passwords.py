@@ -34,12 +34,12 @@ def app_password_json(app_password: AppPassword) -> dict[str, Any]:
 
 def _address(request: Request) -> str:
     """The account of the path, when the signed-in account may manage it (itself, or any
-    account for an administrator); 404 rather than 403 otherwise, so that other accounts'
-    existence is not told to a non-administrator."""
+    account for an administrator); 403 otherwise, decided before any lookup, so that it
+    tells a non-administrator nothing of other accounts."""
     address = normalize(request.params["address"])
     me = request.account
     if me is None or not (me.is_admin or me.address == address):
-        raise HttpError(404, f"no account {address}")
+        raise HttpError(403, "only an administrator may manage another account's app passwords")
     return address
 
 
