@@ -44,6 +44,7 @@ from stalwart_py.store.schema import migrate as migrate_sqlite
 COPIED: tuple[str, ...] = (
     "domains",
     "accounts",
+    "app_passwords",
     "aliases",
     "mailboxes",
     "subscriptions",

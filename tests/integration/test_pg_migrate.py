@@ -14,7 +14,7 @@ import pytest
 
 from stalwart_py.store.model import OutboundMessage, QueuedRecipient
 from stalwart_py.store.schema import migrate as migrate_sqlite
-from tests.integration.imap_support import PASSWORD, USER, login
+from tests.integration.imap_support import PASSWORD, USER, connect, login
 from tests.integration.imap_support import config as imap_config
 from tests.support.servers import stalwart_cli, write_config
 from tests.support.smtp import CHECKS_OFF
@@ -45,10 +45,12 @@ def send(server, subject: str, size: int = 0) -> None:
         )
 
 
-def fill(server) -> None:
-    """Mail with gaps in its UIDs, flags and keywords, a Sieve script and a queued message."""
+def fill(server) -> str:
+    """Mail with gaps in its UIDs, flags and keywords, a Sieve script, a queued message and
+    an app password for IMAP, which it returns."""
     store = server.context.store
     account = server.add_account(USER, PASSWORD)
+    _, app_password = server.run(server.context.directory.add_app_password, USER, "phone", ["imap"])
     server.run(store.put_script, account.id, "main", SCRIPT)
     server.run(store.set_active_script, account.id, "main")
     server.run(store.put_script, account.id, "spare", "keep;\n")
@@ -75,6 +77,7 @@ def fill(server) -> None:
         b"From: alice@example.test\r\nSubject: out\r\n\r\nQueued.\r\n",
         OutboundMessage("alice@example.test", (recipient,)),
     )
+    return app_password
 
 
 def snapshot(
@@ -106,7 +109,7 @@ def test_a_filled_sqlite_store_moves_to_postgresql_unchanged(
         storage_sqlite(tmp_path / "data") + imap_config(server_cert, SMTP),
         directory=tmp_path / "sqlite",
     )
-    fill(source)
+    app_password = fill(source)
     before = snapshot(source)
     assert re.search(rb"UID 4 FLAGS \(\\Answered project-x\)", b" ".join(before["INBOX"][1]))
     assert len(before["Filed"][1]) == 2  # one message: its fetch line and its body
@@ -130,6 +133,8 @@ def test_a_filled_sqlite_store_moves_to_postgresql_unchanged(
     assert sorted(s.name for s in target.run(store.list_scripts, account.id)) == ["main", "spare"]
     (entry,) = target.run(store.queue_entries)
     assert [r.address for r in entry.recipients] == ["far@remote.test"]
+    with connect(target) as client:  # the app password came along, hash and all
+        assert client.login(USER, app_password)[0] == "OK"
     # The identities continue after the copied ids: a new account collides with none.
     target.add_account("bob@example.test", PASSWORD)
     # New mail on the copy continues after the copied UIDs, in the same UIDVALIDITY.
