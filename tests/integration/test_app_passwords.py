@@ -15,6 +15,7 @@ from sievelib.managesieve import Client as SieveClient
 from protocols.http import Http
 from tests.support.http import ApiClient, Referee
 from tests.support.logs import capture_log
+from tests.support.servers import LOG_OF_ONE_WORKER, METRICS_OF_ONE_WORKER
 
 pytestmark = pytest.mark.filterwarnings("ignore:Credentials are sent over an unencrypted")
 REFEREE = Referee(Http().app.document)
@@ -119,6 +120,7 @@ def create(client: ApiClient, name: str, protocols: list[str], user=ALICE) -> di
     return answer.json
 
 
+@pytest.mark.single_worker(f"{LOG_OF_ONE_WORKER}; {METRICS_OF_ONE_WORKER}")
 def test_each_protocol_accepts_an_app_password_allowed_for_it_and_no_other(server):
     user = ALICE[0]
     with (
@@ -157,6 +159,8 @@ def test_each_protocol_accepts_an_app_password_allowed_for_it_and_no_other(serve
 
 
 def test_a_revoked_app_password_is_refused_at_once(server):
+    """Under ``--server-workers N`` the logins may land on any worker: revocation is seen by
+    all, as each login reads the app password rows afresh."""
     user = ALICE[0]
     with ApiClient(server.address("http"), auth=ALICE, referee=REFEREE) as alice:
         phone = create(alice, "phone", ["imap", "smtp"])
