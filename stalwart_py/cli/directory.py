@@ -5,12 +5,14 @@ from __future__ import annotations
 import argparse
 import shutil
 import sys
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import anyio
 
+from stalwart_py import app_passwords
 from stalwart_py.cli.common import store_command
 from stalwart_py.config import Config
 from stalwart_py.config.types import parse_size
@@ -45,6 +47,9 @@ def register(commands: argparse._SubParsersAction, command: Command) -> None:
     delete = command("delete", "Delete an account with all its mail.", accounts)
     delete.add_argument("address")
     delete.set_defaults(run=run(account_delete))
+    _register_app_passwords(
+        command("app-password", "Manage an account's app passwords.", accounts), command
+    )
 
     domain = commands.add_parser("domain", help="Manage local domains.")
     domains = domain.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -72,6 +77,32 @@ def register(commands: argparse._SubParsersAction, command: Command) -> None:
     backup = command("backup", "Copy the data directory consistently, also while the server runs.")
     backup.add_argument("destination", type=Path)
     backup.set_defaults(run=run(make_backup))
+
+
+def _register_app_passwords(parser: argparse.ArgumentParser, command: Command) -> None:
+    """``account app-password add|list|revoke`` (``stalwart_py.app_passwords``)."""
+    actions = parser.add_subparsers(dest="app_password_action", required=True, metavar="ACTION")
+    add = command(
+        "add", "Generate an app password for some mail protocols; shown this once.", actions
+    )
+    add.add_argument("address")
+    add.add_argument("name", help="what it is for, e.g. the device")
+    add.add_argument(
+        "--protocol",
+        dest="protocols",
+        action="append",
+        required=True,
+        choices=app_passwords.PROTOCOLS,
+        help="a mail protocol it may log in to (repeat for several)",
+    )
+    add.set_defaults(run=run(app_password_add))
+    listing = command("list", "List an account's app passwords (never the passwords).", actions)
+    listing.add_argument("address")
+    listing.set_defaults(run=run(app_password_list))
+    revoke = command("revoke", "Revoke an app password, at once.", actions)
+    revoke.add_argument("address")
+    revoke.add_argument("id", type=int, help="its id, as list shows")
+    revoke.set_defaults(run=run(app_password_revoke))
 
 
 def _password_option(parser: argparse.ArgumentParser) -> None:
@@ -146,6 +177,24 @@ async def account_passwd(directory: Directory, args: argparse.Namespace) -> None
 async def account_delete(directory: Directory, args: argparse.Namespace) -> None:
     await directory.delete_account(args.address)
     print(f"deleted {args.address} and all its mail")
+
+
+async def app_password_add(directory: Directory, args: argparse.Namespace) -> None:
+    record, password = await directory.add_app_password(args.address, args.name, args.protocols)
+    print(f"app password {record.id} ({record.name}; {', '.join(record.protocols)}):")
+    print(password)
+    print("It is shown only this once.")
+
+
+async def app_password_list(directory: Directory, args: argparse.Namespace) -> None:
+    for record in await directory.list_app_passwords(args.address):
+        created = time.strftime("%Y-%m-%d %H:%M", time.gmtime(record.created))
+        print(f"{record.id}\t{record.name}\t{','.join(record.protocols)}\t{created} UTC")
+
+
+async def app_password_revoke(directory: Directory, args: argparse.Namespace) -> None:
+    await directory.revoke_app_password(args.address, args.id)
+    print(f"revoked app password {args.id} of {args.address}")
 
 
 async def domain_add(directory: Directory, args: argparse.Namespace) -> None:

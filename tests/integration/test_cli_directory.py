@@ -11,8 +11,11 @@ import anyio
 import pytest
 
 from stalwart_py import cli, server
+from stalwart_py.config import DirectorySettings, ThrottleSettings
+from stalwart_py.directory import Directory
 from stalwart_py.passwords import verify_password
 from stalwart_py.queue import generate_key
+from stalwart_py.sasl import AuthFailed
 from stalwart_py.store.sqlite import DATABASE_FILE, SqliteStore
 from tests.support.servers import ServerProcess, write_config
 
@@ -195,3 +198,60 @@ async def backed_up_domains(directory) -> list[str]:
         return [domain.name for domain in await store.list_domains()]
     finally:
         await store.close()
+
+
+def test_app_passwords(capsys, config, monkeypatch, tmp_path):
+    """``account app-password add|list|revoke``: the password shown once logs in over the
+    protocols given, and no longer once revoked."""
+    run(capsys, config, "domain", "add", "example.test")
+    created = run(
+        capsys,
+        config,
+        "account",
+        "add",
+        "bob@example.test",
+        "--password-file",
+        "-",
+        stdin="password123\n",
+        monkeypatch=monkeypatch,
+    )
+    assert created[0] == 0, created
+    add = ("account", "app-password", "add", "bob@example.test", "phone")
+    code, out, err = run(capsys, config, *add, "--protocol", "imap", "--protocol", "pop3")
+    assert code == 0, err
+    shown = re.fullmatch(
+        r"app password (\d+) \(phone; imap, pop3\):\n(\S+)\nIt is shown only this once.\n", out
+    )
+    assert shown is not None, out
+    number, password = shown.groups()
+    code, _, err = run(capsys, config, *add, "--protocol", "imap")
+    assert code == 1 and "exists already" in err, err
+    code, out, _ = run(capsys, config, "account", "app-password", "list", "bob@example.test")
+    assert re.fullmatch(rf"{number}\tphone\timap,pop3\t\d{{4}}-\d\d-\d\d \d\d:\d\d UTC\n", out)
+    assert password not in out
+
+    async def logins() -> list[bool]:
+        store = SqliteStore(tmp_path / "var")
+        await store.open()
+        directory = Directory(store, DirectorySettings(throttle=ThrottleSettings(failure_delay=0)))
+        try:
+            results = []
+            for protocol in ("imap", "smtp", None):
+                try:
+                    await directory.login("bob@example.test", password, None, protocol=protocol)
+                    results.append(True)
+                except AuthFailed:
+                    results.append(False)
+            return results
+        finally:
+            await store.close()
+
+    assert anyio.run(logins) == [True, False, False]  # IMAP only: not SMTP, not HTTP
+    revoke = ("account", "app-password", "revoke", "bob@example.test")
+    assert (
+        run(capsys, config, *revoke, number)[1]
+        == f"revoked app password {number} of bob@example.test\n"
+    )
+    assert anyio.run(logins) == [False, False, False]
+    code, _, err = run(capsys, config, *revoke, number)
+    assert code == 1 and f"no app password {number}" in err
