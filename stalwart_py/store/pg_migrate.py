@@ -288,26 +288,26 @@ def verify(
                 "SELECT hash, external, data FROM blobs WHERE id = ?", (blob_id,)
             ).fetchone()
             if not external:
-                _verify_body(
-                    blob_id, hashlib.sha256(data).digest(), bytes(digest), found, summary, get_body
-                )
-                summary.body_bytes += len(data)
-            elif get_body is not None:
+                sha256, size = hashlib.sha256(data).digest(), len(data)
+            else:
                 # In the external backend before and after: its digest is its name.
-                _verify_body(blob_id, bytes(digest), bytes(digest), found, summary, get_body)
+                sha256, size = bytes(digest), None
+            _verify_body(blob_id, sha256, bytes(digest), size, found, summary, get_body)
 
 
 def _verify_body(
     blob_id: int,
     sha256: bytes,
     digest: bytes,
+    size: int | None,
     found: dict[int, tuple[bytes, bytes, bool]],
     summary: Summary,
     get_body: GetBody | None,
 ) -> None:
     """One body: what the target holds, in its column or in the external backend, against
-    the source's SHA-256."""
+    the source's SHA-256. ``size``: the source's length (None: the body is external there)."""
     summary.bodies += 1
+    summary.body_bytes += size or 0
     if blob_id not in found:
         summary.mismatches.append(f"body {blob_id}: missing from PostgreSQL")
         return
@@ -317,12 +317,17 @@ def _verify_body(
         return
     if target_external:
         if get_body is None:
-            summary.mismatches.append(f"body {blob_id}: external, and no backend to read it")
+            summary.mismatches.append(
+                f"body {blob_id}: in an external backend, and [storage.blob] names none"
+            )
             return
         try:
-            target_sha256 = hashlib.sha256(get_body(digest)).digest()
+            body = get_body(digest)
         except BlobMissing:
             summary.mismatches.append(f"body {blob_id}: missing from the blob backend")
             return
+        target_sha256 = hashlib.sha256(body).digest()
+        if size is None:
+            summary.body_bytes += len(body)
     if target_sha256 != sha256:
         summary.mismatches.append(f"body {blob_id}: SHA-256 differs")
