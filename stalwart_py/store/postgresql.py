@@ -26,26 +26,15 @@ from typing import Any, TypeVar
 import anyio
 import psycopg
 
-from stalwart_py.store.base import Store
-from stalwart_py.store.blobstore import BlobBackend, BlobMissing
+from stalwart_py.store.blobstore import BlobBackend
 from stalwart_py.store.blobstore.bodies import ExternalBodies
 from stalwart_py.store.change_bus import ChangeBus, ChangeSet, DatagramBus
 from stalwart_py.store.engine import RUN_DIR, Engine
-from stalwart_py.store.model import NotFound, StoreError
+from stalwart_py.store.model import StoreError
 from stalwart_py.store.pg_dialect import PgConnection
 from stalwart_py.store.pg_notify import NotifyListener, node_id, notify_in_transaction
 from stalwart_py.store.pg_schema import migrate
-from stalwart_py.store.sqlite_accounts import AccountsMixin
-from stalwart_py.store.sqlite_app_passwords import AppPasswordsMixin
-from stalwart_py.store.sqlite_append import AppendMixin
-from stalwart_py.store.sqlite_imap import ImapMixin
-from stalwart_py.store.sqlite_junk import JunkMixin
-from stalwart_py.store.sqlite_mail import MailMixin
-from stalwart_py.store.sqlite_queue import QueueMixin
-from stalwart_py.store.sqlite_sieve import SieveMixin
-from stalwart_py.store.sqlite_sieve_global import GlobalScriptsMixin
-from stalwart_py.store.sqlite_sort import SortMixin
-from stalwart_py.store.sqlite_tls import OutboundTLSMixin
+from stalwart_py.store.sql import SqlStore
 
 log = logging.getLogger("stalwart_py.store")
 T = TypeVar("T")
@@ -151,20 +140,7 @@ class PgEngine(Engine):
                 self._idle_readers.append(conn)
 
 
-class PostgresStore(
-    AccountsMixin,
-    AppendMixin,
-    AppPasswordsMixin,
-    GlobalScriptsMixin,
-    ImapMixin,
-    JunkMixin,
-    MailMixin,
-    OutboundTLSMixin,
-    QueueMixin,
-    SieveMixin,
-    SortMixin,
-    Store,
-):
+class PostgresStore(SqlStore):
     def __init__(
         self,
         url: str,
@@ -240,46 +216,14 @@ class PostgresStore(
     # fetches (and decompresses) a stored value only as far as the part asked for. A body in
     # the external blob backend is fetched from there (``BlobsMixin``).
 
-    async def read_blob_range(self, blob_id: int, offset: int, length: int) -> bytes:
-        def op(conn: PgConnection) -> tuple[int, bytes, bytes]:
-            row = conn.execute(
-                "SELECT external, hash, substr(data, ?, ?) FROM blobs WHERE id = ?",
-                (offset + 1, length, blob_id),
-            ).fetchone()
-            if row is None:
-                raise NotFound("no such message body")
-            return row
-
-        external, digest, data = await self._engine.read(op)
-        if not external:
-            return data
-        try:
-            return await self._external().fetch_range(digest, offset, length)
-        except BlobMissing:
-            raise NotFound("message body missing from the blob backend") from None
-
-    async def read_blob_prefixes(self, lengths: dict[int, int]) -> dict[int, bytes]:
-        def op(conn: PgConnection) -> tuple[dict[int, bytes], dict[int, bytes]]:
-            out, external = {}, {}
-            for blob_id, length in lengths.items():
-                row = conn.execute(
-                    "SELECT external, hash, substr(data, 1, ?) FROM blobs WHERE id = ?",
-                    (length, blob_id),
-                ).fetchone()
-                if row is None:
-                    continue
-                if row[0]:
-                    external[blob_id] = row[1]
-                else:
-                    out[blob_id] = row[2]
-            return out, external
-
-        out, external = await self._engine.read(op)
-        if external:
-            prefixes = await self._external().fetch_prefixes(
-                {digest: lengths[blob_id] for blob_id, digest in external.items()}
-            )
-            for blob_id, digest in external.items():
-                if digest in prefixes:
-                    out[blob_id] = prefixes[digest]
-        return out
+    @staticmethod
+    def _blob_part(
+        conn: PgConnection, blob_id: int, offset: int, length: int
+    ) -> tuple[bool, bytes, bytes | None] | None:
+        row = conn.execute(
+            "SELECT external, hash, substr(data, ?, ?) FROM blobs WHERE id = ?",
+            (offset + 1, length, blob_id),
+        ).fetchone()
+        if row is None:
+            return None
+        return bool(row[0]), row[1], None if row[0] else row[2]

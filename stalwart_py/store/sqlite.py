@@ -11,43 +11,19 @@ from pathlib import Path
 import anyio
 
 from stalwart_py.files import create_private_file, private_dir
-from stalwart_py.store.base import Store
 from stalwart_py.store.blobs import read_small_blobs
 from stalwart_py.store.blobstore import BlobBackend, BlobMissing
 from stalwart_py.store.blobstore.bodies import ExternalBodies
 from stalwart_py.store.blobstore.filesystem import FilesystemBlobs
 from stalwart_py.store.engine import Engine
 from stalwart_py.store.model import StoreError
-from stalwart_py.store.sqlite_accounts import AccountsMixin
-from stalwart_py.store.sqlite_app_passwords import AppPasswordsMixin
-from stalwart_py.store.sqlite_append import AppendMixin
-from stalwart_py.store.sqlite_imap import ImapMixin
-from stalwart_py.store.sqlite_junk import JunkMixin
-from stalwart_py.store.sqlite_mail import MailMixin
-from stalwart_py.store.sqlite_queue import QueueMixin
-from stalwart_py.store.sqlite_sieve import SieveMixin
-from stalwart_py.store.sqlite_sieve_global import GlobalScriptsMixin
-from stalwart_py.store.sqlite_sort import SortMixin
-from stalwart_py.store.sqlite_tls import OutboundTLSMixin
+from stalwart_py.store.sql import SqlStore
 
 DATABASE_FILE = "stalwart.sqlite3"
 BACKUP_BLOBS = "blobs"  # where a backup keeps the bodies of an external backend
 
 
-class SqliteStore(
-    AccountsMixin,
-    AppendMixin,
-    AppPasswordsMixin,
-    GlobalScriptsMixin,
-    ImapMixin,
-    JunkMixin,
-    MailMixin,
-    OutboundTLSMixin,
-    QueueMixin,
-    SieveMixin,
-    SortMixin,
-    Store,
-):
+class SqliteStore(SqlStore):
     def __init__(
         self,
         data_dir: Path,

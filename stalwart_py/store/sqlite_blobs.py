@@ -97,25 +97,35 @@ class BlobsMixin:
                     out[blob_id] = bodies[digest]
         return out
 
-    async def read_blob_range(self, blob_id: int, offset: int, length: int) -> bytes:
-        def op(conn: sqlite3.Connection) -> bytes | tuple[bytes]:
-            row = conn.execute(
-                "SELECT external, hash FROM blobs WHERE id = ?", (blob_id,)
-            ).fetchone()
-            if row is None:
-                raise NotFound("no such message body")
-            if row[0]:
-                return (row[1],)  # the digest, to fetch outside the read
-            # incremental blob I/O reads only the pages of the range
-            with conn.blobopen("blobs", "data", blob_id, readonly=True) as blob:
-                blob.seek(min(offset, len(blob)))
-                return blob.read(length)
+    @staticmethod
+    def _blob_part(
+        conn: sqlite3.Connection, blob_id: int, offset: int, length: int
+    ) -> tuple[bool, bytes, bytes | None] | None:
+        """Whether a body is external, its digest and, when it is not, ``length`` octets of it
+        from ``offset``; None when there is no such body. SQLite reads the part by incremental
+        blob I/O, only the pages it needs (PostgreSQL overrides this with ``substr``)."""
+        row = conn.execute("SELECT external, hash FROM blobs WHERE id = ?", (blob_id,)).fetchone()
+        if row is None:
+            return None
+        if row[0]:
+            return True, row[1], None
+        with conn.blobopen("blobs", "data", blob_id, readonly=True) as blob:
+            blob.seek(min(offset, len(blob)))
+            return False, row[1], blob.read(length)
 
-        found = await self._engine.read(op)
-        if isinstance(found, bytes):
+    async def read_blob_range(self, blob_id: int, offset: int, length: int) -> bytes:
+        def op(conn: sqlite3.Connection) -> tuple[bool, bytes, bytes | None]:
+            found = self._blob_part(conn, blob_id, offset, length)
+            if found is None:
+                raise NotFound("no such message body")
             return found
+
+        external, digest, data = await self._engine.read(op)
+        if not external:
+            assert data is not None
+            return data
         try:
-            return await self._external().fetch_range(found[0], offset, length)
+            return await self._external().fetch_range(digest, offset, length)
         except BlobMissing:
             raise NotFound("message body missing from the blob backend") from None
 
@@ -123,17 +133,14 @@ class BlobsMixin:
         def op(conn: sqlite3.Connection) -> tuple[dict[int, bytes], dict[int, bytes]]:
             out, external = {}, {}
             for blob_id, length in lengths.items():
-                row = conn.execute(
-                    "SELECT external, hash FROM blobs WHERE id = ?", (blob_id,)
-                ).fetchone()
-                if row is None:
+                found = self._blob_part(conn, blob_id, 0, length)
+                if found is None:
                     continue
-                if row[0]:
-                    external[blob_id] = row[1]
-                    continue
-                # incremental blob I/O reads only the pages of the prefix
-                with conn.blobopen("blobs", "data", blob_id, readonly=True) as blob:
-                    out[blob_id] = blob.read(length)
+                if found[0]:
+                    external[blob_id] = found[1]
+                else:
+                    assert found[2] is not None
+                    out[blob_id] = found[2]
             return out, external
 
         out, external = await self._engine.read(op)

@@ -31,28 +31,30 @@ def outside():
         portal.call(zone.close)
 
 
-def test_the_queue_delivers_each_message_once_with_two_workers(tmp_path, outside):
-    zone, peer = outside
-    path = write_config(
-        tmp_path,
-        f"""
+def two_workers_queue(dns_port: int, peer_port: int) -> str:
+    """Two workers, a queue that sends to the peer and asks the zone's name server."""
+    return f"""
 [server]
 hostname = "mail.example.test"
 workers = 2
 shutdown-timeout = "1s"
 
 [queue]
-port = {peer.port}
+port = {peer_port}
 retry = ["1h"]
 
 [queue.dns]
-nameservers = ["127.0.0.1:{zone.port}"]
+nameservers = ["127.0.0.1:{dns_port}"]
 
 [server.listener.smtp]
 bind = "127.0.0.1:0"
 protocol = "smtp"
-""",
-    )
+"""
+
+
+def test_the_queue_delivers_each_message_once_with_two_workers(tmp_path, outside):
+    zone, peer = outside
+    path = write_config(tmp_path, two_workers_queue(zone.port, peer.port))
     with ServerProcess(path) as server:
         host, port = server.address("smtp")
         for n in range(COUNT):  # one connection each: the kernel spreads them over both
@@ -74,26 +76,7 @@ def test_the_singletons_pass_to_another_worker_when_their_holder_is_killed(tmp_p
     """The queue's and the ACME renewals' leases are flocks: SIGKILL releases them, another
     worker takes them within a poll and the queue delivers what the dead holder left."""
     zone, peer = outside
-    path = write_config(
-        tmp_path,
-        f"""
-[server]
-hostname = "mail.example.test"
-workers = 2
-shutdown-timeout = "1s"
-
-[queue]
-port = {peer.port}
-retry = ["1h"]
-
-[queue.dns]
-nameservers = ["127.0.0.1:{zone.port}"]
-
-[server.listener.smtp]
-bind = "127.0.0.1:0"
-protocol = "smtp"
-""",
-    )
+    path = write_config(tmp_path, two_workers_queue(zone.port, peer.port))
     holders = re.compile(r"process (\d+) runs the (queue|acme)")
     with ServerProcess(path) as server:
         workers = server.ready["workers"]
