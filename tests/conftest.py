@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import ssl
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -162,6 +162,17 @@ def new_store(
     from stalwart_py.store.postgresql import PostgresStore
 
     return lambda: PostgresStore(url, tmp_path)
+
+
+@pytest.fixture
+async def store(new_store: Callable[[], Store]) -> AsyncIterator[Store]:
+    """An opened store of the test's backend with the domain example.test (a module that
+    wants another store defines its own ``store``)."""
+    store = new_store()
+    await store.open()
+    await store.add_domain("example.test")
+    yield store
+    await store.close()
 
 
 @pytest.fixture(scope="session")

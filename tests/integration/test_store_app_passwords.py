@@ -10,15 +10,6 @@ from stalwart_py.store import AlreadyExists, NotFound, StoreError
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture
-async def store(new_store):
-    store = new_store()
-    await store.open()
-    await store.add_domain("example.test")
-    yield store
-    await store.close()
-
-
 async def test_add_list_find_and_revoke(store):
     bob = await store.add_account("bob@example.test", "hash", None)
     carol = await store.add_account("carol@example.test", "hash", None)

@@ -12,15 +12,6 @@ from stalwart_py.store import LocalDelivery
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture
-async def store(new_store):
-    store = new_store()
-    await store.open()
-    await store.add_domain("example.test")
-    yield store
-    await store.close()
-
-
 async def _blob(store, account_id: int, body: bytes) -> int:
     await store.deliver(body, [LocalDelivery(account_id)])
     inbox = await store.get_mailbox(account_id, "INBOX")

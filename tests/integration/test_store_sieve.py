@@ -16,15 +16,6 @@ from stalwart_py.store.sqlite import DATABASE_FILE, SqliteStore
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture
-async def store(new_store):
-    store = new_store()
-    await store.open()
-    await store.add_domain("example.test")
-    yield store
-    await store.close()
-
-
 async def test_claims_are_once_per_sender_handle_and_period(store):
     bob = await store.add_account("bob@example.test", "hash", None)
     assert await store.claim_vacation_reply(bob.id, "ann@remote.test", "h", 3600)

@@ -25,15 +25,6 @@ REPLY = (
 BARE = b"Subject: plain\r\nDate: yesterday\r\nIn-Reply-To: <parent@x>\r\n\r\nbody\r\n"
 
 
-@pytest.fixture
-async def store(new_store):
-    store = new_store()
-    await store.open()
-    await store.add_domain("example.test")
-    yield store
-    await store.close()
-
-
 async def inbox(store: SqliteStore) -> int:
     account = await store.add_account("bob@example.test", "secret-hash", None)
     box = await store.get_mailbox(account.id, "INBOX")
