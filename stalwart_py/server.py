@@ -235,7 +235,9 @@ class Server:
                     tg.start_soon(self._link.follow)
                 tg.start_soon(self._watch_certificates)
                 data_dir = self.config.storage.data_dir
-                if self.worker is None:
+                if self.worker is None or store.shared_queue:
+                    # every process of every node on PostgreSQL: the store's leases keep the
+                    # runners apart (queue/manager.py)
                     await tg.start(self.context.queue.run)
                 else:  # in the one worker that holds the queue's lease at a time
                     tg.start_soon(run_singleton, data_dir, "queue", self.context.queue.run)

@@ -14,6 +14,11 @@ retried, because a blocking ``flock`` in a thread could not be cancelled at shut
 networked backend replaces ``FileLease`` with a row and an expiry time (PostgreSQL: a lease
 table renewed by its holder), behind the same two methods.
 
+The outbound queue uses this lease on SQLite only: on PostgreSQL every process of every node
+runs its queue, kept apart by leases on the queue's rows (``store/sqlite_queue.py``); on
+SQLite the rows are leased too, but one runner per data directory keeps a killed worker's
+deliveries from waiting for their leases to lapse (the next holder ends them at its start).
+
 A process that is not the holder still serves: its deliveries queue durably, and the store's
 change notification (``QUEUE_CHANNEL``) wakes the holder's queue in whatever process it is.
 """

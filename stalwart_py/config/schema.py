@@ -320,6 +320,9 @@ class QueueSettings:
     command_timeout: Duration = 300.0  # RFC 5321 4.5.3.2: 5 minutes for most replies
     data_timeout: Duration = 600.0  # RFC 5321 4.5.3.2: 10 minutes for the end of DATA
     poll_interval: Duration = 5.0  # how often the queue is re-read for work added elsewhere
+    # how long a node's claim on a recipient it delivers lasts unrenewed: a node that dies
+    # mid-delivery leaves its recipients to the others after this (docs/postgresql.md)
+    lease_time: Annotated[Duration, Range(10.0)] = 300.0
     # Keep every message queued without trying to deliver it (maintenance, a blocked port
     # 25): mail is still accepted and queued; `hold = false` and a reload send it on.
     hold: bool = False

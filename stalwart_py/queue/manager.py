@@ -19,6 +19,13 @@ transaction) only after the attempt; until then the recipients stay pending. A c
 shutdown, in between leaves them pending: they are tried again, so a message may at worst be
 delivered twice, never lost. Within the process a recipient is taken by one worker at a
 time (``_taken``); one server per data directory is enforced by the pid file lock.
+
+Across processes and nodes a recipient is taken with a lease in the store (``owner``, for
+``queue.lease-time``; see ``store/sqlite_queue.py``): a scan leases the due recipients it
+turns into jobs, an outcome recorded ends the lease, and each scan renews the leases of the
+jobs still under way. On a store shared by several nodes (PostgreSQL) every node runs its
+queue this way; otherwise one process runs it (``singleton.py``) and, knowing it is alone,
+ends at its start the leases a killed predecessor left.
 """
 
 from __future__ import annotations
@@ -26,6 +33,9 @@ from __future__ import annotations
 import functools
 import logging
 import math
+import os
+import secrets
+import socket
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -47,6 +57,7 @@ from stalwart_py.queue.schedule import Clock, RetrySchedule, SystemClock
 from stalwart_py.queue.spool import MemorySpool
 from stalwart_py.queue.tls_policy import OutboundTLS
 from stalwart_py.resolver import Resolver
+from stalwart_py.singleton import run_singleton
 from stalwart_py.store import OutboundMessage, Store
 from stalwart_py.store.engine import QUEUE_CHANNEL
 
@@ -62,6 +73,9 @@ log = logging.getLogger("stalwart_py.queue")
 
 JOBS_PER_CONNECTION = 8  # jobs waiting for a destination before it gets another connection
 SCAN_LIMIT = 1000  # messages read per scan; more wait for the next one
+REPORT_LEASE = (
+    "tls-reports"  # the singleton sending TLS-RPT reports, beside queues in every process
+)
 STOP_WRITE_TIMEOUT = 30.0  # for writing what the deferred spool holds when the server stops
 
 
@@ -87,6 +101,7 @@ class QueueManager:
         self.hostname = hostname
         self.clock: Clock = clock or SystemClock()
         self.signer = DkimSigner(dkim or {}, data_dir)
+        self.data_dir = data_dir
         self._limiter = anyio.CapacityLimiter(settings.max_connections)
         metrics = metrics or Metrics()
         # DANE, MTA-STS and TLS-RPT of MX deliveries (tls_policy.py); the reporter's daily
@@ -104,6 +119,11 @@ class QueueManager:
         self._waiting: dict[Destination, deque[Job]] = {}
         self._workers: dict[Destination, int] = {}
         self._taken: set[int] = set()  # recipient ids in a job that has not finished
+        # This runner's name on its leases, unique per start: a restarted process does not
+        # take up the leases its killed predecessor held (they lapse, or are ended at start).
+        self.owner = f"{socket.gethostname()}/{os.getpid()}/{secrets.token_hex(4)}"
+        self._leased: set[int] = set()  # store recipients leased by a job not yet finished
+        self._renew_at = 0.0
         # A scan reads a snapshot; a job that finishes while the scan runs must not be taken
         # again from it. Recipient id -> the number of scans started when its job finished.
         self._finished: dict[int, int] = {}
@@ -165,7 +185,13 @@ class QueueManager:
                 self._task_group = group
                 group.start_soon(self._forward_store_changes)
                 self.outbound_tls.policies.spawn = group.start_soon
-                await group.start(self.outbound_tls.reporter.run)
+                if self.store.shared_queue:  # every process runs a queue: one reports
+                    reporter = self.outbound_tls.reporter
+                    group.start_soon(run_singleton, self.data_dir, REPORT_LEASE, reporter.run)
+                else:
+                    await group.start(self.outbound_tls.reporter.run)
+                if not self.store.shared_queue:
+                    await self.store.release_all_queue_leases()
                 task_status.started()
                 try:
                     while True:
@@ -226,6 +252,7 @@ class QueueManager:
         """Turn the recipients due now into jobs for their destinations' workers (none
         while ``queue.hold`` is on)."""
         await self._memory.retry_unwritten()
+        await self._renew_leases()
         if self.settings.hold:
             return
         self._scans += 1
@@ -238,15 +265,31 @@ class QueueManager:
             oldest = min(self._active_scans, default=self._scans + 1)
             self._finished = {k: v for k, v in self._finished.items() if v >= oldest}
 
+    async def _renew_leases(self) -> None:
+        """Renew the leases of the jobs under way, every third of ``queue.lease-time`` (the
+        scans come at least every ``queue.poll-interval``)."""
+        now = self.clock.now()
+        if not self._leased or now < self._renew_at:
+            return
+        lease_time = self.settings.lease_time
+        await self.store.renew_queue_leases(self.owner, sorted(self._leased), now + lease_time)
+        self._renew_at = now + lease_time / 3
+
     async def _scan(self, scan: int) -> None:
         now = self.clock.now()
-        entries = await self.store.queue_entries(due_before=now, limit=SCAN_LIMIT)
+        lease_time = self.settings.lease_time
+        if not self._leased:
+            self._renew_at = now + lease_time / 3
+        entries, leased = await self.store.lease_queue_entries(
+            self.owner, now, lease_time, SCAN_LIMIT
+        )
         local: dict[str, bool] = {}
+        jobs: list[Job] = []
         for entry in entries:
             groups: dict[Destination, list] = {}
             for recipient in entry.recipients:
-                if recipient.status != "pending" or recipient.next_attempt > now:
-                    continue
+                if recipient.id not in leased:
+                    continue  # not due, or under way here or on another node
                 if recipient.id in self._taken or self._finished.get(recipient.id, 0) >= scan:
                     continue  # under way, or finished after this scan's snapshot was read
                 if recipient.domain not in local:
@@ -256,7 +299,13 @@ class QueueManager:
             if groups:
                 from stalwart_py.queue.attempts import Job
             for destination, recipients in groups.items():
-                self._add_job(Job(entry, tuple(recipients), destination))
+                jobs.append(Job(entry, tuple(recipients), destination))
+        for job in jobs:
+            self._leased.update(r.id for r in job.recipients)
+            self._add_job(job)
+        unused = leased - self._leased
+        if unused:  # leased but not taken (finished since): free for the next scan at once
+            await self.store.renew_queue_leases(self.owner, sorted(unused), None)
         for destination in list(self._waiting):
             self._dispatch(destination)
 
@@ -280,6 +329,8 @@ class QueueManager:
 
     def _release(self, job: Job) -> None:
         self._taken.difference_update(r.id for r in job.recipients)
+        if job.memory is None:
+            self._leased.difference_update(r.id for r in job.recipients)
         if self._active_scans:
             self._finished.update((r.id, self._scans) for r in job.recipients)
         if not self._taken:
@@ -382,8 +433,16 @@ class QueueManager:
             log.exception("%s: delivery attempt to %s failed", job.label, job.destination)
             if job.memory is not None:  # no outcome: written down rather than lost
                 await self._memory.persist(job.memory, job.recipients, self.clock.now())
+            else:  # no outcome: the next scan tries again rather than waiting for the lease
+                await self._end_leases(job)
         finally:
             self._release(job)
+
+    async def _end_leases(self, job: Job) -> None:
+        try:
+            await self.store.renew_queue_leases(self.owner, [r.id for r in job.recipients], None)
+        except Exception:  # the store is failing too: the leases lapse by themselves
+            log.exception("%s: cannot end the leases of its recipients", job.label)
 
     async def _record(self, job: Job, outcomes: list[Outcome], original: bytes) -> None:
         now = self.clock.now()

@@ -509,6 +509,28 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def queue_entry(self, queue_id: int) -> QueueEntry | None: ...
 
+    # Whether queue runners on several nodes may share this store: on PostgreSQL every node
+    # runs its queue; otherwise the queue runs in one process at a time (``singleton.py``).
+    shared_queue = False
+
+    @abc.abstractmethod
+    async def lease_queue_entries(
+        self, owner: str, now: float, lease_time: float, limit: int = 1000
+    ) -> tuple[list[QueueEntry], frozenset[int]]:
+        """Lease to ``owner``, until ``now + lease_time``, up to ``limit`` recipients that
+        are pending, due at ``now`` and not leased (or whose lease lapsed); returns their
+        messages (with all their recipients) and the ids of the recipients leased. See
+        ``sqlite_queue`` for the protocol."""
+
+    @abc.abstractmethod
+    async def renew_queue_leases(self, owner: str, ids: Sequence[int], until: float | None) -> int:
+        """Extend ``owner``'s leases of the recipients ``ids`` to ``until``, or end them
+        (None); returns how many it held."""
+
+    @abc.abstractmethod
+    async def release_all_queue_leases(self) -> int:
+        """End every recipient's lease (for the only runner of an unshared store)."""
+
     async def queue_size(self) -> tuple[int, int]:
         """(messages, pending recipients) in the outbound queue, for metrics. Backends
         override this with a count; the default counts a listing."""

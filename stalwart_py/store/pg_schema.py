@@ -296,11 +296,18 @@ def _v4_app_passwords(conn: PgConnection) -> None:
     conn.raw.execute(b"CREATE INDEX app_passwords_selector ON app_passwords(account_id, selector)")
 
 
+def _v5_queue_leases(conn: PgConnection) -> None:
+    """SQLite's ``_v12_queue_leases`` (``stalwart_py/store/sqlite_queue``)."""
+    conn.raw.execute(f"ALTER TABLE queue_recipients ADD COLUMN lease_owner {T}".encode())
+    conn.raw.execute(b"ALTER TABLE queue_recipients ADD COLUMN lease_until double precision")
+
+
 MIGRATIONS: list[Callable[[PgConnection], None]] = [
     _v1,
     _v2_external_blobs,
     _v3_blob_ids,
     _v4_app_passwords,
+    _v5_queue_leases,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

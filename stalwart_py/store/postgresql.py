@@ -141,6 +141,9 @@ class PgEngine(Engine):
 
 
 class PostgresStore(SqlStore):
+    shared_queue = True  # every node runs its queue; leases keep them apart
+    _SKIP_LOCKED = " FOR UPDATE SKIP LOCKED"
+
     def __init__(
         self,
         url: str,

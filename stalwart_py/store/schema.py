@@ -248,6 +248,14 @@ def _v11_app_passwords(conn: sqlite3.Connection) -> None:
     create_table(conn)
 
 
+def _v12_queue_leases(conn: sqlite3.Connection) -> None:
+    """A queued recipient's lease: which queue runner is delivering it and until when
+    (``sqlite_queue.lease_queue_entries``), so that several nodes on one database deliver
+    each recipient once at a time."""
+    conn.execute("ALTER TABLE queue_recipients ADD COLUMN lease_owner TEXT")
+    conn.execute("ALTER TABLE queue_recipients ADD COLUMN lease_until REAL")
+
+
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     _v1,
     _v2_sieve_vacation,
@@ -260,6 +268,7 @@ MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     _v9_outbound_tls,
     _v10_external_blobs,
     _v11_app_passwords,
+    _v12_queue_leases,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

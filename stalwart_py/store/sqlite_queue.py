@@ -3,6 +3,18 @@
 A queued message has one row per recipient, each with its own status, attempt count and
 next attempt time, so that recipients at different destinations retry independently. The
 message is removed once no recipient is pending.
+
+Leases. Several queue runners may share one database (nodes on PostgreSQL), so a runner takes
+the recipients it is about to deliver with a *lease*: ``lease_owner`` names the runner and
+``lease_until`` is when the lease lapses. ``lease_queue_entries`` takes only due recipients
+whose lease is free or lapsed, in one write transaction: on SQLite the single writer makes two
+runners take turns; on PostgreSQL the candidate rows are locked ``FOR UPDATE SKIP LOCKED``, so
+a runner passes over the rows another is leasing at that moment instead of waiting for it, and
+no two runners lease one recipient. Recording an attempt's outcome ends the lease; a runner
+renews the leases of its deliveries under way, so only a runner that died (or hung) lets its
+lease lapse, and then another delivers the recipient again: at worst twice, never lost. The
+times are the runners' clocks: a skew between nodes shortens or lengthens a lease by as much,
+small beside ``queue.lease-time``.
 """
 
 from __future__ import annotations
@@ -123,6 +135,67 @@ def _delete_entry(txn: Txn, queue_id: int) -> bool:
 
 class QueueMixin(BlobsMixin):
     _engine: Engine
+    # Appended to the lease's candidate query: PostgreSQL skips rows another runner's lease
+    # transaction holds; SQLite has one writer at a time and nothing to skip.
+    _SKIP_LOCKED = ""
+
+    async def lease_queue_entries(
+        self, owner: str, now: float, lease_time: float, limit: int = 1000
+    ) -> tuple[list[QueueEntry], frozenset[int]]:
+        def op(txn: Txn) -> tuple[list[QueueEntry], frozenset[int]]:
+            ids = [
+                row[0]
+                for row in txn.execute(
+                    "SELECT id FROM queue_recipients WHERE status = 'pending'"
+                    " AND next_attempt <= ? AND (lease_until IS NULL OR lease_until <= ?)"
+                    f" ORDER BY next_attempt, id LIMIT ?{self._SKIP_LOCKED}",
+                    (now, now, limit),
+                )
+            ]
+            if not ids:
+                return [], frozenset()
+            listed = json.dumps(ids)
+            txn.execute(
+                "UPDATE queue_recipients SET lease_owner = ?, lease_until = ?"
+                " WHERE id IN (SELECT value FROM json_each(?))",
+                (owner, now + lease_time, listed),
+            )
+            rows = txn.execute(
+                f"SELECT {QUEUE_COLUMNS} FROM queue_messages m JOIN blobs b ON b.id = m.blob_id"
+                " WHERE m.id IN (SELECT message_id FROM queue_recipients"
+                " WHERE id IN (SELECT value FROM json_each(?))) ORDER BY m.created, m.id",
+                (listed,),
+            ).fetchall()
+            return _entries(txn.conn, rows), frozenset(ids)
+
+        return await self._engine.write(op)
+
+    async def renew_queue_leases(self, owner: str, ids: Sequence[int], until: float | None) -> int:
+        """Extend ``owner``'s leases of ``ids`` to ``until``, or end them (None)."""
+        change = (
+            "lease_until = ?" if until is not None else "lease_owner = NULL, lease_until = NULL"
+        )
+
+        def op(txn: Txn) -> int:
+            return txn.execute(
+                f"UPDATE queue_recipients SET {change}"
+                " WHERE lease_owner = ? AND id IN (SELECT value FROM json_each(?))",
+                (*([until] if until is not None else []), owner, json.dumps(list(ids))),
+            ).rowcount
+
+        return await self._engine.write(op)
+
+    async def release_all_queue_leases(self) -> int:
+        """End every lease: for a runner that knows it is the only one (SQLite under the
+        queue's file lease), so what a killed predecessor held is tried at once."""
+
+        def op(txn: Txn) -> int:
+            return txn.execute(
+                "UPDATE queue_recipients SET lease_owner = NULL, lease_until = NULL"
+                " WHERE lease_owner IS NOT NULL"
+            ).rowcount
+
+        return await self._engine.write(op)
 
     async def enqueue(self, data: bytes, message: OutboundMessage) -> int:
         blob = await self._prepare_body(data)
@@ -191,7 +264,8 @@ class QueueMixin(BlobsMixin):
             for update in updates:
                 txn.execute(
                     "UPDATE queue_recipients SET status = ?, next_attempt = ?, last_error = ?,"
-                    " attempts = attempts + 1 WHERE id = ? AND message_id = ?",
+                    " attempts = attempts + 1, lease_owner = NULL, lease_until = NULL"
+                    " WHERE id = ? AND message_id = ?",
                     (update.status, update.next_attempt, update.last_error, update.id, queue_id),
                 )
             pending = txn.execute(
