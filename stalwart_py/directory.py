@@ -32,6 +32,9 @@ App passwords (``stalwart_py.app_passwords``) are accepted where the protocol is
 none, so it never accepts one. A login with one is logged as ``login as <address> with app
 password <name> over <protocol>`` (the name, never the secret) and counted in
 ``stalwart_app_password_logins_total{protocol}``.
+
+With two-factor sign-in (``stalwart_py.two_factor``) the account's own password opens no mail
+protocol and over HTTP needs a code: ``TwoFactorRequired``, ``reason=two-factor-required``.
 """
 
 from __future__ import annotations
@@ -55,12 +58,14 @@ from stalwart_py.store import (
     Account,
     Alias,
     AppPassword,
+    Credentials,
     Domain,
     NotFound,
     Store,
     StoreError,
 )
 from stalwart_py.throttle import AuthThrottled, LoginThrottle
+from stalwart_py.two_factor import TwoFactor, TwoFactorRequired
 
 __all__ = ["AuthThrottled", "Directory", "LoginThrottle", "Resolution", "normalize"]
 
@@ -121,6 +126,7 @@ class Directory:
         self.throttle = LoginThrottle(self.settings.throttle, table=failures)
         self.hashes = HashPool(self.settings.max_concurrent_hashes, self.settings.max_hash_wait)
         self.auth_cache = AuthCache(self.settings.auth_cache)
+        self.two_factor = TwoFactor(store)
         self._app_password_logins = (metrics or Metrics()).counter(
             "stalwart_app_password_logins",
             "Logins with an app password, by protocol",
@@ -412,6 +418,8 @@ class Directory:
             raise
         except sasl.AuthFailed as error:
             reason = "invalid-credentials" if error.authcid is not None else "authzid-refused"
+            if isinstance(error, TwoFactorRequired):
+                reason = "two-factor-required"
             _refused(log, peer, mechanism, reason, error.authcid or store.tried)
             await self._failed(peer, store.tried)
             raise
@@ -439,6 +447,10 @@ class Directory:
             raise
         except AuthThrottled:
             _refused(log, peer, mechanism, "throttled", username)
+            raise
+        except TwoFactorRequired:
+            _refused(log, peer, mechanism, "two-factor-required", username)
+            await self._failed(peer, address)
             raise
         if verified is None:
             _refused(log, peer, mechanism, "invalid-credentials", username)
@@ -520,15 +532,30 @@ class _Credentials:
         address = self.tried = normalize(authcid)
         self.directory.throttle.check(self.peer, address)
         credentials = await self.directory.store.get_credentials(address)
-        hashes, cache = self.directory.hashes, self.directory.auth_cache
+        hashes = self.directory.hashes
         if credentials is None:
             await hashes.run(passwords.dummy_verify)
             return None
+        if await self._app_password(credentials.account_id, password):
+            return credentials.address
+        two_factor = await self.directory.two_factor.status(credentials.account_id)
+        if two_factor is None or not two_factor.enabled:
+            return await self._own_password(credentials, password)
+
+        async def own(text: str) -> bool:
+            return await self._own_password(credentials, text) is not None
+
+        verified = await self.directory.two_factor.verify(
+            two_factor, password, own, protocol=self.protocol, address=address
+        )
+        return credentials.address if verified else None
+
+    async def _own_password(self, credentials: Credentials, password: str) -> str | None:
+        """Whether ``password`` is the account's own (its address then)."""
+        hashes, cache = self.directory.hashes, self.directory.auth_cache
         # The row was just read: a hit means this password was verified against the hash
         # stored now, so a change or a deletion by anyone is seen here at once.
         if cache.verified(credentials.account_id, credentials.secret, password):
-            return credentials.address
-        if await self._app_password(credentials.account_id, password):
             return credentials.address
         ok = await hashes.run(passwords.verify_password, password, credentials.secret)
         if not ok:

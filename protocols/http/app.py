@@ -28,6 +28,7 @@ from protocols.http.handlers import (
     inject,
     queue,
     sieve,
+    two_factor,
 )
 from protocols.http.messages import HttpError, Request, Response, json_response
 from protocols.http.openapi import build_document
@@ -47,6 +48,7 @@ ROUTE_TABLES = (
     health.routes,
     directory.routes,
     app_passwords.routes,
+    two_factor.routes,
     control.routes,
     queue.routes,
     inject.routes,

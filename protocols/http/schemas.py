@@ -162,6 +162,40 @@ COMPONENTS: dict[str, dict[str, Any]] = {
         },
         ("id", "name", "protocols", "created", "password"),
     ),
+    "TwoFactorStatus": obj(
+        {
+            "enabled": {**BOOLEAN, "description": "codes are asked for (RFC 6238 TOTP)"},
+            "pending": {**BOOLEAN, "description": "an enrolment waits for its first code"},
+            "recovery-codes-left": {**COUNT, "description": "unused recovery codes"},
+        },
+        ("enabled", "pending", "recovery-codes-left"),
+    ),
+    "TwoFactorEnrolment": obj(
+        {
+            "secret": {**STRING, "description": "base32, 160 bits; shown this once"},
+            "uri": {**STRING, "description": "otpauth://totp/ URI for an authenticator app"},
+        },
+        ("secret", "uri"),
+    ),
+    "TwoFactorCode": obj(
+        {
+            "code": {
+                **STRING,
+                "pattern": "^[0-9]{6}$",
+                "description": "the current code of the authenticator app",
+            }
+        },
+        ("code",),
+    ),
+    "RecoveryCodes": obj(
+        {
+            "recovery-codes": {
+                **array(STRING),
+                "description": "10 codes, each usable once instead of a code; shown this once",
+            }
+        },
+        ("recovery-codes",),
+    ),
     "NewAccount": obj(
         {
             "address": ADDRESS,

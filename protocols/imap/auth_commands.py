@@ -21,6 +21,7 @@ from stalwart_py.directory import AuthThrottled
 from stalwart_py.hash_pool import LoginDeferred
 from stalwart_py.plugin import LineTooLong
 from stalwart_py.store import Account
+from stalwart_py.two_factor import TwoFactorRequired
 
 if TYPE_CHECKING:
     from protocols.imap.session import Session
@@ -215,6 +216,8 @@ def _failed(session: Session, how: str, error: sasl.AuthFailed) -> No:
         raise Logout
     if isinstance(error, AuthThrottled):
         return No("Too many failed logins, try again later", "UNAVAILABLE")
+    if isinstance(error, TwoFactorRequired):  # the own password, right but not enough
+        return No(str(error), "AUTHENTICATIONFAILED")
     return No("Authentication failed", "AUTHENTICATIONFAILED")
 
 

@@ -41,6 +41,7 @@ from stalwart_py.sieve import EXTENSIONS, NOTIFY_METHODS, Limits, SieveSyntaxErr
 from stalwart_py.sieve.include import check_upload
 from stalwart_py.sieve.validate import GLOBAL_PREFIX
 from stalwart_py.store import Account, AlreadyExists, NotFound, Store, StoreError
+from stalwart_py.two_factor import TwoFactorRequired
 
 _SCRIPT_NAME = re.compile(r"[^\x00-\x1f\x7f-\x9f\u2028\u2029/]{1,128}\Z")
 MAX_REDIRECTS = Limits().max_redirects
@@ -193,9 +194,10 @@ class Session:
         except AuthThrottled as error:
             self.on_login("throttled")
             raise CommandError(str(error), "TRYLATER") from None
-        except sasl.AuthFailed:
+        except sasl.AuthFailed as error:
             self.on_login("failure")
-            raise CommandError("Authentication failed") from None
+            text = str(error) if isinstance(error, TwoFactorRequired) else "Authentication failed"
+            raise CommandError(text) from None
         except sasl.AuthAborted:
             self.on_login("aborted")
             raise CommandError("Authentication aborted") from None

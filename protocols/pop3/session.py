@@ -66,6 +66,7 @@ from stalwart_py.plugin import (
     StoreError,
     decode_sasl_response,
 )
+from stalwart_py.two_factor import TwoFactorRequired
 
 PLAINTEXT_MECHANISMS = frozenset(("PLAIN", "LOGIN"))
 LINE_LIMIT = MAX_SASL_RESPONSE + 64  # an AUTH line with its initial response, at most
@@ -319,6 +320,8 @@ class Session:
             return Reply(err("Too many failed logins, closing", "AUTH"), close=True)
         if isinstance(error, AuthThrottled):
             return Reply(err("Too many failed logins, try again later", "SYS/TEMP"))
+        if isinstance(error, TwoFactorRequired):  # the own password, right but not enough
+            return Reply(err(str(error), "AUTH"))
         return Reply(err("Authentication failed", "AUTH"))
 
     async def _logged_in(self, account: Account, how: str) -> Reply:

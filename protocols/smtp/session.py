@@ -43,6 +43,7 @@ from stalwart_py.hash_pool import LoginDeferred
 from stalwart_py.logs import client_address
 from stalwart_py.plugin import Connection, LineTooLong, ReadTimeout
 from stalwart_py.store import Account
+from stalwart_py.two_factor import TwoFactorRequired
 
 CHUNK = 65536  # the most read at once from a BDAT chunk
 
@@ -440,6 +441,8 @@ class Session:
             return "deferred", replies.AUTH_DEFERRED
         except AuthThrottled:  # the directory logs refusals
             return "throttled", replies.AUTH_THROTTLED
+        except TwoFactorRequired as error:  # the own password, right but not enough
+            return "failure", reply(535, "5.7.8", str(error))
         except sasl.AuthFailed:
             return "failure", replies.AUTH_FAILED
         except sasl.AuthAborted:

@@ -42,6 +42,7 @@ from stalwart_py.store.model import (
     SieveScript,
     StoredMessage,
     StoreError,
+    Totp,
 )
 
 
@@ -127,5 +128,6 @@ __all__ = [
     "Store",
     "StoreError",
     "StoredMessage",
+    "Totp",
     "create_store",
 ]

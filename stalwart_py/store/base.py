@@ -40,6 +40,7 @@ from stalwart_py.store.model import (
     SieveScript,
     StoredMessage,
     TlsResultCount,
+    Totp,
 )
 
 FlagMode = Literal["add", "remove", "replace"]
@@ -194,6 +195,33 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def delete_app_password(self, account_id: int, app_password_id: int) -> None:
         """Revoke an app password; raises NotFound."""
+
+    # Two-factor sign-in (``stalwart_py.totp``): the directory makes secrets and checks codes.
+
+    @abc.abstractmethod
+    async def start_totp(self, account_id: int, secret: str) -> Totp:
+        """Keep a new secret, not enabled until ``enable_totp``; replaces an enrolment not
+        confirmed. Raises NotFound, or AlreadyExists when two-factor sign-in is enabled."""
+
+    @abc.abstractmethod
+    async def get_totp(self, account_id: int) -> Totp | None: ...
+
+    @abc.abstractmethod
+    async def enable_totp(self, account_id: int, step: int, digests: Sequence[str]) -> None:
+        """Confirm with a code of time step ``step``, keeping the recovery codes' digests."""
+
+    @abc.abstractmethod
+    async def use_totp_step(self, account_id: int, step: int) -> bool:
+        """Accept a code of time step ``step``: False when a code of that step or a later one
+        was accepted already (a replay), or two-factor sign-in is not enabled."""
+
+    @abc.abstractmethod
+    async def use_recovery_code(self, account_id: int, digest: str) -> bool:
+        """Use up the recovery code of that digest; False when there is none (any more)."""
+
+    @abc.abstractmethod
+    async def delete_totp(self, account_id: int) -> None:
+        """Disable it, forgetting the recovery codes; raises NotFound."""
 
     @abc.abstractmethod
     async def add_alias(self, address: str, targets: Sequence[str]) -> Alias:

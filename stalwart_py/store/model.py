@@ -142,6 +142,19 @@ class AppPasswordCredentials:
 
 
 @dataclass(frozen=True, slots=True)
+class Totp:
+    """An account's two-factor sign-in (``stalwart_py.totp``): started, or enabled once a
+    code confirmed it. The secret never leaves the core (nor the log)."""
+
+    account_id: int
+    secret: str  # base32
+    enabled: bool
+    last_step: int  # the last time step a code was accepted for; -1 before any
+    created: float
+    recovery_codes_left: int
+
+
+@dataclass(frozen=True, slots=True)
 class Alias:
     address: str  # "sales@example.com", or "@example.com" for a catch-all
     targets: tuple[str, ...]  # addresses: local accounts or remote

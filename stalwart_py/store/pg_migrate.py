@@ -45,6 +45,8 @@ COPIED: tuple[str, ...] = (
     "domains",
     "accounts",
     "app_passwords",
+    "totp",
+    "totp_recovery_codes",
     "aliases",
     "mailboxes",
     "subscriptions",

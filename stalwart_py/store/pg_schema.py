@@ -302,12 +302,33 @@ def _v5_queue_leases(conn: PgConnection) -> None:
     conn.raw.execute(b"ALTER TABLE queue_recipients ADD COLUMN lease_until double precision")
 
 
+def _v6_totp(conn: PgConnection) -> None:
+    """SQLite's ``_v13_totp`` (``stalwart_py/store/sqlite_totp``)."""
+    conn.raw.execute(
+        "CREATE TABLE totp ("
+        " account_id bigint PRIMARY KEY REFERENCES accounts(id) ON DELETE CASCADE,"
+        f" secret {T} NOT NULL,"
+        " enabled bigint NOT NULL,"
+        " last_step bigint NOT NULL,"
+        " created double precision NOT NULL"
+        ")".encode()
+    )
+    conn.raw.execute(
+        "CREATE TABLE totp_recovery_codes ("
+        " account_id bigint NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,"
+        f" digest {T} NOT NULL,"
+        " PRIMARY KEY (account_id, digest)"
+        ")".encode()
+    )
+
+
 MIGRATIONS: list[Callable[[PgConnection], None]] = [
     _v1,
     _v2_external_blobs,
     _v3_blob_ids,
     _v4_app_passwords,
     _v5_queue_leases,
+    _v6_totp,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -256,6 +256,14 @@ def _v12_queue_leases(conn: sqlite3.Connection) -> None:
     conn.execute("ALTER TABLE queue_recipients ADD COLUMN lease_until REAL")
 
 
+def _v13_totp(conn: sqlite3.Connection) -> None:
+    """Two-factor sign-in: the TOTP secret, the last step used and the recovery codes'
+    digests (see ``sqlite_totp``)."""
+    from stalwart_py.store.sqlite_totp import create_tables
+
+    create_tables(conn)
+
+
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     _v1,
     _v2_sieve_vacation,
@@ -269,6 +277,7 @@ MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     _v10_external_blobs,
     _v11_app_passwords,
     _v12_queue_leases,
+    _v13_totp,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

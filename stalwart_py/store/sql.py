@@ -19,6 +19,7 @@ from stalwart_py.store.sqlite_sieve import SieveMixin
 from stalwart_py.store.sqlite_sieve_global import GlobalScriptsMixin
 from stalwart_py.store.sqlite_sort import SortMixin
 from stalwart_py.store.sqlite_tls import OutboundTLSMixin
+from stalwart_py.store.sqlite_totp import TotpMixin
 
 
 class SqlStore(
@@ -33,6 +34,7 @@ class SqlStore(
     QueueMixin,
     SieveMixin,
     SortMixin,
+    TotpMixin,
     Store,
 ):
     """Every store method written once in SQL; see the module docstring."""

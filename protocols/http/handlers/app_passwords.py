@@ -35,11 +35,11 @@ def app_password_json(app_password: AppPassword) -> dict[str, Any]:
 def _address(request: Request) -> str:
     """The account of the path, when the signed-in account may manage it (itself, or any
     account for an administrator); 403 otherwise, decided before any lookup, so that it
-    tells a non-administrator nothing of other accounts."""
+    tells a non-administrator nothing of other accounts. Also for two-factor sign-in."""
     address = normalize(request.params["address"])
     me = request.account
     if me is None or not (me.is_admin or me.address == address):
-        raise HttpError(403, "only an administrator may manage another account's app passwords")
+        raise HttpError(403, "only an administrator may manage another account's sign-in")
     return address
 
 

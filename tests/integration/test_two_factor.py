@@ -1,0 +1,140 @@
+"""Two-factor sign-in (``stalwart_py.two_factor``) through the JSON API and IMAP, against a
+real server: enrolment with codes computed here by RFC 6238's own algorithm (not the server's
+module), a code refused when replayed, a recovery code good once, the account's own password
+refused over IMAP with a clear answer while an app password opens it, and disabling giving the
+own password back."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import imaplib
+import time
+
+import pytest
+
+from protocols.http import Http
+from tests.integration.test_app_passwords import CONFIG, create, imap_login
+from tests.support.http import ApiClient, Referee
+from tests.support.logs import capture_log
+from tests.support.servers import LOG_OF_ONE_WORKER
+
+pytestmark = pytest.mark.filterwarnings("ignore:Credentials are sent over an unencrypted")
+REFEREE = Referee(Http().app.document)
+ADMIN = ("admin@example.test", "the administrator's password")
+ALICE = ("alice@example.test", "alice's own password")
+BOB = ("bob@example.test", "bob's own password")
+TIMEOUT = 20
+
+
+@pytest.fixture
+def server(start_server):
+    server = start_server(CONFIG)
+    server.add_account(*ADMIN, is_admin=True)
+    server.add_account(*ALICE)
+    server.add_account(*BOB)
+    return server
+
+
+def rfc6238(secret: str, step: int) -> str:
+    """RFC 6238 with SHA-1 and 6 digits, as in the RFC's appendix A, written apart from the
+    server's ``totp`` module so that the two check each other."""
+    key = base64.b32decode(secret + "=" * (-len(secret) % 8))
+    mac = hmac.new(key, step.to_bytes(8, "big"), hashlib.sha1).digest()
+    offset = mac[19] & 0xF
+    binary = int.from_bytes(mac[offset : offset + 4], "big") & 0x7FFFFFFF
+    return f"{binary % 1_000_000:06d}"
+
+
+def imap_refusal(server, user: str, password: str) -> str:
+    """The text of the NO answering LOGIN (the test fails if it is accepted)."""
+    host, port = server.address("imap")
+    with imaplib.IMAP4(host, port, timeout=TIMEOUT) as client:
+        with pytest.raises(imaplib.IMAP4.error) as refused:
+            client.login(user, password)
+        client.logout()
+    return str(refused.value)
+
+
+def enrol(client: ApiClient, user: str) -> tuple[str, int, list[str]]:
+    """Enrol ``user``: (the secret, the step of the code that confirmed it, recovery codes)."""
+    path = f"/api/accounts/{user}/totp"
+    started = client.post(path)
+    assert started.status == 201, started.body
+    secret = started.json["secret"]
+    assert started.json["uri"].startswith(f"otpauth://totp/mail.example.test:{user}?secret=")
+    assert client.get(path).json == {"enabled": False, "pending": True, "recovery-codes-left": 0}
+    # ``step`` is the test's now; the server's may be one later, and accepts this one still.
+    step = int(time.time()) // 30
+    confirmed = client.post(f"{path}/confirm", {"code": rfc6238(secret, step)})
+    assert confirmed.status == 200, confirmed.body
+    return secret, step, confirmed.json["recovery-codes"]
+
+
+@pytest.mark.single_worker(LOG_OF_ONE_WORKER)
+def test_enrol_sign_in_with_codes_and_disable(server):
+    user, own = ALICE
+    path = f"/api/accounts/{user}/totp"
+    with (
+        capture_log() as log,
+        ApiClient(server.address("http"), auth=ALICE, referee=REFEREE) as alice,
+    ):
+        phone = create(alice, "phone", ["imap"])
+        secret, step, recovery = enrol(alice, user)
+        assert len(recovery) == len(set(recovery)) == 10
+
+        # IMAP: the own password, though right, is refused with the reason; an app password
+        # opens it.
+        text = imap_refusal(server, user, own)
+        assert "two-factor sign-in is enabled for this account: use an app password" in text
+        assert imap_login(server, user, phone["password"])
+        assert "reason=two-factor-required user=<alice@example.test>" in log.text
+
+        # HTTP: the password alone, or with a wrong code, is refused.
+        assert alice.get(path).status == 401
+        assert alice.get(path, auth=(user, f"{own}$123456x")).status == 401
+        assert alice.get(path, auth=(user, f"wrong$ {rfc6238(secret, step + 1)}")).status == 401
+        # The next step's code (within the tolerance) opens it, once: a replay is refused,
+        # and so is the confirming step's code, which is older.
+        with_code = (user, f"{own}${rfc6238(secret, step + 1)}")
+        status = alice.get(path, auth=with_code)
+        assert status.status == 200
+        assert status.json == {"enabled": True, "pending": False, "recovery-codes-left": 10}
+        assert alice.get(path, auth=with_code).status == 401
+        assert alice.get(path, auth=(user, f"{own}${rfc6238(secret, step)}")).status == 401
+
+        # A recovery code, typed leniently, once.
+        with_recovery = (user, f"{own}${recovery[0].upper()}")
+        assert alice.get(path, auth=with_recovery).json["recovery-codes-left"] == 9
+        assert alice.get(path, auth=with_recovery).status == 401
+        with_another = (user, f"{own}${recovery[1]}")
+        assert alice.request("DELETE", path, auth=with_another).status == 204
+
+        # Disabled: the own password opens IMAP and the API again.
+        assert imap_login(server, user, own)
+        assert alice.get(path).json == {
+            "enabled": False,
+            "pending": False,
+            "recovery-codes-left": 0,
+        }
+
+    assert secret not in log.text
+    assert not any(code in log.text for code in recovery)
+
+
+def test_who_may_manage_two_factor_sign_in(server):
+    path = f"/api/accounts/{ALICE[0]}/totp"
+    with ApiClient(server.address("http"), referee=REFEREE) as client:
+        assert client.get(path, auth=BOB).status == 403
+        assert client.post(path, auth=BOB).status == 403
+        assert client.request("DELETE", path, auth=BOB).status == 403
+        with ApiClient(server.address("http"), auth=ALICE, referee=REFEREE) as alice:
+            enrol(alice, ALICE[0])
+        assert client.post(path, auth=ADMIN).status == 409  # enabled: disable first
+        # The administrator disables it for an account that lost its phone and its codes.
+        assert client.request("DELETE", path, auth=ADMIN).status == 204
+        assert client.request("DELETE", path, auth=ADMIN).status == 404
+        assert client.post(f"{path}/confirm", {"code": "123456"}, auth=ADMIN).status == 422
+        assert client.post(f"{path}/confirm", {"code": "12345"}, auth=ADMIN).status == 400
+        assert client.get(path, auth=ALICE).json["enabled"] is False
