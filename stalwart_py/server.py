@@ -242,8 +242,9 @@ class Server:
                 else:  # in the one worker that holds the queue's lease at a time
                     tg.start_soon(run_singleton, data_dir, "queue", self.context.queue.run)
                 await tg.start(self.context.junk.run)  # junk training from IMAP
-                if store.blob_backend is not None:  # orphan bodies, in one process at a time
-                    tg.start_soon(run_singleton, data_dir, SWEEP_LEASE, self._sweep_blobs)
+                if store.blob_backend is not None:  # orphan bodies, once per cluster
+                    sweep = partial(run_singleton, lease=store.cluster_lease(SWEEP_LEASE))
+                    tg.start_soon(sweep, data_dir, SWEEP_LEASE, self._sweep_blobs)
                 await tg.start(self._run_registry)
                 tg.start_soon(self._follow_certificates, store)
                 # ACME after the listeners: its challenges are answered by them; with workers,

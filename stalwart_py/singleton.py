@@ -10,9 +10,13 @@ expiry is the holder's end: the kernel releases the lock when the process exits 
 killed, however it dies, so a SIGKILLed holder hands over within one ``POLL`` and there is no
 clock to trust or renew. (A holder that hangs while alive keeps it; the supervisor's restart
 of a dead worker is what ends most such cases.) The lock is taken without blocking and
-retried, because a blocking ``flock`` in a thread could not be cancelled at shutdown. A
-networked backend replaces ``FileLease`` with a row and an expiry time (PostgreSQL: a lease
-table renewed by its holder), behind the same two methods.
+retried, because a blocking ``flock`` in a thread could not be cancelled at shutdown.
+
+Work on what several nodes share runs once per cluster instead: the store offers a lease for
+it (``Store.cluster_lease``; on PostgreSQL a session advisory lock, ``store/pg_lease.py``)
+behind the same methods. Such a lease can be lost while its holder lives (its connection
+cut), so ``run_singleton`` asks ``held()`` every ``CHECK`` and stops the work when it is gone,
+then waits for the lease again.
 
 The outbound queue uses this lease on SQLite only: on PostgreSQL every process of every node
 runs its queue, kept apart by leases on the queue's rows (``store/sqlite_queue.py``); on
@@ -39,6 +43,7 @@ from stalwart_py.files import FILE_MODE, private_dir
 log = logging.getLogger("stalwart_py.singleton")
 
 POLL = 0.5  # seconds between attempts to take a lease another process holds
+CHECK = 2.0  # seconds between a holder's checks that it still holds its lease
 RUN_DIR = "run"  # under the data directory: leases, change-notification sockets
 
 
@@ -54,6 +59,10 @@ class Lease(Protocol):
 
     def try_acquire(self) -> bool:
         """Take the lease if nobody holds it; True when this process holds it now."""
+        ...
+
+    def held(self) -> bool:
+        """Whether this process still holds the lease it took."""
         ...
 
     def release(self) -> None: ...
@@ -80,6 +89,9 @@ class FileLease:
         self._fd = fd
         return True
 
+    def held(self) -> bool:
+        return self._fd is not None  # a flock is kept until the descriptor closes
+
     def release(self) -> None:
         if self._fd is not None:
             os.close(self._fd)  # closing the only descriptor drops the lock
@@ -101,13 +113,31 @@ async def run_singleton(
     *,
     lease: Lease | None = None,
 ) -> None:
-    """Wait for the lease ``name``, then run ``func()`` while holding it, until cancelled (or
-    until ``func`` returns); the lease is released either way."""
+    """Wait for the lease ``name`` (``lease``, else the file lease of that name), then run
+    ``func()`` while holding it, until cancelled (or until ``func`` returns); the lease is
+    released either way. A lease lost meanwhile stops ``func``, and the wait begins again."""
     lease = lease or FileLease(run_dir(data_dir) / f"{name}.lease")
-    while not lease.try_acquire():  # noqa: ASYNC110 - a lock in another process sets no Event
-        await anyio.sleep(POLL)
-    log.info("process %d runs the %s", os.getpid(), name)
-    try:
-        await func()
-    finally:
-        lease.release()
+    while True:
+        # In a thread: a networked lease waits on its database (a file lease is instant).
+        while not await anyio.to_thread.run_sync(lease.try_acquire):  # noqa: ASYNC110 - a lock in another process sets no Event
+            await anyio.sleep(POLL)
+        log.info("process %d runs the %s", os.getpid(), name)
+        lost = False
+        try:
+            async with anyio.create_task_group() as group:
+
+                async def watch() -> None:
+                    nonlocal lost
+                    while await anyio.to_thread.run_sync(lease.held):  # noqa: ASYNC110 - as above
+                        await anyio.sleep(CHECK)
+                    lost = True
+                    log.warning("process %d lost the %s lease; stopping it", os.getpid(), name)
+                    group.cancel_scope.cancel()
+
+                group.start_soon(watch)
+                await func()
+                group.cancel_scope.cancel()
+        finally:
+            lease.release()
+        if not lost:
+            return

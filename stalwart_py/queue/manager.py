@@ -185,9 +185,12 @@ class QueueManager:
                 self._task_group = group
                 group.start_soon(self._forward_store_changes)
                 self.outbound_tls.policies.spawn = group.start_soon
-                if self.store.shared_queue:  # every process runs a queue: one reports
-                    reporter = self.outbound_tls.reporter
-                    group.start_soon(run_singleton, self.data_dir, REPORT_LEASE, reporter.run)
+                if self.store.shared_queue:  # every node runs queues: one process reports
+                    lease = self.store.cluster_lease(REPORT_LEASE)
+                    report = functools.partial(run_singleton, lease=lease)
+                    group.start_soon(
+                        report, self.data_dir, REPORT_LEASE, self.outbound_tls.reporter.run
+                    )
                 else:
                     await group.start(self.outbound_tls.reporter.run)
                 if not self.store.shared_queue:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import abc
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from stalwart_py.mime.sortfields import SortFields
 from stalwart_py.store.base_sign_in import SignInStore
@@ -40,6 +40,9 @@ from stalwart_py.store.model import (
     StoredMessage,
     TlsResultCount,
 )
+
+if TYPE_CHECKING:
+    from stalwart_py.singleton import Lease
 
 FlagMode = Literal["add", "remove", "replace"]
 _ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
@@ -478,18 +481,21 @@ class Store(SignInStore):
     @abc.abstractmethod
     async def queue_entry(self, queue_id: int) -> QueueEntry | None: ...
 
-    # Whether queue runners on several nodes may share this store: on PostgreSQL every node
-    # runs its queue; otherwise the queue runs in one process at a time (``singleton.py``).
+    def cluster_lease(self, name: str) -> Lease | None:
+        """A lease held by one process of all nodes on this store (``run_singleton``); None:
+        the store is one node's, whose file lease is the cluster's."""
+        return None
+
+    # Whether several nodes' queue runners share this store (PostgreSQL: every node runs its
+    # queue); otherwise the queue runs in one process at a time (``singleton.py``).
     shared_queue = False
 
     @abc.abstractmethod
     async def lease_queue_entries(
         self, owner: str, now: float, lease_time: float, limit: int = 1000
     ) -> tuple[list[QueueEntry], frozenset[int]]:
-        """Lease to ``owner``, until ``now + lease_time``, up to ``limit`` recipients that
-        are pending, due at ``now`` and not leased (or whose lease lapsed); returns their
-        messages (with all their recipients) and the ids of the recipients leased. See
-        ``sqlite_queue`` for the protocol."""
+        """Lease to ``owner`` until ``now + lease_time`` up to ``limit`` recipients pending,
+        due and not leased (or lapsed); their messages and the ids leased (``sqlite_queue``)."""
 
     @abc.abstractmethod
     async def renew_queue_leases(self, owner: str, ids: Sequence[int], until: float | None) -> int:

@@ -32,6 +32,7 @@ from stalwart_py.store.change_bus import ChangeBus, ChangeSet, DatagramBus
 from stalwart_py.store.engine import RUN_DIR, Engine
 from stalwart_py.store.model import StoreError
 from stalwart_py.store.pg_dialect import PgConnection
+from stalwart_py.store.pg_lease import AdvisoryLease
 from stalwart_py.store.pg_notify import NotifyListener, node_id, notify_in_transaction
 from stalwart_py.store.pg_schema import migrate
 from stalwart_py.store.sql import SqlStore
@@ -143,6 +144,9 @@ class PgEngine(Engine):
 class PostgresStore(SqlStore):
     shared_queue = True  # every node runs its queue; leases keep them apart
     _SKIP_LOCKED = " FOR UPDATE SKIP LOCKED"
+
+    def cluster_lease(self, name: str) -> AdvisoryLease:
+        return AdvisoryLease(self._engine._new_connection, name)
 
     def __init__(
         self,

@@ -4,6 +4,7 @@ PostgreSQL store must get from row locks. Each node here is a ``PostgresStore`` 
 
 from __future__ import annotations
 
+import functools
 import threading
 
 import anyio
@@ -204,3 +205,74 @@ async def test_a_write_chosen_as_a_deadlock_victim_runs_again(nodes):
     # each write committed once: each mailbox bumped by both, no more
     assert (await a.get_mailbox(account.id, "INBOX")).highestmodseq == 3
     assert (await a.get_mailbox(account.id, "Sent")).highestmodseq == 3
+
+
+async def test_a_cluster_lease_is_held_by_one_node_and_passes_when_its_session_ends(
+    nodes, postgres
+):
+    a, b = nodes
+    first, second = a.cluster_lease("sweep"), b.cluster_lease("sweep")
+    assert await anyio.to_thread.run_sync(first.try_acquire)
+    assert not await anyio.to_thread.run_sync(second.try_acquire)
+    assert a.cluster_lease("other").try_acquire()  # another name, another lock
+    # The holder's session ends (its node died, its connection was cut): the lock goes too.
+    with psycopg.connect(postgres.database(), autocommit=True) as admin:
+        admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_locks"
+            " WHERE locktype = 'advisory' AND objid = %s::bigint & 4294967295",
+            (first.key,),
+        )
+    assert not await anyio.to_thread.run_sync(first.held)
+    assert await anyio.to_thread.run_sync(second.try_acquire)
+    second.release()
+    assert await anyio.to_thread.run_sync(first.try_acquire)
+    first.release()
+
+
+async def test_run_singleton_stops_the_work_of_a_node_that_lost_its_lease(
+    nodes, postgres, tmp_path, monkeypatch
+):
+    from stalwart_py import singleton
+
+    monkeypatch.setattr(singleton, "CHECK", 0.05)
+    monkeypatch.setattr(singleton, "POLL", 0.05)
+    a, b = nodes
+    running: list[str] = []
+    events: list[tuple[str, str]] = []
+    changed = anyio.Event()
+
+    def work(name):
+        async def run():
+            nonlocal changed
+            running.append(name)
+            assert len(running) == 1  # never two nodes at once
+            events.append(("start", name))
+            changed.set()
+            try:
+                await anyio.sleep_forever()
+            finally:
+                running.remove(name)
+                events.append(("stop", name))
+
+        return run
+
+    leases = {"a": a.cluster_lease("reports"), "b": b.cluster_lease("reports")}
+    async with anyio.create_task_group() as group:
+        for name, lease in leases.items():
+            run = functools.partial(singleton.run_singleton, lease=lease)
+            group.start_soon(run, tmp_path, "reports", work(name))
+        with anyio.fail_after(10):
+            await changed.wait()
+        [holder] = running
+        changed = anyio.Event()
+        with psycopg.connect(postgres.database(), autocommit=True) as admin:
+            admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory'"
+                " AND objid = %s::bigint & 4294967295",
+                (leases[holder].key,),
+            )
+        with anyio.fail_after(10):
+            await changed.wait()  # the work started again: on either node, once
+        assert events[:2] == [("start", holder), ("stop", holder)]
+        assert [kind for kind, _ in events[2:]] == ["start"]
+        group.cancel_scope.cancel()
