@@ -14,7 +14,9 @@ Order of checks for an authenticated route:
 4. A valid account that is not an administrator: 403 (on an administrator's route).
 
 The account's own password only: app passwords (``stalwart_py.app_passwords``) are for mail
-protocols, so the directory is asked without a ``protocol`` and refuses them.
+protocols, so the directory is asked without a ``protocol`` and refuses them. With two-factor
+sign-in enabled (``stalwart_py.two_factor``) the password is ``password$code``; the password
+alone, though right, is a 401 saying that a code is wanted.
 
 Basic authentication sends the password with every request, and checking a scrypt hash costs
 tens of milliseconds: the directory's authentication cache (``stalwart_py.auth_cache``, shared
@@ -32,6 +34,7 @@ from protocols.http.messages import HttpError, Request
 from stalwart_py.directory import AuthThrottled
 from stalwart_py.sasl import AuthFailed
 from stalwart_py.store import Account
+from stalwart_py.two_factor import TwoFactorRequired
 
 
 def parse_basic(header: str) -> tuple[str, str] | None:
@@ -94,6 +97,9 @@ class Authenticator:
             _count_failure(request, "throttled")
             retry_after = str(max(1, math.ceil(exc.retry_after)))  # whole seconds, RFC 9110
             raise HttpError(429, str(exc), headers=[("Retry-After", retry_after)]) from None
+        except TwoFactorRequired as exc:  # the password right, the code missing: say so
+            _count_failure(request, "invalid")
+            raise self.challenge(request, str(exc)) from None
         except AuthFailed:
             _count_failure(request, "invalid")
             raise self.challenge(request, "invalid credentials") from None

@@ -1,8 +1,8 @@
-"""Two-factor sign-in (``stalwart_py.two_factor``) through the JSON API and IMAP, against a
-real server: enrolment with codes computed here by RFC 6238's own algorithm (not the server's
-module), a code refused when replayed, a recovery code good once, the account's own password
-refused over IMAP with a clear answer while an app password opens it, and disabling giving the
-own password back."""
+"""Two-factor sign-in (``stalwart_py.two_factor``) through the JSON API and the mail
+protocols, against a real server: enrolment with codes computed here by RFC 6238's own
+algorithm (not the server's module), a code refused when replayed, a recovery code good once,
+the account's own password refused over each mail protocol with a clear answer while an app
+password opens it, and disabling giving the own password back."""
 
 from __future__ import annotations
 
@@ -10,12 +10,22 @@ import base64
 import hashlib
 import hmac
 import imaplib
+import poplib
+import smtplib
 import time
 
 import pytest
+from sievelib.managesieve import Client as SieveClient
 
 from protocols.http import Http
-from tests.integration.test_app_passwords import CONFIG, create, imap_login
+from tests.integration.test_app_passwords import (
+    CONFIG,
+    create,
+    imap_login,
+    pop3_login,
+    sieve_login,
+    smtp_login,
+)
 from tests.support.http import ApiClient, Referee
 from tests.support.logs import capture_log
 from tests.support.servers import LOG_OF_ONE_WORKER
@@ -92,7 +102,9 @@ def test_enrol_sign_in_with_codes_and_disable(server):
         assert "reason=two-factor-required user=<alice@example.test>" in log.text
 
         # HTTP: the password alone, or with a wrong code, is refused.
-        assert alice.get(path).status == 401
+        alone = alice.get(path)
+        assert alone.status == 401
+        assert "send the password, '$' and the current code" in alone.json["error"]
         assert alice.get(path, auth=(user, f"{own}$123456x")).status == 401
         assert alice.get(path, auth=(user, f"wrong$ {rfc6238(secret, step + 1)}")).status == 401
         # The next step's code (within the tolerance) opens it, once: a replay is refused,
@@ -138,3 +150,42 @@ def test_who_may_manage_two_factor_sign_in(server):
         assert client.post(f"{path}/confirm", {"code": "123456"}, auth=ADMIN).status == 422
         assert client.post(f"{path}/confirm", {"code": "12345"}, auth=ADMIN).status == 400
         assert client.get(path, auth=ALICE).json["enabled"] is False
+
+
+def test_every_mail_protocol_says_why_the_own_password_is_refused(server):
+    """SMTP, POP3 and ManageSieve answer as IMAP does, with their own framing, and still take
+    an app password allowed for them."""
+    user, own = ALICE
+    wanted = "two-factor sign-in is enabled for this account: use an app password"
+    with ApiClient(server.address("http"), auth=ALICE, referee=REFEREE) as alice:
+        app = create(alice, "desktop", ["smtp", "pop3", "managesieve"])
+        enrol(alice, user)
+
+    host, port = server.address("submission")
+    with smtplib.SMTP(host, port, timeout=TIMEOUT) as client:
+        client.ehlo("client.example.test")
+        with pytest.raises(smtplib.SMTPAuthenticationError) as smtp_refusal:
+            client.login(user, own)
+    assert smtp_refusal.value.smtp_code == 535
+    assert wanted in smtp_refusal.value.smtp_error.decode()
+    assert smtp_login(server, user, app["password"])
+
+    host, port = server.address("pop3")
+    pop3 = poplib.POP3(host, port, timeout=TIMEOUT)
+    try:
+        pop3.user(user)
+        with pytest.raises(poplib.error_proto) as pop3_refusal:
+            pop3.pass_(own)
+    finally:
+        pop3.quit()
+    assert f"-ERR [AUTH] {wanted}" in str(pop3_refusal.value)
+    assert pop3_login(server, user, app["password"])
+
+    host, port = server.address("managesieve")
+    sieve = SieveClient(host, port)
+    try:
+        assert not sieve.connect(user, own, authmech="PLAIN")
+        assert wanted in sieve.errmsg.decode()
+    finally:
+        sieve.logout()
+    assert sieve_login(server, user, app["password"])

@@ -32,7 +32,7 @@ def app_password_json(app_password: AppPassword) -> dict[str, Any]:
     }
 
 
-def _address(request: Request) -> str:
+def managed_address(request: Request) -> str:
     """The account of the path, when the signed-in account may manage it (itself, or any
     account for an administrator); 403 otherwise, decided before any lookup, so that it
     tells a non-administrator nothing of other accounts. Also for two-factor sign-in."""
@@ -53,7 +53,7 @@ def _address(request: Request) -> str:
 )
 async def list_app_passwords(request: Request) -> Response:
     try:
-        listed = await request.session.server.directory.list_app_passwords(_address(request))
+        listed = await request.session.server.directory.list_app_passwords(managed_address(request))
     except NotFound as exc:
         raise HttpError(404, str(exc)) from None
     return json_response(200, {"app-passwords": [app_password_json(a) for a in listed]})
@@ -73,7 +73,7 @@ async def list_app_passwords(request: Request) -> Response:
     },
 )
 async def create_app_password(request: Request) -> Response:
-    address = _address(request)
+    address = managed_address(request)
     data = request.data
     directory = request.session.server.directory
     try:
@@ -105,7 +105,7 @@ async def create_app_password(request: Request) -> Response:
     responses={204: ("revoked", None)},
 )
 async def revoke_app_password(request: Request) -> Response:
-    address = _address(request)
+    address = managed_address(request)
     raw = request.params["id"]
     if not raw.isascii() or not raw.isdigit() or len(raw) > 18:
         raise HttpError(404, f"no app password {raw[:30]!r}")

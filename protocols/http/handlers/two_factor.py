@@ -12,7 +12,7 @@ never logged.
 
 from __future__ import annotations
 
-from protocols.http.handlers.app_passwords import _address
+from protocols.http.handlers.app_passwords import managed_address
 from protocols.http.handlers.directory import ADDRESS, created, refused
 from protocols.http.messages import HttpError, Request, Response, json_response, no_content
 from protocols.http.router import Access, RouteTable
@@ -23,7 +23,7 @@ routes = RouteTable()
 
 
 async def _account(request: Request) -> Account:
-    address = _address(request)
+    address = managed_address(request)
     account = await request.session.server.directory.store.get_account(address)
     if account is None:
         raise HttpError(404, f"no account {address}")
