@@ -16,9 +16,9 @@ from stalwart_py import app_passwords
 from stalwart_py.cli.common import store_command
 from stalwart_py.config import Config
 from stalwart_py.config.types import parse_size
-from stalwart_py.directory import Directory
+from stalwart_py.directory import Directory, normalize
 from stalwart_py.files import private_dir
-from stalwart_py.store import Store
+from stalwart_py.store import NotFound, Store
 from stalwart_py.store.blobstore.filesystem import FilesystemBlobs
 
 Command = Callable[..., argparse.ArgumentParser]
@@ -50,6 +50,21 @@ def register(commands: argparse._SubParsersAction, command: Command) -> None:
     _register_app_passwords(
         command("app-password", "Manage an account's app passwords.", accounts), command
     )
+    two_factor = command("two-factor", "See or disable an account's two-factor sign-in.", accounts)
+    two_factor_actions = two_factor.add_subparsers(
+        dest="two_factor_action", required=True, metavar="ACTION"
+    )
+    for name, help_text, func in (
+        ("status", "Whether it is enabled, and the recovery codes left.", two_factor_status),
+        (
+            "disable",
+            "Disable it (a lost phone): the own password opens mail again.",
+            two_factor_off,
+        ),
+    ):
+        sub = command(name, help_text, two_factor_actions)
+        sub.add_argument("address")
+        sub.set_defaults(run=run(func))
 
     domain = commands.add_parser("domain", help="Manage local domains.")
     domains = domain.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -195,6 +210,29 @@ async def app_password_list(directory: Directory, args: argparse.Namespace) -> N
 async def app_password_revoke(directory: Directory, args: argparse.Namespace) -> None:
     await directory.revoke_app_password(args.address, args.id)
     print(f"revoked app password {args.id} of {args.address}")
+
+
+async def _account_id(directory: Directory, address: str) -> int:
+    account = await directory.store.get_account(normalize(address))
+    if account is None:
+        raise NotFound(f"no account {normalize(address)}")
+    return account.id
+
+
+async def two_factor_status(directory: Directory, args: argparse.Namespace) -> None:
+    """``enabled (N recovery codes left)``, ``pending confirmation`` or ``disabled``."""
+    state = await directory.two_factor.status(await _account_id(directory, args.address))
+    if state is None:
+        print("disabled")
+    elif state.enabled:
+        print(f"enabled ({state.recovery_codes_left} recovery codes left)")
+    else:
+        print("pending confirmation")
+
+
+async def two_factor_off(directory: Directory, args: argparse.Namespace) -> None:
+    await directory.two_factor.disable(await _account_id(directory, args.address))
+    print(f"two-factor sign-in disabled for {normalize(args.address)}")
 
 
 async def domain_add(directory: Directory, args: argparse.Namespace) -> None:

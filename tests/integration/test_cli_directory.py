@@ -255,3 +255,52 @@ def test_app_passwords(capsys, config, monkeypatch, tmp_path):
     assert anyio.run(logins) == [False, False, False]
     code, _, err = run(capsys, config, *revoke, number)
     assert code == 1 and f"no app password {number}" in err
+
+
+def test_two_factor_status_and_disable(capsys, config, monkeypatch, tmp_path):
+    """``account two-factor status|disable``: the administrator's way out for an account that
+    lost its phone and its recovery codes; the own password then opens IMAP again."""
+    from tests.integration.test_two_factor import rfc6238
+
+    run(capsys, config, "domain", "add", "example.test")
+    add = ("account", "add", "bob@example.test", "--password-file", "-")
+    assert run(capsys, config, *add, stdin="password123\n", monkeypatch=monkeypatch)[0] == 0
+    status = ("account", "two-factor", "status", "bob@example.test")
+    assert run(capsys, config, *status)[1] == "disabled\n"
+
+    async def directory_do(action):
+        store = SqliteStore(tmp_path / "var")
+        await store.open()
+        directory = Directory(store, DirectorySettings(throttle=ThrottleSettings(failure_delay=0)))
+        try:
+            return await action(directory, (await store.get_account("bob@example.test")).id)
+        finally:
+            await store.close()
+
+    async def start(directory, account_id):
+        return await directory.two_factor.start(account_id, "bob@example.test", "mx")
+
+    async def confirm(directory, account_id):
+        step = int(directory.two_factor.clock()) // 30
+        await directory.two_factor.confirm(account_id, rfc6238(enrolment.secret, step))
+
+    async def imap_login(directory, account_id):
+        try:
+            await directory.login("bob@example.test", "password123", None, protocol="imap")
+        except AuthFailed as refusal:
+            return str(refusal)
+        return "ok"
+
+    enrolment = anyio.run(directory_do, start)
+    assert run(capsys, config, *status)[1] == "pending confirmation\n"
+    anyio.run(directory_do, confirm)
+    assert run(capsys, config, *status)[1] == "enabled (10 recovery codes left)\n"
+    assert "use an app password" in anyio.run(directory_do, imap_login)
+    disable = ("account", "two-factor", "disable", "bob@example.test")
+    assert run(capsys, config, *disable)[1] == "two-factor sign-in disabled for bob@example.test\n"
+    assert run(capsys, config, *status)[1] == "disabled\n"
+    assert anyio.run(directory_do, imap_login) == "ok"
+    code, _, err = run(capsys, config, *disable)
+    assert code == 1 and "not set up" in err, err
+    code, _, err = run(capsys, config, "account", "two-factor", "status", "nobody@example.test")
+    assert code == 1 and "no account nobody@example.test" in err, err
