@@ -593,5 +593,8 @@ class _Credentials:
         credentials = await self.directory.store.get_credentials(address)
         if credentials is None or credentials.scram is None:
             return None
+        two_factor = await self.directory.two_factor.status(credentials.account_id)
+        if two_factor is not None and two_factor.enabled:
+            return None  # the own password opens no mail protocol, and SCRAM takes no code
         parsed = passwords.parse_scram_credentials(credentials.scram)
         return (credentials.address, parsed) if parsed is not None else None

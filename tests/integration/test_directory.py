@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import ipaddress
+import time
 
 import pytest
 
@@ -138,12 +139,10 @@ async def test_sasl_login_exchange(directory):
     assert challenges == [b"Username:", b"Password:"]
 
 
-async def test_scram_sha_256_with_stored_credentials(directory):
+def scram_client(first_bare: str):
+    """The client's side of SCRAM-SHA-256 (RFC 5802 3) with ``PASSWORD``."""
     import hashlib
     import hmac
-
-    client_nonce = "fyko+d2lbbFgONRv9qkxdawL"
-    first_bare = f"n=bob@example.test,r={client_nonce}"
 
     async def exchange(challenge: bytes) -> bytes:
         text = challenge.decode()
@@ -161,8 +160,33 @@ async def test_scram_sha_256_with_stored_credentials(directory):
         assert text.startswith("v=")  # the server proves it knew the credentials
         return b""
 
+    return exchange
+
+
+async def test_scram_sha_256_with_stored_credentials(directory):
+    first_bare = "n=bob@example.test,r=fyko+d2lbbFgONRv9qkxdawL"
     account = await directory.authenticate(
-        "SCRAM-SHA-256", f"n,,{first_bare}".encode(), exchange, CLIENT
+        "SCRAM-SHA-256", f"n,,{first_bare}".encode(), scram_client(first_bare), CLIENT
+    )
+    assert account.address == "bob@example.test"
+
+
+async def test_scram_is_refused_to_an_account_with_two_factor_sign_in(directory):
+    """SCRAM proves the account's own password, which two-factor sign-in takes away from the
+    mail protocols, and it has no room for a code (nor are SCRAM keys kept for app passwords)."""
+    from stalwart_py import totp
+
+    bob = await directory.store.get_account("bob@example.test")
+    enrolment = await directory.two_factor.start(bob.id, bob.address, "mx.example.test")
+    await directory.two_factor.confirm(bob.id, totp.code(enrolment.secret, time.time()))
+    first_bare = "n=bob@example.test,r=fyko+d2lbbFgONRv9qkxdawL"
+    with pytest.raises(sasl.AuthFailed):
+        await directory.authenticate(
+            "SCRAM-SHA-256", f"n,,{first_bare}".encode(), scram_client(first_bare), CLIENT
+        )
+    await directory.two_factor.disable(bob.id)
+    account = await directory.authenticate(
+        "SCRAM-SHA-256", f"n,,{first_bare}".encode(), scram_client(first_bare), CLIENT
     )
     assert account.address == "bob@example.test"
 
