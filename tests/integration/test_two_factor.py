@@ -13,6 +13,7 @@ import imaplib
 import poplib
 import smtplib
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from sievelib.managesieve import Client as SieveClient
@@ -189,3 +190,21 @@ def test_every_mail_protocol_says_why_the_own_password_is_refused(server):
     finally:
         sieve.logout()
     assert sieve_login(server, user, app["password"])
+
+
+def test_one_code_sent_at_once_on_several_connections_gets_in_once(server):
+    """The replay check is the store's update of the last step accepted, not a read then a
+    write: requests racing with one code (on any worker) are let in once."""
+    user, own = ALICE
+    path = f"/api/accounts/{user}/totp"
+    with ApiClient(server.address("http"), auth=ALICE, referee=REFEREE) as alice:
+        secret, step, _ = enrol(alice, user)
+    with_code = (user, f"{own}${rfc6238(secret, step + 1)}")
+    clients = [ApiClient(server.address("http"), referee=REFEREE) for _ in range(4)]
+    try:
+        with ThreadPoolExecutor(len(clients)) as pool:
+            answers = list(pool.map(lambda c: c.get(path, auth=with_code).status, clients))
+    finally:
+        for client in clients:
+            client.close()
+    assert sorted(answers) == [200, 401, 401, 401]
