@@ -322,7 +322,7 @@ class QueueSettings:
     poll_interval: Duration = 5.0  # how often the queue is re-read for work added elsewhere
     # how long a node's claim on a recipient it delivers lasts unrenewed: a node that dies
     # mid-delivery leaves its recipients to the others after this (docs/postgresql.md)
-    lease_time: Annotated[Duration, Range(10.0)] = 300.0
+    lease_time: Duration = 300.0
     # Keep every message queued without trying to deliver it (maintenance, a blocked port
     # 25): mail is still accepted and queued; `hold = false` and a reload send it on.
     hold: bool = False
@@ -337,6 +337,11 @@ class QueueSettings:
     def __post_init__(self) -> None:
         if not self.retry:
             raise ValueError("retry needs at least one interval")
+        if self.lease_time < 3 * self.poll_interval:  # renewed by the scans, a third in
+            raise ValueError(
+                f"lease-time ({self.lease_time:g}s) must be at least three times poll-interval"
+                f" ({self.poll_interval:g}s): the leases are renewed by the queue's scans"
+            )
 
 
 @dataclass(frozen=True, slots=True)

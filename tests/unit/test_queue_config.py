@@ -86,6 +86,11 @@ BROKEN = [
         'seconds, found "soon" (a string)',
     ),
     ("[queue]\nretry = []\n", "FILE: queue: retry needs at least one interval"),
+    (
+        '[queue]\nlease-time = "1s"\n',
+        "FILE: queue: lease-time (1s) must be at least three times poll-interval (5s): the"
+        " leases are renewed by the queue's scans",
+    ),
     ("[queue]\nmax-agee = 1\n", 'FILE: queue.max-agee: unknown key (did you mean "max-age"?)'),
     (
         "[queue]\nmax-connections = 0\n",
