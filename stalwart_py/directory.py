@@ -538,7 +538,9 @@ class _Credentials:
             return None
         if await self._app_password(credentials.account_id, password):
             return credentials.address
-        two_factor = await self.directory.two_factor.status(credentials.account_id)
+        two_factor = None
+        if credentials.two_factor:
+            two_factor = await self.directory.two_factor.status(credentials.account_id)
         if two_factor is None or not two_factor.enabled:
             return await self._own_password(credentials, password)
 
@@ -591,10 +593,8 @@ class _Credentials:
         address = self.tried = normalize(authcid)
         self.directory.throttle.check(self.peer, address)
         credentials = await self.directory.store.get_credentials(address)
-        if credentials is None or credentials.scram is None:
+        # Two-factor sign-in: the own password opens no mail protocol; SCRAM takes no code.
+        if credentials is None or credentials.scram is None or credentials.two_factor:
             return None
-        two_factor = await self.directory.two_factor.status(credentials.account_id)
-        if two_factor is not None and two_factor.enabled:
-            return None  # the own password opens no mail protocol, and SCRAM takes no code
         parsed = passwords.parse_scram_credentials(credentials.scram)
         return (credentials.address, parsed) if parsed is not None else None

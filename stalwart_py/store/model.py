@@ -117,6 +117,7 @@ class Credentials:
     address: str
     secret: str  # a passwords.hash_password() string
     scram: str | None  # a passwords.scram_credentials() string
+    two_factor: bool = False  # two-factor sign-in is enabled (``stalwart_py.two_factor``)
 
 
 @dataclass(frozen=True, slots=True)

@@ -243,10 +243,15 @@ class AccountsMixin:
 
     async def get_credentials(self, address: str) -> Credentials | None:
         def op(conn: sqlite3.Connection) -> Credentials | None:
+            # With whether two-factor sign-in is on, so that a login without it costs no
+            # second query.
             row = conn.execute(
-                "SELECT id, address, secret, scram FROM accounts WHERE address = ?", (address,)
+                "SELECT id, address, secret, scram, EXISTS (SELECT 1 FROM totp"
+                " WHERE totp.account_id = accounts.id AND totp.enabled = 1)"
+                " FROM accounts WHERE address = ?",
+                (address,),
             ).fetchone()
-            return Credentials(*row) if row else None
+            return Credentials(*row[:4], bool(row[4])) if row else None
 
         return await self._engine.lookup(op)
 

@@ -17,8 +17,10 @@ async def test_enrol_use_and_disable(store):
     started = await store.start_totp(bob.id, "SECONDSECRET")  # replaces the unconfirmed one
     assert (started.secret, started.enabled, started.last_step) == ("SECONDSECRET", False, -1)
     assert not await store.use_totp_step(bob.id, 100)  # not enabled yet
+    assert not (await store.get_credentials("bob@example.test")).two_factor
 
     await store.enable_totp(bob.id, 100, ["d1", "d2"])
+    assert (await store.get_credentials("bob@example.test")).two_factor
     state = await store.get_totp(bob.id)
     assert state is not None
     assert (state.secret, state.enabled, state.last_step) == ("SECONDSECRET", True, 100)
@@ -41,6 +43,7 @@ async def test_enrol_use_and_disable(store):
 
     await store.delete_totp(bob.id)
     assert await store.get_totp(bob.id) is None
+    assert not (await store.get_credentials("bob@example.test")).two_factor
     assert not await store.use_recovery_code(bob.id, "d2")
     with pytest.raises(NotFound):
         await store.delete_totp(bob.id)
