@@ -260,7 +260,7 @@ def test_app_passwords(capsys, config, monkeypatch, tmp_path):
 def test_two_factor_status_and_disable(capsys, config, monkeypatch, tmp_path):
     """``account two-factor status|disable``: the administrator's way out for an account that
     lost its phone and its recovery codes; the own password then opens IMAP again."""
-    from tests.integration.test_two_factor import rfc6238
+    from tests.support.totp import rfc6238
 
     run(capsys, config, "domain", "add", "example.test")
     add = ("account", "add", "bob@example.test", "--password-file", "-")

@@ -8,6 +8,7 @@ administrator, without credentials, with wrong ones, and as an ordinary account;
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -19,6 +20,7 @@ from protocols.http import Http
 from protocols.http.schemas import COMPONENTS
 from protocols.http.validation import FORMATS, SUPPORTED, SchemaError, keywords, validate
 from tests.support.http import ADMIN, USER, ApiClient, Referee, start_http
+from tests.support.totp import rfc6238
 
 APP = Http().app
 DOCUMENT = APP.document
@@ -142,7 +144,16 @@ def _prepare(server, client: ApiClient) -> dict[str, str]:
         "/api/accounts/walker@walk.test/app-passwords", {"name": "phone", "protocols": ["imap"]}
     )
     assert app_password.status == 201
-    return {"queue": str(entry["id"]), "app-password": str(app_password.json["id"])}
+    # An enrolment waiting for its code, which is computed now: the walk reaches it in well
+    # under the step of tolerance.
+    started = client.post("/api/accounts/walker@walk.test/totp")
+    assert started.status == 201
+    code = rfc6238(started.json["secret"], int(time.time()) // 30)
+    return {
+        "queue": str(entry["id"]),
+        "app-password": str(app_password.json["id"]),
+        "totp-code": code,
+    }
 
 
 NEEDS_A_CA = {"renew_certificate"}  # answers its documented 404 here (no [acme] configured)
@@ -213,6 +224,15 @@ def _calls(ids: dict[str, str]) -> dict[str, tuple[str, str, object, dict]]:
             None,
             {},
         ),
+        "totp_status": ("GET", "/api/accounts/walker@walk.test/totp", None, {}),
+        "confirm_totp": (
+            "POST",
+            "/api/accounts/walker@walk.test/totp/confirm",
+            {"code": ids["totp-code"]},
+            {},
+        ),
+        "disable_totp": ("DELETE", "/api/accounts/walker@walk.test/totp", None, {}),
+        "start_totp": ("POST", "/api/accounts/walker@walk.test/totp", None, {}),
         "delete_queue_entry": ("DELETE", f"/api/queue/{ids['queue']}", None, {}),
         "delete_alias": ("DELETE", "/api/aliases/sales@walk.test", None, {}),
         "delete_account": ("DELETE", "/api/accounts/new@walk.test", None, {}),

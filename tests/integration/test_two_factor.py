@@ -6,9 +6,6 @@ password opens it, and disabling giving the own password back."""
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
 import imaplib
 import poplib
 import smtplib
@@ -30,6 +27,7 @@ from tests.integration.test_app_passwords import (
 from tests.support.http import ApiClient, Referee
 from tests.support.logs import capture_log
 from tests.support.servers import LOG_OF_ONE_WORKER
+from tests.support.totp import rfc6238
 
 pytestmark = pytest.mark.filterwarnings("ignore:Credentials are sent over an unencrypted")
 REFEREE = Referee(Http().app.document)
@@ -46,16 +44,6 @@ def server(start_server):
     server.add_account(*ALICE)
     server.add_account(*BOB)
     return server
-
-
-def rfc6238(secret: str, step: int) -> str:
-    """RFC 6238 with SHA-1 and 6 digits, as in the RFC's appendix A, written apart from the
-    server's ``totp`` module so that the two check each other."""
-    key = base64.b32decode(secret + "=" * (-len(secret) % 8))
-    mac = hmac.new(key, step.to_bytes(8, "big"), hashlib.sha1).digest()
-    offset = mac[19] & 0xF
-    binary = int.from_bytes(mac[offset : offset + 4], "big") & 0x7FFFFFFF
-    return f"{binary % 1_000_000:06d}"
 
 
 def imap_refusal(server, user: str, password: str) -> str:
