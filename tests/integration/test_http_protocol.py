@@ -307,6 +307,7 @@ def _head_awaiting_continue(client: RawClient, body: bytes) -> None:
     assert isinstance(event, h11.InformationalResponse) and event.status_code == 100
 
 
+@pytest.mark.single_worker(PATCHES_THE_WORKER)
 def test_stopping_lets_a_request_in_progress_finish_with_connection_close(start_server):
     server = start_http(start_server)
     with RawClient(server.address("http")) as client:
@@ -320,6 +321,7 @@ def test_stopping_lets_a_request_in_progress_finish_with_connection_close(start_
         assert client.wait_closed() == b""
 
 
+@pytest.mark.single_worker(PATCHES_THE_WORKER)
 def test_a_request_cut_short_by_the_end_of_the_grace_period_hears_503(start_server):
     server = start_http(
         start_server, base=BASE.replace("[server]", '[server]\nshutdown-timeout = "1s"')
