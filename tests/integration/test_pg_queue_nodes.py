@@ -17,7 +17,6 @@ from tests.support.servers import WAIT, ServerProcess, write_config
 
 pytest.importorskip("psycopg")
 
-COUNT = 40
 __all__ = ["outside"]  # the peer and DNS zone fixture, shared with the workers' queue tests
 
 
@@ -34,21 +33,22 @@ def node_configs(url: str, tmp_path: Path, queue: str, *, workers: int = 2) -> l
     return paths
 
 
-def test_two_nodes_deliver_each_message_once(postgres, tmp_path, outside):
+@pytest.mark.parametrize("count", [40, pytest.param(200, marks=pytest.mark.heavy)])
+def test_two_nodes_deliver_each_message_once(postgres, tmp_path, outside, count):
     zone, peer = outside
     paths = node_configs(postgres.database(), tmp_path, two_workers_queue(zone.port, peer.port))
     with ServerProcess(paths[0]) as a, ServerProcess(paths[1]) as b:
-        for n in range(COUNT):  # half accepted by each node
+        for n in range(count):  # half accepted by each node
             host, port = (a, b)[n % 2].address("smtp")
             with smtplib.SMTP(host, port, timeout=WAIT) as client:
                 data = f"Subject: {n}\r\nMessage-ID: <{n}@nodes.test>\r\n\r\nbody {n}\r\n"
                 client.sendmail("alice@example.test", ["bob@remote.test"], data)
-        peer.wait_for(COUNT)
+        peer.wait_for(count)
         for node in (a, b):  # what is under way finishes (or is left leased) before counting
             node.signal(signal.SIGTERM)
             assert node.wait_exit() == 0
     ids = [re.search(rb"Message-ID: <(\d+)@nodes", m.data).group(1) for m in peer.received]
-    assert sorted(ids, key=int) == [str(n).encode() for n in range(COUNT)]  # each once
+    assert sorted(ids, key=int) == [str(n).encode() for n in range(count)]  # each once
 
 
 def test_a_node_killed_mid_delivery_leaves_its_message_to_the_other(postgres, tmp_path, outside):
