@@ -73,9 +73,7 @@ log = logging.getLogger("stalwart_py.queue")
 
 JOBS_PER_CONNECTION = 8  # jobs waiting for a destination before it gets another connection
 SCAN_LIMIT = 1000  # messages read per scan; more wait for the next one
-REPORT_LEASE = (
-    "tls-reports"  # the singleton sending TLS-RPT reports, beside queues in every process
-)
+REPORT_LEASE = "tls-reports"  # TLS-RPT sending: once, while every process runs a queue
 STOP_WRITE_TIMEOUT = 30.0  # for writing what the deferred spool holds when the server stops
 
 
@@ -191,10 +189,9 @@ class QueueManager:
                     group.start_soon(
                         report, self.data_dir, REPORT_LEASE, self.outbound_tls.reporter.run
                     )
-                else:
+                else:  # the only runner: what a killed predecessor held is free at once
+                    await self.store.release_queue_leases()
                     await group.start(self.outbound_tls.reporter.run)
-                if not self.store.shared_queue:
-                    await self.store.release_all_queue_leases()
                 task_status.started()
                 try:
                     while True:
@@ -209,6 +206,11 @@ class QueueManager:
             # The workers are gone; the store is still open (the server closes it after us).
             with anyio.CancelScope(shield=True), anyio.move_on_after(STOP_WRITE_TIMEOUT):
                 await self._memory.persist_all(self.clock.now())
+                # What was under way is tried again at once, here or by another node.
+                try:
+                    await self.store.release_queue_leases(self.owner)
+                except Exception:
+                    log.exception("cannot end this runner's queue leases; they will lapse")
 
     async def spool(self, data: bytes, message: OutboundMessage) -> bool:
         """``smtp.deferred-spool``: hold ``message`` in memory and start delivering it now

@@ -503,8 +503,9 @@ class Store(SignInStore):
         (None); returns how many it held."""
 
     @abc.abstractmethod
-    async def release_all_queue_leases(self) -> int:
-        """End every recipient's lease (for the only runner of an unshared store)."""
+    async def release_queue_leases(self, owner: str | None = None) -> int:
+        """End ``owner``'s leases (a runner that stops), or every one (None: the only
+        runner of an unshared store, at its start)."""
 
     async def queue_size(self) -> tuple[int, int]:
         """(messages, pending recipients) in the outbound queue, for metrics. Backends

@@ -196,14 +196,12 @@ class QueueMixin(BlobsMixin):
 
         return await self._engine.write(op)
 
-    async def release_all_queue_leases(self) -> int:
-        """End every lease: for a runner that knows it is the only one (SQLite under the
-        queue's file lease), so what a killed predecessor held is tried at once."""
-
+    async def release_queue_leases(self, owner: str | None = None) -> int:
         def op(txn: Txn) -> int:
             return txn.execute(
                 "UPDATE queue_recipients SET lease_owner = NULL, lease_until = NULL"
-                " WHERE lease_owner IS NOT NULL"
+                " WHERE lease_owner = coalesce(?, lease_owner)",
+                (owner,),
             ).rowcount
 
         return await self._engine.write(op)

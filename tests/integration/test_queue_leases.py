@@ -52,6 +52,17 @@ async def test_a_delivery_under_way_keeps_its_lease_renewed(world):
         await manager.flush()
 
 
+async def test_a_runner_that_stops_ends_its_leases(world):
+    world.store.shared_queue = True
+    peer = await world.peer("127.0.0.8", stall_data=True)
+    await world.enqueue("bob@remote.test")
+    async with running(world.manager(port=peer.port, lease_time=300.0)):
+        await anyio.to_thread.run_sync(peer.wait_stalled)  # under way when the server stops
+    peer.stall_data = False
+    _, leased = await world.store.lease_queue_entries("other", world.clock.now(), 300.0)
+    assert len(leased) == 1  # another node takes it at once, not after the lease time
+
+
 async def test_the_only_runner_ends_a_killed_predecessors_leases_at_start(world):
     peer = await world.peer("127.0.0.8")
     await world.enqueue("bob@remote.test")
