@@ -186,6 +186,10 @@ class Server:
             _announce_administrator(*created)
         elif created is not None:
             log.info("created the administrator account %s with the given password", created[0])
+        if self.worker is not None and self.worker.index == 0:
+            # The schema is migrated and the administrator made: the other workers may start
+            # (they would race on both), in parallel with the rest of this one's start.
+            self._notify({"event": "initialised"})
         self._instantiate_protocols()
         if self.worker is not None and self.worker.shared is not None:
             shared = self.worker.shared

@@ -16,9 +16,11 @@ What the supervisor does, and the one place each thing happens:
 * Start: hold the pid file (a second server on the data directory is refused), bind every
   enabled listener once with ``sockets.open_listening_socket`` (the call the registry makes in
   one process; the first failure is the start-up error, said once), start worker 0 and wait for
-  its ``ready`` (it migrates the schema and creates the first administrator, which N processes
-  at once would race on), then the others. When all are ready it announces ``ready`` (status
-  file and ``--notify-fd``, as one process does), listing what the workers listen on.
+  its ``initialised`` (it migrates the schema and creates the first administrator, which N
+  processes at once would race on), then the others, beside the rest of its start. A worker's
+  start-up error goes to the supervisor, which says the first one once. When all are ready it
+  announces ``ready`` (status file and ``--notify-fd``, as one process does), listing what the
+  workers listen on.
 * Faults: SIGCHLD -> a dead worker is logged and replaced by a new fork with the same index
   (after ``RESTART_BACKOFF`` when it died young, so a worker that cannot start does not spin).
   The supervisor dying takes the workers with it (``worker.die_with_parent``).
@@ -103,6 +105,7 @@ class WorkerSlot:
     channel: socket.socket | None = None  # the supervisor's end
     started: float = 0.0
     ready: bool = False
+    initialised: bool = False  # worker 0: migrated and made the administrator
     restart_at: float | None = None
     answer: dict[str, Any] | None = None  # its answer to the reload under way
 
@@ -173,9 +176,10 @@ class Supervisor:
         self._start(self.slots[0])
         while not self.stopping or any(slot.pid is not None for slot in self.slots):
             now = time.monotonic()
-            # Worker 0 first at start (it migrates); once the server is up, any dead worker,
-            # worker 0 included, is replaced.
-            if (self.slots[0].ready or self.announced_ready) and not self.stopping:
+            # Worker 0 first at start, the others once it has migrated the schema and made the
+            # administrator; once the server is up, any dead worker, worker 0 included, is
+            # replaced.
+            if (self.slots[0].initialised or self.announced_ready) and not self.stopping:
                 for slot in self.slots:
                     if slot.pid is None and (slot.restart_at or 0) <= now:
                         self._start(slot)
@@ -192,11 +196,11 @@ class Supervisor:
                         with contextlib.suppress(ProcessLookupError):
                             os.kill(slot.pid, signal.SIGKILL)
                 self._kill_at = float("inf")
-            if self._startup_failed is not None:
-                return self._startup_failed
-        return 0
+        # a failed start has stopped the others; all are reaped before the supervisor goes
+        return self._startup_failed if self._startup_failed is not None else 0
 
     _startup_failed: int | None = None
+    _startup_error_said = False
     _kill_at = float("inf")
 
     def _next_timeout(self, now: float) -> float:
@@ -279,7 +283,10 @@ class Supervisor:
                 anyio.run(lambda: server.run(handle_signals=True))
             code = 0
         except StartupError as exc:
-            print(f"stalwart-py: cannot start: {exc}", file=sys.stderr, flush=True)
+            try:  # the supervisor says it, once for all the workers that hit it
+                channel.send(json.dumps({"event": "failed", "error": str(exc)}).encode())
+            except OSError:
+                print(f"stalwart-py: cannot start: {exc}", file=sys.stderr, flush=True)
             code = 1
         except BaseException:
             traceback.print_exc()
@@ -302,6 +309,9 @@ class Supervisor:
                 continue
             code = os.waitstatus_to_exitcode(status)
             how = f"killed by signal {-code}" if code < 0 else f"exited with status {code}"
+            # what it said before it died (a start-up error) may still wait in the channel
+            while slot.channel is not None and self._read_channel(slot):
+                pass
             if slot.channel is not None:
                 self._selector.unregister(slot.channel)
                 slot.channel.close()
@@ -309,10 +319,12 @@ class Supervisor:
             if slot in self._reload_waiters:
                 self._reload_waiters.remove(slot)
             if self.stopping:
-                log.info("worker %d (pid %d) stopped", slot.index, pid)
+                if self._startup_failed is None:  # else the start-up error stays the last line
+                    log.info("worker %d (pid %d) stopped", slot.index, pid)
                 continue
             if not self.announced_ready and not was_ready:
-                log.error("worker %d (pid %d) %s before it was ready", slot.index, pid, how)
+                if not self._startup_error_said:  # else the error's one line says it all
+                    log.error("worker %d (pid %d) %s before it was ready", slot.index, pid, how)
                 self._startup_failed = code if code > 0 else 1
                 self.stop()
                 continue
@@ -341,12 +353,13 @@ class Supervisor:
 
     # -- messages from workers ----------------------------------------------------------
 
-    def _read_channel(self, slot: WorkerSlot) -> None:
+    def _read_channel(self, slot: WorkerSlot) -> bool:
+        """One message from the worker handled; False when none was waiting."""
         assert slot.channel is not None
         try:
             data = slot.channel.recv(MAX_MESSAGE)
         except (BlockingIOError, InterruptedError):
-            return
+            return False
         except OSError:
             data = b""
         if not data:  # it is exiting; SIGCHLD follows
@@ -354,17 +367,30 @@ class Supervisor:
             slot.channel.close()
             slot.channel = None
             slot.ready = False
-            return
+            return False
         for line in data.splitlines():
             try:
                 message = json.loads(line)
             except ValueError:
                 continue
             self._on_message(slot, message)
+        return True
 
     def _on_message(self, slot: WorkerSlot, message: dict[str, Any]) -> None:
         event = message.get("event")
-        if event == "ready":
+        if event == "initialised":
+            slot.initialised = True
+        elif event == "failed":  # a start-up error: the first is said once, as one process does
+            if self.announced_ready:
+                log.error("worker %d could not start: %s", slot.index, message.get("error"))
+            elif not self._startup_error_said:
+                self._startup_error_said = True
+                print(
+                    f"stalwart-py: cannot start: {message.get('error')}",
+                    file=sys.stderr,
+                    flush=True,
+                )
+        elif event == "ready":
             slot.ready = True
             if self.announced_ready:  # a replacement
                 log.info("worker %d (pid %s) ready", slot.index, slot.pid)

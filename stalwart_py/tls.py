@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import fcntl
 import ipaddress
 import logging
 import ssl
@@ -94,6 +95,17 @@ class TLSManager:
         key_path = safe_join(directory, f"self-signed-{hostname}.key")
         if _still_valid(cert_path) and key_path.exists():
             return cert_path, key_path
+        private_dir(directory)
+        # Worker processes start side by side: one makes the pair while the others wait for
+        # it, so none reads a key written by one process beside a certificate of another.
+        with open(directory / ".self-signed.lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if _still_valid(cert_path) and key_path.exists():
+                return cert_path, key_path
+            self._generate_self_signed(hostname, cert_path, key_path)
+        return cert_path, key_path
+
+    def _generate_self_signed(self, hostname: str, cert_path: Path, key_path: Path) -> None:
         if self.certificates is not None and self.certificates.index.certificates:
             log.info("a self-signed certificate for %s, for clients no certificate fits", hostname)
         else:
@@ -103,11 +115,9 @@ class TLSManager:
                 "server.tls.certificate and server.tls.private-key)",
                 hostname,
             )
-        private_dir(directory)
         cert_pem, key_pem = generate_self_signed(hostname)
         write_private(key_path, key_pem)
         write_private(cert_path, cert_pem)
-        return cert_path, key_path
 
 
 def generate_self_signed(hostname: str) -> tuple[bytes, bytes]:

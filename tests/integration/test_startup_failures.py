@@ -92,15 +92,19 @@ def test_an_unwritable_data_directory(tmp_path):
     assert f"writable by the user the server runs as (uid {os.getuid()})" in lines[-1]
 
 
-def test_a_bad_certificate(tmp_path):
+@pytest.mark.parametrize("workers", [1, 3])
+def test_a_bad_certificate(tmp_path, workers):
+    """With workers, each one meets the certificate as it starts (they start side by side once
+    the first has migrated): the supervisor says it once."""
     pem = tmp_path / "broken.pem"
     pem.write_text("-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n")
-    text = HTTP.format(bind="127.0.0.1:0") + (
-        f'\n[server.tls]\ncertificate = "{pem}"\nprivate-key = "{pem}"\n'
-    )
+    text = HTTP.format(bind="127.0.0.1:0").replace(
+        "[server]\n", f"[server]\nworkers = {workers}\n"
+    ) + (f'\n[server.tls]\ncertificate = "{pem}"\nprivate-key = "{pem}"\n')
     lines = serve(write_config(tmp_path, text))
     assert lines[-1].startswith("stalwart-py: cannot start: server.listener.http.tls: ")
     assert f"cannot use certificate {pem}" in lines[-1]
+    assert sum(line.startswith("stalwart-py: cannot start") for line in lines) == 1, lines
 
 
 def test_the_shipped_configuration_refused_port_25_is_one_line():
