@@ -74,6 +74,12 @@ def create_private_file(path: Path) -> None:
         os.close(fd)
 
 
+def open_private(path: Path) -> int:
+    """A read-write descriptor of ``path``, created 0600 if missing (a lock or pid file: the
+    modes of the data directory hold for these too); close-on-exec, so no child inherits a lock."""
+    return os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, FILE_MODE)
+
+
 @contextlib.contextmanager
 def private_umask() -> Iterator[None]:
     """Run with umask 077: what is created without an explicit mode is private too."""

@@ -59,6 +59,7 @@ from stalwart_py.sasl import AuthAborted, AuthFailed, SaslError
 from stalwart_py.sasl import decode_response as decode_sasl_response
 from stalwart_py.store import Account, Mailbox, MessageInfo, NotFound, StoreError
 from stalwart_py.throttle import AuthThrottled
+from stalwart_py.two_factor import TwoFactorRequired
 
 if TYPE_CHECKING:
     from stalwart_py.config import Config, ListenerSettings
@@ -93,6 +94,7 @@ __all__ = [
     "Size",
     "StoreError",
     "TLSInfo",
+    "TwoFactorRequired",
     "api_mismatch",
     "decode_sasl_response",
     "discover_protocols",
@@ -103,7 +105,8 @@ ENTRY_POINT_GROUP = "stalwart_py.protocols"
 # The plugin API's version: one more at every change of what this module exports or promises.
 # 1: Protocol (handle, refuse, notices, settings, starttls), Connection, Refusal, ServerContext,
 # and the mail-access exports added for POP3 (SASL framing, store records, Duration/Size/Range).
-API_VERSION = 1
+# 2: TwoFactorRequired, the refusal of an account's own password once two-factor sign-in is on.
+API_VERSION = 2
 
 log = logging.getLogger("stalwart_py.plugin")
 

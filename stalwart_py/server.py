@@ -42,6 +42,7 @@ from stalwart_py.files import (
     DIRECTORY_MODE,
     FILE_MODE,
     loose_entries,
+    open_private,
     private_dir,
     write_private,
 )
@@ -499,7 +500,7 @@ def _summary(report: ReloadReport) -> str:
 @contextlib.contextmanager
 def _locked_pid_file(path: Path) -> Iterator[None]:
     """Hold an exclusive lock on the pid file for the server's lifetime."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, FILE_MODE)
+    fd = open_private(path)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -38,7 +38,7 @@ from typing import Any, Protocol
 
 import anyio
 
-from stalwart_py.files import FILE_MODE, private_dir
+from stalwart_py.files import open_private, private_dir
 
 log = logging.getLogger("stalwart_py.singleton")
 
@@ -78,7 +78,7 @@ class FileLease:
     def try_acquire(self) -> bool:
         if self._fd is not None:
             return True
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, FILE_MODE)
+        fd = open_private(self.path)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -14,12 +14,13 @@ import datetime
 import fcntl
 import ipaddress
 import logging
+import os
 import ssl
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from stalwart_py.config import TLSSettings
-from stalwart_py.files import private_dir, safe_join, write_private
+from stalwart_py.files import open_private, private_dir, safe_join, write_private
 
 if TYPE_CHECKING:
     from stalwart_py.certificates import CertificateStore
@@ -98,11 +99,13 @@ class TLSManager:
         private_dir(directory)
         # Worker processes start side by side: one makes the pair while the others wait for
         # it, so none reads a key written by one process beside a certificate of another.
-        with open(directory / ".self-signed.lock", "a") as lock:
+        lock = open_private(directory / ".self-signed.lock")
+        try:
             fcntl.flock(lock, fcntl.LOCK_EX)
-            if _still_valid(cert_path) and key_path.exists():
-                return cert_path, key_path
-            self._generate_self_signed(hostname, cert_path, key_path)
+            if not (_still_valid(cert_path) and key_path.exists()):
+                self._generate_self_signed(hostname, cert_path, key_path)
+        finally:
+            os.close(lock)  # which ends the flock
         return cert_path, key_path
 
     def _generate_self_signed(self, hostname: str, cert_path: Path, key_path: Path) -> None:

@@ -30,6 +30,7 @@ REFUSAL_READ_SECONDS = 2.0  # how long a refused client has to send its request 
 
 class Http(Protocol):
     name = "http"
+    api_versions = (2, 2)
     settings = HttpSettings
 
     def __init__(self) -> None:

@@ -31,6 +31,7 @@ def _session_class() -> type:
 
 class Imap(Protocol):
     name = "imap"
+    api_versions = (2, 2)
     settings = ImapSettings
     starttls = True
 

@@ -47,6 +47,7 @@ class ManageSieveSettings:
 
 class ManageSieve(Protocol):
     name = "managesieve"
+    api_versions = (2, 2)
     settings = ManageSieveSettings
     starttls = True
 

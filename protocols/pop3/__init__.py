@@ -34,6 +34,7 @@ __all__ = ["AuthSettings", "Pop3", "Pop3Settings"]
 
 class Pop3(Protocol):
     name = "pop3"
+    api_versions = (2, 2)
     settings = Pop3Settings
     starttls = True  # STLS: the listener prepares a certificate even without implicit TLS
 

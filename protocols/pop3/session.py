@@ -64,9 +64,9 @@ from stalwart_py.plugin import (
     ReadTimeout,
     SaslError,
     StoreError,
+    TwoFactorRequired,
     decode_sasl_response,
 )
-from stalwart_py.two_factor import TwoFactorRequired
 
 PLAINTEXT_MECHANISMS = frozenset(("PLAIN", "LOGIN"))
 LINE_LIMIT = MAX_SASL_RESPONSE + 64  # an AUTH line with its initial response, at most

@@ -28,6 +28,7 @@ __all__ = ["Lmtp", "LmtpSettings", "Smtp", "SmtpSettings"]
 
 class Smtp(Protocol):
     name = "smtp"
+    api_versions = (2, 2)
     settings = SmtpSettings
     starttls = True  # certificates are checked (or the self-signed one made) at start
     lmtp: ClassVar[bool] = False

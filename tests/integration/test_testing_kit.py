@@ -22,6 +22,7 @@ class Greet(Protocol):
     """Says the peer's address and the listener it came in on, then closes."""
 
     name = "greet"
+    api_versions = (1, 2)  # uses nothing version 2 added
 
     async def handle(self, conn: Connection) -> None:
         await conn.send(f"hello {conn.peer.host} on {conn.listener.id}\n".encode())

@@ -58,6 +58,7 @@ class Probe(Protocol):
     ``QUIT`` ends. A refusal is ``REFUSED <reason>``."""
 
     name = "probe"
+    api_versions = (1, 2)  # uses nothing version 2 added
     settings = ProbeSettings
     starttls = True
 

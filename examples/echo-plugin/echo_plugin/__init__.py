@@ -15,6 +15,7 @@ class EchoSettings:
 
 class Echo(Protocol):
     name = "echo"
+    api_versions = (1, 2)  # uses nothing version 2 added
     settings = EchoSettings
 
     async def handle(self, conn: Connection) -> None:
