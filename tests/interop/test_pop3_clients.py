@@ -33,6 +33,16 @@ def inbox_count(server) -> int:
     return int(data[0])
 
 
+def run_client(args: list[str], **kwargs) -> subprocess.CompletedProcess[str]:
+    """Run a POP3 client; one that hangs fails the test with what it printed so far (under
+    the test's own 120 s timeout, which would show only the test's stack)."""
+    try:
+        return subprocess.run(args, capture_output=True, text=True, timeout=90, **kwargs)
+    except subprocess.TimeoutExpired as exc:
+        printed = (exc.stdout or "")[-3000:] + (exc.stderr or "")[-3000:]
+        pytest.fail(f"{args[0]} still ran after 90 s; it printed:\n{printed}")
+
+
 def test_fetchmail_downloads_and_deletes_200_messages(server, tmp_path, ca):
     fetchmail = require_tool("fetchmail")
     host, port = server.address("pop3")
@@ -47,10 +57,9 @@ def test_fetchmail_downloads_and_deletes_200_messages(server, tmp_path, ca):
         f"  mda \"/bin/sh -c 'cat >> {out}'\"\n"
     )
     rc.chmod(0o600)
-    result = subprocess.run(
+    result = run_client(
         [fetchmail, "-f", str(rc), "--nosyslog", "--nodetach", "-v", "--idfile",
          str(tmp_path / "ids"), "--pidfile", str(tmp_path / "pid")],
-        capture_output=True, text=True, timeout=120,
         env={**os.environ, "HOME": str(tmp_path), "FETCHMAILHOME": str(tmp_path)},
     )  # fmt: skip
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
@@ -72,12 +81,9 @@ def test_getmail6_downloads_and_deletes_200_messages(server, tmp_path):
         # An external command: getmail's mbox and Maildir writers refuse to run as root.
         f"[destination]\ntype = MDA_external\npath = /bin/sh\n"
         f"arguments = ('-c', 'cat >> {out}')\nallow_root_commands = true\n\n"
-        "[options]\ndelete = true\nread_all = true\nverbose = 1\n"
+        "[options]\ndelete = true\nread_all = true\nverbose = 2\n"
     )
-    result = subprocess.run(
-        [getmail, "--getmaildir", str(tmp_path), "--rcfile", str(rc)],
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+    result = run_client([getmail, "--getmaildir", str(tmp_path), "--rcfile", str(rc)])
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     subjects = out.read_bytes().split(b"Subject: message ")[1:]
     assert sorted(int(subject.split(b"\n")[0]) for subject in subjects) == list(range(COUNT))
