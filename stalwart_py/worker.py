@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import ctypes.util
 import json
 import logging
 import os
@@ -68,7 +67,9 @@ def die_with_parent(parent_pid: int) -> None:
     """Have the kernel send this process SIGTERM when its parent exits (Linux); exit at once
     if the parent is already gone (it may have died between fork() and here)."""
     if sys.platform.startswith("linux"):
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        # The interpreter's own symbols include libc's: find_library would run ldconfig (a
+        # process, ~10 ms) in every worker at every start.
+        libc = ctypes.CDLL(None, use_errno=True)
         if libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) != 0:
             errno = ctypes.get_errno()
             raise OSError(errno, f"prctl(PR_SET_PDEATHSIG): {os.strerror(errno)}")
