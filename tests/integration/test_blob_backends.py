@@ -216,7 +216,7 @@ async def test_writer_waits_for_a_sweep_in_progress(store, backend, inbox):
     assert await store.claim_orphan_blobs([digest]) == [digest]  # a sweep deleting it now
 
     async def finish_the_sweep() -> None:
-        await anyio.sleep(0.5)
+        await anyio.sleep(0.5)  # ok: long enough for the writer to be waiting; no wait is announced
         await backend.delete(digest)
         await store.finish_blob_claims([digest])
 

@@ -106,7 +106,7 @@ async def test_the_same_body_from_two_nodes_is_stored_once(nodes):
             with anyio.fail_after(10):
                 # ok: a wait for a lock is announced to no one; pg_stat_activity shows it
                 while await waiting_for_locks(third) < 2:  # noqa: ASYNC110
-                    await anyio.sleep(0.01)
+                    await anyio.sleep(0.01)  # ok: polls pg_stat_activity, as above
             third.commit()
     assert {info.blob_id for info in await a.messages(box.id)} == {10**9}
     assert await b.integrity_check() == "ok"  # two references, counted
@@ -161,7 +161,7 @@ async def test_a_listener_that_lost_its_connection_resyncs(nodes, postgres):
         with anyio.fail_after(5):
             # ok: a threading.Event, set by the listener's thread
             while not b._engine.listener.connected.is_set():  # noqa: ASYNC110
-                await anyio.sleep(0.01)
+                await anyio.sleep(0.01)  # ok: a threading.Event cannot be awaited
         watch.clear()
         await a.append(box.id, message(2))  # and NOTIFY carries the next one again
         with anyio.fail_after(0.2):

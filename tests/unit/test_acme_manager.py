@@ -114,7 +114,7 @@ async def test_with_workers_only_the_lease_holder_schedules_and_others_renew_whe
         # before that, renew_now would order itself and the loop at start once more.
         with anyio.fail_after(10):
             while not holder._scheduling:  # noqa: ASYNC110 - a flock in a thread sets no Event
-                await anyio.sleep(0.01)
+                await anyio.sleep(0.01)  # ok: the lease is a flock taken in a thread
         first = await holder.renew_now("le")  # the loop's order at start, waited for
         assert first.failures == 1
         await tg.start(lambda *, task_status: other.run(shared=True, task_status=task_status))
