@@ -196,11 +196,14 @@ class Supervisor:
                         with contextlib.suppress(ProcessLookupError):
                             os.kill(slot.pid, signal.SIGKILL)
                 self._kill_at = float("inf")
-        # a failed start has stopped the others; all are reaped before the supervisor goes
+        # a failed start has stopped the others; all are reaped before the supervisor goes,
+        # and only then is the error said, so that it is the last line whatever they logged
+        if self._startup_error is not None:
+            print(f"stalwart-py: cannot start: {self._startup_error}", file=sys.stderr, flush=True)
         return self._startup_failed if self._startup_failed is not None else 0
 
     _startup_failed: int | None = None
-    _startup_error_said = False
+    _startup_error: str | None = None  # the first worker's, said once all are reaped
     _kill_at = float("inf")
 
     def _next_timeout(self, now: float) -> float:
@@ -323,7 +326,7 @@ class Supervisor:
                     log.info("worker %d (pid %d) stopped", slot.index, pid)
                 continue
             if not self.announced_ready and not was_ready:
-                if not self._startup_error_said:  # else the error's one line says it all
+                if self._startup_error is None:  # else the error's one line says it all
                     log.error("worker %d (pid %d) %s before it was ready", slot.index, pid, how)
                 self._startup_failed = code if code > 0 else 1
                 self.stop()
@@ -383,13 +386,8 @@ class Supervisor:
         elif event == "failed":  # a start-up error: the first is said once, as one process does
             if self.announced_ready:
                 log.error("worker %d could not start: %s", slot.index, message.get("error"))
-            elif not self._startup_error_said:
-                self._startup_error_said = True
-                print(
-                    f"stalwart-py: cannot start: {message.get('error')}",
-                    file=sys.stderr,
-                    flush=True,
-                )
+            elif self._startup_error is None:
+                self._startup_error = str(message.get("error"))
         elif event == "ready":
             slot.ready = True
             if self.announced_ready:  # a replacement
