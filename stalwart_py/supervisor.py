@@ -185,10 +185,7 @@ class Supervisor:
                         self._start(slot)
             timeout = self._next_timeout(now)
             for key, _ in self._selector.select(timeout):
-                if key.fileobj is self._wakeup_r:
-                    self._handle_signals()
-                else:
-                    self._read_channel(key.data)
+                self._on_ready(key)
             if self.stopping and time.monotonic() > self._kill_at:
                 for slot in self.slots:
                     if slot.pid is not None:
@@ -201,6 +198,14 @@ class Supervisor:
         if self._startup_error is not None:
             print(f"stalwart-py: cannot start: {self._startup_error}", file=sys.stderr, flush=True)
         return self._startup_failed if self._startup_failed is not None else 0
+
+    def _on_ready(self, key: selectors.SelectorKey) -> None:
+        if key.fileobj is self._wakeup_r:
+            self._handle_signals()
+        # A SIGCHLD earlier in the same batch may have reaped this worker and closed the
+        # channel the event was for (seen at shutdown: both workers' ends became readable).
+        elif key.data.channel is key.fileobj:
+            self._read_channel(key.data)
 
     _startup_failed: int | None = None
     _startup_error: str | None = None  # the first worker's, said once all are reaped
