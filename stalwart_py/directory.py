@@ -434,10 +434,13 @@ class Directory:
         mechanism: str = "LOGIN",
         log: Logger | None = None,
         protocol: str | None = None,
+        two_step: bool = False,
     ) -> Account:
         """Check a user name and password (IMAP LOGIN, HTTP Basic as ``mechanism="BASIC"``);
         raises sasl.AuthFailed (AuthThrottled). A refusal is logged as by ``authenticate``;
-        ``protocol`` is as there."""
+        ``protocol`` is as there. ``two_step`` (the web pages' sign-in, which asks for the
+        code on a page of its own): a right password of an account with two-factor sign-in
+        raises TwoFactorRequired without counting a failure; ``second_factor`` follows."""
         address = normalize(username)
         credentials = _Credentials(self, peer, protocol)
         try:
@@ -449,6 +452,8 @@ class Directory:
             _refused(log, peer, mechanism, "throttled", username)
             raise
         except TwoFactorRequired:
+            if two_step:  # the password was right; the caller asks for the code next
+                raise
             _refused(log, peer, mechanism, "two-factor-required", username)
             await self._failed(peer, address)
             raise
@@ -457,6 +462,35 @@ class Directory:
             await self._failed(peer, address)
             raise sasl.AuthFailed("invalid credentials")
         return await self._succeeded(peer, address, credentials, log)
+
+    async def second_factor(
+        self,
+        account: Account,
+        code: str,
+        peer: IPAddress | None,
+        *,
+        mechanism: str,
+        log: Logger | None = None,
+    ) -> Account:
+        """The second step of a two-step sign-in (``login(two_step=True)`` raised
+        TwoFactorRequired for ``account``): a TOTP code or a recovery code, checked by
+        ``TwoFactor.check`` (no code twice). Throttled and logged as a password is: raises
+        AuthThrottled, or sasl.AuthFailed (``reason=invalid-code``) after the failure delay."""
+        try:
+            self.throttle.check(peer, account.address)
+        except AuthThrottled:
+            _refused(log, peer, mechanism, "throttled", account.address)
+            raise
+        state = await self.two_factor.status(account.id)
+        if state is None or not state.enabled or not await self.two_factor.check(state, code):
+            _refused(log, peer, mechanism, "invalid-code", account.address)
+            await self._failed(peer, account.address)
+            raise sasl.AuthFailed("invalid code")
+        self.throttle.succeeded(peer, account.address)
+        current = await self.store.get_account(account.address)
+        if current is None:  # deleted between the two steps
+            raise sasl.AuthFailed("invalid credentials")
+        return current
 
     async def _failed(self, peer: IPAddress | None, account: str | None) -> None:
         self.throttle.failed(peer, account)

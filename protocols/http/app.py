@@ -15,7 +15,7 @@ from typing import Any
 
 from prometheus_client import Counter
 
-from protocols.http import acme_challenge, autoconfig
+from protocols.http import acme_challenge, autoconfig, web
 from protocols.http.auth import Authenticator
 from protocols.http.handlers import (
     acme,
@@ -106,9 +106,12 @@ class Application:
         route: Route | None = None
         label = "unmatched"
         try:
-            # Client setup and MTA-STS (autoconfig.py), ACME HTTP-01 answers (acme_challenge.py):
-            # by path and Host, before the API and its authentication.
-            special = autoconfig.match(request) or acme_challenge.match(request)
+            # Client setup and MTA-STS (autoconfig.py), ACME HTTP-01 answers (acme_challenge.py),
+            # the web pages with their own sessions (web/): by path and Host, before the API
+            # and its authentication.
+            special = (
+                autoconfig.match(request) or acme_challenge.match(request) or web.match(request)
+            )
             if special is not None:
                 label, handler = special
                 response = await handler(request)

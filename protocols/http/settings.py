@@ -8,11 +8,25 @@ scraper on that network only.
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from stalwart_py.config import Duration, Network, Size
 
 LOOPBACK = (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128"))
+
+
+@dataclass(frozen=True, slots=True)
+class WebSettings:
+    """``http.web.*``: the web pages for the administrator (``/admin/``) and for every user
+    (``/account/``), signed in with a session cookie (``protocols/http/web``, docs/web.md).
+    They are refused over plain HTTP outside ``http.allow-plaintext-from``, as the API is."""
+
+    # Serve the web pages on this listener (or for this peer scope); false: 404 for them all.
+    enable: bool = True
+    # A session not used for this long ends (the next page asks to sign in again).
+    session_idle_timeout: Duration = 1800.0
+    # A session ends this long after its sign-in, however much it is used.
+    session_lifetime: Duration = 43200.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,3 +47,4 @@ class HttpSettings:
     public_metrics: bool = False
     # The realm named in WWW-Authenticate (RFC 7617).
     realm: str = "stalwart-py"
+    web: WebSettings = field(default_factory=WebSettings)

@@ -43,6 +43,7 @@ from stalwart_py.store.model import (
     StoredMessage,
     StoreError,
     Totp,
+    WebSession,
 )
 
 
@@ -129,5 +130,6 @@ __all__ = [
     "StoreError",
     "StoredMessage",
     "Totp",
+    "WebSession",
     "create_store",
 ]

@@ -1,14 +1,15 @@
 """The store's part for signing in beyond the account's own password: app passwords
-(``stalwart_py.app_passwords``) and two-factor sign-in (``stalwart_py.totp``). Part of
-``Store``, apart only to keep ``base`` small; both SQL backends implement it in
-``sqlite_app_passwords`` and ``sqlite_totp``."""
+(``stalwart_py.app_passwords``), two-factor sign-in (``stalwart_py.totp``) and the web pages'
+sessions (``protocols/http/web``). Part of ``Store``, apart only to keep ``base`` small; both
+SQL backends implement it in ``sqlite_app_passwords``, ``sqlite_totp`` and
+``sqlite_web_sessions``."""
 
 from __future__ import annotations
 
 import abc
 from collections.abc import Sequence
 
-from stalwart_py.store.model import AppPassword, AppPasswordCredentials, Totp
+from stalwart_py.store.model import AppPassword, AppPasswordCredentials, Totp, WebSession
 
 
 class SignInStore(abc.ABC):
@@ -68,3 +69,43 @@ class SignInStore(abc.ABC):
     @abc.abstractmethod
     async def delete_totp(self, account_id: int) -> None:
         """Disable it, forgetting the recovery codes; raises NotFound."""
+
+    # The web pages' sessions (``protocols/http/web/sessions.py``): the caller makes tokens.
+
+    @abc.abstractmethod
+    async def add_web_session(
+        self,
+        token_hash: str,
+        account_id: int,
+        csrf: str,
+        *,
+        pending: bool,
+        expires: float,
+        peer: str,
+        idle_before: float,
+    ) -> None:
+        """Keep a new session, bound to the account's password as it is now: a session read
+        after the password changed (from anywhere) is not found. The account's sessions idle
+        since before ``idle_before`` or past their end go at the same time. NotFound when the
+        account is not there."""
+
+    @abc.abstractmethod
+    async def get_web_session(self, token_hash: str) -> WebSession | None:
+        """The session with its account; None when there is none, or the account's password
+        changed since it began (the caller checks the times)."""
+
+    @abc.abstractmethod
+    async def touch_web_session(self, token_hash: str, now: float) -> None:
+        """Note a use of the session (its idle time starts again)."""
+
+    @abc.abstractmethod
+    async def list_web_sessions(self, account_id: int) -> list[WebSession]:
+        """The account's sessions, newest first (expired ones too, until they are swept)."""
+
+    @abc.abstractmethod
+    async def delete_web_session(self, token_hash: str) -> None:
+        """End one session (sign-out); nothing when it is not there."""
+
+    @abc.abstractmethod
+    async def delete_web_sessions(self, account_id: int, *, keep: str | None = None) -> int:
+        """End every session of the account but the one whose hash is ``keep``; how many."""

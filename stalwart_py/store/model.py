@@ -156,6 +156,23 @@ class Totp:
 
 
 @dataclass(frozen=True, slots=True)
+class WebSession:
+    """A signed-in browser of the web pages (``protocols/http/web``), as the store keeps it:
+    the SHA-256 of its cookie's token (never the token), the account it is for (read afresh
+    with it), its CSRF token, and its times. ``pending`` sessions have passed the password but
+    not yet the second factor: they open the code's page and nothing else."""
+
+    token_hash: str  # hex SHA-256 of the cookie's token
+    account: Account
+    csrf: str
+    pending: bool
+    created: float
+    last_seen: float
+    expires: float  # the absolute end, whatever the use
+    peer: str  # the client address it signed in from, for the account page
+
+
+@dataclass(frozen=True, slots=True)
 class Alias:
     address: str  # "sales@example.com", or "@example.com" for a catch-all
     targets: tuple[str, ...]  # addresses: local accounts or remote

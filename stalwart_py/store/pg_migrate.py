@@ -47,6 +47,7 @@ COPIED: tuple[str, ...] = (
     "app_passwords",
     "totp",
     "totp_recovery_codes",
+    "web_sessions",
     "aliases",
     "mailboxes",
     "subscriptions",

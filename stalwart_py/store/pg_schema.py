@@ -322,6 +322,24 @@ def _v6_totp(conn: PgConnection) -> None:
     )
 
 
+def _v7_web_sessions(conn: PgConnection) -> None:
+    """SQLite's ``_v14_web_sessions`` (``stalwart_py/store/sqlite_web_sessions``)."""
+    conn.raw.execute(
+        "CREATE TABLE web_sessions ("
+        f" token_hash {T} PRIMARY KEY,"
+        " account_id bigint NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,"
+        f" stamp {T} NOT NULL,"
+        f" csrf {T} NOT NULL,"
+        " pending bigint NOT NULL,"
+        " created double precision NOT NULL,"
+        " last_seen double precision NOT NULL,"
+        " expires double precision NOT NULL,"
+        f" peer {T} NOT NULL"
+        ")".encode()
+    )
+    conn.raw.execute(b"CREATE INDEX web_sessions_account ON web_sessions(account_id)")
+
+
 MIGRATIONS: list[Callable[[PgConnection], None]] = [
     _v1,
     _v2_external_blobs,
@@ -329,6 +347,7 @@ MIGRATIONS: list[Callable[[PgConnection], None]] = [
     _v4_app_passwords,
     _v5_queue_leases,
     _v6_totp,
+    _v7_web_sessions,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

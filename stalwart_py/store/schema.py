@@ -264,6 +264,14 @@ def _v13_totp(conn: sqlite3.Connection) -> None:
     create_tables(conn)
 
 
+def _v14_web_sessions(conn: sqlite3.Connection) -> None:
+    """The web pages' sessions: a token's hash, its account, its CSRF token and times (see
+    ``sqlite_web_sessions``)."""
+    from stalwart_py.store.sqlite_web_sessions import create_table
+
+    create_table(conn)
+
+
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     _v1,
     _v2_sieve_vacation,
@@ -278,6 +286,7 @@ MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     _v11_app_passwords,
     _v12_queue_leases,
     _v13_totp,
+    _v14_web_sessions,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

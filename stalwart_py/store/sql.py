@@ -20,6 +20,7 @@ from stalwart_py.store.sqlite_sieve_global import GlobalScriptsMixin
 from stalwart_py.store.sqlite_sort import SortMixin
 from stalwart_py.store.sqlite_tls import OutboundTLSMixin
 from stalwart_py.store.sqlite_totp import TotpMixin
+from stalwart_py.store.sqlite_web_sessions import WebSessionsMixin
 
 
 class SqlStore(
@@ -35,6 +36,7 @@ class SqlStore(
     SieveMixin,
     SortMixin,
     TotpMixin,
+    WebSessionsMixin,
     Store,
 ):
     """Every store method written once in SQL; see the module docstring."""
