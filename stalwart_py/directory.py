@@ -23,7 +23,7 @@ not a failed login (not counted, not matched by the fail2ban filter). Before tha
 against the account's current hash; the throttle is asked first, and a failure is never cached.
 
 Every refused login, in every protocol, is logged at INFO on the session's logger as one line
-``login failed from <address>: mechanism=<M> reason=<R> user=<name>`` (``_refused``), the
+``login failed from <address>: mechanism=<M> reason=<R> user=<name>`` (``logs.login_refused``), the
 line the README's fail2ban filter matches; ``reason`` is ``invalid-credentials``,
 ``throttled`` or ``authzid-refused``.
 
@@ -51,7 +51,8 @@ from stalwart_py.auth_cache import AuthCache
 from stalwart_py.config import DirectorySettings
 from stalwart_py.config.types import IPAddress
 from stalwart_py.hash_pool import HashPool, LoginDeferred
-from stalwart_py.logs import client_address
+from stalwart_py.logs import login_deferred as _deferred
+from stalwart_py.logs import login_refused as _refused
 from stalwart_py.metrics import Metrics
 from stalwart_py.shared_table import SharedTable
 from stalwart_py.store import (
@@ -73,7 +74,6 @@ _log = logging.getLogger("stalwart_py.directory")
 Logger = logging.Logger | logging.LoggerAdapter[logging.Logger]
 
 MAX_ALIAS_DEPTH = 10
-MAX_LOGGED_USER = 200  # characters of a refused user name that go into the log
 
 
 @dataclass(frozen=True, slots=True)
@@ -438,9 +438,8 @@ class Directory:
     ) -> Account:
         """Check a user name and password (IMAP LOGIN, HTTP Basic as ``mechanism="BASIC"``);
         raises sasl.AuthFailed (AuthThrottled). A refusal is logged as by ``authenticate``;
-        ``protocol`` is as there. ``two_step`` (the web pages' sign-in, which asks for the
-        code on a page of its own): a right password of an account with two-factor sign-in
-        raises TwoFactorRequired without counting a failure; ``second_factor`` follows."""
+        ``protocol`` is as there. ``two_step`` (the web's sign-in, the code on a page of its
+        own): a right password wanting a code raises TwoFactorRequired, counted as no failure."""
         address = normalize(username)
         credentials = _Credentials(self, peer, protocol)
         try:
@@ -472,10 +471,8 @@ class Directory:
         mechanism: str,
         log: Logger | None = None,
     ) -> Account:
-        """The second step of a two-step sign-in (``login(two_step=True)`` raised
-        TwoFactorRequired for ``account``): a TOTP code or a recovery code, checked by
-        ``TwoFactor.check`` (no code twice). Throttled and logged as a password is: raises
-        AuthThrottled, or sasl.AuthFailed (``reason=invalid-code``) after the failure delay."""
+        """After ``login(two_step=True)``: a TOTP or recovery code, by ``TwoFactor.check``,
+        throttled and logged as a password is (AuthThrottled, AuthFailed ``invalid-code``)."""
         try:
             self.throttle.check(peer, account.address)
         except AuthThrottled:
@@ -516,37 +513,6 @@ class Directory:
             )
             self._app_password_logins.labels(credentials.protocol).inc()
         return account
-
-
-def _refused(
-    log: Logger | None, peer: IPAddress | None, mechanism: str, reason: str, user: str | None
-) -> None:
-    """The line every refused login writes, in every protocol, for people and for fail2ban:
-    ``login failed from <address>: mechanism=<M> reason=<R> user=<name>``. The address comes
-    first, so that nothing the client chose (the user name, last) can stand before it; the
-    formatter escapes what could break the line."""
-    if user is not None and len(user) > MAX_LOGGED_USER:
-        user = user[:MAX_LOGGED_USER] + "..."
-    (log or _log).info(
-        "login failed from %s: mechanism=%s reason=%s user=<%s>",
-        client_address(peer),
-        mechanism,
-        reason,
-        user or "",
-    )
-
-
-def _deferred(log: Logger | None, peer: IPAddress | None, mechanism: str, user: str | None) -> None:
-    """The line a login deferred by a busy hash pool writes: a WARNING (the server is short of
-    CPU for logins), worded unlike ``_refused`` so that fail2ban never bans its client."""
-    if user is not None and len(user) > MAX_LOGGED_USER:
-        user = user[:MAX_LOGGED_USER] + "..."
-    (log or _log).warning(
-        "login deferred from %s: mechanism=%s user=<%s> (no password-hash worker came free)",
-        client_address(peer),
-        mechanism,
-        user or "",
-    )
 
 
 class _Credentials:

@@ -111,3 +111,41 @@ def configure_logging(level: str = "info", fmt: str = "text", stream: TextIO | N
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+
+
+MAX_LOGGED_USER = 200  # characters of a refused user name that go into the log
+Logger = logging.Logger | logging.LoggerAdapter[logging.Logger]
+_login_log = logging.getLogger("stalwart_py.directory")
+
+
+def login_refused(
+    log: Logger | None, peer: IPAddress | None, mechanism: str, reason: str, user: str | None
+) -> None:
+    """The line every refused login writes, in every protocol, for people and for fail2ban:
+    ``login failed from <address>: mechanism=<M> reason=<R> user=<name>``. The address comes
+    first, so that nothing the client chose (the user name, last) can stand before it; the
+    formatter escapes what could break the line."""
+    if user is not None and len(user) > MAX_LOGGED_USER:
+        user = user[:MAX_LOGGED_USER] + "..."
+    (log or _login_log).info(
+        "login failed from %s: mechanism=%s reason=%s user=<%s>",
+        client_address(peer),
+        mechanism,
+        reason,
+        user or "",
+    )
+
+
+def login_deferred(
+    log: Logger | None, peer: IPAddress | None, mechanism: str, user: str | None
+) -> None:
+    """The line a login deferred by a busy hash pool writes: a WARNING (the server is short of
+    CPU for logins), worded unlike ``login_refused`` so that fail2ban never bans its client."""
+    if user is not None and len(user) > MAX_LOGGED_USER:
+        user = user[:MAX_LOGGED_USER] + "..."
+    (log or _login_log).warning(
+        "login deferred from %s: mechanism=%s user=<%s> (no password-hash worker came free)",
+        client_address(peer),
+        mechanism,
+        user or "",
+    )
