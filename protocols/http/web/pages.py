@@ -143,3 +143,11 @@ class WebRequest:
         token (every form puts it in a hidden field ``csrf``), the current path."""
         assert self.renderer is not None
         return self.renderer(template, status=status, **context)
+
+
+def sentence(text: str) -> str:
+    """An error message of the core ("the password must ...") as a sentence for a page."""
+    text = text.strip()
+    if not text:
+        return text
+    return text[:1].upper() + text[1:] + ("" if text.endswith((".", "!", "?")) else ".")

@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from protocols.http.web.account import overview
+from protocols.http.web.account import app_passwords, overview, password
 
-TABLES = (overview.pages,)
+TABLES = (overview.pages, password.pages, app_passwords.pages)

@@ -1,0 +1,102 @@
+"""Every user's pages (``/account/``) against a real server over real HTTP, each form doing
+what it says, checked through the protocols it changes: a changed password opens IMAP and
+ends the other sessions, an app password made on the page opens IMAP and is refused once
+revoked, the overview shows the quota."""
+
+from __future__ import annotations
+
+import imaplib
+import re
+
+import pytest
+
+from tests.support.web import WebClient, csrf_of
+
+pytestmark = pytest.mark.filterwarnings("ignore:Credentials are sent over an unencrypted")
+ALICE = ("alice@example.test", "alice's own password")
+CONFIG = """
+[server]
+hostname = "mail.example.test"
+
+[directory]
+min-password-length = 10
+
+[directory.throttle]
+failure-delay = 0
+
+[server.listener.http]
+bind = "127.0.0.1:0"
+protocol = "http"
+
+[server.listener.imap]
+bind = "127.0.0.1:0"
+protocol = "imap"
+imap.auth.allow-plaintext = true
+"""
+
+
+@pytest.fixture
+def server(start_server):
+    server = start_server(CONFIG)
+    server.add_account(*ALICE, quota_bytes=10_000_000)
+    return server
+
+
+def imap_login(server, user: str, password: str) -> bool:
+    host, port = server.address("imap")
+    with imaplib.IMAP4(host, port, timeout=20) as client:
+        try:
+            client.login(user, password)
+        except imaplib.IMAP4.error:
+            return False
+        client.logout()
+    return True
+
+
+def test_overview_shows_the_address_and_quota(server):
+    with WebClient(server.address("http")) as web:
+        web.sign_in(*ALICE)
+        page = web.get("/account/").text
+        assert ALICE[0] in page and "of 9.5 MiB" in page
+        assert 'href="/admin/"' not in page  # not an administrator
+
+
+def test_change_password(server):
+    with WebClient(server.address("http")) as web, WebClient(server.address("http")) as other:
+        web.sign_in(*ALICE)
+        other.sign_in(*ALICE)
+        form = web.get("/account/password")
+        assert 'minlength="10"' in form.text
+        fields = {"current": ALICE[1], "new": "short", "confirm": "short"}
+        short = web.post("/account/password", {"csrf": csrf_of(form.text), **fields})
+        assert short.status_code == 422 and "at least 10 characters" in short.text
+        wrong = {"current": "not it", "new": "a brand new one", "confirm": "a brand new one"}
+        refused = web.post("/account/password", {"csrf": csrf_of(form.text), **wrong})
+        assert refused.status_code == 422 and "current password is not right" in refused.text
+        good = {"current": ALICE[1], "new": "a brand new one", "confirm": "a brand new one"}
+        changed = web.post("/account/password", {"csrf": csrf_of(form.text), **good})
+        assert changed.status_code == 303
+        assert changed.headers["location"] == "/account/password?done=changed"
+        assert "Your password is changed" in web.get(changed.headers["location"]).text
+        assert web.get("/account/").status_code == 200  # this browser stays signed in
+        assert other.get("/account/").status_code == 303  # the other one does not
+        assert imap_login(server, ALICE[0], "a brand new one")
+        assert not imap_login(server, *ALICE)
+
+
+def test_app_password_made_shown_once_and_revoked(server):
+    with WebClient(server.address("http")) as web:
+        web.sign_in(*ALICE)
+        made = web.submit("/account/app-passwords", {"name": "my-phone", "protocol": ["imap"]})
+        assert made.status_code == 200
+        password = re.search(r'<p class="secret" id="new-password">([^<]+)</p>', made.text)[1]
+        assert imap_login(server, ALICE[0], password)
+        page = web.get("/account/app-passwords").text
+        assert "my-phone" in page and password not in page  # shown once
+        item = re.search(r'name="id" value="(\d+)"', page)[1]
+        revoked = web.post("/account/app-passwords/revoke", {"csrf": csrf_of(page), "id": item})
+        assert revoked.status_code == 303
+        assert not imap_login(server, ALICE[0], password)
+        assert "my-phone" not in web.get("/account/app-passwords").text
+        empty = web.submit("/account/app-passwords", {"name": "", "protocol": ["imap"]})
+        assert empty.status_code == 422 and "needs a name" in empty.text
