@@ -197,32 +197,38 @@ class Browser:
         self.wait(lambda _driver: test(self.path()), f"path {predicate!r}")
         return self.path()
 
-    def fill(self, fields: dict[str, str], form: str = "form") -> WebElement:
-        """Type into the named inputs of a form (cleared first); the form."""
+    def fill(self, fields: dict[str, str], form: str = "main form") -> WebElement:
+        """Type into the named inputs of a form (cleared first); the form. ``form`` is a CSS
+        selector: by default the first form of the page's <main> (the header has the
+        sign-out form)."""
+        from selenium.webdriver.common.by import By
+
         element = self.find(form)
         for name, value in fields.items():
-            from selenium.webdriver.common.by import By
-
             box = element.find_element(By.NAME, name)
             box.clear()
             box.send_keys(value)
         return element
 
-    def submit(self, fields: dict[str, str], form: str = "form", shot: str | None = None) -> None:
-        """Fill a form, optionally shoot it filled in, click its submit button and wait
-        for the next page (the old one's <html> goes stale when the new one replaces it)."""
+    def submit(
+        self, fields: dict[str, str], form: str = "main form", shot: str | None = None
+    ) -> None:
+        """Fill a form, optionally shoot it filled in, and click its submit button (waiting
+        for the next page)."""
+        self.fill(fields, form)
+        if shot:
+            self.shot(shot)
+        self.click(f"{form} button[type=submit], {form} input[type=submit]")
+
+    def click(self, css: str) -> None:
+        """Click what ``css`` finds (a submit button, a link) and wait for the next page:
+        the old page's <html> goes stale when the new one replaces it."""
         from selenium.webdriver.common.by import By
         from selenium.webdriver.support import expected_conditions as ec
 
-        element = self.fill(fields, form)
-        if shot:
-            self.shot(shot)
         old = self.driver.find_element(By.TAG_NAME, "html")
-        button = element.find_element(
-            By.CSS_SELECTOR, "button[type=submit], input[type=submit], button:not([type])"
-        )
-        button.click()
-        self.wait(ec.staleness_of(old), f"the page after submitting {form}")
+        self.find(css).click()
+        self.wait(ec.staleness_of(old), f"the page after clicking {css}")
 
     # -- the console ------------------------------------------------------------------------
 
@@ -233,10 +239,16 @@ class Browser:
         return entries
 
     def console_errors(self) -> list[str]:
-        """The SEVERE console messages so far: script errors, refused resources and every
-        Content-Security-Policy violation (which Chromium reports as errors)."""
+        """The SEVERE console messages so far that are not about an answer's status: script
+        errors and every Content-Security-Policy violation (source "security"). A page
+        answered 403 or 404 on purpose (a wrong password, the favicon nobody serves) is a
+        "network" entry, left out; it stays in console.json."""
         self.read_console()
-        return [entry["message"] for entry in self.console if entry.get("level") == "SEVERE"]
+        return [
+            entry["message"]
+            for entry in self.console
+            if entry.get("level") == "SEVERE" and entry.get("source") != "network"
+        ]
 
 
 def _outcome_failed(request: pytest.FixtureRequest) -> bool:
