@@ -332,16 +332,20 @@ class Engine:
                 if first is _STOP:
                     return
                 batch = [first]
-                with contextlib.suppress(queue.Empty):
-                    while len(batch) < MAX_BATCH:
-                        job = self._queue.get_nowait()
-                        if job is _STOP:
-                            self._queue.put(_STOP)
-                            break
-                        batch.append(job)
+                self._gather(batch)
                 self._run_batch(conn, batch)
         finally:
             conn.close()
+
+    def _gather(self, batch: list[_Job]) -> None:
+        """Add the writes waiting in the queue to ``batch``, up to ``MAX_BATCH``."""
+        with contextlib.suppress(queue.Empty):
+            while len(batch) < MAX_BATCH:
+                job = self._queue.get_nowait()
+                if job is _STOP:
+                    self._queue.put(_STOP)
+                    return
+                batch.append(job)
 
     def _run_batch(self, conn: sqlite3.Connection, batch: list[_Job]) -> None:
         """Run and commit ``batch``, then wake its callers. A write that failed for a reason
@@ -374,7 +378,7 @@ class Engine:
         return False
 
     @contextlib.contextmanager
-    def _write_turn(self, conn: Any) -> Iterator[None]:
+    def _write_turn(self, conn: Any) -> Iterator[bool]:
         """This process's turn to write, among the processes writing the database.
 
         SQLite lets one writer at a time into a database (``BEGIN IMMEDIATE``); one that
@@ -385,35 +389,44 @@ class Engine:
         ``TURN_POLL`` seconds: the next writer starts within that of the last commit. After
         ``TURN_WAIT`` seconds without the turn (a writer that hangs) the batch goes on without
         it and SQLite's own locking, which stays the guard of correctness, decides.
-        PostgreSQL locks rows, not the database: its writers take no turn."""
+        PostgreSQL locks rows, not the database: its writers take no turn.
+
+        Yields whether the turn had to be waited for: the writes that reached the queue
+        meanwhile then join the batch (``_transaction``), so that one commit, one fsync,
+        makes them durable too. With two workers, each writer's commits alternate with the
+        other's, and the longer the other's commit, the more each batch carries."""
         if not isinstance(conn, sqlite3.Connection):
-            yield
+            yield False
             return
         if self._turn is None:
             turn_path = self.path.with_name(self.path.name + "-turn")
             create_private_file(turn_path)
             self._turn = os.open(turn_path, os.O_RDWR | os.O_CLOEXEC)
         deadline = time.monotonic() + TURN_WAIT
+        waited = False
         while True:
             try:
                 fcntl.flock(self._turn, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
+                waited = True
                 if time.monotonic() < deadline:
                     time.sleep(TURN_POLL)  # ok: the other process's batch is committing
                     continue
                 log.warning("store: no write turn after %.0f s; writing without it", TURN_WAIT)
-                yield
+                yield True
                 return
             break
         try:
-            yield
+            yield waited
         finally:
             fcntl.flock(self._turn, fcntl.LOCK_UN)
 
     def _transaction(
         self, conn: sqlite3.Connection, batch: list[_Job]
     ) -> tuple[set[int], dict[int, set[int]], set[int]]:
-        with self._write_turn(conn):
+        with self._write_turn(conn) as waited:
+            if waited:
+                self._gather(batch)
             return self._commit(conn, batch)
 
     def _commit(
