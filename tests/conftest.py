@@ -199,6 +199,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "backend, by STALWART__STORAGE__BLOB__* overrides; s3: the session's SeaweedFS), "
         "except in tests marked own_blob_backend",
     )
+    parser.addoption(
+        "--store-backend",
+        choices=("sqlite", "postgresql"),
+        default="sqlite",
+        help="every server the tests start keeps its data there (postgresql: a database of "
+        "its own per data directory on the session's PostgreSQL, stalwart_py/testing/"
+        "stores.py), except in tests marked own_store_backend",
+    )
 
 
 @pytest.fixture(autouse=True)
@@ -221,3 +229,45 @@ def blob_backend_of_the_run(
             "PREFIX": f"{os.urandom(6).hex()}/",  # each test its own folder of the bucket
         }.items():
             monkeypatch.setenv(f"STALWART__STORAGE__BLOB__{key}", value)
+
+
+@pytest.fixture(scope="session")
+def postgres_for_servers(
+    postgres: PostgresCluster, tmp_path_factory: pytest.TempPathFactory
+) -> str:
+    """``--store-backend postgresql``: a database migrated once (the template each server's
+    database is copied from); its name."""
+    import anyio
+
+    from stalwart_py.store.postgresql import PostgresStore
+
+    url = postgres.database("template")
+
+    async def migrate() -> None:
+        store = PostgresStore(url, tmp_path_factory.mktemp("template"))
+        await store.open()
+        await store.close()
+
+    anyio.run(migrate)
+    return url.partition("///")[2].partition("?")[0]
+
+
+@pytest.fixture(autouse=True)
+def store_backend_of_the_run(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[None]:
+    """``--store-backend postgresql``: the kit's configurations name a database of their own
+    (``with_store``); every one the test made is dropped after it."""
+    if request.config.getoption("--store-backend") == "sqlite" or request.node.get_closest_marker(
+        "own_store_backend"
+    ):
+        yield
+        return
+    from stalwart_py.testing import stores
+
+    template = request.getfixturevalue("postgres_for_servers")
+    server = request.getfixturevalue("postgres").url("postgres")
+    monkeypatch.setenv(stores.ENVIRONMENT, server)
+    monkeypatch.setenv(stores.TEMPLATE_ENVIRONMENT, template)
+    yield
+    stores.drop_databases(server)

@@ -28,6 +28,7 @@ from stalwart_py.plugin import Protocol
 from stalwart_py.server import Server, load
 from stalwart_py.store import Account
 from stalwart_py.testing.clients import TIMEOUT, LineClient
+from stalwart_py.testing.stores import with_store
 from stalwart_py.testing.workers import Siblings, requested_workers, with_workers
 
 WAIT = 20.0  # seconds; generous, only ever reached when something is broken
@@ -35,10 +36,13 @@ WAIT = 20.0  # seconds; generous, only ever reached when something is broken
 
 def write_config(directory: Path, text: str, name: str = "config.toml") -> Path:
     """Write a configuration; a ``[storage]`` table with a data dir inside ``directory`` is
-    added unless the text has one, and ``server.workers`` (1, or pytest's
-    ``--server-workers N``) unless the text sets it."""
+    added unless the text has one, ``server.workers`` (1, or pytest's
+    ``--server-workers N``) unless the text sets it, and a PostgreSQL database of its own
+    when the tests run on PostgreSQL (``stalwart_py/testing/stores.py``) unless the text
+    names a store backend."""
     if "[storage]" not in text:
         text = f'[storage]\ndata-dir = "{directory / "var"}"\n\n' + text
+    text = with_store(text, directory)
     text = with_workers(text, requested_workers())
     path = directory / name
     path.write_text(text)

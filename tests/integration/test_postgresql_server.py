@@ -59,3 +59,30 @@ def test_delivered_on_one_node_read_and_awaited_on_the_other(nodes):
         client.send(b"DONE\r\n")
         _, done = client.until("t2")
         assert done.startswith(b"t2 OK")
+
+
+def test_the_kit_gives_each_data_directory_a_database_of_its_own(
+    postgres, tmp_path, monkeypatch, start_server
+):
+    """``--store-backend postgresql`` (stalwart_py/testing/stores.py): a server started again
+    on a data directory finds its database; another directory gets another one."""
+    from stalwart_py.store.postgresql import PostgresStore
+    from stalwart_py.testing import stores
+
+    server = postgres.url("postgres")
+    monkeypatch.setenv(stores.ENVIRONMENT, server)
+    monkeypatch.delenv(stores.TEMPLATE_ENVIRONMENT, raising=False)
+    text = '[storage]\ndata-dir = "var"\n\n[server.listener.smtp]\nbind = "127.0.0.1:0"\n'
+    first = stores.with_store(text, tmp_path / "a")
+    assert 'backend = "postgresql"' in first
+    assert stores.with_store(text, tmp_path / "a") == first
+    assert stores.with_store(text, tmp_path / "b") != first
+    assert stores.with_store(
+        text.replace("[storage]", '[storage]\nbackend = "sqlite"'), tmp_path
+    ) == (text.replace("[storage]", '[storage]\nbackend = "sqlite"'))
+    listener = '[server.listener.smtp]\nbind = "127.0.0.1:0"\nprotocol = "smtp"\n'
+    a = start_server(listener, directory=tmp_path / "a")
+    b = start_server(listener, directory=tmp_path / "b")
+    a.add_account(USER, PASSWORD)
+    assert isinstance(a.context.store, PostgresStore) and isinstance(b.context.store, PostgresStore)
+    assert b.run(b.context.store.get_account, USER) is None  # a database of its own
