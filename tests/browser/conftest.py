@@ -9,9 +9,15 @@ from collections.abc import Generator
 
 import pytest
 
-from tests.support.browser import browser, record_call_report, shot, summary_lines
+from tests.support.browser import (
+    browser,
+    browser_arguments,
+    record_call_report,
+    shot,
+    summary_lines,
+)
 
-__all__ = ["browser", "shot"]
+__all__ = ["browser", "browser_arguments", "shot"]
 
 
 @pytest.hookimpl(wrapper=True)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from tests.browser.site import ALICE, base_url, sign_in, sign_out, start_site
+from tests.support.browser import trust_certificate
 
 pytestmark = pytest.mark.heavy
 
@@ -41,3 +42,39 @@ def test_sign_in_see_the_overview_and_sign_out(server, browser):
     browser.open("/account/")
     browser.wait_path("/account/sign-in")
     assert browser.console_errors() == []  # no CSP violation, no script error, nothing missing
+
+
+@pytest.fixture
+def browser_arguments(server_cert):
+    """Trust the test CA's certificate of the HTTPS listener (and nothing else)."""
+    return (trust_certificate(server_cert[0].read_bytes()),)
+
+
+def test_over_https_the_secure_host_cookie_keeps_the_session(start_server, server_cert, browser):
+    """Over TLS the session cookie is ``__Host-`` and Secure: Chromium keeps it only if the
+    prefix's rules hold (Secure, Path=/, no Domain), else every page would ask to sign in
+    again. The browser reads no cookie through script (HttpOnly)."""
+    cert, key = server_cert
+    server = start_site(
+        start_server,
+        f"""
+[server.listener.https]
+bind = "127.0.0.1:0"
+protocol = "http"
+tls.implicit = true
+tls.certificate = "{cert}"
+tls.private-key = "{key}"
+""",
+    )
+    browser.base_url = f"https://localhost:{server.address('https')[1]}"
+    sign_in(browser, ALICE)
+    browser.wait_text("Your account")
+    browser.shot("signed in over https")
+    cookies = {c["name"]: c for c in browser.driver.get_cookies()}
+    session = cookies["__Host-stalwart-session"]
+    assert session["secure"] and session["httpOnly"] and session["sameSite"] == "Strict"
+    assert browser.driver.execute_script("return document.cookie") == ""
+    browser.click("nav a[href='/account/password']")
+    browser.wait_path("/account/password")  # the cookie went with the next request
+    browser.shot("the next page, still signed in")
+    assert browser.console_errors() == []

@@ -79,8 +79,9 @@ def _chromedriver() -> str:
     return path
 
 
-def start_chromium(download_dir: Path | None = None) -> WebDriver:
-    """A headless Chromium under chromedriver, with a fixed window and timeouts."""
+def start_chromium(arguments: tuple[str, ...] = ()) -> WebDriver:
+    """A headless Chromium under chromedriver, with a fixed window and timeouts, and the
+    test's own ``arguments`` (``browser_arguments``)."""
     try:
         from selenium import webdriver
         from selenium.webdriver.chrome.service import Service
@@ -100,12 +101,11 @@ def start_chromium(download_dir: Path | None = None) -> WebDriver:
         "--disable-component-update",
         "--disable-sync",
         "--lang=en-US",
+        *arguments,
     ):
         options.add_argument(argument)
     # The console (CSP violations, script errors) is read back at the end of each test.
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    if download_dir is not None:
-        options.add_experimental_option("prefs", {"download.default_directory": str(download_dir)})
     service = Service(executable_path=_chromedriver())
     driver = webdriver.Chrome(service=service, options=options)
     driver.set_page_load_timeout(PAGE_LOAD_TIMEOUT)
@@ -256,12 +256,40 @@ def _outcome_failed(request: pytest.FixtureRequest) -> bool:
     return report is not None and report.failed
 
 
+def trust_certificate(cert_pem: bytes) -> str:
+    """The Chromium argument that trusts this one certificate (by its public key's SHA-256,
+    ``--ignore-certificate-errors-spki-list``), for pages over HTTPS with the test CA's
+    certificate: no CA is installed, and no other certificate error is let through."""
+    import base64
+    import hashlib
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
+    key = x509.load_pem_x509_certificate(cert_pem).public_key()
+    spki = key.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return (
+        "--ignore-certificate-errors-spki-list="
+        + base64.b64encode(hashlib.sha256(spki).digest()).decode()
+    )
+
+
 @pytest.fixture
-def browser(request: pytest.FixtureRequest) -> Iterator[Browser]:
+def browser_arguments() -> tuple[str, ...]:
+    """More Chromium arguments for the ``browser`` of a test; a module overrides this."""
+    return ()
+
+
+@pytest.fixture
+def browser(
+    request: pytest.FixtureRequest, browser_arguments: tuple[str, ...]
+) -> Iterator[Browser]:
     """A headless Chromium for this test (see the module's docstring)."""
     directory = artifacts_root() / _slug(request.node.nodeid.rpartition("::")[2])
     shutil.rmtree(directory, ignore_errors=True)
-    driver = start_chromium()
+    driver = start_chromium(browser_arguments)
     session = Browser(driver, directory)
     try:
         yield session
