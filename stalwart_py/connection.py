@@ -15,6 +15,7 @@ listener's ``min-data-rate`` (Postfix's per-request deadline and minimum data ra
 from __future__ import annotations
 
 import asyncio
+import functools
 import ipaddress
 import logging
 import socket
@@ -88,8 +89,8 @@ class Address:
         if family == socket.AF_UNIX:
             path = sockaddr.decode() if isinstance(sockaddr, bytes) else (sockaddr or "")
             return cls(path, 0, None)
-        ip = ipaddress.ip_address(sockaddr[0].split("%", 1)[0])
-        return cls(str(ip), sockaddr[1], ip)
+        host, ip = _parse_ip(sockaddr[0])
+        return cls(host, sockaddr[1], ip)
 
     @classmethod
     def from_ip(cls, ip: IPAddress, port: int) -> Address:
@@ -101,6 +102,15 @@ class Address:
         if self.ip is None:
             return f"unix:{self.host}" if self.host else "unix"
         return f"[{self.host}]:{self.port}" if self.ip.version == 6 else f"{self.host}:{self.port}"
+
+
+@functools.lru_cache(maxsize=4096)
+def _parse_ip(text: str) -> tuple[str, IPAddress]:
+    """(canonical text, address) of a socket address's host (a scope id dropped). Every
+    connection parses two (the peer's and ours) and they repeat: ours always, a client's
+    for each of its connections. Raises ValueError as ``ip_address`` does."""
+    ip = ipaddress.ip_address(text.split("%", 1)[0])
+    return str(ip), ip
 
 
 @dataclass(frozen=True, slots=True)

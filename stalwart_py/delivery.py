@@ -265,6 +265,7 @@ class Delivery:
         self.junk = junk
         # The queue that takes deferred-spool messages, when one runs (the server's).
         self.memory_queue = memory_queue or (lambda: None)
+        self._metrics = metrics
         self._counter = (
             metrics.counter(
                 "stalwart_deliveries", "Recipients handled by the delivery pipeline", ["result"]
@@ -575,11 +576,11 @@ class Delivery:
             log.exception("could not queue a reply to %s", ", ".join(reply.recipients))
 
     def _count(self, results: list[RecipientResult]) -> None:
-        if self._counter is None:
+        if self._counter is None or self._metrics is None:
             return
         for result in results:
             kind = "delivered" if result.ok else ("rejected" if result.permanent else "deferred")
-            self._counter.labels(kind).inc()
+            self._metrics.child(self._counter, kind).inc()
 
 
 def _queue_failure(address: str) -> RecipientResult:

@@ -381,8 +381,9 @@ class ListenerRegistry:
         protocol = self.protocols[config.protocol]
         raw = stream.extra("socket")
         try:
-            peer = Address.from_sockaddr(raw.family, stream.extra("peername") or "")
-            local = Address.from_sockaddr(raw.family, stream.extra("sockname") or "")
+            family = raw.family  # a property that makes an enum: read once
+            peer = Address.from_sockaddr(family, stream.extra("peername") or "")
+            local = Address.from_sockaddr(family, stream.extra("sockname") or "")
         except (OSError, ValueError, TypeError) as exc:  # gone between accept() and here
             log.debug("listener %s: connection gone before it was served: %s", config.id, exc)
             if stream.transport is not None:
@@ -433,7 +434,7 @@ class ListenerRegistry:
             conn.listener = ListenerView(
                 config.id, config.protocol, settings, self._scope_paths(config, scope)
             )
-            apply_connection_options(raw, settings.socket)
+            apply_connection_options(raw, settings.socket, family)
             if refusal is None and not settings.allow:
                 refusal = Refusal.PEER_DENIED
             if refusal is None and (limit := config.peer_limit(scope)) is not None:
@@ -456,8 +457,9 @@ class ListenerRegistry:
                     await protocol.refuse(conn, refusal)
                 return
             served = True
-            self.context.metrics.connections_accepted.labels(config.id).inc()
-            self.context.metrics.connections_open.labels(config.id).inc()
+            metrics = self.context.metrics
+            metrics.child(metrics.connections_accepted, config.id).inc()
+            metrics.child(metrics.connections_open, config.id).inc()
             slog.debug("connection from %s on %s (%s)", peer, config.id, local)
             await protocol.handle(conn)
             slog.debug("connection from %s ended", peer)
@@ -483,7 +485,8 @@ class ListenerRegistry:
             elif stream.transport is not None:
                 stream.transport.close()
             if served:
-                self.context.metrics.connections_open.labels(config.id).dec()
+                metrics = self.context.metrics
+                metrics.child(metrics.connections_open, config.id).dec()
             if peer_key is not None:
                 self.counts.leave(peer_key)
             if ip_key is not None:

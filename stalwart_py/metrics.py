@@ -33,7 +33,7 @@ import os
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest, values
 from prometheus_client.mmap_dict import MmapedDict
@@ -96,6 +96,10 @@ class Metrics:
         self.registry = CollectorRegistry(auto_describe=True)
         self._metrics: dict[str, Counter | Gauge] = {}
         self._collectors: list[Collector] = []
+        # Labelled children by (metric, label values): ``labels()`` takes a lock and checks
+        # its arguments at every call, which costs more than the ``inc()`` after it, and
+        # every connection and message counts a few.
+        self._children: dict[tuple[object, tuple[str, ...]], Any] = {}
         self.connections_accepted = self.counter(
             "stalwart_connections_accepted", "Connections accepted and served", ["listener"]
         )
@@ -105,6 +109,16 @@ class Metrics:
         self.connections_open = self.gauge(
             "stalwart_connections_open", "Connections open now", ["listener"]
         )
+
+    def child(self, metric: Counter | Gauge, *values: str) -> Any:
+        """``metric.labels(*values)``, looked up once per metric and values (a child, once
+        made, is never removed here). For label values from a small set (listener ids, reply
+        codes): each pair is kept for the life of the process."""
+        key = (metric, values)
+        found = self._children.get(key)
+        if found is None:
+            found = self._children[key] = metric.labels(*values)
+        return found
 
     def counter(self, name: str, documentation: str, labels: Sequence[str] = ()) -> Counter:
         metric = self._metrics.get(name)

@@ -46,6 +46,10 @@ from stalwart_py.store import Account
 from stalwart_py.two_factor import TwoFactorRequired
 
 CHUNK = 65536  # the most read at once from a BDAT chunk
+# EHLO replies by their lines: the same few (a listener's, for each client's name) are sent at
+# every connection, and making one (checks, framing, encoding) costs more than finding it.
+EHLO_CACHE_SIZE = 1024
+_EHLO_REPLIES: dict[tuple[str, ...], Reply] = {}
 
 
 class SessionMetrics:
@@ -54,14 +58,23 @@ class SessionMetrics:
     def __init__(self, conn: Connection) -> None:
         metrics, listener = conn.server.metrics, conn.listener.id
         self.listener = listener
-        self.received = metrics.counter(
-            "stalwart_smtp_messages_received", "Messages whose content was received", ["listener"]
-        ).labels(listener)
-        self.delivered = metrics.counter(
-            "stalwart_smtp_messages_delivered",
-            "Messages accepted for at least one recipient, durably",
-            ["listener"],
-        ).labels(listener)
+        self._metrics = metrics
+        self.received = metrics.child(
+            metrics.counter(
+                "stalwart_smtp_messages_received",
+                "Messages whose content was received",
+                ["listener"],
+            ),
+            listener,
+        )
+        self.delivered = metrics.child(
+            metrics.counter(
+                "stalwart_smtp_messages_delivered",
+                "Messages accepted for at least one recipient, durably",
+                ["listener"],
+            ),
+            listener,
+        )
         self._rejected = metrics.counter(
             "stalwart_smtp_rejected", "Replies with a 4xx or 5xx code", ["listener", "code"]
         )
@@ -70,7 +83,7 @@ class SessionMetrics:
         )
 
     def rejected(self, code: int) -> None:
-        self._rejected.labels(self.listener, str(code)).inc()
+        self._metrics.child(self._rejected, self.listener, str(code)).inc()
 
     def auth(self, result: str) -> None:
         self._auth.labels(self.listener, result).inc()
@@ -210,7 +223,13 @@ class Session:
             lines.append("STARTTLS")
         if mechanisms := self._auth_mechanisms():
             lines.append("AUTH " + " ".join(mechanisms))
-        self.reply(reply(250, None, *lines))
+        key = tuple(lines)
+        answer = _EHLO_REPLIES.get(key)
+        if answer is None:
+            if len(_EHLO_REPLIES) >= EHLO_CACHE_SIZE:  # clients' names are theirs to choose
+                _EHLO_REPLIES.clear()
+            answer = _EHLO_REPLIES[key] = reply(250, None, *lines)
+        self.reply(answer)
 
     def _auth_mechanisms(self) -> tuple[str, ...]:
         """What AUTH offers now: nothing for LMTP, after AUTH, or before TLS unless
