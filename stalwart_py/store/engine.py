@@ -57,8 +57,11 @@ MAX_ATTEMPTS = 3  # runs of a write that keeps failing for a transient reason (_
 _STOP = object()
 RUN_DIR = "run"  # beside the database: the processes' change-notification sockets
 # Waiting for another process's writer to finish its batch (see ``_write_turn``): how often
-# the turn is tried, and how long before the wait is left to SQLite's own busy handler.
-TURN_POLL = 0.001
+# the turn is tried, and how long before the wait is left to SQLite's own busy handler. A
+# commit (its fsync) takes a few ms here; polled every 1 ms, the turn sat idle for half a
+# poll on average after each, and a writer that had just released it often took it again
+# first: two workers' writers then alternated worse and committed smaller batches.
+TURN_POLL = 0.00025
 TURN_WAIT = 30.0
 
 
