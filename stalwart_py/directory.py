@@ -48,6 +48,7 @@ import anyio
 
 from stalwart_py import app_passwords, names, passwords, sasl
 from stalwart_py.auth_cache import AuthCache
+from stalwart_py.cluster_throttle import ClusterThrottle
 from stalwart_py.config import DirectorySettings
 from stalwart_py.config.types import IPAddress
 from stalwart_py.hash_pool import HashPool, LoginDeferred
@@ -124,13 +125,12 @@ class Directory:
         self.store = store
         self.settings = settings or DirectorySettings()
         self.throttle = LoginThrottle(self.settings.throttle, table=failures)
+        self.throttles = ClusterThrottle(store, self.throttle)  # and other nodes' counts
         self.hashes = HashPool(self.settings.max_concurrent_hashes, self.settings.max_hash_wait)
         self.auth_cache = AuthCache(self.settings.auth_cache)
         self.two_factor = TwoFactor(store)
         self._app_password_logins = (metrics or Metrics()).counter(
-            "stalwart_app_password_logins",
-            "Logins with an app password, by protocol",
-            ["protocol"],
+            "stalwart_app_password_logins", "Logins with an app password, by protocol", ["protocol"]
         )
 
     def configure(self, settings: DirectorySettings) -> None:
@@ -397,7 +397,7 @@ class Directory:
         if mechanism not in self.mechanisms():
             raise ValueError(f"unsupported mechanism {mechanism}")
         try:
-            self.throttle.check(peer)  # the address alone: the account is not known yet
+            await self.throttles.check(peer)  # the address alone: the account is not known yet
         except AuthThrottled:
             _refused(log, peer, mechanism, "throttled", None)
             raise
@@ -474,7 +474,7 @@ class Directory:
         """After ``login(two_step=True)``: a TOTP or recovery code, by ``TwoFactor.check``,
         throttled and logged as a password is (AuthThrottled, AuthFailed ``invalid-code``)."""
         try:
-            self.throttle.check(peer, account.address)
+            await self.throttles.check(peer, account.address)
         except AuthThrottled:
             _refused(log, peer, mechanism, "throttled", account.address)
             raise
@@ -483,14 +483,14 @@ class Directory:
             _refused(log, peer, mechanism, "invalid-code", account.address)
             await self._failed(peer, account.address)
             raise sasl.AuthFailed("invalid code")
-        self.throttle.succeeded(peer, account.address)
+        await self.throttles.succeeded(peer, account.address)
         current = await self.store.get_account(account.address)
         if current is None:  # deleted between the two steps
             raise sasl.AuthFailed("invalid credentials")
         return current
 
     async def _failed(self, peer: IPAddress | None, account: str | None) -> None:
-        self.throttle.failed(peer, account)
+        await self.throttles.failed(peer, account)
         await anyio.sleep(self.settings.throttle.failure_delay)
 
     async def _succeeded(
@@ -500,7 +500,7 @@ class Directory:
         credentials: _Credentials,
         log: Logger | None,
     ) -> Account:
-        self.throttle.succeeded(peer, address)
+        await self.throttles.succeeded(peer, address)
         account = await self.store.get_account(address)
         if account is None:  # deleted during the exchange
             raise sasl.AuthFailed("invalid credentials")
@@ -530,7 +530,7 @@ class _Credentials:
 
     async def verify_password(self, authcid: str, password: str) -> str | None:
         address = self.tried = normalize(authcid)
-        self.directory.throttle.check(self.peer, address)
+        await self.directory.throttles.check(self.peer, address)
         credentials = await self.directory.store.get_credentials(address)
         hashes = self.directory.hashes
         if credentials is None:
@@ -591,7 +591,7 @@ class _Credentials:
         self, authcid: str
     ) -> tuple[str, passwords.ScramCredentials] | None:
         address = self.tried = normalize(authcid)
-        self.directory.throttle.check(self.peer, address)
+        await self.directory.throttles.check(self.peer, address)
         credentials = await self.directory.store.get_credentials(address)
         # Two-factor sign-in: the own password opens no mail protocol; SCRAM takes no code.
         if credentials is None or credentials.scram is None or credentials.two_factor:

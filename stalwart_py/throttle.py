@@ -23,6 +23,8 @@ table every worker shares (``stalwart_py.shared_table``), so failures spread ove
 count together, and they outlive the worker that counted them (the table is the supervisor's).
 A key's record keeps its latest ``TIMES`` failure times, as many as can still lengthen its
 block; so the limits are at most ``TIMES``, and past ``TIMES`` failures a block stops doubling.
+With a store several nodes share (PostgreSQL), the counts are the database's instead, one for
+every node (``stalwart_py.cluster_throttle``); this class then gives the keys and the rule.
 
 Memory is fixed whatever an attacker rotates: ``max-tracked`` records (read at start), a key
 whose latest failure left the window gives its record up, and a full bucket of the table gives
@@ -98,20 +100,24 @@ class LoginThrottle:
         with table.locked():
             return sum(1 for at in table.records() if table.stamp(at) > horizon)
 
-    def _keys(self, ip: IPAddress | None, account: str | None) -> list[tuple[bytes, int]]:
-        """(the table's digest of the key, its limit) for the address and, when the account is
-        known, the pair. A Unix-socket peer has no address key: everyone behind a local reverse
-        proxy would share it, and one of them could then block all the others."""
+    def keys(self, ip: IPAddress | None, account: str | None) -> list[tuple[bytes, int]]:
+        """(key, its limit) for the address and, when the account is known, the pair (last).
+        A Unix-socket peer has no address key: everyone behind a local reverse proxy would
+        share it, and one of them could then block all the others."""
         settings = self.settings
-        digest = self.table.digest
         client = client_key(ip)
         keys = []
         if client is not None:
-            keys.append((digest(b"a" + client), settings.max_failures_per_address))
+            keys.append((b"a" + client, settings.max_failures_per_address))
         if account is not None:
             pair = b"p" + (client or b"local") + b"\0" + account.encode("utf-8", "surrogatepass")
-            keys.append((digest(pair), settings.max_failures_per_address_and_account))
+            keys.append((pair, settings.max_failures_per_address_and_account))
         return keys
+
+    def _keys(self, ip: IPAddress | None, account: str | None) -> list[tuple[bytes, int]]:
+        """``keys`` by the table's digests."""
+        digest = self.table.digest
+        return [(digest(key), limit) for key, limit in self.keys(ip, account)]
 
     def _times(self, at: int) -> list[float]:
         table = self.table
@@ -128,14 +134,14 @@ class LoginThrottle:
         horizon = now - self.settings.window
         return [moment for moment in self._times(at) if moment > horizon]
 
-    def _block(self, failures: int, limit: int) -> float:
+    def block(self, failures: int, limit: int) -> float:
         """How long a key with ``failures`` is blocked after its latest one."""
         if failures < limit:
             return 0.0
         settings = self.settings
         return min(settings.block_time * 2.0 ** min(failures - limit, 64), settings.max_block_time)
 
-    def _kept(self, limit: int) -> int:
+    def kept(self, limit: int) -> int:
         """Failure times worth keeping per key: past these the block is at its cap."""
         settings = self.settings
         if settings.block_time <= 0 or settings.max_block_time <= settings.block_time:
@@ -161,7 +167,7 @@ class LoginThrottle:
                 if not times:
                     table.release(at)
                     continue
-                longest = max(longest, times[-1] + self._block(len(times), limit) - now)
+                longest = max(longest, times[-1] + self.block(len(times), limit) - now)
         finally:
             table.unlock()
         return longest
@@ -188,7 +194,7 @@ class LoginThrottle:
                 at, new = claimed
                 times = [] if new else self._recent(at, now)
                 times.append(now)
-                self._store(at, times[-self._kept(limit) :])
+                self._store(at, times[-self.kept(limit) :])
         finally:
             table.unlock()
 

@@ -490,6 +490,21 @@ class Store(SignInStore):
     # queue); otherwise the queue runs in one process at a time (``singleton.py``).
     shared_queue = False
 
+    # Whether failed logins are counted here too, for every node (PostgreSQL:
+    # ``pg_login_failures``); otherwise the machine's shared table (``throttle.py``) is all.
+    shares_login_failures = False
+
+    async def record_login_failures(self, keys: Sequence[bytes], at: float, horizon: float) -> None:
+        """Count a failure at ``at`` (wall-clock seconds) for each key; failures at or before
+        ``horizon`` may be forgotten meanwhile."""
+
+    async def login_failures(self, keys: Sequence[bytes], since: float) -> dict[bytes, list[float]]:
+        """Each key's failures after ``since``, oldest first (keys without any: absent)."""
+        return {}
+
+    async def forget_login_failures(self, key: bytes) -> None:
+        """A success: the key's failures are forgotten."""
+
     @abc.abstractmethod
     async def lease_queue_entries(
         self, owner: str, now: float, lease_time: float, limit: int = 1000

@@ -340,6 +340,15 @@ def _v7_web_sessions(conn: PgConnection) -> None:
     conn.raw.execute(b"CREATE INDEX web_sessions_account ON web_sessions(account_id)")
 
 
+def _v8_login_failures(conn: PgConnection) -> None:
+    """PostgreSQL's own: failed logins counted for every node (``pg_login_failures``)."""
+    conn.raw.execute(
+        b"CREATE TABLE login_failures (key bytea NOT NULL, at double precision NOT NULL)"
+    )
+    conn.raw.execute(b"CREATE INDEX login_failures_key ON login_failures(key, at)")
+    conn.raw.execute(b"CREATE INDEX login_failures_at ON login_failures(at)")
+
+
 MIGRATIONS: list[Callable[[PgConnection], None]] = [
     _v1,
     _v2_external_blobs,
@@ -348,6 +357,7 @@ MIGRATIONS: list[Callable[[PgConnection], None]] = [
     _v5_queue_leases,
     _v6_totp,
     _v7_web_sessions,
+    _v8_login_failures,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

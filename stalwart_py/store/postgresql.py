@@ -33,6 +33,7 @@ from stalwart_py.store.engine import RUN_DIR, Engine
 from stalwart_py.store.model import StoreError
 from stalwart_py.store.pg_dialect import PgConnection
 from stalwart_py.store.pg_lease import AdvisoryLease
+from stalwart_py.store.pg_login_failures import LoginFailuresMixin
 from stalwart_py.store.pg_notify import NotifyListener, node_id, notify_in_transaction
 from stalwart_py.store.pg_schema import migrate
 from stalwart_py.store.sql import SqlStore
@@ -141,7 +142,7 @@ class PgEngine(Engine):
                 self._idle_readers.append(conn)
 
 
-class PostgresStore(SqlStore):
+class PostgresStore(LoginFailuresMixin, SqlStore):
     shared_queue = True  # every node runs its queue; leases keep them apart
     _SKIP_LOCKED = " FOR UPDATE SKIP LOCKED"
 

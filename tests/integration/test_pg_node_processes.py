@@ -10,6 +10,8 @@ session's SeaweedFS): what issue 18 asks of nodes that share nothing but those t
 - A password changed on A (HTTP API) is refused on B at the very next login, although B had
   just verified and cached the old one: B's authentication cache is keyed on the hash stored
   now, which it reads from the database at every login (``stalwart_py/auth_cache.py``).
+- Failed logins on A count on B: the login throttle's counts are in the database
+  (``stalwart_py/cluster_throttle.py``), so three wrong passwords on A block the right one on B.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ pytestmark = [pytest.mark.own_blob_backend, pytest.mark.own_store_backend("nodes
 PASSWORD = "correct horse battery"
 # an account per test: the nodes are the module's, started once
 FLAGS, IDLE, CHANGED = "alice@example.test", "carol@example.test", "dave@example.test"
+GUESSED = "erin@example.test"
 ADMIN, ADMIN_PASSWORD = "admin@example.test", "admin password of the test"
 NEW_PASSWORD = "a new and different one"
 
@@ -60,6 +63,8 @@ workers = 1
 
 [directory.throttle]
 failure-delay = "10ms"
+max-failures-per-address-and-account = 3
+block-time = "10m"
 
 [server.listener.smtp]
 bind = ["127.0.0.1:0"]
@@ -99,7 +104,7 @@ def nodes(postgres, seaweedfs, tmp_path_factory) -> Iterator[tuple[ServerProcess
         )
         paths.append(write_config(directory, text))
     assert cli.main(["domain", "add", "example.test", "--config", str(paths[0])]) == 0
-    accounts = [(PASSWORD, [user]) for user in (FLAGS, IDLE, CHANGED)]
+    accounts = [(PASSWORD, [user]) for user in (FLAGS, IDLE, CHANGED, GUESSED)]
     for secret, args in [*accounts, (ADMIN_PASSWORD, [ADMIN, "--admin"])]:
         file = tmp_path / "secret"
         file.write_text(secret)
@@ -202,3 +207,13 @@ def test_a_password_changed_on_a_is_refused_on_b_at_the_next_login(nodes):
     api.close()
     assert not login_ok(b, CHANGED, PASSWORD)
     assert login_ok(b, CHANGED, NEW_PASSWORD)
+
+
+def test_failed_logins_on_a_block_the_client_on_b(nodes):
+    a, b = nodes
+    for _ in range(3):  # the limit for an address and account
+        assert not login_ok(a, GUESSED, "a wrong guess")
+    with Raw(b.address("imap")) as raw:
+        _, tagged = raw.command(f'LOGIN "{GUESSED}" "{PASSWORD}"', "login")
+    assert tagged.startswith(b"login NO"), tagged  # the right password, refused unchecked
+    assert f"reason=throttled user=<{GUESSED}>" in b.log()
