@@ -26,6 +26,8 @@ from stalwart_py.config.types import IPAddress
 from stalwart_py.store import Store
 from stalwart_py.throttle import AuthThrottled, LoginThrottle
 
+MAX_REMEMBERED = 10_000  # pairs with failures a process keeps in mind (``_failing``)
+
 
 def digest(key: bytes) -> bytes:
     """What the store keeps of a key: neither an address nor an account name in clear."""
@@ -42,6 +44,11 @@ class ClusterThrottle:
         self.store = store
         self.throttle = throttle
         self.clock = clock
+        # Pairs whose failures this process saw at their latest check or counted itself: a
+        # success clears only these in the store, so the usual login (no failure before it)
+        # costs one read and no write. A failure another node counts between a check here
+        # and the success stays counted (until the window passes or a later success here).
+        self._failing: set[bytes] = set()
 
     @property
     def enabled(self) -> bool:
@@ -63,6 +70,8 @@ class ClusterThrottle:
         found = await self.store.login_failures(
             [key for key, _ in keys], now - self.throttle.settings.window
         )
+        if account is not None and keys[-1][0] in found:
+            self._remember(keys[-1][0])
         longest = 0.0
         for key, limit in keys:
             times = found.get(key)
@@ -81,10 +90,20 @@ class ClusterThrottle:
             now = self.clock()
             horizon = now - self.throttle.settings.window
             await self.store.record_login_failures([key for key, _ in keys], now, horizon)
+            if account is not None:
+                self._remember(keys[-1][0])
+
+    def _remember(self, pair: bytes) -> None:
+        if len(self._failing) >= MAX_REMEMBERED:
+            self._failing.clear()  # bounded: forgetting costs a later success its clearing
+        self._failing.add(pair)
 
     async def succeeded(self, ip: IPAddress | None, account: str) -> None:
         """The right password: the pair's failures are forgotten (on every node)."""
         if not self.enabled:
             self.throttle.succeeded(ip, account)
-        else:
-            await self.store.forget_login_failures(self._keys(ip, account)[-1][0])
+            return
+        pair = self._keys(ip, account)[-1][0]
+        if pair in self._failing:
+            self._failing.discard(pair)
+            await self.store.forget_login_failures(pair)

@@ -46,7 +46,13 @@ class LoginFailuresMixin:
         return await self._engine.lookup(op)  # type: ignore[attr-defined]
 
     async def forget_login_failures(self, key: bytes) -> None:
+        # The pair had failures when last checked: still, they may have been cleared since.
+        def peek(conn: PgConnection) -> bool:
+            found = conn.execute("SELECT 1 FROM login_failures WHERE key = ? LIMIT 1", (key,))
+            return found.fetchone() is not None
+
         def op(txn: Txn) -> None:
             txn.execute("DELETE FROM login_failures WHERE key = ?", (key,))
 
-        await self._engine.write(op)  # type: ignore[attr-defined]
+        if await self._engine.lookup(peek):  # type: ignore[attr-defined]
+            await self._engine.write(op)  # type: ignore[attr-defined]
