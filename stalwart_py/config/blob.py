@@ -42,6 +42,9 @@ class BlobSettings:
     secret_key: str = ""  # s3: the secret access key; or secret-key-file
     secret_key_file: Path | None = None  # s3: a file holding the secret access key
     prefix: str = ""  # s3: put before every object name ("mail/" keeps them in a folder)
+    # s3: http:// to a host that is not loopback too, for a network no one else is on (the
+    # containers' own, deploy/compose.yaml's cluster); bodies then cross it in clear
+    allow_plaintext: bool = False
     ca_file: Path | None = None  # s3: trust anchors for the endpoint's TLS; default: the system's
     connect_timeout: Duration = 10.0  # s3: for connecting to the endpoint
     timeout: Duration = 60.0  # s3: for one request once connected (a body up or down)
@@ -58,10 +61,10 @@ class BlobSettings:
         url = urlsplit(self.endpoint)
         if url.scheme not in ("https", "http") or not url.hostname:
             raise ValueError('backend = "s3" needs endpoint = "https://host[:port]"')
-        if url.scheme == "http" and not _is_loopback(url.hostname):
+        if url.scheme == "http" and not _is_loopback(url.hostname) and not self.allow_plaintext:
             raise ValueError(
                 f"endpoint {self.endpoint!r}: plain http only to a server on this machine"
-                " (loopback); use https"
+                " (loopback) or with allow-plaintext = true; use https"
             )
         if not self.bucket:
             raise ValueError('backend = "s3" needs bucket')

@@ -401,3 +401,5 @@ def test_blob_settings_errors_name_the_key(tmp_path):
     blob = parse_config(good, tmp_path / "c.toml", {}).storage.blob
     (tmp_path / "secret").write_text("the secret\n")
     assert S3Blobs.from_settings(blob)._secret_key == "the secret"
+    private = good.replace("127.0.0.1:9000", "s3:8333") + "allow-plaintext = true\n"
+    assert parse_config(private, tmp_path / "c.toml", {}).storage.blob.endpoint == "http://s3:8333"

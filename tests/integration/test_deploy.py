@@ -93,7 +93,13 @@ def test_every_volume_is_a_path_the_server_uses():
     example = (DEPLOY / ".env.example").read_text()
     assert "/etc/letsencrypt" in targets
     assert "STALWART__SERVER__TLS__CERTIFICATE=/etc/letsencrypt/" in example
-    assert set(compose()["volumes"]) == {v.split(":")[0] for v in service["volumes"]}
+    named = {
+        volume.split(":")[0]
+        for other in compose()["services"].values()
+        for volume in other.get("volumes", ())
+        if not volume.startswith(".")  # a file of this directory (haproxy.cfg)
+    }
+    assert set(compose()["volumes"]) == named
 
 
 def test_the_build_context_sends_what_the_image_copies_and_not_the_data():
@@ -272,7 +278,47 @@ EFFECTS = {
         lambda c: [str(n) for n in c.listeners["http"].settings.protocol.allow_plaintext_from],
         ["127.0.0.0/8", "192.168.0.0/16"],
     ),
+    # the cluster profile's nodes (compose.yaml): they go together, like the TLS pair
+    "STALWART__STORAGE__BACKEND": ("postgresql", lambda c: c.storage.backend, "postgresql"),
+    "STALWART__STORAGE__URL": (
+        "postgresql://mail@postgres/mail",
+        lambda c: c.storage.url,
+        "postgresql://mail@postgres/mail",
+    ),
+    "STALWART__STORAGE__PASSWORD_FILE": (
+        "/run/secrets/db_password",
+        lambda c: str(c.storage.password_file),
+        "/run/secrets/db_password",
+    ),
+    "STALWART__STORAGE__BLOB__BACKEND": ("s3", lambda c: c.storage.blob.backend, "s3"),
+    "STALWART__STORAGE__BLOB__ENDPOINT": (
+        "http://s3:8333",
+        lambda c: c.storage.blob.endpoint,
+        "http://s3:8333",
+    ),
+    "STALWART__STORAGE__BLOB__BUCKET": ("mail", lambda c: c.storage.blob.bucket, "mail"),
+    "STALWART__STORAGE__BLOB__ACCESS_KEY": ("k", lambda c: c.storage.blob.access_key, "k"),
+    "STALWART__STORAGE__BLOB__SECRET_KEY_FILE": (
+        "/run/secrets/s3_secret_key",
+        lambda c: str(c.storage.blob.secret_key_file),
+        "/run/secrets/s3_secret_key",
+    ),
+    "STALWART__STORAGE__BLOB__ALLOW_PLAINTEXT": (
+        "true",
+        lambda c: c.storage.blob.allow_plaintext,
+        True,
+    ),
+    "STALWART__SERVER__PROXY__TRUSTED_NETWORKS": (
+        '["172.31.250.10/32"]',
+        lambda c: [str(n) for n in c.listeners["imap"].settings.proxy.trusted_networks],
+        ["172.31.250.10/32"],
+    ),
 }
+# Variables that only go together (each alone is a configuration error).
+TOGETHER = (
+    {"STALWART__SERVER__TLS__CERTIFICATE", "STALWART__SERVER__TLS__PRIVATE_KEY"},
+    {variable for variable in EFFECTS if variable.startswith("STALWART__STORAGE__")},
+)
 # Shown to take effect by the entrypoint test above and by tests/integration/test_lifecycle.py.
 COVERED_ELSEWHERE = {
     "STALWART_ADMIN_PASSWORD",
@@ -295,10 +341,10 @@ def test_compose_and_the_env_example_use_only_documented_overrides():
 @pytest.mark.parametrize("variable", sorted(EFFECTS))
 def test_a_documented_override_takes_effect(variable, monkeypatch):
     value, read, expected = EFFECTS[variable]
-    pair = {"STALWART__SERVER__TLS__CERTIFICATE", "STALWART__SERVER__TLS__PRIVATE_KEY"}
-    if variable in pair:  # the two only go together
-        for other in pair:
-            monkeypatch.setenv(other, EFFECTS[other][0])
+    for group in TOGETHER:
+        if variable in group:
+            for other in group:
+                monkeypatch.setenv(other, EFFECTS[other][0])
     monkeypatch.setenv(variable, value)
     assert read(load(IMAGE_CONFIG)) == expected
 
@@ -324,3 +370,97 @@ def test_an_override_names_itself_as_the_origin(monkeypatch, capsys):
     lines = [line for line in capsys.readouterr().out.splitlines() if "socket.backlog = 77" in line]
     assert lines
     assert all(line.endswith("# environment STALWART__SERVER__SOCKET__BACKLOG") for line in lines)
+
+
+# -- the cluster profile: two nodes on PostgreSQL and S3 behind HAProxy ---------------------
+
+CLUSTER = ("postgres", "s3", "s3-bucket", "node1", "node2", "haproxy")
+
+
+def haproxy_cfg() -> str:
+    return (DEPLOY / "cluster" / "haproxy.cfg").read_text()
+
+
+def test_the_cluster_services_are_in_the_cluster_profile_only():
+    services = compose()["services"]
+    for name in CLUSTER:
+        assert services[name]["profiles"] == ["cluster"], name
+    assert "profiles" not in services["stalwart"]  # `up -d` alone: the one server
+    node1, node2 = services["node1"], services["node2"]
+    assert node1["build"]["args"]["EXTRAS"] == "postgresql s3"
+    assert node1["environment"] == node2["environment"]
+    assert {v.split(":")[0] for v in node1["volumes"]}.isdisjoint(
+        {v.split(":")[0] for v in node2["volumes"] if not v.startswith("certificates")}
+        - {"certificates"}
+    )  # each node its own data directory and configuration
+    assert node2["depends_on"] == {"node1": {"condition": "service_healthy"}}  # migrates once
+
+
+def test_the_nodes_configuration_is_the_images_with_the_cluster_overrides():
+    from stalwart_py.config.loader import load_config
+    from stalwart_py.plugin import discover_protocols
+    from stalwart_py.server import protocol_settings
+
+    services = compose()["services"]
+    env = {key: str(value) for key, value in services["node1"]["environment"].items()}
+    env["STALWART_HOSTNAME"] = "mail.deploy.test"
+    config = load_config(IMAGE_CONFIG, protocol_settings(discover_protocols()), env)
+    storage = config.storage
+    assert (storage.backend, storage.blob.backend) == ("postgresql", "s3")
+    assert storage.url == "postgresql://mail@postgres/mail"
+    secrets = {f"/run/secrets/{name}" for name in compose()["secrets"]}
+    assert {str(storage.password_file), str(storage.blob.secret_key_file)} <= secrets
+    assert (
+        services["postgres"]["environment"]["POSTGRES_PASSWORD_FILE"] == "/run/secrets/db_password"
+    )
+    proxy = services["haproxy"]["networks"]["cluster"]["ipv4_address"]
+    for listener in config.listeners.values():  # PROXY headers from HAProxy, on every one
+        networks = listener.settings.proxy.trusted_networks
+        assert [str(network) for network in networks] == [f"{proxy}/32"], listener.id
+
+
+def test_haproxy_sends_every_listener_to_both_nodes_with_proxy_headers():
+    config = load(IMAGE_CONFIG)
+    services = compose()["services"]
+    published = {int(str(port).rsplit(":", 1)[1]) for port in services["haproxy"]["ports"]}
+    assert published == tcp_listener_ports(config)
+    assert published == {
+        int(port) for port in re.findall(r"^frontend \S+\n    bind :(\d+)$", haproxy_cfg(), re.M)
+    }
+    defaults = re.search(r"^    default-server (.*)$", haproxy_cfg(), re.M).group(1).split()
+    assert {"send-proxy-v2", "check", "check-send-proxy"} <= set(defaults)
+    for port in published:
+        servers = re.findall(rf"^    server (node\d) \1:{port}$", haproxy_cfg(), re.M)
+        assert servers == ["node1", "node2"], port
+    http = next(port for port in services["haproxy"]["ports"] if str(port).endswith(":8080"))
+    assert str(http).startswith("127.0.0.1:")  # the admin API: this host only
+
+
+def test_the_haproxy_configuration_is_valid():
+    from tests.conftest import require_tool
+
+    haproxy = require_tool("haproxy")
+    result = subprocess.run(
+        [haproxy, "-c", "-f", str(DEPLOY / "cluster" / "haproxy.cfg")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_image_installs_the_extras_it_is_built_with(tmp_path):
+    """The Dockerfile's requirements line, run here with EXTRAS as the cluster builds it."""
+    line = re.search(r"python3 -c '(import os, tomllib.*?)'", dockerfile()).group(1)
+    shutil.copy(ROOT / "pyproject.toml", tmp_path)
+    for extras, expected in (("", set()), ("postgresql s3", {"psycopg", "minio"})):
+        result = subprocess.run(
+            [sys.executable, "-c", line],
+            cwd=tmp_path,
+            env={**os.environ, "EXTRAS": extras},
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        names = {re.split(r"[\[<>=]", requirement)[0] for requirement in result.stdout.split()}
+        assert {"psycopg", "minio"} & names == expected
