@@ -362,3 +362,32 @@ def test_the_compose_file_validates_with_podman_compose():
     }
     mounted = {volume.split(":")[1] for volume in resolved["volumes"]}
     assert {"/var/lib/stalwart-py", "/etc/stalwart-py"} <= mounted
+
+
+def test_the_cluster_profile_resolves_with_podman_compose():
+    """The cluster profile (deploy/README.md): node2 is node1 (a YAML merge) with volumes of its
+    own, after node1 is healthy."""
+    import yaml
+
+    tool = Path(sys.executable).with_name("podman-compose")
+    executable = str(tool) if tool.exists() else require_tool("podman-compose")
+    result = subprocess.run(
+        [executable, "-f", str(ROOT / "deploy" / "compose.yaml"), "--profile", "cluster", "config"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT / "deploy",
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    services = yaml.safe_load(result.stdout)["services"]
+    assert {"postgres", "s3", "s3-bucket", "node1", "node2", "haproxy"} <= set(services)
+    node1, node2 = services["node1"], services["node2"]
+    assert node2["environment"] == node1["environment"]
+    assert node2["environment"]["STALWART__STORAGE__BACKEND"] == "postgresql"
+    assert node2["build"]["args"] == ["EXTRAS=postgresql s3"]  # as podman-compose lists them
+    assert {v.split(":")[0] for v in node2["volumes"]} == {
+        "node2-data",
+        "node2-config",
+        "certificates",
+    }
+    assert node2["depends_on"] == {"node1": {"condition": "service_healthy"}}
