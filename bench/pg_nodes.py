@@ -1,0 +1,184 @@
+"""Durable SMTP intake of whole servers on PostgreSQL, beside SQLite, and of two nodes beside
+one (issue 18's goals: PostgreSQL on loopback >= 0.8x SQLite's durable intake with 16
+sessions; two nodes on one machine >= 1.5x one node).
+
+    .venv/bin/python bench/pg_nodes.py [--messages 3000] [--size 10240] [--clients 16]
+        [--rounds 2] [--blobs database|s3]
+
+Each line-up member is ``stalwart-py serve`` as a child process (``server.workers = 1``),
+started once: SQLite in its own data directory; one PostgreSQL node; two PostgreSQL nodes
+(two processes with data directories of their own) on one database. PostgreSQL is started
+from the installed binaries in a temporary directory, on a Unix socket, with fsync on
+(``tests/support/postgres.py``); ``--blobs s3`` puts the PostgreSQL nodes' bodies in a
+SeaweedFS started the same way (``tests/support/seaweedfs.py``). The load is smtp-source
+(Postfix's; the Python client of smtp_throughput.py without it), one connection per message:
+for two nodes, two generators at once, each with half the messages and half the sessions,
+timed to the last one's end. Rounds alternate the order of the line-up; every server's
+stored count is checked against what it acknowledged.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import shutil
+import sys
+import tempfile
+import threading
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from smtp_throughput import RECIPIENT, Stalwart, python_client, smtp_source  # noqa: E402
+
+from tests.support.postgres import running_cluster  # noqa: E402
+
+
+class Node(Stalwart):
+    """smtp_throughput's server, on PostgreSQL: the keys go into its [storage] table (its
+    constructor also makes a SQLite store in the data directory, which this node leaves
+    unused; the account is made in the database by ``prepare_postgres``)."""
+
+    def __init__(self, directory: Path, url: str, blobs: str) -> None:
+        super().__init__(directory)
+        text = self.config.read_text()
+        storage = f'[storage]\nbackend = "postgresql"\nurl = "{url}"\n'
+        self.config.write_text(text.replace("[storage]\n", storage, 1) + blobs)
+
+
+def prepare_postgres(url: str) -> None:
+    import anyio
+
+    from stalwart_py import passwords
+    from stalwart_py.directory import Directory
+    from stalwart_py.store.postgresql import PostgresStore
+
+    async def setup() -> None:
+        passwords.SCRYPT_LOG2_N = 8  # setup only
+        store = PostgresStore(url, Path(tempfile.mkdtemp()))
+        await store.open()
+        try:
+            directory = Directory(store)
+            await directory.add_domain("example.test")
+            await directory.add_account(RECIPIENT, "bench-password")
+        finally:
+            await store.close()
+
+    anyio.run(setup)
+
+
+def stored_postgres(url: str) -> int:
+    import anyio
+
+    from stalwart_py.store.postgresql import PostgresStore
+
+    async def count() -> int:
+        store = PostgresStore(url, Path(tempfile.mkdtemp()))
+        await store.open()
+        try:
+            account = await store.get_account(RECIPIENT)
+            inbox = await store.get_mailbox(account.id, "INBOX")
+            return (await store.mailbox_counts(inbox.id)).messages
+        finally:
+            await store.close()
+
+    return anyio.run(count)
+
+
+def send(addresses: list[tuple[str, int]], messages: int, clients: int, size: int) -> float:
+    """Seconds for ``messages`` over ``clients`` sessions, split evenly over ``addresses``,
+    the generators running at once."""
+    seconds: list[float] = []
+
+    def one(address: tuple[str, int]) -> None:
+        share, sessions = messages // len(addresses), max(1, clients // len(addresses))
+        if shutil.which("smtp-source"):
+            seconds.append(smtp_source(address, share, sessions, size, False))
+        else:
+            seconds.append(python_client(address, share, sessions, size)["seconds"])
+
+    threads = [threading.Thread(target=one, args=(address,)) for address in addresses]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return max(seconds)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--messages", type=int, default=3000)
+    parser.add_argument("--size", type=int, default=10240)
+    parser.add_argument("--clients", type=int, default=16)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--blobs", choices=("database", "s3"), default="database")
+    args = parser.parse_args()
+    print(f"{args.messages} messages of {args.size} octets, {args.clients} sessions")
+    print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    with tempfile.TemporaryDirectory(dir=ROOT) as scratch, contextlib.ExitStack() as stack:
+        base = Path(scratch)
+        cluster = stack.enter_context(running_cluster())
+        blobs = ""
+        if args.blobs == "s3":
+            from tests.support.seaweedfs import run_seaweedfs, weed_binary
+
+            seaweed = stack.enter_context(run_seaweedfs(weed_binary(), base / "seaweedfs"))
+            seaweed.make_bucket("mail")
+            blobs = (
+                f'\n[storage.blob]\nbackend = "s3"\nendpoint = "{seaweed.endpoint}"\n'
+                f'bucket = "mail"\naccess-key = "{seaweed.access_key}"\n'
+                f'secret-key = "{seaweed.secret_key}"\n'
+            )
+        one_url, two_url = cluster.database("one"), cluster.database("two")
+        prepare_postgres(one_url)
+        prepare_postgres(two_url)
+        servers = stack.enter_context(contextlib.ExitStack())  # stopped before counting
+        sqlite = servers.enter_context(Stalwart(base / "sqlite"))
+        one = servers.enter_context(Node(base / "one", one_url, blobs))
+        pair = [servers.enter_context(Node(base / f"two-{n}", two_url, blobs)) for n in "ab"]
+        line_up = {
+            "SQLite, one node": [sqlite.address],
+            "PostgreSQL, one node": [one.address],
+            "PostgreSQL, two nodes": [node.address for node in pair],
+        }
+        sent = dict.fromkeys(line_up, 0)
+        rates: dict[str, list[float]] = {name: [] for name in line_up}
+        for round_ in range(args.rounds):
+            order = list(line_up) if round_ % 2 == 0 else list(reversed(line_up))
+            for name in order:
+                seconds = send(line_up[name], args.messages, args.clients, args.size)
+                share = args.messages // len(line_up[name]) * len(line_up[name])
+                sent[name] += share
+                rates[name].append(share / seconds)
+                print(f"  round {round_ + 1} {name:24s} {share / seconds:7.1f} msg/s")
+        print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+        best = {name: max(values) for name, values in rates.items()}
+        for name, rate in best.items():
+            print(f"{name:24s} {rate:7.1f} msg/s (best of {args.rounds})")
+        print(
+            f"ratio PostgreSQL one node / SQLite: "
+            f"{best['PostgreSQL, one node'] / best['SQLite, one node']:.2f} (goal >= 0.8)"
+        )
+        print(
+            f"ratio PostgreSQL two nodes / one node: "
+            f"{best['PostgreSQL, two nodes'] / best['PostgreSQL, one node']:.2f} (goal >= 1.5)"
+        )
+        servers.close()
+        from smtp_throughput import stored_messages
+
+        checks = {
+            "SQLite, one node": stored_messages(sqlite.data_dir),
+            "PostgreSQL, one node": stored_postgres(one_url),
+            "PostgreSQL, two nodes": stored_postgres(two_url),
+        }
+    for name, stored in checks.items():
+        if stored != sent[name]:
+            sys.exit(f"{name}: stored {stored} of the {sent[name]} acknowledged")
+    print("every acknowledged message stored, once")
+
+
+if __name__ == "__main__":
+    main()
