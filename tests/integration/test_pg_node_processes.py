@@ -17,6 +17,7 @@ session's SeaweedFS): what issue 18 asks of nodes that share nothing but those t
 from __future__ import annotations
 
 import base64
+import contextlib
 import http.client
 import json
 import os
@@ -84,10 +85,12 @@ protocol = "http"
 )
 
 
-@pytest.fixture(scope="module")
-def nodes(postgres, seaweedfs, tmp_path_factory) -> Iterator[tuple[ServerProcess, ServerProcess]]:
-    """Nodes a and b, running; the accounts and an administrator made with the CLI on a."""
-    tmp_path = tmp_path_factory.mktemp("nodes")
+@contextlib.contextmanager
+def running_nodes(
+    postgres, seaweedfs, tmp_path: Path, server: str = ""
+) -> Iterator[tuple[ServerProcess, ServerProcess]]:
+    """Nodes a and b, running (``server``: more keys of their [server] table); the accounts
+    and an administrator made with the CLI on a."""
     url, prefix = postgres.database(), f"{os.urandom(6).hex()}/"
     paths: list[Path] = []
     for name in ("a", "b"):
@@ -102,6 +105,7 @@ def nodes(postgres, seaweedfs, tmp_path_factory) -> Iterator[tuple[ServerProcess
             prefix=prefix,
             name=name,
         )
+        text = text.replace("workers = 1\n", "workers = 1\n" + server, 1)
         paths.append(write_config(directory, text))
     assert cli.main(["domain", "add", "example.test", "--config", str(paths[0])]) == 0
     accounts = [(PASSWORD, [user]) for user in (FLAGS, IDLE, CHANGED, GUESSED)]
@@ -112,6 +116,12 @@ def nodes(postgres, seaweedfs, tmp_path_factory) -> Iterator[tuple[ServerProcess
         assert cli.main(command) == 0  # on a: in the database, so b has them too
     with ServerProcess(paths[0]) as a, ServerProcess(paths[1]) as b:
         yield a, b
+
+
+@pytest.fixture(scope="module")
+def nodes(postgres, seaweedfs, tmp_path_factory) -> Iterator[tuple[ServerProcess, ServerProcess]]:
+    with running_nodes(postgres, seaweedfs, tmp_path_factory.mktemp("nodes")) as pair:
+        yield pair
 
 
 def deliver(node: ServerProcess, user: str, subject: str) -> None:
