@@ -34,6 +34,15 @@ _QUOTED_PAIR = re.compile(r"\\(.)", re.DOTALL)
 _ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~\-\x80-\U0010ffff]++"
 _DOT_ATOM = re.compile(rf"{_ATEXT}(?:\.{_ATEXT})*\Z")
 
+# The commonest field by far, one plain address alone (``<a@b.example>`` or ``a@b.example``),
+# parsed without tokenizing. Its characters are all atom characters of ``_TOKEN``, so the
+# general path would read the same two atoms; anything else (a name, a comment, a quoted or
+# non-ASCII local part, several addresses) goes the general way. The angle brackets must
+# pair (group 1 and 4); the local part must be a dot-atom (checked after the match).
+_PLAIN_ADDRESS = re.compile(
+    r"[ \t]*+(<?)([A-Za-z0-9!#$%&'*+/=?^_`{|}~.\-]++)@([A-Za-z0-9.\-]++)(>?)[ \t]*+\Z"
+)
+
 # token kinds; the specials are their own character
 ATOM, QUOTED, LITERAL, COMMENT = "a", "q", "l", "c"
 _WORDS = (ATOM, QUOTED)
@@ -96,6 +105,11 @@ def parse_address_list(value: str | None) -> AddressList | None:
     absent or holds no address."""
     if value is None:
         return None
+    plain = _PLAIN_ADDRESS.match(value)
+    if plain is not None:
+        opened, local, domain, closed = plain.groups()
+        if opened == ("<" if closed else "") and _DOT_ATOM.match(local):
+            return (EnvelopeAddress(None, None, local, domain),)
     if len(value) > MAX_ADDRESS_CHARS:
         value = value[:MAX_ADDRESS_CHARS]
         value = value[: value.rfind(",") + 1] or value

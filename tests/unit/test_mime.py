@@ -309,6 +309,28 @@ def test_parse_address_list_directly():
     assert parse_address_list('"a\\\\b"@c') == (A(None, '"a\\\\b"', "c"),)
 
 
+def test_a_plain_address_alone_parses_as_the_general_parser_does(monkeypatch):
+    """``<a@b>`` and ``a@b`` skip the tokenizer (``_PLAIN_ADDRESS``): every value, near that
+    form or not, gives what the general path gives."""
+    import random
+    import re
+
+    from stalwart_py.mime import addresses
+
+    assert parse_address_list(" <x.y+z@mail.example> ") == (A(None, "x.y+z", "mail.example"),)
+    assert parse_address_list("x@example") == (A(None, "x", "example"),)
+    assert parse_address_list("<x@example") == (A(None, "x", "example"),)  # general path
+    assert parse_address_list("x..y@example") == (A(None, '"x..y"', "example"),)
+    picked = random.Random(5)
+    near = ["", " ", "\t", "<", ">", "@", ".", "a", "b.c", "-", "_", "!", '"', "(", ",", "é"]
+    values = [
+        "".join(picked.choice(near) for _ in range(picked.randint(0, 8))) for _ in range(3000)
+    ]
+    fast = [parse_address_list(value) for value in values]
+    monkeypatch.setattr(addresses, "_PLAIN_ADDRESS", re.compile(r"(?!)"))  # never matches
+    assert fast == [parse_address_list(value) for value in values]
+
+
 def test_parse_content_type_directly():
     assert parse_content_type(None, TEXT_PLAIN_DEFAULT) == TEXT_PLAIN_DEFAULT
     assert parse_content_type('Multipart/Mixed; Boundary="A;B"', TEXT_PLAIN_DEFAULT) == (
