@@ -140,6 +140,10 @@ def is_sign_in_redirect(page) -> bool:
 # -- CSRF --------------------------------------------------------------------------------------
 
 
+DUMPS_SQLITE = "compares the SQLite file's dump before and after"
+
+
+@pytest.mark.own_store_backend(DUMPS_SQLITE)
 def test_every_form_refuses_a_post_without_or_with_a_wrong_token(server):
     from protocols.http.web.pages import Level
 
@@ -360,6 +364,7 @@ def admin_pages():
     return [page for page in web_pages() if page.level is Level.ADMIN]
 
 
+@pytest.mark.own_store_backend(DUMPS_SQLITE)
 def test_every_admin_page_is_forbidden_to_an_account_that_is_not_an_administrator(server):
     pages = admin_pages()
     if not pages:
