@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import imaplib
 import re
+import time
 
 import pytest
 
+from tests.support.totp import rfc6238
 from tests.support.web import WebClient, csrf_of
 
 pytestmark = pytest.mark.filterwarnings("ignore:Credentials are sent over an unencrypted")
@@ -100,3 +102,38 @@ def test_app_password_made_shown_once_and_revoked(server):
         assert "my-phone" not in web.get("/account/app-passwords").text
         empty = web.submit("/account/app-passwords", {"name": "", "protocol": ["imap"]})
         assert empty.status_code == 422 and "needs a name" in empty.text
+
+
+def test_two_factor_enrolment_from_the_page(server):
+    with WebClient(server.address("http")) as web:
+        web.sign_in(*ALICE)
+        assert "is <strong>off</strong>" in web.get("/account/two-factor").text
+        started = web.submit("/account/two-factor", {"action": "start"})
+        assert started.status_code == 200
+        assert '<svg width="' in started.text and 'role="img"' in started.text
+        secret = re.search(r'<span class="secret" id="secret">([A-Z2-7]+)</span>', started.text)[1]
+        step = int(time.time()) // 30
+        wrong = web.submit("/account/two-factor", {"action": "confirm", "code": "000000"})
+        assert wrong.status_code == 422 and "does not match" in wrong.text
+        confirmed = web.submit(
+            "/account/two-factor", {"action": "confirm", "code": rfc6238(secret, step)}
+        )
+        assert confirmed.status_code == 200
+        codes = re.findall(
+            r"<li>([a-z2-9]{4}-[a-z2-9]{4}-[a-z2-9]{4}-[a-z2-9]{4})</li>", confirmed.text
+        )
+        assert len(codes) == 10
+        page = web.get("/account/two-factor").text
+        assert "is <strong>on</strong>" in page and codes[0] not in page and secret not in page
+        assert not imap_login(server, *ALICE)  # the own password no longer opens IMAP
+    with WebClient(server.address("http")) as web:
+        # the code that confirmed is used up (no replay): a recovery code, then
+        code_page = web.sign_in(*ALICE).headers["location"]
+        assert code_page.startswith("/account/sign-in/code")
+        assert web.submit(code_page, {"code": codes[0]}).status_code == 303
+        refused = web.submit("/account/two-factor", {"action": "disable", "password": "no"})
+        assert refused.status_code == 422
+        off = web.submit("/account/two-factor", {"action": "disable", "password": ALICE[1]})
+        assert off.status_code == 303
+        assert "is <strong>off</strong>" in web.get("/account/two-factor").text
+        assert imap_login(server, *ALICE)

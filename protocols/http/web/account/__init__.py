@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from protocols.http.web.account import app_passwords, overview, password
+from protocols.http.web.account import app_passwords, overview, password, two_factor
 
-TABLES = (overview.pages, password.pages, app_passwords.pages)
+TABLES = (overview.pages, password.pages, app_passwords.pages, two_factor.pages)
