@@ -160,13 +160,17 @@ def test_a_flag_changed_on_b_is_seen_by_a_condstore_resync_on_a(nodes):
         assert b"* 2 EXISTS" in untagged
         before = highest_modseq(untagged)
         uidvalidity = int(re.search(rb"UIDVALIDITY (\d+)", b"".join(untagged)).group(1))
+        # the session that has INBOX selected on A hears of it (B's commit, notified): in
+        # IDLE, as soon as A's listener has the notification (a NOOP could come before it)
+        watcher.send(b"i1 IDLE\r\n")
+        assert watcher.line().startswith(b"+ ")
         with session(b, FLAGS) as writer:
             writer.command("SELECT INBOX")
             untagged, tagged = writer.command("UID STORE 1 +FLAGS (\\Flagged)")
             assert tagged.startswith(b"t1 OK"), tagged
-        # the session that has INBOX selected on A hears of it (B's commit, notified)
-        untagged, _ = watcher.command("NOOP")
-        [fetch] = [line for line in untagged if b"FETCH" in line]
+        fetch = watcher.line()
+        watcher.send(b"DONE\r\n")
+        assert watcher.until("i1")[1].startswith(b"i1 OK")
         modseq = int(re.search(rb"MODSEQ \((\d+)\)", fetch).group(1))
         assert b"\\Flagged" in fetch and modseq > before
     # a client that comes back to A later asks what changed since the MODSEQ it knew
