@@ -2,6 +2,18 @@
 
 from __future__ import annotations
 
-from protocols.http.web.account import app_passwords, overview, password, two_factor
+from protocols.http.web.account import (
+    app_passwords,
+    filters,
+    overview,
+    password,
+    two_factor,
+)
 
-TABLES = (overview.pages, password.pages, app_passwords.pages, two_factor.pages)
+TABLES = (
+    overview.pages,
+    password.pages,
+    app_passwords.pages,
+    two_factor.pages,
+    filters.pages,
+)
