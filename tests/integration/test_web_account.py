@@ -34,6 +34,11 @@ protocol = "http"
 bind = "127.0.0.1:0"
 protocol = "imap"
 imap.auth.allow-plaintext = true
+
+[server.listener.submission]
+bind = "127.0.0.1:0"
+protocol = "smtp"
+smtp.auth.require = true
 """
 
 
@@ -137,3 +142,17 @@ def test_two_factor_enrolment_from_the_page(server):
         assert off.status_code == 303
         assert "is <strong>off</strong>" in web.get("/account/two-factor").text
         assert imap_login(server, *ALICE)
+
+
+def test_mail_client_setup_lists_the_listeners(server):
+    imap_port = server.address("imap")[1]
+    with WebClient(server.address("http")) as web:
+        web.sign_in(*ALICE)
+        page = web.get("/account/setup").text
+        assert "Incoming mail (IMAP)" in page
+        assert f"<td>mail.example.test</td><td>{imap_port}</td><td>STARTTLS</td>" in page
+        assert "Outgoing mail (SMTP submission)" in page
+        profile = re.search(r'href="(/apple/[^"]+\.mobileconfig)"', page)[1]
+        assert profile == "/apple/alice@example.test.mobileconfig"
+        answer = web.get(profile)
+        assert answer.status_code == 200 and b"com.apple.mail.managed" in answer.content

@@ -7,6 +7,7 @@ from protocols.http.web.account import (
     filters,
     overview,
     password,
+    setup,
     two_factor,
 )
 
@@ -16,4 +17,5 @@ TABLES = (
     app_passwords.pages,
     two_factor.pages,
     filters.pages,
+    setup.pages,
 )
