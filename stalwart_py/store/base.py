@@ -473,10 +473,10 @@ class Store(SignInStore):
 
     @abc.abstractmethod
     async def queue_entries(
-        self, *, due_before: float | None = None, limit: int = 1000
+        self, *, due_before: float | None = None, limit: int = 1000, offset: int = 0
     ) -> list[QueueEntry]:
         """Queued messages with pending recipients (only those with a recipient due before
-        ``due_before`` when given), oldest first."""
+        ``due_before`` when given), oldest first, from the ``offset``-th (a page of a list)."""
 
     @abc.abstractmethod
     async def queue_entry(self, queue_id: int) -> QueueEntry | None: ...

@@ -213,16 +213,17 @@ class QueueMixin(BlobsMixin):
         )
 
     async def queue_entries(
-        self, *, due_before: float | None = None, limit: int = 1000
+        self, *, due_before: float | None = None, limit: int = 1000, offset: int = 0
     ) -> list[QueueEntry]:
         due = "" if due_before is None else " AND next_attempt <= ?"
+        window = (limit, offset)
 
         def op(conn: sqlite3.Connection) -> list[QueueEntry]:
             rows = conn.execute(
                 f"SELECT {QUEUE_COLUMNS} FROM queue_messages m JOIN blobs b ON b.id = m.blob_id"
                 " WHERE m.id IN (SELECT message_id FROM queue_recipients WHERE status = 'pending'"
-                f"{due}) ORDER BY m.created, m.id LIMIT ?",
-                (limit,) if due_before is None else (due_before, limit),
+                f"{due}) ORDER BY m.created, m.id LIMIT ? OFFSET ?",
+                window if due_before is None else (due_before, *window),
             ).fetchall()
             return _entries(conn, rows)
 

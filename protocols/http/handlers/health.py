@@ -11,12 +11,18 @@ With several worker processes the figures are the server's, summed over the work
 
 from __future__ import annotations
 
+import logging
+from typing import TYPE_CHECKING
+
 import anyio
 
 from protocols.http.messages import Request, Response, json_response
 from protocols.http.router import Access, RouteTable
 from protocols.http.schemas import ref
 from stalwart_py.metrics import CONTENT_TYPE as METRICS_TYPE
+
+if TYPE_CHECKING:
+    from stalwart_py.context import ServerContext
 
 routes = RouteTable()
 
@@ -42,7 +48,18 @@ async def healthz(request: Request) -> Response:
     responses={200: ("ready", ref("Readiness")), 503: ("not ready", ref("Readiness"))},
 )
 async def readyz(request: Request) -> Response:
-    server = request.session.server
+    ready, checks = await readiness(request.session.server, request.session.log)
+    return json_response(
+        200 if ready else 503,
+        {"status": "ready" if ready else "not-ready", "checks": checks},
+    )
+
+
+async def readiness(
+    server: ServerContext, log: logging.LoggerAdapter[logging.Logger]
+) -> tuple[bool, dict[str, bool]]:
+    """Whether the server is ready, and each check's result: ``/readyz`` and the
+    administrator's dashboard (``/admin/``) both ask this."""
     # Every address of every enabled listener: one that lost an address (a reload that could
     # not bind it again) serves only part of what it is configured for.
     listeners_ok = server.listeners is not None and all(
@@ -56,16 +73,9 @@ async def readyz(request: Request) -> Response:
         with anyio.fail_after(STORE_CHECK_TIMEOUT):
             await server.store.list_domains()
     except Exception as exc:  # a store that fails or hangs: not ready, and say why in the log
-        request.session.log.warning("readiness: the store does not answer: %r", exc)
+        log.warning("readiness: the store does not answer: %r", exc)
         store_ok = False
-    ready = listeners_ok and store_ok
-    return json_response(
-        200 if ready else 503,
-        {
-            "status": "ready" if ready else "not-ready",
-            "checks": {"listeners": listeners_ok, "store": store_ok},
-        },
-    )
+    return listeners_ok and store_ok, {"listeners": listeners_ok, "store": store_ok}
 
 
 @routes.get(

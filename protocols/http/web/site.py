@@ -37,9 +37,9 @@ SIGN_IN = "/account/sign-in"
 
 def page_tables() -> tuple[PageTable, ...]:
     """Every module's pages. A new area adds its table here (docs/web.md)."""
-    from protocols.http.web import account, sign_in
+    from protocols.http.web import account, admin, sign_in
 
-    return (sign_in.pages, *account.TABLES)
+    return (sign_in.pages, *account.TABLES, *admin.TABLES)
 
 
 class Site:
