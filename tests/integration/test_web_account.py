@@ -8,6 +8,7 @@ from __future__ import annotations
 import imaplib
 import re
 import time
+from html.parser import HTMLParser
 
 import pytest
 
@@ -156,3 +157,50 @@ def test_mail_client_setup_lists_the_listeners(server):
         assert profile == "/apple/alice@example.test.mobileconfig"
         answer = web.get(profile)
         assert answer.status_code == 200 and b"com.apple.mail.managed" in answer.content
+
+
+class _Form(HTMLParser):
+    """The labels and the form controls of a page, and any inline script or style."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.labelled: set[str] = set()
+        self.controls: list[str] = []  # ids ("" for a control without one)
+        self.inline: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        found = dict(attrs)
+        if tag == "label" and found.get("for"):
+            self.labelled.add(found["for"] or "")
+        if tag in ("input", "textarea", "select") and found.get("type") != "hidden":
+            self.controls.append(found.get("id") or "")
+        if tag == "style" or "style" in found or any(k.startswith("on") for k in found):
+            self.inline.append(tag)
+        if tag == "script" and "src" not in found:
+            self.inline.append(tag)
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/account/",
+        "/account/password",
+        "/account/app-passwords",
+        "/account/two-factor",
+        "/account/filters",
+        "/account/filters/script",
+        "/account/setup",
+    ],
+)
+def test_every_control_has_a_label_and_nothing_is_inline(server, path):
+    with WebClient(server.address("http")) as web:
+        web.sign_in(*ALICE)
+        if path == "/account/two-factor":  # the enrolment's form, with the QR code
+            page = web.submit(path, {"action": "start"})
+        else:
+            page = web.get(path)
+        assert page.status_code == 200
+        parsed = _Form()
+        parsed.feed(page.text)
+        assert all(c and c in parsed.labelled for c in parsed.controls), parsed.controls
+        assert parsed.inline == []

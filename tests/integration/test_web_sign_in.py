@@ -270,10 +270,13 @@ def test_administrators_pages_are_closed_to_other_accounts(server, monkeypatch):
             web.sign_in(*ALICE)
             refused = web.get("/admin/probe")
             assert refused.status_code == 403 and "for administrators" in refused.text
+            # a page that does not exist is not told apart from one that does
+            assert web.get("/admin/no-such-page").status_code == 403
         with WebClient(server.address("http")) as web:
             assert web.sign_in(*ADMIN, next_page="/admin/probe").headers["location"] == (
                 "/admin/probe"
             )
             assert web.get("/admin/probe").status_code == 200
+            assert web.get("/admin/no-such-page").status_code == 404
     finally:
         site.site.cache_clear()

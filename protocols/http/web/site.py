@@ -92,7 +92,7 @@ class Site:
             return render.redirect(path + "/")
         found = [(page, params) for page in self.pages if (params := page.match(path)) is not None]
         if not found:
-            return render.error_page(404, "There is no such page.")
+            return await self._not_found(request)
         method = "GET" if request.method == "HEAD" else request.method
         chosen = next(((p, params) for p, params in found if method in p.methods), None)
         if chosen is None:
@@ -115,6 +115,20 @@ class Site:
         response = await page.handler(web)
         response.headers.extend(web.headers)
         return response
+
+    async def _not_found(self, request: Request) -> Response:
+        """404, except under ``/admin/`` for anyone but an administrator, who gets what an
+        existing page would give (the sign-in, or 403): which administrators' pages exist
+        is not told to others."""
+        if request.path.startswith("/admin/"):
+            session = await sessions.current(request)
+            probe = Page(request.path, ("GET",), Level.ADMIN, _no_handler)
+            web = WebRequest(request, probe, {}, session)
+            web.renderer = functools.partial(self._render, web)
+            denied = self._access(web)
+            if denied is not None:
+                return denied
+        return render.error_page(404, "There is no such page.")
 
     @staticmethod
     def _render(
@@ -183,6 +197,10 @@ class Site:
             expected = sessions.read_cookie(web.request, sessions.PRE_SESSION)
         if not sent or expected is None or not sessions.same(sent, expected):
             _refuse(web, "the form's CSRF token is missing or wrong")
+
+
+async def _no_handler(web: WebRequest) -> Response:
+    raise HttpError(404, "There is no such page.")
 
 
 def _refuse(web: WebRequest, why: str) -> None:
