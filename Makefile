@@ -31,9 +31,9 @@ WORKERS_TESTS := $(wildcard tests/integration/test_smtp_*.py tests/integration/t
 WORKERS_FAST := tests/integration/test_smtp_session.py tests/integration/test_imap_session.py
 
 # The protocol tests again with every server on PostgreSQL (pytest --store-backend postgresql:
-# a database of its own per server, docs/development.md). `make test` runs STORE_FAST (~100
-# tests: 48 s at load 1.7, where the same on SQLite take 22 s); `.ci/run` all of them
-# (`make test-store`, ~330 tests: 3.5 minutes at load 2).
+# a database of its own per server, docs/development.md). `make test` runs STORE_FAST (102
+# tests: 34-48 s at load 1.7, where the same on SQLite take 22 s); `.ci/run` all of them
+# (`make test-store`, 330 tests: 2 min 51 s at load 2).
 STORE_FAST := tests/integration/test_smtp_session.py tests/integration/test_lmtp_delivery.py \
 	tests/integration/test_imap_session.py tests/integration/test_imap_messages.py \
 	tests/integration/test_imap_fetch.py tests/integration/test_imap_idle.py \
