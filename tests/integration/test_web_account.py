@@ -12,6 +12,8 @@ from html.parser import HTMLParser
 
 import pytest
 
+from tests.support.logs import capture_log
+from tests.support.servers import LOG_OF_ONE_WORKER
 from tests.support.totp import rfc6238
 from tests.support.web import WebClient, csrf_of
 
@@ -204,3 +206,28 @@ def test_every_control_has_a_label_and_nothing_is_inline(server, path):
         parsed.feed(page.text)
         assert all(c and c in parsed.labelled for c in parsed.controls), parsed.controls
         assert parsed.inline == []
+
+
+@pytest.mark.single_worker(LOG_OF_ONE_WORKER)
+def test_no_password_secret_or_code_reaches_the_log(server):
+    new = "another long password"
+    with capture_log() as log, WebClient(server.address("http")) as web:
+        web.sign_in(ALICE[0], "a wrong password")
+        web.sign_in(*ALICE)
+        started = web.submit("/account/two-factor", {"action": "start"})
+        secret = re.search(r'id="secret">([A-Z2-7]+)<', started.text)[1]
+        code = rfc6238(secret, int(time.time()) // 30)
+        confirmed = web.submit("/account/two-factor", {"action": "confirm", "code": code})
+        codes = re.findall(r"<li>([a-z2-9-]{19})</li>", confirmed.text)
+        made = web.submit("/account/app-passwords", {"name": "laptop", "protocol": ["imap"]})
+        app_password = re.search(r'id="new-password">([^<]+)<', made.text)[1]
+        fields = {"current": ALICE[1], "new": new, "confirm": new}
+        assert web.submit("/account/password", fields).status_code == 303
+        web.post("/account/sign-out", {"csrf": csrf_of(web.get("/account/").text)})
+        location = web.sign_in(ALICE[0], new).headers["location"]
+        assert web.submit(location, {"code": codes[1]}).status_code == 303
+    text = log.text
+    assert "web: alice@example.test signed in" in text
+    assert "mechanism=WEB reason=invalid-credentials" in text
+    for secret_text in (ALICE[1], "a wrong password", new, secret, code, app_password, *codes):
+        assert secret_text not in text
