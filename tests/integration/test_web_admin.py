@@ -9,7 +9,8 @@ import re
 
 import pytest
 
-from tests.support.http import ADMIN, USER, ApiClient, start_http
+from tests.support.http import ADMIN, BASE, USER, ApiClient, start_http
+from tests.support.mail_peers import ZoneServer, background_loop
 from tests.support.web import WebClient
 
 PROBE = '[server.listener.probe]\nbind = "127.0.0.1:0"\nprotocol = "probe"\n\n'
@@ -18,6 +19,16 @@ PROBE = '[server.listener.probe]\nbind = "127.0.0.1:0"\nprotocol = "probe"\n\n'
 @pytest.fixture
 def server(start_server):
     return start_http(start_server, extra=PROBE)
+
+
+@pytest.fixture(scope="module")
+def zone():
+    """A DNS server on loopback for the domain page's live check (never the real DNS)."""
+    with background_loop() as portal:
+        server = ZoneServer()
+        portal.call(server.start)
+        yield server
+        portal.call(server.close)
 
 
 @pytest.fixture
@@ -129,3 +140,92 @@ def test_the_accounts_list_is_paged(server, web):
     searched = ok(web.get("/admin/accounts?q=user5"), "10 accounts matching")
     assert 'id="next-page"' not in searched
     assert web.get("/admin/accounts?page=0").status_code == 400
+
+
+def test_domains_add_dns_records_and_check_dkim_key_and_remove_with_confirmation(
+    start_server, zone, tmp_path
+):
+    resolver = f'[resolver]\nnameservers = ["127.0.0.1:{zone.port}"]\ntimeout = "2s"\n\n'
+    storage = f'[storage]\ndata-dir = "{tmp_path}"\n\n'
+    server = start_http(start_server, base=BASE + resolver + storage)
+    with (
+        WebClient(server.address("http")) as web,
+        ApiClient(server.address("http"), auth=ADMIN) as api,
+    ):
+        assert web.sign_in(*ADMIN, next_page="/admin/").status_code == 303
+        ok(web.get("/admin/domains"), 'id="domain-name"', "example.test")
+        added = web.submit("/admin/domains", {"name": "Family.Test"})
+        redirected(added, "/admin/domains/family.test?done=added")
+        assert "family.test" in [d["name"] for d in api.get("/api/domains").json["domains"]]
+        bad = web.submit("/admin/domains", {"name": "not a domain"})
+        assert bad.status_code == 422 and "not a valid domain name" in bad.text
+
+        page = "/admin/domains/family.test"
+        shown = ok(web.get(page), 'id="dns-records"', 'id="dns-check"', "None: mail from")
+        expected = api.get("/api/dns/family.test").json
+        for record in expected["records"]:
+            assert f"<td>{record['name']}</td><td>{record['type']}</td>" in shown
+        mx = next(r for r in expected["records"] if r["type"] == "MX")
+        zone.add(mx["name"], "MX", mx["value"])
+        checked = ok(web.get(f"{page}?check=true"), 'id="dns-result"', "does not have every")
+        assert f"<td>{mx['name']}</td><td>MX</td>" in checked
+        assert checked.count('class="ok">ok') == 1 and 'class="error">missing' in checked
+
+        redirected(
+            web.submit(
+                f"{page}/dkim", {"algorithm": "ed25519", "selector": "web1"}, form_page=page
+            ),
+            f"{page}?done=dkim",
+        )
+        keyed = ok(web.get(page), "<strong>web1</strong> (ed25519-sha256)", "web1._domainkey")
+        assert "web1._domainkey.family.test" in {
+            r["name"] for r in api.get("/api/dns/family.test").json["records"]
+        }
+        assert "None: mail from" not in keyed
+        again = web.submit(
+            f"{page}/dkim", {"algorithm": "ed25519", "selector": "web1"}, form_page=page
+        )
+        assert again.status_code == 422 and "exists already" in again.text
+
+        ok(web.get(f"{page}/remove"), "Remove the domain", 'name="confirm" value="yes"')
+        ok(web.submit(f"{page}/remove", {}, form_page=page), "Remove the domain")
+        assert api.get("/api/dns/family.test").status == 200  # not removed unconfirmed
+        redirected(
+            web.submit(f"{page}/remove", {"confirm": "yes"}, form_page=page),
+            "/admin/domains?done=removed",
+        )
+        assert api.get("/api/dns/family.test").status == 404
+        # a domain with accounts is not removed: the directory's refusal is on the page
+        held = web.submit(
+            "/admin/domains/example.test/remove", {"confirm": "yes"}, form_page="/admin/domains"
+        )
+        assert held.status_code == 409 and "example.test" in held.text
+        assert web.get("/admin/domains/nowhere.test").status_code == 404
+
+
+def test_aliases_add_list_and_remove(web, api):
+    ok(web.get("/admin/aliases"), "No alias yet", 'id="alias-address"', 'id="alias-targets"')
+    redirected(
+        web.submit(
+            "/admin/aliases",
+            {"address": "Family@example.test", "targets": f"{USER[0]}\n{ADMIN[0]}, x@far.test"},
+        ),
+        "/admin/aliases?done=added",
+    )
+    alias = api.get("/api/aliases/family@example.test").json
+    assert sorted(alias["targets"]) == sorted([USER[0], ADMIN[0], "x@far.test"])
+    listed = ok(web.get("/admin/aliases?done=added"), "family@example.test", "The alias is saved.")
+    assert ", ".join(alias["targets"]) in listed
+    refused = web.submit("/admin/aliases", {"address": "a@nowhere.test", "targets": USER[0]})
+    assert refused.status_code == 422 and "a@nowhere.test" in refused.text
+    catch_all = web.submit("/admin/aliases", {"address": "@example.test", "targets": USER[0]})
+    redirected(catch_all, "/admin/aliases?done=added")
+    assert api.get("/api/aliases/@example.test").status == 200
+    redirected(
+        web.submit("/admin/aliases/family@example.test/remove", {}, form_page="/admin/aliases"),
+        "/admin/aliases?done=removed",
+    )
+    assert api.get("/api/aliases/family@example.test").status == 404
+    assert api.get("/api/aliases/@example.test").status == 200
+    gone = web.submit("/admin/aliases/family@example.test/remove", {}, form_page="/admin/aliases")
+    assert gone.status_code == 404

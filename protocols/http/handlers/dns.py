@@ -6,6 +6,8 @@ not one per record."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 import anyio
 
 from protocols.http.messages import HttpError, Request, Response, json_response
@@ -13,6 +15,9 @@ from protocols.http.router import Param, RouteTable
 from protocols.http.schemas import ref
 from stalwart_py import clients, dns_records, names
 from stalwart_py.queue.dkim import DkimSigner
+
+if TYPE_CHECKING:
+    from stalwart_py.context import ServerContext
 
 routes = RouteTable()
 
@@ -47,17 +52,24 @@ async def dns_records_of(request: Request) -> Response:
         raise HttpError(404, "not a domain the server hosts") from None
     if not await server.directory.is_local_domain(domain):
         raise HttpError(404, f"{domain} is not a domain the server hosts")
+    return json_response(200, await dns_report(server, domain, check=check == "true"))
+
+
+async def dns_report(server: ServerContext, domain: str, *, check: bool) -> dict[str, Any]:
+    """The records ``domain`` (a local domain, A-label form) needs, as ``/api/dns/{domain}``
+    answers them (and the administrator's domain page shows them): with ``check``, what DNS
+    says of each and of the host's reverse name."""
     config = server.config
     keys = DkimSigner(config.dkim, config.storage.data_dir).keys().get(domain, [])
     found = clients.endpoints(config, server.listeners)
     wanted = dns_records.records(domain, config, found, keys)
-    body = {
+    body: dict[str, Any] = {
         "domain": domain,
         "hostname": config.hostname,
         "zone": dns_records.zone_text(domain, wanted),
         "records": [record.as_json() for record in wanted],
     }
-    if check == "true":
+    if check:
         checks: list[dns_records.Check | None] = [None] * len(wanted)
         reverse: list[dns_records.ReverseCheck] = []
 
@@ -77,4 +89,4 @@ async def dns_records_of(request: Request) -> Response:
         body["records"] = [c.as_json() for c in done]
         body["reverse"] = [r.as_json() for r in reverse]
         body["ok"] = all(c.status == "ok" for c in (*done, *reverse))
-    return json_response(200, body)
+    return body

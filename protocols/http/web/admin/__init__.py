@@ -7,6 +7,6 @@ report), so the pages and ``/api/`` cannot disagree; docs/web.md lists the pages
 
 from __future__ import annotations
 
-from protocols.http.web.admin import accounts, dashboard
+from protocols.http.web.admin import accounts, aliases, dashboard, domains
 
-TABLES = (dashboard.pages, accounts.pages)
+TABLES = (dashboard.pages, accounts.pages, domains.pages, aliases.pages)
