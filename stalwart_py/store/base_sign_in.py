@@ -86,8 +86,8 @@ class SignInStore(abc.ABC):
     ) -> None:
         """Keep a new session, bound to the account's password as it is now: a session read
         after the password changed (from anywhere) is not found. The account's sessions idle
-        since before ``idle_before`` or past their end go at the same time. NotFound when the
-        account is not there."""
+        since before ``idle_before``, and every session past its end, go at the same time.
+        NotFound when the account is not there."""
 
     @abc.abstractmethod
     async def get_web_session(self, token_hash: str) -> WebSession | None:

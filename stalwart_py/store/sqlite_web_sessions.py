@@ -69,11 +69,12 @@ class WebSessionsMixin:
             row = txn.execute("SELECT secret FROM accounts WHERE id = ?", (account_id,)).fetchone()
             if row is None:
                 raise NotFound(f"no account with id {account_id}")
-            # The account's stale sessions go as it signs in again: no sweeper is needed for
-            # a table that grows only by sign-ins.
+            # Stale sessions go as anyone signs in: every session past its end, and the
+            # account's own idle ones. No sweeper is needed for a table that grows only by
+            # sign-ins, and it holds at most the sign-ins of one session lifetime.
             txn.execute(
-                "DELETE FROM web_sessions WHERE account_id = ? AND (expires < ? OR last_seen < ?)",
-                (account_id, txn.now, idle_before),
+                "DELETE FROM web_sessions WHERE expires < ? OR (account_id = ? AND last_seen < ?)",
+                (txn.now, account_id, idle_before),
             )
             txn.execute(
                 "INSERT INTO web_sessions(token_hash, account_id, stamp, csrf, pending, created,"

@@ -1,7 +1,7 @@
 """The store's web sessions (``sqlite_web_sessions``), on both backends: found by the token's
 hash with their account, touched, listed, ended one at a time or all but one, ended by a
 password change and by the account's deletion, and an account's stale ones swept as it signs
-in again."""
+in again (and every session past its end, at anyone's sign-in)."""
 
 from __future__ import annotations
 
@@ -73,5 +73,17 @@ async def test_stale_sessions_go_at_the_next_sign_in(store):
     await add(store, "b" * 64, bob.id)
     await store.touch_web_session("b" * 64, now - 7200)  # idle for two hours
     await add(store, "c" * 64, bob.id)
+    carol = await store.add_account("carol@example.test", "hash-1", None)
+    await add(store, "f" * 64, carol.id)
+    await add(store, "e" * 64, carol.id, expires=now + 0.5)
+    await store._engine.write(  # past its end now (the insert itself sweeps the ended)
+        lambda txn: txn.execute(
+            "UPDATE web_sessions SET expires = ? WHERE token_hash = ?", (now - 1, "e" * 64)
+        )
+    )
+    await store.touch_web_session("f" * 64, now - 7200)
     await add(store, "d" * 64, bob.id, idle_before=now - 3600)
     assert {s.token_hash for s in await store.list_web_sessions(bob.id)} == {"c" * 64, "d" * 64}
+    # another account's: those past their end go too, the idle one waits for its end (or
+    # for its account's next sign-in; it is refused when presented meanwhile)
+    assert {s.token_hash for s in await store.list_web_sessions(carol.id)} == {"f" * 64}
