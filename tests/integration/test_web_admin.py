@@ -5,12 +5,15 @@ are test_web_security.py's, from the page tables.)"""
 
 from __future__ import annotations
 
+import json
 import re
+import time
 
 import pytest
 
-from tests.support.http import ADMIN, BASE, USER, ApiClient, start_http
+from tests.support.http import ADMIN, BASE, USER, ApiClient, http_listener, start_http
 from tests.support.mail_peers import ZoneServer, background_loop
+from tests.support.servers import write_config
 from tests.support.web import WebClient
 
 PROBE = '[server.listener.probe]\nbind = "127.0.0.1:0"\nprotocol = "probe"\n\n'
@@ -229,3 +232,101 @@ def test_aliases_add_list_and_remove(web, api):
     assert api.get("/api/aliases/@example.test").status == 200
     gone = web.submit("/admin/aliases/family@example.test/remove", {}, form_page="/admin/aliases")
     assert gone.status_code == 404
+
+
+def test_the_queue_is_paged_shows_a_message_retries_and_deletes_with_confirmation(web, api):
+    for n in range(53):
+        injected = api.post(
+            "/api/inject", {"from": f"s{n}@example.test", "to": ["x@far.test"], "text": "hi"}
+        )
+        assert injected.status == 200, injected.body
+    first = ok(web.get("/admin/queue"), "53 messages waiting", 'id="next-page"', 'id="retry-all"')
+    assert first.count('id="queued-') == 50
+    second = ok(web.get("/admin/queue?page=2"), 'id="previous-page"')
+    assert second.count('id="queued-') == 3
+    ok(web.get("/admin/queue?page=9"), "The queue is empty past this page")
+
+    oldest = api.get("/api/queue?limit=1").json["messages"][0]
+    page = f"/admin/queue/{oldest['id']}"
+    ok(web.get(page), "s0@example.test", "x@far.test", 'id="retry"', f'href="{page}/delete"')
+    redirected(web.submit(f"{page}/retry", {}, form_page=page), f"{page}?retried=1")
+    ok(web.get(f"{page}?retried=1"), "1 recipient due now.")
+    [recipient] = api.get(f"/api/queue/{oldest['id']}").json["recipients"]
+    assert recipient["next-attempt"] <= time.time()  # due now
+    redirected(
+        web.submit("/admin/queue/retry", {}, form_page="/admin/queue"), "/admin/queue?retried=53"
+    )
+
+    ok(web.submit(f"{page}/delete", {}, form_page=page), "no bounce is sent")
+    assert api.get(f"/api/queue/{oldest['id']}").status == 200  # not without confirming
+    redirected(
+        web.submit(f"{page}/delete", {"confirm": "yes"}, form_page=page),
+        "/admin/queue?done=deleted",
+    )
+    assert api.get(f"/api/queue/{oldest['id']}").status == 404
+    assert web.get(page).status_code == 404
+    assert web.get("/admin/queue/nonsense").status_code == 404
+    assert web.get("/admin/queue/99999999999999999999").status_code == 404
+
+
+def test_listeners_disable_and_enable_and_the_serving_one_only_after_confirming(server, web, api):
+    def enabled(lid: str) -> bool:
+        [item] = [i for i in api.get("/api/listeners").json["listeners"] if i["id"] == lid]
+        return item["enabled"]
+
+    page = ok(web.get("/admin/listeners"), 'id="disable-probe"', 'id="disable-http"')
+    assert "(serves this page)" in page
+    redirected(
+        web.submit("/admin/listeners/probe/disable", {}, form_page="/admin/listeners"),
+        "/admin/listeners?changed=probe&state=disabled",
+    )
+    assert enabled("probe") is False
+    ok(web.get("/admin/listeners"), 'id="enable-probe"', 'id="state-probe">disabled')
+    redirected(
+        web.submit("/admin/listeners/probe/enable", {}, form_page="/admin/listeners"),
+        "/admin/listeners?changed=probe&state=enabled",
+    )
+    assert enabled("probe") is True
+
+    # the listener serving the page: a confirmation page first, and nothing disabled
+    asked = web.submit("/admin/listeners/http/disable", {}, form_page="/admin/listeners")
+    ok(asked, "Disable http, which serves this page?", 'name="confirm" value="yes"')
+    assert enabled("http") is True
+    redirected(
+        web.submit(
+            "/admin/listeners/http/disable", {"confirm": "yes"}, form_page="/admin/listeners"
+        ),
+        "/admin/listeners?changed=http&state=disabled",
+    )
+    assert server.registry.is_suspended("http")
+    server.call(server.registry.set_suspended, "http", False)
+    assert (
+        web.submit("/admin/listeners/nope/disable", {}, form_page="/admin/listeners").status_code
+        == 404
+    )
+
+
+def test_reload_shows_what_changed_and_the_configuration_errors(server, web, tmp_path):
+    config = BASE + http_listener() + PROBE
+    ok(web.get("/admin/reload"), 'id="reload"')
+    write_config(
+        tmp_path, config + '[server.listener.extra]\nbind = "127.0.0.1:0"\nprotocol = "probe"\n'
+    )
+    applied = web.submit("/admin/reload", {})
+    ok(applied, 'id="reload-result"', "<dt>Added</dt><dd>extra</dd>")
+    write_config(tmp_path, config + "[server.listener.broken]\nprotocol = 7\n")
+    failed = web.submit("/admin/reload", {})
+    assert failed.status_code == 422
+    assert "The configuration is invalid; nothing changed" in failed.text
+    assert "server.listener.broken.protocol" in failed.text
+    assert {i["id"] for i in server.registry.status()} == {"http", "probe", "extra"}
+
+
+def test_reports_are_listed(server, web):
+    ok(web.get("/admin/reports"), "None received.")
+    summary = json.dumps({"status": "5.1.1", "recipient": "x@far.test"})
+    store = server.context.store
+    server.run(store.add_report, "dsn", "far.test", "mailer-daemon@far.test", summary, b"report")
+    page = ok(web.get("/admin/reports"), "DSN", "far.test", "mailer-daemon@far.test")
+    assert "status: 5.1.1; recipient: x@far.test" in page
+    ok(web.get("/admin/"), "DSN for far.test from mailer-daemon@far.test")

@@ -13,13 +13,17 @@ reload, ``stalwart-py listener enable ID`` on the server's machine, or a restart
 
 from __future__ import annotations
 
-from typing import Any
+import logging
+from typing import TYPE_CHECKING, Any
 
 from protocols.http.messages import HttpError, Request, Response, json_response
 from protocols.http.router import Param, RouteTable
 from protocols.http.schemas import ref
 from stalwart_py.config import ConfigError, explain_json
 from stalwart_py.listeners import ApplyError, ListenerRegistry
+
+if TYPE_CHECKING:
+    from stalwart_py.context import ServerContext
 
 routes = RouteTable()
 
@@ -131,24 +135,32 @@ async def enable_listener(request: Request) -> Response:
 )
 async def reload(request: Request) -> Response:
     session = request.session
-    if session.server.reload is None:
-        raise HttpError(503, "this server cannot reload")
     who = request.account.address if request.account else "?"
-    session.log.info("reload asked by %s", who)
+    applied, body = await run_reload(session.server, session.log, who)
+    return json_response(200 if applied else 422, body)
+
+
+async def run_reload(
+    server: ServerContext, log: logging.LoggerAdapter[logging.Logger], who: str
+) -> tuple[bool, dict[str, Any]]:
+    """Reload the configuration file, as ``POST /api/reload`` and the administrator's reload
+    page do: whether it was applied, and the answer's body (what changed, or the errors with
+    ``nothing changed``). HttpError 503 when this server cannot reload."""
+    if server.reload is None:
+        raise HttpError(503, "this server cannot reload")
+    log.info("reload asked by %s", who)
     try:
-        report = await session.server.reload()
+        report = await server.reload()
     except ConfigError as exc:
-        return _failure("the configuration is invalid", [str(i) for i in exc.issues])
+        return False, _failure("the configuration is invalid", [str(i) for i in exc.issues])
     except ApplyError as exc:
-        return _failure("the configuration cannot be applied", exc.problems)
+        return False, _failure("the configuration cannot be applied", exc.problems)
     changes = report.as_dict()
-    return json_response(200, {"changed": any(changes.values()), **changes})
+    return True, {"changed": any(changes.values()), **changes}
 
 
-def _failure(error: str, problems: list[str]) -> Response:
-    return json_response(
-        422, {"error": f"{error}; nothing changed", "errors": problems, "changed": False}
-    )
+def _failure(error: str, problems: list[str]) -> dict[str, Any]:
+    return {"error": f"{error}; nothing changed", "errors": problems, "changed": False}
 
 
 @routes.get(

@@ -7,6 +7,22 @@ report), so the pages and ``/api/`` cannot disagree; docs/web.md lists the pages
 
 from __future__ import annotations
 
-from protocols.http.web.admin import accounts, aliases, dashboard, domains
+from protocols.http.web.admin import (
+    accounts,
+    aliases,
+    dashboard,
+    domains,
+    listeners,
+    queue,
+    reports,
+)
 
-TABLES = (dashboard.pages, accounts.pages, domains.pages, aliases.pages)
+TABLES = (
+    dashboard.pages,
+    accounts.pages,
+    domains.pages,
+    aliases.pages,
+    queue.pages,  # /admin/queue/retry before /admin/queue/{id}
+    listeners.pages,
+    reports.pages,
+)
