@@ -11,7 +11,7 @@ In order, for a request under ``/account/``, ``/admin/`` or ``/static/``:
    session (password given, code not yet) opens only PENDING pages; an account that is not
    an administrator gets 403 on ADMIN pages.
 5. A POST: the form is read (``application/x-www-form-urlencoded``, at most
-   ``MAX_FORM_SIZE``), the ``Origin`` header, when sent, must be this site, and the form's
+   ``MAX_FORM_SIZE``), the ``Origin`` header, when sent, must name this host, and the form's
    ``csrf`` field must be the session's token (the sign-in form's: its double-submit cookie).
    A mismatch is a 403 and a WARNING line naming the page and the client; nothing is done.
 6. The handler; every answer gets the security headers (``render.SECURITY_HEADERS``).
@@ -176,16 +176,18 @@ class Site:
 
     @staticmethod
     def _check_origin(web: WebRequest) -> None:
-        """RFC 6454 7: a browser sends ``Origin`` with a POST; it must be this site (the
-        scheme this connection has and the Host it was asked for). Absent: the CSRF token
-        alone decides (older browsers, and clients that are not browsers)."""
+        """RFC 6454 7: a browser sends ``Origin`` with a POST; its host (and port) must be the
+        Host the request was made to. The scheme is not compared: behind a proxy that ends
+        TLS the browser's ``https`` arrives here as plain HTTP, and another site cannot take
+        this host's name whatever the scheme. Absent: the CSRF token alone decides (older
+        browsers, and clients that are not browsers)."""
         request = web.request
         origin = request.headers.get("origin")
         if origin is None:
             return
-        scheme = "https" if request.session.tls is not None else "http"
-        host = request.headers.get("host", "")
-        if origin != f"{scheme}://{host}":
+        scheme, sep, netloc = origin.partition("://")
+        host = request.headers.get("host", "").strip().lower()
+        if not sep or scheme not in ("http", "https") or not host or netloc.lower() != host:
             _refuse(web, f"Origin {origin[:100]!r} is not this site")
 
     @staticmethod
