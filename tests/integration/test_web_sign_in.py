@@ -285,3 +285,10 @@ def test_administrators_pages_are_closed_to_other_accounts(server, monkeypatch):
             assert web.get("/admin/no-such-page").status_code == 404
     finally:
         site.site.cache_clear()
+
+
+def test_an_address_with_a_utf8_local_part_signs_in(server):
+    server.add_account("jöran@example.test", "jöran's password")
+    with WebClient(server.address("http")) as web:
+        assert web.sign_in("Jöran@example.test", "jöran's password").status_code == 303
+        assert "jöran@example.test" in web.get("/account/").text
