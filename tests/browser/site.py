@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import pyotp
 
 from tests.support.browser import Browser
+from tests.support.mail_peers import Peer, ZoneServer, background_loop
 
 ADMIN = ("admin@example.test", "the administrator's password")
 ALICE = ("alice@example.test", "alice's own password")
 BOB = ("bob@example.test", "bob's own password")
+
+HELD = """[queue]
+hold = true  # nothing the pages make leave is sent anywhere
+"""
 
 CONFIG = """
 [server]
@@ -17,8 +25,7 @@ hostname = "mail.example.test"
 [directory.throttle]
 failure-delay = "0s"
 
-[queue]
-hold = true  # what the pages queue (a vacation reply) stays where the tests look for it
+{queue}
 
 # Plain HTTP on loopback, as `make run` serves the pages to a local browser (cookies then
 # without Secure, which Chromium would drop over http://127.0.0.1).
@@ -37,13 +44,42 @@ protocol = "smtp"
 """
 
 
-def start_site(start_server, extra: str = ""):
-    """A server with the pages, IMAP and SMTP, an administrator and two accounts."""
-    server = start_server(CONFIG + extra)
+def start_site(start_server, extra: str = "", queue: str = HELD):
+    """A server with the pages, IMAP and SMTP, an administrator and two accounts; its
+    ``[queue]`` table is ``queue`` (held by default; ``outside_queue`` sends to the peer)."""
+    server = start_server(CONFIG.format(queue=queue) + extra)
     server.add_account(*ADMIN, is_admin=True)
     server.add_account(*ALICE)
     server.add_account(*BOB)
     return server
+
+
+@contextmanager
+def outside_world() -> Iterator[tuple[ZoneServer, Peer]]:
+    """remote.test on loopback: its DNS (an MX) and its receiving SMTP server (aiosmtpd,
+    which records what it receives), in a thread of their own."""
+    with background_loop() as portal:
+        zone = ZoneServer({"remote.test": [("MX", "10 mx.remote.test.")]})
+        zone.add("mx.remote.test", "A", "127.0.0.1")
+        portal.call(zone.start)
+        peer = Peer()
+        portal.call(peer.start, "127.0.0.1")
+        try:
+            yield zone, peer
+        finally:
+            portal.call(peer.stop)
+            portal.call(zone.close)
+
+
+def outside_queue(zone: ZoneServer, peer: Peer) -> str:
+    """A ``[queue]`` that delivers to ``outside_world`` at once."""
+    return f"""[queue]
+port = {peer.port}
+retry = ["1h"]
+
+[queue.dns]
+nameservers = ["127.0.0.1:{zone.port}"]
+"""
 
 
 def base_url(server) -> str:

@@ -29,8 +29,12 @@ PATH = "/account/two-factor"
 def qr_svg(uri: str) -> Markup:
     """The ``otpauth://`` URI as an inline SVG QR code (presentation attributes only: no
     style for the Content-Security-Policy to refuse). segno's own markup, nothing of the
-    user's unescaped: the URI is encoded in the modules, not written as text."""
-    return Markup(segno.make(uri, error="m").svg_inline(scale=5, dark="#000", light="#fff"))
+    user's unescaped: the URI is encoded in the modules, not written as text. ``omitsize``:
+    a viewBox instead of a fixed width and height, so that the stylesheet's width scales the
+    code; with a fixed size it was cut (265 px drawn in a 224 px box: no phone could read
+    it, tests/browser/test_two_factor_flow.py scans it)."""
+    qr = segno.make(uri, error="m")
+    return Markup(qr.svg_inline(scale=5, dark="#000", light="#fff", omitsize=True))
 
 
 async def _page(web: WebRequest, *, status: int = 200, **context: object) -> Response:
