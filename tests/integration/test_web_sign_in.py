@@ -277,12 +277,14 @@ def test_administrators_pages_are_closed_to_other_accounts(server, monkeypatch):
             assert refused.status_code == 403 and "for administrators" in refused.text
             # a page that does not exist is not told apart from one that does
             assert web.get("/admin/no-such-page").status_code == 403
+            assert web.post("/admin/probe", {}).status_code == 403  # not 405: nothing told
         with WebClient(server.address("http")) as web:
             assert web.sign_in(*ADMIN, next_page="/admin/probe").headers["location"] == (
                 "/admin/probe"
             )
             assert web.get("/admin/probe").status_code == 200
             assert web.get("/admin/no-such-page").status_code == 404
+            assert web.post("/admin/probe", {}).headers["allow"] == "GET, HEAD"
     finally:
         site.site.cache_clear()
 

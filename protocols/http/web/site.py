@@ -5,11 +5,12 @@ In order, for a request under ``/account/``, ``/admin/`` or ``/static/``:
 1. ``http.web.enable`` false for this listener (or peer): 404.
 2. Plain HTTP from a peer outside ``http.allow-plaintext-from``: a 403 page saying to use
    HTTPS, for every page, the sign-in form first (it must never invite a password in clear).
-3. The page (404) and the method (405 with ``Allow``); HEAD is GET without the body.
+3. The page (404; under ``/admin/`` only for administrators, see ``_not_found``).
 4. The session from the cookie (``sessions.current``) against the page's ``Level``: none on a
    page that wants one is a redirect to the sign-in form (``?next=`` the page); a pending
    session (password given, code not yet) opens only PENDING pages; an account that is not
-   an administrator gets 403 on ADMIN pages.
+   an administrator gets 403 on ADMIN pages. Then the method (405 with ``Allow``; HEAD is
+   GET without the body), after the access check so that it tells strangers nothing.
 5. A POST: the form is read (``application/x-www-form-urlencoded``, at most
    ``MAX_FORM_SIZE``), the ``Origin`` header, when sent, must name this host, and the form's
    ``csrf`` field must be the session's token (the sign-in form's: its double-submit cookie).
@@ -95,19 +96,20 @@ class Site:
             return await self._not_found(request)
         method = "GET" if request.method == "HEAD" else request.method
         chosen = next(((p, params) for p, params in found if method in p.methods), None)
-        if chosen is None:
-            allow = sorted({m for page, _ in found for m in page.methods})
-            allow += ["HEAD"] if "GET" in allow else []
-            return render.error_page(
-                405, f"{request.method} is not allowed here.", [("Allow", ", ".join(allow))]
-            )
-        page, params = chosen
+        # Access before the method: a 405 would tell others which admin pages exist.
+        page, params = chosen or (max((p for p, _ in found), key=lambda p: p.level), {})
         session = await sessions.current(request)
         web = WebRequest(request, page, params, session)
         web.renderer = functools.partial(self._render, web)
         denied = self._access(web)
         if denied is not None:
             return denied
+        if chosen is None:
+            allow = sorted({m for page, _ in found for m in page.methods})
+            allow += ["HEAD"] if "GET" in allow else []
+            return render.error_page(
+                405, f"{request.method} is not allowed here.", [("Allow", ", ".join(allow))]
+            )
         if method == "POST":
             self._read_form(web)
             self._check_origin(web)
