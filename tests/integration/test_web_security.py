@@ -117,7 +117,7 @@ PARAMETERS = {
     "domain": "example.test",
     "alias": "postmaster@example.test",
     "id": "1",
-    "name": "main",
+    "name": "example.test",  # /admin/domains/{name}
     "listener": "imap",
 }
 
