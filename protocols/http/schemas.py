@@ -120,6 +120,7 @@ COMPONENTS: dict[str, dict[str, Any]] = {
             "used-bytes": COUNT,
             "used-messages": COUNT,
             "created": TIMESTAMP,
+            "disabled": {**BOOLEAN, "description": "every login refused; mail still accepted"},
         },
         ("address", "admin", "quota-bytes", "quota-messages", "used-bytes", "used-messages"),
     ),
@@ -212,6 +213,11 @@ COMPONENTS: dict[str, dict[str, Any]] = {
             "admin": BOOLEAN,
             "quota-bytes": OPTIONAL_LIMIT,
             "quota-messages": OPTIONAL_LIMIT,
+            "disabled": {
+                **BOOLEAN,
+                "description": "true: refuse every login (its web sessions end), mail still "
+                "accepted; false: allow them again",
+            },
         }
     ),
     "Domain": obj({"name": STRING, "created": TIMESTAMP}, ("name",)),

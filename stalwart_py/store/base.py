@@ -157,8 +157,9 @@ class Store(SignInStore):
         is_admin: bool | Unchanged = UNCHANGED,
         quota_bytes: int | Unchanged | None = UNCHANGED,
         quota_messages: int | Unchanged | None = UNCHANGED,
+        disabled: bool | Unchanged = UNCHANGED,
     ) -> Account:
-        """Raises NotFound."""
+        """Raises NotFound. A disabled account has no credentials (``get_credentials``)."""
 
     @abc.abstractmethod
     async def delete_account(self, address: str) -> None:

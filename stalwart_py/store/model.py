@@ -107,6 +107,9 @@ class Account:
     used_bytes: int
     used_messages: int
     created: float
+    # Disabled by an administrator: every login refused (mail protocols, the API, the web
+    # pages), its web sessions ended; mail for it is still accepted and delivered.
+    disabled: bool = False
 
 
 @dataclass(frozen=True, slots=True)

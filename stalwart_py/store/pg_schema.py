@@ -349,6 +349,11 @@ def _v8_login_failures(conn: PgConnection) -> None:
     conn.raw.execute(b"CREATE INDEX login_failures_at ON login_failures(at)")
 
 
+def _v9_account_disabled(conn: PgConnection) -> None:
+    """Accounts an administrator disabled (SQLite's ``_v15_account_disabled``)."""
+    conn.raw.execute(b"ALTER TABLE accounts ADD COLUMN disabled bigint NOT NULL DEFAULT 0")
+
+
 MIGRATIONS: list[Callable[[PgConnection], None]] = [
     _v1,
     _v2_external_blobs,
@@ -358,6 +363,7 @@ MIGRATIONS: list[Callable[[PgConnection], None]] = [
     _v6_totp,
     _v7_web_sessions,
     _v8_login_failures,
+    _v9_account_disabled,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -272,6 +272,11 @@ def _v14_web_sessions(conn: sqlite3.Connection) -> None:
     create_table(conn)
 
 
+def _v15_account_disabled(conn: sqlite3.Connection) -> None:
+    """Accounts an administrator disabled: no login until enabled again (``Account``)."""
+    conn.execute("ALTER TABLE accounts ADD COLUMN disabled INTEGER NOT NULL DEFAULT 0")
+
+
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     _v1,
     _v2_sieve_vacation,
@@ -287,6 +292,7 @@ MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     _v12_queue_leases,
     _v13_totp,
     _v14_web_sessions,
+    _v15_account_disabled,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -23,12 +23,15 @@ from stalwart_py.store.model import (
 from stalwart_py.store.sqlite_imap import add_subscription
 
 ACCOUNT_COLUMNS = (
-    "id, address, is_admin, quota_bytes, quota_messages, used_bytes, used_messages, created"
+    "id, address, is_admin, quota_bytes, quota_messages, used_bytes, used_messages, created,"
+    " disabled"
 )
 
 
 def account_from_row(row: tuple) -> Account:
-    return Account(row[0], row[1], bool(row[2]), row[3], row[4], row[5], row[6], row[7])
+    return Account(
+        row[0], row[1], bool(row[2]), row[3], row[4], row[5], row[6], row[7], bool(row[8])
+    )
 
 
 def domain_of(address: str) -> str:
@@ -194,6 +197,7 @@ class AccountsMixin:
         is_admin: bool | Unchanged = UNCHANGED,
         quota_bytes: int | Unchanged | None = UNCHANGED,
         quota_messages: int | Unchanged | None = UNCHANGED,
+        disabled: bool | Unchanged = UNCHANGED,
     ) -> Account:
         changes = {
             column: value
@@ -203,6 +207,7 @@ class AccountsMixin:
                 ("is_admin", is_admin),
                 ("quota_bytes", quota_bytes),
                 ("quota_messages", quota_messages),
+                ("disabled", disabled if disabled is UNCHANGED else int(disabled)),
             )
             if value is not UNCHANGED
         }
@@ -216,6 +221,12 @@ class AccountsMixin:
                 )
                 if not cursor.rowcount:
                     raise NotFound(f"no account {address}")
+            if disabled is True:  # its web sessions end, and stay ended once enabled again
+                txn.execute(
+                    "DELETE FROM web_sessions WHERE account_id ="
+                    " (SELECT id FROM accounts WHERE address = ?)",
+                    (address,),
+                )
             row = txn.execute(
                 f"SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE address = ?", (address,)
             ).fetchone()
@@ -244,11 +255,12 @@ class AccountsMixin:
     async def get_credentials(self, address: str) -> Credentials | None:
         def op(conn: sqlite3.Connection) -> Credentials | None:
             # With whether two-factor sign-in is on, so that a login without it costs no
-            # second query.
+            # second query. A disabled account has none: every login fails as for an
+            # unknown address (same answer, same time).
             row = conn.execute(
                 "SELECT id, address, secret, scram, EXISTS (SELECT 1 FROM totp"
                 " WHERE totp.account_id = accounts.id AND totp.enabled = 1)"
-                " FROM accounts WHERE address = ?",
+                " FROM accounts WHERE address = ? AND disabled = 0",
                 (address,),
             ).fetchone()
             return Credentials(*row[:4], bool(row[4])) if row else None

@@ -104,7 +104,8 @@ class WebSessionsMixin:
             ).fetchone()
             if row is None or row[-2] != stamp(row[-1]):
                 return None  # the password changed since: the session ended with it
-            return _session(row[:-2])
+            session = _session(row[:-2])
+            return None if session.account.disabled else session  # so did a disabling
 
         return await self._engine.lookup(op)
 

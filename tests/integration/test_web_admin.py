@@ -330,3 +330,24 @@ def test_reports_are_listed(server, web):
     page = ok(web.get("/admin/reports"), "DSN", "far.test", "mailer-daemon@far.test")
     assert "status: 5.1.1; recipient: x@far.test" in page
     ok(web.get("/admin/"), "DSN for far.test from mailer-daemon@far.test")
+
+
+def test_a_disabled_account_cannot_log_in_and_its_web_sessions_end(server, web, api):
+    with WebClient(server.address("http")) as user:
+        assert user.sign_in(*USER).status_code == 303
+        assert user.get("/account/").status_code == 200
+        page = f"/admin/accounts/{USER[0]}"
+        ok(web.get(page), 'id="disable-account"', ">enabled<")
+        redirected(web.submit(f"{page}/disable", {}, form_page=page), f"{page}?done=disabled")
+        assert api.get(page.replace("/admin/", "/api/")).json["disabled"] is True
+        ok(web.get(page), 'id="enable-account"', "every login refused")
+        assert user.get("/account/").status_code == 303  # the session ended: sign in again
+        assert user.sign_in(*USER).status_code != 303
+        with ApiClient(server.address("http"), auth=USER) as basic:
+            assert basic.get("/api/accounts").status == 401
+        redirected(web.submit(f"{page}/enable", {}, form_page=page), f"{page}?done=enabled")
+        assert api.get(page.replace("/admin/", "/api/")).json["disabled"] is False
+        assert user.sign_in(*USER).status_code == 303
+    own = f"/admin/accounts/{ADMIN[0]}"
+    assert web.submit(f"{own}/disable", {}, form_page=own).status_code == 409
+    assert api.request("PATCH", f"/api/accounts/{ADMIN[0]}", {"disabled": True}).status == 409

@@ -33,6 +33,7 @@ def account_json(account: Account) -> dict[str, Any]:
         "used-bytes": account.used_bytes,
         "used-messages": account.used_messages,
         "created": account.created,
+        "disabled": account.disabled,
     }
 
 
@@ -110,11 +111,14 @@ async def get_account(request: Request) -> Response:
     "/api/accounts/{address}",
     tag="accounts",
     params=(ADDRESS,),
-    summary="Change an account's password, quotas or administrator right",
+    summary="Change an account's password, quotas, administrator right or disabled state",
     body=ref("AccountUpdate"),
     responses={
         200: ("the account as changed", ref("Account")),
-        409: ("an administrator cannot take away their own right", ref("Error")),
+        409: (
+            "an administrator cannot take away their own right or disable themselves",
+            ref("Error"),
+        ),
         422: ("refused: a password too short", ref("Error")),
     },
 )
@@ -124,9 +128,13 @@ async def update_account(request: Request) -> Response:
     session = request.session
     if data.get("admin") is False and _is_self(request, account):
         raise HttpError(409, "you cannot take away your own administrator right")
+    if data.get("disabled") is True and _is_self(request, account):
+        raise HttpError(409, "you cannot disable your own account")
     changes: dict[str, Any] = {}
     if "admin" in data:
         changes["is_admin"] = data["admin"]
+    if "disabled" in data:
+        changes["disabled"] = data["disabled"]
     for key, name in (("quota-bytes", "quota_bytes"), ("quota-messages", "quota_messages")):
         if key in data:
             changes[name] = _limit(data[key])

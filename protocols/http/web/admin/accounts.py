@@ -31,6 +31,8 @@ DONE = {
     "quota": "The quota is saved.",
     "password": "The password is changed; the account's web sessions are ended.",
     "deleted": "The account is deleted.",
+    "disabled": "The account is disabled: its logins are refused, its web sessions ended.",
+    "enabled": "The account is enabled again.",
 }
 
 
@@ -130,6 +132,31 @@ async def password(web: WebRequest) -> Response:
     # the admin's own session goes too when this is their own account (bound to the hash)
     web.log.info("account %s: password set by %s", shown.address, web.account.address)
     return render.redirect(f"/admin/accounts/{path_part(shown.address)}?done=password")
+
+
+@pages.page("/admin/accounts/{address}/disable", methods=("POST",), level=Level.ADMIN)
+async def disable(web: WebRequest) -> Response:
+    """Refuse every login of the account (``Store.update_account(disabled=True)``, as
+    ``PATCH /api/accounts/{address}`` with ``disabled``); mail for it is still accepted."""
+    return await _set_disabled(web, True)
+
+
+@pages.page("/admin/accounts/{address}/enable", methods=("POST",), level=Level.ADMIN)
+async def enable(web: WebRequest) -> Response:
+    return await _set_disabled(web, False)
+
+
+async def _set_disabled(web: WebRequest, disabled: bool) -> Response:
+    shown = await _account(web)
+    if disabled and shown.id == web.account.id:
+        return _show(web, shown, status=409, error="You cannot disable your own account.")
+    try:
+        await web.server.store.update_account(shown.address, disabled=disabled)
+    except NotFound:
+        raise HttpError(404, f"There is no account {shown.address}.") from None
+    state = "disabled" if disabled else "enabled"
+    web.log.info("account %s %s by %s on the web pages", shown.address, state, web.account.address)
+    return render.redirect(f"/admin/accounts/{path_part(shown.address)}?done={state}")
 
 
 @pages.page("/admin/accounts/{address}/delete", methods=("GET", "POST"), level=Level.ADMIN)
