@@ -131,6 +131,10 @@ def test_accounts_add_search_page_quota_password_and_delete_with_confirmation(se
     own = f"/admin/accounts/{ADMIN[0]}/delete"
     assert web.submit(own, {"confirm": "yes"}, form_page="/admin/").status_code == 409
     assert api.get(f"/api/accounts/{ADMIN[0]}").status == 200
+    mine = f"/admin/accounts/{ADMIN[0]}"
+    new_own = {"password": "my new password", "confirm": "my new password"}
+    redirected(web.submit(f"{mine}/password", new_own, form_page=mine), f"{mine}?done=password")
+    ok(web.get(mine))  # this browser goes on, with a new session (its old one ended)
 
 
 def test_the_accounts_list_is_paged(server, web):

@@ -10,7 +10,7 @@ refusal of deleting one's own account.
 from __future__ import annotations
 
 from protocols.http.messages import HttpError, Response
-from protocols.http.web import render
+from protocols.http.web import render, sessions
 from protocols.http.web.admin.common import (
     base_link,
     optional_count,
@@ -129,9 +129,15 @@ async def password(web: WebRequest) -> Response:
         await web.server.directory.set_password(shown.address, new)
     except (ValueError, StoreError) as exc:
         return _show(web, shown, status=422, error=sentence(str(exc)))
-    # the admin's own session goes too when this is their own account (bound to the hash)
     web.log.info("account %s: password set by %s", shown.address, web.account.address)
-    return render.redirect(f"/admin/accounts/{path_part(shown.address)}?done=password")
+    target = f"/admin/accounts/{path_part(shown.address)}?done=password"
+    if shown.id != web.account.id:
+        return render.redirect(target)
+    # one's own: every session ended with the old hash, this one too; this browser gets a
+    # new one (as /account/password does)
+    changed = await web.server.store.get_account(shown.address) or shown
+    cookie, _ = await sessions.begin(web.request, changed, pending=False)
+    return render.redirect(target, [("Set-Cookie", cookie)])
 
 
 @pages.page("/admin/accounts/{address}/disable", methods=("POST",), level=Level.ADMIN)
