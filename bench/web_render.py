@@ -71,6 +71,7 @@ REFERENCES = {
     "/admin/aliases": "/api/aliases",
     "/admin/queue": "/api/queue?limit={limit}",
     "/admin/queue/{id}": "/api/queue/{id}",
+    "/admin/queue?page=last": "/api/queue?limit={limit}",
     "/admin/listeners": "/api/listeners",
     "/account/app-passwords": "/api/accounts/{me}/app-passwords",
     "/account/two-factor": "/api/accounts/{me}/totp",
@@ -216,9 +217,16 @@ def main() -> None:
     parser.add_argument("--queued", type=int, default=10000)
     parser.add_argument("--requests", type=int, default=30, help="timed GETs per page")
     parser.add_argument(
-        "--page-rows", type=int, default=100, help="rows a list page shows (the API's limit)"
+        "--page-rows",
+        type=int,
+        default=None,
+        help="rows a list page shows, the API's limit beside it (default: the pages' PER_PAGE)",
     )
     args = parser.parse_args()
+    if args.page_rows is None:
+        from protocols.http.web.admin.common import PER_PAGE
+
+        args.page_rows = PER_PAGE
     with tempfile.TemporaryDirectory(prefix="web-render-") as tmp:
         directory = Path(tmp)
         started = time.perf_counter()
@@ -232,7 +240,18 @@ def main() -> None:
             client = Client(port)
             client.sign_in()
             rows = []
-            for template, path in pages(values):
+            # The last page of the long lists too: an offset that deep must not cost more.
+            deep = [
+                (
+                    "/admin/queue?page=last",
+                    f"/admin/queue?page={-(-args.queued // args.page_rows)}",
+                ),
+                (
+                    "/admin/accounts?page=last",
+                    f"/admin/accounts?page={-(-(args.accounts + 1) // args.page_rows)}",
+                ),
+            ]
+            for template, path in [*pages(values), *deep]:
                 page = client.time(path, args.requests)
                 reference = REFERENCES.get(template)
                 api = None
