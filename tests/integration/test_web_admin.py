@@ -11,6 +11,7 @@ import time
 
 import pytest
 
+from tests.support.clients import LineClient
 from tests.support.http import ADMIN, BASE, USER, ApiClient, http_listener, start_http
 from tests.support.mail_peers import ZoneServer, background_loop
 from tests.support.servers import write_config
@@ -60,12 +61,18 @@ def redirected(answer, location: str) -> None:
     assert answer.headers["location"] == location
 
 
-def test_the_dashboard_shows_listeners_queue_activity_certificates_and_health(web, api):
+def test_the_dashboard_shows_listeners_queue_activity_certificates_and_health(server, web, api):
     api.post("/api/inject", {"from": "a@example.test", "to": ["x@far.test"], "text": "hi"})
     page = ok(web.get("/admin/"), 'id="listeners"', "probe", 'id="health"', "Ready")
     assert re.search(r'id="queue-size"><a href="/admin/queue">1 message</a>', page)
     assert "(this page)" in page  # the listener serving it is marked
     assert re.search(r"Recipients through the delivery pipeline</dt>\s*<dd>delivered: 1<", page)
+    # a refusal: a connection to a disabled listener
+    assert api.post("/api/listeners/probe/disable").status == 200
+    with LineClient(server.address("probe")) as refused:
+        assert refused.readline() == b"REFUSED disabled\n"
+    page = ok(web.get("/admin/"))
+    assert re.search(r"Connections refused</dt>\s*<dd>disabled: 1<", page)
 
 
 def test_accounts_add_search_page_quota_password_and_delete_with_confirmation(server, web, api):

@@ -41,14 +41,12 @@ def activity(rendered: bytes) -> list[tuple[str, list[tuple[str, int]]]]:
     listeners): ``[(title, [(value, count), ...]), ...]``."""
     totals: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
     for family in text_string_to_metric_families(rendered.decode("utf-8")):
-        wanted = ACTIVITY.get(family.name) or ACTIVITY.get(family.name + "_total")
-        name = family.name if family.name in ACTIVITY else family.name + "_total"
+        wanted = ACTIVITY.get(family.name)  # a counter's family is named without "_total"
         if wanted is None:
             continue
-        label = wanted[0]
         for sample in family.samples:
-            if sample.name.endswith("_total"):
-                totals[name][sample.labels.get(label, "")] += sample.value
+            if sample.name.endswith("_total"):  # not the "_created" timestamps
+                totals[family.name][sample.labels.get(wanted[0], "")] += sample.value
     return [
         (title, sorted((key, int(value)) for key, value in totals[name].items() if value))
         for name, (_, title) in ACTIVITY.items()
