@@ -61,6 +61,8 @@ NOT_AT_START = {
     "httpx": "stalwart_py.acme.client, on the first order",
     "stalwart_py.acme.client": "stalwart_py.acme.manager, on the first order",
     "stalwart_py.acme.challenges": "stalwart_py.acme.manager, on the first order",
+    "jinja2": "protocols.http.web.render, with the HTTP connection loop (the web pages)",
+    "segno": "protocols.http.web.account.two_factor, with the web pages",
 }
 
 
