@@ -15,6 +15,8 @@ HTTP client (tests/support/web.py) that posts forms as a browser does.
 * Plain HTTP from outside ``http.allow-plaintext-from``: every page refused, the sign-in form
   first.
 * The sign-in form is throttled by the directory's throttle, the one the mail protocols share.
+* Every POST form of every page carries its csrf field, every input has its label, and no
+  page has an inline script, style or event handler (the CSP would refuse them).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import imaplib
 import re
 import sqlite3
 import time
+from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
@@ -448,3 +451,65 @@ def test_failed_web_sign_ins_block_imap_from_that_address(server):
     assert ALICE[1] not in log.text
     assert imap_login(server, "10.0.0.11", ALICE[0], ALICE[1]) == "UNAVAILABLE"
     assert imap_login(server, "10.0.0.12", ALICE[0], ALICE[1]) == "ok"
+
+
+# -- what every form carries -------------------------------------------------------------------
+
+
+class Forms(HTMLParser):
+    """The forms of a page: each one's method, whether it has a ``csrf`` field, and the
+    inputs (by id) that no ``<label for=...>`` names."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.forms: list[dict[str, object]] = []
+        self.labels: set[str] = set()
+        self.inputs: list[tuple[str, str]] = []  # (id, name) of the visible inputs
+        self.inline: list[str] = []  # inline scripts and styles (the CSP refuses them)
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        found = {name: value or "" for name, value in attrs}
+        if "style" in found:
+            self.inline.append(f"<{tag} style=...>")
+        if any(name.startswith("on") for name in found):
+            self.inline.append(f"<{tag} on...=>")
+        if tag == "script" and "src" not in found:
+            self.inline.append("<script> without src")
+        if tag == "style":
+            self.inline.append("<style>")
+        if tag == "form":
+            self.forms.append({"method": found.get("method", "get").lower(), "csrf": False})
+        elif tag == "label" and "for" in found:
+            self.labels.add(found["for"])
+        elif tag in ("input", "textarea", "select"):
+            kind = found.get("type", "text")
+            if tag == "input" and kind == "hidden":
+                if found.get("name") == "csrf" and self.forms:
+                    self.forms[-1]["csrf"] = True
+            elif kind not in ("submit", "button"):
+                self.inputs.append((found.get("id", ""), found.get("name", "")))
+
+
+def test_every_post_form_has_a_csrf_field_and_every_input_a_label(server):
+    admin = signed_in(server, ADMIN)
+    problems = []
+    checked = 0
+    for page in web_pages():
+        if "GET" not in page.methods:
+            continue
+        path = concrete(page.template)
+        answer = admin.get(path)
+        if answer.status != 200:
+            continue  # a redirect (the code page without a pending session)
+        forms = Forms()
+        forms.feed(answer.text)
+        for form in forms.forms:
+            if form["method"] == "post" and not form["csrf"]:
+                problems.append(f"{path}: a POST form without its csrf field")
+        for ident, name in forms.inputs:
+            if not ident or ident not in forms.labels:
+                problems.append(f"{path}: input {name or ident!r} has no <label for=...>")
+        problems += [f"{path}: {what}" for what in forms.inline]
+        checked += len(forms.inputs)
+    assert problems == []
+    assert checked > 20  # the pages' inputs were seen (the parser found the forms)
