@@ -78,3 +78,25 @@ tls.private-key = "{key}"
     browser.wait_path("/account/password")  # the cookie went with the next request
     browser.shot("the next page, still signed in")
     assert browser.console_errors() == []
+
+
+def test_sign_out_everywhere_else_ends_the_other_sessions_only(server, browser):
+    """Another device (an HTTP client) signed in as the same account is listed on the
+    overview, and "Sign out everywhere else" ends its session, not this browser's."""
+    from tests.support.web_raw import RawWebClient
+
+    phone = RawWebClient(server.address("http")).signed_in(*ALICE)
+    assert phone.get("/account/").status == 200
+    browser.base_url = base_url(server)
+    sign_in(browser, ALICE)
+    rows = browser.find_all("main table tbody tr")
+    assert len(rows) == 2 and sum("this browser" in row.text for row in rows) == 1
+    browser.shot("two sessions")
+    browser.click("form[action='/account/sessions/end-others'] button[type=submit]")
+    browser.wait_text("Every other session is signed out.")
+    assert len(browser.find_all("main table tbody tr")) == 1
+    browser.shot("only this one left")
+    answer = phone.get("/account/")
+    assert answer.status == 303 and answer.location.startswith("/account/sign-in")
+    browser.open("/account/")
+    browser.wait_path("/account/")  # still signed in here
