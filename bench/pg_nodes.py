@@ -3,7 +3,7 @@ one (issue 18's goals: PostgreSQL on loopback >= 0.8x SQLite's durable intake wi
 sessions; two nodes on one machine >= 1.5x one node).
 
     .venv/bin/python bench/pg_nodes.py [--messages 3000] [--size 10240] [--clients 16]
-        [--rounds 2] [--blobs database|s3]
+        [--rounds 2] [--blobs database|s3] [--accounts 16]
 
 Each line-up member is ``stalwart-py serve`` as a child process (``server.workers = 1``),
 started once: SQLite in its own data directory; one PostgreSQL node; two PostgreSQL nodes
@@ -13,7 +13,10 @@ from the installed binaries in a temporary directory, on a Unix socket, with fsy
 SeaweedFS started the same way (``tests/support/seaweedfs.py``). The load is smtp-source
 (Postfix's; the Python client of smtp_throughput.py without it), one connection per message:
 for two nodes, two generators at once, each with half the messages and half the sessions,
-timed to the last one's end. Rounds alternate the order of the line-up; every server's
+timed to the last one's end. The deliveries are spread over ``--accounts`` recipients (default
+16; 1 sends everything to one INBOX, whose row lock serialises the nodes' write batches): each
+node's sessions are split into that many smtp-source runs at once, each run to its own
+account. Rounds alternate the order of the line-up; every server's
 stored count is checked against what it acknowledged.
 """
 
@@ -32,7 +35,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from smtp_throughput import RECIPIENT, Stalwart, python_client, smtp_source  # noqa: E402
+import subprocess  # noqa: E402
+import time  # noqa: E402
+
+from smtp_throughput import RECIPIENT, SENDER, Stalwart, python_client  # noqa: E402
 
 from tests.support.postgres import running_cluster  # noqa: E402
 
@@ -49,7 +55,54 @@ class Node(Stalwart):
         self.config.write_text(text.replace("[storage]\n", storage, 1) + blobs)
 
 
-def prepare_postgres(url: str) -> None:
+def recipients(accounts: int) -> list[str]:
+    """The bench's recipient addresses: smtp_throughput's one, then bob1@, bob2@, ..."""
+    return [RECIPIENT] + [f"bob{n}@example.test" for n in range(1, accounts)]
+
+
+def add_sqlite_accounts(data_dir: Path, names: list[str]) -> None:
+    """More accounts in a SQLite data directory (before its server starts)."""
+    import anyio
+
+    from stalwart_py import passwords
+    from stalwart_py.directory import Directory
+    from stalwart_py.store.sqlite import SqliteStore
+
+    async def setup() -> None:
+        passwords.SCRYPT_LOG2_N = 8  # setup only
+        store = SqliteStore(data_dir)
+        await store.open()
+        try:
+            for name in names:
+                await Directory(store).add_account(name, "bench-password")
+        finally:
+            await store.close()
+
+    anyio.run(setup)
+
+
+def stored_sqlite(data_dir: Path, names: list[str]) -> int:
+    import anyio
+
+    from stalwart_py.store.sqlite import SqliteStore
+
+    async def count() -> int:
+        store = SqliteStore(data_dir)
+        await store.open()
+        try:
+            total = 0
+            for name in names:
+                account = await store.get_account(name)
+                inbox = await store.get_mailbox(account.id, "INBOX")
+                total += (await store.mailbox_counts(inbox.id)).messages
+            return total
+        finally:
+            await store.close()
+
+    return anyio.run(count)
+
+
+def prepare_postgres(url: str, names: list[str]) -> None:
     import anyio
 
     from stalwart_py import passwords
@@ -63,14 +116,15 @@ def prepare_postgres(url: str) -> None:
         try:
             directory = Directory(store)
             await directory.add_domain("example.test")
-            await directory.add_account(RECIPIENT, "bench-password")
+            for name in names:
+                await directory.add_account(name, "bench-password")
         finally:
             await store.close()
 
     anyio.run(setup)
 
 
-def stored_postgres(url: str) -> int:
+def stored_postgres(url: str, names: list[str]) -> int:
     import anyio
 
     from stalwart_py.store.postgresql import PostgresStore
@@ -79,33 +133,61 @@ def stored_postgres(url: str) -> int:
         store = PostgresStore(url, Path(tempfile.mkdtemp()))
         await store.open()
         try:
-            account = await store.get_account(RECIPIENT)
-            inbox = await store.get_mailbox(account.id, "INBOX")
-            return (await store.mailbox_counts(inbox.id)).messages
+            total = 0
+            for name in names:
+                account = await store.get_account(name)
+                inbox = await store.get_mailbox(account.id, "INBOX")
+                total += (await store.mailbox_counts(inbox.id)).messages
+            return total
         finally:
             await store.close()
 
     return anyio.run(count)
 
 
-def send(addresses: list[tuple[str, int]], messages: int, clients: int, size: int) -> float:
-    """Seconds for ``messages`` over ``clients`` sessions, split evenly over ``addresses``,
-    the generators running at once."""
+def smtp_source(
+    address: tuple[str, int], messages: int, clients: int, size: int, recipient: str
+) -> float:
+    """Seconds smtp-source takes to send ``messages`` to ``recipient``."""
+    started = time.perf_counter()
+    subprocess.run(
+        [
+            *("smtp-source", "-l", str(size), "-m", str(messages), "-s", str(clients)),
+            *("-f", SENDER, "-t", recipient, "-M", "client.test", f"{address[0]}:{address[1]}"),
+        ],
+        check=True,
+    )
+    return time.perf_counter() - started
+
+
+def send(
+    addresses: list[tuple[str, int]], messages: int, clients: int, size: int, names: list[str]
+) -> tuple[float, int]:
+    """Seconds for ``messages`` over ``clients`` sessions, split evenly over ``addresses`` and
+    over the recipients ``names`` (one generator per address and recipient, all at once), and
+    the number of messages sent (the share each generator got, times the generators)."""
+    sessions = max(1, clients // len(addresses))
+    per_node = min(len(names), sessions)
+    jobs = [
+        (address, names[(n * per_node + k) % len(names)])
+        for n, address in enumerate(addresses)
+        for k in range(per_node)
+    ]
+    share = messages // len(jobs)
     seconds: list[float] = []
 
-    def one(address: tuple[str, int]) -> None:
-        share, sessions = messages // len(addresses), max(1, clients // len(addresses))
+    def one(address: tuple[str, int], recipient: str) -> None:
         if shutil.which("smtp-source"):
-            seconds.append(smtp_source(address, share, sessions, size, False))
-        else:
-            seconds.append(python_client(address, share, sessions, size)["seconds"])
+            seconds.append(smtp_source(address, share, sessions // per_node, size, recipient))
+        else:  # the Python client knows one recipient only
+            seconds.append(python_client(address, share, sessions // per_node, size)["seconds"])
 
-    threads = [threading.Thread(target=one, args=(address,)) for address in addresses]
+    threads = [threading.Thread(target=one, args=job) for job in jobs]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    return max(seconds)
+    return max(seconds), share * len(jobs)
 
 
 def main() -> None:
@@ -115,8 +197,13 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--blobs", choices=("database", "s3"), default="database")
+    parser.add_argument("--accounts", type=int, default=16, help="recipient accounts")
     args = parser.parse_args()
-    print(f"{args.messages} messages of {args.size} octets, {args.clients} sessions")
+    names = recipients(args.accounts if shutil.which("smtp-source") else 1)
+    print(
+        f"{args.messages} messages of {args.size} octets, {args.clients} sessions, "
+        f"{len(names)} recipient accounts"
+    )
     print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     with tempfile.TemporaryDirectory(dir=ROOT) as scratch, contextlib.ExitStack() as stack:
         base = Path(scratch)
@@ -133,10 +220,12 @@ def main() -> None:
                 f'secret-key = "{seaweed.secret_key}"\n'
             )
         one_url, two_url = cluster.database("one"), cluster.database("two")
-        prepare_postgres(one_url)
-        prepare_postgres(two_url)
+        prepare_postgres(one_url, names)
+        prepare_postgres(two_url, names)
         servers = stack.enter_context(contextlib.ExitStack())  # stopped before counting
-        sqlite = servers.enter_context(Stalwart(base / "sqlite"))
+        sqlite = Stalwart(base / "sqlite")  # makes the first account
+        add_sqlite_accounts(sqlite.data_dir, names[1:])
+        servers.enter_context(sqlite)
         one = servers.enter_context(Node(base / "one", one_url, blobs))
         pair = [servers.enter_context(Node(base / f"two-{n}", two_url, blobs)) for n in "ab"]
         line_up = {
@@ -149,8 +238,7 @@ def main() -> None:
         for round_ in range(args.rounds):
             order = list(line_up) if round_ % 2 == 0 else list(reversed(line_up))
             for name in order:
-                seconds = send(line_up[name], args.messages, args.clients, args.size)
-                share = args.messages // len(line_up[name]) * len(line_up[name])
+                seconds, share = send(line_up[name], args.messages, args.clients, args.size, names)
                 sent[name] += share
                 rates[name].append(share / seconds)
                 print(f"  round {round_ + 1} {name:24s} {share / seconds:7.1f} msg/s")
@@ -167,12 +255,10 @@ def main() -> None:
             f"{best['PostgreSQL, two nodes'] / best['PostgreSQL, one node']:.2f} (goal >= 1.5)"
         )
         servers.close()
-        from smtp_throughput import stored_messages
-
         checks = {
-            "SQLite, one node": stored_messages(sqlite.data_dir),
-            "PostgreSQL, one node": stored_postgres(one_url),
-            "PostgreSQL, two nodes": stored_postgres(two_url),
+            "SQLite, one node": stored_sqlite(sqlite.data_dir, names),
+            "PostgreSQL, one node": stored_postgres(one_url, names),
+            "PostgreSQL, two nodes": stored_postgres(two_url, names),
         }
     for name, stored in checks.items():
         if stored != sent[name]:
