@@ -71,7 +71,7 @@ class SeaweedS3:
         with the master, so failures are retried for a bounded time."""
         client = self.client()
         deadline = time.monotonic() + START_TIMEOUT
-        while True:  # ok: no signal says the volume server joined; bounded by the deadline
+        while True:
             try:
                 if not client.bucket_exists(name):
                     client.make_bucket(name)
@@ -79,7 +79,7 @@ class SeaweedS3:
             except Exception:
                 if time.monotonic() > deadline:
                     raise
-                time.sleep(0.2)
+                time.sleep(0.2)  # ok: no signal says the volume server joined; deadline-bound
 
     def blob_settings(self, bucket: str, prefix: str = "") -> str:
         """The ``[storage.blob]`` table of a configuration using this server."""

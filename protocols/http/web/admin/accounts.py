@@ -13,6 +13,8 @@ from protocols.http.messages import HttpError, Response
 from protocols.http.web import render, sessions
 from protocols.http.web.admin.common import (
     base_link,
+    confirmation,
+    confirmed,
     optional_count,
     page_number,
     paged,
@@ -171,9 +173,9 @@ async def delete(web: WebRequest) -> Response:
     shown = await _account(web)
     if shown.id == web.account.id:
         return _show(web, shown, status=409, error="You cannot delete your own account.")
-    if web.method == "GET" or web.field("confirm") != "yes":
-        return web.render(
-            "admin/confirm.html",
+    if not confirmed(web):
+        return confirmation(
+            web,
             title=f"Delete {shown.address}?",
             action=f"/admin/accounts/{path_part(shown.address)}/delete",
             back=f"/admin/accounts/{path_part(shown.address)}",

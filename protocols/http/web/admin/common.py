@@ -1,4 +1,5 @@
-"""What the administrator's pages share: paging a list, reading numbers from a form."""
+"""What the administrator's pages share: paging a list, reading numbers from a form, asking
+before an action that cannot be undone."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from dataclasses import dataclass
 from typing import Generic, TypeVar
 from urllib.parse import quote, urlencode
 
-from protocols.http.messages import HttpError
+from protocols.http.messages import HttpError, Response
 from protocols.http.web.pages import WebRequest
 
 T = TypeVar("T")
@@ -68,3 +69,22 @@ def optional_count(text: str, what: str, scale: int = 1) -> int | None:
     if not text.isascii() or not text.isdigit() or len(text) > 15:
         raise ValueError(f"{what}: a whole number, or empty for no limit.")
     return int(text) * scale
+
+
+def confirmed(web: WebRequest) -> bool:
+    """A POST whose form said ``confirm=yes``: a GET, or a POST without it, is asked first."""
+    return web.method == "POST" and web.field("confirm") == "yes"
+
+
+def confirmation(
+    web: WebRequest, *, title: str, action: str, back: str, question: str, button: str
+) -> Response:
+    """The page asking whether to do it: its form posts ``confirm=yes`` to ``action``."""
+    return web.render(
+        "admin/confirm.html",
+        title=title,
+        action=action,
+        back=back,
+        question=question,
+        button=button,
+    )

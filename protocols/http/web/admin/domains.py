@@ -13,7 +13,13 @@ import anyio
 from protocols.http.handlers.dns import dns_report
 from protocols.http.messages import HttpError, Response
 from protocols.http.web import render
-from protocols.http.web.admin.common import page_number, paged, path_part
+from protocols.http.web.admin.common import (
+    confirmation,
+    confirmed,
+    page_number,
+    paged,
+    path_part,
+)
 from protocols.http.web.pages import Level, PageTable, WebRequest, sentence
 from stalwart_py import names
 from stalwart_py.queue.dkim import ALGORITHMS, DkimSigner, generate_key, zone_record
@@ -112,9 +118,9 @@ async def dkim(web: WebRequest) -> Response:
 async def remove(web: WebRequest) -> Response:
     """GET (or a POST without ``confirm=yes``): the confirmation page; its form removes."""
     name = await _domain(web)
-    if web.method == "GET" or web.field("confirm") != "yes":
-        return web.render(
-            "admin/confirm.html",
+    if not confirmed(web):
+        return confirmation(
+            web,
             title=f"Remove {name}?",
             action=f"/admin/domains/{path_part(name)}/remove",
             back=f"/admin/domains/{path_part(name)}",

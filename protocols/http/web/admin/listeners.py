@@ -15,6 +15,7 @@ from typing import Any
 from protocols.http.handlers.control import run_reload
 from protocols.http.messages import HttpError, Response
 from protocols.http.web import render
+from protocols.http.web.admin.common import confirmation, confirmed
 from protocols.http.web.pages import Level, PageTable, WebRequest
 from stalwart_py.listeners import ListenerRegistry
 
@@ -52,9 +53,9 @@ async def listeners(web: WebRequest) -> Response:
 async def _set(web: WebRequest, suspended: bool) -> Response:
     lid = _listener(web)["id"]
     serving = web.request.session.listener
-    if suspended and lid == serving and web.field("confirm") != "yes":
-        return web.render(
-            "admin/confirm.html",
+    if suspended and lid == serving and not confirmed(web):
+        return confirmation(
+            web,
             title=f"Disable {lid}, which serves this page?",
             action=f"/admin/listeners/{lid}/disable",
             back="/admin/listeners",

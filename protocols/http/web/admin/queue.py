@@ -12,7 +12,7 @@ from __future__ import annotations
 from protocols.http.handlers.queue import MAX_QUEUE_ID
 from protocols.http.messages import HttpError, Response, bounded_int
 from protocols.http.web import render
-from protocols.http.web.admin.common import PER_PAGE, Paging, page_number
+from protocols.http.web.admin.common import PER_PAGE, Paging, confirmation, confirmed, page_number
 from protocols.http.web.pages import Level, PageTable, WebRequest
 from stalwart_py.store import NotFound, QueueEntry
 
@@ -80,9 +80,9 @@ async def retry(web: WebRequest) -> Response:
 async def delete(web: WebRequest) -> Response:
     """GET (or a POST without ``confirm=yes``): the confirmation page; its form deletes."""
     entry = await _entry(web)
-    if web.method == "GET" or web.field("confirm") != "yes":
-        return web.render(
-            "admin/confirm.html",
+    if not confirmed(web):
+        return confirmation(
+            web,
             title=f"Delete queued message {entry.id}?",
             action=f"/admin/queue/{entry.id}/delete",
             back=f"/admin/queue/{entry.id}",
