@@ -34,6 +34,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -319,6 +320,55 @@ def python_client(address: tuple[str, int], messages: int, clients: int, size: i
     return json.loads(client_process(__file__, address, messages, clients, size))
 
 
+# -- what the server spends ----------------------------------------------------------------
+
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and its descendants (a supervisor's worker processes)."""
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        found.append(current)
+        for task in Path(f"/proc/{current}/task").glob("*/children"):
+            with contextlib.suppress(OSError):
+                todo += [int(child) for child in task.read_text().split()]
+    return found
+
+
+def server_usage(pid: int) -> tuple[float, dict[int, int]]:
+    """(CPU seconds, user and system, of the process tree of ``pid``, its exited threads
+    included; voluntary context switches of each live thread, by thread id). A load-independent
+    cost: a run's rate moves with whatever else the machine does, its CPU time much less."""
+    seconds = 0.0
+    switches: dict[int, int] = {}
+    for process in process_tree(pid):
+        with contextlib.suppress(OSError):
+            fields = Path(f"/proc/{process}/stat").read_text().rpartition(")")[2].split()
+            seconds += (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime, stime
+            for status in Path(f"/proc/{process}/task").glob("*/status"):
+                with contextlib.suppress(OSError):
+                    for line in status.read_text().splitlines():
+                        if line.startswith("voluntary_ctxt_switches:"):
+                            switches[int(status.parent.name)] = int(line.split()[1])
+    return seconds, switches
+
+
+@contextlib.contextmanager
+def measured(pid: int, messages: int, into: dict[str, float]) -> Iterator[None]:
+    """Fill ``into`` with the server's CPU ms and voluntary context switches per message over
+    the block. Switches of threads that ended inside the block are not counted (anyio retires
+    a worker thread after 10 s idle, so few do during a run)."""
+    cpu, switches = server_usage(pid)
+    yield
+    cpu_after, switches_after = server_usage(pid)
+    into["cpu_ms"] = (cpu_after - cpu) * 1000 / messages
+    delta = sum(count - switches.get(tid, 0) for tid, count in switches_after.items())
+    into["switches"] = delta / messages
+
+
 # -- idle connections -----------------------------------------------------------------------
 
 
@@ -398,19 +448,28 @@ def main() -> None:
         for clients in (int(c) for c in args.clients.split(",")):
             print(f"\n{clients} client(s)")
             rates = {}
+            costs = {}
             line_up = [(name, servers[w]) for name, w in named.items()]
             for name, server in [*line_up, ("aiosmtpd (no-op)", peer), *sinks]:
-                latency = python_client(server.address, args.messages, clients, args.size)
-                seconds = (
-                    smtp_source(server.address, args.messages, clients, args.size, args.persistent)
-                    if have_source
-                    else latency["seconds"]
-                )
+                cost: dict[str, float] = {}
+                if have_source:
+                    latency = python_client(server.address, args.messages, clients, args.size)
+                    with measured(server.process.pid, args.messages, cost):
+                        seconds = smtp_source(
+                            server.address, args.messages, clients, args.size, args.persistent
+                        )
+                else:
+                    with measured(server.process.pid, args.messages, cost):
+                        latency = python_client(server.address, args.messages, clients, args.size)
+                    seconds = latency["seconds"]
                 if name in named:
                     sent[named[name]] += args.messages * (2 if have_source else 1)
                 rates[name] = args.messages / seconds
+                costs[name] = cost["cpu_ms"]
                 print(
-                    f"  {name:22s} {describe(args.messages, seconds)}   latency client:"
+                    f"  {name:22s} {describe(args.messages, seconds)}"
+                    f"  CPU {cost['cpu_ms']:5.2f} ms/msg  {cost['switches']:5.1f} csw/msg"
+                    "   latency client:"
                     f" {describe(args.messages, latency['seconds'])}"
                     f"  p50 {latency['p50'] * 1000:6.2f} ms"
                     f"  p99 {latency['p99'] * 1000:6.2f} ms"
@@ -423,7 +482,10 @@ def main() -> None:
                 first = next(iter(named))
                 if w != counts[0]:
                     print(f"   / {first}: {rates[name] / rates[first]:.2f}", end="")
-                print()
+                # below 1: less CPU time per message than aiosmtpd's no-op handler
+                print(
+                    f"   CPU per message / aiosmtpd: {costs[name] / costs['aiosmtpd (no-op)']:.2f}"
+                )
             print(f"  load average: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
         if args.idle:
             print(f"\n{args.idle} idle connections")
