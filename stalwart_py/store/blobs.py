@@ -41,6 +41,9 @@ class PreparedBlob:
 # Below this size a body is hashed and parsed right on the event loop (a fraction of a
 # millisecond); above it, in a worker thread, so that a big message stalls nobody.
 INLINE_LIMIT = 256 * 1024
+# A write storing one body (under ``INLINE_LIMIT``) for at most this many mailboxes or queue
+# recipients takes a few milliseconds at most: an inline write (``Engine.write``).
+INLINE_DELIVERIES = 64
 
 
 def _prepare(data: bytes) -> PreparedBlob:

@@ -23,6 +23,17 @@ and every other process's hub wakes its watches as for its own writes.
 
 The engine runs on anyio's asyncio backend: the writer thread wakes callers with
 ``loop.call_soon_threadsafe``.
+
+Small writes on SQLite run their statements on the event loop (``write(..., inline=True)``,
+e.g. a delivery of a message under ``blobs.INLINE_LIMIT``); only the COMMIT, whose fsync
+takes milliseconds, goes to the writer thread. A statement of the sqlite3 module lets go of
+the GIL and takes it back, so a delivery's dozen statements in the writer thread meant a
+dozen GIL hand-offs with the event loop (futex calls, context switches, cold caches on both
+sides) per message; batched this way a batch costs two hops (to the thread for the commit,
+back by ``call_soon_threadsafe``) whatever its size. The batches are formed on the loop
+(``_start``): while one commits, the next gathers, as before. A batch with any other write
+runs in the writer thread as a whole, as does every batch on PostgreSQL, whose statements
+are round trips to the server.
 """
 
 from __future__ import annotations
@@ -63,6 +74,7 @@ RUN_DIR = "run"  # beside the database: the processes' change-notification socke
 # first: two workers' writers then alternated worse and committed smaller batches.
 TURN_POLL = 0.00025
 TURN_WAIT = 30.0
+BUSY_TIMEOUT_MS = 30_000  # SQLite's busy handler: how long a statement waits for a lock
 
 
 @dataclass
@@ -218,10 +230,13 @@ class _Job:
     done: asyncio.Future[None]
     result: Any = None
     error: BaseException | None = None
+    inline: bool = False  # small enough to run on the event loop (see the module docstring)
 
 
 def connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
-    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
+    conn = sqlite3.connect(
+        path, isolation_level=None, check_same_thread=False, timeout=BUSY_TIMEOUT_MS / 1000
+    )
     conn.execute("PRAGMA foreign_keys = ON")
     conn.execute("PRAGMA synchronous = FULL")
     if readonly:
@@ -249,12 +264,24 @@ class Engine:
         self._turn: int | None = None  # the flock file of ``_write_turn`` (writer thread)
         self.batches = 0  # commits made, for tests and metrics
         self.writes = 0
+        # SQLite: batches are formed on the event loop (``_start``). ``_pending`` holds the
+        # writes waiting for the writer connection, ``_running`` says a batch has it (from its
+        # turn through its commit); both are touched on the loop thread only.
+        self._scheduled = False
+        self._pending: list[_Job] = []
+        self._running = False
+        self._conn: Any = None  # the writer connection (used by one thread at a time)
+        self._idle: asyncio.Event | None = None  # set when no batch runs (close)
 
     async def open(self) -> None:
         self._loop = asyncio.get_running_loop()
         await anyio.to_thread.run_sync(self._prepare)
-        self._writer = threading.Thread(target=self._write_loop, name="store-writer", daemon=True)
+        ready = threading.Event()
+        self._writer = threading.Thread(
+            target=self._write_loop, args=(ready,), name="store-writer", daemon=True
+        )
         self._writer.start()
+        await anyio.to_thread.run_sync(ready.wait)
         bus = self._bus()
         try:
             bus.start(self.changes.deliver)
@@ -293,6 +320,9 @@ class Engine:
 
     async def close(self) -> None:
         if self._writer is not None:
+            while self._running:  # the loop's batches first (``_queue`` holds none of them)
+                self._idle = asyncio.Event()
+                await self._idle.wait()
             self._queue.put(_STOP)
             await anyio.to_thread.run_sync(self._writer.join)
             self._writer = None
@@ -314,31 +344,196 @@ class Engine:
 
     # -- writing ------------------------------------------------------------------------
 
-    async def write(self, func: Callable[[Txn], T]) -> T:
-        """Run ``func`` in the writer thread; returns once its batch is durable."""
+    async def write(self, func: Callable[[Txn], T], *, inline: bool = False) -> T:
+        """Run ``func`` in a write batch; returns once its batch is durable. ``inline``: it
+        runs in microseconds (a few indexed statements, no large values), so on SQLite it may
+        run on the event loop (see the module docstring)."""
         if self._writer is None:
             raise RuntimeError("the store is not open")
         assert self._loop is not None
-        job = _Job(func, self._loop.create_future())
-        self._queue.put(job)
+        job = _Job(func, self._loop.create_future(), inline=inline)
+        if self._scheduled:
+            self._pending.append(job)
+            if not self._running:
+                self._running = True
+                # Called soon, not now: the writes that come in this pass of the loop (other
+                # sessions' DATA) join the batch.
+                self._loop.call_soon(self._start)
+        else:
+            self._queue.put(job)
         # A caller cancelled while waiting acknowledges nothing; the write still happens.
         await job.done
         if job.error is not None:
             raise job.error
         return job.result
 
-    def _write_loop(self) -> None:
-        conn = self._connect()
+    def _write_loop(self, ready: threading.Event) -> None:
+        try:
+            conn = self._connect()
+        finally:
+            ready.set()  # open() goes on, and the first write finds no writer if this failed
+        self._conn = conn
+        self._scheduled = isinstance(conn, sqlite3.Connection)
         try:
             while True:
                 first = self._queue.get()
                 if first is _STOP:
                     return
+                if not isinstance(first, _Job):  # a step of a batch formed on the loop
+                    try:
+                        first(conn)
+                    except Exception:  # a bug: the thread goes on serving the others
+                        log.exception("store: a write step failed")
+                    continue
                 batch = [first]
                 self._gather(batch)
                 self._run_batch(conn, batch)
         finally:
             conn.close()
+
+    # -- batches formed on the event loop (SQLite) --------------------------------------
+
+    def _start(self) -> None:
+        """(loop) Writes are pending and no batch runs: take the turn, then run them. The
+        turn is tried right here; when another process has it, the writer thread waits for
+        it (``_wait_turn``), and what arrives meanwhile joins the batch."""
+        turn = self._try_turn()
+        if turn:
+            self._run_pending(True)
+        else:
+            self._queue.put(self._wait_turn)
+
+    def _wait_turn(self, conn: sqlite3.Connection) -> None:
+        """(writer thread) Until the turn is ours, or ``TURN_WAIT`` is over."""
+        held = self._acquire_turn()
+        self._call_loop(self._run_pending, held)
+
+    def _run_pending(self, turn: bool) -> None:
+        """(loop) Run the pending writes as one batch, this process holding the write turn
+        (``turn``) or not (it waited ``TURN_WAIT`` in vain)."""
+        batch = self._pending[:MAX_BATCH]
+        del self._pending[:MAX_BATCH]
+        conn = self._conn
+        try:
+            inline = turn and all(job.inline for job in batch) and self._begin_now(conn)
+        except Exception as exc:  # the PRAGMA failed: the connection is unusable
+            self._fail(conn, batch, exc)
+            self._release_turn()
+            self._batch_done(batch, set(), {}, set())
+            return
+        if inline:
+            changes = self._run_jobs(conn, batch)
+            if changes is None:  # the transaction failed before its commit
+                self._release_turn()
+                self._batch_done(batch, set(), {}, set())
+                return
+            self._queue.put(lambda conn: self._commit_now(conn, batch, changes))
+            return
+        self._queue.put(lambda conn: self._batch_in_thread(conn, batch, turn))
+
+    def _begin_now(self, conn: sqlite3.Connection) -> bool:
+        """(loop) BEGIN IMMEDIATE if it needs no wait: with the turn held, only a writer that
+        takes no turn (another program on the database) can have the lock, and the loop
+        must not sleep in SQLite's busy handler; False leaves the batch to the thread."""
+        conn.execute("PRAGMA busy_timeout = 0")
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError:
+            return False
+        finally:
+            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        return True
+
+    def _run_jobs(
+        self, conn: sqlite3.Connection, batch: list[_Job]
+    ) -> tuple[set[int], dict[int, set[int]], set[int]] | None:
+        """(loop) Each write of ``batch`` in its savepoint, inside the transaction begun; the
+        change set, or None when the transaction failed (then rolled back, every write
+        given the error)."""
+        touched: set[int] = set()
+        listings: set[int] = set()
+        try:
+            now = self.clock()
+            for job in batch:
+                self._run_job(conn, job, now, touched, listings)
+            owners = mailbox_owners(conn, touched)
+        except Exception as exc:
+            self._fail(conn, batch, exc)
+            return None
+        return touched, owners, listings
+
+    def _run_job(
+        self, conn: sqlite3.Connection, job: _Job, now: float, touched: set[int], listings: set[int]
+    ) -> None:
+        txn = Txn(conn, now, sequences=self.sequences)
+        conn.execute("SAVEPOINT job")
+        try:
+            job.result = job.func(txn)
+        except Exception as exc:
+            conn.execute("ROLLBACK TO job")
+            job.error = exc
+        else:
+            touched |= txn.touched
+            listings |= txn.listings
+        conn.execute("RELEASE job")
+
+    def _fail(self, conn: Any, batch: list[_Job], exc: Exception) -> None:
+        log.error("store commit failed, %d writes refused: %s", len(batch), exc)
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        for job in batch:
+            job.result, job.error = None, exc
+
+    def _commit_now(
+        self,
+        conn: sqlite3.Connection,
+        batch: list[_Job],
+        changes: tuple[set[int], dict[int, set[int]], set[int]],
+    ) -> None:
+        """(writer thread) COMMIT the batch the loop ran, give the turn back, wake the loop."""
+        touched, owners, listings = changes
+        try:
+            conn.execute("COMMIT")
+        except Exception as exc:
+            self._fail(conn, batch, exc)
+            touched, owners, listings = set(), {}, set()
+        finally:
+            self._release_turn()
+        if (touched or listings) and self.bus is not None:
+            self.bus.publish(ChangeSet(touched, owners, listings))
+        self._call_loop(self._batch_done, batch, touched, owners, listings)
+
+    def _batch_in_thread(self, conn: sqlite3.Connection, batch: list[_Job], turn: bool) -> None:
+        """(writer thread) A batch the loop does not run: all of it here, as ``_commit``."""
+        try:
+            touched, owners, listings = self._commit(conn, batch)
+        finally:
+            if turn:
+                self._release_turn()
+        self._call_loop(self._batch_done, batch, touched, owners, listings)
+
+    def _batch_done(
+        self,
+        batch: list[_Job],
+        touched: set[int],
+        owners: dict[int, set[int]],
+        listings: set[int],
+    ) -> None:
+        """(loop) Wake the batch's callers, and start the next batch if writes are waiting."""
+        self.batches += 1
+        self.writes += len(batch)
+        self._finish(batch, touched, owners, listings)
+        if self._pending:
+            self._start()
+        else:
+            self._running = False
+            if self._idle is not None:
+                self._idle.set()
+
+    def _call_loop(self, func: Callable[..., object], *args: Any) -> None:
+        assert self._loop is not None
+        with contextlib.suppress(RuntimeError):  # the loop closed: nobody is waiting
+            self._loop.call_soon_threadsafe(func, *args)
 
     def _gather(self, batch: list[_Job]) -> None:
         """Add the writes waiting in the queue to ``batch``, up to ``MAX_BATCH``."""
@@ -380,6 +575,36 @@ class Engine:
         """Whether a write that failed so succeeds if run again (SQLite: never)."""
         return False
 
+    def _turn_fd(self) -> int:
+        if self._turn is None:
+            turn_path = self.path.with_name(self.path.name + "-turn")
+            create_private_file(turn_path)
+            self._turn = os.open(turn_path, os.O_RDWR | os.O_CLOEXEC)
+        return self._turn
+
+    def _try_turn(self) -> bool:
+        """The write turn (``_write_turn``) if no other process has it; never waits."""
+        try:
+            fcntl.flock(self._turn_fd(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        return True
+
+    def _acquire_turn(self) -> bool:
+        """(writer thread) The write turn, tried every ``TURN_POLL`` seconds; False (with a
+        warning) after ``TURN_WAIT`` seconds without it."""
+        deadline = time.monotonic() + TURN_WAIT
+        while not self._try_turn():
+            if time.monotonic() >= deadline:
+                log.warning("store: no write turn after %.0f s; writing without it", TURN_WAIT)
+                return False
+            time.sleep(TURN_POLL)  # ok: the other process's batch is committing
+        return True
+
+    def _release_turn(self) -> None:
+        if self._turn is not None:
+            fcntl.flock(self._turn, fcntl.LOCK_UN)
+
     @contextlib.contextmanager
     def _write_turn(self, conn: Any) -> Iterator[bool]:
         """This process's turn to write, among the processes writing the database.
@@ -401,28 +626,17 @@ class Engine:
         if not isinstance(conn, sqlite3.Connection):
             yield False
             return
-        if self._turn is None:
-            turn_path = self.path.with_name(self.path.name + "-turn")
-            create_private_file(turn_path)
-            self._turn = os.open(turn_path, os.O_RDWR | os.O_CLOEXEC)
-        deadline = time.monotonic() + TURN_WAIT
-        waited = False
-        while True:
-            try:
-                fcntl.flock(self._turn, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                waited = True
-                if time.monotonic() < deadline:
-                    time.sleep(TURN_POLL)  # ok: the other process's batch is committing
-                    continue
-                log.warning("store: no write turn after %.0f s; writing without it", TURN_WAIT)
-                yield True
-                return
-            break
+        if self._try_turn():
+            waited = False
+        elif not self._acquire_turn():
+            yield True
+            return
+        else:
+            waited = True
         try:
             yield waited
         finally:
-            fcntl.flock(self._turn, fcntl.LOCK_UN)
+            self._release_turn()
 
     def _transaction(
         self, conn: sqlite3.Connection, batch: list[_Job]
@@ -442,17 +656,7 @@ class Engine:
             conn.execute("BEGIN IMMEDIATE")
             now = self.clock()
             for job in batch:
-                txn = Txn(conn, now, sequences=self.sequences)
-                conn.execute("SAVEPOINT job")
-                try:
-                    job.result = job.func(txn)
-                except Exception as exc:
-                    conn.execute("ROLLBACK TO job")
-                    job.error = exc
-                else:
-                    touched |= txn.touched
-                    listings |= txn.listings
-                conn.execute("RELEASE job")
+                self._run_job(conn, job, now, touched, listings)
             # Whose mailboxes these are, for account-wide watches (NOTIFY). A mailbox this
             # batch deleted is not found, but its account is in ``listings``.
             owners = mailbox_owners(conn, touched)
@@ -462,11 +666,7 @@ class Engine:
             if (touched or listings) and self.bus is not None:
                 self.bus.publish(ChangeSet(touched, owners, listings))
         except Exception as exc:
-            log.error("store commit failed, %d writes refused: %s", len(batch), exc)
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            for job in batch:
-                job.result, job.error = None, exc
+            self._fail(conn, batch, exc)
             touched, listings, owners = set(), set(), {}
         return touched, owners, listings
 

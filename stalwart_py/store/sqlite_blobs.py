@@ -14,7 +14,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import TypeVar
 
-from stalwart_py.store.blobs import PreparedBlob, lock_digest, prepare_blob, prepare_blobs
+from stalwart_py.store.blobs import (
+    INLINE_LIMIT,
+    PreparedBlob,
+    lock_digest,
+    prepare_blob,
+    prepare_blobs,
+)
 from stalwart_py.store.blobstore import BlobBackend, BlobMissing
 from stalwart_py.store.blobstore.bodies import ExternalBodies
 from stalwart_py.store.engine import Engine, Txn
@@ -57,12 +63,19 @@ class BlobsMixin:
         )
         return row is not None
 
-    async def _write_with_bodies(self, blobs: Sequence[PreparedBlob], op: Callable[[Txn], T]) -> T:
-        """``self._engine.write(op)``, staging a body again when the sweep got in the way."""
+    async def _write_with_bodies(
+        self, blobs: Sequence[PreparedBlob], op: Callable[[Txn], T], *, small: bool = False
+    ) -> T:
+        """``self._engine.write(op)``, staging a body again when the sweep got in the way.
+        ``small``: ``op`` runs a few statements per body (a delivery, an APPEND), so with
+        bodies that add up to at most ``INLINE_LIMIT`` it is an inline write (``Engine``)."""
+        inline = small and sum(len(blob.data) for blob in blobs) <= INLINE_LIMIT
         if self._bodies is None:
-            return await self._engine.write(op)
+            return await self._engine.write(op, inline=inline)
         staged = [(b.digest, b.data, b.staging) for b in blobs if b.staging is not None]
-        return await self._bodies.write(staged, lambda: self._engine.write(op), self._clear_claim)
+        return await self._bodies.write(
+            staged, lambda: self._engine.write(op, inline=inline), self._clear_claim
+        )
 
     async def _clear_claim(self, digest: bytes) -> bool:
         def op(txn: Txn) -> bool:

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 
 from stalwart_py.store.base import FlagMode
 from stalwart_py.store.blobs import (
+    INLINE_DELIVERIES,
     add_reference,
     put_blob,
     release_blob,
@@ -297,7 +298,7 @@ class MailMixin(BlobsMixin):
             blob_id = put_blob(txn, blob)
             return _insert_message(txn, mailbox_id, blob_id, len(data), bits, keywords, when)
 
-        return await self._write_with_bodies([blob], op)
+        return await self._write_with_bodies([blob], op, small=True)
 
     async def deliver(
         self, data: bytes, deliveries: Sequence[LocalDelivery]
@@ -327,7 +328,8 @@ class MailMixin(BlobsMixin):
                 txn.execute("RELEASE delivery")
             return outcomes
 
-        return await self._write_with_bodies([blob], op)
+        small = len(deliveries) <= INLINE_DELIVERIES
+        return await self._write_with_bodies([blob], op, small=small)
 
     async def messages(self, mailbox_id: int) -> list[MessageInfo]:
         def op(conn: sqlite3.Connection) -> list[MessageInfo]:

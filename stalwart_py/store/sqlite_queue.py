@@ -23,7 +23,7 @@ import json
 import sqlite3
 from collections.abc import Sequence
 
-from stalwart_py.store.blobs import PreparedBlob, put_blob, release_blob
+from stalwart_py.store.blobs import INLINE_DELIVERIES, PreparedBlob, put_blob, release_blob
 from stalwart_py.store.engine import QUEUE_CHANNEL, Engine, Txn
 from stalwart_py.store.model import (
     NotFound,
@@ -208,8 +208,9 @@ class QueueMixin(BlobsMixin):
 
     async def enqueue(self, data: bytes, message: OutboundMessage) -> int:
         blob = await self._prepare_body(data)
+        small = len(message.recipients) <= INLINE_DELIVERIES
         return await self._write_with_bodies(
-            [blob], lambda txn: insert_queue_entry(txn, blob, message)
+            [blob], lambda txn: insert_queue_entry(txn, blob, message), small=small
         )
 
     async def queue_entries(
