@@ -33,7 +33,10 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import psycopg
+from psycopg import pq
 from psycopg.types.numeric import Int8Dumper, NumericLoader
+
+from stalwart_py.store.pg_wire import Rows, Wire, run
 
 _JSON_LIST = "IN (SELECT value FROM json_each(?))"
 _REWRITES = (
@@ -87,7 +90,7 @@ def translate(sql: str) -> tuple[str, tuple[int, ...]]:
     return "".join(out), tuple(arrays)
 
 
-def _params(arrays: tuple[int, ...], params: Sequence[Any]) -> Sequence[Any]:
+def params_for(arrays: tuple[int, ...], params: Sequence[Any]) -> Sequence[Any]:
     if not arrays:
         return params
     converted = list(params)
@@ -112,8 +115,10 @@ class _NumericAsNumber(NumericLoader):
         return int(value) if value == value.to_integral_value() else float(value)
 
 
-# Transaction control: no parameters, no result, no ``%`` to escape.
-_CONTROL = ("SAVEPOINT ", "COMMIT", "ROLLBACK", "RELEASE ", "BEGIN")
+def adapt(conn: psycopg.Connection | psycopg.AsyncConnection) -> None:
+    """Python values as the mixins expect them from SQLite (booleans, sums)."""
+    conn.adapters.register_dumper(bool, _BoolAsInt)
+    conn.adapters.register_loader("numeric", _NumericAsNumber)
 
 
 class PgConnection:
@@ -124,16 +129,16 @@ class PgConnection:
     def __init__(self, connect: Callable[[], psycopg.Connection]) -> None:
         self._connect = connect
         self.raw = self._open()
+        self._wire = Wire(self.raw)
         self._explicit = False  # within a BEGIN ... COMMIT of ours
         self._deferred: list[str] = []  # RELEASE statements not sent yet
 
     def _open(self) -> psycopg.Connection:
         conn = self._connect()
-        conn.adapters.register_dumper(bool, _BoolAsInt)
-        conn.adapters.register_loader("numeric", _NumericAsNumber)
+        adapt(conn)
         return conn
 
-    def execute(self, sql: str, params: Sequence[Any] = ()) -> psycopg.Cursor | None:
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> Rows | None:
         statement, arrays = translate(sql)
         if self.broken and (statement.startswith("BEGIN") or not self._explicit):
             # The connection was lost (a restart, a failover, a network cut). Only at the
@@ -141,6 +146,7 @@ class PgConnection:
             # statements before would be lost without a word.
             self.raw.close()
             self.raw = self._open()
+            self._wire = Wire(self.raw)
             self._deferred.clear()
         if not params and statement.startswith(("RELEASE ", "SAVEPOINT ")):
             # Taking or releasing a savepoint returns nothing and does not fail: it travels
@@ -148,29 +154,17 @@ class PgConnection:
             # delivery: the batch's and the recipient's, taken and released).
             self._deferred.append(statement)
             return None
-        if self._deferred:
-            deferred = self._deferred[:]
-            self._deferred.clear()
-            if statement.startswith(_CONTROL):
-                # Without parameters, statements go by the simple protocol, several at once.
-                joined = "; ".join([*deferred, statement])
-                return self._track(statement, self.raw.execute(joined))
-            try:
-                # Sent together, answered together; an error can only be the statement's.
-                with self.raw.pipeline():
-                    for control in deferred:
-                        self.raw.execute(control)
-                    cursor = self.raw.execute(statement, _params(arrays, params))  # type: ignore[arg-type]
-            except psycopg.errors.IntegrityError as exc:
-                raise IntegrityError(str(exc)) from exc
-            return cursor
+        deferred, self._deferred = self._deferred, []
+        # One pipeline, one round trip: the deferred savepoints, then the statement; an
+        # error can only be the statement's (or the transaction's, aborted before).
+        exchange = self._wire.exchange(deferred, statement, params_for(arrays, params))
         try:
-            cursor = self.raw.execute(statement, _params(arrays, params))  # type: ignore[arg-type]
+            rows = run(self._wire, exchange)
         except psycopg.errors.IntegrityError as exc:
             raise IntegrityError(str(exc)) from exc
-        return self._track(statement, cursor)
+        return self._track(statement, rows)
 
-    def _track(self, statement: str, cursor: psycopg.Cursor) -> psycopg.Cursor:
+    def _track(self, statement: str, cursor: Rows) -> Rows:
         """Note whether a transaction of ours is open, for a reconnection's sake."""
         if statement.startswith("BEGIN"):
             self._explicit = True
@@ -181,11 +175,11 @@ class PgConnection:
     def executemany(self, sql: str, seq: Iterable[Sequence[Any]]) -> psycopg.Cursor:
         statement, arrays = translate(sql)
         if self._deferred:
-            self.raw.execute("; ".join(self._deferred))  # the simple protocol: one round trip
-            self._deferred.clear()
+            deferred, self._deferred = self._deferred, []
+            run(self._wire, self._wire.exchange(deferred, None, ()))
         cursor = self.raw.cursor()
         try:
-            cursor.executemany(statement, [_params(arrays, p) for p in seq])  # type: ignore[arg-type]
+            cursor.executemany(statement, [params_for(arrays, p) for p in seq])  # type: ignore[arg-type]
         except psycopg.errors.IntegrityError as exc:
             raise IntegrityError(str(exc)) from exc
         return cursor
@@ -203,7 +197,8 @@ class PgConnection:
 
     @property
     def broken(self) -> bool:
-        return self.raw.closed or self.raw.broken
+        # psycopg's own flag, or libpq's: statements sent by ``pg_wire`` bypass psycopg.
+        return self.raw.closed or self.raw.broken or self.raw.pgconn.status == pq.ConnStatus.BAD
 
     def close(self) -> None:
         self.raw.close()

@@ -4,8 +4,10 @@ The client is psycopg 3, synchronous, one connection per thread: the engine's mo
 writer thread committing batches, reader threads on snapshots; ``engine.py``) is the same as
 for SQLite, so the SQL mixins are shared through ``pg_dialect.PgConnection`` rather than
 written twice (an asyncio driver such as asyncpg would have needed every mixin rewritten for
-``await`` and ``$n`` placeholders). psycopg's binary wheel brings its own libpq; statements
-executed repeatedly are prepared on the server automatically (``prepare_threshold``).
+``await`` and ``$n`` placeholders). psycopg's binary wheel brings its own libpq; the store's
+statements go through it directly (``pg_wire.py``: a cursor's Python cost, three times the
+statement's own, was most of a node's CPU), prepared on their second use; point lookups run
+on the event loop (``pg_lookup.py``), not in a worker thread.
 
 What SQLite got from being the only writer, PostgreSQL gets from row locks, whichever node
 writes: a UID is taken by ``UPDATE mailboxes SET uidnext = uidnext + n ... RETURNING`` (the
@@ -34,6 +36,7 @@ from stalwart_py.store.model import StoreError
 from stalwart_py.store.pg_dialect import PgConnection
 from stalwart_py.store.pg_lease import AdvisoryLease
 from stalwart_py.store.pg_login_failures import LoginFailuresMixin
+from stalwart_py.store.pg_lookup import AsyncLookups
 from stalwart_py.store.pg_notify import NotifyListener, node_id, notify_in_transaction
 from stalwart_py.store.pg_schema import migrate
 from stalwart_py.store.sql import SqlStore
@@ -64,6 +67,7 @@ class PgEngine(Engine):
         self.sequences = True
         self.node = node_id(data_dir)
         self.listener: NotifyListener | None = None
+        self._lookups = AsyncLookups(self._new_async_connection, readers)
 
     async def open(self) -> None:
         await super().open()
@@ -75,16 +79,25 @@ class PgEngine(Engine):
         if self.listener is not None:
             await anyio.to_thread.run_sync(self.listener.close)
             self.listener = None
+        await self._lookups.close()
         await super().close()
 
-    def _new_connection(self) -> psycopg.Connection:
+    def _connect_kwargs(self) -> dict[str, Any]:
         kwargs: dict[str, Any] = {"autocommit": True, "application_name": "stalwart-py"}
         if self._password is not None:
             kwargs["password"] = self._password
-        kwargs.setdefault("connect_timeout", CONNECT_TIMEOUT)
-        conn = psycopg.connect(self.url, **kwargs)
+        kwargs["connect_timeout"] = CONNECT_TIMEOUT
+        return kwargs
+
+    def _new_connection(self) -> psycopg.Connection:
+        conn = psycopg.connect(self.url, **self._connect_kwargs())
         # SET rather than the URL's options=, which a user's URL may carry for other settings.
         conn.execute(f"SET statement_timeout = {self._statement_timeout_ms}")
+        return conn
+
+    async def _new_async_connection(self) -> psycopg.AsyncConnection:
+        conn = await psycopg.AsyncConnection.connect(self.url, **self._connect_kwargs())
+        await conn.execute(f"SET statement_timeout = {self._statement_timeout_ms}")
         return conn
 
     def _connect(self, *, readonly: bool = False) -> PgConnection:
@@ -116,12 +129,12 @@ class PgEngine(Engine):
             conn.close()
 
     async def lookup(self, func: Any) -> Any:
-        # A round trip to the server may take a while: never on the event loop. ``func`` runs
-        # one statement, which sees one snapshot by itself: no BEGIN and COMMIT around it
-        # (two more round trips, on the path of every delivery and login).
-        return await anyio.to_thread.run_sync(self._read, func, False, limiter=self._limiter)
+        # On the event loop, by asyncio connections (``pg_lookup.py`` says why and how).
+        # ``func`` runs one statement, which sees one snapshot by itself: no BEGIN and COMMIT
+        # around it (two more round trips, on the path of every delivery and login).
+        return await self._lookups.run(func)
 
-    def _read(self, func: Any, snapshot: bool = True) -> Any:
+    def _read(self, func: Any) -> Any:
         with self._readers_lock:
             conn = self._idle_readers.pop() if self._idle_readers else None
         if conn is None:
@@ -129,8 +142,6 @@ class PgEngine(Engine):
             with self._readers_lock:
                 self._readers.append(conn)
         try:
-            if not snapshot:
-                return func(conn)
             conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
             try:
                 return func(conn)
