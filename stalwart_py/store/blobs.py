@@ -26,7 +26,8 @@ from stalwart_py.mime.sortfields import SortFields, compute
 from stalwart_py.store.blobstore import MAX_STAGE_AGE, BlobRetry
 from stalwart_py.store.blobstore.bodies import Staging
 from stalwart_py.store.engine import Txn
-from stalwart_py.store.sqlite_sort import insert_sort_fields
+from stalwart_py.store.sqlite_sort import COLUMNS as SORT_COLUMNS
+from stalwart_py.store.sqlite_sort import insert_sort_fields, sort_values
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,20 +146,30 @@ def put_blob(txn: Txn, blob: PreparedBlob, references: int = 1) -> int:
 def _insert_first(txn: Txn, blob: PreparedBlob, references: int, add: str) -> int:
     """``put_blob`` on PostgreSQL for a body kept in its row: nearly every body is new (each
     SMTP delivery's), so the row is inserted first, its id taken from the sequence in the
-    same statement: one round trip where the update, ``nextval`` and insert took three. A
+    same statement, and its sort fields too: one round trip where the update, ``nextval``,
+    and the two inserts took four. A
     body stored already (or by another node meanwhile: the insert waits for its commit) gets
     the references instead. A sequence value is lost then, which no one notices (ids are
     never given twice, not dense)."""
-    row = txn.execute(
+    insert = (
         "INSERT INTO blobs(id, hash, size, refs, structure, data, external)"
         " VALUES (nextval('blob_ids'), ?, ?, ?, ?, ?, 0) ON CONFLICT(hash) DO NOTHING"
-        " RETURNING id",
-        (blob.digest, len(blob.data), references, blob.structure, blob.data),
-    ).fetchone()
+        " RETURNING id"
+    )
+    values = (blob.digest, len(blob.data), references, blob.structure, blob.data)
+    if blob.sort is None:
+        row = txn.execute(insert, values).fetchone()
+    else:
+        # The sort fields' row in the same statement (no row when the body was there).
+        # ``sent`` may be NULL, whose parameter comes untyped: the cast says what it is.
+        row = txn.execute(
+            f"WITH new AS ({insert}) INSERT INTO sort_fields({SORT_COLUMNS})"
+            " SELECT id, ?, ?, CAST(? AS double precision), ?, ?, ?, ?, ?, ?, ?, ? FROM new"
+            " RETURNING blob_id",
+            (*values, *sort_values(blob.sort)),
+        ).fetchone()
     if row is None:
         return txn.execute(add, (references, blob.digest)).fetchone()[0]
-    if blob.sort is not None:
-        insert_sort_fields(txn, row[0], blob.sort)
     return row[0]
 
 

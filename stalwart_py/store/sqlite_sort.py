@@ -60,20 +60,24 @@ def insert_sort_fields(conn: _Executes, blob_id: int, fields: SortFields) -> Non
     conn.execute(
         f"INSERT INTO sort_fields({COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)"
         f" ON CONFLICT(blob_id) DO UPDATE SET {_UPDATE_ALL}",
-        (
-            blob_id,
-            fields.subject,
-            int(fields.reply),
-            fields.sent,
-            fields.from_mailbox,
-            fields.from_display,
-            fields.to_mailbox,
-            fields.to_display,
-            fields.cc_mailbox,
-            fields.message_id,
-            fields.in_reply_to,
-            " ".join(fields.references),
-        ),
+        (blob_id, *sort_values(fields)),
+    )
+
+
+def sort_values(fields: SortFields) -> tuple[Any, ...]:
+    """The values of ``COLUMNS`` after ``blob_id``."""
+    return (
+        fields.subject,
+        int(fields.reply),
+        fields.sent,
+        fields.from_mailbox,
+        fields.from_display,
+        fields.to_mailbox,
+        fields.to_display,
+        fields.cc_mailbox,
+        fields.message_id,
+        fields.in_reply_to,
+        " ".join(fields.references),
     )
 
 
