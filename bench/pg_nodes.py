@@ -18,6 +18,12 @@ timed to the last one's end. The deliveries are spread over ``--accounts`` recip
 node's sessions are split into that many smtp-source runs at once, each run to its own
 account. Rounds alternate the order of the line-up; every server's
 stored count is checked against what it acknowledged.
+
+Beside each rate, what it cost in CPU per message (``Usage``): each server's process tree,
+PostgreSQL's processes, the load generator, and how busy the machine was. From those, the
+ceiling the CPU puts on each line-up's rate (no node process past one core, the GIL; the
+whole within the machine's cores) and the ratios of the ceilings: what the goals can be at
+best on this machine, however quiet, at these costs.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ import shutil
 import sys
 import tempfile
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -38,7 +45,13 @@ sys.path.insert(0, str(ROOT / "bench"))
 import subprocess  # noqa: E402
 import time  # noqa: E402
 
-from smtp_throughput import RECIPIENT, SENDER, Stalwart, python_client  # noqa: E402
+from smtp_throughput import (  # noqa: E402
+    RECIPIENT,
+    SENDER,
+    Stalwart,
+    python_client,
+    server_usage,
+)
 
 from tests.support.postgres import running_cluster  # noqa: E402
 
@@ -190,6 +203,74 @@ def send(
     return max(seconds), share * len(jobs)
 
 
+@dataclass
+class Usage:
+    """CPU ms per message over one run (user + system, from /proc): of each server process
+    tree, of PostgreSQL's processes, of the load generator, and how busy the machine was.
+    A rate moves with whatever else the machine does; these much less, and they bound the
+    rate: a node's process runs Python on one core at a time (the GIL), and all of it shares
+    the machine's cores."""
+
+    nodes: list[float]
+    postgres: float
+    generator: float
+    busy: float  # of all cores, 0..1
+
+    def total(self) -> float:
+        return sum(self.nodes) + self.postgres + self.generator
+
+    def ceiling(self) -> float:
+        """The rate the CPU allows at most: no node process past one core, the whole within
+        the machine's cores (nothing else running)."""
+        cores = os.cpu_count() or 1
+        return min(1000 * cores / self.total(), *(1000 * len(self.nodes) / n for n in self.nodes))
+
+    def __str__(self) -> str:
+        nodes = "+".join(f"{n:.2f}" for n in self.nodes)
+        return (
+            f"CPU ms/msg: node {nodes}, postgres {self.postgres:.2f}, smtp-source "
+            f"{self.generator:.2f} (total {self.total():.2f}; ceiling {self.ceiling():.0f} msg/s;"
+            f" machine {self.busy:.0%} busy)"
+        )
+
+
+def _busy_ticks() -> tuple[int, int]:
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return sum(fields) - fields[3] - fields[4], sum(fields)  # minus idle and iowait
+
+
+def measured_send(
+    pids: list[int], postgres: Path | None, addresses: list[tuple[str, int]], args, names
+) -> tuple[float, int, Usage]:
+    """``send``, with the CPU it cost (``Usage``). ``postgres``: the cluster's data directory
+    (its postmaster.pid), None for SQLite."""
+
+    def postgres_seconds() -> float:
+        if postgres is None:
+            return 0.0
+        postmaster = int((postgres / "postmaster.pid").read_text().split()[0])
+        return server_usage(postmaster)[0]
+
+    nodes = [server_usage(pid)[0] for pid in pids]
+    database = postgres_seconds()
+    children = os.times()
+    busy, ticks = _busy_ticks()
+    seconds, share = send(addresses, args.messages, args.clients, args.size, names)
+    busy_after, ticks_after = _busy_ticks()
+    after = os.times()
+    per = 1000 / share
+    generator = (after.children_user + after.children_system) - (
+        children.children_user + children.children_system
+    )
+    usage = Usage(
+        [(server_usage(pid)[0] - before) * per for pid, before in zip(pids, nodes, strict=True)],
+        (postgres_seconds() - database) * per,
+        generator * per,
+        (busy_after - busy) / max(1, ticks_after - ticks),
+    )
+    return seconds, share, usage
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--messages", type=int, default=3000)
@@ -228,24 +309,35 @@ def main() -> None:
         servers.enter_context(sqlite)
         one = servers.enter_context(Node(base / "one", one_url, blobs))
         pair = [servers.enter_context(Node(base / f"two-{n}", two_url, blobs)) for n in "ab"]
+        data = cluster.base / "data"
         line_up = {
-            "SQLite, one node": [sqlite.address],
-            "PostgreSQL, one node": [one.address],
-            "PostgreSQL, two nodes": [node.address for node in pair],
+            "SQLite, one node": ([sqlite], None),
+            "PostgreSQL, one node": ([one], data),
+            "PostgreSQL, two nodes": (pair, data),
         }
         sent = dict.fromkeys(line_up, 0)
         rates: dict[str, list[float]] = {name: [] for name in line_up}
+        usages: dict[str, list[Usage]] = {name: [] for name in line_up}
         for round_ in range(args.rounds):
             order = list(line_up) if round_ % 2 == 0 else list(reversed(line_up))
             for name in order:
-                seconds, share = send(line_up[name], args.messages, args.clients, args.size, names)
+                members, postgres = line_up[name]
+                seconds, share, usage = measured_send(
+                    [member.process.pid for member in members],
+                    postgres,
+                    [member.address for member in members],
+                    args,
+                    names,
+                )
                 sent[name] += share
                 rates[name].append(share / seconds)
-                print(f"  round {round_ + 1} {name:24s} {share / seconds:7.1f} msg/s")
+                usages[name].append(usage)
+                print(f"  round {round_ + 1} {name:24s} {share / seconds:7.1f} msg/s; {usage}")
         print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
         best = {name: max(values) for name, values in rates.items()}
         for name, rate in best.items():
-            print(f"{name:24s} {rate:7.1f} msg/s (best of {args.rounds})")
+            usage = usages[name][rates[name].index(rate)]
+            print(f"{name:24s} {rate:7.1f} msg/s (best of {args.rounds}); {usage}")
         print(
             f"ratio PostgreSQL one node / SQLite: "
             f"{best['PostgreSQL, one node'] / best['SQLite, one node']:.2f} (goal >= 0.8)"
@@ -253,6 +345,12 @@ def main() -> None:
         print(
             f"ratio PostgreSQL two nodes / one node: "
             f"{best['PostgreSQL, two nodes'] / best['PostgreSQL, one node']:.2f} (goal >= 1.5)"
+        )
+        ceiling = {name: max(u.ceiling() for u in usages[name]) for name in line_up}
+        print(
+            f"the CPU's ceilings: PostgreSQL one node / SQLite "
+            f"{ceiling['PostgreSQL, one node'] / ceiling['SQLite, one node']:.2f}, two nodes / "
+            f"one node {ceiling['PostgreSQL, two nodes'] / ceiling['PostgreSQL, one node']:.2f}"
         )
         servers.close()
         checks = {
