@@ -110,6 +110,19 @@ def _insert_message(
     keywords: str,
     internaldate: float,
 ) -> MessageInfo:
+    if txn.sequences:
+        # PostgreSQL: the UID taken and the message inserted by one statement (a
+        # data-modifying WITH), one round trip of the writer's fewer per message.
+        uid, modseq = txn.execute(
+            "WITH m AS (UPDATE mailboxes SET uidnext = uidnext + 1,"
+            " highestmodseq = highestmodseq + 1 WHERE id = ?"
+            " RETURNING id, uidnext - 1 AS uid, highestmodseq AS modseq)"
+            " INSERT INTO messages(mailbox_id, uid, modseq, flags, keywords, internaldate, size,"
+            " blob_id) SELECT id, uid, modseq, ?, ?, ?, ?, ? FROM m RETURNING uid, modseq",
+            (mailbox_id, bits, keywords, internaldate, size, blob_id),
+        ).fetchone()
+        txn.touched.add(mailbox_id)
+        return MessageInfo(uid, modseq, join_flags(bits, keywords), internaldate, size, blob_id)
     uid, modseq = txn.execute(
         "UPDATE mailboxes SET uidnext = uidnext + 1, highestmodseq = highestmodseq + 1 "
         "WHERE id = ? RETURNING uidnext - 1, highestmodseq",
