@@ -5,7 +5,8 @@ Sources:
 - ``[certificate."<id>"]`` files (``source = "file"``), read when a configuration is applied
   (start, reload, ``server.certificate-watch``), never during a handshake;
 - certificates installed at run time by the ACME client (``install``, ``source = "acme"``),
-  kept under ``<data-dir>/certificates/<id>/{cert,key}.pem`` and read back at start;
+  kept in the store (``Store.install_certificate``), so that every node serves what one
+  ordered, and read from it at start and whenever any process or node installs one;
 - the self-signed certificate ``tls.py`` makes when nothing else fits (``source =
   "self-signed"``; listed by ``describe`` so that an operator sees it is in use).
 
@@ -32,20 +33,20 @@ ALPN negotiates it, 3), and the connection is closed once the handshake is done 
 server sends nothing more, 3). Clients that do not offer ``acme-tls/1`` are unaffected
 (``client_hello.py`` reads the offer, which Python's SNI callback does not show).
 
-Several processes on one data directory (``server.workers``): what ``install`` and
-``set_alpn_challenge`` put in force is on disk (``<data-dir>/certificates/<id>/``,
-``<data-dir>/acme/tls-alpn-01/<domain>.{crt,key}``), and ``announce`` (the store's change
-notification, ``CERTIFICATES_CHANNEL``) makes every other process ``refresh`` at once, not at
-its next reload. The announcement is a datagram sent before ``set_alpn_challenge`` returns,
-so it is waiting in every worker before the ACME client even tells the CA to validate.
+Several processes and nodes (``server.workers``, PostgreSQL): what ``install`` and
+``set_alpn_challenge`` put in force is written to the store, whose change notification
+(``CERTIFICATES_CHANNEL`` in the write's change set: a datagram to this node's processes, a
+NOTIFY to other nodes) makes every other process ``refresh`` at once, not at its next reload.
+The write returns once it is committed, and the notification leaves with the commit, so it is
+on its way to every worker and node before the ACME client even tells the CA to validate.
+``refresh`` reads the rows and builds the contexts of what changed (``pem_context``: from
+memory, no files); handshakes only ever read the index in memory.
 """
 
 from __future__ import annotations
 
-import contextlib
 import datetime
 import logging
-import os
 import ssl
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -56,8 +57,9 @@ from typing import TYPE_CHECKING, Any
 from stalwart_py.certificate_metrics import register as register_metrics
 from stalwart_py.client_hello import HelloReadingSSLObject
 from stalwart_py.config.certificates import CertificateSettings
-from stalwart_py.files import private_dir, safe_join, write_private
 from stalwart_py.metrics import Metrics
+from stalwart_py.pem_context import PemError, context_from_pem
+from stalwart_py.store.model import StoredCertificate
 from stalwart_py.tls import TLSSetupError, load_chain
 
 # cryptography is imported by the first certificate read (from [certificate.*], install() or
@@ -66,12 +68,13 @@ from stalwart_py.tls import TLSSetupError, load_chain
 if TYPE_CHECKING:
     from cryptography import x509
 
+    from stalwart_py.store.base_shared_state import SharedStateStore
+
 log = logging.getLogger("stalwart_py.certificates")
 
 ACME_TLS_ALPN = "acme-tls/1"  # RFC 8737 6.2
-INSTALLED_DIR = "certificates"
-CHALLENGE_DIR = Path("acme", "tls-alpn-01")  # pending TLS-ALPN-01 answers, under the data dir
-# A challenge file older than this was left by a process that died during its order (an order
+TLS_ALPN_01 = "tls-alpn-01"  # the store's kind of challenge rows answered here
+# A challenge older than this was left by a process that died during its order (an order
 # takes seconds to minutes); it is not answered.
 CHALLENGE_LIFETIME = 3600.0
 # File identity as the store saw it: (mtime in ns, size) per file, None when missing.
@@ -104,7 +107,7 @@ class Certificate:
     not_before: datetime.datetime
     not_after: datetime.datetime
     fingerprint: str  # SHA-256 of the leaf, hex
-    files: tuple[Path, Path]
+    files: tuple[Path, ...]  # none for one installed in the store
     stamp: Stamp = field(repr=False)
     context: ssl.SSLContext | None = field(repr=False, default=None)
     default: bool = False
@@ -196,7 +199,7 @@ def describe_leaf(
     leaf: x509.Certificate,
     cert_id: str,
     source: str,
-    files: tuple[Path, Path],
+    files: tuple[Path, ...],
     file_stamp: Stamp,
     context: ssl.SSLContext | None,
     default: bool = False,
@@ -298,17 +301,17 @@ class CertificateStore:
 
     def __init__(self, data_dir: Path, metrics: Metrics | None = None) -> None:
         self.data_dir = data_dir
+        # Where installed certificates and TLS-ALPN-01 answers are kept for every process and
+        # node (set by ServerContext); None: in this process only (tests of the index).
+        self.store: SharedStateStore | None = None
         self.index = Index()
         self._files: dict[str, Certificate] = {}  # [certificate.*], by id
         self._installed: dict[str, Certificate] = {}  # install(), by id
+        self._rows: dict[str, StoredCertificate] = {}  # install()'s, as last read, by id
         self._self_signed: dict[str, Certificate] = {}  # by host name, once described
         self._self_signed_files: dict[str, tuple[Path, Path]] = {}  # by host name
         self._challenges: dict[str, ssl.SSLContext] = {}  # TLS-ALPN-01, by domain
-        self._challenge_stamps: dict[str, Stamp] = {}  # their files, as last read
-        # Tells the other processes on the data directory that ``install`` or a challenge
-        # changed what is on disk (the server sets it: ``ChangeHub.announce``); they
-        # ``refresh``.
-        self.announce: Callable[[], None] | None = None
+        self._challenge_rows: dict[str, tuple[bytes, bytes]] = {}  # their PEM, as last read
         # Who adds to describe()'s entries (the ACME client: its renewal state), by id.
         self._details: list[Callable[[], Mapping[str, Mapping[str, Any]]]] = []
         if metrics is not None:
@@ -353,24 +356,18 @@ class CertificateStore:
         self._load_challenges()
 
     def _scan_installed(self) -> list[Certificate]:
-        """What ``install`` wrote, also by another process on this data directory: kept
-        when unchanged, read again when changed; a pair that cannot be used is logged and
-        left out (the previous one stays, when there was one)."""
-        root = self.data_dir / INSTALLED_DIR
+        """The installed certificates of the rows last read (``load``): kept when unchanged,
+        built again when changed; a pair that cannot be used is logged and left out (the
+        previous one stays, when there was one)."""
         found: list[Certificate] = []
-        if not root.is_dir():
-            return list(self._installed.values())
-        for directory in sorted(root.iterdir()):
-            if not directory.is_dir() or directory.name.startswith("."):
-                continue
-            cert_id = directory.name
-            paths = (directory / "cert.pem", directory / "key.pem")
+        for cert_id, row in sorted(self._rows.items()):
             old = self._installed.get(cert_id)
-            if old is not None and old.stamp == stamp(paths):
+            row_stamp = _row_stamp(row)
+            if old is not None and old.stamp == row_stamp:
                 found.append(old)
                 continue
             try:
-                found.append(load_certificate(cert_id, "acme", *paths))
+                found.append(_installed_certificate(row))
             except CertificateError as exc:
                 log.error("installed certificate %s cannot be used, not loaded: %s", cert_id, exc)
                 if old is not None:
@@ -380,81 +377,74 @@ class CertificateStore:
     def _reindex(self) -> None:
         self.index = Index.of([*self._files.values(), *self._installed.values()])
 
+    async def load(self) -> None:
+        """Read the installed certificates and pending TLS-ALPN-01 answers from the store
+        (at start, before ``configure``, and in ``refresh``)."""
+        if self.store is None:
+            return
+        rows = await self.store.installed_certificates()
+        since = time.time() - CHALLENGE_LIFETIME
+        challenges = await self.store.acme_challenges(TLS_ALPN_01, since)
+        self._rows = {row.id: row for row in rows}
+        self._challenge_rows = {name: (cert, key or b"") for name, cert, key in challenges}
+
+    def stored(self, cert_id: str) -> StoredCertificate | None:
+        """The chain and key installed under ``cert_id``, as last read (``load``)."""
+        return self._rows.get(cert_id)
+
     # -- the interface the ACME client uses ---------------------------------------------
 
-    def install(self, cert_id: str, chain_pem: bytes, key_pem: bytes) -> None:
-        """Validate a chain and key, write them under ``<data-dir>/certificates/<cert_id>/``
-        (0600, each file replaced atomically) and put them in force for every listener's
-        next handshake. Raises CertificateError and keeps what was there on bad input."""
+    async def install(self, cert_id: str, chain_pem: bytes, key_pem: bytes) -> None:
+        """Validate a chain and key, keep them in the store and put them in force for every
+        listener's next handshake, here at once and in every other process and node by the
+        store's notification. Raises CertificateError and keeps what was there on bad input."""
         leaf = check_pair(chain_pem, key_pem)
-        root = self.data_dir / INSTALLED_DIR
-        directory = safe_join(root, cert_id)
-        private_dir(directory)
-        new_cert, new_key = directory / ".new-cert.pem", directory / ".new-key.pem"
-        write_private(new_key, key_pem)
-        write_private(new_cert, chain_pem)
         try:
-            context = server_context(new_cert, new_key)
-        except CertificateError:
-            new_cert.unlink(missing_ok=True)
-            new_key.unlink(missing_ok=True)
-            raise
-        cert_path, key_path = directory / "cert.pem", directory / "key.pem"
-        # The key first: a reader between the two renames that sees the new key with the old
-        # chain fails to load that pair and keeps what it had (see _scan_installed).
-        new_key.replace(key_path)
-        new_cert.replace(cert_path)
-        cert = describe_leaf(
-            leaf, cert_id, "acme", (cert_path, key_path), stamp((cert_path, key_path)), context
-        )
+            context = context_from_pem(chain_pem, key_pem)
+        except PemError as exc:
+            raise CertificateError(str(exc)) from None
+        installed = time.time()
+        if self.store is not None:
+            installed = await self.store.install_certificate(cert_id, chain_pem, key_pem)
+        row = StoredCertificate(cert_id, chain_pem, key_pem, installed)
+        self._rows[cert_id] = row
+        cert = describe_leaf(leaf, cert_id, "acme", (), _row_stamp(row), context)
         self._installed[cert_id] = cert
         self._reindex()
         log.info("certificate %s installed: %s", cert_id, _summary(cert))
-        self._announce()
 
-    def set_alpn_challenge(self, domain: str, cert_pem: bytes, key_pem: bytes) -> None:
+    async def set_alpn_challenge(self, domain: str, cert_pem: bytes, key_pem: bytes) -> None:
         """Answer TLS-ALPN-01 for ``domain`` with this validation certificate (RFC 8737 3)
-        until ``clear_alpn_challenge``, in this process and, through the files under
-        ``<data-dir>/acme/tls-alpn-01/`` and ``announce``, in every other process serving the
-        data directory (the CA may reach any worker). Raises CertificateError on an unusable
-        pair."""
+        until ``clear_alpn_challenge``, in this process and, through the store, in every
+        other process and node (the CA may reach any of them). Raises CertificateError on an
+        unusable pair."""
         check_pair(cert_pem, key_pem)
         name = normal_name(domain)
-        cert_path, key_path = self._challenge_files(name)
-        private_dir(cert_path.parent)
-        write_private(key_path, key_pem)  # the key first, as install() does
-        write_private(cert_path, cert_pem)
         try:
-            context = server_context(cert_path, key_path, alpn=(ACME_TLS_ALPN,))
-        except CertificateError:
-            cert_path.unlink(missing_ok=True)
-            key_path.unlink(missing_ok=True)
-            raise
+            context = context_from_pem(cert_pem, key_pem, alpn=(ACME_TLS_ALPN,))
+        except PemError as exc:
+            raise CertificateError(str(exc)) from None
+        if self.store is not None:
+            await self.store.put_acme_challenge(TLS_ALPN_01, name, cert_pem, key_pem)
         self._challenges[name] = context
-        self._challenge_stamps[name] = stamp((cert_path, key_path))
+        self._challenge_rows[name] = (cert_pem, key_pem)
         log.info("TLS-ALPN-01: answering the challenge for %s", name)
-        self._announce()
 
-    def clear_alpn_challenge(self, domain: str) -> None:
+    async def clear_alpn_challenge(self, domain: str) -> None:
         name = normal_name(domain)
-        with contextlib.suppress(ValueError):  # a name that cannot be a file was never one
-            for path in self._challenge_files(name):
-                path.unlink(missing_ok=True)
-        self._challenge_stamps.pop(name, None)
+        if self.store is not None:
+            await self.store.delete_acme_challenge(TLS_ALPN_01, name)
+        self._challenge_rows.pop(name, None)
         if self._challenges.pop(name, None) is not None:
             log.info("TLS-ALPN-01: challenge for %s withdrawn", name)
-        self._announce()
-
-    def _challenge_files(self, name: str) -> tuple[Path, Path]:
-        directory = self.data_dir / CHALLENGE_DIR
-        return safe_join(directory, f"{name}.crt"), safe_join(directory, f"{name}.key")
 
     # -- what other processes changed ---------------------------------------------------
 
-    def refresh(self) -> None:
-        """Put in force what another process on this data directory installed or withdrew
-        (called when ``announce`` reaches this process): installed certificates whose files
-        changed are read again, and the pending TLS-ALPN-01 challenges are those on disk."""
+    async def refresh(self) -> None:
+        """Put in force what another process or node installed or withdrew (called when
+        the store's notification reaches this process): the rows are read again, and the
+        contexts of those that changed built again."""
+        await self.load()
         before = self._installed
         self._installed = {c.id: c for c in self._scan_installed()}
         for cert in self._installed.values():
@@ -464,38 +454,20 @@ class CertificateStore:
         self._load_challenges()
 
     def _load_challenges(self) -> None:
-        directory = self.data_dir / CHALLENGE_DIR
-        try:
-            entries = sorted(os.listdir(directory))
-        except OSError:
-            entries = []
         contexts: dict[str, ssl.SSLContext] = {}
-        stamps: dict[str, Stamp] = {}
-        for entry in entries:
-            if not entry.endswith(".crt") or entry.startswith("."):
-                continue
-            name = entry.removesuffix(".crt")
-            paths = (directory / entry, directory / f"{name}.key")
-            found = stamp(paths)
-            if found[0] is None or found[1] is None:
-                continue
-            if time.time() - found[0][0] / 1e9 > CHALLENGE_LIFETIME:
-                continue  # left by a process that died during an order
+        for name, (cert_pem, key_pem) in self._challenge_rows.items():
             old = self._challenges.get(name)
-            if old is not None and self._challenge_stamps.get(name) == found:
-                contexts[name], stamps[name] = old, found
+            if old is not None:  # a challenge's pair never changes under its name
+                contexts[name] = old
                 continue
             try:
-                contexts[name] = server_context(*paths, alpn=(ACME_TLS_ALPN,))
-            except CertificateError:
-                continue  # between the writer's two renames: it announces again after both
-            stamps[name] = found
+                contexts[name] = context_from_pem(cert_pem, key_pem, alpn=(ACME_TLS_ALPN,))
+            except PemError:
+                continue
             log.info("TLS-ALPN-01: answering the challenge for %s (set by another process)", name)
-        self._challenges, self._challenge_stamps = contexts, stamps
-
-    def _announce(self) -> None:
-        if self.announce is not None:
-            self.announce()
+        for name in self._challenges.keys() - contexts.keys():
+            log.info("TLS-ALPN-01: challenge for %s withdrawn (by another process)", name)
+        self._challenges = contexts
 
     def add_details(self, details: Callable[[], Mapping[str, Mapping[str, Any]]]) -> None:
         """Have ``describe`` merge ``details()[id]`` into the entry of each id (the ACME
@@ -587,6 +559,20 @@ class CertificateStore:
         context.sni_callback = self.sni_callback(hostname, own)
         context.sslobject_class = HelloReadingSSLObject
         context.wants_client_hello = lambda: self.wants_client_hello  # type: ignore[attr-defined]
+
+
+def _row_stamp(row: StoredCertificate) -> Stamp:
+    """What identifies an installed certificate's version: its install time and size."""
+    return ((int(row.installed * 1e9), len(row.chain)),)
+
+
+def _installed_certificate(row: StoredCertificate) -> Certificate:
+    leaf = check_pair(row.chain, row.private_key)
+    try:
+        context = context_from_pem(row.chain, row.private_key)
+    except PemError as exc:
+        raise CertificateError(str(exc)) from None
+    return describe_leaf(leaf, row.id, "acme", (), _row_stamp(row), context)
 
 
 def _summary(cert: Certificate) -> str:

@@ -81,6 +81,7 @@ class ServerContext:
         )
         # Certificates chosen by SNI ([certificate.*], ACME's installs), TLS-ALPN-01 answers.
         self.certificates = CertificateStore(config.storage.data_dir, self.metrics)
+        self.certificates.store = store  # installed ones: the same for every node
         self.tls = TLSManager(config.storage.data_dir, self.certificates)
         # checks of mail from strangers: shared state (rate limits)
         self.inbound = Inbound(self.limits.connection_rates, self.limits.message_rates)

@@ -33,6 +33,7 @@ from anyio.abc import TaskStatus
 
 from stalwart_py.acme import AcmeManager
 from stalwart_py.acme.commands import acme_commands
+from stalwart_py.acme.imports import import_acme_files
 from stalwart_py.certificates import CertificateError
 from stalwart_py.config import Config, ConfigError, LoggingSettings, load_config
 from stalwart_py.config.running import needs_restart, require_listener
@@ -49,6 +50,7 @@ from stalwart_py.files import (
 from stalwart_py.listeners import ApplyError, ListenerRegistry, ReloadReport
 from stalwart_py.plugin import Protocol, discover_protocols, require_compatible_plugins
 from stalwart_py.queue import QueueManager
+from stalwart_py.queue.dkim import import_key_files
 from stalwart_py.shared import FILE as SHARED_FILE
 from stalwart_py.shared import SharedState
 from stalwart_py.singleton import run_dir, run_singleton
@@ -171,7 +173,13 @@ class Server:
         limits = self.worker.limits if self.worker is not None else None
         self.context = ServerContext(self.config, store, limits=limits)
         self.context.reload = self.reload
+        try:  # an earlier version's key files: into the store before anything reads them
+            await import_key_files(store, self.config.storage.data_dir)
+            await import_acme_files(store, self.config.storage.data_dir)
+        except (StoreError, OSError) as exc:
+            raise StartupError(f"cannot import the DKIM and ACME files: {exc}") from None
         try:  # [certificate.*] before any listener's context is made (they choose from them)
+            await self.context.certificates.load()  # installed ones, from the store
             self.context.certificates.configure(self.config.certificates, str(self.config_path))
         except CertificateError as exc:
             raise StartupError(str(exc)) from None
@@ -221,12 +229,11 @@ class Server:
             self.config.storage.data_dir,
             self.context.certificates,
             self.context.metrics,
+            store=store,
         )
         # its renewal state (next renewal, last error) beside each entry the store describes,
         # and an id whose first order has not succeeded yet listed with that state alone
         self.context.certificates.add_details(self.context.acme.describe)
-        # what one process installs (ACME) is in force in every process at once
-        self.context.certificates.announce = lambda: store.changes.announce(CERTIFICATES_CHANNEL)
         # A failed start is raised after the task group, not from inside ``except*``: an
         # exception raised there comes out wrapped in an ExceptionGroup, which printed a
         # traceback instead of the one line ``serve`` prints for a StartupError.
@@ -395,9 +402,12 @@ class Server:
         with store.changes.watch(CERTIFICATES_CHANNEL) as watch:
             while True:
                 await watch.wait()
-                self.context.certificates.refresh()
-                if self.context.acme is not None:
-                    self.context.acme.refresh()
+                try:
+                    await self.context.certificates.refresh()
+                    if self.context.acme is not None:
+                        await self.context.acme.refresh()
+                except Exception:  # the store failing: what is in force stays until next time
+                    log.exception("cannot read the certificates another process installed")
 
     async def _watch_certificates(self) -> None:
         """Reload when a certificate file changes (``server.certificate-watch``)."""

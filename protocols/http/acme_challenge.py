@@ -2,9 +2,9 @@
 
 The CA fetches this over plain HTTP on port 80, without credentials, from whatever address
 the domain resolves to, so every HTTP listener answers it, TLS or not, and before the API's
-authentication. The answer (the key authorization) is the file the ACME renewal task wrote
-for the token (``stalwart_py.acme.challenges``), so any worker process can serve it; an
-unknown or malformed token is a 404.
+authentication. The answer (the key authorization) is what the ACME renewal task kept in the
+store for the token (``stalwart_py.acme.challenges``), so any worker process of any node can
+serve it; an unknown or malformed token is a 404.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ async def answer(request: Request) -> Response:
             405, f"{request.method} is not allowed here", headers=[("Allow", "GET, HEAD")]
         )
     token = request.path[len(HTTP01_PATH) :]
-    body = http01_answer(request.session.server.config.storage.data_dir, token)
+    body = await http01_answer(request.session.server.store, token)
     if body is None:
         raise HttpError(404, "no such ACME challenge")
     return Response(200, body, "application/octet-stream")

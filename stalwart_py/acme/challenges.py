@@ -1,9 +1,9 @@
 """What the server shows the CA to prove it controls a domain.
 
 **HTTP-01** (RFC 8555 8.3): the CA fetches ``http://<domain>/.well-known/acme-challenge/<token>``
-on port 80 and expects the key authorization as the body. The answer is kept as a file,
-``<data-dir>/acme/http-01/<token>``, not in memory: every HTTP listener answers the path, and
-with several worker processes the one that ordered is not always the one the CA reaches.
+on port 80 and expects the key authorization as the body. The answer is kept in the store
+(``Store.put_acme_challenge``), not in memory: every HTTP listener answers the path, and with
+several worker processes or nodes the one that ordered is not always the one the CA reaches.
 A token is base64url (8.1), so a path that is anything else names no challenge.
 
 **TLS-ALPN-01** (RFC 8737): the CA connects to port 443 with SNI = the domain and ALPN
@@ -18,7 +18,8 @@ from __future__ import annotations
 import datetime
 import logging
 import re
-from pathlib import Path
+import time
+from typing import TYPE_CHECKING
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -26,7 +27,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID, ObjectIdentifier
 
 from stalwart_py.acme.jws import alpn_digest
-from stalwart_py.files import private_dir, write_private
+
+if TYPE_CHECKING:
+    from stalwart_py.store import Store
 
 log = logging.getLogger("stalwart_py.acme")
 
@@ -34,35 +37,29 @@ HTTP01_PATH = "/.well-known/acme-challenge/"
 ACME_IDENTIFIER = ObjectIdentifier("1.3.6.1.5.5.7.1.31")  # id-pe-acmeIdentifier, RFC 8737 6.1
 ALPN_PROTOCOL = "acme-tls/1"
 _TOKEN = re.compile(r"[A-Za-z0-9_-]{1,256}")
+HTTP_01 = "http-01"  # the store's kind of these challenges
+# An answer older than this was left by a process that died during its order (an order takes
+# seconds to minutes); it is not served.
+LIFETIME = 3600.0
 
 
-def http01_dir(data_dir: Path) -> Path:
-    return data_dir / "acme" / "http-01"
-
-
-def http01_answer(data_dir: Path, token: str) -> bytes | None:
+async def http01_answer(store: Store, token: str) -> bytes | None:
     """The body to serve for ``/.well-known/acme-challenge/<token>``, or None (404)."""
     if not _TOKEN.fullmatch(token):
         return None
-    try:
-        return (http01_dir(data_dir) / token).read_bytes()
-    except OSError:
-        return None
+    return await store.acme_challenge(HTTP_01, token, time.time() - LIFETIME)
 
 
-def publish_http01(data_dir: Path, token: str, key_authorization: str) -> None:
-    """Serve ``key_authorization`` at the token's path (from every process on the data dir)."""
+async def publish_http01(store: Store, token: str, key_authorization: str) -> None:
+    """Serve ``key_authorization`` at the token's path (from every process and node)."""
     if not _TOKEN.fullmatch(token):
         raise ValueError(f"the CA sent a token that is not base64url: {token!r}")
-    directory = http01_dir(data_dir)
-    private_dir(data_dir / "acme")
-    private_dir(directory)
-    write_private(directory / token, key_authorization.encode("ascii"))
+    await store.put_acme_challenge(HTTP_01, token, key_authorization.encode("ascii"))
 
 
-def withdraw_http01(data_dir: Path, token: str) -> None:
+async def withdraw_http01(store: Store, token: str) -> None:
     if _TOKEN.fullmatch(token):
-        (http01_dir(data_dir) / token).unlink(missing_ok=True)
+        await store.delete_acme_challenge(HTTP_01, token)
 
 
 def alpn_certificate(domain: str, key_authorization: str) -> tuple[bytes, bytes]:

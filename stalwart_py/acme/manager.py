@@ -5,26 +5,28 @@ forces a renewal (``stalwart-py acme renew``, ``POST /api/certificates/{id}/rene
 
 1. takes ``<data-dir>/acme/<id>.lock`` (an exclusive ``flock``), so that two processes on one
    data directory (workers, or a second server by mistake) never order at the same time; a
-   process that waited for the lock first reads what the other one wrote and does not order
-   again when that is fresh;
+   process that waited for the lock first reads what the other one installed and does not
+   order again when that is fresh;
 2. registers the account (newAccount with the stored key finds the existing account, 7.3.1)
-   and runs one order (``orders.issue``);
-3. writes the chain and key to ``<data-dir>/acme/<id>/`` (0600) and installs them in the
-   certificate store, which swaps them into every listener at once (open sessions keep their
+   and runs one order (``orders.issue``). The account key is in the store
+   (``Store.acme_account``), the same for every node, so the CA sees one account;
+3. installs the chain and key in the certificate store, which keeps them in the database and
+   swaps them into every listener of every process and node at once (open sessions keep their
    certificate), or, on any failure, keeps the certificate in use, records the error (log,
    ``/metrics``, ``GET /api/certificates``) and tries again after a backoff that honours the
-   CA's Retry-After.
+   CA's Retry-After. The challenges are answered from the store too, by whichever node the
+   CA reaches.
 
 A certificate being renewed is still served, so ``/readyz`` does not depend on this task.
 
 With several worker processes (``run(shared=True)``) the scheduled renewals run in the one
-worker holding the ``acme`` lease (``singleton.py``; another takes over when it dies). A
+worker holding the ``acme`` lease (``singleton.py``; another takes over when it dies; on
+PostgreSQL the lease is the cluster's, ``Store.cluster_lease``: one process of all nodes). A
 forced renewal asked of another worker (the API, the control socket) runs in that worker,
-under the same ``<id>.lock``. Whichever renews writes the outcome to
-``<data-dir>/acme/<id>/state.json`` and announces it (the certificate store's ``announce``),
-so every worker's ``GET /api/certificates`` says the same (the gauges in ``/metrics`` are
-set by the process that renews); the certificate and
-the TLS-ALPN-01 answers reach every worker the same way (``certificates.py``).
+under the same ``<id>.lock``. Whichever renews writes the outcome to the account's row
+(``state``), whose notification makes every process and node ``refresh``, so every
+``GET /api/certificates`` says the same (the gauges in ``/metrics`` are set by the process
+that renews).
 """
 
 from __future__ import annotations
@@ -36,7 +38,6 @@ import logging
 import os
 import random
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -46,9 +47,10 @@ from anyio.abc import TaskGroup, TaskStatus
 
 from stalwart_py.acme import schedule
 from stalwart_py.config.acme import AcmeSettings
-from stalwart_py.files import FILE_MODE, private_dir, safe_join, write_private
+from stalwart_py.files import FILE_MODE, private_dir, safe_join
 from stalwart_py.metrics import Metrics
 from stalwart_py.singleton import run_singleton
+from stalwart_py.store.model import StoredCertificate
 
 # The protocol client (httpx, josepy) and the certificate code (cryptography's x509) are
 # imported by the first order or stored certificate that needs them, not at every start:
@@ -56,12 +58,11 @@ from stalwart_py.singleton import run_singleton
 if TYPE_CHECKING:
     from stalwart_py.acme.jws import AccountKey
     from stalwart_py.acme.orders import Challenge, Responder
+    from stalwart_py.store import Store
 
 log = logging.getLogger("stalwart_py.acme")
 
-INSTALLED_DIR = "certificates"  # where CertificateStore.install writes (certificates.py)
 LOCK_POLL = 1.0  # seconds between tries of a lock another process holds
-STATE_FILE = "state.json"  # under <data-dir>/acme/<id>/: the last renewal's outcome
 # What the process that renews tells the others, for their API and metrics.
 SHARED_STATE = (
     "not_after",
@@ -77,12 +78,11 @@ SHARED_STATE = (
 class CertificateSink(Protocol):
     """What the renewal task needs of the certificate store (stalwart_py/certificates.py)."""
 
-    def install(self, cert_id: str, chain_pem: bytes, key_pem: bytes) -> None: ...
-    def set_alpn_challenge(self, domain: str, cert_pem: bytes, key_pem: bytes) -> None: ...
-    def clear_alpn_challenge(self, domain: str) -> None: ...
-
-    # tells the other processes on the data directory that something changed (or None)
-    announce: Callable[[], None] | None
+    async def install(self, cert_id: str, chain_pem: bytes, key_pem: bytes) -> None: ...
+    async def set_alpn_challenge(self, domain: str, cert_pem: bytes, key_pem: bytes) -> None: ...
+    async def clear_alpn_challenge(self, domain: str) -> None: ...
+    async def load(self) -> None: ...
+    def stored(self, cert_id: str) -> StoredCertificate | None: ...
 
 
 @dataclass
@@ -132,9 +132,11 @@ class AcmeManager:
         certificates: CertificateSink,
         metrics: Metrics,
         *,
+        store: Store,
         rng: random.Random | None = None,
     ) -> None:
         self.data_dir = data_dir
+        self.store = store  # the account keys, the challenges, the renewal state
         self.certificates = certificates
         self.metrics = metrics
         self.rng = rng or random.Random()
@@ -193,11 +195,11 @@ class AcmeManager:
         holds the ``acme`` lease (see the module docstring)."""
         async with anyio.create_task_group() as tg:
             self._tg = tg
-            if shared:
-                self.refresh()
+            await self.refresh()
             task_status.started()
-            if shared:
-                await run_singleton(self.data_dir, "acme", self._schedule)
+            lease = self.store.cluster_lease("acme")  # PostgreSQL: one process of all nodes
+            if shared or lease is not None:
+                await run_singleton(self.data_dir, "acme", self._schedule, lease=lease)
             else:
                 await self._schedule()
 
@@ -211,17 +213,19 @@ class AcmeManager:
         finally:
             self._scheduling = False
 
-    def refresh(self) -> None:
-        """Take the renewal state another process wrote (``state.json``) for each id whose
-        loop does not run here and that is not being renewed here."""
+    async def refresh(self) -> None:
+        """Take the renewal state another process or node wrote (the account row's
+        ``state``) for each id whose loop does not run here and that is not being renewed
+        here."""
         if self._scheduling:
             return
+        accounts = {a.id: a for a in await self.store.acme_accounts()}
         for acme_id, slot in self.slots.items():
-            if slot.state.renewing:
+            if slot.state.renewing or acme_id not in accounts:
                 continue
             try:
-                saved = json.loads((self._dir(acme_id) / STATE_FILE).read_bytes())
-            except (OSError, ValueError):
+                saved = json.loads(accounts[acme_id].state or "")
+            except ValueError:
                 continue
             if not isinstance(saved, dict):
                 continue
@@ -231,6 +235,7 @@ class AcmeManager:
 
     async def _loop(self, slot: _Slot) -> None:
         with slot.scope:
+            await self.certificates.load()
             self._load(slot)
             while True:
                 delay = max(0.0, (slot.state.next_renewal or 0.0) - time.time())
@@ -296,6 +301,7 @@ class AcmeManager:
         state.renewing = True
         try:
             async with self._locked(state.id):
+                await self.certificates.load()  # what another process or node installed
                 chain, key = self._stored(state.id)
                 stored_until = _not_after(chain) if chain is not None else None
                 if (
@@ -308,7 +314,7 @@ class AcmeManager:
                     > time.time()
                 ):
                     # another process renewed it while this one waited for the lock
-                    self.certificates.install(state.id, chain, key)
+                    await self.certificates.install(state.id, chain, key)
                     log.info("ACME %s: renewed by another process; using its certificate", state.id)
                     self._succeeded(slot, stored_until)
                     return
@@ -317,14 +323,14 @@ class AcmeManager:
                 )
                 issued = await self._order(slot)
                 not_after = _not_after(issued.chain_pem)
-                self.certificates.install(state.id, issued.chain_pem, issued.key_pem)
+                await self.certificates.install(state.id, issued.chain_pem, issued.key_pem)
                 self._succeeded(slot, not_after)
         except Exception as exc:
             self._failed(slot, exc)
         finally:
             state.renewing = False
             state.attempts += 1
-            self._save_state(slot)
+            await self._save_state(slot)
             finished, slot.finished = slot.finished, anyio.Event()
             finished.set()
 
@@ -372,11 +378,13 @@ class AcmeManager:
         from stalwart_py.acme.orders import issue
 
         conf = slot.settings
-        key = self._account_key(slot.state.id)
+        key = await self._account_key(slot.state.id)
         async with AcmeClient(conf.directory, key, ca_file=conf.ca_file) as client:
             eab = (conf.eab.kid, conf.eab.hmac_key) if conf.eab is not None else None
             account = await client.register(list(conf.contact), eab)
-            self._remember_account(slot.state.id, conf.directory, account)
+            await self.store.update_acme_account(
+                slot.state.id, directory=conf.directory, url=account
+            )
             return await issue(client, list(conf.domains), conf.challenge, self._responder(conf))
 
     def _responder(self, conf: AcmeSettings) -> Responder:
@@ -386,66 +394,48 @@ class AcmeManager:
         if conf.challenge == "http-01":
 
             async def present(c: Challenge) -> None:
-                challenges.publish_http01(self.data_dir, c.token, c.key_authorization)
+                await challenges.publish_http01(self.store, c.token, c.key_authorization)
 
             async def cleanup(c: Challenge) -> None:
-                challenges.withdraw_http01(self.data_dir, c.token)
+                await challenges.withdraw_http01(self.store, c.token)
 
         else:
 
             async def present(c: Challenge) -> None:
                 cert, key = challenges.alpn_certificate(c.domain, c.key_authorization)
-                self.certificates.set_alpn_challenge(c.domain, cert, key)
+                await self.certificates.set_alpn_challenge(c.domain, cert, key)
 
             async def cleanup(c: Challenge) -> None:
-                self.certificates.clear_alpn_challenge(c.domain)
+                await self.certificates.clear_alpn_challenge(c.domain)
 
         return Responder(present, cleanup)
 
-    # -- files -------------------------------------------------------------------------------
+    # -- what the store keeps -----------------------------------------------------------------
 
-    def _dir(self, acme_id: str) -> Path:
-        return safe_join(self.data_dir / "acme", acme_id)
-
-    def _account_key(self, acme_id: str) -> AccountKey:
+    async def _account_key(self, acme_id: str) -> AccountKey:
+        """The id's account key, made (and kept in the store) by the first node to order."""
         from stalwart_py.acme.jws import AccountKey
 
-        path = self._dir(acme_id) / "account.key"
-        try:
-            return AccountKey.from_pem(path.read_bytes())
-        except FileNotFoundError:
-            pass
-        key = AccountKey.generate()
-        private_dir(self.data_dir / "acme")
-        private_dir(self._dir(acme_id))
-        write_private(path, key.pem())
-        log.info("ACME %s: created an account key in %s", acme_id, path)
-        return key
+        offered = AccountKey.generate()  # P-256: cheap; used only if there is none yet
+        account = await self.store.acme_account(acme_id, offered.pem())
+        if account.private_key == offered.pem():
+            log.info("ACME %s: created an account key (kept in the store)", acme_id)
+        return AccountKey.from_pem(account.private_key)
 
-    def _save_state(self, slot: _Slot) -> None:
-        """Write the outcome for the other processes and tell them (see ``refresh``)."""
+    async def _save_state(self, slot: _Slot) -> None:
+        """Write the outcome for the other processes and nodes (see ``refresh``); the
+        store's notification tells them."""
         state = {name: getattr(slot.state, name) for name in SHARED_STATE}
         try:
-            private_dir(self._dir(slot.state.id))
-            write_private(self._dir(slot.state.id) / STATE_FILE, json.dumps(state).encode())
-        except OSError as exc:
-            log.warning("ACME %s: cannot write its state: %s", slot.state.id, exc.strerror)
-            return
-        if self.certificates.announce is not None:
-            self.certificates.announce()
-
-    def _remember_account(self, acme_id: str, directory: str, url: str) -> None:
-        record = json.dumps({"directory": directory, "account": url}).encode()
-        write_private(self._dir(acme_id) / "account.json", record)
+            await self.store.update_acme_account(slot.state.id, state=json.dumps(state))
+        except Exception as exc:  # the outcome is still this process's; the others wait
+            log.warning("ACME %s: cannot keep its state: %s", slot.state.id, exc)
 
     def _stored(self, acme_id: str) -> tuple[bytes | None, bytes | None]:
-        """The chain and key installed under this id, by this process or another one (the
-        certificate store keeps them in ``<data-dir>/certificates/<id>/``)."""
-        directory = safe_join(self.data_dir / INSTALLED_DIR, acme_id)
-        try:
-            return (directory / "cert.pem").read_bytes(), (directory / "key.pem").read_bytes()
-        except OSError:
-            return None, None
+        """The chain and key installed under this id, by this process or another one (as
+        the certificate store last read them)."""
+        row = self.certificates.stored(acme_id)
+        return (None, None) if row is None else (row.chain, row.private_key)
 
     @contextlib.asynccontextmanager
     async def _locked(self, acme_id: str) -> Any:

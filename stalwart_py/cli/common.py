@@ -11,6 +11,7 @@ import anyio
 
 from stalwart_py.config import Config, ConfigError
 from stalwart_py.files import private_umask
+from stalwart_py.queue.dkim import import_key_files
 from stalwart_py.server import load
 from stalwart_py.store import Store, StoreError, create_store
 
@@ -35,6 +36,8 @@ def store_command(
             store = create_store(config.storage)
             await store.open()
             try:
+                # keys of an earlier version's data directory, before anything lists them
+                await import_key_files(store, config.storage.data_dir)
                 await func(store, config, args)
             finally:
                 await store.close()

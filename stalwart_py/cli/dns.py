@@ -4,7 +4,7 @@
 or compare); ``check`` asks DNS, through the configured resolver (``[resolver]``), for each one
 and says ok / missing / different, then checks FCrDNS of the server's addresses. ``check``
 exits with status 1 when anything is not ok, so that it can guard a deployment script.
-Both read the configuration and the data directory (the DKIM keys, the hosted domains);
+Both read the configuration and the store (the DKIM keys, the hosted domains);
 the ports are the configured ones (see ``GET /api/dns/{domain}`` for a running server's).
 """
 
@@ -56,12 +56,12 @@ async def wanted_records(
 ) -> tuple[str, list[dns_records.Record]]:
     """The hosted domain's name and its records; ValueError when it is not hosted."""
     from stalwart_py import dns_records
-    from stalwart_py.queue.dkim import DkimSigner
+    from stalwart_py.queue.dkim import signer_of
 
     domain = names.domain(domain_text.strip())
     if not await store.is_local_domain(domain):
         raise ValueError(f"{domain} is not a local domain (add it with: stalwart-py domain add)")
-    keys = DkimSigner(config.dkim, config.storage.data_dir).keys().get(domain, [])
+    keys = (await signer_of(store, config.dkim)).keys().get(domain, [])
     return domain, dns_records.records(domain, config, found, keys)
 
 

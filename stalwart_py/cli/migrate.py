@@ -89,6 +89,27 @@ def run_migrate(args: argparse.Namespace) -> int:
     return 0
 
 
+async def _import_key_files(config: Config) -> None:
+    """DKIM keys, ACME certificates and account keys an earlier version kept as files go
+    into the SQLite store first (as a start of the server would), so that the copy carries
+    them."""
+    from stalwart_py.acme.imports import ACME_DIR, CERTIFICATES_DIR, import_acme_files
+    from stalwart_py.queue.dkim import KEY_DIR, import_key_files
+    from stalwart_py.store.sqlite import DATABASE_FILE, SqliteStore
+
+    data_dir = config.storage.data_dir
+    kept = [data_dir / name for name in (KEY_DIR, CERTIFICATES_DIR, ACME_DIR)]
+    if not any(p.is_dir() for p in kept) or not (data_dir / DATABASE_FILE).is_file():
+        return
+    store = SqliteStore(data_dir)
+    await store.open()
+    try:
+        await import_key_files(store, data_dir)
+        await import_acme_files(store, data_dir)
+    finally:
+        await store.close()
+
+
 async def copy(
     pg_migrate: ModuleType, config: Config, args: argparse.Namespace, password: str | None
 ) -> Any:
@@ -97,6 +118,7 @@ async def copy(
     from stalwart_py.store.blobstore import create_blob_backend
     from stalwart_py.store.sqlite import DATABASE_FILE
 
+    await _import_key_files(config)
     backend = create_blob_backend(config.storage.blob, config.storage.data_dir)
     if backend is not None:
         await backend.open()

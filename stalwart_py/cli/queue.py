@@ -1,4 +1,4 @@
-"""``stalwart-py queue list|show|retry|delete`` and ``stalwart-py dkim generate|list``.
+"""``stalwart-py queue list|show|retry|delete`` and ``stalwart-py dkim generate|list|delete``.
 
 Queue commands work on the configured data directory directly, whether or not a server runs
 on it: a running server sees a retried or deleted message at its next look at the queue
@@ -14,7 +14,13 @@ from collections.abc import Callable
 from stalwart_py import names
 from stalwart_py.cli.common import StoreCommand, store_command
 from stalwart_py.config import Config
-from stalwart_py.queue.dkim import ALGORITHMS, DkimKeyError, DkimSigner, generate_key, zone_record
+from stalwart_py.queue.dkim import (
+    ALGORITHMS,
+    DkimKeyError,
+    generate_key,
+    signer_of,
+    zone_record,
+)
 from stalwart_py.store import QueueEntry, Store, StoreError
 
 Command = Callable[..., argparse.ArgumentParser]
@@ -49,6 +55,12 @@ def register(commands: argparse._SubParsersAction, command: Command) -> None:
     command("list", "List signing keys with their DNS records.", dkim_actions).set_defaults(
         run=run(dkim_list)
     )
+    delete_key = command(
+        "delete", "Delete a stored signing key (mail is no longer signed with it).", dkim_actions
+    )
+    delete_key.add_argument("domain")
+    delete_key.add_argument("selector")
+    delete_key.set_defaults(run=run(dkim_delete))
 
 
 def run(func: StoreCommand) -> Callable[[argparse.Namespace], int]:
@@ -109,21 +121,27 @@ async def dkim_generate(store: Store, config: Config, args: argparse.Namespace) 
     domain = names.domain(args.domain.strip())
     if not await store.is_local_domain(domain):
         raise ValueError(f"{domain} is not a local domain (add it with: stalwart-py domain add)")
-    key = generate_key(
-        config.storage.data_dir,
-        domain,
-        algorithm=args.algorithm,
-        selector=args.selector,
-        bits=args.bits,
+    key = await generate_key(
+        store, domain, algorithm=args.algorithm, selector=args.selector, bits=args.bits
     )
-    print(f"created {key.path}; mail from {domain} is signed with it from now on.")
+    print(
+        f"created the key {key.selector} in the store; mail from {domain} is signed with it"
+        " from now on (by every node)."
+    )
     print("Publish this DNS record:\n")
     print(zone_record(key))
     print(f"\n(name {key.record_name}, type TXT, value {key.public_record})")
 
 
-async def dkim_list(_store: Store, config: Config, _args: argparse.Namespace) -> None:
-    for keys in DkimSigner(config.dkim, config.storage.data_dir).keys().values():
+async def dkim_list(store: Store, config: Config, _args: argparse.Namespace) -> None:
+    for keys in (await signer_of(store, config.dkim)).keys().values():
         for key in keys:
-            print(f"{key.domain}\t{key.selector}\t{key.algorithm.decode()}\t{key.path}")
+            print(f"{key.domain}\t{key.selector}\t{key.algorithm.decode()}\t{key.source}")
             print(f"  {zone_record(key)}")
+
+
+async def dkim_delete(store: Store, _config: Config, args: argparse.Namespace) -> None:
+    domain = names.domain(args.domain.strip())
+    await store.delete_dkim_key(domain, args.selector)
+    print(f"deleted the key {args.selector} of {domain}; its DNS record may go once no mail")
+    print("signed with it is in transit (a day or two).")

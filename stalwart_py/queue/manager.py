@@ -50,7 +50,7 @@ from stalwart_py.config.outbound_tls import TlsReportSettings
 from stalwart_py.config.schema import DkimSettings, QueueSettings
 from stalwart_py.delivery import Delivery
 from stalwart_py.metrics import Metrics
-from stalwart_py.queue.dkim import DkimSigner
+from stalwart_py.queue.dkim import DkimSigner, stored_keys
 from stalwart_py.queue.outcomes import Outcome, notification, settle
 from stalwart_py.queue.routes import Destination, RouteFailed, Router, make_resolver
 from stalwart_py.queue.schedule import Clock, RetrySchedule, SystemClock
@@ -60,6 +60,7 @@ from stalwart_py.resolver import Resolver
 from stalwart_py.singleton import run_singleton
 from stalwart_py.store import OutboundMessage, Store
 from stalwart_py.store.engine import QUEUE_CHANNEL
+from stalwart_py.store.sqlite_shared_state import DKIM_CHANNEL
 
 # The delivery side, with the outbound SMTP client (attempts.py, session.py, protocol.py), is
 # imported by the first job, not by every start: a server with an empty queue never needs it.
@@ -98,7 +99,15 @@ class QueueManager:
         self.delivery = delivery
         self.hostname = hostname
         self.clock: Clock = clock or SystemClock()
-        self.signer = DkimSigner(dkim or {}, data_dir)
+        self.signer = DkimSigner(dkim or {})
+        # The store's DKIM keys are read before the first signature and again before the
+        # next one after any process or node changed them (the watch's callback runs in the
+        # change's notification, so a key added here is used by the very next message).
+        self._dkim_generation = 0  # moved by each change
+        self._dkim_loaded = -1  # the generation the signer's stored keys are of
+        self._dkim_lock = anyio.Lock()
+        self._dkim_watch = store.changes.watch(DKIM_CHANNEL)
+        self._dkim_watch.on_change = self._dkim_changed
         self.data_dir = data_dir
         self._limiter = anyio.CapacityLimiter(settings.max_connections)
         metrics = metrics or Metrics()
@@ -152,8 +161,7 @@ class QueueManager:
         self.router = Router(settings, self._resolver or make_resolver(settings))
         self.outbound_tls.configure(settings, report, self.router.resolver)
         self._connector: Connector | None = None  # made again, for these settings, when used
-        self.signer.configured = dkim
-        self.signer._stamp = None  # re-read the keys
+        self.signer.configured = dkim  # the key files are read again
         self._limiter.total_tokens = settings.max_connections
 
     @property
@@ -246,6 +254,20 @@ class QueueManager:
         await self.scan()
         while self._taken:
             await self._idle.wait()
+
+    def _dkim_changed(self) -> None:
+        self._dkim_generation += 1
+
+    async def _refresh_dkim(self) -> None:
+        """Read the store's keys if they changed since last read; concurrent attempts wait
+        for the one reading rather than signing with what was there before."""
+        if self._dkim_loaded == self._dkim_generation:
+            return
+        async with self._dkim_lock:
+            while self._dkim_loaded != self._dkim_generation:
+                generation = self._dkim_generation
+                self.signer.stored = await stored_keys(self.store)
+                self._dkim_loaded = generation
 
     async def _forward_store_changes(self) -> None:
         with self.store.changes.watch(QUEUE_CHANNEL) as watch:
@@ -388,6 +410,7 @@ class QueueManager:
         from stalwart_py.queue.attempts import deliver_remote, failure_outcomes
         from stalwart_py.queue.session import SessionFailed
 
+        await self._refresh_dkim()  # a store failing here fails the attempt: never unsigned
         data = await anyio.to_thread.run_sync(self.signer.sign, data, job.entry.mail_from)
         for may_retry in (True, False):
             session = link.session

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from stalwart_py.mime.sortfields import SortFields
+from stalwart_py.store.base_shared_state import SharedStateStore
 from stalwart_py.store.base_sign_in import SignInStore
 from stalwart_py.store.blobstore import BlobBackend
 from stalwart_py.store.engine import ChangeHub
@@ -55,7 +56,7 @@ class Unchanged:
 UNCHANGED = Unchanged()
 
 
-class Store(SignInStore):
+class Store(SignInStore, SharedStateStore):
     changes: ChangeHub  # wake-ups for sessions watching a mailbox
 
     @abc.abstractmethod

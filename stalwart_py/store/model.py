@@ -384,3 +384,38 @@ class TlsResultCount:
     policy: str
     failure: str
     count: int
+
+
+@dataclass(frozen=True, slots=True)
+class StoredDkimKey:
+    """A DKIM signing key kept in the store (``stalwart-py dkim generate``), the same on every
+    node. ``private_key`` is PEM: a secret, never logged nor in any API answer."""
+
+    domain: str  # A-label form, lowercase
+    selector: str
+    private_key: bytes = field(repr=False)
+    created: float
+
+
+@dataclass(frozen=True, slots=True)
+class StoredCertificate:
+    """A certificate installed at run time (ACME), the same on every node: the PEM chain
+    (leaf first) and its PEM private key (a secret, never logged nor in any API answer)."""
+
+    id: str
+    chain: bytes
+    private_key: bytes = field(repr=False)
+    installed: float  # when it was installed; it changes with every renewal
+
+
+@dataclass(frozen=True, slots=True)
+class AcmeAccount:
+    """What the ACME client keeps of one ``[acme."<id>"]``: its account key (PEM, a secret),
+    the account's URL at its directory, and the last renewal's outcome (JSON) for the other
+    nodes' ``GET /api/certificates``."""
+
+    id: str
+    private_key: bytes = field(repr=False)
+    directory: str | None = None
+    url: str | None = None
+    state: str | None = None

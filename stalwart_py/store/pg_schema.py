@@ -354,6 +354,15 @@ def _v9_account_disabled(conn: PgConnection) -> None:
     conn.raw.execute(b"ALTER TABLE accounts ADD COLUMN disabled bigint NOT NULL DEFAULT 0")
 
 
+def _v10_shared_state(conn: PgConnection) -> None:
+    """SQLite's ``_v16_shared_state`` (``stalwart_py/store/sqlite_shared_state``)."""
+    from stalwart_py.store.sqlite_shared_state import POSTGRESQL_TABLES
+
+    for statement in POSTGRESQL_TABLES.split(";"):
+        if statement.strip():
+            conn.raw.execute(statement.encode())
+
+
 MIGRATIONS: list[Callable[[PgConnection], None]] = [
     _v1,
     _v2_external_blobs,
@@ -364,6 +373,7 @@ MIGRATIONS: list[Callable[[PgConnection], None]] = [
     _v7_web_sessions,
     _v8_login_failures,
     _v9_account_disabled,
+    _v10_shared_state,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -277,6 +277,16 @@ def _v15_account_disabled(conn: sqlite3.Connection) -> None:
     conn.execute("ALTER TABLE accounts ADD COLUMN disabled INTEGER NOT NULL DEFAULT 0")
 
 
+def _v16_shared_state(conn: sqlite3.Connection) -> None:
+    """What every node must share, out of the data directory: DKIM keys, installed
+    certificates, ACME accounts and challenges (see ``sqlite_shared_state``)."""
+    from stalwart_py.store.sqlite_shared_state import SQLITE_TABLES
+
+    for statement in SQLITE_TABLES.split(";"):  # not executescript: it would COMMIT
+        if statement.strip():
+            conn.execute(statement)
+
+
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     _v1,
     _v2_sieve_vacation,
@@ -293,6 +303,7 @@ MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     _v13_totp,
     _v14_web_sessions,
     _v15_account_disabled,
+    _v16_shared_state,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -15,6 +15,7 @@ from stalwart_py.store.sqlite_imap import ImapMixin
 from stalwart_py.store.sqlite_junk import JunkMixin
 from stalwart_py.store.sqlite_mail import MailMixin
 from stalwart_py.store.sqlite_queue import QueueMixin
+from stalwart_py.store.sqlite_shared_state import SharedStateMixin
 from stalwart_py.store.sqlite_sieve import SieveMixin
 from stalwart_py.store.sqlite_sieve_global import GlobalScriptsMixin
 from stalwart_py.store.sqlite_sort import SortMixin
@@ -33,6 +34,7 @@ class SqlStore(
     MailMixin,
     OutboundTLSMixin,
     QueueMixin,
+    SharedStateMixin,
     SieveMixin,
     SortMixin,
     TotpMixin,

@@ -1,6 +1,6 @@
 """The ACME side of the HTTP listener: HTTP-01 answers at /.well-known/acme-challenge/<token>
-(RFC 8555 8.3) served without credentials, over plain HTTP, from the files the renewal task
-writes; and POST /api/certificates/{id}/renew for an id that is not configured."""
+(RFC 8555 8.3) served without credentials, over plain HTTP, from what the renewal task keeps
+in the store; and POST /api/certificates/{id}/renew for an id that is not configured."""
 
 from __future__ import annotations
 
@@ -23,8 +23,8 @@ def server(start_server):
 
 
 def test_http01_answer_is_public_and_plain(server):
-    data_dir = server.context.config.storage.data_dir
-    challenges.publish_http01(data_dir, TOKEN, f"{TOKEN}.thumbprint")
+    store = server.context.store
+    server.run(challenges.publish_http01, store, TOKEN, f"{TOKEN}.thumbprint")
     with ApiClient(server.address("http")) as anonymous:
         answer = anonymous.get(f"/.well-known/acme-challenge/{TOKEN}", auth=False)
         assert answer.status == 200
@@ -35,7 +35,7 @@ def test_http01_answer_is_public_and_plain(server):
         assert anonymous.get("/.well-known/acme-challenge/unknown", auth=False).status == 404
         escape = anonymous.get("/.well-known/acme-challenge/..%2F..%2Fstalwart-py.pid")
         assert escape.status == 404
-        challenges.withdraw_http01(data_dir, TOKEN)
+        server.run(challenges.withdraw_http01, store, TOKEN)
         assert anonymous.get(f"/.well-known/acme-challenge/{TOKEN}").status == 404
 
 

@@ -8,7 +8,6 @@ import datetime
 import hashlib
 import socket
 import ssl
-import stat
 
 import pytest
 from cryptography import x509
@@ -83,7 +82,7 @@ def test_tls_alpn_01_is_answered_only_to_acme_tls_1(
     address = server.address("probe")
     store = server.context.certificates
     cert_pem, key_pem, der = challenge_certificate("mail.one.test", "token.thumbprint")
-    server.call(store.set_alpn_challenge, "Mail.One.Test", cert_pem, key_pem)
+    server.run(store.set_alpn_challenge, "Mail.One.Test", cert_pem, key_pem)
 
     cert, alpn, closed = handshake(address, "mail.one.test", ["acme-tls/1"])
     assert alpn == "acme-tls/1"
@@ -107,7 +106,7 @@ def test_tls_alpn_01_is_answered_only_to_acme_tls_1(
     _, alpn, _ = handshake(address, "mail.one.test", ["h2", "http/1.1", "acme-tls/1"])
     assert alpn == "acme-tls/1"
 
-    server.call(store.clear_alpn_challenge, "mail.one.test")
+    server.run(store.clear_alpn_challenge, "mail.one.test")
     after, alpn, _ = handshake(address, "mail.one.test", ["acme-tls/1"])
     assert alpn is None
     with pytest.raises(x509.ExtensionNotFound):
@@ -127,7 +126,7 @@ def test_install_swaps_at_once_and_open_sessions_keep_theirs(start_server, tmp_p
         open_one.info()
         first = ca.issue_cert("new.acme.test", "mail.one.test")
         chain = b"".join(blob.bytes() for blob in first.cert_chain_pems)
-        server.call(store.install, "acme:main", chain, first.private_key_pem.bytes())
+        server.run(store.install, "acme:main", chain, first.private_key_pem.bytes())
         assert names(served(address, "new.acme.test")) == ["new.acme.test", "mail.one.test"]
         # an exact name of two certificates: the one valid longest (trustme's are alike, so
         # either; both name it)
@@ -135,18 +134,18 @@ def test_install_swaps_at_once_and_open_sessions_keep_theirs(start_server, tmp_p
         open_one.sock.sendall(b"still here\n")
         assert open_one.readline() == b"still here\n"  # the session shook hands before
 
-    directory = tmp_path / "var" / "certificates" / "acme:main"
-    assert (directory / "cert.pem").read_bytes() == chain
-    assert stat.S_IMODE((directory / "key.pem").stat().st_mode) == 0o600
+    kept = server.run(server.context.store.installed_certificates)
+    assert [(c.id, c.chain) for c in kept] == [("acme:main", chain)]  # the store's, not files
+    assert not (tmp_path / "var" / "certificates").exists()
 
     # bad input: a reason, and the installed certificate stays
     other = ca.issue_cert("new.acme.test")
     wrong_key = ca.issue_cert("x.test").private_key_pem.bytes()
     with pytest.raises(CertificateError, match="not the key of the first certificate"):
-        server.call(store.install, "acme:main", other.cert_chain_pems[0].bytes(), wrong_key)
+        server.run(store.install, "acme:main", other.cert_chain_pems[0].bytes(), wrong_key)
     with pytest.raises(CertificateError, match="expected PEM certificates"):
-        server.call(store.install, "acme:main", b"garbage", wrong_key)
-    assert (directory / "cert.pem").read_bytes() == chain
+        server.run(store.install, "acme:main", b"garbage", wrong_key)
+    assert server.run(server.context.store.installed_certificates)[0].chain == chain
     again = served(address, "new.acme.test")
     assert again.serial_number == x509.load_pem_x509_certificate(chain).serial_number
 
@@ -199,3 +198,24 @@ def test_details_are_merged_into_describe(start_server, tmp_path, ca):
     assert listed["one"]["next_renewal"] == "2027-01-01T00:00:00Z"
     assert listed["one"]["names"] == ["mail.one.test"]
     assert listed["later"] == {"id": "later", "source": "acme", "last_error": "x"}
+
+
+def test_an_earlier_versions_installed_certificate_is_imported_and_served(
+    start_server, tmp_path, ca
+):
+    """The upgrade: what ACME installed as files (and its account key) goes into the store at
+    the first start, so the certificate is served and nothing is ordered again."""
+    issue(ca, tmp_path, "one", "mail.one.test")
+    issued = ca.issue_cert("old.acme.test")
+    old = tmp_path / "var" / "certificates" / "acme:old"
+    old.mkdir(parents=True)
+    (old / "cert.pem").write_bytes(b"".join(blob.bytes() for blob in issued.cert_chain_pems))
+    (old / "key.pem").write_bytes(issued.private_key_pem.bytes())
+    account = tmp_path / "var" / "acme" / "acme:old"
+    account.mkdir(parents=True)
+    (account / "account.key").write_bytes(b"an account key")
+    server = start_server(table(tmp_path, "one", default=True) + IMPLICIT)
+    assert names(served(server.address("probe"), "old.acme.test")) == ["old.acme.test"]
+    [kept] = server.run(server.context.store.acme_accounts)
+    assert (kept.id, kept.private_key) == ("acme:old", b"an account key")
+    assert not old.exists() and (tmp_path / "var" / "certificates.imported").is_dir()

@@ -14,7 +14,7 @@ from stalwart_py import cli, server
 from stalwart_py.config import DirectorySettings, ThrottleSettings
 from stalwart_py.directory import Directory
 from stalwart_py.passwords import verify_password
-from stalwart_py.queue import generate_key
+from stalwart_py.queue.dkim import make_key
 from stalwart_py.sasl import AuthFailed
 from stalwart_py.store.sqlite import DATABASE_FILE, SqliteStore
 from tests.support.servers import ServerProcess, write_config
@@ -147,7 +147,7 @@ def test_hostile_names_are_refused_by_every_command(capsys, config, monkeypatch)
     assert code == 1 and "not a valid domain name" in err, err
     assert set(config.parent.parent.rglob("*.pem")) == before  # no key written anywhere
     with pytest.raises(ValueError, match="not a valid domain name"):
-        generate_key(data_dir, EVIL)
+        make_key(EVIL)
 
 
 def test_the_first_start_creates_and_shows_an_administrator(tmp_path):

@@ -22,7 +22,9 @@ from tests.support.servers import stalwart_cli, write_config
 from tests.support.smtp import CHECKS_OFF
 
 psycopg = pytest.importorskip("psycopg")
+from stalwart_py.queue.dkim import stored_keys  # noqa: E402
 from stalwart_py.store import pg_migrate  # noqa: E402  # needs psycopg
+from tests.support.dkim_keys import legacy_key_file  # noqa: E402
 
 SMTP = '\n[server.listener.smtp]\nbind = "127.0.0.1:0"\nprotocol = "smtp"\n' + CHECKS_OFF
 SCRIPT = 'require "fileinto";\nif header :contains "subject" "file me" { fileinto "Filed"; }\n'
@@ -116,10 +118,13 @@ def test_a_filled_sqlite_store_moves_to_postgresql_unchanged(
     assert re.search(rb"UID 4 FLAGS \(\\Answered project-x\)", b" ".join(before["INBOX"][1]))
     assert len(before["Filed"][1]) == 2  # one message: its fetch line and its body
 
+    # a DKIM key file of an earlier version: migrate imports it, and it comes along
+    key, _ = legacy_key_file(tmp_path / "data", "example.test", "moved", algorithm="ed25519")
     url = postgres.database()
     moved = stalwart_cli(tmp_path / "sqlite" / "config.toml", "migrate", "--to", url)
     assert moved.returncode == 0, moved.stdout + moved.stderr
     assert "verified" in moved.stdout
+    assert re.search(r"dkim_keys\s+1 rows", moved.stdout)
     assert re.search(r"messages\s+9 rows", moved.stdout)  # 7 in INBOX, 2 in Archive... and Filed
     assert re.search(r"bodies verified\s+\d+ \(\d{6,} bytes", moved.stdout)
 
@@ -129,6 +134,8 @@ def test_a_filled_sqlite_store_moves_to_postgresql_unchanged(
     )
     assert snapshot(target) == before
     store = target.context.store
+    [stored] = target.run(stored_keys, store)
+    assert (stored.selector, stored.public_record) == ("moved", key.public_record)
     account = target.run(store.get_account, USER)
     active = target.run(store.active_script, account.id)
     assert active is not None and active.name == "main" and active.body == SCRIPT
@@ -175,16 +182,18 @@ def test_a_filled_sqlite_store_moves_to_postgresql_unchanged(
     try:
         target_db.raw.execute("UPDATE blobs SET data = data || 'x' WHERE id = 3")
         target_db.raw.execute("DELETE FROM expunged WHERE uid = 5")
+        target_db.raw.execute("UPDATE dkim_keys SET created = created + 1")
         summary = pg_migrate.Summary()
         pg_migrate.verify(source_db, target_db, summary)
     finally:
         target_db.close()
         source_db.close()
     assert summary.mismatches[0] == "expunged: 2 rows in SQLite, 1 in PostgreSQL"
+    assert summary.mismatches[1] == "dkim_keys: the rows differ from SQLite's"
     if in_database:
-        assert summary.mismatches[1:] == ["body 3: SHA-256 differs"]
+        assert summary.mismatches[2:] == ["body 3: SHA-256 differs"]
     else:  # verify was given no backend to read the bodies from
-        assert all("[storage.blob] names none" in m for m in summary.mismatches[1:])
+        assert all("[storage.blob] names none" in m for m in summary.mismatches[2:])
 
 
 @pytest.fixture(params=["filesystem", "s3"])
@@ -248,3 +257,4 @@ def test_every_table_is_copied_or_listed_as_not_copied(tmp_path):
     conn.execute("CREATE TABLE new_feature (x INTEGER)")
     with pytest.raises(pg_migrate.MigrationError, match="new_feature"):
         pg_migrate.check_tables(pg_migrate.sqlite_tables(conn))
+

@@ -8,7 +8,9 @@ import pytest
 
 from stalwart_py.config.schema import DkimSettings
 from stalwart_py.queue import generate_key
-from stalwart_py.queue.dkim import DkimSigner
+from stalwart_py.queue.dkim import IMPORTED_DIR, DkimSigner, import_key_files
+from stalwart_py.store import AlreadyExists
+from tests.support.dkim_keys import key_file, legacy_key_file
 from tests.support.mail_peers import dkim_key_lookup, txt_text
 from tests.support.queue_world import make_world, running
 
@@ -31,7 +33,7 @@ async def verify(world, data: bytes) -> bool:
     ("algorithm", "tag"), [("rsa", b"rsa-sha256"), ("ed25519", b"ed25519-sha256")]
 )
 async def test_generated_key_signs_and_the_published_record_verifies(world, algorithm, tag):
-    key = generate_key(world.tmp, "example.test", algorithm=algorithm, selector="sel1")
+    key = await generate_key(world.store, "example.test", algorithm=algorithm, selector="sel1")
     world.dns.add(key.record_name, "TXT", txt_text(key.public_record))
     peer = await world.peer("127.0.0.12")
     await world.enqueue("bob@remote.test")
@@ -51,7 +53,7 @@ async def test_a_key_generated_while_running_is_used_from_the_next_message(world
     async with running(world.manager(port=peer.port)) as manager:
         await world.enqueue("bob@remote.test")
         await manager.flush()
-        key = generate_key(world.tmp, "example.test", selector="later")
+        key = await generate_key(world.store, "example.test", selector="later")
         world.dns.add(key.record_name, "TXT", txt_text(key.public_record))
         await world.enqueue("bob@remote.test")
         await manager.flush()
@@ -61,21 +63,42 @@ async def test_a_key_generated_while_running_is_used_from_the_next_message(world
 
 
 async def test_configured_key_and_from_domain_choice(world, tmp_path):
-    key = generate_key(tmp_path / "elsewhere", "example.test", selector="cfg")
+    path = tmp_path / "elsewhere" / "cfg.pem"
+    key = key_file(path, "example.test", "cfg")
     world.dns.add(key.record_name, "TXT", txt_text(key.public_record))
-    configured = {"example.test": DkimSettings(selector="cfg", private_key=key.path)}
-    signer = DkimSigner(configured, world.tmp)
+    configured = {"example.test": DkimSettings(selector="cfg", private_key=path)}
+    signer = DkimSigner(configured)
     message = b"From: someone@other.test\r\nSubject: x\r\n\r\nbody\r\n"
     assert signer.sign(message, "alice@example.test") == message  # From: decides, not the sender
     signed = signer.sign(message.replace(b"other.test", b"example.test"), "")
     assert await verify(world, signed)
 
 
-def test_generate_refuses_an_existing_selector(tmp_path):
-    generate_key(tmp_path, "example.test", selector="one", algorithm="ed25519")
-    with pytest.raises(ValueError, match="exists already"):
-        generate_key(tmp_path, "example.test", selector="one")
+async def test_generate_refuses_an_existing_selector(world):
+    await generate_key(world.store, "example.test", selector="one", algorithm="ed25519")
+    with pytest.raises(AlreadyExists, match="choose another selector"):
+        await generate_key(world.store, "example.test", selector="one")
     with pytest.raises(ValueError, match="selector"):
-        generate_key(tmp_path, "example.test", selector="bad selector")
-    key_file = tmp_path / "dkim" / "example.test" / "one.pem"
-    assert key_file.stat().st_mode & 0o777 == 0o600
+        await generate_key(world.store, "example.test", selector="bad selector")
+    [stored] = await world.store.dkim_keys()
+    assert b"PRIVATE KEY" not in repr(stored).encode()  # a secret stays out of logs
+
+
+async def test_key_files_of_an_earlier_version_are_imported_once_and_sign(world):
+    """The upgrade: keys that were files keep signing with their selectors (the published
+    records stay right), from the store; the files move aside, and a key deleted later does
+    not come back at the next start."""
+    key, path = legacy_key_file(world.tmp, "example.test", "old", algorithm="ed25519")
+    world.dns.add(key.record_name, "TXT", txt_text(key.public_record))
+    assert await import_key_files(world.store, world.tmp) == 1
+    assert not path.exists()
+    assert (world.tmp / IMPORTED_DIR / "example.test" / "old.pem").exists()
+    peer = await world.peer("127.0.0.12")
+    await world.enqueue("bob@remote.test")
+    async with running(world.manager(port=peer.port)) as manager:
+        await manager.flush()
+    [message] = peer.received
+    assert b" s=old;" in message.data and await verify(world, message.data)
+    await world.store.delete_dkim_key("example.test", "old")
+    assert await import_key_files(world.store, world.tmp) == 0
+    assert await world.store.dkim_keys() == []

@@ -12,7 +12,7 @@ import ssl
 import dkim
 import pytest
 
-from stalwart_py.queue import generate_key
+from tests.support.dkim_keys import legacy_key_file
 from tests.support.mail_peers import dkim_key_lookup, txt_text
 from tests.support.queue_world import outside_world
 from tests.support.smtp import PASSWORD, queue
@@ -85,9 +85,9 @@ def test_submitted_mail_arrives_signed_with_its_envelope_and_no_sent_copy(
     start_server, server_cert, client_tls, outside, tmp_path
 ):
     _portal, zone, peer = outside
-    # `stalwart-py dkim generate example.test` does this: a key in the data directory, which
-    # turns signing on, and the record to publish.
-    key = generate_key(tmp_path / "var", "example.test", selector="e2e")
+    # A key file as versions before the store wrote it (`stalwart-py dkim generate`): the
+    # server imports it at start, and it keeps signing with its selector.
+    key, _ = legacy_key_file(tmp_path / "var", "example.test", "e2e")
     zone.add(key.record_name, "TXT", txt_text(key.public_record))
     server = start_server(config_text(server_cert, zone.port, peer.port))
     server.add_account(USER, PASSWORD)

@@ -3,15 +3,19 @@ by every worker at the next handshake (not at the next reload), and a TLS-ALPN-0
 set in one process is answered by whichever worker the CA's connection reaches.
 
 The installing process here is the test itself, on the same data directory: it installs
-through ``CertificateStore`` and announces through its own store's change notification,
-exactly as the worker holding the ``acme`` lease does after an order. Nothing waits between
-the announcement and the handshakes: the datagram is in every worker before they connect."""
+through ``CertificateStore`` into the store, whose write announces it (``CERTIFICATES_CHANNEL``
+in the batch's change set), exactly as the worker holding the ``acme`` lease does after an
+order. Each worker hears of it by the datagram sent with the commit and then reads the rows (a
+read of the store, so a handshake in the few milliseconds before may still get the old
+certificate): the tests wait for each worker's log line saying it is in force, then shake
+hands. (Across nodes: tests/integration/test_pg_node_state.py.)"""
 
 from __future__ import annotations
 
 import contextlib
 import socket
 import ssl
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -20,7 +24,6 @@ import pytest
 from cryptography import x509
 
 from stalwart_py.certificates import CertificateStore
-from stalwart_py.store.engine import CERTIFICATES_CHANNEL
 from stalwart_py.store.sqlite import SqliteStore
 from tests.integration.test_certificates_store import ACME_IDENTIFIER, challenge_certificate
 from tests.integration.test_workers import worker_of
@@ -43,15 +46,23 @@ tls.implicit = true
 
 @contextlib.asynccontextmanager
 async def another_process(data_dir: Path) -> AsyncIterator[CertificateStore]:
-    """A certificate store in this (test) process that announces as a worker's does."""
+    """A certificate store in this (test) process, on the workers' store."""
     store = SqliteStore(data_dir)
     await store.open()
     try:
         certificates = CertificateStore(data_dir)
-        certificates.announce = lambda: store.changes.announce(CERTIFICATES_CHANNEL)
+        certificates.store = store
         yield certificates
     finally:
         await store.close()
+
+
+def wait_for_log(server: ServerProcess, text: str, count: int = 2) -> None:
+    """Until ``text`` is in the log ``count`` times (once per worker)."""
+    deadline = time.monotonic() + WAIT
+    while server.log().count(text) < count:
+        assert time.monotonic() < deadline, server.log()
+        time.sleep(0.01)  # ok: the workers say in their log when they have read the store
 
 
 def handshake(address, alpn: list[str] | None) -> tuple[x509.Certificate, int]:
@@ -95,9 +106,10 @@ def test_a_certificate_installed_by_one_process_is_served_by_both_workers(worker
 
     async def install() -> None:
         async with another_process(data_dir) as certificates:
-            certificates.install("acme-one", chain, issued.private_key_pem.bytes())
+            await certificates.install("acme-one", chain, issued.private_key_pem.bytes())
 
     anyio.run(install)
+    wait_for_log(server, "certificate acme-one in force")
     wanted = x509.load_pem_x509_certificate(leaf_pem)
     assert [leaf.serial_number for leaf in served_by_each(server)] == [wanted.serial_number] * 2
     assert server.log().count("certificate acme-one in force") == 2  # each worker, no reload
@@ -110,23 +122,25 @@ def test_a_tls_alpn_01_challenge_set_in_one_process_is_answered_by_both(workers)
 
     async def challenge() -> None:
         async with another_process(data_dir) as certificates:
-            certificates.set_alpn_challenge(NAME, cert_pem, key_pem)
+            await certificates.set_alpn_challenge(NAME, cert_pem, key_pem)
             await anyio.to_thread.run_sync(check_answered)
-            certificates.clear_alpn_challenge(NAME)
+            await certificates.clear_alpn_challenge(NAME)
             await anyio.to_thread.run_sync(check_withdrawn)
 
     def check_answered() -> None:
+        wait_for_log(server, f"answering the challenge for {NAME} (set by another process)")
         for leaf in served_by_each(server, ["acme-tls/1"]):
             assert leaf.extensions.get_extension_for_oid(ACME_IDENTIFIER).value.value == digest
         for leaf in served_by_each(server, ["imap"]):  # a mail client meanwhile: the real one
             assert leaf.issuer == leaf.subject and ACME_IDENTIFIER not in _oids(leaf)
 
     def check_withdrawn() -> None:
+        wait_for_log(server, f"challenge for {NAME} withdrawn (by another process)")
         for leaf in served_by_each(server, ["acme-tls/1"]):
             assert ACME_IDENTIFIER not in _oids(leaf)
 
     anyio.run(challenge)
-    assert not (data_dir / "acme" / "tls-alpn-01" / f"{NAME}.crt").exists()
+    assert not (data_dir / "acme").exists()  # in the store, not in files
 
 
 def _oids(leaf: x509.Certificate) -> list[x509.ObjectIdentifier]:
@@ -135,11 +149,15 @@ def _oids(leaf: x509.Certificate) -> list[x509.ObjectIdentifier]:
 
 def test_a_worker_started_while_a_challenge_is_pending_answers_it(tmp_path):
     """Worker 1 starts after worker 0 may have set its challenge (and announced it before
-    worker 1 listened): the files on disk are read at start."""
+    worker 1 listened): the store's challenges are read at start."""
     data_dir = tmp_path / "var"
     cert_pem, key_pem, digest = challenge_certificate(NAME, "token.thumbprint")
-    certificates = CertificateStore(data_dir)
-    certificates.set_alpn_challenge(NAME, cert_pem, key_pem)  # no process to tell yet
+
+    async def challenge() -> None:
+        async with another_process(data_dir) as certificates:
+            await certificates.set_alpn_challenge(NAME, cert_pem, key_pem)  # nobody to tell
+
+    anyio.run(challenge)
     with ServerProcess(write_config(tmp_path, CONFIG)) as server:
         for leaf in served_by_each(server, ["acme-tls/1"]):
             assert leaf.extensions.get_extension_for_oid(ACME_IDENTIFIER).value.value == digest

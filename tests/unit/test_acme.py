@@ -124,17 +124,23 @@ def test_alpn_certificate_carries_the_critical_acme_identifier():
     assert names.get_values_for_type(x509.DNSName) == ["mail.example.test"]
 
 
-def test_http01_answers_are_files_and_only_base64url_tokens(tmp_path: Path):
-    challenges.publish_http01(tmp_path, "abc-DEF_123", "abc-DEF_123.thumb")
-    path = challenges.http01_dir(tmp_path) / "abc-DEF_123"
-    assert path.stat().st_mode & 0o077 == 0
-    assert challenges.http01_answer(tmp_path, "abc-DEF_123") == b"abc-DEF_123.thumb"
-    assert challenges.http01_answer(tmp_path, "../../etc/passwd") is None
-    assert challenges.http01_answer(tmp_path, "missing") is None
-    with pytest.raises(ValueError, match="base64url"):
-        challenges.publish_http01(tmp_path, "a/b", "x")
-    challenges.withdraw_http01(tmp_path, "abc-DEF_123")
-    assert challenges.http01_answer(tmp_path, "abc-DEF_123") is None
+@pytest.mark.anyio
+async def test_http01_answers_are_in_the_store_and_only_base64url_tokens(tmp_path: Path):
+    from stalwart_py.store.sqlite import SqliteStore
+
+    store = SqliteStore(tmp_path)
+    await store.open()
+    try:
+        await challenges.publish_http01(store, "abc-DEF_123", "abc-DEF_123.thumb")
+        assert await challenges.http01_answer(store, "abc-DEF_123") == b"abc-DEF_123.thumb"
+        assert await challenges.http01_answer(store, "../../etc/passwd") is None
+        assert await challenges.http01_answer(store, "missing") is None
+        with pytest.raises(ValueError, match="base64url"):
+            await challenges.publish_http01(store, "a/b", "x")
+        await challenges.withdraw_http01(store, "abc-DEF_123")
+        assert await challenges.http01_answer(store, "abc-DEF_123") is None
+    finally:
+        await store.close()
 
 
 def test_retry_after_in_seconds_and_as_http_date():

@@ -14,7 +14,7 @@ from protocols.http.messages import HttpError, Request, Response, json_response
 from protocols.http.router import Param, RouteTable
 from protocols.http.schemas import ref
 from stalwart_py import clients, dns_records, names
-from stalwart_py.queue.dkim import DkimSigner
+from stalwart_py.queue.dkim import signer_of
 
 if TYPE_CHECKING:
     from stalwart_py.context import ServerContext
@@ -60,7 +60,7 @@ async def dns_report(server: ServerContext, domain: str, *, check: bool) -> dict
     answers them (and the administrator's domain page shows them): with ``check``, what DNS
     says of each and of the host's reverse name."""
     config = server.config
-    keys = DkimSigner(config.dkim, config.storage.data_dir).keys().get(domain, [])
+    keys = (await signer_of(server.store, config.dkim)).keys().get(domain, [])
     found = clients.endpoints(config, server.listeners)
     wanted = dns_records.records(domain, config, found, keys)
     body: dict[str, Any] = {

@@ -8,8 +8,6 @@ The same calls as ``/api/domains``: ``Directory.add_domain`` and ``Directory.del
 
 from __future__ import annotations
 
-import anyio
-
 from protocols.http.handlers.dns import dns_report
 from protocols.http.messages import HttpError, Response
 from protocols.http.web import render
@@ -22,7 +20,7 @@ from protocols.http.web.admin.common import (
 )
 from protocols.http.web.pages import Level, PageTable, WebRequest, sentence
 from stalwart_py import names
-from stalwart_py.queue.dkim import ALGORITHMS, DkimSigner, generate_key, zone_record
+from stalwart_py.queue.dkim import ALGORITHMS, generate_key, signer_of, zone_record
 from stalwart_py.store import NotFound, StoreError
 
 pages = PageTable()
@@ -75,7 +73,7 @@ async def _show(web: WebRequest, name: str, *, status: int = 200, error: str = "
     check = web.query("check") == "true"
     report = await dns_report(web.server, name, check=check)
     config = web.server.config
-    keys = DkimSigner(config.dkim, config.storage.data_dir).keys().get(name, [])
+    keys = (await signer_of(web.server.store, config.dkim)).keys().get(name, [])
     return web.render(
         "admin/domain.html",
         status=status,
@@ -102,15 +100,12 @@ async def dkim(web: WebRequest) -> Response:
     name = await _domain(web)
     algorithm = web.field("algorithm", "rsa")
     selector = web.field("selector").strip() or None
-    data_dir = web.server.config.storage.data_dir
     try:
-        # an RSA key takes a moment to make: not on the event loop
-        key = await anyio.to_thread.run_sync(
-            lambda: generate_key(data_dir, name, algorithm=algorithm, selector=selector)
-        )
-    except ValueError as exc:
+        # in the store, so every node signs with it; made in a worker thread (RSA is slow)
+        key = await generate_key(web.server.store, name, algorithm=algorithm, selector=selector)
+    except (ValueError, StoreError) as exc:  # AlreadyExists: the selector is taken
         return await _show(web, name, status=422, error=sentence(str(exc)))
-    web.log.info("DKIM key %s made for %s by %s", key.path, name, web.account.address)
+    web.log.info("DKIM key %s made for %s by %s", key.selector, name, web.account.address)
     return render.redirect(f"/admin/domains/{path_part(name)}?done=dkim")
 
 

@@ -1,0 +1,236 @@
+"""What every node must share lives in the database (issue 18), tested with two real server
+processes on one PostgreSQL database, each with its own data directory and ports:
+
+- a DKIM key made on node A (``stalwart-py dkim generate`` with A's configuration) signs the
+  next message node B's queue sends, and B's ``/api/dns/{domain}`` lists its record; B hears
+  of the key by the NOTIFY of the write (``DKIM_CHANNEL``), not at a restart.
+- a certificate installed on node A (ACME's ``CertificateStore.install``, here by the test
+  process on A's data directory, as the renewing worker does) is served by node B in the next
+  TLS handshake after B read it (B says so in its log; no reload, no restart), and the ACME
+  challenges A sets (TLS-ALPN-01, HTTP-01) are answered by B, which the CA may reach instead.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import http.client
+import json
+import smtplib
+import socket
+import ssl
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import anyio
+import dkim
+import pytest
+from cryptography import x509
+
+from stalwart_py import cli
+from stalwart_py.certificates import CertificateStore
+from tests.integration.test_certificates_store import ACME_IDENTIFIER, challenge_certificate
+from tests.support.mail_peers import dkim_key_lookup, txt_text
+from tests.support.queue_world import outside_world
+from tests.support.servers import WAIT, ServerProcess, write_config
+from tests.support.smtp import CHECKS_OFF
+
+pytest.importorskip("psycopg")
+pytestmark = [pytest.mark.own_blob_backend, pytest.mark.own_store_backend("nodes of their own")]
+
+MX_ADDRESS = "127.0.0.14"
+ADMIN, ADMIN_PASSWORD = "admin@example.test", "admin password of the test"
+NODE = (
+    """
+[storage]
+data-dir = "{data_dir}"
+backend = "postgresql"
+url = "{url}"
+
+[server]
+hostname = "{name}.example.test"
+workers = 1
+shutdown-timeout = "1s"
+
+[queue]
+port = {peer_port}
+retry = ["1h"]
+hold = {hold}
+
+[queue.dns]
+nameservers = ["127.0.0.1:{zone_port}"]
+
+[server.listener.smtp]
+bind = ["127.0.0.1:0"]
+protocol = "smtp"
+
+[server.listener.http]
+bind = ["127.0.0.1:0"]
+protocol = "http"
+
+[server.listener.imaps]
+bind = ["127.0.0.1:0"]
+protocol = "imap"
+tls.implicit = true
+
+"""
+    + CHECKS_OFF
+)
+
+
+@contextlib.contextmanager
+def two_nodes(postgres, tmp_path: Path, zone, peer) -> Iterator[tuple[Path, ServerProcess]]:
+    """Node a's configuration (its queue held: only b sends) and node b, running."""
+    url = postgres.database()
+    paths = []
+    for name in ("a", "b"):
+        directory = tmp_path / name
+        directory.mkdir()
+        text = NODE.format(
+            data_dir=directory / "var",
+            url=url,
+            name=name,
+            peer_port=peer.port,
+            zone_port=zone.port,
+            hold="true" if name == "a" else "false",
+        )
+        paths.append(write_config(directory, text))
+    assert cli.main(["domain", "add", "example.test", "--config", str(paths[0])]) == 0
+    secret = tmp_path / "secret"
+    secret.write_text(ADMIN_PASSWORD)
+    command = ["account", "add", ADMIN, "--admin", "--password-file", str(secret)]
+    assert cli.main([*command, "--config", str(paths[0])]) == 0
+    with ServerProcess(paths[0]) as a, ServerProcess(paths[1]) as b:
+        yield paths[0], b, a
+
+
+def send(node: ServerProcess, subject: str) -> None:
+    with smtplib.SMTP(*node.address("smtp"), timeout=WAIT) as client:
+        client.sendmail(
+            "alice@example.test",
+            ["bob@remote.test"],
+            f"From: alice@example.test\r\nTo: bob@remote.test\r\nSubject: {subject}\r\n\r\n"
+            "Hello.\r\n",
+        )
+
+
+def api_get(node: ServerProcess, path: str) -> dict:
+    host, port = node.address("http")
+    api = http.client.HTTPConnection(host, port, timeout=WAIT)
+    token = base64.b64encode(f"{ADMIN}:{ADMIN_PASSWORD}".encode()).decode()
+    try:
+        api.request("GET", path, headers={"Authorization": f"Basic {token}"})
+        response = api.getresponse()
+        body = response.read()
+        assert response.status == 200, body
+        return json.loads(body)
+    finally:
+        api.close()
+
+
+def test_a_dkim_key_made_on_a_signs_on_b(postgres, tmp_path, capsys):
+    with (
+        outside_world(MX_ADDRESS) as (_portal, zone, peer),
+        two_nodes(postgres, tmp_path, zone, peer) as (config_a, b, _a),
+    ):
+        send(b, "before the key")
+        [first] = peer.wait_for(1)
+        assert not first.data.startswith(b"DKIM-Signature")  # b read the keys: none yet
+        command = ["dkim", "generate", "example.test", "--selector", "shared"]
+        assert cli.main([*command, "--algorithm", "ed25519", "--config", str(config_a)]) == 0
+        record = capsys.readouterr().out.split("value ")[-1].rstrip(")\n")
+        assert record.startswith("v=DKIM1; k=ed25519; p=")
+        zone.add("shared._domainkey.example.test", "TXT", txt_text(record))
+        send(b, "after the key")
+        _, second = peer.wait_for(2)
+        assert second.data.startswith(b"DKIM-Signature: v=1; a=ed25519-sha256;")
+        assert b" s=shared;" in second.data
+        assert dkim.verify(second.data, dnsfunc=dkim_key_lookup(zone.port))
+        listed = api_get(b, "/api/dns/example.test")
+        assert any(r["value"] == record for r in listed["records"]), listed
+        assert "PRIVATE" not in json.dumps(listed)
+
+
+NAME = "mail.cluster.test"
+TOKEN = "LoqXcYV8q5ONbJQxbmR7SCTNo3tiAXDfowyjxAjEuX0"
+
+
+def wait_for_log(node: ServerProcess, text: str) -> None:
+    deadline = time.monotonic() + WAIT
+    while text not in node.log():
+        assert time.monotonic() < deadline, node.log()
+        time.sleep(0.01)  # ok: the node says in its log when it has read the store
+
+
+def handshake(node: ServerProcess, context: ssl.SSLContext) -> x509.Certificate:
+    with (
+        socket.create_connection(node.address("imaps"), timeout=WAIT) as raw,
+        context.wrap_socket(raw, server_hostname=NAME) as tls,
+    ):
+        return x509.load_der_x509_certificate(tls.getpeercert(binary_form=True))
+
+
+async def on_node_a(config_a: Path, work) -> None:
+    """``work(certificates, store)`` with A's store and data directory (A's node id)."""
+    from stalwart_py.server import load
+    from stalwart_py.store import create_store
+
+    config = load(config_a)
+    store = create_store(config.storage)
+    await store.open()
+    try:
+        certificates = CertificateStore(config.storage.data_dir)
+        certificates.store = store
+        await work(certificates, store)
+    finally:
+        await store.close()
+
+
+def test_a_certificate_installed_on_a_is_served_by_b(postgres, tmp_path, ca):
+    from stalwart_py.acme import challenges
+
+    with (
+        outside_world(MX_ADDRESS) as (_portal, zone, peer),
+        two_nodes(postgres, tmp_path, zone, peer) as (config_a, b, a),
+    ):
+        trusting = ssl.create_default_context()
+        ca.configure_trust(trusting)
+        with pytest.raises(ssl.SSLCertVerificationError):
+            handshake(b, trusting)  # b's self-signed one
+        issued = ca.issue_cert(NAME)
+        chain = b"".join(blob.bytes() for blob in issued.cert_chain_pems)
+
+        async def install(certificates, _store) -> None:
+            await certificates.install("acme-main", chain, issued.private_key_pem.bytes())
+
+        anyio.run(on_node_a, config_a, install)
+        wait_for_log(b, "certificate acme-main in force")
+        leaf = handshake(b, trusting)  # verified against the CA, for NAME
+        assert leaf.serial_number == x509.load_pem_x509_certificate(chain).serial_number
+        wait_for_log(a, "certificate acme-main in force")  # a's server process too
+        assert "reloaded" not in b.log()
+        assert not (tmp_path / "a" / "var" / "certificates").exists()
+
+        # the challenges of an order a runs, answered by b
+        cert_pem, key_pem, digest = challenge_certificate(NAME, "token.thumbprint")
+
+        async def challenge(certificates, store) -> None:
+            await certificates.set_alpn_challenge(NAME, cert_pem, key_pem)
+            await challenges.publish_http01(store, TOKEN, f"{TOKEN}.thumbprint")
+
+        anyio.run(on_node_a, config_a, challenge)
+        wait_for_log(b, f"answering the challenge for {NAME} (set by another process)")
+        validating = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        validating.check_hostname, validating.verify_mode = False, ssl.CERT_NONE
+        validating.set_alpn_protocols(["acme-tls/1"])
+        answer = handshake(b, validating)
+        assert answer.extensions.get_extension_for_oid(ACME_IDENTIFIER).value.value == digest
+        host, port = b.address("http")
+        client = http.client.HTTPConnection(host, port, timeout=WAIT)
+        try:
+            client.request("GET", f"/.well-known/acme-challenge/{TOKEN}")
+            response = client.getresponse()
+            assert (response.status, response.read()) == (200, f"{TOKEN}.thumbprint".encode())
+        finally:
+            client.close()
