@@ -89,7 +89,11 @@ def register(commands: argparse._SubParsersAction, command: Command) -> None:
     delete.set_defaults(run=run(alias_delete))
     command("list", "List aliases.", aliases).set_defaults(run=run(alias_list))
 
-    backup = command("backup", "Copy the data directory consistently, also while the server runs.")
+    backup = command(
+        "backup",
+        "Copy the store consistently (a snapshot, also while servers run; PostgreSQL too) and "
+        "the data directory's files.",
+    )
     backup.add_argument("destination", type=Path)
     backup.set_defaults(run=run(make_backup))
 

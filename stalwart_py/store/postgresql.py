@@ -28,6 +28,7 @@ from typing import Any, TypeVar
 import anyio
 import psycopg
 
+from stalwart_py.files import private_dir
 from stalwart_py.store.blobstore import BlobBackend
 from stalwart_py.store.blobstore.bodies import ExternalBodies
 from stalwart_py.store.change_bus import ChangeBus, ChangeSet, DatagramBus
@@ -201,10 +202,25 @@ class PostgresStore(LoginFailuresMixin, SqlStore):
         )
 
     async def backup(self, directory: Path) -> list[Path]:
-        raise StoreError(
-            "the PostgreSQL store is backed up with PostgreSQL's own tools (pg_dump, or a base "
-            "backup with WAL archiving), not by stalwart-py"
-        )
+        """One consistent snapshot as a SQLite store (``pg_backup``): the backup format of
+        both backends; ``stalwart-py migrate --to`` run on it restores it."""
+        from stalwart_py.store.pg_backup import snapshot_to_sqlite
+        from stalwart_py.store.sqlite import BACKUP_BLOBS, DATABASE_FILE
+
+        target = directory / DATABASE_FILE
+
+        def copy() -> None:
+            private_dir(directory)
+            conn = self._engine._new_connection()
+            try:
+                snapshot_to_sqlite(conn, target)
+            except psycopg.Error as exc:
+                raise StoreError(f"backup: {exc}".strip()) from None
+            finally:
+                conn.close()
+
+        await anyio.to_thread.run_sync(copy)
+        return [target, *await self._backup_bodies(target, directory / BACKUP_BLOBS)]
 
     async def integrity_check(self) -> str:
         """PostgreSQL checks its pages itself (checksums, amcheck); here, what only the store

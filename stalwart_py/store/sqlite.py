@@ -12,11 +12,9 @@ import anyio
 
 from stalwart_py.files import create_private_file, private_dir
 from stalwart_py.store.blobs import read_small_blobs
-from stalwart_py.store.blobstore import BlobBackend, BlobMissing
+from stalwart_py.store.blobstore import BlobBackend
 from stalwart_py.store.blobstore.bodies import ExternalBodies
-from stalwart_py.store.blobstore.filesystem import FilesystemBlobs
 from stalwart_py.store.engine import Engine
-from stalwart_py.store.model import StoreError
 from stalwart_py.store.sql import SqlStore
 
 DATABASE_FILE = "stalwart.sqlite3"
@@ -85,40 +83,6 @@ class SqliteStore(SqlStore):
 
         await anyio.to_thread.run_sync(copy)
         return [target, *await self._backup_bodies(target, directory / BACKUP_BLOBS)]
-
-    async def _backup_bodies(self, database: Path, directory: Path) -> list[Path]:
-        """Copy the external bodies the backup's database refers to into ``directory``, laid
-        out as the filesystem backend lays them out (so a backup restores as a data directory
-        with ``backend = "filesystem"``, or is uploaded back to a bucket as it is)."""
-
-        def referenced() -> list[bytes]:
-            conn = sqlite3.connect(database)
-            try:
-                return [row[0] for row in conn.execute("SELECT hash FROM blobs WHERE external")]
-            finally:
-                conn.close()
-
-        digests = await anyio.to_thread.run_sync(referenced)
-        if not digests:
-            return []
-        bodies = self._external()
-        copy = FilesystemBlobs(directory)
-        await copy.open()
-        written, missing = [], []
-        for digest in digests:
-            try:
-                data = await bodies.backend.get(digest)
-            except BlobMissing:
-                missing.append(digest.hex())
-                continue
-            await copy.put(digest, data)
-            written.append(copy.path_of(digest))
-        if missing:
-            raise StoreError(
-                f"backup incomplete: {len(missing)} bodies missing from the {bodies.backend.name}"
-                f" blob backend (the first: {missing[0]})"
-            )
-        return written
 
     async def integrity_check(self) -> str:
         rows = await self._engine.read(

@@ -12,7 +12,10 @@ import json
 import sqlite3
 from collections.abc import Callable, Sequence
 from dataclasses import replace
+from pathlib import Path
 from typing import TypeVar
+
+import anyio
 
 from stalwart_py.store.blobs import (
     INLINE_LIMIT,
@@ -23,6 +26,7 @@ from stalwart_py.store.blobs import (
 )
 from stalwart_py.store.blobstore import BlobBackend, BlobMissing
 from stalwart_py.store.blobstore.bodies import ExternalBodies
+from stalwart_py.store.blobstore.filesystem import FilesystemBlobs
 from stalwart_py.store.engine import Engine, Txn
 from stalwart_py.store.model import NotFound, StoreError
 
@@ -242,3 +246,38 @@ class BlobsMixin:
                 ).rowcount
             )
         )
+
+    async def _backup_bodies(self, database: Path, directory: Path) -> list[Path]:
+        """Copy the external bodies the backup's database (a SQLite file, whichever backend
+        made it) refers to into ``directory``, laid out as the filesystem backend lays them
+        out (so a backup restores as a data directory with ``backend = "filesystem"``, or is
+        uploaded back to a bucket as it is)."""
+
+        def referenced() -> list[bytes]:
+            conn = sqlite3.connect(database)
+            try:
+                return [row[0] for row in conn.execute("SELECT hash FROM blobs WHERE external")]
+            finally:
+                conn.close()
+
+        digests = await anyio.to_thread.run_sync(referenced)
+        if not digests:
+            return []
+        bodies = self._external()
+        copy = FilesystemBlobs(directory)
+        await copy.open()
+        written, missing = [], []
+        for digest in digests:
+            try:
+                data = await bodies.backend.get(digest)
+            except BlobMissing:
+                missing.append(digest.hex())
+                continue
+            await copy.put(digest, data)
+            written.append(copy.path_of(digest))
+        if missing:
+            raise StoreError(
+                f"backup incomplete: {len(missing)} bodies missing from the {bodies.backend.name}"
+                f" blob backend (the first: {missing[0]})"
+            )
+        return written

@@ -22,7 +22,7 @@ from tests.support.servers import stalwart_cli, write_config
 from tests.support.smtp import CHECKS_OFF
 
 psycopg = pytest.importorskip("psycopg")
-from stalwart_py.queue.dkim import stored_keys  # noqa: E402
+from stalwart_py.queue.dkim import generate_key, stored_keys  # noqa: E402
 from stalwart_py.store import pg_migrate  # noqa: E402  # needs psycopg
 from tests.support.dkim_keys import legacy_key_file  # noqa: E402
 
@@ -258,3 +258,44 @@ def test_every_table_is_copied_or_listed_as_not_copied(tmp_path):
     with pytest.raises(pg_migrate.MigrationError, match="new_feature"):
         pg_migrate.check_tables(pg_migrate.sqlite_tables(conn))
 
+
+def test_a_postgresql_backup_restores_into_another_database(
+    tmp_path, postgres, start_server, server_cert, ca
+):
+    """``stalwart-py backup`` on PostgreSQL (one snapshot, written as a SQLite store) and back
+    with ``migrate --to``: the same mail, UIDs and flags, app password, DKIM key, certificate."""
+    url = postgres.database()
+    source = start_server(
+        storage_postgresql(url, tmp_path / "node") + imap_config(server_cert, SMTP),
+        directory=tmp_path / "pg",
+    )
+    app_password = fill(source)
+    key = source.run(generate_key, source.context.store, "example.test")
+    issued = ca.issue_cert("mail.example.test")
+    chain = b"".join(blob.bytes() for blob in issued.cert_chain_pems)
+    source.run(source.context.certificates.install, "acme-x", chain, issued.private_key_pem.bytes())
+    before = snapshot(source)
+
+    copy = tmp_path / "copy"
+    made = stalwart_cli(tmp_path / "pg" / "config.toml", "backup", str(copy))
+    assert made.returncode == 0, made.stdout + made.stderr
+    assert (copy / "stalwart.sqlite3").stat().st_mode & 0o077 == 0
+    (tmp_path / "restore").mkdir()
+    restoring = write_config(tmp_path / "restore", storage_sqlite(copy))
+    other = postgres.database()
+    restored = stalwart_cli(restoring, "migrate", "--to", other)
+    assert restored.returncode == 0, restored.stdout + restored.stderr
+    assert "verified" in restored.stdout
+
+    target = start_server(
+        storage_postgresql(other, tmp_path / "node2") + imap_config(server_cert, SMTP),
+        directory=tmp_path / "pg2",
+    )
+    assert snapshot(target) == before
+    with connect(target) as client:
+        assert client.login(USER, app_password)[0] == "OK"
+    [stored] = target.run(stored_keys, target.context.store)
+    assert (stored.selector, stored.public_record) == (key.selector, key.public_record)
+    [certificate] = target.run(target.context.store.installed_certificates)
+    assert (certificate.id, certificate.chain) == ("acme-x", chain)
+    send(target, "after the restore")  # new ids after the restored ones: no collision
