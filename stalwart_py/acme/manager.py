@@ -4,7 +4,8 @@ Each loop sleeps until its certificate is due (``schedule.renewal_time``), or un
 forces a renewal (``stalwart-py acme renew``, ``POST /api/certificates/{id}/renew``), then:
 
 1. takes ``<data-dir>/acme/<id>.lock`` (an exclusive ``flock``), so that two processes on one
-   data directory (workers, or a second server by mistake) never order at the same time; a
+   data directory (workers, or a second server by mistake) never order at the same time, and
+   on PostgreSQL the id's advisory lock, so that two nodes do not either; a
    process that waited for the lock first reads what the other one installed and does not
    order again when that is fresh;
 2. registers the account (newAccount with the stored key finds the existing account, 7.3.1)
@@ -449,7 +450,18 @@ class AcmeManager:
                     break
                 except BlockingIOError:
                     await anyio.sleep(LOCK_POLL)  # another process is ordering this one
-            yield
+            # PostgreSQL: the other nodes' processes too (a forced renewal asked of each)
+            lease = self.store.cluster_lease(f"acme-order:{acme_id}")
+            if lease is None:
+                yield
+                return
+            try:
+                # another node ordering this one holds it: its lock sets no Event here
+                while not await anyio.to_thread.run_sync(lease.try_acquire):  # noqa: ASYNC110
+                    await anyio.sleep(LOCK_POLL)  # ok: polled, as the flock above
+                yield
+            finally:
+                await anyio.to_thread.run_sync(lease.release)
         finally:
             os.close(fd)  # closing releases the lock
 

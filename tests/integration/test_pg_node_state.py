@@ -234,3 +234,39 @@ def test_a_certificate_installed_on_a_is_served_by_b(postgres, tmp_path, ca):
             assert (response.status, response.read()) == (200, f"{TOKEN}.thumbprint".encode())
         finally:
             client.close()
+
+
+@pytest.mark.anyio
+async def test_an_order_another_node_runs_holds_this_ones_back(postgres, tmp_path):
+    """Two nodes asked to renew one id at once (each node's API): the second waits for the
+    id's advisory lock rather than ordering a second certificate."""
+    from stalwart_py.acme.manager import AcmeManager
+    from stalwart_py.config.acme import AcmeSettings
+    from stalwart_py.metrics import Metrics
+    from stalwart_py.store.postgresql import PostgresStore
+    from tests.unit.test_acme_manager import closed_port
+
+    url = postgres.database()
+    store = PostgresStore(url, tmp_path / "b")
+    await store.open()
+    other_node = store.cluster_lease("acme-order:le")  # as node a's order holds it
+    assert other_node is not None and await anyio.to_thread.run_sync(other_node.try_acquire)
+    try:
+        certificates = CertificateStore(tmp_path / "b")
+        certificates.store = store
+        settings = AcmeSettings(
+            directory=f"https://127.0.0.1:{closed_port()}/dir", domains=("mail.example.test",)
+        )
+        acme = AcmeManager({"le": settings}, tmp_path / "b", certificates, Metrics(), store=store)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(acme.renew_now, "le")
+            with anyio.move_on_after(2.5):  # a moment in which it would have ordered
+                await acme.slots["le"].finished.wait()
+            assert acme.slots["le"].state.renewing and acme.slots["le"].state.attempts == 0
+            await anyio.to_thread.run_sync(other_node.release)
+            with anyio.fail_after(WAIT):
+                state = await acme.renew_now("le")  # the one under way, waited for
+            assert state.attempts == 1 and state.failures == 1  # ordered now (no CA here)
+    finally:
+        await anyio.to_thread.run_sync(other_node.release)
+        await store.close()
