@@ -400,14 +400,16 @@ class Server:
         """Put in force what another process installed or withdrew (certificates.py)."""
         assert self.context is not None
         with store.changes.watch(CERTIFICATES_CHANNEL) as watch:
+            # Read once before the first wait: what another node installed between the
+            # start's load() and this watch sent its notification before anyone listened.
             while True:
-                await watch.wait()
                 try:
                     await self.context.certificates.refresh()
                     if self.context.acme is not None:
                         await self.context.acme.refresh()
                 except Exception:  # the store failing: what is in force stays until next time
                     log.exception("cannot read the certificates another process installed")
+                await watch.wait()
 
     async def _watch_certificates(self) -> None:
         """Reload when a certificate file changes (``server.certificate-watch``)."""
