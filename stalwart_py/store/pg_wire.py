@@ -25,6 +25,7 @@ import functools
 import itertools
 import select
 from collections.abc import Generator, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import psycopg
@@ -91,6 +92,17 @@ class Rows:
             yield row
 
 
+@dataclass(slots=True)
+class _Plan:
+    """A statement with its parameters dumped, and the name it is prepared under (None:
+    used once before; ``b""``: never)."""
+
+    key: tuple[bytes, tuple[int, ...]]
+    name: bytes | None
+    values: Sequence[Any]
+    formats: Sequence[pq.Format]
+
+
 class Wire:
     """One connection's libpq side: what it prepared, and its adapters."""
 
@@ -102,10 +114,7 @@ class Wire:
         self._seen: dict[tuple[bytes, tuple[int, ...]], bytes | None] = {}
         self._names = itertools.count()
 
-    def send(self, statement: str, params: Sequence[Any]) -> tuple[bytes, tuple[int, ...]] | None:
-        """Queue ``statement`` (psycopg's form; ``params`` as it takes them) in the pipeline,
-        after its preparation on its second use; returns the key of a preparation queued
-        (two results to read, the first the preparation's), else None (one result)."""
+    def _plan(self, statement: str, params: Sequence[Any]) -> _Plan:
         query, count = native(statement)
         if len(params) != count:
             raise psycopg.ProgrammingError(
@@ -115,20 +124,27 @@ class Wire:
         values = tx.dump_sequence(params, [PyFormat.AUTO] * count)
         types = tuple(tx.types or ())
         key = (query, types)
-        name = self._seen.get(key, b"")
+        return _Plan(key, self._seen.get(key, b""), values, tx.formats)
+
+    def send(self, plan: _Plan) -> tuple[bytes, tuple[int, ...]] | None:
+        """Queue a planned statement in the pipeline, after its preparation on its second
+        use; returns the key of a preparation queued (two results to read, the first the
+        preparation's), else None (one result)."""
+        name = plan.name
         if name:
-            self.pgconn.send_query_prepared(name, values, tx.formats)
+            self.pgconn.send_query_prepared(name, plan.values, plan.formats)
             return None
+        query, types = plan.key
         if name is None:
             # The second use: prepared now, for every use after it.
             name = f"_sw{next(self._names)}".encode()
-            self._seen[key] = name
+            self._seen[plan.key] = name
             self.pgconn.send_prepare(name, query, types)
-            self.pgconn.send_query_prepared(name, values, tx.formats)
-            return key
+            self.pgconn.send_query_prepared(name, plan.values, plan.formats)
+            return plan.key
         if len(self._seen) < MAX_PREPARED:
-            self._seen[key] = None
-        self.pgconn.send_query_params(query, values, types, tx.formats)
+            self._seen[plan.key] = None
+        self.pgconn.send_query_params(query, plan.values, types, plan.formats)
         return None
 
     def unprepared(self, key: tuple[bytes, tuple[int, ...]]) -> None:
@@ -143,13 +159,22 @@ class Wire:
         of the statement (of the last control without one). The first error is raised once
         the pipeline is read to its end; what followed it was not run."""
         pgconn = self.pgconn
+        plan = None if statement is None else self._plan(statement, params)
+        if plan is not None and plan.name and not controls:
+            # A prepared statement alone (most lookups): no pipeline to enter, sync and leave.
+            pgconn.send_query_prepared(plan.name, plan.values, plan.formats)
+            while pgconn.flush():
+                if (yield READ_WRITE) & select.POLLIN:
+                    pgconn.consume_input()
+            result = yield from self._next()
+            while (yield from self._next()) is not None:
+                pass
+            return self.rows(result)  # type: ignore[arg-type]
         pgconn.enter_pipeline_mode()
         try:
             for control in controls:
                 pgconn.send_query_params(control.encode(), None)
-            prepared = None
-            if statement is not None:
-                prepared = self.send(statement, params)
+            prepared = None if plan is None else self.send(plan)
             pgconn.pipeline_sync()
             while pgconn.flush():
                 if (yield READ_WRITE) & select.POLLIN:
