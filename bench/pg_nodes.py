@@ -21,8 +21,8 @@ stored count is checked against what it acknowledged.
 
 Beside each rate, what it cost in CPU per message (``Usage``): each server's process tree,
 PostgreSQL's processes, the load generator, and how busy the machine was. From those, the
-ceiling the CPU puts on each line-up's rate (no node process past one core, the GIL; the
-whole within the machine's cores) and the ratios of the ceilings: what the goals can be at
+ceiling the CPU puts on each line-up's rate (no node process past about one core, the GIL;
+the whole within the machine's cores) and the ratios of the ceilings: what the goals can be at
 best on this machine, however quiet, at these costs.
 """
 
@@ -220,8 +220,9 @@ class Usage:
         return sum(self.nodes) + self.postgres + self.generator
 
     def ceiling(self) -> float:
-        """The rate the CPU allows at most: no node process past one core, the whole within
-        the machine's cores (nothing else running)."""
+        """The rate the CPU allows at most: no node process past one core (the GIL; C code
+        that lets go of it takes a process a little past), the whole within the machine's
+        cores (nothing else running)."""
         cores = os.cpu_count() or 1
         return min(1000 * cores / self.total(), *(1000 * len(self.nodes) / n for n in self.nodes))
 
