@@ -148,11 +148,13 @@ class PgConnection:
             self.raw = self._open()
             self._wire = Wire(self.raw)
             self._deferred.clear()
-        if not params and statement.startswith(("RELEASE ", "SAVEPOINT ")):
-            # Taking or releasing a savepoint returns nothing and does not fail: it travels
-            # with the next statement instead of costing a round trip of its own (four per
-            # delivery: the batch's and the recipient's, taken and released).
+        if not params and statement.startswith(("RELEASE ", "SAVEPOINT ", "BEGIN")):
+            # Beginning a transaction, taking or releasing a savepoint returns nothing and
+            # does not fail: it travels with the next statement instead of costing a round
+            # trip of its own (four per delivery: the batch's and the recipient's savepoints,
+            # taken and released; one per batch or read).
             self._deferred.append(statement)
+            self._track(statement, None)
             return None
         deferred, self._deferred = self._deferred, []
         # One pipeline, one round trip: the deferred savepoints, then the statement; an
@@ -164,7 +166,7 @@ class PgConnection:
             raise IntegrityError(str(exc)) from exc
         return self._track(statement, rows)
 
-    def _track(self, statement: str, cursor: Rows) -> Rows:
+    def _track(self, statement: str, cursor: Rows | None) -> Rows | None:
         """Note whether a transaction of ours is open, for a reconnection's sake."""
         if statement.startswith("BEGIN"):
             self._explicit = True
@@ -190,6 +192,8 @@ class PgConnection:
         if self.broken:
             self._explicit = False  # whoever asks is ending it: the next statement reconnects
             return False
+        if any(statement.startswith("BEGIN") for statement in self._deferred):
+            return True  # begun, and not sent yet: the COMMIT or ROLLBACK takes it along
         return self.raw.info.transaction_status in (
             psycopg.pq.TransactionStatus.INTRANS,
             psycopg.pq.TransactionStatus.INERROR,

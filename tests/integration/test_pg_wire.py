@@ -184,3 +184,21 @@ async def test_a_cancelled_lookup_does_not_leave_its_connection_behind(url: str)
         assert await lookups.run(lambda conn: conn.execute("SELECT 9").fetchone()) == (9,)
     finally:
         await lookups.close()
+
+
+def test_a_deferred_begin_is_a_transaction_for_whoever_ends_it(url: str) -> None:
+    """BEGIN travels with the next statement; until then the connection is in a transaction
+    all the same (the engine's ROLLBACK after a failure, a read's COMMIT)."""
+    conn = connect(url)
+    try:
+        conn.execute("BEGIN")
+        assert conn.in_transaction
+        conn.execute("COMMIT")  # nothing in between: BEGIN and COMMIT go together
+        assert not conn.in_transaction
+        conn.execute("BEGIN")
+        conn.execute("INSERT INTO t(id) VALUES (?)", (1,))
+        conn.execute("ROLLBACK")
+        assert not conn.in_transaction
+        assert conn.execute("SELECT count(*) FROM t").fetchone() == (0,)
+    finally:
+        conn.close()
