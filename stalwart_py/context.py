@@ -84,7 +84,7 @@ class ServerContext:
         self.certificates.store = store  # installed ones: the same for every node
         self.tls = TLSManager(config.storage.data_dir, self.certificates)
         # checks of mail from strangers: shared state (rate limits)
-        self.inbound = Inbound(self.limits.connection_rates, self.limits.message_rates)
+        self.inbound = Inbound(self.limits.connection_rates, self.limits.message_rates, store)
         # [filter."<id>"]: milters and other filters a listener runs after DATA (filters/)
         self.filters = Filters(lambda: self.config.filters, self.metrics)
         self.logger = logging.getLogger("stalwart_py")

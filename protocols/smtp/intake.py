@@ -62,12 +62,12 @@ class Intake:
             return None
         return cls(conn, settings, hostname)
 
-    def connected(self) -> Reply | None:
+    async def connected(self) -> Reply | None:
         """The connection rate of this client: None, or the 421 to close with."""
         limit = self.settings.rate.connections_per_ip
         if limit is None:
             return None
-        wait = self.inbound.connections.take(self._rate_key, limit)
+        wait = await self.inbound.connections.take(self._rate_key, limit)
         if not wait:
             return None
         self.conn.log.info(
@@ -82,7 +82,7 @@ class Intake:
     async def mail(self, sender: str, helo: str) -> Reply | None:
         """MAIL FROM: None, or the refusal."""
         limit = self.settings.rate.messages_per_ip
-        if limit is not None and (wait := self.inbound.messages.take(self._rate_key, limit)):
+        if limit is not None and (wait := await self.inbound.messages.take(self._rate_key, limit)):
             self.conn.log.info(
                 "message rate limit (%d per minute) reached by %s", limit, self.conn.peer
             )

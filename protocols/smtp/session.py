@@ -131,7 +131,7 @@ class Session:
 
     async def run(self) -> None:
         conn = self.conn
-        if self.intake is not None and (refusal := self.intake.connected()) is not None:
+        if self.intake is not None and (refusal := await self.intake.connected()) is not None:
             await self.send_now(refusal)  # in place of the greeting (RFC 5321 3.1)
             return
         await conn.send(f"220 {self.hostname} {self.settings.banner}\r\n".encode())

@@ -8,7 +8,9 @@ takes nothing, and the answer says how many seconds until a token is back.
 
 The buckets hold for the whole server: with ``server.workers = N`` they are records of a table
 every worker shares (``stalwart_py.shared_table``), so a client's connections and messages count
-together whichever worker serves them.
+together whichever worker serves them. With a store that several nodes share (PostgreSQL) they
+are rows of the store instead (``NodesRate``, ``store/pg_rates.py``): whichever node a load
+balancer sends a client to, one bucket.
 
 Memory is fixed whatever addresses a sender rotates: a full bucket is the same as no entry, so
 a record is given up once it would have refilled (a minute after its last use), and the table
@@ -18,13 +20,18 @@ evicted client starts again with a full bucket: the limit errs on the side of ac
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import struct
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from stalwart_py.config.types import IPAddress
 from stalwart_py.shared_table import HEADER, SharedTable
+
+if TYPE_CHECKING:
+    from stalwart_py.store import Store
 
 WINDOW = 60.0  # the limits are per minute
 MAX_TRACKED = 100_000
@@ -87,6 +94,35 @@ class RateLimiter:
             return 0.0
         finally:
             table.unlock()
+
+
+class NodesRate:
+    """One kind of event's buckets for the whole server: this machine's (``RateLimiter``) or,
+    on a store several nodes share (``Store.shares_rates``), the store's, under a digest of
+    ``kind`` and the client's key. ``clock`` is wall-clock seconds there, the same on every
+    node (the machine's limiter keeps its monotonic one)."""
+
+    def __init__(
+        self,
+        kind: str,
+        local: RateLimiter,
+        store: Store | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.kind = kind
+        self.local = local
+        self.store = store
+        self.clock = clock
+
+    async def take(self, key: str | None, limit: int) -> float:
+        """As ``RateLimiter.take``: 0.0 when a token was taken, else the seconds to wait."""
+        store = self.store
+        if key is None or store is None or not store.shares_rates:
+            return self.local.take(key, limit)
+        digest = hashlib.blake2b(
+            f"{self.kind} {key}".encode(), digest_size=16, person=b"stalwart-rate"
+        ).digest()
+        return await store.take_rate_token(digest, limit, self.clock())
 
 
 def rate_key(scope: str, ip: IPAddress | None, ipv6_prefix: int = 64) -> str | None:

@@ -496,6 +496,15 @@ class Store(SignInStore, SharedStateStore):
     # ``pg_login_failures``); otherwise the machine's shared table (``throttle.py``) is all.
     shares_login_failures = False
 
+    # Whether SMTP rate buckets are kept here, for every node (PostgreSQL: ``pg_rates``);
+    # otherwise the machine's shared table (``inbound/rate.py``) is all.
+    shares_rates = False
+
+    async def take_rate_token(self, key: bytes, limit: int, now: float) -> float:
+        """Take a token from the bucket ``key`` (``limit`` a minute, wall-clock ``now``): 0.0
+        when taken, else the seconds until one will be there (nothing is taken)."""
+        return 0.0
+
     async def record_login_failures(self, keys: Sequence[bytes], at: float, horizon: float) -> None:
         """Count a failure at ``at`` (wall-clock seconds) for each key; failures at or before
         ``horizon`` may be forgotten meanwhile."""

@@ -363,6 +363,15 @@ def _v10_shared_state(conn: PgConnection) -> None:
             conn.raw.execute(statement.encode())
 
 
+def _v11_rate_buckets(conn: PgConnection) -> None:
+    """PostgreSQL's own: SMTP rate buckets every node takes from (``pg_rates``)."""
+    conn.raw.execute(
+        b"CREATE TABLE rate_buckets (key bytea PRIMARY KEY, tokens double precision NOT NULL,"
+        b" at double precision NOT NULL, refused boolean NOT NULL DEFAULT false)"
+    )
+    conn.raw.execute(b"CREATE INDEX rate_buckets_at ON rate_buckets(at)")
+
+
 MIGRATIONS: list[Callable[[PgConnection], None]] = [
     _v1,
     _v2_external_blobs,
@@ -374,6 +383,7 @@ MIGRATIONS: list[Callable[[PgConnection], None]] = [
     _v8_login_failures,
     _v9_account_disabled,
     _v10_shared_state,
+    _v11_rate_buckets,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -39,6 +39,7 @@ from stalwart_py.store.pg_lease import AdvisoryLease
 from stalwart_py.store.pg_login_failures import LoginFailuresMixin
 from stalwart_py.store.pg_lookup import AsyncLookups
 from stalwart_py.store.pg_notify import NotifyListener, node_id, notify_in_transaction
+from stalwart_py.store.pg_rates import RatesMixin
 from stalwart_py.store.pg_schema import migrate
 from stalwart_py.store.sql import SqlStore
 
@@ -154,7 +155,7 @@ class PgEngine(Engine):
                 self._idle_readers.append(conn)
 
 
-class PostgresStore(LoginFailuresMixin, SqlStore):
+class PostgresStore(LoginFailuresMixin, RatesMixin, SqlStore):
     shared_queue = True  # every node runs its queue; leases keep them apart
     _SKIP_LOCKED = " FOR UPDATE SKIP LOCKED"
 
