@@ -142,6 +142,23 @@ def postgres() -> Iterator[PostgresCluster]:
         cluster.__exit__(None, None, None)
 
 
+@pytest.fixture
+async def pg_node_stores(postgres, tmp_path: Path) -> AsyncIterator[list[Store]]:
+    """Two nodes' stores, open: a ``PostgresStore`` each (data directories a and b) on one
+    database of the session's PostgreSQL."""
+    from stalwart_py.store.postgresql import PostgresStore
+
+    url = postgres.database()
+    stores: list[Store] = [PostgresStore(url, tmp_path / name) for name in ("a", "b")]
+    for store in stores:
+        await store.open()
+    try:
+        yield stores
+    finally:
+        for store in stores:
+            await store.close()
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def store_backend(request: pytest.FixtureRequest) -> str:
     """Each store test runs against both backends."""

@@ -16,7 +16,6 @@ from stalwart_py.store.sqlite import SqliteStore
 from stalwart_py.throttle import AuthThrottled
 
 psycopg = pytest.importorskip("psycopg")
-from stalwart_py.store.postgresql import PostgresStore  # noqa: E402
 
 pytestmark = pytest.mark.anyio
 USER, PASSWORD = "bob@example.test", "the right one"
@@ -30,17 +29,11 @@ SETTINGS = DirectorySettings(
 
 
 @pytest.fixture
-async def nodes(postgres, tmp_path):
-    url = postgres.database()
-    stores = [PostgresStore(url, tmp_path / name) for name in ("a", "b")]
-    for store in stores:
-        await store.open()
-    a, b = (Directory(store, SETTINGS) for store in stores)
+async def nodes(pg_node_stores):
+    a, b = (Directory(store, SETTINGS) for store in pg_node_stores)
     await a.add_domain("example.test")
     await a.add_account(USER, PASSWORD)
-    yield a, b
-    for store in stores:
-        await store.close()
+    return a, b
 
 
 async def fail(directory: Directory, times: int, client=CLIENT) -> None:

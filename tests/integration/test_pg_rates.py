@@ -12,8 +12,7 @@ import pytest
 from stalwart_py.inbound.rate import NodesRate, RateLimiter, rate_key
 from stalwart_py.store.sqlite import SqliteStore
 
-psycopg = pytest.importorskip("psycopg")
-from stalwart_py.store.postgresql import PostgresStore  # noqa: E402
+pytest.importorskip("psycopg")
 
 pytestmark = pytest.mark.anyio
 KEY = rate_key("smtp", ipaddress.ip_address("192.0.2.10"))
@@ -28,14 +27,8 @@ class Clock:
 
 
 @pytest.fixture
-async def stores(postgres, tmp_path):
-    url = postgres.database()
-    made = [PostgresStore(url, tmp_path / name) for name in ("a", "b")]
-    for store in made:
-        await store.open()
-    yield made
-    for store in made:
-        await store.close()
+def stores(pg_node_stores):
+    return pg_node_stores
 
 
 async def test_two_nodes_take_from_one_bucket_which_refills_at_the_limits_pace(stores):

@@ -17,21 +17,14 @@ from tests.integration.test_store import message
 psycopg = pytest.importorskip("psycopg")
 from stalwart_py.store import pg_notify  # noqa: E402
 from stalwart_py.store.change_bus import ChangeSet  # noqa: E402
-from stalwart_py.store.postgresql import PostgresStore  # noqa: E402
 
 PER_NODE = 40
 pytestmark = pytest.mark.anyio
 
 
 @pytest.fixture
-async def nodes(postgres, tmp_path):
-    url = postgres.database()
-    stores = [PostgresStore(url, tmp_path / name) for name in ("a", "b")]
-    for store in stores:
-        await store.open()
-    yield stores
-    for store in stores:
-        await store.close()
+def nodes(pg_node_stores):
+    return pg_node_stores
 
 
 async def test_uids_and_modseqs_from_two_nodes_have_no_gaps_and_no_twins(nodes):
