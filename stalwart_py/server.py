@@ -57,7 +57,7 @@ from stalwart_py.singleton import run_dir, run_singleton
 from stalwart_py.store import Store, StoreError, create_store
 from stalwart_py.store.blobstore.sweep import LEASE as SWEEP_LEASE
 from stalwart_py.store.blobstore.sweep import run_sweeps
-from stalwart_py.store.engine import CERTIFICATES_CHANNEL
+from stalwart_py.store.change_hub import CERTIFICATES_CHANNEL
 from stalwart_py.worker import SupervisorLink, WorkerRole
 
 log = logging.getLogger("stalwart_py.server")

@@ -59,7 +59,7 @@ from stalwart_py.queue.tls_policy import OutboundTLS
 from stalwart_py.resolver import Resolver
 from stalwart_py.singleton import run_singleton
 from stalwart_py.store import OutboundMessage, Store
-from stalwart_py.store.engine import QUEUE_CHANNEL
+from stalwart_py.store.change_hub import QUEUE_CHANNEL
 from stalwart_py.store.sqlite_shared_state import DKIM_CHANNEL
 
 # The delivery side, with the outbound SMTP client (attempts.py, session.py, protocol.py), is

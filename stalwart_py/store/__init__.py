@@ -10,7 +10,7 @@ from pathlib import Path
 
 from stalwart_py.config import StorageSettings
 from stalwart_py.store.base import UNCHANGED, FlagMode, Store
-from stalwart_py.store.engine import ChangeHub, MailboxWatch
+from stalwart_py.store.change_hub import ChangeHub, MailboxWatch
 from stalwart_py.store.model import (
     FLAG_NAMES,
     MAILBOX_DELIMITER,

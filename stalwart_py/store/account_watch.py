@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 from stalwart_py.store.wakeup import Wakeup
 
 if TYPE_CHECKING:
-    from stalwart_py.store.engine import ChangeHub
+    from stalwart_py.store.change_hub import ChangeHub
 
 
 class AccountWatch:

@@ -16,7 +16,7 @@ from stalwart_py.mime.sortfields import SortFields
 from stalwart_py.store.base_shared_state import SharedStateStore
 from stalwart_py.store.base_sign_in import SignInStore
 from stalwart_py.store.blobstore import BlobBackend
-from stalwart_py.store.engine import ChangeHub
+from stalwart_py.store.change_hub import ChangeHub
 from stalwart_py.store.model import (
     Account,
     Alias,

@@ -11,28 +11,19 @@ Reads. A read is a function of a connection run in a worker thread (at most ``re
 time), inside BEGIN/COMMIT so that all its statements see one snapshot. WAL lets reads run
 while the writer writes.
 
-Change notification. A write records the mailboxes it touched; after its batch commits, the
-``ChangeHub`` wakes every ``MailboxWatch`` on them. A watch is level-triggered: a change that
-happens while its session is busy is still reported by the next ``wait()``, so a session that
-starts watching before it reads never misses one. The changes themselves are read from the
-database (``changes_since``), so a wake-up carries no data and can never be stale.
+Change notification. After a batch commits, the ``ChangeHub`` (``change_hub.py``) wakes the
+watches on the mailboxes it touched, here and (``change_bus.py``) in every other process.
 
-Across processes (worker processes, ``stalwart-py`` commands on the same data directory),
-the writer publishes each committed batch's change set on the ``ChangeBus`` (``change_bus.py``)
-and every other process's hub wakes its watches as for its own writes.
-
-The engine runs on anyio's asyncio backend: the writer thread wakes callers with
-``loop.call_soon_threadsafe``.
-
-Small writes on SQLite run their statements on the event loop (``write(..., inline=True)``,
-e.g. a delivery of a message under ``blobs.INLINE_LIMIT``); only the COMMIT, whose fsync
-takes milliseconds, goes to the writer thread. A statement of the sqlite3 module lets go of
-the GIL and takes it back, so a delivery's dozen statements in the writer thread meant a
-dozen GIL hand-offs with the event loop (futex calls, context switches, cold caches on both
-sides) per message; batched this way a batch costs two hops (to the thread for the commit,
-back by ``call_soon_threadsafe``) whatever its size. The batches are formed on the loop
-(``_start``): while one commits, the next gathers, as before. A batch with any other write
-runs in the writer thread as a whole, as does every batch on PostgreSQL, whose statements
+The engine runs on anyio's asyncio backend (the writer wakes callers by
+``loop.call_soon_threadsafe``). Small writes on SQLite run their statements on the event loop
+(``write(..., inline=True)``, e.g. a delivery of a message under ``blobs.INLINE_LIMIT``); only
+the COMMIT, whose fsync takes milliseconds, goes to the writer thread. A statement of the
+sqlite3 module lets go of the GIL and takes it back, so a delivery's dozen statements in the
+writer thread meant a dozen GIL hand-offs with the event loop (futex calls, context switches,
+cold caches on both sides) per message; batched this way a batch costs two hops (to the thread
+for the commit, back by ``call_soon_threadsafe``) whatever its size. The batches are formed on
+the loop (``_start``): while one commits, the next gathers, as before. A batch with any other
+write runs in the writer thread as a whole, as does every batch on PostgreSQL, whose statements
 are round trips to the server.
 """
 
@@ -55,10 +46,10 @@ from typing import Any, TypeVar
 import anyio
 
 from stalwart_py.files import create_private_file, private_dir
-from stalwart_py.store.account_watch import AccountWatch, mailbox_owners
+from stalwart_py.store.account_watch import mailbox_owners
 from stalwart_py.store.change_bus import ChangeBus, ChangeSet, DatagramBus
+from stalwart_py.store.change_hub import ChangeHub
 from stalwart_py.store.schema import migrate
-from stalwart_py.store.wakeup import Wakeup
 
 log = logging.getLogger("stalwart_py.store")
 
@@ -93,135 +84,6 @@ class Txn:
 
     def execute(self, sql: str, params: Any = ()) -> sqlite3.Cursor:
         return self.conn.execute(sql, params)
-
-
-class MailboxWatch:
-    """A session's subscription to changes of one mailbox; see the module docstring."""
-
-    __slots__ = ("_hub", "_wakeup", "mailbox_id", "on_change")
-
-    def __init__(self, hub: ChangeHub, mailbox_id: int) -> None:
-        self._hub = hub
-        self.mailbox_id = mailbox_id
-        self._wakeup = Wakeup()
-        # Called at each change, for a session that waits for a change or for input in one
-        # task (IMAP IDLE: it cancels the wait for input).
-        self.on_change: Callable[[], object] | None = None
-
-    @property
-    def pending(self) -> bool:
-        """A change has been committed since the last ``wait()`` or ``clear()``."""
-        return self._wakeup.is_set
-
-    def clear(self) -> None:
-        self._wakeup.clear()
-
-    async def wait(self) -> None:
-        """Until a change is committed (at once if one already was), then clear."""
-        await self._wakeup.wait()
-        self._wakeup.clear()
-
-    def _set(self) -> None:
-        self._wakeup.set()
-        if self.on_change is not None:
-            self.on_change()
-
-    def close(self) -> None:
-        self._hub._remove(self)
-
-    def __enter__(self) -> MailboxWatch:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
-
-# A pseudo mailbox id (SQLite row ids start at 1): the outbound queue got work. A write that
-# enqueues adds it to ``Txn.touched``; the queue's workers watch it to start at once.
-QUEUE_CHANNEL = 0
-# State kept outside the database, announced by whoever changed it (``ChangeHub.announce``):
-# certificates installed under ``<data-dir>/certificates/`` and TLS-ALPN-01 challenges under
-# ``<data-dir>/acme/``, which every process serving the data directory must use at once.
-CERTIFICATES_CHANNEL = -1
-
-
-class ChangeHub:
-    """Mailbox id -> the watches on it. Used from the event loop thread only."""
-
-    def __init__(self) -> None:
-        self._watches: dict[int, set[MailboxWatch]] = {}
-        self._account_watches: dict[int, set[AccountWatch]] = {}
-        # The other processes' side (``ChangeBus.publish``), set once the engine's bus is up.
-        self.publish: Callable[[ChangeSet], None] | None = None
-
-    def announce(self, channel: int) -> None:
-        """Wake the watches of ``channel`` (a pseudo mailbox id) here and in every other
-        process on this store: a change made outside a write batch (a file written under
-        the data directory), which the watchers then read for themselves."""
-        self.notify({channel})
-        if self.publish is not None:
-            self.publish(ChangeSet({channel}))
-
-    def watch(self, mailbox_id: int) -> MailboxWatch:
-        watch = MailboxWatch(self, mailbox_id)
-        self._watches.setdefault(mailbox_id, set()).add(watch)
-        return watch
-
-    def watch_account(self, account_id: int) -> AccountWatch:
-        """A watch over every mailbox of the account, its mailbox list and subscriptions."""
-        watch = AccountWatch(self, account_id)
-        self._account_watches.setdefault(account_id, set()).add(watch)
-        return watch
-
-    def notify(
-        self,
-        mailbox_ids: set[int],
-        owners: dict[int, set[int]] | None = None,
-        listings: set[int] | frozenset[int] = frozenset(),
-    ) -> None:
-        """Wake the watches of ``mailbox_ids``, and the account watches of ``owners``
-        (account id -> its mailboxes among them) and of ``listings`` (accounts whose mailbox
-        list or subscriptions changed)."""
-        for mailbox_id in mailbox_ids:
-            for watch in self._watches.get(mailbox_id, ()):
-                watch._set()
-        if not self._account_watches:
-            return
-        owners = owners or {}
-        for account_id in owners.keys() | listings:
-            for account_watch in self._account_watches.get(account_id, ()):
-                account_watch._set(owners.get(account_id, ()), account_id in listings)
-
-    def notify_all(self) -> None:
-        """Wake every watch (another process's change set was lost or too large to send): each
-        reads the state again, which is correct whatever changed."""
-        for watches in self._watches.values():
-            for watch in watches:
-                watch._set()
-        for account_watches in self._account_watches.values():
-            for account_watch in account_watches:
-                account_watch._set((), True)
-
-    def deliver(self, changes: ChangeSet) -> None:
-        """A change set another process committed (``ChangeBus``)."""
-        if changes.everything:
-            self.notify_all()
-        else:
-            self.notify(changes.mailboxes, changes.owners, changes.listings)
-
-    def _remove_account_watch(self, watch: AccountWatch) -> None:
-        watches = self._account_watches.get(watch.account_id)
-        if watches is not None:
-            watches.discard(watch)
-            if not watches:
-                del self._account_watches[watch.account_id]
-
-    def _remove(self, watch: MailboxWatch) -> None:
-        watches = self._watches.get(watch.mailbox_id)
-        if watches is not None:
-            watches.discard(watch)
-            if not watches:
-                del self._watches[watch.mailbox_id]
 
 
 @dataclass(eq=False)

@@ -24,7 +24,8 @@ import sqlite3
 from collections.abc import Sequence
 
 from stalwart_py.store.blobs import INLINE_DELIVERIES, PreparedBlob, put_blob, release_blob
-from stalwart_py.store.engine import QUEUE_CHANNEL, Engine, Txn
+from stalwart_py.store.change_hub import QUEUE_CHANNEL
+from stalwart_py.store.engine import Engine, Txn
 from stalwart_py.store.model import (
     NotFound,
     OutboundMessage,

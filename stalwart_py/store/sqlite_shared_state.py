@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import sqlite3
 
-from stalwart_py.store.engine import CERTIFICATES_CHANNEL, Engine, Txn
+from stalwart_py.store.change_hub import CERTIFICATES_CHANNEL
+from stalwart_py.store.engine import Engine, Txn
 from stalwart_py.store.model import (
     AcmeAccount,
     AlreadyExists,
@@ -28,7 +29,7 @@ from stalwart_py.store.model import (
     StoredDkimKey,
 )
 
-# A pseudo mailbox id (see ``engine.QUEUE_CHANNEL``): the DKIM keys changed; every signer
+# A pseudo mailbox id (see ``change_hub.QUEUE_CHANNEL``): the DKIM keys changed; every signer
 # reads them again.
 DKIM_CHANNEL = -2
 

@@ -6,7 +6,7 @@ import anyio
 import pytest
 
 from stalwart_py.store import OutboundMessage, QueuedRecipient, RecipientUpdate
-from stalwart_py.store.engine import QUEUE_CHANNEL
+from stalwart_py.store.change_hub import QUEUE_CHANNEL
 
 pytestmark = pytest.mark.anyio
 

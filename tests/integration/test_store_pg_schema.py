@@ -17,7 +17,10 @@ from stalwart_py.store.pg_schema import SCHEMA_VERSION  # noqa: E402
 from stalwart_py.store.postgresql import PostgresStore  # noqa: E402
 
 # Tables only a store of several nodes needs (SQLite's are the machine's shared memory).
-POSTGRESQL_ONLY = {"login_failures"}  # stalwart_py/store/pg_login_failures.py
+POSTGRESQL_ONLY = {
+    "login_failures",  # stalwart_py/store/pg_login_failures.py
+    "rate_buckets",  # stalwart_py/store/pg_rates.py
+}
 # SQLite's declared type -> the PostgreSQL types that hold the same values.
 SAME_VALUES = {
     "INTEGER": {"bigint"},
