@@ -223,8 +223,9 @@ def make_message(size: int) -> bytes:
 
 def smtp_source(
     address: tuple[str, int], messages: int, clients: int, size: int, persistent: bool
-) -> float:
-    """Seconds smtp-source takes to send the load."""
+) -> tuple[float, float]:
+    """(seconds smtp-source takes to send the load, the CPU seconds it used doing so)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     subprocess.run(
         [
@@ -246,7 +247,10 @@ def smtp_source(
         ],
         check=True,
     )
-    return time.perf_counter() - started
+    seconds = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+    return seconds, cpu
 
 
 async def send_messages(
@@ -404,6 +408,35 @@ def describe(messages: int, seconds: float) -> str:
     return f"{messages / seconds:7.0f} msg/s"
 
 
+GOAL = 2.0  # issue 17: workers >= 2.0x aiosmtpd's no-op rate
+
+
+def print_budget(
+    rates: dict[str, float],
+    costs: dict[str, float],
+    client_costs: dict[str, float],
+    named: dict[str, int],
+) -> None:
+    """What the CPU of this machine allows: the load generator runs on the same cores, so a
+    rate R needs R x (server + smtp-source CPU per message) <= cores. From that, the server CPU
+    per message the goal (``GOAL`` x aiosmtpd) leaves, and each server's ceiling at its
+    measured costs (a worker process is also bound by its one core, under the GIL)."""
+    cores = len(os.sched_getaffinity(0))
+    goal = GOAL * rates["aiosmtpd (no-op)"]
+    for name, workers in named.items():
+        client = client_costs[name]
+        budget = cores * 1000 / goal - client
+        ceiling = min(
+            min(cores, workers) * 1000 / costs[name], cores * 1000 / (costs[name] + client)
+        )
+        print(
+            f"  budget {name}: {GOAL:.1f}x aiosmtpd = {goal:.0f} msg/s on {cores} cores leaves"
+            f" the server {budget:.2f} ms CPU/msg (smtp-source takes {client:.2f});"
+            f" it uses {costs[name]:.2f}: ceiling {ceiling:.0f} msg/s"
+            f" = {ceiling / rates['aiosmtpd (no-op)']:.2f}x aiosmtpd"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--messages", type=int, default=5000)
@@ -449,15 +482,17 @@ def main() -> None:
             print(f"\n{clients} client(s)")
             rates = {}
             costs = {}
+            client_costs: dict[str, float] = {}  # smtp-source's CPU ms per message
             line_up = [(name, servers[w]) for name, w in named.items()]
             for name, server in [*line_up, ("aiosmtpd (no-op)", peer), *sinks]:
                 cost: dict[str, float] = {}
                 if have_source:
                     latency = python_client(server.address, args.messages, clients, args.size)
                     with measured(server.process.pid, args.messages, cost):
-                        seconds = smtp_source(
+                        seconds, client_cpu = smtp_source(
                             server.address, args.messages, clients, args.size, args.persistent
                         )
+                    client_costs[name] = client_cpu * 1000 / args.messages
                 else:
                     with measured(server.process.pid, args.messages, cost):
                         latency = python_client(server.address, args.messages, clients, args.size)
@@ -486,6 +521,8 @@ def main() -> None:
                 print(
                     f"   CPU per message / aiosmtpd: {costs[name] / costs['aiosmtpd (no-op)']:.2f}"
                 )
+            if client_costs:
+                print_budget(rates, costs, client_costs, named)
             print(f"  load average: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
         if args.idle:
             print(f"\n{args.idle} idle connections")
