@@ -14,7 +14,11 @@ At each step (the checks themselves are core modules, ``stalwart_py/inbound``):
   ``Authentication-Results`` and ``Received-SPF``, and may be quarantined (Junk).
 
 A failure of the checks themselves (a bug, not DNS: DNS failures are results) answers
-``451 4.3.0``: the sender tries again later, and nothing is let through unchecked.
+``451 4.3.0``: the sender tries again later, and nothing is let through unchecked. So does a
+rate that cannot be read (the nodes' shared database down: ``RatesUnavailable``), at MAIL
+FROM; at connection time ``421 4.3.0`` and close (RFC 5321 3.8: 421 is the one reply that
+may close a session, and the sender then retries later or tries its next MX), with one
+warning line without a traceback: the database's failure is not a bug to trace here.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from protocols.smtp import replies
 from protocols.smtp.replies import Reply, reply
 from protocols.smtp.settings import SmtpSettings
 from stalwart_py.inbound.checks import Accepted, Refusal, SessionChecks
-from stalwart_py.inbound.rate import rate_key, retry_text
+from stalwart_py.inbound.rate import RatesUnavailable, rate_key, retry_text
 from stalwart_py.plugin import Connection
 
 
@@ -67,7 +71,15 @@ class Intake:
         limit = self.settings.rate.connections_per_ip
         if limit is None:
             return None
-        wait = await self.inbound.connections.take(self._rate_key, limit)
+        try:
+            wait = await self.inbound.connections.take(self._rate_key, limit)
+        except RatesUnavailable as error:
+            self.conn.log.warning(
+                "connection rate of %s not checked, refused with 421 4.3.0: %s",
+                self.conn.peer,
+                error,
+            )
+            return reply(421, "4.3.0", f"{self.hostname} Service not available, try again later")
         if not wait:
             return None
         self.conn.log.info(
@@ -82,11 +94,23 @@ class Intake:
     async def mail(self, sender: str, helo: str) -> Reply | None:
         """MAIL FROM: None, or the refusal."""
         limit = self.settings.rate.messages_per_ip
-        if limit is not None and (wait := await self.inbound.messages.take(self._rate_key, limit)):
-            self.conn.log.info(
-                "message rate limit (%d per minute) reached by %s", limit, self.conn.peer
-            )
-            return reply(451, "4.7.0", f"Too many messages from your address, {retry_text(wait)}")
+        if limit is not None:
+            try:
+                wait = await self.inbound.messages.take(self._rate_key, limit)
+            except RatesUnavailable as error:
+                self.conn.log.warning(
+                    "message rate of %s not checked, refused with 451 4.3.0: %s",
+                    self.conn.peer,
+                    error,
+                )
+                return replies.TEMPORARY_FAILURE
+            if wait:
+                self.conn.log.info(
+                    "message rate limit (%d per minute) reached by %s", limit, self.conn.peer
+                )
+                return reply(
+                    451, "4.7.0", f"Too many messages from your address, {retry_text(wait)}"
+                )
         if self.checks is None:
             return None
         try:

@@ -16,6 +16,10 @@ Memory is fixed whatever addresses a sender rotates: a full bucket is the same a
 a record is given up once it would have refilled (a minute after its last use), and the table
 holds ``max_tracked`` records, a full bucket of it giving up its least recently used one (an
 evicted client starts again with a full bucket: the limit errs on the side of accepting mail).
+
+When the shared store cannot be asked (PostgreSQL down, a connection cut), ``NodesRate.take``
+raises ``RatesUnavailable`` rather than counting on this machine alone: the caller answers a
+temporary error (``protocols/smtp/intake.py``; docs/inbound.md says why it fails closed).
 """
 
 from __future__ import annotations
@@ -96,6 +100,11 @@ class RateLimiter:
             table.unlock()
 
 
+class RatesUnavailable(Exception):
+    """The store that keeps the buckets failed to answer; the message says how (the store's
+    error, whose traceback would say nothing more: it is the database, not a bug here)."""
+
+
 class NodesRate:
     """One kind of event's buckets for the whole server: this machine's (``RateLimiter``) or,
     on a store several nodes share (``Store.shares_rates``), the store's, under a digest of
@@ -115,14 +124,19 @@ class NodesRate:
         self.clock = clock
 
     async def take(self, key: str | None, limit: int) -> float:
-        """As ``RateLimiter.take``: 0.0 when a token was taken, else the seconds to wait."""
+        """As ``RateLimiter.take``: 0.0 when a token was taken, else the seconds to wait.
+        ``RatesUnavailable`` when the shared store failed (nothing is known to be taken)."""
         store = self.store
         if key is None or store is None or not store.shares_rates:
             return self.local.take(key, limit)
         digest = hashlib.blake2b(
             f"{self.kind} {key}".encode(), digest_size=16, person=b"stalwart-rate"
         ).digest()
-        return await store.take_rate_token(digest, limit, self.clock())
+        try:
+            return await store.take_rate_token(digest, limit, self.clock())
+        except Exception as error:  # the database's failure, of whatever driver or socket
+            text = " ".join(str(error).split())  # libpq's are lines: one log line
+            raise RatesUnavailable(f"{type(error).__name__}: {text}") from error
 
 
 def rate_key(scope: str, ip: IPAddress | None, ipv6_prefix: int = 64) -> str | None:

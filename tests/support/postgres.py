@@ -76,6 +76,26 @@ class PostgresCluster:
             conn.execute(f'CREATE DATABASE "{name}"')
         return self.url(name)
 
+    @contextlib.contextmanager
+    def refusing(self, url: str) -> Iterator[None]:
+        """While inside, the database of ``url`` is out of reach, as for a node whose
+        PostgreSQL went away: its sessions are ended and new ones refused (``ALLOW_CONNECTIONS
+        false``); the other tests' databases on the session's server go on."""
+        import psycopg
+
+        name = url.partition("///")[2].partition("?")[0]
+        with psycopg.connect(self.url("postgres"), autocommit=True) as conn:
+            conn.execute(f'ALTER DATABASE "{name}" WITH ALLOW_CONNECTIONS false')
+            conn.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s",
+                (name,),
+            )
+        try:
+            yield
+        finally:
+            with psycopg.connect(self.url("postgres"), autocommit=True) as conn:
+                conn.execute(f'ALTER DATABASE "{name}" WITH ALLOW_CONNECTIONS true')
+
     def crash_and_restart(self) -> None:
         """Stop the server as a crash would (no shutdown checkpoint: the restart replays the
         WAL) and start it again."""
