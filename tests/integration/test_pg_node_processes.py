@@ -12,6 +12,9 @@ session's SeaweedFS): what issue 18 asks of nodes that share nothing but those t
   now, which it reads from the database at every login (``stalwart_py/auth_cache.py``).
 - Failed logins on A count on B: the login throttle's counts are in the database
   (``stalwart_py/cluster_throttle.py``), so three wrong passwords on A block the right one on B.
+- The SMTP rate limits for strangers hold for the cluster: a client whose connections and
+  messages alternate between A and B is refused at the limit once, not at twice the limit
+  (each bucket is a row of the database, ``store/pg_rates.py``).
 """
 
 from __future__ import annotations
@@ -28,9 +31,9 @@ from pathlib import Path
 
 import pytest
 
-from stalwart_py import cli
 from tests.integration.imap_support import Raw
-from tests.support.servers import WAIT, ServerProcess, write_config
+from tests.support.nodes import node_config, node_pair
+from tests.support.servers import WAIT, ServerProcess
 from tests.support.smtp import CHECKS_OFF
 
 pytest.importorskip("psycopg")
@@ -43,79 +46,41 @@ GUESSED = "erin@example.test"
 ADMIN, ADMIN_PASSWORD = "admin@example.test", "admin password of the test"
 NEW_PASSWORD = "a new and different one"
 
-NODE = (
-    """
-[storage]
-data-dir = "{data_dir}"
-backend = "postgresql"
-url = "{url}"
-
-[storage.blob]
-backend = "s3"
-endpoint = "{endpoint}"
-bucket = "mail"
-access-key = "{access_key}"
-secret-key = "{secret_key}"
-prefix = "{prefix}"
-
-[server]
-hostname = "{name}.example.test"
-workers = 1
-
+THROTTLE = """
 [directory.throttle]
 failure-delay = "10ms"
 max-failures-per-address-and-account = 3
 block-time = "10m"
-
-[server.listener.smtp]
-bind = ["127.0.0.1:0"]
-protocol = "smtp"
-
-[server.listener.imap]
-bind = ["127.0.0.1:0"]
-protocol = "imap"
-imap.auth.allow-plaintext = true
-
-[server.listener.http]
-bind = ["127.0.0.1:0"]
-protocol = "http"
-
 """
-    + CHECKS_OFF
-)
+RATES = "smtp.rate.connections-per-ip = 4\nsmtp.rate.messages-per-ip = 3"
 
 
 @contextlib.contextmanager
 def running_nodes(
     postgres, seaweedfs, tmp_path: Path, server: str = ""
 ) -> Iterator[tuple[ServerProcess, ServerProcess]]:
-    """Nodes a and b, running (``server``: more keys of their [server] table); the accounts
-    and an administrator made with the CLI on a."""
-    url, prefix = postgres.database(), f"{os.urandom(6).hex()}/"
-    paths: list[Path] = []
-    for name in ("a", "b"):
-        directory = tmp_path / name
-        directory.mkdir()
-        text = NODE.format(
-            data_dir=directory / "var",
-            url=url,
-            endpoint=seaweedfs.endpoint,
-            access_key=seaweedfs.access_key,
-            secret_key=seaweedfs.secret_key,
-            prefix=prefix,
-            name=name,
+    """Nodes a and b, running (``server``: more keys of their [server] table), their bodies
+    in one prefix of the session's S3 store; the accounts and an administrator made with the
+    CLI on a."""
+
+    def node(name: str) -> str:
+        return node_config(
+            ("smtp", "imap", "http", "mx"),
+            hostname=f"{name}.example.test",
+            server=server,
+            listener_keys={"mx": RATES},
+            tables=THROTTLE + CHECKS_OFF,
         )
-        text = text.replace("workers = 1\n", "workers = 1\n" + server, 1)
-        paths.append(write_config(directory, text))
-    assert cli.main(["domain", "add", "example.test", "--config", str(paths[0])]) == 0
-    accounts = [(PASSWORD, [user]) for user in (FLAGS, IDLE, CHANGED, GUESSED)]
-    for secret, args in [*accounts, (ADMIN_PASSWORD, [ADMIN, "--admin"])]:
-        file = tmp_path / "secret"
-        file.write_text(secret)
-        command = ["account", "add", *args, "--password-file", str(file), "--config", str(paths[0])]
-        assert cli.main(command) == 0  # on a: in the database, so b has them too
-    with ServerProcess(paths[0]) as a, ServerProcess(paths[1]) as b:
-        yield a, b
+
+    blob = (
+        f'backend = "s3"\nendpoint = "{seaweedfs.endpoint}"\nbucket = "mail"\n'
+        f'access-key = "{seaweedfs.access_key}"\nsecret-key = "{seaweedfs.secret_key}"\n'
+        f'prefix = "{os.urandom(6).hex()}/"'
+    )
+    accounts = [(user, PASSWORD, False) for user in (FLAGS, IDLE, CHANGED, GUESSED)]
+    accounts.append((ADMIN, ADMIN_PASSWORD, True))
+    with node_pair(postgres.database(), tmp_path, node, blob=blob, accounts=accounts) as pair:
+        yield pair
 
 
 @pytest.fixture(scope="module")
@@ -231,3 +196,31 @@ def test_failed_logins_on_a_block_the_client_on_b(nodes):
         _, tagged = raw.command(f'LOGIN "{GUESSED}" "{PASSWORD}"', "login")
     assert tagged.startswith(b"login NO"), tagged  # the right password, refused unchecked
     assert f"reason=throttled user=<{GUESSED}>" in b.log()
+
+
+def test_a_client_spread_over_both_nodes_gets_the_smtp_rates_once_for_the_cluster(nodes):
+    """Four connections and three messages a minute (``RATES``) from 127.0.0.1 on the MX
+    listeners, whichever node takes them: with a bucket per node, a client alternating
+    between the two would get twice as many before either refused."""
+    a, b = nodes
+    sessions = [smtplib.SMTP(*node.address("mx"), timeout=WAIT) for node in (a, b, a, b)]
+    for node in (a, b):  # the fifth of the minute, on either node
+        with pytest.raises(smtplib.SMTPConnectError) as refused:
+            smtplib.SMTP(*node.address("mx"), timeout=WAIT)
+        assert refused.value.smtp_code == 421
+        assert refused.value.smtp_error.startswith(b"4.7.0 "), refused.value.smtp_error
+        assert b"Too many connections from your address, try again in" in refused.value.smtp_error
+    for client in sessions:
+        assert client.ehlo()[0] == 250
+    on_a, on_b, again_a, again_b = sessions
+    for client in (on_a, on_b, again_a):  # three messages, over both nodes
+        assert client.mail("bob@remote.test")[0] == 250
+        client.rset()
+    for client in (again_b, on_a):  # the fourth, on either node
+        code, text = client.mail("bob@remote.test")
+        assert code == 451 and text.startswith(b"4.7.0 Too many messages from your address"), text
+    for client in sessions:
+        client.quit()
+    for node in (a, b):
+        assert "connection rate limit (4 per minute) reached by 127.0.0.1" in node.log()
+        assert "message rate limit (3 per minute) reached by 127.0.0.1" in node.log()

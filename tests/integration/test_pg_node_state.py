@@ -32,8 +32,9 @@ from stalwart_py import cli
 from stalwart_py.certificates import CertificateStore
 from tests.integration.test_certificates_store import ACME_IDENTIFIER, challenge_certificate
 from tests.support.mail_peers import dkim_key_lookup, txt_text
+from tests.support.nodes import node_config, node_pair, queue_tables
 from tests.support.queue_world import outside_world
-from tests.support.servers import WAIT, ServerProcess, write_config
+from tests.support.servers import WAIT, ServerProcess
 from tests.support.smtp import CHECKS_OFF
 
 pytest.importorskip("psycopg")
@@ -41,68 +42,23 @@ pytestmark = [pytest.mark.own_blob_backend, pytest.mark.own_store_backend("nodes
 
 MX_ADDRESS = "127.0.0.14"
 ADMIN, ADMIN_PASSWORD = "admin@example.test", "admin password of the test"
-NODE = (
-    """
-[storage]
-data-dir = "{data_dir}"
-backend = "postgresql"
-url = "{url}"
-
-[server]
-hostname = "{name}.example.test"
-workers = 1
-shutdown-timeout = "1s"
-
-[queue]
-port = {peer_port}
-retry = ["1h"]
-hold = {hold}
-
-[queue.dns]
-nameservers = ["127.0.0.1:{zone_port}"]
-
-[server.listener.smtp]
-bind = ["127.0.0.1:0"]
-protocol = "smtp"
-
-[server.listener.http]
-bind = ["127.0.0.1:0"]
-protocol = "http"
-
-[server.listener.imaps]
-bind = ["127.0.0.1:0"]
-protocol = "imap"
-tls.implicit = true
-
-"""
-    + CHECKS_OFF
-)
 
 
 @contextlib.contextmanager
 def two_nodes(postgres, tmp_path: Path, zone, peer) -> Iterator[tuple[Path, ServerProcess]]:
     """Node a's configuration (its queue held: only b sends) and node b, running."""
-    url = postgres.database()
-    paths = []
-    for name in ("a", "b"):
-        directory = tmp_path / name
-        directory.mkdir()
-        text = NODE.format(
-            data_dir=directory / "var",
-            url=url,
-            name=name,
-            peer_port=peer.port,
-            zone_port=zone.port,
-            hold="true" if name == "a" else "false",
+
+    def node(name: str) -> str:
+        return node_config(
+            ("smtp", "http", "imaps"),
+            hostname=f"{name}.example.test",
+            server='shutdown-timeout = "1s"\n',
+            tables=queue_tables(peer.port, zone.port, hold=name == "a") + CHECKS_OFF,
         )
-        paths.append(write_config(directory, text))
-    assert cli.main(["domain", "add", "example.test", "--config", str(paths[0])]) == 0
-    secret = tmp_path / "secret"
-    secret.write_text(ADMIN_PASSWORD)
-    command = ["account", "add", ADMIN, "--admin", "--password-file", str(secret)]
-    assert cli.main([*command, "--config", str(paths[0])]) == 0
-    with ServerProcess(paths[0]) as a, ServerProcess(paths[1]) as b:
-        yield paths[0], b, a
+
+    accounts = [(ADMIN, ADMIN_PASSWORD, True)]
+    with node_pair(postgres.database(), tmp_path, node, accounts=accounts) as (a, b):
+        yield a.config_path, b, a
 
 
 def send(node: ServerProcess, subject: str) -> None:

@@ -21,45 +21,24 @@ import pytest
 
 from stalwart_py import cli
 from stalwart_py.store.sqlite import SqliteStore
+from tests.support.nodes import add_accounts, node_config
 from tests.support.servers import WAIT, ServerProcess, write_config
 
 USER = "alice@example.test"
 PASSWORD = "correct horse battery"
 
-CONFIG = """
-[server]
-hostname = "mx.example.test"
-workers = 2
-shutdown-timeout = "{grace}"
-
-[directory.throttle]
-failure-delay = "10ms"
-
-[server.listener.smtp]
-bind = ["127.0.0.1:0"]
-protocol = "smtp"
-
-[server.listener.imap]
-bind = ["127.0.0.1:0"]
-protocol = "imap"
-imap.auth.allow-plaintext = true
-
-[server.listener.http]
-bind = ["127.0.0.1:0"]
-protocol = "http"
-{extra}
-"""
-
 
 def workers_config(tmp_path: Path, extra: str = "", grace: str = "10s") -> Path:
-    path = write_config(tmp_path, CONFIG.format(extra=extra, grace=grace))
-    assert cli.main(["domain", "add", "example.test", "--config", str(path)]) == 0
-    secret = tmp_path / "password"
-    secret.write_text(PASSWORD)
-    assert (
-        cli.main(["account", "add", USER, "--password-file", str(secret), "--config", str(path)])
-        == 0
+    """Two workers with smtp, imap and http listeners and the account USER; ``extra``: more
+    tables (listeners of a test's own, limits)."""
+    text = node_config(
+        ("smtp", "imap", "http"),
+        workers=2,
+        server=f'shutdown-timeout = "{grace}"\n',
+        tables='[directory.throttle]\nfailure-delay = "10ms"\n' + extra,
     )
+    path = write_config(tmp_path, text)
+    add_accounts(path, [(USER, PASSWORD, False)], tmp_path)
     return path
 
 

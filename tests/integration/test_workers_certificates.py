@@ -27,21 +27,12 @@ from stalwart_py.certificates import CertificateStore
 from stalwart_py.store.sqlite import SqliteStore
 from tests.integration.test_certificates_store import ACME_IDENTIFIER, challenge_certificate
 from tests.integration.test_workers import worker_of
+from tests.support.nodes import node_config
 from tests.support.servers import WAIT, ServerProcess, write_config
 
 NAME = "mail.example.test"
 
-CONFIG = """
-[server]
-hostname = "mx.example.test"
-workers = 2
-shutdown-timeout = "1s"
-
-[server.listener.imaps]
-bind = "127.0.0.1:0"
-protocol = "imap"
-tls.implicit = true
-"""
+CONFIG = node_config(("imaps",), workers=2, server='shutdown-timeout = "1s"\n')
 
 
 @contextlib.asynccontextmanager

@@ -10,25 +10,14 @@ import smtplib
 import socket
 import time
 
+from tests.support.nodes import node_config
 from tests.support.servers import WAIT
 
 USER, PASSWORD = "alice@example.test", "kit password"
 
-CONFIG = """
-[server]
-hostname = "mx.example.test"
-workers = 2
-
-[server.listener.smtp]
-bind = "127.0.0.1:0"
-protocol = "smtp"
-max-connections-per-ip = 1
-
-[server.listener.imap]
-bind = "127.0.0.1:0"
-protocol = "imap"
-imap.auth.allow-plaintext = true
-"""
+CONFIG = node_config(
+    ("smtp", "imap"), workers=2, listener_keys={"smtp": "max-connections-per-ip = 1"}
+)
 
 
 def worker_of(server, caplog, local_port: int) -> str:

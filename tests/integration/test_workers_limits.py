@@ -30,20 +30,7 @@ from tests.integration.test_workers import (
 )
 from tests.support.clients import LineClient
 from tests.support.servers import ServerProcess
-
-QUIET_CHECKS = """
-[auth.spf]
-verify = "disable"
-[auth.dkim]
-verify = "disable"
-[auth.dmarc]
-verify = "disable"
-[auth.arc]
-verify = "disable"
-[auth.iprev]
-verify = "disable"
-"""
-
+from tests.support.smtp import CHECKS_OFF
 
 # Connections tried until each worker has taken one. Which worker accepts is the kernel's
 # choice: on a busy machine one worker may win dozens in a row (40 were once not enough).
@@ -175,7 +162,7 @@ protocol = "smtp"
 smtp.relay-hosts = []
 smtp.rate.connections-per-ip = 4
 """
-        + QUIET_CHECKS
+        + CHECKS_OFF
     )
     with ServerProcess(workers_config(tmp_path, extra)) as server:
         address = server.address("mx")

@@ -12,6 +12,7 @@ import time
 import pytest
 
 from tests.support.mail_peers import Peer, ZoneServer, background_loop
+from tests.support.nodes import node_config, queue_tables
 from tests.support.servers import WAIT, ServerProcess, write_config
 
 MX_ADDRESS = "127.0.0.13"
@@ -33,23 +34,13 @@ def outside():
 
 def two_workers_queue(dns_port: int, peer_port: int) -> str:
     """Two workers, a queue that sends to the peer and asks the zone's name server."""
-    return f"""
-[server]
-hostname = "mail.example.test"
-workers = 2
-shutdown-timeout = "1s"
-
-[queue]
-port = {peer_port}
-retry = ["1h"]
-
-[queue.dns]
-nameservers = ["127.0.0.1:{dns_port}"]
-
-[server.listener.smtp]
-bind = "127.0.0.1:0"
-protocol = "smtp"
-"""
+    return node_config(
+        ("smtp",),
+        hostname="mail.example.test",
+        workers=2,
+        server='shutdown-timeout = "1s"\n',
+        tables=queue_tables(peer_port, dns_port),
+    )
 
 
 def test_the_queue_delivers_each_message_once_with_two_workers(tmp_path, outside):

@@ -1,0 +1,105 @@
+"""Configurations of whole servers for the tests that run them as real processes: one node
+with ``server.workers = N`` (tests/integration/test_workers*.py), or a pair of nodes on one
+PostgreSQL database (tests/integration/test_pg_node_*.py). One builder, so that what such a
+node is configured with (its listeners, its [server] table) is written once; each test adds
+only what it is about (a rate limit, a queue that sends to its peer, a throttle).
+
+The listeners bind ephemeral ports on loopback; a test reads the ports from the node's
+``ready`` event (``ServerProcess.address``), so two nodes on one machine never collide.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+
+from stalwart_py import cli
+from tests.support.servers import ServerProcess, write_config
+
+# What a listener of each id is, in the tests that start nodes.
+LISTENERS: dict[str, str] = {
+    "smtp": 'protocol = "smtp"',
+    "imap": 'protocol = "imap"\nimap.auth.allow-plaintext = true',
+    "imaps": 'protocol = "imap"\ntls.implicit = true',
+    "http": 'protocol = "http"',
+    # an MX listener: loopback is no relay host here, so its mail is checked as a
+    # stranger's and the smtp.rate limits apply to it (docs/inbound.md)
+    "mx": 'protocol = "smtp"\nsmtp.relay-hosts = []',
+}
+
+
+def node_config(
+    listeners: Iterable[str],
+    *,
+    hostname: str = "mx.example.test",
+    workers: int = 1,
+    server: str = "",
+    listener_keys: dict[str, str] | None = None,
+    tables: str = "",
+) -> str:
+    """A node's configuration: ``listeners`` (ids of ``LISTENERS``, each with more keys from
+    ``listener_keys``), a [server] table with ``hostname``, ``workers`` and the keys in
+    ``server``, then ``tables``. No [storage] table: ``write_config`` adds this run's, or
+    ``node_pair`` PostgreSQL's."""
+    keys = listener_keys or {}
+    parts = [f'[server]\nhostname = "{hostname}"\nworkers = {workers}\n{server}']
+    for name in listeners:
+        body = f"{LISTENERS[name]}\n{keys.get(name, '')}".rstrip()
+        parts.append(f'[server.listener.{name}]\nbind = ["127.0.0.1:0"]\n{body}\n')
+    parts.append(tables)
+    return "\n".join(parts)
+
+
+def queue_tables(peer_port: int, dns_port: int, *, hold: bool = False) -> str:
+    """A queue that sends to a test's peer (``mail_peers.Peer``) on ``peer_port``, asking the
+    test's name server (``ZoneServer``) on ``dns_port``; the first retry an hour away."""
+    return (
+        f'[queue]\nport = {peer_port}\nretry = ["1h"]\nhold = {str(hold).lower()}\n\n'
+        f'[queue.dns]\nnameservers = ["127.0.0.1:{dns_port}"]\n'
+    )
+
+
+def postgres_storage(url: str, data_dir: Path, blob: str = "") -> str:
+    """A [storage] table on the PostgreSQL database of ``url``, the node's own files in
+    ``data_dir``; ``blob``: keys of a [storage.blob] table (the bodies elsewhere, as S3)."""
+    table = f'[storage]\ndata-dir = "{data_dir}"\nbackend = "postgresql"\nurl = "{url}"\n'
+    return table + (f"\n[storage.blob]\n{blob}\n" if blob else "") + "\n"
+
+
+def add_accounts(config: Path, accounts: Iterable[tuple[str, str, bool]], scratch: Path) -> None:
+    """``stalwart-py domain add example.test`` and ``account add`` for each (address,
+    password, administrator?) with the configuration ``config``, as an administrator would."""
+    assert cli.main(["domain", "add", "example.test", "--config", str(config)]) == 0
+    secret = scratch / "secret"
+    for address, password, admin in accounts:
+        secret.write_text(password)
+        command = ["account", "add", address, "--password-file", str(secret)]
+        command += ["--admin"] if admin else []
+        assert cli.main([*command, "--config", str(config)]) == 0
+
+
+@contextlib.contextmanager
+def node_pair(
+    url: str,
+    tmp_path: Path,
+    config: Callable[[str], str],
+    *,
+    blob: str = "",
+    accounts: Iterable[tuple[str, str, bool]] = (),
+) -> Iterator[tuple[ServerProcess, ServerProcess]]:
+    """Nodes a and b, running as two ``stalwart-py serve`` processes on the database of
+    ``url``: each with a data directory of its own (``tmp_path``/a, /b), the configuration
+    ``config(name)`` (``node_config``) with a [storage] table on that database (``blob``: the
+    keys of their shared [storage.blob]). The domain example.test and ``accounts`` are made
+    with the CLI on a before they start: in the database, so b has them too. A node's
+    configuration file is its ``config_path``."""
+    paths = []
+    for name in ("a", "b"):
+        directory = tmp_path / name
+        directory.mkdir()
+        text = postgres_storage(url, directory / "var", blob) + config(name)
+        paths.append(write_config(directory, text))
+    add_accounts(paths[0], accounts, tmp_path)
+    with ServerProcess(paths[0]) as a, ServerProcess(paths[1]) as b:
+        yield a, b
