@@ -59,6 +59,7 @@ from stalwart_py.client_hello import HelloReadingSSLObject
 from stalwart_py.config.certificates import CertificateSettings
 from stalwart_py.metrics import Metrics
 from stalwart_py.pem_context import PemError, context_from_pem
+from stalwart_py.store.base_shared_state import ACME_CHALLENGE_LIFETIME
 from stalwart_py.store.model import StoredCertificate
 from stalwart_py.tls import TLSSetupError, load_chain
 
@@ -74,9 +75,6 @@ log = logging.getLogger("stalwart_py.certificates")
 
 ACME_TLS_ALPN = "acme-tls/1"  # RFC 8737 6.2
 TLS_ALPN_01 = "tls-alpn-01"  # the store's kind of challenge rows answered here
-# A challenge older than this was left by a process that died during its order (an order
-# takes seconds to minutes); it is not answered.
-CHALLENGE_LIFETIME = 3600.0
 # File identity as the store saw it: (mtime in ns, size) per file, None when missing.
 Stamp = tuple[tuple[int, int] | None, ...]
 
@@ -383,7 +381,7 @@ class CertificateStore:
         if self.store is None:
             return
         rows = await self.store.installed_certificates()
-        since = time.time() - CHALLENGE_LIFETIME
+        since = time.time() - ACME_CHALLENGE_LIFETIME
         challenges = await self.store.acme_challenges(TLS_ALPN_01, since)
         self._rows = {row.id: row for row in rows}
         self._challenge_rows = {name: (cert, key or b"") for name, cert, key in challenges}

@@ -27,6 +27,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID, ObjectIdentifier
 
 from stalwart_py.acme.jws import alpn_digest
+from stalwart_py.store.base_shared_state import ACME_CHALLENGE_LIFETIME
 
 if TYPE_CHECKING:
     from stalwart_py.store import Store
@@ -38,16 +39,13 @@ ACME_IDENTIFIER = ObjectIdentifier("1.3.6.1.5.5.7.1.31")  # id-pe-acmeIdentifier
 ALPN_PROTOCOL = "acme-tls/1"
 _TOKEN = re.compile(r"[A-Za-z0-9_-]{1,256}")
 HTTP_01 = "http-01"  # the store's kind of these challenges
-# An answer older than this was left by a process that died during its order (an order takes
-# seconds to minutes); it is not served.
-LIFETIME = 3600.0
 
 
 async def http01_answer(store: Store, token: str) -> bytes | None:
     """The body to serve for ``/.well-known/acme-challenge/<token>``, or None (404)."""
     if not _TOKEN.fullmatch(token):
         return None
-    return await store.acme_challenge(HTTP_01, token, time.time() - LIFETIME)
+    return await store.acme_challenge(HTTP_01, token, time.time() - ACME_CHALLENGE_LIFETIME)
 
 
 async def publish_http01(store: Store, token: str, key_authorization: str) -> None:

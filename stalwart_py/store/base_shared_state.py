@@ -10,6 +10,13 @@ import abc
 
 from stalwart_py.store.model import AcmeAccount, StoredCertificate, StoredDkimKey
 
+# A pending ACME challenge older than this was left by a process that died during its order
+# (an order takes seconds to minutes): it is answered no more (the readers pass ``since`` =
+# now - this), and the next challenge set deletes it, so the table holds only the orders of
+# the last hour, however many processes died mid-order. No sweeper: the table grows only by
+# ``put_acme_challenge``, which clears it.
+ACME_CHALLENGE_LIFETIME = 3600.0
+
 
 class SharedStateStore(abc.ABC):
     # DKIM keys (``stalwart_py.queue.dkim``)
@@ -58,7 +65,9 @@ class SharedStateStore(abc.ABC):
     @abc.abstractmethod
     async def put_acme_challenge(
         self, kind: str, name: str, answer: bytes, private_key: bytes | None = None
-    ) -> None: ...
+    ) -> None:
+        """Keep (or replace) the answer to the challenge ``kind`` for ``name``, and delete
+        every challenge older than ``ACME_CHALLENGE_LIFETIME``."""
 
     @abc.abstractmethod
     async def delete_acme_challenge(self, kind: str, name: str) -> None: ...

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import sqlite3
 
+from stalwart_py.store.base_shared_state import ACME_CHALLENGE_LIFETIME
 from stalwart_py.store.change_hub import CERTIFICATES_CHANNEL
 from stalwart_py.store.engine import Engine, Txn
 from stalwart_py.store.model import (
@@ -237,6 +238,11 @@ class SharedStateMixin:
                 " answer = excluded.answer, private_key = excluded.private_key,"
                 " created = excluded.created",
                 (kind, name, answer, private_key, txn.now),
+            )
+            # those left by processes that died mid-order (no reader answers them any more)
+            txn.execute(
+                "DELETE FROM acme_challenges WHERE created < ?",
+                (txn.now - ACME_CHALLENGE_LIFETIME,),
             )
             txn.touched.add(CERTIFICATES_CHANNEL)
 
