@@ -27,7 +27,7 @@ from protocols.smtp import replies
 from protocols.smtp.replies import Reply, reply
 from protocols.smtp.settings import SmtpSettings
 from stalwart_py.inbound.checks import Accepted, Refusal, SessionChecks
-from stalwart_py.inbound.rate import RatesUnavailable, rate_key, retry_text
+from stalwart_py.inbound.rate import NodesRate, RatesUnavailable, rate_key, retry_text
 from stalwart_py.plugin import Connection
 
 
@@ -66,20 +66,32 @@ class Intake:
             return None
         return cls(conn, settings, hostname)
 
+    async def _take(self, rate: NodesRate, limit: int, unavailable: Reply) -> float | Reply:
+        """A token of ``rate`` (0.0, else the seconds to wait), or ``unavailable`` when the
+        nodes' database cannot count it: one warning line, no traceback (it is the
+        database's failure, which the line names, not a bug of ours)."""
+        try:
+            return await rate.take(self._rate_key, limit)
+        except RatesUnavailable as error:
+            self.conn.log.warning(
+                "%s rate of %s not checked, refused with %d %s: %s",
+                rate.kind.removesuffix("s"),
+                self.conn.peer,
+                unavailable.code,
+                unavailable.enhanced,
+                error,
+            )
+            return unavailable
+
     async def connected(self) -> Reply | None:
         """The connection rate of this client: None, or the 421 to close with."""
         limit = self.settings.rate.connections_per_ip
         if limit is None:
             return None
-        try:
-            wait = await self.inbound.connections.take(self._rate_key, limit)
-        except RatesUnavailable as error:
-            self.conn.log.warning(
-                "connection rate of %s not checked, refused with 421 4.3.0: %s",
-                self.conn.peer,
-                error,
-            )
-            return reply(421, "4.3.0", f"{self.hostname} Service not available, try again later")
+        unavailable = reply(421, "4.3.0", f"{self.hostname} Service not available, try again later")
+        wait = await self._take(self.inbound.connections, limit, unavailable)
+        if isinstance(wait, Reply):
+            return wait
         if not wait:
             return None
         self.conn.log.info(
@@ -95,15 +107,9 @@ class Intake:
         """MAIL FROM: None, or the refusal."""
         limit = self.settings.rate.messages_per_ip
         if limit is not None:
-            try:
-                wait = await self.inbound.messages.take(self._rate_key, limit)
-            except RatesUnavailable as error:
-                self.conn.log.warning(
-                    "message rate of %s not checked, refused with 451 4.3.0: %s",
-                    self.conn.peer,
-                    error,
-                )
-                return replies.TEMPORARY_FAILURE
+            wait = await self._take(self.inbound.messages, limit, replies.TEMPORARY_FAILURE)
+            if isinstance(wait, Reply):
+                return wait
             if wait:
                 self.conn.log.info(
                     "message rate limit (%d per minute) reached by %s", limit, self.conn.peer
