@@ -58,6 +58,7 @@ from stalwart_py.store import Store, StoreError, create_store
 from stalwart_py.store.blobstore.sweep import LEASE as SWEEP_LEASE
 from stalwart_py.store.blobstore.sweep import run_sweeps
 from stalwart_py.store.change_hub import CERTIFICATES_CHANNEL
+from stalwart_py.store.model import database_failure
 from stalwart_py.worker import SupervisorLink, WorkerRole
 
 log = logging.getLogger("stalwart_py.server")
@@ -407,8 +408,14 @@ class Server:
                     await self.context.certificates.refresh()
                     if self.context.acme is not None:
                         await self.context.acme.refresh()
-                except Exception:  # the store failing: what is in force stays until next time
-                    log.exception("cannot read the certificates another process installed")
+                except Exception as error:  # what is in force stays until the next wake-up
+                    cause = database_failure(error)
+                    if cause is None:
+                        log.exception("cannot read the certificates another process installed")
+                    else:  # an outage: one line a wake-up (every few seconds while it lasts)
+                        log.warning(
+                            "cannot read the certificates another process installed: %s", cause
+                        )
                 await watch.wait()
 
     async def _watch_certificates(self) -> None:

@@ -12,6 +12,8 @@ Mailbox and message rules follow IMAP (RFC 9051), which asks the most of the sto
 from __future__ import annotations
 
 import functools
+import sqlite3
+import sys
 from dataclasses import dataclass, field
 from enum import IntFlag
 
@@ -89,6 +91,21 @@ class QuotaExceeded(StoreError):
 
 class SchemaTooNew(StoreError):
     """The database was written by a newer stalwart-py than this one."""
+
+
+def database_failure(error: BaseException) -> str | None:
+    """``error`` as one log line (its type and message, whose lines libpq breaks) when the
+    database failed to answer: a connection lost or refused, a timeout, a locked or unreadable
+    file. Its traceback would say nothing more (it is the database, not a bug here). None for
+    any other error: a bug, whose traceback is wanted."""
+    kinds: tuple[type[BaseException], ...] = (OSError, sqlite3.OperationalError)
+    # Loaded when the PostgreSQL store is the one in use; never imported just to look.
+    psycopg = sys.modules.get("psycopg")
+    if psycopg is not None:
+        kinds += (psycopg.OperationalError, psycopg.InterfaceError)
+    if not isinstance(error, kinds):
+        return None
+    return f"{type(error).__name__}: {' '.join(str(error).split())}"
 
 
 @dataclass(frozen=True, slots=True)

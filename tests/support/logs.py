@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -65,4 +66,41 @@ def capture_log(level: int = logging.INFO) -> Iterator[CapturedLog]:
     finally:
         for handler in handlers:
             logger.removeHandler(handler)
+        logger.setLevel(previous)
+
+
+class LogWatch(logging.Handler):
+    """The records under ``stalwart_py`` whose message contains ``text``, as they are
+    logged (from the server's thread too); ``wait`` returns at the first, a signal rather than
+    a poll of the log."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.text = text
+        self.records: list[logging.LogRecord] = []
+        self._seen = threading.Event()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.text in record.getMessage():
+            self.records.append(record)
+            self._seen.set()
+
+    def wait(self, timeout: float) -> list[logging.LogRecord]:
+        """The records so far, once there is one; AssertionError after ``timeout`` seconds."""
+        assert self._seen.wait(timeout), f"nothing logged with {self.text!r} in {timeout} s"
+        return list(self.records)
+
+
+@contextmanager
+def watch_log(text: str, level: int = logging.INFO) -> Iterator[LogWatch]:
+    """A ``LogWatch`` for ``text`` while the block runs (``level``: the least it sees)."""
+    watch = LogWatch(text)
+    logger = logging.getLogger("stalwart_py")
+    previous = logger.level
+    logger.setLevel(min(level, previous) if previous else level)
+    logger.addHandler(watch)
+    try:
+        yield watch
+    finally:
+        logger.removeHandler(watch)
         logger.setLevel(previous)

@@ -11,10 +11,15 @@ The listeners bind ephemeral ports on loopback; a test reads the ports from the 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterable, Iterator
+import dataclasses
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from pathlib import Path
 
 from stalwart_py import cli
+from stalwart_py.certificates import CertificateStore
+from stalwart_py.config import StorageSettings
+from stalwart_py.server import load
+from stalwart_py.store import Store, create_store
 from tests.support.servers import ServerProcess, write_config
 
 # What a listener of each id is, in the tests that start nodes.
@@ -103,3 +108,35 @@ def node_pair(
     add_accounts(paths[0], accounts, tmp_path)
     with ServerProcess(paths[0]) as a, ServerProcess(paths[1]) as b:
         yield a, b
+
+
+def storage_of(config: Path, data_dir: Path | None = None) -> StorageSettings:
+    """The [storage] table of the configuration file ``config`` (SQLite or PostgreSQL, as the
+    file says, ``--store-backend`` included); ``data_dir``: another directory for the files of
+    the process that opens it, as another node's (on PostgreSQL: another node id)."""
+    storage = load(config).storage
+    return storage if data_dir is None else dataclasses.replace(storage, data_dir=data_dir)
+
+
+@contextlib.asynccontextmanager
+async def configured_store(config: Path, data_dir: Path | None = None) -> AsyncIterator[Store]:
+    """The store of a server with the configuration file ``config``, opened in this process
+    (``storage_of``), as another process of the node or, with ``data_dir``, another node."""
+    store = create_store(storage_of(config, data_dir))
+    await store.open()
+    try:
+        yield store
+    finally:
+        await store.close()
+
+
+@contextlib.asynccontextmanager
+async def certificates_of(
+    config: Path, data_dir: Path | None = None
+) -> AsyncIterator[CertificateStore]:
+    """A certificate store on ``configured_store(config, data_dir)``: what it installs is
+    announced to the server's processes (and nodes), as the ACME worker's installs are."""
+    async with configured_store(config, data_dir) as store:
+        certificates = CertificateStore(storage_of(config, data_dir).data_dir)
+        certificates.store = store
+        yield certificates
