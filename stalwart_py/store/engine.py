@@ -23,8 +23,8 @@ writer thread meant a dozen GIL hand-offs with the event loop (futex calls, cont
 cold caches on both sides) per message; batched this way a batch costs two hops (to the thread
 for the commit, back by ``call_soon_threadsafe``) whatever its size. The batches are formed on
 the loop (``_start``): while one commits, the next gathers, as before. A batch with any other
-write runs in the writer thread as a whole, as does every batch on PostgreSQL, whose statements
-are round trips to the server.
+write runs in the writer thread as a whole, as does a PostgreSQL batch of other writes (its
+small writes run on the loop too, by replay over an asyncio connection: ``pg_batch.py``).
 """
 
 from __future__ import annotations

@@ -7,7 +7,8 @@ written twice (an asyncio driver such as asyncpg would have needed every mixin r
 ``await`` and ``$n`` placeholders). psycopg's binary wheel brings its own libpq; the store's
 statements go through it directly (``pg_wire.py``: a cursor's Python cost, three times the
 statement's own, was most of a node's CPU), prepared on their second use; point lookups run
-on the event loop (``pg_lookup.py``), not in a worker thread.
+on the event loop (``pg_lookup.py``), not in a worker thread, and so do the batches of small
+writes (``pg_batch.py``).
 
 What SQLite got from being the only writer, PostgreSQL gets from row locks, whichever node
 writes: a UID is taken by ``UPDATE mailboxes SET uidnext = uidnext + n ... RETURNING`` (the
@@ -34,6 +35,7 @@ from stalwart_py.store.blobstore.bodies import ExternalBodies
 from stalwart_py.store.change_bus import ChangeBus, ChangeSet, DatagramBus
 from stalwart_py.store.engine import RUN_DIR, Engine
 from stalwart_py.store.model import StoreError
+from stalwart_py.store.pg_batch import LoopBatches
 from stalwart_py.store.pg_dialect import PgConnection
 from stalwart_py.store.pg_lease import AdvisoryLease
 from stalwart_py.store.pg_login_failures import LoginFailuresMixin
@@ -70,6 +72,7 @@ class PgEngine(Engine):
         self.node = node_id(data_dir)
         self.listener: NotifyListener | None = None
         self._lookups = AsyncLookups(self._new_async_connection, readers)
+        self._batches = LoopBatches(self)
 
     async def open(self) -> None:
         await super().open()
@@ -82,7 +85,14 @@ class PgEngine(Engine):
             await anyio.to_thread.run_sync(self.listener.close)
             self.listener = None
         await self._lookups.close()
+        await self._batches.close()
         await super().close()
+
+    async def write(self, func: Any, *, inline: bool = False) -> Any:
+        # Small writes in batches on the event loop (``pg_batch.py`` says why and how).
+        if inline and self._writer is not None:
+            return await self._batches.write(func)
+        return await super().write(func, inline=inline)
 
     def _connect_kwargs(self) -> dict[str, Any]:
         kwargs: dict[str, Any] = {"autocommit": True, "application_name": "stalwart-py"}

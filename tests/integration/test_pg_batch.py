@@ -1,0 +1,127 @@
+"""PostgreSQL's small writes in batches on the event loop (``store/pg_batch.py``): the
+replayed functions keep what the writer thread's batches guarantee."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+
+import anyio
+import pytest
+
+from stalwart_py.store.model import LocalDelivery
+from tests.integration.test_store import message
+
+psycopg = pytest.importorskip("psycopg")
+
+pytestmark = pytest.mark.anyio
+BUMP = "UPDATE mailboxes SET highestmodseq = highestmodseq + 1 WHERE id = ?"
+
+
+@pytest.fixture
+def nodes(pg_node_stores):
+    return pg_node_stores
+
+
+async def _inbox(store) -> int:
+    await store.add_domain("example.test")
+    account = await store.add_account("bob@example.test", "h", None)
+    return (await store.get_mailbox(account.id, "INBOX")).id
+
+
+async def test_inline_writes_run_on_the_loop_and_one_failing_spares_the_others(nodes):
+    store, _other = nodes
+    box = await _inbox(store)
+    threads = set()
+
+    def bump(txn) -> int:
+        threads.add(threading.current_thread())
+        return txn.execute(BUMP + " RETURNING highestmodseq", (box,)).fetchone()[0]
+
+    def broken(txn) -> None:
+        txn.execute(BUMP, (box,))
+        txn.execute("INSERT INTO mailboxes(id, account_id, name) VALUES (?, 1, 'INBOX')", (box,))
+
+    results: list[object] = []
+
+    async def write(func) -> None:
+        try:
+            results.append(await store._engine.write(func, inline=True))
+        except sqlite3.IntegrityError as exc:  # as on SQLite: the mixins catch this class
+            results.append(exc)
+
+    before = (await store.get_mailbox_by_id(box)).highestmodseq
+    async with anyio.create_task_group() as group:  # one batch: the three join it
+        for func in (bump, broken, bump):
+            group.start_soon(write, func)
+    assert threads == {threading.main_thread()}
+    assert sorted(r for r in results if isinstance(r, int)) == [before + 1, before + 2]
+    assert sum(isinstance(r, sqlite3.IntegrityError) for r in results) == 1
+    # the failing write's first statement was undone with it
+    assert (await store.get_mailbox_by_id(box)).highestmodseq == before + 2
+
+
+async def test_an_inline_write_asking_for_more_than_execute_goes_to_the_writer_thread(nodes):
+    store, _other = nodes
+    box = await _inbox(store)
+    before = (await store.get_mailbox_by_id(box)).highestmodseq
+    threads = []
+
+    def write(txn) -> bool:
+        threads.append(threading.current_thread())
+        txn.execute(BUMP, (box,))
+        return txn.conn.in_transaction  # not the replay's: undone, run again in the thread
+
+    assert await store._engine.write(write, inline=True) is True
+    assert threads[-1] is not threading.main_thread()
+    assert (await store.get_mailbox_by_id(box)).highestmodseq == before + 1
+
+
+async def test_an_inline_write_chosen_as_a_deadlock_victim_runs_again(nodes):
+    a, b = nodes
+    await a.add_domain("example.test")
+    account = await a.add_account("bob@example.test", "h", None)
+    first = (await a.get_mailbox(account.id, "INBOX")).id
+    second = (await a.get_mailbox(account.id, "Sent")).id
+    both_hold_one = threading.Barrier(2, timeout=10)
+    waited: set[int] = set()
+    committed: list[int] = []
+
+    def locking(one: int, other: int):
+        def write(txn) -> int:
+            txn.execute(BUMP, (one,))
+            if one not in waited:  # once (the replay runs these lines again): both hold one
+                waited.add(one)
+                both_hold_one.wait()
+            txn.execute(BUMP, (other,))
+            return one
+
+        return write
+
+    async def run(store, func, inline: bool) -> None:
+        committed.append(await store._engine.write(func, inline=inline))
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(run, a, locking(first, second), True)  # on the loop
+        group.start_soon(run, b, locking(second, first), False)  # in b's writer thread
+    assert sorted(committed) == sorted([first, second])
+    assert (await a.get_mailbox(account.id, "INBOX")).highestmodseq == 3
+    assert (await a.get_mailbox(account.id, "Sent")).highestmodseq == 3
+
+
+async def test_deliveries_on_the_loop_keep_uids_dense_and_quotas_exact(nodes):
+    a, b = nodes
+    await a.add_domain("example.test")
+    account = await a.add_account("small@example.test", "h", None, quota_messages=25)
+    outcomes = []
+
+    async def deliver(store, n: int) -> None:
+        delivery = LocalDelivery(account.id, "INBOX")
+        outcomes.extend(await store.deliver(message(n), [delivery]))
+
+    async with anyio.create_task_group() as group:
+        for n in range(40):
+            group.start_soon(deliver, (a, b)[n % 2], n)
+    uids = sorted(o.uid for o in outcomes if o.uid is not None)
+    assert uids == list(range(1, 26))
+    assert sum(o.uid is None for o in outcomes) == 15
