@@ -5,7 +5,7 @@ more: each a round trip, for which the writer thread let go of the GIL and took 
 while the event loop thread was busy with the SMTP sessions (a GIL hand-off each, futex
 calls, context switches, cold caches on both sides). On SQLite the small writes already run
 their statements on the loop (``Engine._run_pending``); on PostgreSQL they run here, over an
-asyncio connection of their own, the loop waiting on the socket (``pg_lookup._drive``).
+asyncio connection of their own (``pg_lookup.LoopConnection``).
 
 The write functions stay the synchronous ones the mixins share with SQLite, by replay, as the
 lookups do (``pg_lookup.py``): a function runs against a connection (``_Replay``) that answers
@@ -38,10 +38,10 @@ import psycopg
 from stalwart_py.store.account_watch import mailbox_owners
 from stalwart_py.store.change_bus import ChangeSet
 from stalwart_py.store.engine import MAX_ATTEMPTS, MAX_BATCH, Txn, _Job
-from stalwart_py.store.pg_dialect import IntegrityError, adapt, params_for, translate
-from stalwart_py.store.pg_lookup import _drive, _idle, _Pending
+from stalwart_py.store.pg_dialect import IntegrityError, params_for, translate
+from stalwart_py.store.pg_lookup import LoopConnection, _Pending
 from stalwart_py.store.pg_notify import notify_in_transaction
-from stalwart_py.store.pg_wire import Rows, Wire
+from stalwart_py.store.pg_wire import Rows
 
 if TYPE_CHECKING:
     from stalwart_py.store.postgresql import PgEngine
@@ -109,7 +109,7 @@ class LoopBatches:
         self._engine = engine
         self._pending: list[_Job] = []
         self._task: asyncio.Task[None] | None = None
-        self._pair: tuple[psycopg.AsyncConnection, Wire] | None = None
+        self._conn: LoopConnection | None = None
         self._controls: list[str] = []  # savepoints to send with the next statement
 
     async def write(self, func: Callable[[Txn], Any]) -> Any:
@@ -128,9 +128,9 @@ class LoopBatches:
         if self._task is not None:
             with contextlib.suppress(Exception):  # its callers were told
                 await asyncio.shield(self._task)
-        if self._pair is not None:
-            await self._pair[0].close()
-            self._pair = None
+        if self._conn is not None:
+            await self._conn.close()
+            self._conn = None
 
     async def _drain(self) -> None:
         try:
@@ -177,29 +177,27 @@ class LoopBatches:
                 job.result, job.error = None, None
             batch = again
 
-    async def _connection(self) -> tuple[psycopg.AsyncConnection, Wire]:
-        if self._pair is not None and not _idle(self._pair[0]):
+    async def _connection(self) -> LoopConnection:
+        if self._conn is not None and not self._conn.idle():
             # Lost (a restart, a failover), or left inside a transaction that failed: a new
             # one is the same thing at the start of a batch.
             with contextlib.suppress(psycopg.Error):
-                await self._pair[0].close()
-            self._pair = None
-        if self._pair is None:
-            conn = await self._engine._new_async_connection()
-            adapt(conn)
-            self._pair = (conn, Wire(conn))
-        return self._pair
+                await self._conn.close()
+            self._conn = None
+        if self._conn is None:
+            self._conn = LoopConnection(await self._engine._new_async_connection())
+        return self._conn
 
     async def _execute(self, sql: str, params: Sequence[Any]) -> Any:
         """One round trip: the savepoints waiting, then ``sql``; its (rows, rowcount), or
         the error it raised (as ``PgConnection`` raises it)."""
-        conn, wire = self._pair  # type: ignore[misc]
+        conn = self._conn
+        assert conn is not None
         statement, arrays = translate(sql)
         controls, self._controls = self._controls, []
         try:
-            rows = await _drive(
-                conn, wire.exchange(controls, statement, params_for(arrays, params))
-            )
+            exchange = conn.wire.exchange(controls, statement, params_for(arrays, params))
+            rows = await conn.run(exchange)
         except psycopg.errors.IntegrityError as exc:
             error = IntegrityError(str(exc))
             error.__cause__ = exc
@@ -276,7 +274,7 @@ class LoopBatches:
         except Exception as exc:
             log.error("store commit failed, %d writes refused: %s", len(batch), exc)
             self._controls = []
-            if self._pair is not None and not _idle(self._pair[0]):
+            if self._conn is not None and not self._conn.idle():
                 with contextlib.suppress(psycopg.Error):
                     await self._statement("ROLLBACK")
             for job in batch:

@@ -64,34 +64,83 @@ class _Replay:
         return Rows(rows, rowcount)
 
 
-def _idle(conn: psycopg.AsyncConnection) -> bool:
-    return (
-        not conn.closed
-        and not conn.broken
-        and conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
-    )
+class LoopConnection:
+    """An asyncio connection whose statements go by ``pg_wire``, the event loop waiting on
+    its socket.
 
+    The socket stays registered with the loop for as long as the connection is used: adding
+    and removing a reader around every wait (two ``epoll_ctl`` calls and the selector's
+    bookkeeping, ~9 waits per delivered message) was a tenth of a node's CPU. Data that
+    arrives while no statement waits (a notice, the server's goodbye) is read into libpq's
+    buffer, so that the loop is not called for it again and again. libpq closes the socket
+    itself when it finds the connection lost: the loop forgets the descriptor right then,
+    before another socket can be given its number (``_unwatch``); the connection is not
+    ``idle`` any more, and its owner makes a new one."""
 
-async def _drive(conn: psycopg.AsyncConnection, exchange: Generator[int, int, Rows]) -> Rows:
-    """Run ``exchange`` (``pg_wire``) with the event loop waiting on the socket."""
-    loop = asyncio.get_running_loop()
-    fd = conn.pgconn.socket
-    try:
-        wanted = next(exchange)
-        while True:
-            ready = loop.create_future()
-            loop.add_reader(fd, _set, ready, select.POLLIN)
+    __slots__ = ("_fd", "_loop", "_waiter", "conn", "wire")
+
+    def __init__(self, conn: psycopg.AsyncConnection) -> None:
+        adapt(conn)
+        self.conn = conn
+        self.wire = Wire(conn)
+        self._loop = asyncio.get_running_loop()
+        self._fd = -1  # registered with the loop (-1: not now)
+        self._waiter: asyncio.Future[int] | None = None
+
+    def idle(self) -> bool:
+        """Open, and in no transaction: fit to begin a unit of work."""
+        conn = self.conn
+        return (
+            not conn.closed
+            and not conn.broken
+            and conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+        )
+
+    async def run(self, exchange: Generator[int, int, Rows]) -> Rows:
+        """Run ``exchange`` (``pg_wire``) to its end."""
+        try:
+            wanted = next(exchange)
+            while True:
+                wanted = exchange.send(await self._wait(wanted))
+        except StopIteration as done:
+            return done.value
+        except BaseException:
+            self._unwatch()  # lost, maybe (the socket closed already); watched again if not
+            raise
+
+    async def _wait(self, wanted: int) -> int:
+        loop = self._loop
+        if self._fd < 0:
+            self._fd = self.conn.pgconn.socket
+            loop.add_reader(self._fd, self._readable)
+        ready = loop.create_future()
+        self._waiter = ready
+        if wanted & select.POLLOUT:
+            loop.add_writer(self._fd, _set, ready, select.POLLOUT)
+        try:
+            return await ready
+        finally:
+            self._waiter = None
             if wanted & select.POLLOUT:
-                loop.add_writer(fd, _set, ready, select.POLLOUT)
-            try:
-                event = await ready
-            finally:
-                loop.remove_reader(fd)
-                if wanted & select.POLLOUT:
-                    loop.remove_writer(fd)
-            wanted = exchange.send(event)
-    except StopIteration as done:
-        return done.value
+                loop.remove_writer(self._fd)
+
+    def _readable(self) -> None:
+        if self._waiter is not None:
+            _set(self._waiter, select.POLLIN)
+            return
+        try:
+            self.conn.pgconn.consume_input()
+        except psycopg.Error:
+            self._unwatch()
+
+    def _unwatch(self) -> None:
+        if self._fd >= 0:
+            self._loop.remove_reader(self._fd)
+            self._fd = -1
+
+    async def close(self) -> None:
+        self._unwatch()
+        await self.conn.close()
 
 
 def _set(future: asyncio.Future[int], event: int) -> None:
@@ -104,8 +153,8 @@ class AsyncLookups:
 
     def __init__(self, connect: Callable[[], Awaitable[psycopg.AsyncConnection]], size: int):
         self._connect = connect
-        self._idle: list[tuple[psycopg.AsyncConnection, Wire]] = []
-        self._all: set[tuple[psycopg.AsyncConnection, Wire]] = set()
+        self._idle: list[LoopConnection] = []
+        self._all: set[LoopConnection] = set()
         # asyncio's: anyio's yields to the loop on every acquire, even when free.
         self._limiter = asyncio.Semaphore(size)
 
@@ -119,46 +168,44 @@ class AsyncLookups:
 
     async def _execute(self, sql: str, params: Sequence[Any]) -> tuple[list[tuple[Any, ...]], int]:
         statement, arrays = translate(sql)
-        async with self._limiter, self._connection() as (conn, wire):
-            exchange = wire.exchange((), statement, params_for(arrays, params))
+        async with self._limiter, self._connection() as conn:
+            exchange = conn.wire.exchange((), statement, params_for(arrays, params))
             try:
-                rows = await _drive(conn, exchange)
+                rows = await conn.run(exchange)
             except psycopg.errors.IntegrityError as exc:
                 raise IntegrityError(str(exc)) from exc
             return rows.fetchall(), rows.rowcount
 
     @contextlib.asynccontextmanager
-    async def _connection(self) -> AsyncIterator[tuple[psycopg.AsyncConnection, Wire]]:
-        pair = self._idle.pop() if self._idle else None
-        if pair is not None and not _idle(pair[0]):
+    async def _connection(self) -> AsyncIterator[LoopConnection]:
+        conn = self._idle.pop() if self._idle else None
+        if conn is not None and not conn.idle():
             # Lost while idle (a restart, a failover): a new one is the same thing here,
             # where every statement is a unit of work by itself.
-            self._all.discard(pair)
-            await pair[0].close()
-            pair = None
-        if pair is None:
-            conn = await self._connect()
-            adapt(conn)
-            pair = (conn, Wire(conn))
-            self._all.add(pair)
+            self._all.discard(conn)
+            await conn.close()
+            conn = None
+        if conn is None:
+            conn = LoopConnection(await self._connect())
+            self._all.add(conn)
         try:
-            yield pair
+            yield conn
         except BaseException as exc:
-            if isinstance(exc, psycopg.Error) and _idle(pair[0]):
-                self._idle.append(pair)  # the statement's own failure: the connection is fine
+            if isinstance(exc, psycopg.Error) and conn.idle():
+                self._idle.append(conn)  # the statement's own failure: the connection is fine
                 raise
             # Cancelled, or lost, in the middle of a statement: the connection may still
             # owe its answer; nobody else gets it.
-            self._all.discard(pair)
+            self._all.discard(conn)
             with anyio.CancelScope(shield=True):
-                await pair[0].close()
+                await conn.close()
             raise
         else:
-            self._idle.append(pair)
+            self._idle.append(conn)
 
     async def close(self) -> None:
-        pairs = list(self._all)
+        conns = list(self._all)
         self._all.clear()
         self._idle.clear()
-        for conn, _wire in pairs:
+        for conn in conns:
             await conn.close()

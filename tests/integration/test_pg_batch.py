@@ -125,3 +125,25 @@ async def test_deliveries_on_the_loop_keep_uids_dense_and_quotas_exact(nodes):
     uids = sorted(o.uid for o in outcomes if o.uid is not None)
     assert uids == list(range(1, 26))
     assert sum(o.uid is None for o in outcomes) == 15
+
+
+async def test_a_lost_batch_connection_is_replaced(nodes):
+    store, _other = nodes
+    box = await _inbox(store)
+
+    def pid(txn) -> int:
+        return txn.execute("SELECT pg_backend_pid()").fetchone()[0]
+
+    def bump(txn) -> None:
+        txn.execute(BUMP, (box,))
+
+    first = await store._engine.write(pid, inline=True)
+    with psycopg.connect(store.url, autocommit=True) as other:
+        other.execute("SELECT pg_terminate_backend(%s)", (first,))
+    with anyio.fail_after(5):
+        while store._engine._batches._conn.idle():  # noqa: ASYNC110 - the loss is seen by a reader callback
+            await anyio.sleep(0.01)  # ok: the server ends the backend asynchronously
+    before = (await store.get_mailbox_by_id(box)).highestmodseq
+    await store._engine.write(bump, inline=True)  # on a new connection
+    assert await store._engine.write(pid, inline=True) != first
+    assert (await store.get_mailbox_by_id(box)).highestmodseq == before + 1
