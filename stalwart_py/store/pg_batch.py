@@ -148,6 +148,7 @@ class LoopBatches:
     def _abandon(self, jobs: list[_Job], exc: BaseException) -> None:
         self._pending.clear()
         error = exc if isinstance(exc, Exception) else RuntimeError("the store is closing")
+        jobs = [job for job in jobs if not job.done.done()]  # not those told already
         for job in jobs:
             job.result, job.error = None, error
         self._engine._finish(jobs, set())

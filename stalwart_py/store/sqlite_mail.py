@@ -16,8 +16,10 @@ from collections.abc import Sequence
 from stalwart_py.store.base import FlagMode
 from stalwart_py.store.blobs import (
     INLINE_DELIVERIES,
+    PreparedBlob,
     add_reference,
     put_blob,
+    put_blob_with_message,
     release_blob,
     release_mailbox_blobs,
 )
@@ -135,6 +137,29 @@ def _insert_message(
     )
     txn.touched.add(mailbox_id)
     return MessageInfo(uid, modseq, join_flags(bits, keywords), internaldate, size, blob_id)
+
+
+def _file_copy(
+    txn: Txn,
+    mailbox_id: int,
+    blob: PreparedBlob,
+    blob_id: int | None,
+    size: int,
+    flags: frozenset[str],
+) -> MessageInfo:
+    """A delivered copy: its body stored (the first copy, ``blob_id`` None) or referenced once
+    more, and its message row. On PostgreSQL a first copy's new body and its message row are
+    one statement (``put_blob_with_message``)."""
+    bits, keywords = split_flags(flags)
+    if blob_id is None:
+        row = put_blob_with_message(txn, blob, mailbox_id, (bits, keywords, txn.now, size))
+        if row is not None and row[1] is not None:
+            txn.touched.add(mailbox_id)
+            return MessageInfo(row[1], row[2], join_flags(bits, keywords), txn.now, size, row[0])
+        blob_id = put_blob(txn, blob) if row is None else row[0]
+    else:
+        add_reference(txn, blob_id)
+    return _insert_message(txn, mailbox_id, blob_id, size, bits, keywords, txn.now)
 
 
 def _bump_modseq(txn: Txn, mailbox_id: int) -> int:
@@ -326,14 +351,8 @@ class MailMixin(BlobsMixin):
                 try:
                     mailbox = _delivery_mailbox(txn, delivery)
                     _charge_quota(txn, delivery.account_id, len(data))
-                    if blob_id is None:
-                        blob_id = put_blob(txn, blob)
-                    else:
-                        add_reference(txn, blob_id)
-                    bits, keywords = split_flags(delivery.flags)
-                    info = _insert_message(
-                        txn, mailbox.id, blob_id, len(data), bits, keywords, txn.now
-                    )
+                    info = _file_copy(txn, mailbox.id, blob, blob_id, len(data), delivery.flags)
+                    blob_id = info.blob_id
                     outcomes.append(DeliveryOutcome(info.uid))
                 except StoreError as exc:
                     txn.execute("ROLLBACK TO delivery")

@@ -147,3 +147,29 @@ async def test_a_lost_batch_connection_is_replaced(nodes):
     await store._engine.write(bump, inline=True)  # on a new connection
     assert await store._engine.write(pid, inline=True) != first
     assert (await store.get_mailbox_by_id(box)).highestmodseq == before + 1
+
+
+async def test_a_delivered_body_and_its_message_row_are_one_statement_or_the_usual_two(nodes):
+    """``put_blob_with_message``: a new body with its sort fields and first copy; a body stored
+    already takes a reference and no UID more; the other copies reference the first."""
+    store, other = nodes
+    await store.add_domain("example.test")
+    bob = await store.add_account("bob@example.test", "h", None)
+    eve = await store.add_account("eve@example.test", "h", None)
+    data = message(1)
+    two = [LocalDelivery(bob.id), LocalDelivery(eve.id, flags=frozenset({"\\Seen"}))]
+    first = await store.deliver(data, two)
+    again = await other.deliver(data, [LocalDelivery(bob.id)])  # the same body, stored
+    assert [o.uid for o in first] == [1, 1] and [o.uid for o in again] == [2]
+    box = await store.get_mailbox(bob.id, "INBOX")
+    listed = await store.messages(box.id)
+    assert [m.uid for m in listed] == [1, 2] and listed[0].blob_id == listed[1].blob_id
+    assert (await store.get_mailbox(bob.id, "INBOX")).uidnext == 3
+    eves = await store.messages((await store.get_mailbox(eve.id, "INBOX")).id)
+    assert eves[0].flags == frozenset({"\\Seen"}) and eves[0].blob_id == listed[0].blob_id
+    refs = await store._engine.read(
+        lambda c: c.execute("SELECT refs FROM blobs WHERE id = ?", (listed[0].blob_id,)).fetchone()
+    )
+    assert refs == (3,)
+    assert (await store.sort_fields([listed[0].blob_id]))[listed[0].blob_id].subject == "message 1"
+    assert await store.integrity_check() == "ok"
