@@ -413,13 +413,7 @@ class Engine:
         runs again in a transaction of its own, after this one released its locks."""
         for attempt in range(MAX_ATTEMPTS):
             touched, owners, listings = self._transaction(conn, batch)
-            again = [
-                job
-                for job in batch
-                if attempt + 1 < MAX_ATTEMPTS
-                and job.error is not None
-                and self._transient(job.error)
-            ]
+            again = self._again(batch, attempt + 1)
             finished = [job for job in batch if job not in again]
             self.batches += 1
             self.writes += len(finished)
@@ -428,10 +422,16 @@ class Engine:
                 self._loop.call_soon_threadsafe(self._finish, finished, touched, owners, listings)
             if not again:
                 return
-            log.info("store: %d writes run again after %s", len(again), again[0].error)
-            for job in again:
-                job.result, job.error = None, None
             batch = again
+
+    def _again(self, batch: list[_Job], runs: int) -> list[_Job]:
+        """Of ``batch`` (run ``runs`` times), the writes to run again (``_transient``), reset."""
+        again = [j for j in batch if runs < MAX_ATTEMPTS and j.error and self._transient(j.error)]
+        if again:
+            log.info("store: %d writes run again after %s", len(again), again[0].error)
+        for job in again:
+            job.result, job.error = None, None
+        return again
 
     def _transient(self, error: BaseException) -> bool:
         """Whether a write that failed so succeeds if run again (SQLite: never)."""

@@ -158,13 +158,7 @@ class LoopBatches:
         engine = self._engine
         for attempt in range(MAX_ATTEMPTS):
             touched, owners, listings, moved = await self._transaction(batch)
-            again = [
-                job
-                for job in batch
-                if attempt + 1 < MAX_ATTEMPTS
-                and job.error is not None
-                and engine._transient(job.error)
-            ]
+            again = engine._again(batch, attempt + 1)
             finished = [job for job in batch if job not in again and job not in moved]
             engine.batches += 1
             engine.writes += len(finished)
@@ -173,9 +167,6 @@ class LoopBatches:
                 engine._queue.put(job)
             if not again:
                 return
-            log.info("store: %d writes run again after %s", len(again), again[0].error)
-            for job in again:
-                job.result, job.error = None, None
             batch = again
 
     async def _connection(self) -> LoopConnection:

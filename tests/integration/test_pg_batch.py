@@ -77,38 +77,6 @@ async def test_an_inline_write_asking_for_more_than_execute_goes_to_the_writer_t
     assert (await store.get_mailbox_by_id(box)).highestmodseq == before + 1
 
 
-async def test_an_inline_write_chosen_as_a_deadlock_victim_runs_again(nodes):
-    a, b = nodes
-    await a.add_domain("example.test")
-    account = await a.add_account("bob@example.test", "h", None)
-    first = (await a.get_mailbox(account.id, "INBOX")).id
-    second = (await a.get_mailbox(account.id, "Sent")).id
-    both_hold_one = threading.Barrier(2, timeout=10)
-    waited: set[int] = set()
-    committed: list[int] = []
-
-    def locking(one: int, other: int):
-        def write(txn) -> int:
-            txn.execute(BUMP, (one,))
-            if one not in waited:  # once (the replay runs these lines again): both hold one
-                waited.add(one)
-                both_hold_one.wait()
-            txn.execute(BUMP, (other,))
-            return one
-
-        return write
-
-    async def run(store, func, inline: bool) -> None:
-        committed.append(await store._engine.write(func, inline=inline))
-
-    async with anyio.create_task_group() as group:
-        group.start_soon(run, a, locking(first, second), True)  # on the loop
-        group.start_soon(run, b, locking(second, first), False)  # in b's writer thread
-    assert sorted(committed) == sorted([first, second])
-    assert (await a.get_mailbox(account.id, "INBOX")).highestmodseq == 3
-    assert (await a.get_mailbox(account.id, "Sent")).highestmodseq == 3
-
-
 async def test_deliveries_on_the_loop_keep_uids_dense_and_quotas_exact(nodes):
     a, b = nodes
     await a.add_domain("example.test")
