@@ -136,6 +136,10 @@ class QueueManager:
         self._finished: dict[int, int] = {}
         self._scans = 0
         self._active_scans: set[int] = set()
+        # One scan at a time: a scan started while another is between leasing its recipients
+        # and taking them as jobs would find them leased and no job yet, and a flush then
+        # returned before they were tried (on PostgreSQL, where leasing is a round trip).
+        self._scanning = anyio.Lock()
         self._wakeup = anyio.Event()
         self._idle = anyio.Event()
         self._task_group: TaskGroup | None = None
@@ -278,19 +282,20 @@ class QueueManager:
     async def scan(self) -> None:
         """Turn the recipients due now into jobs for their destinations' workers (none
         while ``queue.hold`` is on)."""
-        await self._memory.retry_unwritten()
-        await self._renew_leases()
-        if self.settings.hold:
-            return
-        self._scans += 1
-        scan = self._scans
-        self._active_scans.add(scan)
-        try:
-            await self._scan(scan)
-        finally:
-            self._active_scans.discard(scan)
-            oldest = min(self._active_scans, default=self._scans + 1)
-            self._finished = {k: v for k, v in self._finished.items() if v >= oldest}
+        async with self._scanning:
+            await self._memory.retry_unwritten()
+            await self._renew_leases()
+            if self.settings.hold:
+                return
+            self._scans += 1
+            scan = self._scans
+            self._active_scans.add(scan)
+            try:
+                await self._scan(scan)
+            finally:
+                self._active_scans.discard(scan)
+                oldest = min(self._active_scans, default=self._scans + 1)
+                self._finished = {k: v for k, v in self._finished.items() if v >= oldest}
 
     async def _renew_leases(self) -> None:
         """Renew the leases of the jobs under way, every third of ``queue.lease-time`` (the
