@@ -6,6 +6,7 @@ import io
 import re
 import sqlite3
 import sys
+from pathlib import Path
 
 import anyio
 import pytest
@@ -17,8 +18,11 @@ from stalwart_py.passwords import verify_password
 from stalwart_py.queue.dkim import make_key
 from stalwart_py.sasl import AuthFailed
 from stalwart_py.store.sqlite import DATABASE_FILE, SqliteStore
+from tests.support.nodes import configured_store
 from tests.support.servers import ServerProcess, write_config
 
+# The directory of a command's process: no delay after a failed login (the test makes some).
+NO_DELAY = DirectorySettings(throttle=ThrottleSettings(failure_delay=0))
 # What a server started on the data directory needs besides: a listener.
 SERVED = (
     '[server]\nhostname = "mx.example.test"\n\n'
@@ -114,6 +118,7 @@ def test_domains_accounts_and_aliases(capsys, config, monkeypatch):
 EVIL = "e.x/../../../../evil"
 
 
+@pytest.mark.own_store_backend("puts a domain in the SQLite file behind the directory's back")
 def test_hostile_names_are_refused_by_every_command(capsys, config, monkeypatch):
     """The field failure: a domain named like a path was added, and ``dkim generate`` then
     wrote its key outside the data directory. Names are checked when they are added, and a
@@ -160,18 +165,14 @@ def test_the_first_start_creates_and_shows_an_administrator(tmp_path):
         assert shown is not None, running.log()
         address, password = shown.groups()
     assert address == "admin@mx.example.test"
-    assert verify_password(password, anyio.run(stored_secret, tmp_path / "var", address))
+    assert verify_password(password, anyio.run(stored_secret, path, address))
     with ServerProcess(path) as again:  # only the first time
         assert "Created the administrator" not in again.log()
 
 
-async def stored_secret(data_dir, address: str) -> str:
-    store = SqliteStore(data_dir)
-    await store.open()
-    try:
+async def stored_secret(config: Path, address: str) -> str:
+    async with configured_store(config) as store:
         return (await store.get_credentials(address)).secret
-    finally:
-        await store.close()
 
 
 def test_backup_while_a_server_runs(tmp_path, capsys):
@@ -200,7 +201,7 @@ async def backed_up_domains(directory) -> list[str]:
         await store.close()
 
 
-def test_app_passwords(capsys, config, monkeypatch, tmp_path):
+def test_app_passwords(capsys, config, monkeypatch):
     """``account app-password add|list|revoke``: the password shown once logs in over the
     protocols given, and no longer once revoked."""
     run(capsys, config, "domain", "add", "example.test")
@@ -231,10 +232,8 @@ def test_app_passwords(capsys, config, monkeypatch, tmp_path):
     assert password not in out
 
     async def logins() -> list[bool]:
-        store = SqliteStore(tmp_path / "var")
-        await store.open()
-        directory = Directory(store, DirectorySettings(throttle=ThrottleSettings(failure_delay=0)))
-        try:
+        async with configured_store(config) as store:
+            directory = Directory(store, NO_DELAY)
             results = []
             for protocol in ("imap", "smtp", None):
                 try:
@@ -243,8 +242,6 @@ def test_app_passwords(capsys, config, monkeypatch, tmp_path):
                 except AuthFailed:
                     results.append(False)
             return results
-        finally:
-            await store.close()
 
     assert anyio.run(logins) == [True, False, False]  # IMAP only: not SMTP, not HTTP
     revoke = ("account", "app-password", "revoke", "bob@example.test")
@@ -257,7 +254,7 @@ def test_app_passwords(capsys, config, monkeypatch, tmp_path):
     assert code == 1 and f"no app password {number}" in err
 
 
-def test_two_factor_status_and_disable(capsys, config, monkeypatch, tmp_path):
+def test_two_factor_status_and_disable(capsys, config, monkeypatch):
     """``account two-factor status|disable``: the administrator's way out for an account that
     lost its phone and its recovery codes; the own password then opens IMAP again."""
     from tests.support.totp import rfc6238
@@ -269,13 +266,9 @@ def test_two_factor_status_and_disable(capsys, config, monkeypatch, tmp_path):
     assert run(capsys, config, *status)[1] == "disabled\n"
 
     async def directory_do(action):
-        store = SqliteStore(tmp_path / "var")
-        await store.open()
-        directory = Directory(store, DirectorySettings(throttle=ThrottleSettings(failure_delay=0)))
-        try:
+        async with configured_store(config) as store:
+            directory = Directory(store, NO_DELAY)
             return await action(directory, (await store.get_account("bob@example.test")).id)
-        finally:
-            await store.close()
 
     async def start(directory, account_id):
         return await directory.two_factor.start(account_id, "bob@example.test", "mx")

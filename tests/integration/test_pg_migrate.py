@@ -26,6 +26,9 @@ from stalwart_py.queue.dkim import generate_key, stored_keys  # noqa: E402
 from stalwart_py.store import pg_migrate  # noqa: E402  # needs psycopg
 from tests.support.dkim_keys import legacy_key_file  # noqa: E402
 
+# Each server here is on the backend the test names: a SQLite source, a PostgreSQL target.
+pytestmark = pytest.mark.own_store_backend("moves a SQLite store to PostgreSQL: names both")
+
 SMTP = '\n[server.listener.smtp]\nbind = "127.0.0.1:0"\nprotocol = "smtp"\n' + CHECKS_OFF
 SCRIPT = 'require "fileinto";\nif header :contains "subject" "file me" { fileinto "Filed"; }\n'
 

@@ -32,7 +32,7 @@ from stalwart_py import cli
 from stalwart_py.certificates import CertificateStore
 from tests.integration.test_certificates_store import ACME_IDENTIFIER, challenge_certificate
 from tests.support.mail_peers import dkim_key_lookup, txt_text
-from tests.support.nodes import node_config, node_pair, queue_tables
+from tests.support.nodes import certificates_of, node_config, node_pair, queue_tables
 from tests.support.queue_world import outside_world
 from tests.support.servers import WAIT, ServerProcess
 from tests.support.smtp import CHECKS_OFF
@@ -129,18 +129,8 @@ def handshake(node: ServerProcess, context: ssl.SSLContext) -> x509.Certificate:
 
 async def on_node_a(config_a: Path, work) -> None:
     """``work(certificates, store)`` with A's store and data directory (A's node id)."""
-    from stalwart_py.server import load
-    from stalwart_py.store import create_store
-
-    config = load(config_a)
-    store = create_store(config.storage)
-    await store.open()
-    try:
-        certificates = CertificateStore(config.storage.data_dir)
-        certificates.store = store
-        await work(certificates, store)
-    finally:
-        await store.close()
+    async with certificates_of(config_a) as certificates:
+        await work(certificates, certificates.store)
 
 
 def test_a_certificate_installed_on_a_is_served_by_b(postgres, tmp_path, ca):

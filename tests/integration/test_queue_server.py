@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+from pathlib import Path
 
 import anyio
 import pytest
@@ -10,8 +11,8 @@ import pytest
 from protocols.smtp import Smtp
 from stalwart_py import cli
 from stalwart_py.store import OutboundMessage, QueuedRecipient
-from stalwart_py.store.sqlite import SqliteStore
 from tests.support.mail_peers import Peer, ZoneServer, background_loop
+from tests.support.nodes import configured_store
 from tests.support.queue_world import MESSAGE
 from tests.support.servers import InProcessServer, ServerProcess, write_config
 
@@ -33,7 +34,8 @@ def outside():
         portal.call(zone.close)
 
 
-def config_text(zone: ZoneServer, peer: Peer) -> str:
+def config_text(zone: ZoneServer, peer: Peer, queue: str = "") -> str:
+    """``queue``: more keys of the [queue] table."""
     return f"""
 [server]
 hostname = "mail.example.test"
@@ -44,6 +46,7 @@ port = {peer.port}
 retry = ["1h"]
 command-timeout = "20s"
 data-timeout = "20s"
+{queue}
 
 [queue.dns]
 nameservers = ["127.0.0.1:{zone.port}"]
@@ -54,17 +57,16 @@ protocol = "smtp"
 """
 
 
-def enqueue_offline(data_dir, *recipients: str) -> int:
+def enqueue_offline(config: Path, *recipients: str) -> int:
+    """Queue MESSAGE as a command would, with no server running: into the store (either
+    backend) of the configuration file ``config``."""
+
     async def main() -> int:
-        store = SqliteStore(data_dir)
-        await store.open()
-        try:
+        async with configured_store(config) as store:
             message = OutboundMessage(
                 "alice@example.test", tuple(QueuedRecipient(r) for r in recipients)
             )
             return await store.enqueue(MESSAGE, message)
-        finally:
-            await store.close()
 
     return anyio.run(main)
 
@@ -106,10 +108,14 @@ def enqueue_offline_in(server: InProcessServer, *recipients: str) -> int:
 
 
 def test_a_crash_while_delivering_loses_nothing(tmp_path, outside):
+    """The killed process's lease on the recipient is ended by the next start on SQLite (one
+    runner per data directory); on PostgreSQL it lapses (``lease-time``, short here), as
+    another process or node of the cluster may still run (docs/postgresql.md)."""
     _portal, zone, peer = outside
     peer.stall_data = True
-    path = write_config(tmp_path, config_text(zone, peer))
-    enqueue_offline(tmp_path / "var", "bob@remote.test")
+    leases = 'lease-time = "3s"\npoll-interval = "1s"'
+    path = write_config(tmp_path, config_text(zone, peer, leases))
+    enqueue_offline(path, "bob@remote.test")
     with ServerProcess(path) as process:
         peer.wait_stalled()  # the message is on the wire, its DATA not yet answered
         process.signal(signal.SIGKILL)
@@ -123,7 +129,7 @@ def test_a_crash_while_delivering_loses_nothing(tmp_path, outside):
 def test_queue_delete_and_unknown_ids(tmp_path, outside, capsys):
     _portal, zone, peer = outside
     path = write_config(tmp_path, config_text(zone, peer))
-    queue_id = enqueue_offline(tmp_path / "var", "bob@remote.test")
+    queue_id = enqueue_offline(path, "bob@remote.test")
     assert run_cli(capsys, path, "queue", "delete", str(queue_id)) == (0, f"deleted {queue_id}\n")
     code, out = run_cli(capsys, path, "queue", "delete", str(queue_id))
     assert (code, out) == (1, f"stalwart-py: no queued message {queue_id}\n")
@@ -159,7 +165,7 @@ def test_dkim_generate_prints_the_record_and_signs(tmp_path, outside, capsys):
     assert not (tmp_path / "var" / "dkim").exists()  # in the store, not a file
     code, out = run_cli(capsys, path, "dkim", "list")
     assert out.startswith("example.test\ts1\ted25519-sha256\tstore\n")
-    enqueue_offline(tmp_path / "var", "bob@remote.test")
+    enqueue_offline(path, "bob@remote.test")
     with InProcessServer(path, SMTP):
         [message] = peer.wait_for(1)
     assert message.data.startswith(b"DKIM-Signature: v=1; a=ed25519-sha256; c=relaxed/relaxed;")

@@ -20,8 +20,7 @@ import anyio
 import pytest
 
 from stalwart_py import cli
-from stalwart_py.store.sqlite import SqliteStore
-from tests.support.nodes import add_accounts, node_config
+from tests.support.nodes import add_accounts, configured_store, node_config
 from tests.support.servers import WAIT, ServerProcess, write_config
 
 USER = "alice@example.test"
@@ -63,17 +62,16 @@ def worker_of(server: ServerProcess, local_port: int) -> int:
     raise AssertionError(f"no log line for the connection from port {local_port}")
 
 
-def stored_message_ids(data_dir: Path) -> list[str]:
+def stored_message_ids(config: Path) -> list[str]:
+    """The numbers of the messages in USER's INBOX, read from the store (either backend) of
+    the server whose configuration file is ``config``."""
+
     async def read() -> list[str]:
-        store = SqliteStore(data_dir)
-        await store.open()
-        try:
+        async with configured_store(config) as store:
             account = await store.get_account(USER)
             box = await store.get_mailbox(account.id, "INBOX")
             infos = await store.messages(box.id)
             blobs = await store.read_blobs([info.blob_id for info in infos])
-        finally:
-            await store.close()
         return [
             re.search(rb"Message-ID: <(\d+)@workers", blobs[i.blob_id]).group(1).decode()
             for i in infos
@@ -104,7 +102,6 @@ def test_two_workers_share_the_sockets_bound_once(tmp_path):
 
 
 def test_a_killed_worker_is_replaced_and_nothing_acknowledged_is_lost(tmp_path):
-    data_dir = tmp_path / "var"
     acknowledged: list[str] = []
     stop = threading.Event()
 
@@ -125,7 +122,8 @@ def test_a_killed_worker_is_replaced_and_nothing_acknowledged_is_lost(tmp_path):
             assert time.monotonic() < deadline, f"{len(acknowledged)} of {count} acknowledged"
             time.sleep(0.01)  # ok: polls the sender thread's list, within a deadline
 
-    with ServerProcess(workers_config(tmp_path)) as server:
+    config = workers_config(tmp_path)
+    with ServerProcess(config) as server:
         victim = server.ready["workers"][1]
         sender = threading.Thread(target=send_in_a_loop, args=(server.address("smtp"),))
         sender.start()
@@ -140,7 +138,7 @@ def test_a_killed_worker_is_replaced_and_nothing_acknowledged_is_lost(tmp_path):
             stop.set()
             sender.join()
         assert f"worker 1 (pid {victim}) killed by signal 9; starting another" in server.log()
-    stored = stored_message_ids(data_dir)
+    stored = stored_message_ids(config)
     assert sorted(set(acknowledged) - set(stored)) == []
     assert len(stored) == len(set(stored))
 

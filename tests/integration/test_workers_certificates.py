@@ -2,50 +2,33 @@
 by every worker at the next handshake (not at the next reload), and a TLS-ALPN-01 challenge
 set in one process is answered by whichever worker the CA's connection reaches.
 
-The installing process here is the test itself, on the same data directory: it installs
-through ``CertificateStore`` into the store, whose write announces it (``CERTIFICATES_CHANNEL``
-in the batch's change set), exactly as the worker holding the ``acme`` lease does after an
-order. Each worker hears of it by the datagram sent with the commit and then reads the rows (a
-read of the store, so a handshake in the few milliseconds before may still get the old
-certificate): the tests wait for each worker's log line saying it is in force, then shake
-hands. (Across nodes: tests/integration/test_pg_node_state.py.)"""
+The installing process here is the test itself, on the same data directory and the store the
+workers' configuration names (SQLite, or PostgreSQL with ``--store-backend postgresql``): it
+installs through ``CertificateStore`` into the store, whose write announces it
+(``CERTIFICATES_CHANNEL`` in the batch's change set), exactly as the worker holding the ``acme``
+lease does after an order. Each worker hears of it by the datagram sent with the commit and
+then reads the rows (a read of the store, so a handshake in the few milliseconds before may
+still get the old certificate): the tests wait for each worker's log line saying it is in force,
+then shake hands. (Across nodes: tests/integration/test_pg_node_state.py.)"""
 
 from __future__ import annotations
 
-import contextlib
 import socket
 import ssl
 import time
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import anyio
 import pytest
 from cryptography import x509
 
-from stalwart_py.certificates import CertificateStore
-from stalwart_py.store.sqlite import SqliteStore
 from tests.integration.test_certificates_store import ACME_IDENTIFIER, challenge_certificate
 from tests.integration.test_workers import worker_of
-from tests.support.nodes import node_config
+from tests.support.nodes import certificates_of, node_config
 from tests.support.servers import WAIT, ServerProcess, write_config
 
 NAME = "mail.example.test"
 
 CONFIG = node_config(("imaps",), workers=2, server='shutdown-timeout = "1s"\n')
-
-
-@contextlib.asynccontextmanager
-async def another_process(data_dir: Path) -> AsyncIterator[CertificateStore]:
-    """A certificate store in this (test) process, on the workers' store."""
-    store = SqliteStore(data_dir)
-    await store.open()
-    try:
-        certificates = CertificateStore(data_dir)
-        certificates.store = store
-        yield certificates
-    finally:
-        await store.close()
 
 
 def wait_for_log(server: ServerProcess, text: str, count: int = 2) -> None:
@@ -85,18 +68,18 @@ def served_by_each(server: ServerProcess, alpn: list[str] | None = None) -> list
 @pytest.fixture
 def workers(tmp_path):
     with ServerProcess(write_config(tmp_path, CONFIG)) as server:
-        yield server, tmp_path / "var"
+        yield server, server.config_path
 
 
 def test_a_certificate_installed_by_one_process_is_served_by_both_workers(workers, ca):
-    server, data_dir = workers
+    server, config = workers
     assert all(leaf.issuer == leaf.subject for leaf in served_by_each(server))  # self-signed
     issued = ca.issue_cert(NAME)
     chain = b"".join(blob.bytes() for blob in issued.cert_chain_pems)
     leaf_pem = issued.cert_chain_pems[0].bytes()
 
     async def install() -> None:
-        async with another_process(data_dir) as certificates:
+        async with certificates_of(config) as certificates:
             await certificates.install("acme-one", chain, issued.private_key_pem.bytes())
 
     anyio.run(install)
@@ -107,12 +90,12 @@ def test_a_certificate_installed_by_one_process_is_served_by_both_workers(worker
     assert "reloaded" not in server.log()
 
 
-def test_a_tls_alpn_01_challenge_set_in_one_process_is_answered_by_both(workers):
-    server, data_dir = workers
+def test_a_tls_alpn_01_challenge_set_in_one_process_is_answered_by_both(workers, tmp_path):
+    server, config = workers
     cert_pem, key_pem, digest = challenge_certificate(NAME, "token.thumbprint")
 
     async def challenge() -> None:
-        async with another_process(data_dir) as certificates:
+        async with certificates_of(config) as certificates:
             await certificates.set_alpn_challenge(NAME, cert_pem, key_pem)
             await anyio.to_thread.run_sync(check_answered)
             await certificates.clear_alpn_challenge(NAME)
@@ -131,7 +114,7 @@ def test_a_tls_alpn_01_challenge_set_in_one_process_is_answered_by_both(workers)
             assert ACME_IDENTIFIER not in _oids(leaf)
 
     anyio.run(challenge)
-    assert not (data_dir / "acme").exists()  # in the store, not in files
+    assert not (tmp_path / "var" / "acme").exists()  # in the store, not in files
 
 
 def _oids(leaf: x509.Certificate) -> list[x509.ObjectIdentifier]:
@@ -141,14 +124,14 @@ def _oids(leaf: x509.Certificate) -> list[x509.ObjectIdentifier]:
 def test_a_worker_started_while_a_challenge_is_pending_answers_it(tmp_path):
     """Worker 1 starts after worker 0 may have set its challenge (and announced it before
     worker 1 listened): the store's challenges are read at start."""
-    data_dir = tmp_path / "var"
+    config = write_config(tmp_path, CONFIG)  # first: it names the store (either backend)
     cert_pem, key_pem, digest = challenge_certificate(NAME, "token.thumbprint")
 
     async def challenge() -> None:
-        async with another_process(data_dir) as certificates:
+        async with certificates_of(config) as certificates:
             await certificates.set_alpn_challenge(NAME, cert_pem, key_pem)  # nobody to tell
 
     anyio.run(challenge)
-    with ServerProcess(write_config(tmp_path, CONFIG)) as server:
+    with ServerProcess(config) as server:
         for leaf in served_by_each(server, ["acme-tls/1"]):
             assert leaf.extensions.get_extension_for_oid(ACME_IDENTIFIER).value.value == digest

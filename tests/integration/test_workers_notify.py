@@ -17,7 +17,6 @@ from pathlib import Path
 import anyio
 import pytest
 
-from stalwart_py.store.sqlite import SqliteStore
 from tests.integration.imap_support import Raw
 from tests.integration.test_workers import (
     PASSWORD,
@@ -27,6 +26,7 @@ from tests.integration.test_workers import (
     worker_of,
     workers_config,
 )
+from tests.support.nodes import configured_store
 from tests.support.servers import WAIT, ServerProcess
 
 PERSONAL = "(personal (MessageNew MessageExpunge FlagChange MailboxName SubscriptionChange))"
@@ -62,16 +62,14 @@ def deliver_through(server: ServerProcess, not_in: int, n: int) -> None:
     raise AssertionError("every SMTP connection went to one worker")
 
 
-def store_from_another_process(data_dir: Path, mailbox: str, data: bytes) -> None:
+def store_from_another_process(config: Path, mailbox: str, data: bytes) -> None:
+    """Append ``data`` as a command would: the server's store (either backend), opened here."""
+
     async def run() -> None:
-        store = SqliteStore(data_dir)
-        await store.open()
-        try:
+        async with configured_store(config) as store:
             account = await store.get_account(USER)
             box = await store.get_mailbox(account.id, mailbox)
             await store.append(box.id, data)
-        finally:
-            await store.close()
 
     anyio.run(run)
 
@@ -85,9 +83,7 @@ def heard(listener: Raw, change: Callable[[], None]) -> bytes:
     return line
 
 
-def test_notify_in_one_worker_hears_changes_made_in_the_other_and_by_another_process(
-    server, tmp_path
-):
+def test_notify_in_one_worker_hears_changes_made_in_the_other_and_by_another_process(server):
     a, worker = session(server)
     b, _ = session(server, not_in=worker)
     with a, b:
@@ -107,7 +103,7 @@ def test_notify_in_one_worker_hears_changes_made_in_the_other_and_by_another_pro
         created = heard(a, lambda: b.command("CREATE Projects"))
         assert created == b'* LIST (\\HasNoChildren) "/" "Projects"'
         data = b"Subject: stored\r\n\r\nby another process\r\n"
-        status = heard(a, lambda: store_from_another_process(tmp_path / "var", "Projects", data))
+        status = heard(a, lambda: store_from_another_process(server.config_path, "Projects", data))
         assert re.fullmatch(rb'\* STATUS "?Projects"? \(.*MESSAGES 1 .*\)', status), status
         b.command("STORE 1 +FLAGS (\\Deleted)")
         assert plain(a.line()) == b"* 1 FETCH (UID 1 FLAGS (\\Flagged \\Deleted))"
