@@ -15,8 +15,8 @@ its start. Only writes marked ``inline`` (a delivery, an APPEND, a queue entry o
 body) come here: their functions compute from their arguments and their statements' rows, and
 change nothing but the ``Txn`` (made anew for each run), so running their first lines again is
 only a little CPU. ``executemany`` runs a statement per row. A function that asks for more
-(a connection attribute), or runs other statements on a second run than on the first, is
-undone to its savepoint and handed to the writer thread instead.
+(a connection attribute), runs other statements on a second run than on the first, or more
+than ``MAX_REPLAYED``, is undone to its savepoint and handed to the writer thread instead.
 
 What the writer thread guarantees holds here the same way: each write in its SAVEPOINT, one
 transaction per batch, the change set's NOTIFY inside it, every caller woken only after
@@ -49,6 +49,10 @@ if TYPE_CHECKING:
 log = logging.getLogger("stalwart_py.store")
 
 _DEFERRED = ("RELEASE ", "SAVEPOINT ", "BEGIN")
+# Statements (savepoints included) a write may run here before it goes to the writer thread:
+# each runs its function again from the start, so a write of many statements (a delivery to
+# dozens of mailboxes) would cost the loop their square; ~12 copies of a delivery fit.
+MAX_REPLAYED = 64
 
 
 class _Unsupported(BaseException):
@@ -212,6 +216,8 @@ class LoopBatches:
                 if replay.pending is None:
                     return result
             pending = replay.pending
+            if len(answers) >= MAX_REPLAYED:
+                raise _Unsupported(pending.sql)
             answers.append((pending.sql, await self._execute(pending.sql, pending.params)))
 
     async def _statement(self, sql: str, params: Sequence[Any] = ()) -> Rows:

@@ -141,3 +141,18 @@ async def test_a_delivered_body_and_its_message_row_are_one_statement_or_the_usu
     assert refs == (3,)
     assert (await store.sort_fields([listed[0].blob_id]))[listed[0].blob_id].subject == "message 1"
     assert await store.integrity_check() == "ok"
+
+
+async def test_a_write_of_many_statements_goes_to_the_writer_thread(nodes):
+    """A delivery to many mailboxes would replay too long on the loop (``MAX_REPLAYED``)."""
+    store, _other = nodes
+    await store.add_domain("example.test")
+    accounts = [await store.add_account(f"u{n}@example.test", "h", None) for n in range(20)]
+    before = store._engine.batches
+    outcomes = await store.deliver(message(1), [LocalDelivery(a.id) for a in accounts])
+    assert [o.uid for o in outcomes] == [1] * 20
+    assert store._engine.batches == before + 2  # the loop's, undone, then the thread's
+    for account in accounts:
+        box = await store.get_mailbox(account.id, "INBOX")
+        assert [m.uid for m in await store.messages(box.id)] == [1]
+    assert await store.integrity_check() == "ok"
