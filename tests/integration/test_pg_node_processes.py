@@ -175,13 +175,18 @@ def test_a_password_changed_on_a_is_refused_on_b_at_the_next_login(nodes):
     host, port = a.address("http")
     api = http.client.HTTPConnection(host, port, timeout=WAIT)
     token = base64.b64encode(f"{ADMIN}:{ADMIN_PASSWORD}".encode()).decode()
-    api.request(
-        "PATCH",
-        f"/api/accounts/{CHANGED}",
-        body=json.dumps({"password": NEW_PASSWORD}),
-        headers={"Authorization": f"Basic {token}", "Content-Type": "application/json"},
-    )
-    response = api.getresponse()
+    try:
+        api.request(
+            "PATCH",
+            f"/api/accounts/{CHANGED}",
+            body=json.dumps({"password": NEW_PASSWORD}),
+            headers={"Authorization": f"Basic {token}", "Content-Type": "application/json"},
+        )
+        response = api.getresponse()
+    except (http.client.HTTPException, ConnectionError) as exc:
+        # Seen once under load (RemoteDisconnected), not reproduced in 74 runs since: the
+        # node's side of it (its debug log says how the session ended) for the next time.
+        raise AssertionError(f"{exc!r}; node a's log ends:\n{a.log()[-20000:]}") from exc
     assert response.status == 200, response.read()
     api.close()
     assert not login_ok(b, CHANGED, PASSWORD)
