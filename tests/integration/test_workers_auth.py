@@ -9,13 +9,11 @@ each having cached the old password before the change.
 
 from __future__ import annotations
 
-import base64
-import http.client
 import imaplib
-import json
 
 from stalwart_py import cli
 from tests.integration.test_workers import PASSWORD, USER, worker_of, workers_config
+from tests.support.nodes import change_password
 from tests.support.servers import WAIT, ServerProcess
 
 ADMIN, ADMIN_PASSWORD = "admin@example.test", "admin password of the test"
@@ -68,17 +66,6 @@ def test_a_password_changed_in_one_worker_is_in_force_in_both_at_once(tmp_path):
     with ServerProcess(config) as server:
         # both workers have verified (and cached) the old password
         assert logins_in_each_worker(server, PASSWORD) == {0: True, 1: True}
-        host, port = server.address("http")
-        api = http.client.HTTPConnection(host, port, timeout=WAIT)
-        token = base64.b64encode(f"{ADMIN}:{ADMIN_PASSWORD}".encode()).decode()
-        api.request(
-            "PATCH",
-            f"/api/accounts/{USER}",
-            body=json.dumps({"password": NEW_PASSWORD}),
-            headers={"Authorization": f"Basic {token}", "Content-Type": "application/json"},
-        )
-        response = api.getresponse()
-        assert response.status == 200, response.read()
-        api.close()
+        change_password(server, (ADMIN, ADMIN_PASSWORD), USER, NEW_PASSWORD)
         assert logins_in_each_worker(server, PASSWORD) == {0: False, 1: False}
         assert logins_in_each_worker(server, NEW_PASSWORD) == {0: True, 1: True}
