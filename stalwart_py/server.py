@@ -361,6 +361,8 @@ class Server:
             self.context.queue.configure(config.queue, config.dkim, config.report.tls)
         if self.context.acme is not None:
             self.context.acme.configure(config.acme)
+        if self._link is not None:
+            self._link.forget_removed_sockets()
         log.info("reloaded %s: %s", self.config_path, _summary(report))
         self._announce("reloaded", changes=report.as_dict())
         return report

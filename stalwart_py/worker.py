@@ -133,14 +133,15 @@ class SupervisorLink:
         except (ConfigError, ApplyError) as exc:
             self._resolve(None, exc)
         else:
-            self._forget_removed_sockets()
             # answered when the supervisor says every worker has applied it (reload-done)
             self._applied = report
 
-    def _forget_removed_sockets(self) -> None:
+    def forget_removed_sockets(self) -> None:
         """Close this process's copies of the sockets of addresses the configuration no longer
         has: the registry closed its own, but a copy inherited at the fork would keep the port
-        listening, so that the kernel queued connections nobody accepts instead of refusing."""
+        listening, so that the kernel queued connections nobody accepts instead of refusing.
+        Called by ``Server.reload`` before it says "reloaded": once every worker has said it,
+        the supervisor closes its copy and the port refuses, so none may be left open then."""
         config = self.server.config
         wanted = {(lid, a) for lid, lsn in config.listeners.items() if lsn.enable for a in lsn.bind}
         for key in [key for key in self.role.sockets if key not in wanted]:
