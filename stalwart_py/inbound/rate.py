@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING
 
 from stalwart_py.config.types import IPAddress
 from stalwart_py.shared_table import HEADER, SharedTable
+from stalwart_py.store.model import database_failure
 
 if TYPE_CHECKING:
     from stalwart_py.store import Store
@@ -134,9 +135,11 @@ class NodesRate:
         ).digest()
         try:
             return await store.take_rate_token(digest, limit, self.clock())
-        except Exception as error:  # the database's failure, of whatever driver or socket
-            text = " ".join(str(error).split())  # libpq's are lines: one log line
-            raise RatesUnavailable(f"{type(error).__name__}: {text}") from error
+        except Exception as error:
+            line = database_failure(error)
+            if line is None:  # a bug, not the database: its traceback is wanted
+                raise
+            raise RatesUnavailable(line) from error
 
 
 def rate_key(scope: str, ip: IPAddress | None, ipv6_prefix: int = 64) -> str | None:
